@@ -1,0 +1,217 @@
+//! Event types shared by Kindling's eBPF programs (`agent-ebpf`) and its agent (`agent`).
+//!
+//! Every type here is `#[repr(C)]` and `Copy`, with explicit padding, so that the kernel side
+//! writes it into a ring buffer and user space reads it back byte for byte. With the `user`
+//! feature the types implement `aya::Pod` so user space can also put them into maps and globals.
+#![no_std]
+#![deny(missing_docs)]
+
+/// Length of a task's `comm` (kernel `TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// Size in bytes of the kernel ring buffer that carries [`TcpEvent`]s (a power of two).
+pub const EVENTS_RING_BYTES: u32 = 4 << 20;
+
+/// What a [`TcpEvent`] records.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpEventKind {
+    /// `sock:inet_sock_set_state` fired for a TCP socket.
+    StateChange = 1,
+    /// A `connect(2)` on a TCP socket returned; `ret` holds its result.
+    Connect = 2,
+    /// An `accept(2)`/`accept4(2)` returned a TCP socket; `ret` holds the new fd or an error.
+    Accept = 3,
+}
+
+impl TcpEventKind {
+    /// Decodes the raw `kind` byte of a [`TcpEvent`].
+    pub fn from_u8(raw: u8) -> Option<Self> {
+        match raw {
+            1 => Some(Self::StateChange),
+            2 => Some(Self::Connect),
+            3 => Some(Self::Accept),
+            _ => None,
+        }
+    }
+}
+
+/// `AF_INET`, as found in [`TcpEvent::family`].
+pub const AF_INET: u16 = 2;
+/// `AF_INET6`, as found in [`TcpEvent::family`].
+pub const AF_INET6: u16 = 10;
+
+/// Kernel TCP states (`include/net/tcp_states.h`).
+pub mod tcp_state {
+    /// TCP_ESTABLISHED
+    pub const ESTABLISHED: u8 = 1;
+    /// TCP_SYN_SENT
+    pub const SYN_SENT: u8 = 2;
+    /// TCP_SYN_RECV
+    pub const SYN_RECV: u8 = 3;
+    /// TCP_FIN_WAIT1
+    pub const FIN_WAIT1: u8 = 4;
+    /// TCP_FIN_WAIT2
+    pub const FIN_WAIT2: u8 = 5;
+    /// TCP_TIME_WAIT
+    pub const TIME_WAIT: u8 = 6;
+    /// TCP_CLOSE
+    pub const CLOSE: u8 = 7;
+    /// TCP_CLOSE_WAIT
+    pub const CLOSE_WAIT: u8 = 8;
+    /// TCP_LAST_ACK
+    pub const LAST_ACK: u8 = 9;
+    /// TCP_LISTEN
+    pub const LISTEN: u8 = 10;
+    /// TCP_CLOSING
+    pub const CLOSING: u8 = 11;
+    /// TCP_NEW_SYN_RECV
+    pub const NEW_SYN_RECV: u8 = 12;
+}
+
+/// One TCP observation, written by the kernel side into the `TCP_EVENTS` ring buffer.
+///
+/// State changes carry the socket's addresses as the kernel sees them: `saddr`/`sport` are the
+/// local end, `daddr`/`dport` the remote one. Connect and accept events carry only the socket
+/// address `skaddr`; user space joins them to the state changes of the same socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TcpEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event fired.
+    pub ts_ns: u64,
+    /// Kernel address of the `struct sock`: the connection's identity while it lives.
+    pub skaddr: u64,
+    /// `tcp_sock.bytes_acked` when the socket entered TCP_CLOSE, else 0.
+    pub bytes_acked: u64,
+    /// `tcp_sock.bytes_received` when the socket entered TCP_CLOSE, else 0.
+    pub bytes_received: u64,
+    /// Process id (kernel tgid) of the current task.
+    pub pid: u32,
+    /// Thread id (kernel pid) of the current task.
+    pub tid: u32,
+    /// Syscall result for connect/accept events, else 0.
+    pub ret: i32,
+    /// Local port, host byte order.
+    pub sport: u16,
+    /// Remote port, host byte order.
+    pub dport: u16,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// A [`TcpEventKind`] as a byte.
+    pub kind: u8,
+    /// State before the change (state changes only), see [`tcp_state`].
+    pub old_state: u8,
+    /// State after the change (state changes only), see [`tcp_state`].
+    pub new_state: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 3],
+    /// Local address: 4 bytes for IPv4 (rest zero), 16 for IPv6.
+    pub saddr: [u8; 16],
+    /// Remote address, as `saddr`.
+    pub daddr: [u8; 16],
+    /// `comm` of the current task, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Byte offsets of the kernel struct fields the programs read, found in the running kernel's
+/// BTF by the agent at start and handed to the programs as a global (Rust eBPF has no CO-RE).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.files`
+    pub task_files: u64,
+    /// `files_struct.fdt`
+    pub files_fdt: u64,
+    /// `fdtable.fd`
+    pub fdtable_fd: u64,
+    /// `file.private_data`
+    pub file_private_data: u64,
+    /// `socket.sk`
+    pub socket_sk: u64,
+    /// `tcp_sock.bytes_received`
+    pub tcp_bytes_received: u64,
+    /// `tcp_sock.bytes_acked`
+    pub tcp_bytes_acked: u64,
+}
+
+/// Indexes of the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Events lost because the ring buffer was full (a failed reserve).
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Events whose kernel struct reads failed (socket gone, offsets wrong).
+    pub const READ_FAILED: u32 = 1;
+    /// Number of counters.
+    pub const COUNT: u32 = 2;
+}
+
+/// Field offsets in the tracepoints the programs read. Tracepoint formats are a kernel ABI; the
+/// agent still checks every offset against `/sys/kernel/tracing/events/*/*/format` before
+/// loading, and refuses to start on a mismatch instead of recording garbage.
+pub mod tp {
+    /// `sock/inet_sock_set_state` fields.
+    pub const INET_SOCK_SET_STATE: [(&str, usize); 11] = [
+        ("skaddr", set_state::SKADDR),
+        ("oldstate", set_state::OLDSTATE),
+        ("newstate", set_state::NEWSTATE),
+        ("sport", set_state::SPORT),
+        ("dport", set_state::DPORT),
+        ("family", set_state::FAMILY),
+        ("protocol", set_state::PROTOCOL),
+        ("saddr", set_state::SADDR),
+        ("daddr", set_state::DADDR),
+        ("saddr_v6", set_state::SADDR_V6),
+        ("daddr_v6", set_state::DADDR_V6),
+    ];
+
+    /// Offsets of `sock/inet_sock_set_state`.
+    pub mod set_state {
+        /// `const void *skaddr`
+        pub const SKADDR: usize = 8;
+        /// `int oldstate`
+        pub const OLDSTATE: usize = 16;
+        /// `int newstate`
+        pub const NEWSTATE: usize = 20;
+        /// `__u16 sport`
+        pub const SPORT: usize = 24;
+        /// `__u16 dport`
+        pub const DPORT: usize = 26;
+        /// `__u16 family`
+        pub const FAMILY: usize = 28;
+        /// `__u16 protocol`
+        pub const PROTOCOL: usize = 30;
+        /// `__u8 saddr[4]`
+        pub const SADDR: usize = 32;
+        /// `__u8 daddr[4]`
+        pub const DADDR: usize = 36;
+        /// `__u8 saddr_v6[16]`
+        pub const SADDR_V6: usize = 40;
+        /// `__u8 daddr_v6[16]`
+        pub const DADDR_V6: usize = 56;
+    }
+
+    /// Offset of the first argument of every `syscalls/sys_enter_*` tracepoint, and of `ret`
+    /// in every `syscalls/sys_exit_*` one.
+    pub const SYSCALL_ARG0: usize = 16;
+
+    /// The syscall tracepoints and the fields read from each.
+    pub const SYSCALLS: [(&str, &str, usize); 7] = [
+        ("sys_enter_connect", "fd", SYSCALL_ARG0),
+        ("sys_enter_connect", "uservaddr", SYSCALL_ARG0 + 8),
+        ("sys_exit_connect", "ret", SYSCALL_ARG0),
+        ("sys_enter_accept4", "fd", SYSCALL_ARG0),
+        ("sys_exit_accept4", "ret", SYSCALL_ARG0),
+        ("sys_enter_accept", "fd", SYSCALL_ARG0),
+        ("sys_exit_accept", "ret", SYSCALL_ARG0),
+    ];
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` integers and byte arrays, every bit pattern is valid, no padding
+// bytes left implicit.
+unsafe impl aya::Pod for TcpEvent {}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]` struct of u64s.
+unsafe impl aya::Pod for KernelOffsets {}
+
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 104);

@@ -1,0 +1,305 @@
+//! Struct member offsets from the running kernel's BTF (/sys/kernel/btf/vmlinux).
+//!
+//! Rust eBPF has no CO-RE relocations, so the few kernel struct fields the programs read are
+//! located here at start and handed to the programs as a global. This is a minimal reader of
+//! the BTF format (`Documentation/bpf/btf.rst`): it walks the type section once, indexes named
+//! structs, and resolves `struct.member`, descending into anonymous struct/union members.
+
+use std::collections::HashMap;
+
+use kindling_agent_common::KernelOffsets;
+
+/// Errors from reading BTF.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The BTF file could not be read.
+    #[error("cannot read kernel BTF at {path}: {source} (is CONFIG_DEBUG_INFO_BTF on?)")]
+    Read {
+        /// The path tried.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The blob is not BTF or is cut short.
+    #[error("malformed kernel BTF: {0}")]
+    Malformed(&'static str),
+    /// A struct or member the programs need does not exist in this kernel.
+    #[error("kernel BTF has no `{0}`: this kernel's layout is not supported")]
+    Missing(String),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+#[derive(Debug, Clone)]
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    bit_offset: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Type {
+    kind: u32,
+    /// Referenced type for typedef/const/volatile/restrict/type_tag.
+    type_id: u32,
+    members: Vec<Member>,
+}
+
+/// The types of one BTF blob, enough to resolve struct member offsets.
+#[derive(Debug)]
+pub struct KernelBtf {
+    /// Indexed by type id (id 0 is `void`).
+    types: Vec<Type>,
+    strings: Vec<u8>,
+    structs_by_name: HashMap<String, u32>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or(Error::Malformed("truncated"))
+}
+
+impl KernelBtf {
+    /// Reads the running kernel's BTF.
+    pub fn from_sys_fs() -> Result<Self> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&data)
+    }
+
+    /// Parses a little-endian BTF blob.
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
+            return Err(Error::Malformed("bad magic (not little-endian BTF)"));
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let section = |off: usize, len: usize, what| {
+            let start = hdr_len.checked_add(off).ok_or(Error::Malformed(what))?;
+            data.get(start..start.checked_add(len).ok_or(Error::Malformed(what))?)
+                .ok_or(Error::Malformed(what))
+        };
+        let types_bytes = section(type_off, type_len, "type section out of bounds")?;
+        let strings = section(str_off, str_len, "string section out of bounds")?.to_vec();
+
+        let mut types = vec![Type {
+            kind: 0,
+            type_id: 0,
+            members: Vec::new(),
+        }];
+        let mut structs_by_name = HashMap::new();
+        let mut pos = 0;
+        while pos < types_bytes.len() {
+            let name_off = u32_at(types_bytes, pos)?;
+            let info = u32_at(types_bytes, pos + 4)?;
+            let size_or_type = u32_at(types_bytes, pos + 8)?;
+            pos += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            let mut members = Vec::new();
+            let extra = match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_ARRAY => 12,
+                KIND_STRUCT | KIND_UNION => {
+                    for i in 0..vlen {
+                        let m = pos + i * 12;
+                        let raw_offset = u32_at(types_bytes, m + 8)?;
+                        members.push(Member {
+                            name_off: u32_at(types_bytes, m)?,
+                            type_id: u32_at(types_bytes, m + 4)?,
+                            // With kind_flag the top 8 bits hold a bitfield's size.
+                            bit_offset: if kind_flag { raw_offset & 0xff_ffff } else { raw_offset },
+                        });
+                    }
+                    vlen * 12
+                }
+                KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
+                KIND_DATASEC | KIND_ENUM64 => vlen * 12,
+                _ => 0,
+            };
+            pos += extra;
+            let id = types.len() as u32;
+            if kind == KIND_STRUCT && name_off != 0 {
+                let name = str_at(&strings, name_off);
+                // vmlinux BTF is deduplicated: one definition per struct name.
+                structs_by_name.entry(name.to_owned()).or_insert(id);
+            }
+            types.push(Type {
+                kind,
+                type_id: size_or_type,
+                members,
+            });
+        }
+        Ok(Self {
+            types,
+            strings,
+            structs_by_name,
+        })
+    }
+
+    fn name(&self, off: u32) -> &str {
+        str_at(&self.strings, off)
+    }
+
+    /// Follows typedef/const/volatile/restrict/type_tag to the underlying type.
+    fn resolve(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..32 {
+            let t = self.types.get(id as usize)?;
+            match t.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = t.type_id
+                }
+                _ => return Some(t),
+            }
+        }
+        None
+    }
+
+    fn find_member(&self, t: &Type, member: &str, depth: u32) -> Option<u32> {
+        if let Some(m) = t
+            .members
+            .iter()
+            .find(|m| m.name_off != 0 && self.name(m.name_off) == member)
+        {
+            return Some(m.bit_offset);
+        }
+        if depth == 0 {
+            return None;
+        }
+        // Anonymous struct/union members (struct_group, unions of variants).
+        t.members.iter().filter(|m| m.name_off == 0).find_map(|m| {
+            let inner = self.resolve(m.type_id)?;
+            if !matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
+                return None;
+            }
+            Some(m.bit_offset + self.find_member(inner, member, depth - 1)?)
+        })
+    }
+
+    /// Byte offset of `member` in `struct strukt`.
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u64> {
+        let missing = || Error::Missing(format!("struct {strukt}.{member}"));
+        let id = *self.structs_by_name.get(strukt).ok_or_else(missing)?;
+        let bits = self
+            .find_member(&self.types[id as usize], member, 8)
+            .ok_or_else(missing)?;
+        if bits % 8 != 0 {
+            return Err(Error::Missing(format!("byte-aligned struct {strukt}.{member}")));
+        }
+        Ok(u64::from(bits / 8))
+    }
+
+    /// The offsets `agent-ebpf` needs.
+    pub fn kernel_offsets(&self) -> Result<KernelOffsets> {
+        Ok(KernelOffsets {
+            task_files: self.member_offset("task_struct", "files")?,
+            files_fdt: self.member_offset("files_struct", "fdt")?,
+            fdtable_fd: self.member_offset("fdtable", "fd")?,
+            file_private_data: self.member_offset("file", "private_data")?,
+            socket_sk: self.member_offset("socket", "sk")?,
+            tcp_bytes_received: self.member_offset("tcp_sock", "bytes_received")?,
+            tcp_bytes_acked: self.member_offset("tcp_sock", "bytes_acked")?,
+        })
+    }
+}
+
+fn str_at(strings: &[u8], off: u32) -> &str {
+    let tail = strings.get(off as usize..).unwrap_or_default();
+    let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+    std::str::from_utf8(&tail[..end]).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    /// Member offset of `strukt.member` as bpftool (libbpf's BTF reader) prints it: the
+    /// independent ground truth for our reader.
+    fn bpftool_offset(strukt: &str, member: &str) -> u64 {
+        let out = Command::new("bpftool")
+            .args(["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"])
+            .output()
+            .expect("bpftool must be installed (scripts/setup.sh installs it)");
+        assert!(out.status.success(), "bpftool failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let header = format!("STRUCT '{strukt}' ");
+        let mut lines = text.lines().skip_while(|l| !(l.contains(&header) && l.starts_with('[')));
+        lines.next().unwrap_or_else(|| panic!("bpftool has no struct {strukt}"));
+        let needle = format!("'{member}' ");
+        let line = lines
+            .take_while(|l| l.starts_with('\t'))
+            .find(|l| l.trim_start().starts_with(&needle))
+            .unwrap_or_else(|| panic!("bpftool: no direct member {strukt}.{member}"));
+        let bits: u64 = line
+            .split("bits_offset=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .expect("bits_offset");
+        bits / 8
+    }
+
+    #[test]
+    fn offsets_match_bpftool_on_running_kernel() {
+        let btf = KernelBtf::from_sys_fs().expect("kernel BTF (needs /sys/kernel/btf/vmlinux)");
+        for (s, m) in [
+            ("task_struct", "files"),
+            ("files_struct", "fdt"),
+            ("fdtable", "fd"),
+            ("socket", "sk"),
+            ("tcp_sock", "bytes_received"),
+            ("tcp_sock", "bytes_acked"),
+        ] {
+            assert_eq!(btf.member_offset(s, m).unwrap(), bpftool_offset(s, m), "{s}.{m}");
+        }
+        // `file.private_data` sits inside anonymous members on some kernels: only ours finds it
+        // there, so check it is inside the struct and distinct from its neighbours.
+        let off = btf.kernel_offsets().expect("offsets");
+        assert!(off.file_private_data > 0 && off.file_private_data < 512);
+    }
+
+    #[test]
+    fn unknown_member_is_a_clear_error() {
+        let btf = KernelBtf::from_sys_fs().expect("kernel BTF");
+        let err = btf.member_offset("tcp_sock", "no_such_field").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel BTF has no `struct tcp_sock.no_such_field`: this kernel's layout is not supported"
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        assert!(matches!(KernelBtf::parse(b"not btf at all, no"), Err(Error::Malformed(_))));
+        let mut truncated = vec![0x9f, 0xeb, 1, 0, 24, 0, 0, 0];
+        truncated.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(KernelBtf::parse(&truncated), Err(Error::Malformed(_))));
+    }
+}

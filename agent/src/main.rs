@@ -1,0 +1,143 @@
+//! `kindling-agent`: captures TCP activity on this node and serves it over Arrow Flight.
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser;
+use kindling_agent::{
+    capture::TcpCapture,
+    parse_bytes,
+    pipeline::{Pipeline, PipelineConfig, PipelineCounters},
+    query::{AgentInfo, LocalQueries, QueryLimits},
+    serve::AgentFlightService,
+    store::{Store, StoreConfig},
+};
+use kindling_wire::schema;
+
+/// Kindling agent: eBPF capture of TCP connections, kept in memory as Arrow and served over
+/// Arrow Flight for the `kindling` CLI and the Grafana plugin. Runs as root.
+#[derive(Debug, Parser)]
+#[command(name = "kindling-agent", version)]
+struct Args {
+    /// Address of the Arrow Flight endpoint.
+    #[arg(long, default_value = "0.0.0.0:50051")]
+    listen: SocketAddr,
+    /// Value of the `node` column (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Upper bound of the rows kept in memory; the oldest chunks are evicted beyond it.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    memory_budget: u64,
+    /// Rows per chunk before it is sealed.
+    #[arg(long, default_value_t = 65_536)]
+    chunk_rows: usize,
+    /// Seconds a chunk stays open before it is sealed.
+    #[arg(long, default_value_t = 60)]
+    chunk_seconds: u64,
+    /// Most TCP connections followed at once; more are counted as dropped.
+    #[arg(long, default_value_t = 262_144)]
+    max_connections: usize,
+    /// Seconds between `flows` rows (status `open`) for connections that stay open.
+    #[arg(long, default_value_t = 30)]
+    open_flow_interval: u64,
+    /// Milliseconds rows may wait before they become queryable.
+    #[arg(long, default_value_t = 200)]
+    flush_ms: u64,
+    /// Seconds a query may run on this agent.
+    #[arg(long, default_value_t = 30)]
+    query_timeout: u64,
+    /// Memory a query may use on this agent.
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+    query_memory: u64,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("kindling-agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let node = args.node_name.clone().unwrap_or_else(host_name);
+    let capture = TcpCapture::start()?;
+    let store = Arc::new(Store::new(
+        StoreConfig {
+            budget_bytes: args.memory_budget,
+            chunk_rows: args.chunk_rows,
+            chunk_duration: Duration::from_secs(args.chunk_seconds),
+        },
+        [schema::TCP_EVENTS, schema::FLOWS]
+            .map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
+    ));
+    let counters = Arc::new(PipelineCounters::default());
+    let pipeline = Pipeline::spawn(
+        capture,
+        Arc::clone(&store),
+        Arc::clone(&counters),
+        PipelineConfig {
+            node: node.clone(),
+            flush_interval: Duration::from_millis(args.flush_ms),
+            flush_rows: 8192,
+            max_conns: args.max_connections,
+            open_flow_interval: Duration::from_secs(args.open_flow_interval),
+        },
+    )
+    .context("starting the capture thread")?;
+    let queries = LocalQueries::new(
+        store,
+        Arc::new(AgentInfo::new(&node, counters)),
+        QueryLimits {
+            memory_bytes: args.query_memory as usize,
+            timeout: Duration::from_secs(args.query_timeout),
+        },
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("query")
+        .enable_all()
+        .build()
+        .context("starting the query runtime")?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(listen = %args.listen, node = %node, budget_bytes = args.memory_budget, "Agent serving");
+        tonic::transport::Server::builder()
+            .add_service(AgentFlightService::new(queries).into_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown_signal(),
+            )
+            .await
+            .context("Flight server failed")
+    });
+    pipeline.stop();
+    tracing::info!("Agent stopped; eBPF programs detached");
+    served
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("Shutting down");
+}

@@ -1,0 +1,226 @@
+//! The capture pipeline: ring buffer -> [`ConnTracker`] -> row builders -> [`Store`].
+//!
+//! It runs on a thread of its own, apart from the query runtime, so that a heavy query never
+//! starves capture (and a capture burst never stalls queries beyond sharing the CPU). Builders
+//! are flushed into the store every `flush_interval` or when `flush_rows` rows are waiting, so
+//! rows become queryable within a flush interval.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use kindling_wire::schema;
+
+use crate::{
+    capture::{KernelCounters, TcpCapture},
+    conntrack::{Clock, ConnTracker, RecordSink, TrackerStats},
+    records::{FlowRecord, FlowsBuilder, TcpEventRecord, TcpEventsBuilder},
+    sockdiag,
+    store::Store,
+};
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Fills the `node` column.
+    pub node: String,
+    /// Longest time rows wait in a builder before they reach the store.
+    pub flush_interval: Duration,
+    /// Flush as soon as this many rows wait.
+    pub flush_rows: usize,
+    /// Bound of the connection table.
+    pub max_conns: usize,
+    /// Period of the `flows` rows with status `open` for long-lived connections.
+    pub open_flow_interval: Duration,
+}
+
+/// Counters shared between the pipeline thread and the query side.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    /// Events taken off the ring buffer.
+    pub events_received: AtomicU64,
+    /// Ring-buffer records of the wrong size.
+    pub events_malformed: AtomicU64,
+    /// Kernel: events lost to a full ring buffer.
+    pub kernel_ringbuf_full: AtomicU64,
+    /// Kernel: events lost to failed reads of kernel memory.
+    pub kernel_read_failed: AtomicU64,
+    /// User space: new connections not tracked (table full).
+    pub conn_table_full: AtomicU64,
+    /// User space: connect/accept events for unknown sockets.
+    pub unmatched_syscalls: AtomicU64,
+    /// Rows the store refused (schema mismatch, a bug) and that were therefore lost.
+    pub rows_lost: AtomicU64,
+}
+
+impl PipelineCounters {
+    /// Events dropped in the kernel.
+    pub fn dropped_kernel(&self) -> u64 {
+        self.kernel_ringbuf_full.load(Ordering::Relaxed)
+            + self.kernel_read_failed.load(Ordering::Relaxed)
+    }
+
+    /// Events and rows dropped in user space.
+    pub fn dropped_user(&self) -> u64 {
+        self.events_malformed.load(Ordering::Relaxed)
+            + self.conn_table_full.load(Ordering::Relaxed)
+            + self.rows_lost.load(Ordering::Relaxed)
+    }
+
+    fn publish(&self, kernel: KernelCounters, tracker: TrackerStats) {
+        self.kernel_ringbuf_full
+            .store(kernel.ringbuf_full, Ordering::Relaxed);
+        self.kernel_read_failed
+            .store(kernel.read_failed, Ordering::Relaxed);
+        self.conn_table_full
+            .store(tracker.table_full + tracker.malformed, Ordering::Relaxed);
+        self.unmatched_syscalls
+            .store(tracker.unmatched_syscalls, Ordering::Relaxed);
+    }
+}
+
+/// Row builders of every captured table; the tracker's sink.
+#[derive(Debug)]
+pub struct Batcher {
+    tcp_events: TcpEventsBuilder,
+    flows: FlowsBuilder,
+}
+
+impl Batcher {
+    /// Empty builders for `node`.
+    pub fn new(node: &str) -> Self {
+        Self {
+            tcp_events: TcpEventsBuilder::new(node),
+            flows: FlowsBuilder::new(node),
+        }
+    }
+
+    /// Rows waiting.
+    pub fn pending(&self) -> usize {
+        self.tcp_events.len() + self.flows.len()
+    }
+
+    /// Moves every waiting row into the store; returns rows the store refused.
+    pub fn flush(&mut self, store: &Store) -> u64 {
+        let mut lost = 0;
+        let batches = [
+            (schema::TCP_EVENTS, self.tcp_events.len(), self.tcp_events.finish()),
+            (schema::FLOWS, self.flows.len(), self.flows.finish()),
+        ];
+        for (table, rows, batch) in batches {
+            let result = batch
+                .map_err(crate::store::Error::from)
+                .and_then(|b| store.append(table, b));
+            if let Err(e) = result {
+                tracing::error!(table, rows, error = %e, "Rows lost: the store refused a batch");
+                lost += rows as u64;
+            }
+        }
+        lost
+    }
+}
+
+impl RecordSink for Batcher {
+    fn tcp_event(&mut self, record: TcpEventRecord) {
+        self.tcp_events.append(&record);
+    }
+
+    fn flow(&mut self, record: FlowRecord) {
+        self.flows.append(&record);
+    }
+}
+
+/// A running pipeline thread; stop it with [`Pipeline::stop`].
+#[derive(Debug)]
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the pipeline on its own thread, consuming `capture`.
+    pub fn spawn(
+        capture: TcpCapture,
+        store: Arc<Store>,
+        counters: Arc<PipelineCounters>,
+        config: PipelineConfig,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || run(capture, &store, &counters, &config, &thread_stop))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Flushes what is waiting, detaches the eBPF programs and joins the thread.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("Capture thread panicked");
+        }
+    }
+}
+
+fn run(
+    mut capture: TcpCapture,
+    store: &Store,
+    counters: &PipelineCounters,
+    config: &PipelineConfig,
+    stop: &AtomicBool,
+) {
+    let mut tracker = ConnTracker::new(Clock::now(), config.max_conns);
+    let mut batcher = Batcher::new(&config.node);
+    let mut last_flush = Instant::now();
+    let mut last_open_report = Instant::now();
+    let wait_ms = config.flush_interval.as_millis().clamp(1, 1000) as i32;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let (received, malformed) = capture.drain(|ev| tracker.on_event(ev, &mut batcher));
+        counters
+            .events_received
+            .fetch_add(received, Ordering::Relaxed);
+        counters
+            .events_malformed
+            .fetch_add(malformed, Ordering::Relaxed);
+        if last_open_report.elapsed() >= config.open_flow_interval {
+            last_open_report = Instant::now();
+            match sockdiag::tcp_byte_counters() {
+                Ok(bytes) => {
+                    let min_age = config.open_flow_interval.as_nanos() as i64;
+                    tracker.report_open(min_age, &bytes, &mut batcher);
+                }
+                Err(e) => tracing::warn!(error = %e, "Cannot read TCP counters from sock_diag"),
+            }
+        }
+        if stopping
+            || batcher.pending() >= config.flush_rows
+            || last_flush.elapsed() >= config.flush_interval
+        {
+            let lost = batcher.flush(store);
+            counters.rows_lost.fetch_add(lost, Ordering::Relaxed);
+            counters.publish(capture.kernel_counters(), tracker.stats());
+            if let Err(e) = store.roll() {
+                tracing::error!(error = %e, "Sealing chunks failed");
+            }
+            last_flush = Instant::now();
+        }
+        if stopping {
+            break;
+        }
+        if received == 0 {
+            capture.wait(wait_ms);
+        }
+    }
+    tracing::info!(live_connections = tracker.live(), "Capture stopped");
+}

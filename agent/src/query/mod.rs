@@ -1,0 +1,129 @@
+//! The agent's query layer: DataFusion over the local [`Store`] (the only part of the agent
+//! that knows DataFusion). A coordinator's fragment arrives as SQL text (see
+//! `kindling_wire::ticket`) and runs here against [`StoreTable`]s and the computed
+//! `agent_stats` table, read-only and within a memory limit.
+
+mod stats;
+mod table;
+
+use std::{sync::Arc, time::Duration};
+
+use datafusion::{
+    error::{DataFusionError, Result},
+    execution::{
+        SendableRecordBatchStream,
+        memory_pool::GreedyMemoryPool,
+        runtime_env::RuntimeEnvBuilder,
+    },
+    prelude::{SQLOptions, SessionConfig, SessionContext},
+};
+use kindling_wire::schema;
+
+pub use stats::{AgentInfo, AgentStatsTable};
+pub use table::{ChunkScanExec, StoreTable};
+
+use crate::store::Store;
+
+/// Bounds of one query on the agent.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// Memory a query may hold in sorts, joins and aggregations.
+    pub memory_bytes: usize,
+    /// Wall-clock bound of a query, from planning to its last batch.
+    pub timeout: Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 128 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs query fragments against this agent's tables.
+#[derive(Debug, Clone)]
+pub struct LocalQueries {
+    store: Arc<Store>,
+    info: Arc<AgentInfo>,
+    limits: QueryLimits,
+}
+
+/// Options that keep a fragment read-only: no DDL, DML, COPY or SET.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl LocalQueries {
+    /// Queries over `store`, reporting `info` in `agent_stats`.
+    pub fn new(store: Arc<Store>, info: Arc<AgentInfo>, limits: QueryLimits) -> Self {
+        Self {
+            store,
+            info,
+            limits,
+        }
+    }
+
+    /// The query limits.
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    /// The store queried.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// What `agent_stats` reports.
+    pub fn info(&self) -> &Arc<AgentInfo> {
+        &self.info
+    }
+
+    /// A fresh session with every table registered and the memory limit applied.
+    pub fn context(&self) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
+            .build_arc()?;
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for table in [schema::TCP_EVENTS, schema::FLOWS] {
+            let schema = schema::by_name(table).expect("known table");
+            ctx.register_table(
+                table,
+                Arc::new(StoreTable::new(Arc::clone(&self.store), table, schema)),
+            )?;
+        }
+        ctx.register_table(
+            schema::AGENT_STATS,
+            Arc::new(AgentStatsTable::new(
+                Arc::clone(&self.store),
+                Arc::clone(&self.info),
+            )),
+        )?;
+        Ok(ctx)
+    }
+
+    /// Plans and starts `sql`, a read-only query; batches stream as they are produced.
+    pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        let ctx = self.context()?;
+        let df = tokio::time::timeout(self.limits.timeout, ctx.sql_with_options(sql, read_only()))
+            .await
+            .map_err(|_| timeout_error(self.limits.timeout))??;
+        df.execute_stream().await
+    }
+}
+
+/// The error a query over its time limit ends with.
+pub fn timeout_error(limit: Duration) -> DataFusionError {
+    DataFusionError::ResourcesExhausted(format!(
+        "query exceeded the agent's time limit of {} s",
+        limit.as_secs_f64()
+    ))
+}
+
+#[cfg(test)]
+mod tests;

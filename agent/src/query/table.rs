@@ -1,0 +1,302 @@
+//! [`StoreTable`]: a DataFusion table over one table of the [`Store`], scanning its chunks
+//! and skipping those whose time bounds cannot match the query's time filters.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+use datafusion::{
+    arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
+    catalog::{Session, TableProvider},
+    common::{Result, ScalarValue, tree_node::TreeNodeRecursion},
+    datasource::TableType,
+    execution::{SendableRecordBatchStream, TaskContext},
+    logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown},
+    physical_expr::{EquivalenceProperties, PhysicalExpr},
+    physical_plan::{
+        DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+        execution_plan::{Boundedness, EmissionType},
+        memory::MemoryStream,
+    },
+};
+
+use crate::store::{Chunk, Store, TimeBounds};
+
+/// A table of the store, as DataFusion sees it.
+#[derive(Debug)]
+pub struct StoreTable {
+    store: Arc<Store>,
+    name: String,
+    schema: SchemaRef,
+}
+
+impl StoreTable {
+    /// The table `name` of `store`, whose schema is `schema`.
+    pub fn new(store: Arc<Store>, name: &str, schema: SchemaRef) -> Self {
+        Self {
+            store,
+            name: name.to_owned(),
+            schema,
+        }
+    }
+}
+
+/// Inclusive nanosecond range a column is restricted to by the filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    lo: i64,
+    hi: i64,
+}
+
+impl Range {
+    const ALL: Self = Self {
+        lo: i64::MIN,
+        hi: i64::MAX,
+    };
+
+    fn overlaps(&self, b: &TimeBounds) -> bool {
+        b.max >= self.lo && b.min <= self.hi
+    }
+}
+
+fn timestamp_ns(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+/// Narrows `range` of `column` by one conjunct of the filters, if it is a comparison of the
+/// column with a timestamp literal (or a BETWEEN of two).
+fn narrow(range: &mut Range, column: &str, expr: &Expr) {
+    let is_col = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
+    let lit = |e: &Expr| match e {
+        Expr::Literal(v, _) => timestamp_ns(v),
+        _ => None,
+    };
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if *op == Operator::And {
+                narrow(range, column, left);
+                narrow(range, column, right);
+                return;
+            }
+            let (op, v) = if is_col(left) {
+                match lit(right) {
+                    Some(v) => (*op, v),
+                    None => return,
+                }
+            } else if is_col(right) {
+                match (lit(left), op.swap()) {
+                    (Some(v), Some(op)) => (op, v),
+                    _ => return,
+                }
+            } else {
+                return;
+            };
+            match op {
+                Operator::Gt => range.lo = range.lo.max(v.saturating_add(1)),
+                Operator::GtEq => range.lo = range.lo.max(v),
+                Operator::Lt => range.hi = range.hi.min(v.saturating_sub(1)),
+                Operator::LtEq => range.hi = range.hi.min(v),
+                Operator::Eq => {
+                    range.lo = range.lo.max(v);
+                    range.hi = range.hi.min(v);
+                }
+                _ => {}
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_col(expr) => {
+            if let (Some(lo), Some(hi)) = (lit(low), lit(high)) {
+                range.lo = range.lo.max(lo);
+                range.hi = range.hi.min(hi);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `chunk` may hold rows matching `filters` (false only when a time filter excludes it).
+pub(crate) fn may_match(chunk: &Chunk, schema: &SchemaRef, filters: &[Expr]) -> bool {
+    chunk.bounds.iter().all(|(&col, bounds)| {
+        let name = schema.field(col).name();
+        let mut range = Range::ALL;
+        for f in filters {
+            narrow(&mut range, name, f);
+        }
+        if range.lo > range.hi {
+            return false;
+        }
+        match bounds {
+            Some(b) => range.overlaps(b),
+            // No non-null value: only a filter-free scan needs it.
+            None => range == Range::ALL,
+        }
+    })
+}
+
+#[async_trait]
+impl TableProvider for StoreTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Pruning is per chunk, so every filter is still applied above the scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = self
+            .store
+            .snapshot(&self.name)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let total = snapshot.chunks.len();
+        // Newest first, so that a bare LIMIT is satisfied by the newest chunks alone.
+        let mut kept: Vec<&Arc<Chunk>> = Vec::new();
+        let mut rows = 0;
+        for chunk in snapshot.chunks.iter().rev() {
+            if !may_match(chunk, &snapshot.schema, filters) {
+                continue;
+            }
+            kept.push(chunk);
+            rows += chunk.rows();
+            if filters.is_empty() && limit.is_some_and(|l| rows >= l) {
+                break;
+            }
+        }
+        let scanned = kept.len();
+        let batches: Vec<RecordBatch> = kept
+            .iter()
+            .rev()
+            .flat_map(|c| c.batches.iter().cloned())
+            .collect();
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => Arc::clone(&self.schema),
+        };
+        Ok(Arc::new(ChunkScanExec::new(
+            &self.name,
+            batches,
+            projected,
+            projection.cloned(),
+            limit,
+            scanned,
+            total - scanned,
+        )))
+    }
+}
+
+/// Streams the chunks a [`StoreTable`] scan kept.
+#[derive(Debug)]
+pub struct ChunkScanExec {
+    table: String,
+    batches: Vec<RecordBatch>,
+    schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    limit: Option<usize>,
+    chunks_scanned: usize,
+    chunks_pruned: usize,
+    properties: Arc<PlanProperties>,
+}
+
+impl ChunkScanExec {
+    fn new(
+        table: &str,
+        batches: Vec<RecordBatch>,
+        schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        limit: Option<usize>,
+        chunks_scanned: usize,
+        chunks_pruned: usize,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            table: table.to_owned(),
+            batches,
+            schema,
+            projection,
+            limit,
+            chunks_scanned,
+            chunks_pruned,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for ChunkScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ChunkScanExec: table={}, chunks_scanned={}, chunks_pruned={}",
+            self.table, self.chunks_scanned, self.chunks_pruned
+        )
+    }
+}
+
+impl ExecutionPlan for ChunkScanExec {
+    fn name(&self) -> &str {
+        "ChunkScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let stream = MemoryStream::try_new(
+            self.batches.clone(),
+            Arc::clone(&self.schema),
+            self.projection.clone(),
+        )?
+        .with_fetch(self.limit);
+        Ok(Box::pin(stream))
+    }
+}

@@ -1,0 +1,121 @@
+use std::{net::Ipv4Addr, sync::Arc};
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use futures::TryStreamExt;
+
+use super::*;
+use crate::{
+    pipeline::PipelineCounters,
+    records::{Endpoints, FlowRecord, FlowsBuilder, Owner, Role},
+    store::StoreConfig,
+};
+
+/// Three sealed chunks of flows, ending at seconds 10..20, 20..30 and 30..40 after the epoch.
+fn queries() -> LocalQueries {
+    let store = Arc::new(Store::new(
+        StoreConfig {
+            budget_bytes: u64::MAX,
+            chunk_rows: 10,
+            chunk_duration: Duration::from_secs(3600),
+        },
+        [(schema::FLOWS.to_owned(), schema::flows()), (schema::TCP_EVENTS.to_owned(), schema::tcp_events())],
+    ));
+    let mut b = FlowsBuilder::new("n1");
+    for i in 0..30u16 {
+        let end = 10_000_000_000 + i64::from(i) * 1_000_000_000;
+        b.append(&FlowRecord {
+            start_ts_ns: end - 500,
+            end_ts_ns: end,
+            conn_id: u64::from(i),
+            owner: Owner {
+                pid: 100 + u32::from(i % 3),
+                tid: 1,
+                comm: format!("p{}", i % 3),
+            },
+            role: if i % 2 == 0 { Role::Client } else { Role::Server },
+            endpoints: Endpoints {
+                src_ip: Ipv4Addr::LOCALHOST.into(),
+                src_port: 30_000 + i,
+                dst_ip: Ipv4Addr::LOCALHOST.into(),
+                dst_port: 8080,
+            },
+            bytes_sent: u64::from(i),
+            bytes_received: 2 * u64::from(i),
+            open: false,
+        });
+        if b.len() == 10 {
+            store.append(schema::FLOWS, b.finish().unwrap()).unwrap();
+        }
+    }
+    let info = Arc::new(AgentInfo::new("n1", Arc::new(PipelineCounters::default())));
+    LocalQueries::new(store, info, QueryLimits::default())
+}
+
+async fn run(q: &LocalQueries, sql: &str) -> String {
+    let batches: Vec<_> = q.execute(sql).await.unwrap().try_collect().await.unwrap();
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn time_filter_prunes_chunks() {
+    let q = queries();
+    let sql = "SELECT count(*) AS n, sum(bytes_sent) AS s FROM flows \
+               WHERE end_ts >= to_timestamp_seconds(25) AND end_ts < to_timestamp_seconds(32)";
+    assert_eq!(
+        run(&q, sql).await,
+        "+---+-----+\n| n | s   |\n+---+-----+\n| 7 | 126 |\n+---+-----+"
+    );
+    let plan = run(&q, &format!("EXPLAIN {sql}")).await;
+    assert!(plan.contains("ChunkScanExec: table=flows, chunks_scanned=2, chunks_pruned=1"), "{plan}");
+}
+
+#[tokio::test]
+async fn agent_stats_reports_store_and_counters() {
+    let q = queries();
+    q.info().counters.events_received.store(77, std::sync::atomic::Ordering::Relaxed);
+    let out = run(
+        &q,
+        "SELECT node, table_name, rows_held, chunks_held, events_received, events_dropped \
+         FROM agent_stats ORDER BY table_name",
+    )
+    .await;
+    assert_eq!(
+        out,
+        "+------+------------+-----------+-------------+-----------------+----------------+\n\
+         | node | table_name | rows_held | chunks_held | events_received | events_dropped |\n\
+         +------+------------+-----------+-------------+-----------------+----------------+\n\
+         | n1   | flows      | 30        | 3           | 77              | 0              |\n\
+         | n1   | tcp_events | 0         | 0           | 77              | 0              |\n\
+         +------+------------+-----------+-------------+-----------------+----------------+"
+    );
+}
+
+#[tokio::test]
+async fn fragments_are_read_only() {
+    let q = queries();
+    for sql in [
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO flows SELECT * FROM flows",
+        "DROP TABLE flows",
+        "SET datafusion.execution.batch_size = 1",
+        "COPY flows TO '/tmp/x.csv'",
+    ] {
+        let err = q.execute(sql).await.err().unwrap_or_else(|| panic!("{sql} was allowed"));
+        assert!(
+            err.to_string().contains("not supported") || err.to_string().contains("Unsupported"),
+            "{sql}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn memory_limit_stops_a_query() {
+    let mut q = queries();
+    q.limits.memory_bytes = 1024;
+    let result = q.execute("SELECT a.conn_id FROM flows a, flows b, flows c ORDER BY 1").await;
+    let err = match result {
+        Err(e) => e,
+        Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
+    };
+    assert!(err.to_string().contains("Resources exhausted"), "{err}");
+}

@@ -1,0 +1,419 @@
+//! Typed rows of the agent's tables and the Arrow builders that turn them into batches of
+//! exactly the schemas in `kindling_wire::schema`.
+
+use std::{net::IpAddr, sync::Arc};
+
+use datafusion::arrow::{
+    array::{
+        ArrayRef, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
+        UInt32Builder, UInt64Builder,
+    },
+    error::ArrowError,
+    record_batch::RecordBatch,
+};
+use kindling_wire::schema;
+
+/// Which end of a connection this node observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The initiator (connect).
+    Client,
+    /// The acceptor (accept).
+    Server,
+}
+
+impl Role {
+    /// The name stored in `role` columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Server => "server",
+        }
+    }
+}
+
+/// The `event` column of `tcp_events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpEventType {
+    /// A connect(2) returned.
+    Connect,
+    /// An accept(2) returned this connection.
+    Accept,
+    /// The kernel moved the socket to another state (other than CLOSE).
+    StateChange,
+    /// The kernel moved the socket to CLOSE.
+    Close,
+}
+
+impl TcpEventType {
+    /// The name stored in the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Accept => "accept",
+            Self::StateChange => "state_change",
+            Self::Close => "close",
+        }
+    }
+}
+
+/// The two ends of a connection: `src` the client, `dst` the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoints {
+    /// Client address.
+    pub src_ip: IpAddr,
+    /// Client port.
+    pub src_port: u16,
+    /// Server address.
+    pub dst_ip: IpAddr,
+    /// Server port.
+    pub dst_port: u16,
+}
+
+/// The process a connection belongs to on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Owner {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Command name.
+    pub comm: String,
+}
+
+/// One row of `tcp_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpEventRecord {
+    /// Wall-clock time, ns since the epoch.
+    pub ts_ns: i64,
+    /// What happened.
+    pub event: TcpEventType,
+    /// Agent-local connection id, shared with `flows.conn_id`.
+    pub conn_id: u64,
+    /// This node's end.
+    pub role: Role,
+    /// Owning process (as known when the event was recorded).
+    pub owner: Owner,
+    /// Client and server.
+    pub endpoints: Endpoints,
+    /// Previous state name ("" for syscalls).
+    pub old_state: &'static str,
+    /// New state name ("" for syscalls).
+    pub new_state: &'static str,
+    /// Syscall result, for connect and accept.
+    pub syscall_ret: Option<i32>,
+}
+
+/// One row of `flows`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// When the connection started (first state change seen), ns since the epoch.
+    pub start_ts_ns: i64,
+    /// When it closed (or when this periodic report was made), ns since the epoch.
+    pub end_ts_ns: i64,
+    /// Agent-local connection id.
+    pub conn_id: u64,
+    /// Owning process.
+    pub owner: Owner,
+    /// This node's end.
+    pub role: Role,
+    /// Client and server.
+    pub endpoints: Endpoints,
+    /// Bytes this end sent and the peer acknowledged.
+    pub bytes_sent: u64,
+    /// Bytes this end received.
+    pub bytes_received: u64,
+    /// True for a periodic report of a connection that is still open.
+    pub open: bool,
+}
+
+/// Builds `tcp_events` batches.
+#[derive(Debug)]
+pub struct TcpEventsBuilder {
+    node: String,
+    ts: TimestampNanosecondBuilder,
+    event: StringBuilder,
+    conn_id: UInt64Builder,
+    role: StringBuilder,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    comm: StringBuilder,
+    ends: EndpointsBuilder,
+    old_state: StringBuilder,
+    new_state: StringBuilder,
+    syscall_ret: Int32Builder,
+    len: usize,
+}
+
+#[derive(Debug, Default)]
+struct EndpointsBuilder {
+    src_ip: StringBuilder,
+    src_port: UInt16Builder,
+    dst_ip: StringBuilder,
+    dst_port: UInt16Builder,
+}
+
+impl EndpointsBuilder {
+    fn append(&mut self, e: &Endpoints) {
+        self.src_ip.append_value(e.src_ip.to_string());
+        self.src_port.append_value(e.src_port);
+        self.dst_ip.append_value(e.dst_ip.to_string());
+        self.dst_port.append_value(e.dst_port);
+    }
+
+    fn finish(&mut self) -> [ArrayRef; 4] {
+        [
+            Arc::new(self.src_ip.finish()),
+            Arc::new(self.src_port.finish()),
+            Arc::new(self.dst_ip.finish()),
+            Arc::new(self.dst_port.finish()),
+        ]
+    }
+}
+
+fn utc(mut b: TimestampNanosecondBuilder) -> TimestampNanosecondBuilder {
+    b = b.with_timezone("UTC");
+    b
+}
+
+/// A column of `len` copies of `node`.
+fn node_column(node: &str, len: usize) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(len, node.len() * len);
+    for _ in 0..len {
+        b.append_value(node);
+    }
+    Arc::new(b.finish())
+}
+
+impl TcpEventsBuilder {
+    /// An empty builder; `node` fills the `node` column.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            ts: utc(TimestampNanosecondBuilder::new()),
+            event: StringBuilder::new(),
+            conn_id: UInt64Builder::new(),
+            role: StringBuilder::new(),
+            pid: UInt32Builder::new(),
+            tid: UInt32Builder::new(),
+            comm: StringBuilder::new(),
+            ends: EndpointsBuilder::default(),
+            old_state: StringBuilder::new(),
+            new_state: StringBuilder::new(),
+            syscall_ret: Int32Builder::new(),
+            len: 0,
+        }
+    }
+
+    /// Rows appended since the last finish.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no row is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one row.
+    pub fn append(&mut self, r: &TcpEventRecord) {
+        self.ts.append_value(r.ts_ns);
+        self.event.append_value(r.event.as_str());
+        self.conn_id.append_value(r.conn_id);
+        self.role.append_value(r.role.as_str());
+        self.pid.append_value(r.owner.pid);
+        self.tid.append_value(r.owner.tid);
+        self.comm.append_value(&r.owner.comm);
+        self.ends.append(&r.endpoints);
+        self.old_state.append_value(r.old_state);
+        self.new_state.append_value(r.new_state);
+        self.syscall_ret.append_option(r.syscall_ret);
+        self.len += 1;
+    }
+
+    /// The rows so far as a batch; the builder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let len = std::mem::take(&mut self.len);
+        let [src_ip, src_port, dst_ip, dst_port] = self.ends.finish();
+        RecordBatch::try_new(
+            schema::tcp_events(),
+            vec![
+                Arc::new(self.ts.finish()),
+                Arc::new(self.event.finish()),
+                Arc::new(self.conn_id.finish()),
+                Arc::new(self.role.finish()),
+                Arc::new(self.pid.finish()),
+                Arc::new(self.tid.finish()),
+                Arc::new(self.comm.finish()),
+                src_ip,
+                src_port,
+                dst_ip,
+                dst_port,
+                Arc::new(self.old_state.finish()),
+                Arc::new(self.new_state.finish()),
+                Arc::new(self.syscall_ret.finish()),
+                node_column(&self.node, len),
+            ],
+        )
+    }
+}
+
+/// Builds `flows` batches.
+#[derive(Debug)]
+pub struct FlowsBuilder {
+    node: String,
+    start_ts: TimestampNanosecondBuilder,
+    end_ts: TimestampNanosecondBuilder,
+    duration_ns: UInt64Builder,
+    conn_id: UInt64Builder,
+    pid: UInt32Builder,
+    comm: StringBuilder,
+    role: StringBuilder,
+    ends: EndpointsBuilder,
+    bytes_sent: UInt64Builder,
+    bytes_received: UInt64Builder,
+    status: StringBuilder,
+    len: usize,
+}
+
+impl FlowsBuilder {
+    /// An empty builder; `node` fills the `node` column.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            start_ts: utc(TimestampNanosecondBuilder::new()),
+            end_ts: utc(TimestampNanosecondBuilder::new()),
+            duration_ns: UInt64Builder::new(),
+            conn_id: UInt64Builder::new(),
+            pid: UInt32Builder::new(),
+            comm: StringBuilder::new(),
+            role: StringBuilder::new(),
+            ends: EndpointsBuilder::default(),
+            bytes_sent: UInt64Builder::new(),
+            bytes_received: UInt64Builder::new(),
+            status: StringBuilder::new(),
+            len: 0,
+        }
+    }
+
+    /// Rows appended since the last finish.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no row is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one row.
+    pub fn append(&mut self, r: &FlowRecord) {
+        self.start_ts.append_value(r.start_ts_ns);
+        self.end_ts.append_value(r.end_ts_ns);
+        self.duration_ns
+            .append_value(r.end_ts_ns.saturating_sub(r.start_ts_ns).max(0) as u64);
+        self.conn_id.append_value(r.conn_id);
+        self.pid.append_value(r.owner.pid);
+        self.comm.append_value(&r.owner.comm);
+        self.role.append_value(r.role.as_str());
+        self.ends.append(&r.endpoints);
+        self.bytes_sent.append_value(r.bytes_sent);
+        self.bytes_received.append_value(r.bytes_received);
+        self.status.append_value(if r.open { "open" } else { "closed" });
+        self.len += 1;
+    }
+
+    /// The rows so far as a batch; the builder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let len = std::mem::take(&mut self.len);
+        let [src_ip, src_port, dst_ip, dst_port] = self.ends.finish();
+        RecordBatch::try_new(
+            schema::flows(),
+            vec![
+                Arc::new(self.start_ts.finish()),
+                Arc::new(self.end_ts.finish()),
+                Arc::new(self.duration_ns.finish()),
+                Arc::new(self.conn_id.finish()),
+                Arc::new(self.pid.finish()),
+                Arc::new(self.comm.finish()),
+                Arc::new(self.role.finish()),
+                src_ip,
+                src_port,
+                dst_ip,
+                dst_port,
+                Arc::new(self.bytes_sent.finish()),
+                Arc::new(self.bytes_received.finish()),
+                Arc::new(self.status.finish()),
+                node_column(&self.node, len),
+            ],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+
+    use super::*;
+
+    fn ends() -> Endpoints {
+        Endpoints {
+            src_ip: Ipv4Addr::new(127, 0, 0, 1).into(),
+            src_port: 40000,
+            dst_ip: "::1".parse().unwrap(),
+            dst_port: 8080,
+        }
+    }
+
+    fn owner() -> Owner {
+        Owner {
+            pid: 42,
+            tid: 43,
+            comm: "curl".into(),
+        }
+    }
+
+    #[test]
+    fn tcp_events_batch_matches_wire_schema() {
+        let mut b = TcpEventsBuilder::new("node-a");
+        b.append(&TcpEventRecord {
+            ts_ns: 1_700_000_000_000_000_000,
+            event: TcpEventType::Connect,
+            conn_id: 7,
+            role: Role::Client,
+            owner: owner(),
+            endpoints: ends(),
+            old_state: "",
+            new_state: "",
+            syscall_ret: Some(-111),
+        });
+        assert_eq!(b.len(), 1);
+        let batch = b.finish().unwrap();
+        assert!(b.is_empty());
+        assert_eq!(batch.schema(), schema::tcp_events());
+        let text = pretty_format_batches(&[batch]).unwrap().to_string();
+        assert!(text.contains("| 2023-11-14T22:13:20Z | connect | 7       | client | 42  | 43  | curl | 127.0.0.1 | 40000    | ::1    | 8080     |           |           | -111        | node-a |"), "{text}");
+    }
+
+    #[test]
+    fn flows_batch_matches_wire_schema() {
+        let mut b = FlowsBuilder::new("node-a");
+        b.append(&FlowRecord {
+            start_ts_ns: 1_000,
+            end_ts_ns: 4_500,
+            conn_id: 1,
+            owner: owner(),
+            role: Role::Server,
+            endpoints: ends(),
+            bytes_sent: 10,
+            bytes_received: 20,
+            open: false,
+        });
+        let batch = b.finish().unwrap();
+        assert_eq!(batch.schema(), schema::flows());
+        let text = pretty_format_batches(&[batch]).unwrap().to_string();
+        assert!(text.contains("| 3500        | 1       | 42  | curl | server | 127.0.0.1 | 40000    | ::1    | 8080     | 10         | 20             | closed | node-a |"), "{text}");
+    }
+}

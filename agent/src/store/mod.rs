@@ -1,0 +1,379 @@
+//! The in-memory Arrow store: every table is a sequence of time-partitioned chunks, and the
+//! store as a whole stays under a memory budget by evicting whole chunks, oldest first.
+//!
+//! Rows arrive as small [`RecordBatch`]es (the pipeline flushes its builders every few hundred
+//! milliseconds) and land in the table's *open* chunk, where scans see them at once. The open
+//! chunk is sealed, its batches concatenated into one, when it reaches `chunk_rows` rows or has
+//! been open for `chunk_duration`. After every append the store evicts sealed chunks, the oldest
+//! across all tables first, until it holds at most `budget_bytes`; if only open chunks are left
+//! and the budget is still exceeded, the largest open chunk is sealed and evicted too. So the
+//! store never holds more than the budget plus the batch being appended.
+//!
+//! This module knows Arrow, not DataFusion: the query layer reads [`Snapshot`]s.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use datafusion::arrow::{
+    array::{Array, TimestampNanosecondArray},
+    compute::{concat_batches, max, min},
+    datatypes::{DataType, SchemaRef},
+    error::ArrowError,
+    record_batch::RecordBatch,
+};
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The table was never created.
+    #[error("no table named {0}")]
+    UnknownTable(String),
+    /// A batch whose schema differs from its table's.
+    #[error("batch schema does not match table {table}: {detail}")]
+    SchemaMismatch {
+        /// The table.
+        table: String,
+        /// What differs.
+        detail: String,
+    },
+    /// Concatenating a chunk's batches failed.
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How chunks are cut and how much the store may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Upper bound of the bytes held by all tables together.
+    pub budget_bytes: u64,
+    /// A chunk is sealed when it holds this many rows...
+    pub chunk_rows: usize,
+    /// ...or has been open this long.
+    pub chunk_duration: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            budget_bytes: 256 << 20,
+            chunk_rows: 65_536,
+            chunk_duration: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Min and max of one timestamp column over a chunk, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// Smallest value.
+    pub min: i64,
+    /// Largest value.
+    pub max: i64,
+}
+
+impl TimeBounds {
+    fn merge(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Self {
+                min: a.min.min(b.min),
+                max: a.max.max(b.max),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A run of rows of one table, with the time bounds of each timestamp column.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// The rows, in one or more batches.
+    pub batches: Vec<RecordBatch>,
+    /// Bounds per column index, for the table's timestamp columns (None if all null/empty).
+    pub bounds: BTreeMap<usize, Option<TimeBounds>>,
+    rows: usize,
+    bytes: u64,
+}
+
+impl Chunk {
+    fn new(timestamp_columns: &[usize]) -> Self {
+        Self {
+            batches: Vec::new(),
+            bounds: timestamp_columns.iter().map(|&c| (c, None)).collect(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Rows in the chunk.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn push(&mut self, batch: RecordBatch) {
+        for (&col, bounds) in self.bounds.iter_mut() {
+            *bounds = TimeBounds::merge(*bounds, timestamp_bounds(batch.column(col).as_ref()));
+        }
+        self.rows += batch.num_rows();
+        self.bytes += batch.get_array_memory_size() as u64;
+        self.batches.push(batch);
+    }
+
+    fn compact(&mut self, schema: &SchemaRef) -> Result<()> {
+        if self.batches.len() > 1 {
+            let one = concat_batches(schema, &self.batches)?;
+            self.bytes = one.get_array_memory_size() as u64;
+            self.batches = vec![one];
+        }
+        Ok(())
+    }
+}
+
+fn timestamp_bounds(array: &dyn Array) -> Option<TimeBounds> {
+    let ts = array.as_any().downcast_ref::<TimestampNanosecondArray>()?;
+    Some(TimeBounds {
+        min: min(ts)?,
+        max: max(ts)?,
+    })
+}
+
+/// Counters of one table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Rows currently held.
+    pub rows_held: u64,
+    /// Bytes currently held.
+    pub bytes_held: u64,
+    /// Chunks currently held, the open one included.
+    pub chunks_held: u64,
+    /// Rows evicted since start.
+    pub rows_evicted: u64,
+    /// Bytes evicted since start.
+    pub bytes_evicted: u64,
+}
+
+#[derive(Debug)]
+struct Table {
+    schema: SchemaRef,
+    timestamp_columns: Vec<usize>,
+    sealed: VecDeque<Arc<Chunk>>,
+    open: Chunk,
+    opened_at: Instant,
+    rows_evicted: u64,
+    bytes_evicted: u64,
+}
+
+impl Table {
+    fn bytes(&self) -> u64 {
+        self.sealed.iter().map(|c| c.bytes).sum::<u64>() + self.open.bytes
+    }
+
+    fn seal(&mut self, now: Instant) -> Result<()> {
+        if self.open.rows == 0 {
+            self.opened_at = now;
+            return Ok(());
+        }
+        let mut chunk = std::mem::replace(&mut self.open, Chunk::new(&self.timestamp_columns));
+        chunk.compact(&self.schema)?;
+        self.sealed.push_back(Arc::new(chunk));
+        self.opened_at = now;
+        Ok(())
+    }
+
+    /// Oldest data in the table's oldest sealed chunk, for choosing what to evict.
+    fn oldest_sealed_key(&self) -> Option<i64> {
+        let c = self.sealed.front()?;
+        Some(
+            c.bounds
+                .values()
+                .flatten()
+                .map(|b| b.min)
+                .min()
+                .unwrap_or(i64::MIN),
+        )
+    }
+}
+
+/// A consistent view of one table's chunks at one moment, for a scan.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The table's schema.
+    pub schema: SchemaRef,
+    /// Sealed chunks, oldest first, then the open chunk.
+    pub chunks: Vec<Arc<Chunk>>,
+}
+
+/// The store: named tables sharing one memory budget. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Store {
+    config: StoreConfig,
+    tables: Mutex<BTreeMap<String, Table>>,
+}
+
+impl Store {
+    /// An empty store with `tables` (name and schema).
+    pub fn new(config: StoreConfig, tables: impl IntoIterator<Item = (String, SchemaRef)>) -> Self {
+        let now = Instant::now();
+        let tables = tables
+            .into_iter()
+            .map(|(name, schema)| {
+                let timestamp_columns: Vec<usize> = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| matches!(f.data_type(), DataType::Timestamp(_, _)))
+                    .map(|(i, _)| i)
+                    .collect();
+                let table = Table {
+                    open: Chunk::new(&timestamp_columns),
+                    schema,
+                    timestamp_columns,
+                    sealed: VecDeque::new(),
+                    opened_at: now,
+                    rows_evicted: 0,
+                    bytes_evicted: 0,
+                };
+                (name, table)
+            })
+            .collect();
+        Self {
+            config,
+            tables: Mutex::new(tables),
+        }
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> StoreConfig {
+        self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Table>> {
+        // A panic while holding the lock leaves consistent data (every mutation is a push or a
+        // pop), so a poisoned lock is still usable.
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends rows to `table`, sealing and evicting chunks as the configuration says.
+    pub fn append(&self, table: &str, batch: RecordBatch) -> Result<()> {
+        self.append_at(table, batch, Instant::now())
+    }
+
+    fn append_at(&self, table: &str, batch: RecordBatch, now: Instant) -> Result<()> {
+        let mut tables = self.lock();
+        let t = tables
+            .get_mut(table)
+            .ok_or_else(|| Error::UnknownTable(table.to_owned()))?;
+        if batch.schema().fields() != t.schema.fields() {
+            return Err(Error::SchemaMismatch {
+                table: table.to_owned(),
+                detail: format!("got {:?}", batch.schema().fields()),
+            });
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if now.duration_since(t.opened_at) >= self.config.chunk_duration {
+            t.seal(now)?;
+        }
+        t.open.push(batch);
+        if t.open.rows >= self.config.chunk_rows {
+            t.seal(now)?;
+        }
+        Self::evict(&mut tables, self.config.budget_bytes, now)
+    }
+
+    /// Seals open chunks that have been open longer than `chunk_duration`; call periodically so
+    /// quiet tables still roll over.
+    pub fn roll(&self) -> Result<()> {
+        let now = Instant::now();
+        let mut tables = self.lock();
+        for t in tables.values_mut() {
+            if now.duration_since(t.opened_at) >= self.config.chunk_duration {
+                t.seal(now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn evict(tables: &mut BTreeMap<String, Table>, budget: u64, now: Instant) -> Result<()> {
+        let mut held: u64 = tables.values().map(Table::bytes).sum();
+        while held > budget {
+            let oldest = tables
+                .values_mut()
+                .filter_map(|t| Some((t.oldest_sealed_key()?, t)))
+                .min_by_key(|(key, _)| *key)
+                .map(|(_, t)| t);
+            let victim = match oldest {
+                Some(t) => t,
+                None => {
+                    // Only open chunks left: seal the largest so it can go.
+                    let Some(t) = tables
+                        .values_mut()
+                        .filter(|t| t.open.rows > 0)
+                        .max_by_key(|t| t.open.bytes)
+                    else {
+                        return Ok(());
+                    };
+                    t.seal(now)?;
+                    t
+                }
+            };
+            let chunk = victim
+                .sealed
+                .pop_front()
+                .expect("victim was chosen for having a sealed chunk");
+            victim.rows_evicted += chunk.rows as u64;
+            victim.bytes_evicted += chunk.bytes;
+            held -= chunk.bytes;
+        }
+        Ok(())
+    }
+
+    /// The chunks of `table` as they are now.
+    pub fn snapshot(&self, table: &str) -> Result<Snapshot> {
+        let tables = self.lock();
+        let t = tables
+            .get(table)
+            .ok_or_else(|| Error::UnknownTable(table.to_owned()))?;
+        let mut chunks: Vec<Arc<Chunk>> = t.sealed.iter().cloned().collect();
+        if t.open.rows > 0 {
+            chunks.push(Arc::new(t.open.clone()));
+        }
+        Ok(Snapshot {
+            schema: Arc::clone(&t.schema),
+            chunks,
+        })
+    }
+
+    /// Counters per table, by name.
+    pub fn stats(&self) -> BTreeMap<String, TableStats> {
+        self.lock()
+            .iter()
+            .map(|(name, t)| {
+                let rows_held =
+                    t.sealed.iter().map(|c| c.rows as u64).sum::<u64>() + t.open.rows as u64;
+                let stats = TableStats {
+                    rows_held,
+                    bytes_held: t.bytes(),
+                    chunks_held: t.sealed.len() as u64 + u64::from(t.open.rows > 0),
+                    rows_evicted: t.rows_evicted,
+                    bytes_evicted: t.bytes_evicted,
+                };
+                (name.clone(), stats)
+            })
+            .collect()
+    }
+
+    /// Bytes held by all tables.
+    pub fn bytes_held(&self) -> u64 {
+        self.lock().values().map(Table::bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

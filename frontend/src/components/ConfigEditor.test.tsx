@@ -1,0 +1,89 @@
+import React, { useState } from 'react';
+import { DataSourceSettings } from '@grafana/data';
+import { render, screen } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+
+import { KindlingOptions } from '../types';
+import { ConfigEditor } from './ConfigEditor';
+
+function settings(agents?: string[]): DataSourceSettings<KindlingOptions> {
+  return {
+    id: 1,
+    uid: 'kindling',
+    name: 'Kindling',
+    type: 'kindling-ebpf-datasource',
+    jsonData: agents === undefined ? {} : { agents },
+    secureJsonFields: {},
+  } as unknown as DataSourceSettings<KindlingOptions>;
+}
+
+/** Holds the settings the way Grafana's settings page does, recording every change. */
+function Harness({ initial, changes }: { initial: DataSourceSettings<KindlingOptions>; changes: KindlingOptions[] }) {
+  const [options, setOptions] = useState(initial);
+  return (
+    <ConfigEditor
+      options={options}
+      onOptionsChange={(next) => {
+        changes.push(next.jsonData);
+        setOptions(next);
+      }}
+    />
+  );
+}
+
+describe('ConfigEditor', () => {
+  it('adds an agent typed as HOST:PORT', async () => {
+    const changes: KindlingOptions[] = [];
+    render(<Harness initial={settings()} changes={changes} />);
+    expect(screen.getByText('No agents yet: queries will return no rows.')).toBeInTheDocument();
+
+    await userEvent.click(screen.getByRole('button', { name: 'Add agent' }));
+    await userEvent.type(screen.getByLabelText('Agent 1'), '10.0.0.5:50051');
+    await userEvent.tab();
+
+    expect(changes[0]).toEqual({ agents: [''] });
+    expect(changes[changes.length - 1]).toEqual({ agents: ['10.0.0.5:50051'] });
+    expect(changes).toHaveLength(1 + '10.0.0.5:50051'.length);
+    expect(screen.getByLabelText('Agent 1')).toHaveValue('10.0.0.5:50051');
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
+  });
+
+  it('shows an inline error for an invalid address once the field is left', async () => {
+    render(<Harness initial={settings(['127.0.0.1:50051'])} changes={[]} />);
+    const input = screen.getByLabelText('Agent 1');
+
+    await userEvent.clear(input);
+    await userEvent.type(input, '127.0.0.1:99999');
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
+
+    await userEvent.tab();
+    expect(screen.getByRole('alert')).toHaveTextContent('Port must be a number from 1 to 65535, got "99999"');
+
+    await userEvent.click(input);
+    await userEvent.type(input, '{Backspace}{Backspace}{Backspace}');
+    await userEvent.tab();
+    expect(input).toHaveValue('127.0.0.1:99');
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
+  });
+
+  it('shows errors of saved settings straight away, including a repeated agent', () => {
+    render(<Harness initial={settings(['agent-a:50051', 'http://agent-b:50051', 'agent-a:50051'])} changes={[]} />);
+
+    expect(screen.getAllByRole('alert').map((alert) => alert.textContent)).toEqual([
+      'Leave out the scheme: write HOST:PORT, e.g. 127.0.0.1:50051',
+      'Same agent as row 1',
+    ]);
+  });
+
+  it('removes the chosen row and keeps the others in order', async () => {
+    const changes: KindlingOptions[] = [];
+    render(<Harness initial={settings(['a:1', 'b:2', 'c:3'])} changes={changes} />);
+
+    await userEvent.click(screen.getByRole('button', { name: 'Remove agent 2' }));
+
+    expect(changes).toEqual([{ agents: ['a:1', 'c:3'] }]);
+    expect(screen.getByLabelText('Agent 1')).toHaveValue('a:1');
+    expect(screen.getByLabelText('Agent 2')).toHaveValue('c:3');
+    expect(screen.queryByLabelText('Agent 3')).not.toBeInTheDocument();
+  });
+});

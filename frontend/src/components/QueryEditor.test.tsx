@@ -1,0 +1,61 @@
+import React, { useState } from 'react';
+import { render, screen } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+
+import type { DataSource } from '../datasource';
+import { KindlingQuery } from '../types';
+import { QueryEditor } from './QueryEditor';
+
+const initial: KindlingQuery = {
+  refId: 'A',
+  queryType: 'sql',
+  rawSql: 'SELECT 1',
+  format: 'table',
+};
+
+/** Keeps the query in state as Grafana's panel editor does, recording changes and runs. */
+function Harness({ changes, onRunQuery }: { changes: KindlingQuery[]; onRunQuery: () => void }) {
+  const [query, setQuery] = useState(initial);
+  return (
+    <QueryEditor
+      datasource={{} as DataSource}
+      query={query}
+      onChange={(next) => {
+        changes.push(next);
+        setQuery(next);
+      }}
+      onRunQuery={onRunQuery}
+    />
+  );
+}
+
+describe('QueryEditor', () => {
+  it('calls onChange with the new rawSql and runs the query on blur', async () => {
+    const changes: KindlingQuery[] = [];
+    const onRunQuery = jest.fn();
+    render(<Harness changes={changes} onRunQuery={onRunQuery} />);
+    const sql = screen.getByRole('textbox', { name: 'SQL' });
+
+    await userEvent.clear(sql);
+    await userEvent.type(sql, 'SELECT count(*) FROM flows');
+    expect(onRunQuery).not.toHaveBeenCalled();
+    await userEvent.tab();
+
+    expect(changes[changes.length - 1]).toEqual({ ...initial, rawSql: 'SELECT count(*) FROM flows' });
+    expect(sql).toHaveValue('SELECT count(*) FROM flows');
+    expect(onRunQuery).toHaveBeenCalledTimes(1);
+  });
+
+  it('switches the format to time series and runs the query', async () => {
+    const changes: KindlingQuery[] = [];
+    const onRunQuery = jest.fn();
+    render(<Harness changes={changes} onRunQuery={onRunQuery} />);
+    expect(screen.getByRole('radio', { name: 'Table' })).toBeChecked();
+
+    await userEvent.click(screen.getByRole('radio', { name: 'Time series' }));
+
+    expect(changes).toEqual([{ ...initial, format: 'time_series' }]);
+    expect(screen.getByRole('radio', { name: 'Time series' })).toBeChecked();
+    expect(onRunQuery).toHaveBeenCalledTimes(1);
+  });
+});

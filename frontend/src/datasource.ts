@@ -1,0 +1,27 @@
+import { CoreApp, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
+import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
+
+import { DEFAULT_QUERY, interpolateQuery, isRunnable } from './query';
+import { KindlingOptions, KindlingQuery } from './types';
+
+/**
+ * Queries go to the Rust backend (`gpx_kindling`) through Grafana's /api/ds/query; this class
+ * only prepares them. Logic lives in ./query so that it can be tested without Grafana.
+ */
+export class DataSource extends DataSourceWithBackend<KindlingQuery, KindlingOptions> {
+  constructor(instanceSettings: DataSourceInstanceSettings<KindlingOptions>) {
+    super(instanceSettings);
+  }
+
+  getDefaultQuery(_app: CoreApp): Partial<KindlingQuery> {
+    return { ...DEFAULT_QUERY };
+  }
+
+  filterQuery(query: KindlingQuery): boolean {
+    return isRunnable(query);
+  }
+
+  applyTemplateVariables(query: KindlingQuery, scopedVars: ScopedVars): KindlingQuery {
+    return interpolateQuery(query, scopedVars, getTemplateSrv());
+  }
+}

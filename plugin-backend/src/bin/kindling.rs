@@ -1,0 +1,105 @@
+//! `kindling`: query Kindling agents from the command line with the plugin's engine.
+use std::{io::Write, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use kindling_plugin_backend::{
+    EngineLimits, QueryEngine,
+    agents::AgentSet,
+    health::{self, AgentStatus},
+    output::{self, Format},
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "kindling", version, about = "Query Kindling agents with SQL")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a SQL query over every agent's tables.
+    Query {
+        /// Agent address, HOST:PORT; repeat for several.
+        #[arg(long = "agent", required = true)]
+        agents: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Seconds the query may take.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// Most rows printed.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_rows: usize,
+        /// The SQL.
+        sql: String,
+    },
+    /// Report each agent: reachable or the error, node, version, rows held, drops.
+    Health {
+        /// Agent address, HOST:PORT; repeat for several.
+        #[arg(long = "agent", required = true)]
+        agents: Vec<String>,
+    },
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Query {
+            agents,
+            format,
+            timeout,
+            max_rows,
+            sql,
+        } => {
+            let limits = EngineLimits {
+                timeout: Duration::from_secs(timeout),
+                max_rows,
+                ..EngineLimits::default()
+            };
+            let engine = QueryEngine::new(AgentSet::new(agents), limits);
+            match engine.query(&sql).await {
+                Ok(out) => {
+                    let mut stdout = std::io::stdout().lock();
+                    if let Err(e) = output::write(&out, format, &mut stdout) {
+                        eprintln!("kindling: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                    let _ = stdout.flush();
+                    if out.truncated {
+                        eprintln!("kindling: result cut off at {max_rows} rows");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kindling: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Health { agents } => {
+            let report = health::check(&AgentSet::new(agents)).await;
+            let mut healthy = true;
+            for h in &report {
+                match &h.status {
+                    AgentStatus::Ok {
+                        node,
+                        version,
+                        rows_held,
+                        events_received,
+                        events_dropped,
+                    } => println!(
+                        "{}\tok\tnode={node} version={version} rows_held={rows_held} events_received={events_received} events_dropped={events_dropped}",
+                        h.agent
+                    ),
+                    AgentStatus::Error { error } => {
+                        healthy = false;
+                        println!("{}\terror\t{error}", h.agent);
+                    }
+                }
+            }
+            if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The Grafana backend plugin: QueryData runs each query through the [`QueryEngine`] of the
+//! datasource's agents and returns frames; CheckHealth reports every agent.
+//!
+//! Errors carry their query's refId. A user's mistake (bad SQL, unknown table, malformed query
+//! JSON, a result that does not fit the format) is reported with status 400 (Bad Request), the
+//! SDK 0.5 equivalent of a downstream error; an unreachable agent is 502 (Bad Gateway); a
+//! timeout 504.
+
+pub mod frames;
+pub mod query;
+
+use std::time::Duration;
+
+use futures::stream::FuturesOrdered;
+use grafana_plugin_sdk::{
+    backend::{self, DataQueryStatus},
+    prelude::*,
+};
+
+use crate::{
+    EngineLimits, Error, QueryEngine,
+    agents::AgentSet,
+    health::{self, AgentStatus},
+};
+
+pub use query::DatasourceSettings;
+
+/// The plugin's state: only limits; agents come with each request's datasource settings.
+#[derive(Debug, Clone, GrafanaPlugin)]
+#[grafana_plugin(plugin_type = "datasource", json_data = "DatasourceSettings")]
+pub struct KindlingPlugin {
+    /// Limits of every query.
+    pub limits: EngineLimits,
+}
+
+impl Default for KindlingPlugin {
+    fn default() -> Self {
+        Self {
+            limits: EngineLimits::default(),
+        }
+    }
+}
+
+/// A failed query, with its refId.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    ref_id: String,
+    message: String,
+    status: Status,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Status {
+    UserError,
+    BadGateway,
+    Timeout,
+    Internal,
+}
+
+impl QueryError {
+    fn new(ref_id: &str, status: Status, message: impl Into<String>) -> Self {
+        Self {
+            ref_id: ref_id.to_owned(),
+            message: message.into(),
+            status,
+        }
+    }
+
+    fn from_engine(ref_id: &str, e: &Error) -> Self {
+        let status = match e {
+            Error::Query(_) => Status::UserError,
+            Error::Agent(_) => Status::BadGateway,
+            Error::Timeout(_) => Status::Timeout,
+            Error::ResourcesExhausted(_) | Error::Internal(_) => Status::Internal,
+        };
+        Self::new(ref_id, status, e.to_string())
+    }
+}
+
+impl backend::DataQueryError for QueryError {
+    fn ref_id(self) -> String {
+        self.ref_id
+    }
+
+    fn status(&self) -> DataQueryStatus {
+        match self.status {
+            Status::UserError => DataQueryStatus::BadRequest,
+            Status::BadGateway => DataQueryStatus::BadGateway,
+            Status::Timeout => DataQueryStatus::Timeout,
+            Status::Internal => DataQueryStatus::Internal,
+        }
+    }
+}
+
+impl KindlingPlugin {
+    fn engine(&self, settings: Option<&DatasourceSettings>) -> Result<QueryEngine, String> {
+        let agents = settings.map(|s| s.agents.clone()).unwrap_or_default();
+        if agents.is_empty() {
+            return Err("no agents configured: set jsonData.agents to a list of HOST:PORT".into());
+        }
+        Ok(QueryEngine::new(AgentSet::new(agents), self.limits))
+    }
+
+    async fn run_query(
+        &self,
+        engine: &QueryEngine,
+        q: backend::DataQuery<serde_json::Value>,
+    ) -> Result<backend::DataResponse, QueryError> {
+        let ref_id = q.ref_id.clone();
+        let sql_query = query::parse(&q.query_type, &q.query)
+            .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
+        let out = engine
+            .query(&sql_query.raw_sql)
+            .await
+            .map_err(|e| QueryError::from_engine(&ref_id, &e))?;
+        let mut frames = frames::to_frames(&out, sql_query.format, &sql_query.raw_sql, self.limits.max_rows)
+            .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
+        let checked = frames
+            .iter_mut()
+            .map(|f| f.check())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::new(&ref_id, Status::Internal, e.to_string()))?;
+        Ok(backend::DataResponse::new(ref_id, checked))
+    }
+}
+
+#[backend::async_trait]
+impl backend::DataService for KindlingPlugin {
+    type Query = serde_json::Value;
+    type QueryError = QueryError;
+    type Stream = backend::BoxDataResponseStream<Self::QueryError>;
+
+    async fn query_data(&self, request: backend::QueryDataRequest<Self::Query, Self>) -> Self::Stream {
+        let settings = request
+            .plugin_context
+            .instance_settings
+            .as_ref()
+            .map(|s| s.json_data.clone());
+        let engine = self.engine(settings.as_ref());
+        let plugin = self.clone();
+        let responses: FuturesOrdered<_> = request
+            .queries
+            .into_iter()
+            .map(|q| {
+                let engine = engine.clone();
+                let plugin = plugin.clone();
+                async move {
+                    match engine {
+                        Ok(engine) => plugin.run_query(&engine, q).await,
+                        Err(m) => Err(QueryError::new(&q.ref_id, Status::UserError, m)),
+                    }
+                }
+            })
+            .collect();
+        Box::pin(responses)
+    }
+}
+
+#[backend::async_trait]
+impl backend::DiagnosticsService for KindlingPlugin {
+    type CheckHealthError = std::convert::Infallible;
+    type CollectMetricsError = std::convert::Infallible;
+
+    async fn check_health(
+        &self,
+        request: backend::CheckHealthRequest<Self>,
+    ) -> Result<backend::CheckHealthResponse, Self::CheckHealthError> {
+        let settings = request
+            .plugin_context
+            .instance_settings
+            .as_ref()
+            .map(|s| s.json_data.clone());
+        let engine = match self.engine(settings.as_ref()) {
+            Ok(e) => e,
+            Err(m) => return Ok(backend::CheckHealthResponse::error(m)),
+        };
+        let mut agents = engine.agents().clone();
+        agents.connect_timeout = agents.connect_timeout.min(Duration::from_secs(5));
+        let report = health::check(&agents).await;
+        let ok = report
+            .iter()
+            .filter(|h| matches!(h.status, AgentStatus::Ok { .. }))
+            .count();
+        let lines: Vec<String> = report
+            .iter()
+            .map(|h| match &h.status {
+                AgentStatus::Ok {
+                    node,
+                    version,
+                    rows_held,
+                    events_dropped,
+                    ..
+                } => format!(
+                    "{}: ok (node {node}, version {version}, {rows_held} rows, {events_dropped} dropped)",
+                    h.agent
+                ),
+                AgentStatus::Error { error } => format!("{}: {error}", h.agent),
+            })
+            .collect();
+        let message = format!("{ok} of {} agents reachable. {}", report.len(), lines.join("; "));
+        let details = serde_json::json!({ "agents": report });
+        let response = if ok == report.len() {
+            backend::CheckHealthResponse::ok(message)
+        } else {
+            backend::CheckHealthResponse::error(message)
+        };
+        Ok(response.with_json_details(details))
+    }
+
+    async fn collect_metrics(
+        &self,
+        _request: backend::CollectMetricsRequest<Self>,
+    ) -> Result<backend::CollectMetricsResponse, Self::CollectMetricsError> {
+        Ok(backend::CollectMetricsResponse::new(None))
+    }
+}

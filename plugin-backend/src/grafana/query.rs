@@ -1,0 +1,84 @@
+//! The query JSON Grafana stores in dashboards and sends with each query (a stable contract;
+//! see frontend/README.md):
+//!
+//! ```json
+//! {"refId": "A", "queryType": "sql", "rawSql": "SELECT ...", "format": "table"}
+//! ```
+//!
+//! and the datasource settings (`jsonData`): `{"agents": ["HOST:PORT", ...]}`.
+
+use serde::Deserialize;
+
+/// How a result is shaped into frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultFormat {
+    /// One frame with every column.
+    #[default]
+    Table,
+    /// Time series: a timestamp column, one series per numeric column and per combination of
+    /// the text columns' values (which become labels).
+    TimeSeries,
+}
+
+/// A query of type `sql`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlQuery {
+    /// The SQL to run.
+    #[serde(default)]
+    pub raw_sql: String,
+    /// Frame shape.
+    #[serde(default)]
+    pub format: ResultFormat,
+}
+
+/// Datasource settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct DatasourceSettings {
+    /// Agent addresses, `HOST:PORT`.
+    #[serde(default)]
+    pub agents: Vec<String>,
+}
+
+/// Parses one query's JSON; `query_type` is Grafana's `queryType` ("" means sql).
+pub fn parse(query_type: &str, json: &serde_json::Value) -> Result<SqlQuery, String> {
+    match query_type {
+        "" | "sql" => {}
+        other => return Err(format!("unknown queryType `{other}` (supported: sql)")),
+    }
+    let q: SqlQuery =
+        serde_json::from_value(json.clone()).map_err(|e| format!("malformed query JSON: {e}"))?;
+    if q.raw_sql.trim().is_empty() {
+        return Err("the query has no SQL (rawSql is empty)".to_owned());
+    }
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let q = parse("sql", &json!({"refId": "A", "rawSql": "SELECT 1", "format": "time_series"}));
+        assert_eq!(
+            q,
+            Ok(SqlQuery {
+                raw_sql: "SELECT 1".into(),
+                format: ResultFormat::TimeSeries
+            })
+        );
+        assert_eq!(parse("", &json!({"rawSql": "SELECT 2"})).unwrap().format, ResultFormat::Table);
+    }
+
+    #[test]
+    fn bad_queries_say_what_is_wrong() {
+        assert_eq!(parse("sql", &json!({"rawSql": "  "})).unwrap_err(), "the query has no SQL (rawSql is empty)");
+        assert_eq!(parse("graph", &json!({})).unwrap_err(), "unknown queryType `graph` (supported: sql)");
+        let e = parse("sql", &json!({"rawSql": "x", "format": "pie"})).unwrap_err();
+        assert!(e.starts_with("malformed query JSON: unknown variant `pie`"), "{e}");
+    }
+}

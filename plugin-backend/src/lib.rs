@@ -1,0 +1,24 @@
+//! Kindling's query coordinator. Agents hold the rows; this crate plans SQL over all of them
+//! with DataFusion and merges their answers. Both front ends use it: the `kindling` CLI and
+//! `gpx_kindling`, the Grafana backend plugin.
+//!
+//! - [`engine`]: [`QueryEngine`], a DataFusion session whose tables span every agent.
+//! - [`scan`]: [`scan::AgentTable`] and its scan, one partition per agent.
+//! - [`fragment`]: the SQL each agent runs for a scan (projection, filters, limit pushed down).
+//! - [`agents`]: Flight connections to agents.
+//! - [`health`]: per-agent health (reachable, version, node, rows held, drops).
+//! - [`output`]: results as text tables, CSV or JSON for the CLI.
+//! - [`grafana`]: the plugin: query JSON, Grafana frames, QueryData and CheckHealth.
+#![deny(missing_docs)]
+
+pub mod agents;
+pub mod engine;
+pub mod error;
+pub mod fragment;
+pub mod grafana;
+pub mod health;
+pub mod output;
+pub mod scan;
+
+pub use engine::{EngineLimits, QueryEngine, QueryOutput};
+pub use error::{Error, Result};

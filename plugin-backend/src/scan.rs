@@ -1,0 +1,222 @@
+//! [`AgentTable`]: a table whose rows live on every agent. Its scan, [`AgentScanExec`], has one
+//! partition per agent; each partition sends the agent a fragment with the pushed-down
+//! projection, filters and limit, and streams back what the agent returns.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+use datafusion::{
+    arrow::{
+        datatypes::{Schema, SchemaRef},
+        record_batch::{RecordBatch, RecordBatchOptions},
+    },
+    catalog::{Session, TableProvider},
+    common::{Result, tree_node::TreeNodeRecursion},
+    datasource::TableType,
+    error::DataFusionError,
+    execution::{SendableRecordBatchStream, TaskContext},
+    logical_expr::{Expr, TableProviderFilterPushDown},
+    physical_expr::{EquivalenceProperties, PhysicalExpr},
+    physical_plan::{
+        DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+        execution_plan::{Boundedness, EmissionType},
+        stream::RecordBatchStreamAdapter,
+    },
+};
+use futures::{StreamExt, TryStreamExt, stream};
+
+use crate::{agents::AgentSet, error::AgentError, fragment};
+
+/// A table served by every agent of an [`AgentSet`].
+#[derive(Debug)]
+pub struct AgentTable {
+    name: String,
+    schema: SchemaRef,
+    agents: Arc<AgentSet>,
+}
+
+impl AgentTable {
+    /// The table `name` with `schema` on `agents`.
+    pub fn new(name: &str, schema: SchemaRef, agents: Arc<AgentSet>) -> Self {
+        Self {
+            name: name.to_owned(),
+            schema,
+            agents,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for AgentTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Agents apply what they can express; the coordinator applies every filter again.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => Arc::clone(&self.schema),
+        };
+        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let sql = fragment::scan_sql(&self.name, &columns, filters, limit);
+        Ok(Arc::new(AgentScanExec::new(
+            &self.name,
+            schema,
+            sql,
+            Arc::clone(&self.agents),
+        )))
+    }
+}
+
+/// Scans one table on every agent, a partition per agent.
+#[derive(Debug)]
+pub struct AgentScanExec {
+    table: String,
+    schema: SchemaRef,
+    sql: String,
+    agents: Arc<AgentSet>,
+    properties: Arc<PlanProperties>,
+}
+
+impl AgentScanExec {
+    fn new(table: &str, schema: SchemaRef, sql: String, agents: Arc<AgentSet>) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(agents.addrs.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            table: table.to_owned(),
+            schema,
+            sql,
+            agents,
+            properties,
+        }
+    }
+
+    /// The fragment each agent runs.
+    pub fn fragment_sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+impl DisplayAs for AgentScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AgentScanExec: table={}, agents={}, fragment={}",
+            self.table,
+            self.agents.addrs.len(),
+            self.sql
+        )
+    }
+}
+
+/// Checks an agent's batch against the expected schema; an empty expected schema takes the
+/// agent's row markers as a row count.
+fn conform(batch: RecordBatch, schema: &SchemaRef, agent: &str) -> Result<RecordBatch, AgentError> {
+    if schema.fields().is_empty() {
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        return RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &options)
+            .map_err(|e| AgentError {
+                agent: agent.to_owned(),
+                message: e.to_string(),
+            });
+    }
+    let got = batch.schema();
+    let same = got.fields().len() == schema.fields().len()
+        && got
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    if !same {
+        return Err(AgentError {
+            agent: agent.to_owned(),
+            message: format!(
+                "returned columns {:?}, expected {:?} (agent and coordinator versions differ?)",
+                got.fields().iter().map(|f| (f.name(), f.data_type())).collect::<Vec<_>>(),
+                schema.fields().iter().map(|f| (f.name(), f.data_type())).collect::<Vec<_>>()
+            ),
+        });
+    }
+    // Same names and types; adopt the expected schema (nullability, metadata).
+    RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| AgentError {
+        agent: agent.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl ExecutionPlan for AgentScanExec {
+    fn name(&self) -> &str {
+        "AgentScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let schema = Arc::clone(&self.schema);
+        let Some(agent) = self.agents.addrs.get(partition).cloned() else {
+            // No agents configured: an empty table.
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::empty())));
+        };
+        let timeout = self.agents.connect_timeout;
+        let sql = self.sql.clone();
+        let expected = Arc::clone(&schema);
+        let batches = stream::once(async move {
+            let agent_for_batches = agent.clone();
+            crate::agents::fetch(&agent, timeout, sql).await.map(move |s| {
+                s.and_then(move |b| {
+                    let r = conform(b, &expected, &agent_for_batches);
+                    async move { r }
+                })
+            })
+        })
+        .try_flatten()
+        .map_err(|e| DataFusionError::External(Box::new(e)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches.boxed())))
+    }
+}

@@ -1,0 +1,65 @@
+//! SQL behaviour of the coordinator over two fixture agents, in sqllogictest files
+//! (tests/slt/*.slt). Each file runs against a fresh pair of agents serving known rows (see
+//! support::fixture_flow), queried through Flight exactly as the CLI and plugin do.
+
+mod support;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use kindling_plugin_backend::{EngineLimits, QueryEngine, agents::AgentSet};
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+struct Coordinator {
+    engine: QueryEngine,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SqlError(String);
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Coordinator {
+    type Error = SqlError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
+        let out = self.engine.query(sql).await.map_err(|e| SqlError(e.to_string()))?;
+        let types = vec![DefaultColumnType::Any; out.schema.fields().len()];
+        Ok(DBOutput::Rows {
+            types,
+            rows: support::rows(&out.batches),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_files() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    for file in files {
+        let (a1, a2) = support::two_fixture_agents().await;
+        let agents = vec![a1.addr.clone(), a2.addr.clone()];
+        let mut runner = sqllogictest::Runner::new(move || {
+            let engine = QueryEngine::new(AgentSet::new(agents.clone()), EngineLimits::default());
+            async move { Ok(Coordinator { engine }) }
+        });
+        runner.with_column_validator(sqllogictest::default_column_validator);
+        if let Err(e) = runner.run_file_async(&file).await {
+            panic!("{}: {e}", file.display());
+        }
+        drop((a1, a2));
+    }
+}

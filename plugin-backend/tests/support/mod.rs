@@ -1,0 +1,173 @@
+//! Test support: agents served in-process from fixture stores, and text rendering of batches.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{net::Ipv4Addr, sync::Arc, time::Duration};
+
+use datafusion::arrow::{
+    array::{Array, RecordBatch},
+    util::display::{ArrayFormatter, FormatOptions},
+};
+use kindling_agent::{
+    pipeline::PipelineCounters,
+    query::{AgentInfo, LocalQueries, QueryLimits},
+    records::{
+        Endpoints, FlowRecord, FlowsBuilder, Owner, Role, TcpEventRecord, TcpEventType,
+        TcpEventsBuilder,
+    },
+    serve::AgentFlightService,
+    store::{Store, StoreConfig},
+};
+use kindling_wire::schema;
+
+/// An agent serving a fixture store on a loopback port until dropped.
+pub struct InProcessAgent {
+    pub addr: String,
+    pub store: Arc<Store>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for InProcessAgent {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An empty store with the agent's tables and small chunks.
+pub fn empty_store() -> Arc<Store> {
+    Arc::new(Store::new(
+        StoreConfig {
+            budget_bytes: 64 << 20,
+            chunk_rows: 4,
+            chunk_duration: Duration::from_secs(3600),
+        },
+        [schema::TCP_EVENTS, schema::FLOWS].map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
+    ))
+}
+
+/// Serves `store` as agent `node` on 127.0.0.1 (a random port).
+pub async fn serve(store: Arc<Store>, node: &str) -> InProcessAgent {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let info = Arc::new(AgentInfo::new(node, Arc::new(PipelineCounters::default())));
+    let queries = LocalQueries::new(Arc::clone(&store), info, QueryLimits::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentFlightService::new(queries).into_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = rx.await;
+                },
+            ),
+    );
+    InProcessAgent {
+        addr,
+        store,
+        shutdown: Some(tx),
+    }
+}
+
+/// 2023-11-14T22:13:20Z
+pub const EPOCH_S: i64 = 1_700_000_000;
+
+const COMMS: [&str; 3] = ["redis", "nginx", "curl"];
+const PORTS: [u16; 3] = [6379, 443, 80];
+
+/// The fixture connection `id` as seen by `node`: start at EPOCH_S + 10*id seconds, lasting
+/// id ms; comm and dst_port cycle with id % 3; bytes_sent = 100*id, received = 1000*id.
+pub fn fixture_flow(id: u64) -> FlowRecord {
+    let start = (EPOCH_S + 10 * id as i64) * 1_000_000_000;
+    FlowRecord {
+        start_ts_ns: start,
+        end_ts_ns: start + id as i64 * 1_000_000,
+        conn_id: id,
+        owner: Owner {
+            pid: 100 + (id % 3) as u32,
+            tid: 100 + (id % 3) as u32,
+            comm: COMMS[(id % 3) as usize].to_owned(),
+        },
+        role: if id % 2 == 0 { Role::Client } else { Role::Server },
+        endpoints: Endpoints {
+            src_ip: Ipv4Addr::new(10, 0, 0, id as u8).into(),
+            src_port: 40_000 + id as u16,
+            dst_ip: Ipv4Addr::new(10, 0, 1, 1).into(),
+            dst_port: PORTS[(id % 3) as usize],
+        },
+        bytes_sent: 100 * id,
+        bytes_received: 1000 * id,
+        open: false,
+    }
+}
+
+/// Loads fixture connections `ids` (flows and two tcp_events each: SYN_SENT and close) into
+/// `store`, as node `node`.
+pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64>) {
+    let mut flows = FlowsBuilder::new(node);
+    let mut events = TcpEventsBuilder::new(node);
+    for id in ids {
+        let f = fixture_flow(id);
+        for (ts, event, old, new) in [
+            (f.start_ts_ns, TcpEventType::StateChange, "CLOSE", "SYN_SENT"),
+            (f.end_ts_ns, TcpEventType::Close, "LAST_ACK", "CLOSE"),
+        ] {
+            events.append(&TcpEventRecord {
+                ts_ns: ts,
+                event,
+                conn_id: id,
+                role: f.role,
+                owner: f.owner.clone(),
+                endpoints: f.endpoints,
+                old_state: old,
+                new_state: new,
+                syscall_ret: None,
+            });
+        }
+        flows.append(&f);
+        if flows.len() == 3 {
+            store.append(schema::FLOWS, flows.finish().unwrap()).unwrap();
+        }
+    }
+    store.append(schema::FLOWS, flows.finish().unwrap()).unwrap();
+    store.append(schema::TCP_EVENTS, events.finish().unwrap()).unwrap();
+}
+
+/// Two agents: n1 holds fixture connections 1..=6, n2 holds 7..=10.
+pub async fn two_fixture_agents() -> (InProcessAgent, InProcessAgent) {
+    let s1 = empty_store();
+    load_fixture(&s1, "n1", 1..=6);
+    let s2 = empty_store();
+    load_fixture(&s2, "n2", 7..=10);
+    (serve(s1, "n1").await, serve(s2, "n2").await)
+}
+
+/// Every row of `batches` as display strings ("NULL" for nulls).
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .zip(b.columns())
+                    .map(|(f, c)| {
+                        if c.is_null(r) {
+                            "NULL".to_owned()
+                        } else {
+                            f.value(r).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}

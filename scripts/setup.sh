@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs everything a fresh machine of this kind lacks to build, run and test Kindling.
+# Idempotent: every step checks before it acts, so a second run takes seconds.
+#
+#   scripts/setup.sh            toolchain, bpf-linker, test servers and node modules
+#   SETUP_SKIP_FRONTEND=1 ...   skip `npm ci` (for quick agent-only iterations)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUST_VERSION="1.98.0"
+BPF_LINKER_VERSION="0.13.0"
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+if [[ $EUID -ne 0 ]]; then
+  echo "setup: must run as root (apt-get and eBPF need it)" >&2
+  exit 1
+fi
+
+# Debian packages: the LLVM that bpf-linker links against, and the real servers and
+# clients the tests drive.
+APT_PACKAGES=(
+  llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config build-essential
+  curl iproute2 procps python3 ca-certificates bpftool
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! rustup toolchain list | grep -q "^${RUST_VERSION}-"; then
+  log "rustup toolchain install ${RUST_VERSION}"
+  RUSTUP_AUTO_INSTALL=0 rustup toolchain install --no-self-update "$RUST_VERSION" \
+    --profile minimal -c rust-src,clippy,rustfmt
+fi
+
+if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "cargo install bpf-linker@${BPF_LINKER_VERSION} (llvm-22)"
+  PATH="/usr/lib/llvm-22/bin:$PATH" LLVM_PREFIX=/usr/lib/llvm-22 \
+    cargo "+${RUST_VERSION}" install "bpf-linker@${BPF_LINKER_VERSION}" --locked \
+    --no-default-features --features llvm-22
+fi
+
+if [[ -z "${SETUP_SKIP_FRONTEND:-}" && -f "$ROOT/frontend/package.json" ]]; then
+  lock="$ROOT/frontend/package-lock.json"
+  stamp="$ROOT/frontend/node_modules/.kindling-lock.sha256"
+  want="$(sha256sum "$lock" 2>/dev/null | cut -d' ' -f1 || true)"
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    log "npm ci (frontend)"
+    (cd "$ROOT/frontend" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+fi
+
+log "ready"

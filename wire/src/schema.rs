@@ -1,0 +1,141 @@
+//! Table schemas. Timestamps are nanoseconds in UTC; in every table `src_*` is the connection's
+//! initiator (the client) and `dst_*` its acceptor (the server), whichever end the agent saw.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Table of TCP lifecycle events.
+pub const TCP_EVENTS: &str = "tcp_events";
+/// Table of TCP connections, one row when each closes (and periodically while open).
+pub const FLOWS: &str = "flows";
+/// Table of the agent's own counters, computed when queried.
+pub const AGENT_STATS: &str = "agent_stats";
+
+/// Every table an agent serves, in the order listings show them.
+pub const TABLES: [&str; 3] = [AGENT_STATS, FLOWS, TCP_EVENTS];
+
+/// The Arrow type of every timestamp column.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn ts(name: &str) -> Field {
+    Field::new(name, timestamp_type(), false)
+}
+
+fn text(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn endpoints() -> [Field; 4] {
+    [
+        text("src_ip"),
+        Field::new("src_port", DataType::UInt16, false),
+        text("dst_ip"),
+        Field::new("dst_port", DataType::UInt16, false),
+    ]
+}
+
+static TCP_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        ts("ts"),
+        // connect | accept | state_change | close
+        text("event"),
+        Field::new("conn_id", DataType::UInt64, false),
+        // client | server
+        text("role"),
+        Field::new("pid", DataType::UInt32, false),
+        Field::new("tid", DataType::UInt32, false),
+        text("comm"),
+    ];
+    fields.extend(endpoints());
+    fields.extend([
+        // Kernel TCP state names without the TCP_ prefix (SYN_SENT, ESTABLISHED, ...); empty
+        // for connect and accept.
+        text("old_state"),
+        text("new_state"),
+        // Result of the connect/accept syscall (0 or -errno); null for state changes.
+        Field::new("syscall_ret", DataType::Int32, true),
+        text("node"),
+    ]);
+    Arc::new(Schema::new(fields))
+});
+
+static FLOWS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        ts("start_ts"),
+        ts("end_ts"),
+        Field::new("duration_ns", DataType::UInt64, false),
+        Field::new("conn_id", DataType::UInt64, false),
+        Field::new("pid", DataType::UInt32, false),
+        text("comm"),
+        text("role"),
+    ];
+    fields.extend(endpoints());
+    fields.extend([
+        Field::new("bytes_sent", DataType::UInt64, false),
+        Field::new("bytes_received", DataType::UInt64, false),
+        // closed: the connection ended at end_ts; open: a periodic report of a live one.
+        text("status"),
+        text("node"),
+    ]);
+    Arc::new(Schema::new(fields))
+});
+
+static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let count = |name: &str| Field::new(name, DataType::UInt64, false);
+    Arc::new(Schema::new(vec![
+        ts("ts"),
+        text("node"),
+        text("version"),
+        Field::new("uptime_ns", DataType::UInt64, false),
+        count("events_received"),
+        count("events_dropped"),
+        count("events_dropped_kernel"),
+        count("events_dropped_user"),
+        count("memory_budget_bytes"),
+        // One row per table; the counters above repeat on every row.
+        text("table_name"),
+        count("rows_held"),
+        count("bytes_held"),
+        count("chunks_held"),
+        count("rows_evicted"),
+        count("bytes_evicted"),
+    ]))
+});
+
+/// Schema of [`TCP_EVENTS`].
+pub fn tcp_events() -> SchemaRef {
+    Arc::clone(&TCP_EVENTS_SCHEMA)
+}
+
+/// Schema of [`FLOWS`].
+pub fn flows() -> SchemaRef {
+    Arc::clone(&FLOWS_SCHEMA)
+}
+
+/// Schema of [`AGENT_STATS`].
+pub fn agent_stats() -> SchemaRef {
+    Arc::clone(&AGENT_STATS_SCHEMA)
+}
+
+/// Schema of the named table, if it exists.
+pub fn by_name(table: &str) -> Option<SchemaRef> {
+    match table {
+        TCP_EVENTS => Some(tcp_events()),
+        FLOWS => Some(flows()),
+        AGENT_STATS => Some(agent_stats()),
+        _ => None,
+    }
+}
+
+/// Name of the column that says when a row happened, used for time pruning and as the
+/// default time axis.
+pub fn time_column(table: &str) -> Option<&'static str> {
+    match table {
+        TCP_EVENTS | AGENT_STATS => Some("ts"),
+        FLOWS => Some("end_ts"),
+        _ => None,
+    }
+}
