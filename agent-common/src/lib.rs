@@ -81,9 +81,11 @@ pub struct TcpEvent {
     pub ts_ns: u64,
     /// Kernel address of the `struct sock`: the connection's identity while it lives.
     pub skaddr: u64,
-    /// `tcp_sock.bytes_acked` when the socket entered TCP_CLOSE, else 0.
-    pub bytes_acked: u64,
-    /// `tcp_sock.bytes_received` when the socket entered TCP_CLOSE, else 0.
+    /// Payload bytes sent, retransmissions not counted (`tcp_sock.bytes_sent -
+    /// bytes_retrans`), when the socket entered TCP_CLOSE; else 0.
+    pub bytes_sent: u64,
+    /// Payload bytes received in order (`tcp_sock.bytes_received`, less the peer's FIN when it
+    /// came), when the socket entered TCP_CLOSE; else 0.
     pub bytes_received: u64,
     /// Process id (kernel tgid) of the current task.
     pub pid: u32,
@@ -128,10 +130,14 @@ pub struct KernelOffsets {
     pub file_private_data: u64,
     /// `socket.sk`
     pub socket_sk: u64,
+    /// `tcp_sock.bytes_sent`
+    pub tcp_bytes_sent: u64,
+    /// `tcp_sock.bytes_retrans`
+    pub tcp_bytes_retrans: u64,
     /// `tcp_sock.bytes_received`
     pub tcp_bytes_received: u64,
-    /// `tcp_sock.bytes_acked`
-    pub tcp_bytes_acked: u64,
+    /// `sock.sk_shutdown` (a u8; bit 0 is RCV_SHUTDOWN, set when the peer's FIN arrives)
+    pub sock_shutdown: u64,
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.

@@ -30,6 +30,8 @@ use kindling_agent_common::{
 };
 
 const IPPROTO_TCP: u16 = 6;
+/// `sk_shutdown` bit for a closed receive side.
+const RCV_SHUTDOWN: u8 = 1;
 
 #[unsafe(no_mangle)]
 static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
@@ -38,8 +40,10 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     fdtable_fd: 0,
     file_private_data: 0,
     socket_sk: 0,
+    tcp_bytes_sent: 0,
+    tcp_bytes_retrans: 0,
     tcp_bytes_received: 0,
-    tcp_bytes_acked: 0,
+    sock_shutdown: 0,
 });
 
 #[map]
@@ -78,7 +82,7 @@ fn emit(fill: impl FnOnce(&mut TcpEvent)) {
         // SAFETY: plain helper call.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: 0,
-        bytes_acked: 0,
+        bytes_sent: 0,
         bytes_received: 0,
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
@@ -143,11 +147,17 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
             return Ok(());
         }
     }
-    let (mut bytes_acked, mut bytes_received) = (0u64, 0u64);
+    let (mut bytes_sent, mut bytes_received) = (0u64, 0u64);
     if new_state as u8 == tcp_state::CLOSE {
+        // tcp_done() sets sk_shutdown only after this transition, so RCV_SHUTDOWN here means
+        // the peer's FIN arrived (and advanced bytes_received by one sequence number).
         let off = KERNEL_OFFSETS.load();
-        bytes_acked = read_kernel(skaddr + off.tcp_bytes_acked)?;
-        bytes_received = read_kernel(skaddr + off.tcp_bytes_received)?;
+        let sent: u64 = read_kernel(skaddr + off.tcp_bytes_sent)?;
+        let retrans: u64 = read_kernel(skaddr + off.tcp_bytes_retrans)?;
+        let received: u64 = read_kernel(skaddr + off.tcp_bytes_received)?;
+        let shutdown: u8 = read_kernel(skaddr + off.sock_shutdown)?;
+        bytes_sent = sent.saturating_sub(retrans);
+        bytes_received = received.saturating_sub(u64::from(shutdown & RCV_SHUTDOWN));
     }
     emit(|ev| {
         ev.kind = TcpEventKind::StateChange as u8;
@@ -159,7 +169,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         ev.family = family;
         ev.saddr = saddr;
         ev.daddr = daddr;
-        ev.bytes_acked = bytes_acked;
+        ev.bytes_sent = bytes_sent;
         ev.bytes_received = bytes_received;
     });
     Ok(())

@@ -282,7 +282,7 @@ impl ConnTracker {
                 owner: conn.owner,
                 role: conn.role,
                 endpoints: conn.endpoints,
-                bytes_sent: ev.bytes_acked,
+                bytes_sent: ev.bytes_sent,
                 bytes_received: ev.bytes_received,
                 open: false,
             });

@@ -17,13 +17,17 @@ const NLMSG_DONE: u16 = 3;
 const INET_DIAG_INFO: u16 = 2;
 const NLMSG_HDR: usize = 16;
 const INET_DIAG_MSG: usize = 72;
-/// `tcp_info.tcpi_bytes_acked` and `tcpi_bytes_received` (uapi/linux/tcp.h).
-const TCPI_BYTES_ACKED: usize = 120;
+/// Offsets in `struct tcp_info` (uapi/linux/tcp.h).
 const TCPI_BYTES_RECEIVED: usize = 128;
+const TCPI_BYTES_SENT: usize = 200;
+const TCPI_BYTES_RETRANS: usize = 208;
+/// States in which the peer's FIN has been received (and counted in tcpi_bytes_received).
+const FIN_RECEIVED_STATES: [u8; 4] = [6, 8, 9, 11];
 /// Every state but LISTEN (10) and CLOSE (7).
 const STATES: u32 = 0xfff & !(1 << 10) & !(1 << 7);
 
-/// (bytes_sent, bytes_received) of every live TCP socket, keyed by its endpoints as the local
+/// (bytes_sent, bytes_received) of payload (the same definitions as the eBPF programs use at
+/// close: retransmissions and the FIN not counted) of every live TCP socket, keyed by its endpoints as the local
 /// socket sees them (`src` = local end). IPv4-mapped IPv6 addresses are reported as IPv4.
 pub fn tcp_byte_counters() -> io::Result<HashMap<Endpoints, (u64, u64)>> {
     // SAFETY: plain socket(2) call; the fd is owned below.
@@ -118,6 +122,7 @@ fn parse_diag_msg(msg: &[u8]) -> Option<(Endpoints, (u64, u64))> {
         return None;
     }
     let family = msg[0];
+    let fin_received = u64::from(FIN_RECEIVED_STATES.contains(&msg[1]));
     let id = &msg[4..52];
     let ends = Endpoints {
         src_port: u16::from_be_bytes([id[0], id[1]]),
@@ -133,9 +138,11 @@ fn parse_diag_msg(msg: &[u8]) -> Option<(Endpoints, (u64, u64))> {
             return None;
         }
         let data = &attrs[4..len];
-        if kind == INET_DIAG_INFO && data.len() >= TCPI_BYTES_RECEIVED + 8 {
+        if kind == INET_DIAG_INFO && data.len() >= TCPI_BYTES_RETRANS + 8 {
             let u64_at = |o: usize| u64::from_ne_bytes(data[o..o + 8].try_into().expect("8"));
-            return Some((ends, (u64_at(TCPI_BYTES_ACKED), u64_at(TCPI_BYTES_RECEIVED))));
+            let sent = u64_at(TCPI_BYTES_SENT).saturating_sub(u64_at(TCPI_BYTES_RETRANS));
+            let received = u64_at(TCPI_BYTES_RECEIVED).saturating_sub(fin_received);
+            return Some((ends, (sent, received)));
         }
         attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
     }
@@ -183,6 +190,12 @@ mod tests {
         };
         assert_eq!(counters.get(&client_view), Some(&(1000, 300)));
         assert_eq!(counters.get(&server_view), Some(&(300, 1000)));
+
+        // The server's FIN moves the client to CLOSE_WAIT: a sequence number, not a payload byte.
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(client.read(&mut got).unwrap(), 0);
+        let counters = tcp_byte_counters().expect("sock_diag");
+        assert_eq!(counters.get(&client_view), Some(&(1000, 300)));
     }
 
     #[test]

@@ -78,7 +78,7 @@ mod tests {
             .and(col("comm").like(lit("cu%")));
         assert_eq!(
             scan_sql("flows", &["pid", "comm"], &[filter], Some(5)),
-            "SELECT \"pid\", \"comm\" FROM \"flows\" WHERE ((dst_port = 8080) AND (comm LIKE 'cu%')) LIMIT 5"
+            "SELECT \"pid\", \"comm\" FROM \"flows\" WHERE (((dst_port = 8080) AND comm LIKE 'cu%')) LIMIT 5"
         );
     }
 

@@ -222,8 +222,10 @@ impl KernelBtf {
             fdtable_fd: self.member_offset("fdtable", "fd")?,
             file_private_data: self.member_offset("file", "private_data")?,
             socket_sk: self.member_offset("socket", "sk")?,
+            tcp_bytes_sent: self.member_offset("tcp_sock", "bytes_sent")?,
+            tcp_bytes_retrans: self.member_offset("tcp_sock", "bytes_retrans")?,
             tcp_bytes_received: self.member_offset("tcp_sock", "bytes_received")?,
-            tcp_bytes_acked: self.member_offset("tcp_sock", "bytes_acked")?,
+            sock_shutdown: self.member_offset("sock", "sk_shutdown")?,
         })
     }
 }
@@ -274,8 +276,10 @@ mod tests {
             ("files_struct", "fdt"),
             ("fdtable", "fd"),
             ("socket", "sk"),
+            ("tcp_sock", "bytes_sent"),
+            ("tcp_sock", "bytes_retrans"),
             ("tcp_sock", "bytes_received"),
-            ("tcp_sock", "bytes_acked"),
+            ("sock", "sk_shutdown"),
         ] {
             assert_eq!(btf.member_offset(s, m).unwrap(), bpftool_offset(s, m), "{s}.{m}");
         }

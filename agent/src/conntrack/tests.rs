@@ -36,7 +36,7 @@ impl Ev {
         Ev(TcpEvent {
             ts_ns: ts,
             skaddr: sk,
-            bytes_acked: 0,
+            bytes_sent: 0,
             bytes_received: 0,
             pid: 999,
             tid: 999,
@@ -71,8 +71,8 @@ impl Ev {
         self
     }
 
-    fn bytes(mut self, acked: u64, received: u64) -> Self {
-        self.0.bytes_acked = acked;
+    fn bytes(mut self, sent: u64, received: u64) -> Self {
+        self.0.bytes_sent = sent;
         self.0.bytes_received = received;
         self
     }
