@@ -1,5 +1,8 @@
-//! Test support: agents served in-process from fixture stores, and text rendering of batches.
+//! Test support: agents served in-process from fixture stores, real agent and plugin processes
+//! (`host`), and text rendering of batches.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod host;
 
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 

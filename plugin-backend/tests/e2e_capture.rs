@@ -1,0 +1,255 @@
+//! End to end on this host: the agent's eBPF programs watch real TCP connections that the test
+//! makes itself, and the rows are read back through the `kindling` CLI and through Grafana host
+//! emulation (the plugin binary driven over the plugin protocol; no real Grafana runs here).
+//!
+//! Ground truth: tests/fixtures/tcp_peer.py makes exactly N connections to a port of its own,
+//! connection i carrying 100*i request bytes and 50*i response bytes.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
+use serde_json::{Value, json};
+use support::host::{AgentProcess, GrafanaHost, decode_frames, require_root};
+
+const N: u64 = 12;
+
+struct Traffic {
+    port: u16,
+    server_pid: u32,
+    client_pid: u32,
+}
+
+/// Runs the fixture server and client to completion.
+fn make_traffic() -> Traffic {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tcp_peer.py");
+    let mut server = Command::new("python3")
+        .args([script, "server", &N.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed (scripts/setup.sh installs it)");
+    let mut line = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    let mut client = Command::new("python3")
+        .args([script, "client", &port.to_string(), &N.to_string()])
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    assert!(client.wait().unwrap().success(), "client failed");
+    let server_pid = server.id();
+    assert!(server.wait().unwrap().success(), "server failed");
+    Traffic {
+        port,
+        server_pid,
+        client_pid,
+    }
+}
+
+fn flows_sql(port: u16) -> String {
+    format!(
+        "SELECT role, pid, comm, bytes_sent, bytes_received, src_ip, dst_ip, dst_port, status, node \
+         FROM flows WHERE dst_port = {port} ORDER BY role, bytes_sent"
+    )
+}
+
+/// Waits until the agent holds `want` flows for the port (rows reach the store within a flush).
+fn wait_for_flows(agent: &AgentProcess, port: u16, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = agent.query_json(&format!("SELECT count(*) AS n FROM flows WHERE dst_port = {port}"));
+        let n = rows[0]["n"].as_u64().unwrap() as usize;
+        if n >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {n} of {want} flows after 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The rows the ground truth says `flows` must hold for the port, in `flows_sql` order.
+fn expected_flows(t: &Traffic) -> Vec<(String, u32, String, u64, u64)> {
+    let mut rows = Vec::new();
+    for i in 1..=N {
+        rows.push(("client".to_owned(), t.client_pid, "kl-e2e-client".to_owned(), 100 * i, 50 * i));
+    }
+    for i in 1..=N {
+        rows.push(("server".to_owned(), t.server_pid, "kl-e2e-server".to_owned(), 50 * i, 100 * i));
+    }
+    rows
+}
+
+#[test]
+fn loopback_connections_through_cli_and_grafana_host_emulation() {
+    require_root();
+    let agent = AgentProcess::start("e2e-node", &[]);
+    let t = make_traffic();
+    // Both ends are on this node: one client row and one server row per connection.
+    wait_for_flows(&agent, t.port, 2 * N as usize);
+    // Give a late duplicate a chance to show up before asserting the exact count.
+    std::thread::sleep(Duration::from_millis(300));
+
+    // --- CLI
+    let rows = agent.query_json(&flows_sql(t.port));
+    let got: Vec<(String, u32, String, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap().to_owned(),
+                r["pid"].as_u64().unwrap() as u32,
+                r["comm"].as_str().unwrap().to_owned(),
+                r["bytes_sent"].as_u64().unwrap(),
+                r["bytes_received"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected_flows(&t));
+    for r in &rows {
+        assert_eq!(r["src_ip"], "127.0.0.1");
+        assert_eq!(r["dst_ip"], "127.0.0.1");
+        assert_eq!(r["dst_port"].as_u64(), Some(u64::from(t.port)));
+        assert_eq!(r["status"], "closed");
+        assert_eq!(r["node"], "e2e-node");
+    }
+
+    // tcp_events: exactly one connect per client connection and one accept per server one, each
+    // attributed to the process that made the syscall.
+    let events = agent.query_json(&format!(
+        "SELECT event, role, pid, comm, count(*) AS n FROM tcp_events \
+         WHERE dst_port = {} AND event IN ('connect', 'accept', 'close') \
+         GROUP BY event, role, pid, comm ORDER BY event, role",
+        t.port
+    ));
+    let summary: Vec<(String, String, u64, String, u64)> = events
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["role"].as_str().unwrap().to_owned(),
+                r["pid"].as_u64().unwrap(),
+                r["comm"].as_str().unwrap().to_owned(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (c, s) = (u64::from(t.client_pid), u64::from(t.server_pid));
+    assert_eq!(
+        summary,
+        vec![
+            ("accept".into(), "server".into(), s, "kl-e2e-server".into(), N),
+            ("close".into(), "client".into(), c, "kl-e2e-client".into(), N),
+            ("close".into(), "server".into(), s, "kl-e2e-server".into(), N),
+            ("connect".into(), "client".into(), c, "kl-e2e-client".into(), N),
+        ]
+    );
+
+    // Durations are positive and end after start.
+    let bad = agent.query_json(&format!(
+        "SELECT count(*) AS n FROM flows WHERE dst_port = {} AND (end_ts < start_ts OR duration_ns = 0)",
+        t.port
+    ));
+    assert_eq!(bad[0]["n"].as_u64(), Some(0));
+
+    // --- Grafana host emulation
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let host = GrafanaHost::start();
+        let sql = flows_sql(t.port);
+        let responses = host
+            .query_data(
+                &[&agent.addr],
+                &[("A", json!({"refId": "A", "queryType": "sql", "rawSql": sql, "format": "table"}))],
+            )
+            .await;
+        let a = &responses["A"];
+        assert_eq!(a.error, "", "QueryData error");
+        let frames = decode_frames(a);
+        assert_eq!(frames.len(), 1);
+        let frame = &frames[0];
+        assert_eq!(frame.metadata.get("refId").map(String::as_str), Some("A"));
+        let meta: Value = serde_json::from_str(&frame.metadata["meta"]).unwrap();
+        assert_eq!(meta["executedQueryString"], sql);
+        assert_eq!(frame_flows(&frame.batch), expected_flows(&t));
+
+        // A user's mistake comes back on its own refId with status 400; the other query works.
+        let responses = host
+            .query_data(
+                &[&agent.addr],
+                &[
+                    ("bad", json!({"refId": "bad", "rawSql": "SELECT * FROM nope"})),
+                    ("good", json!({"refId": "good", "rawSql": "SELECT 1 AS one"})),
+                ],
+            )
+            .await;
+        assert_eq!(responses["bad"].status, 400);
+        assert_eq!(
+            responses["bad"].error,
+            "table 'datafusion.public.nope' not found; tables: agent_stats, flows, tcp_events"
+        );
+        assert_eq!(responses["good"].error, "");
+        assert_eq!(decode_frames(&responses["good"])[0].batch.num_rows(), 1);
+
+        // CheckHealth: one reachable agent, and an unreachable one named.
+        let health = host.check_health(&[&agent.addr]).await;
+        assert_eq!(health.status, 1, "OK: {}", health.message);
+        assert!(health.message.starts_with("1 of 1 agents reachable."), "{}", health.message);
+        assert!(health.message.contains("node e2e-node"), "{}", health.message);
+        let dead = format!("127.0.0.1:{}", support::host::free_port());
+        let health = host.check_health(&[&agent.addr, &dead]).await;
+        assert_eq!(health.status, 2, "ERROR: {}", health.message);
+        assert!(health.message.starts_with("1 of 2 agents reachable."), "{}", health.message);
+        assert!(health.message.contains(&format!("{dead}: unreachable")), "{}", health.message);
+    });
+
+    // --- CLI errors are clear and non-zero.
+    let out = agent.cli(&["query", "--agent", &agent.addr, "SELEC 1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("kindling: SQL error: ParserError"));
+    let out = agent.cli(&["query", "--agent", &agent.addr, "SELECT * FROM flow"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "kindling: table 'datafusion.public.flow' not found; tables: agent_stats, flows, tcp_events"
+    );
+    let dead = format!("127.0.0.1:{}", support::host::free_port());
+    let out = agent.cli(&["query", "--agent", &agent.addr, "--agent", &dead, "SELECT count(*) FROM flows"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("kindling: agent {dead}: unreachable")), "{err}");
+
+    // --- Stop: exit 0 and no program of ours left attached.
+    let status = agent.terminate();
+    assert!(status.success(), "agent exit status {status:?}");
+    let progs = Command::new("bpftool").args(["prog", "show"]).output().unwrap();
+    let progs = String::from_utf8_lossy(&progs.stdout);
+    for name in ["inet_sock_set_s", "connect_enter", "accept4_exit"] {
+        assert!(!progs.contains(&format!("name {name}")), "{name} still loaded:\n{progs}");
+    }
+}
+
+/// The frame's rows as (role, pid, comm, bytes_sent, bytes_received).
+fn frame_flows(b: &RecordBatch) -> Vec<(String, u32, String, u64, u64)> {
+    let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+    let role = col("role");
+    let pid = col("pid");
+    let comm = col("comm");
+    let sent = col("bytes_sent");
+    let received = col("bytes_received");
+    (0..b.num_rows())
+        .map(|i| {
+            (
+                role.as_string::<i32>().value(i).to_owned(),
+                pid.as_primitive::<UInt32Type>().value(i),
+                comm.as_string::<i32>().value(i).to_owned(),
+                sent.as_primitive::<UInt64Type>().value(i),
+                received.as_primitive::<UInt64Type>().value(i),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,244 @@
+//! Real processes for end-to-end tests: the agent binary with its eBPF programs, and the plugin
+//! binary spoken to as Grafana does ("Grafana host emulation", never a real Grafana).
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Cursor},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use datafusion::arrow::{ipc::reader::FileReader, record_batch::RecordBatch};
+use grafana_plugin_sdk::pluginv2::{
+    self, data_client::DataClient, diagnostics_client::DiagnosticsClient,
+};
+
+/// Fails the test unless it runs as root (the agent loads eBPF programs).
+pub fn require_root() {
+    // SAFETY: no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test loads eBPF programs and must run as root (sudo scripts/test.sh)");
+}
+
+/// Path of a binary of this workspace, next to the test's own binaries.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let kindling = PathBuf::from(env!("CARGO_BIN_EXE_kindling"));
+    let path = kindling.with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `kindling-agent`, killed (SIGKILL) if the test ends without stopping it.
+pub struct AgentProcess {
+    pub addr: String,
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    /// Starts the agent on a free loopback port and waits until it answers queries.
+    pub fn start(node: &str, extra_args: &[&str]) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(workspace_bin("kindling-agent"))
+            .args(["--listen", &addr, "--node-name", node, "--flush-ms", "50"])
+            .args(extra_args)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kindling-agent");
+        let agent = Self {
+            addr,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = agent.cli(&["health", "--agent", &agent.addr]);
+            if out.status.success() {
+                return agent;
+            }
+            assert!(Instant::now() < deadline, "agent did not become healthy: {out:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs the `kindling` CLI.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .output()
+            .expect("run kindling")
+    }
+
+    /// Runs a query through the CLI and returns its JSON rows; panics on failure.
+    pub fn query_json(&self, sql: &str) -> Vec<serde_json::Value> {
+        let out = self.cli(&["query", "--agent", &self.addr, "--format", "json", sql]);
+        assert!(
+            out.status.success(),
+            "query failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("agent did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `gpx_kindling` started the way Grafana starts a backend plugin.
+pub struct GrafanaHost {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl GrafanaHost {
+    /// Spawns the plugin with Grafana's go-plugin environment and reads its handshake line.
+    pub fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gpx_kindling"))
+            .env("grafana_plugin_type", "datasource")
+            .env("PLUGIN_PROTOCOL_VERSIONS", "2")
+            .env("GF_PLUGIN_APP_CLIENT_SECRET", "")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn gpx_kindling");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // go-plugin handshake: CORE-PROTOCOL-VERSION|APP-PROTOCOL-VERSION|NETWORK|ADDR|PROTOCOL
+        let parts: Vec<&str> = line.trim().split('|').collect();
+        assert_eq!(parts.len(), 5, "handshake line: {line:?}");
+        assert_eq!((parts[0], parts[1], parts[2], parts[4]), ("1", "2", "tcp", "grpc"));
+        Self {
+            child,
+            endpoint: format!("http://{}", parts[3]),
+        }
+    }
+
+    fn context(agents: &[&str]) -> pluginv2::PluginContext {
+        pluginv2::PluginContext {
+            org_id: 1,
+            plugin_id: "kindling-ebpf-datasource".into(),
+            data_source_instance_settings: Some(pluginv2::DataSourceInstanceSettings {
+                id: 1,
+                uid: "kindling".into(),
+                name: "Kindling".into(),
+                json_data: serde_json::to_vec(&serde_json::json!({ "agents": agents })).unwrap(),
+                last_updated_ms: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// QueryData with one query per (refId, query JSON).
+    pub async fn query_data(
+        &self,
+        agents: &[&str],
+        queries: &[(&str, serde_json::Value)],
+    ) -> HashMap<String, pluginv2::DataResponse> {
+        let mut client = DataClient::connect(self.endpoint.clone()).await.unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        let request = pluginv2::QueryDataRequest {
+            plugin_context: Some(Self::context(agents)),
+            queries: queries
+                .iter()
+                .map(|(ref_id, json)| pluginv2::DataQuery {
+                    ref_id: (*ref_id).into(),
+                    max_data_points: 1000,
+                    interval_ms: 1000,
+                    time_range: Some(pluginv2::TimeRange {
+                        from_epoch_ms: now - 3_600_000,
+                        to_epoch_ms: now,
+                    }),
+                    query_type: json["queryType"].as_str().unwrap_or("").into(),
+                    json: serde_json::to_vec(json).unwrap(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        client.query_data(request).await.unwrap().into_inner().responses
+    }
+
+    /// CheckHealth for a datasource with `agents`.
+    pub async fn check_health(&self, agents: &[&str]) -> pluginv2::CheckHealthResponse {
+        let mut client = DiagnosticsClient::connect(self.endpoint.clone()).await.unwrap();
+        client
+            .check_health(pluginv2::CheckHealthRequest {
+                plugin_context: Some(Self::context(agents)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+impl Drop for GrafanaHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A frame Grafana received, decoded with arrow-rs's IPC reader (independent of the SDK).
+pub struct DecodedFrame {
+    pub batch: RecordBatch,
+    /// The frame's schema metadata (`name`, `refId`, `meta` as JSON text).
+    pub metadata: HashMap<String, String>,
+}
+
+/// Decodes every frame of a response.
+pub fn decode_frames(response: &pluginv2::DataResponse) -> Vec<DecodedFrame> {
+    response
+        .frames
+        .iter()
+        .map(|bytes| {
+            let reader = FileReader::try_new(Cursor::new(bytes.clone()), None).expect("arrow IPC file");
+            let schema = reader.schema();
+            let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+            let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
+            DecodedFrame {
+                batch,
+                metadata: schema.metadata().clone(),
+            }
+        })
+        .collect()
+}
