@@ -6,21 +6,33 @@
 # Rust: unit tests, the store and SQL (.slt) tests, and the end-to-end tests that load the eBPF
 # programs, drive real TCP traffic and query it through the `kindling` CLI and through Grafana
 # host emulation (gpx_kindling spoken to over the plugin protocol). Frontend: typecheck, Jest,
-# build.
+# build. Ends with one line counting every test: "tests: N passed, M failed".
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+LOGS="$(mktemp -d)"
+trap 'rm -rf "$LOGS"' EXIT
 
-echo "== cargo build (dev profile, every binary the tests start)"
-cargo build --workspace --bins
+echo "== cargo build (dev profile: every binary the tests start)"
+cargo build
 
 echo "== cargo test"
-# One test thread per binary: the end-to-end tests attach eBPF programs and count every TCP
-# connection on the host, so they must not overlap with each other's traffic.
-cargo test --workspace --no-fail-fast -- --test-threads=1
+# One test thread: the end-to-end tests attach eBPF programs that see every TCP connection on
+# the host, so their traffic must not overlap.
+rust_status=0
+cargo test --no-fail-fast -- --test-threads=1 2>&1 | tee "$LOGS/cargo.txt" || rust_status=$?
 
 echo "== frontend"
-(cd frontend && npm run --silent typecheck && npm test --silent -- --ci && npm run --silent build)
-bash scripts/package-plugin.sh --debug
+js_status=0
+(cd frontend && npm run --silent typecheck && npm test --silent -- --ci 2>&1) | tee "$LOGS/jest.txt" || js_status=$?
+(cd frontend && npm run --silent build) && bash scripts/package-plugin.sh --debug
+
+passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGS/cargo.txt" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed;' "$LOGS/cargo.txt" | awk '{s+=$1} END {print s+0}')
+js_line=$(grep -E '^Tests:' "$LOGS/jest.txt" | tail -1 || true)
+js_passed=$(grep -oE '[0-9]+ passed' <<<"$js_line" | awk '{print $1+0}')
+js_failed=$(grep -oE '[0-9]+ failed' <<<"$js_line" | awk '{print $1+0}')
+echo "tests: $((passed + ${js_passed:-0})) passed, $((failed + ${js_failed:-0})) failed"
+[[ $rust_status -eq 0 && $js_status -eq 0 ]]

@@ -177,6 +177,32 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         assert_eq!(meta["executedQueryString"], sql);
         assert_eq!(frame_flows(&frame.batch), expected_flows(&t));
 
+        // time_series: one frame per text-column value (labels), numbers as series, by time.
+        let ts_sql = format!(
+            "SELECT date_bin(INTERVAL '1 hour', end_ts) AS time, role, count(*) AS connections \
+             FROM flows WHERE dst_port = {} GROUP BY 1, 2",
+            t.port
+        );
+        let responses = host
+            .query_data(&[&agent.addr], &[("TS", json!({"rawSql": ts_sql, "format": "time_series"}))])
+            .await;
+        assert_eq!(responses["TS"].error, "");
+        let frames = decode_frames(&responses["TS"]);
+        let mut series: Vec<(String, u64)> = frames
+            .iter()
+            .map(|f| {
+                let schema = f.batch.schema();
+                assert_eq!(schema.field(0).name(), "time");
+                let value = schema.field(1);
+                assert_eq!(value.name(), "connections");
+                let labels: Value = serde_json::from_str(&value.metadata()["labels"]).unwrap();
+                let total: i64 = f.batch.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().flatten().sum();
+                (labels["role"].as_str().unwrap().to_owned(), total as u64)
+            })
+            .collect();
+        series.sort();
+        assert_eq!(series, vec![("client".to_owned(), N), ("server".to_owned(), N)]);
+
         // A user's mistake comes back on its own refId with status 400; the other query works.
         let responses = host
             .query_data(
@@ -222,6 +248,19 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with(&format!("kindling: agent {dead}: unreachable")), "{err}");
+
+    // --- Not root: one line naming what is missing, exit 1.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(support::host::workspace_bin("kindling-agent"))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kindling-agent: kindling-agent must run as root (it loads eBPF programs); effective uid is 65534\n"
+    );
 
     // --- Stop: exit 0 and no program of ours left attached.
     let status = agent.terminate();

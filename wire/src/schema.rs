@@ -139,3 +139,29 @@ pub fn time_column(table: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The column contract: names, types and nullability of every table. A change here breaks
+    /// users' SQL and dashboards; update the snapshot only for additions.
+    #[test]
+    fn table_schemas() {
+        let mut text = String::new();
+        for table in TABLES {
+            text.push_str(&format!("{table} (time column: {:?})\n", time_column(table)));
+            for f in by_name(table).unwrap().fields() {
+                let null = if f.is_nullable() { " NULL" } else { "" };
+                text.push_str(&format!("  {} {}{null}\n", f.name(), f.data_type()));
+            }
+        }
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn unknown_table_has_no_schema() {
+        assert!(by_name("calls").is_none());
+        assert!(time_column("calls").is_none());
+    }
+}

@@ -1,0 +1,157 @@
+//! Ingest benchmark: how many kernel events per second the agent's user-space path sustains on
+//! one core (ring-buffer record -> decode -> connection tracking -> Arrow builders -> store),
+//! and how many bytes each stored row takes in sealed chunks.
+//!
+//! The events are synthetic but shaped like real ones: every connection is a client and a
+//! server socket going through the lifecycle the kernel reports on loopback (SYN_SENT,
+//! ESTABLISHED, connect, FIN_WAIT1, FIN_WAIT2, CLOSE; LISTEN->SYN_RECV, ESTABLISHED, accept,
+//! CLOSE_WAIT, LAST_ACK, CLOSE). Side by side in the same run, the same records go through
+//! decode alone, so the ratio shows what tracking and storage cost on top of reading.
+//!
+//!   cargo run --release -p kindling-bench --bin ingest -- [CONNECTIONS]
+use std::{hint::black_box, sync::Arc, time::Instant};
+
+use kindling_agent::{
+    capture::decode,
+    conntrack::{Clock, ConnTracker},
+    pipeline::Batcher,
+    store::{Store, StoreConfig},
+};
+use kindling_agent_common::{AF_INET, TcpEvent, TcpEventKind, tcp_state::*};
+use kindling_wire::schema;
+
+fn event(ts: u64, sk: u64, kind: TcpEventKind, old: u8, new: u8, local: u16, remote: u16) -> TcpEvent {
+    let mut comm = [0u8; 16];
+    comm[..6].copy_from_slice(b"client");
+    let mut saddr = [0u8; 16];
+    saddr[..4].copy_from_slice(&[10, 0, (sk >> 8) as u8, sk as u8]);
+    let mut daddr = [0u8; 16];
+    daddr[..4].copy_from_slice(&[10, 1, 0, 1]);
+    TcpEvent {
+        ts_ns: ts,
+        skaddr: sk,
+        bytes_sent: if new == CLOSE { 1234 } else { 0 },
+        bytes_received: if new == CLOSE { 5678 } else { 0 },
+        pid: 1000 + (sk % 50) as u32,
+        tid: 1000 + (sk % 50) as u32,
+        ret: 0,
+        sport: local,
+        dport: remote,
+        family: AF_INET,
+        kind: kind as u8,
+        old_state: old,
+        new_state: new,
+        _pad: [0; 3],
+        saddr,
+        daddr,
+        comm,
+    }
+}
+
+fn bytes(ev: &TcpEvent) -> Vec<u8> {
+    // SAFETY: TcpEvent is repr(C) plain data with explicit padding.
+    unsafe {
+        std::slice::from_raw_parts((ev as *const TcpEvent).cast::<u8>(), size_of::<TcpEvent>())
+    }
+    .to_vec()
+}
+
+/// Ring-buffer records of `n` loopback connections (12 events each).
+fn records(n: u64) -> Vec<Vec<u8>> {
+    use TcpEventKind::*;
+    let mut out = Vec::with_capacity(n as usize * 12);
+    out.push(bytes(&event(0, 1, StateChange, CLOSE, LISTEN, 80, 0)));
+    for i in 0..n {
+        let (c, s) = (0x10_0000 + 2 * i, 0x10_0001 + 2 * i);
+        let port = 10_000 + (i % 50_000) as u16;
+        let t = 1_000 + i * 10_000;
+        for ev in [
+            event(t, c, StateChange, CLOSE, SYN_SENT, 0, 80),
+            event(t + 1, s, StateChange, LISTEN, SYN_RECV, 80, port),
+            event(t + 2, s, StateChange, SYN_RECV, ESTABLISHED, 80, port),
+            event(t + 3, c, StateChange, SYN_SENT, ESTABLISHED, port, 80),
+            event(t + 4, c, Connect, 0, 0, 0, 0),
+            event(t + 5, s, Accept, 0, 0, 0, 0),
+            event(t + 6, s, StateChange, ESTABLISHED, FIN_WAIT1, 80, port),
+            event(t + 7, c, StateChange, ESTABLISHED, CLOSE_WAIT, port, 80),
+            event(t + 8, s, StateChange, FIN_WAIT1, FIN_WAIT2, 80, port),
+            event(t + 9, c, StateChange, CLOSE_WAIT, LAST_ACK, port, 80),
+            event(t + 10, s, StateChange, FIN_WAIT2, CLOSE, 80, port),
+            event(t + 11, c, StateChange, LAST_ACK, CLOSE, port, 80),
+        ] {
+            out.push(bytes(&ev));
+        }
+    }
+    out
+}
+
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, passed by pointer for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn main() {
+    let n: u64 = std::env::args().nth(1).map_or(200_000, |a| a.parse().expect("CONNECTIONS"));
+    pin_to_cpu0();
+    let recs = records(n);
+    let events = recs.len() as f64;
+
+    // Decode only.
+    let start = Instant::now();
+    let mut sum = 0u64;
+    for r in &recs {
+        sum = sum.wrapping_add(decode(black_box(r)).expect("valid record").ts_ns);
+    }
+    black_box(sum);
+    let decode_s = start.elapsed().as_secs_f64();
+
+    // Decode -> tracker -> builders -> store, flushing every 8192 rows as the pipeline does.
+    let store = Arc::new(Store::new(
+        StoreConfig {
+            budget_bytes: u64::MAX,
+            ..StoreConfig::default()
+        },
+        [schema::TCP_EVENTS, schema::FLOWS].map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
+    ));
+    let mut tracker = ConnTracker::new(Clock::with_offset(1_700_000_000_000_000_000), 1 << 20);
+    let mut batcher = Batcher::new("bench-node");
+    let start = Instant::now();
+    for r in &recs {
+        tracker.on_event(&decode(r).expect("valid record"), &mut batcher);
+        if batcher.pending() >= 8192 {
+            assert_eq!(batcher.flush(&store), 0);
+        }
+    }
+    assert_eq!(batcher.flush(&store), 0);
+    let full_s = start.elapsed().as_secs_f64();
+
+    let stats = store.stats();
+    let rows = |t: &str| stats[t].rows_held;
+    assert_eq!(rows(schema::FLOWS), 2 * n, "every connection gives two flows");
+    assert_eq!(rows(schema::TCP_EVENTS), 12 * n, "every event but LISTEN gives a row");
+
+    println!("connections: {n}, events: {}", recs.len());
+    println!("decode only:            {:>12.0} events/s", events / decode_s);
+    println!("decode+track+store:     {:>12.0} events/s", events / full_s);
+    println!("ratio (full / decode):  {:>12.3}", decode_s / full_s);
+    // Bytes per row over sealed chunks only (the open chunk is still made of small batches).
+    for table in [schema::TCP_EVENTS, schema::FLOWS] {
+        let snap = store.snapshot(table).unwrap();
+        let sealed = &snap.chunks[..snap.chunks.len().saturating_sub(1)];
+        let bytes: usize = sealed
+            .iter()
+            .flat_map(|c| &c.batches)
+            .map(|b| b.get_array_memory_size())
+            .sum();
+        let rows: usize = sealed.iter().map(|c| c.rows()).sum();
+        println!(
+            "{table:<11} bytes/row (sealed chunks): {:>6.1}  ({rows} rows in {} chunks)",
+            bytes as f64 / rows.max(1) as f64,
+            sealed.len()
+        );
+    }
+}

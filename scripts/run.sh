@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The README's first command: sets everything up and runs the main job, as root.
+#
+#   sudo scripts/run.sh
+#
+# Builds Kindling, starts an agent on this host (left running, for a Grafana to query),
+# makes some TCP traffic, and prints what the agent saw through the `kindling` CLI: the
+# process-level service map, the latest connections and the agent's health. Also builds the
+# Grafana plugin into frontend/dist (see provisioning/README.md).
+#
+# Environment: KINDLING_LISTEN (default 127.0.0.1:50051), KINDLING_PROFILE (debug|release).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+LISTEN="${KINDLING_LISTEN:-127.0.0.1:50051}"
+PROFILE="${KINDLING_PROFILE:-debug}"
+BIN="$ROOT/target/$PROFILE"
+PIDFILE="$ROOT/target/kindling-agent.pid"
+LOG="$ROOT/target/kindling-agent.log"
+
+echo "== build ($PROFILE)"
+if [[ "$PROFILE" == release ]]; then cargo build --release; else cargo build; fi
+(cd frontend && npm run --silent build)
+bash scripts/package-plugin.sh "--$PROFILE"
+
+echo "== agent"
+if [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  echo "stopping the agent started earlier (pid $(cat "$PIDFILE"))"
+  kill -TERM "$(cat "$PIDFILE")"
+  for _ in $(seq 50); do kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break; sleep 0.1; done
+fi
+nohup "$BIN/kindling-agent" --listen "$LISTEN" --flush-ms 100 >"$LOG" 2>&1 &
+echo $! >"$PIDFILE"
+for _ in $(seq 100); do
+  "$BIN/kindling" health --agent "$LISTEN" >/dev/null 2>&1 && break
+  kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { cat "$LOG"; exit 1; }
+  sleep 0.2
+done
+echo "agent pid $(cat "$PIDFILE") serving on $LISTEN (log: $LOG)"
+
+echo "== traffic: a python HTTP server on 127.0.0.1:18080, 20 curl requests, 5 raw TCP sessions"
+python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1 &
+HTTP_PID=$!
+trap 'kill $HTTP_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.1; done
+for i in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:18080/?request=$i"; done
+exec 3< <(python3 plugin-backend/tests/fixtures/tcp_peer.py server 5)
+read -r _ PEER_PORT <&3
+python3 plugin-backend/tests/fixtures/tcp_peer.py client "$PEER_PORT" 5
+sleep 1
+
+q() { "$BIN/kindling" query --agent "$LISTEN" "$1"; }
+echo
+echo "== service map (processes; from flows: client process -> server process)"
+q "SELECT c.comm AS client, s.comm AS server, s.dst_port AS port, count(*) AS connections,
+          sum(c.bytes_sent) AS bytes_to_server, sum(c.bytes_received) AS bytes_to_client,
+          round(avg(c.duration_ns) / 1e6, 3) AS avg_ms
+   FROM flows c JOIN flows s
+     ON c.role = 'client' AND s.role = 'server' AND c.src_ip = s.src_ip
+    AND c.src_port = s.src_port AND c.dst_ip = s.dst_ip AND c.dst_port = s.dst_port
+   GROUP BY c.comm, s.comm, s.dst_port ORDER BY connections DESC LIMIT 20"
+echo "== latest connections (flows)"
+q "SELECT end_ts, role, pid, comm, src_ip, src_port, dst_ip, dst_port, bytes_sent, bytes_received, duration_ns
+   FROM flows ORDER BY end_ts DESC LIMIT 10"
+echo "== TCP events of the last connection seen"
+q "SELECT ts, event, role, comm, old_state, new_state, syscall_ret FROM tcp_events
+   WHERE conn_id = (SELECT max(conn_id) FROM flows WHERE role = 'client') ORDER BY ts"
+echo "== agent health"
+"$BIN/kindling" health --agent "$LISTEN"
+q "SELECT table_name, rows_held, bytes_held, chunks_held, rows_evicted, events_received, events_dropped FROM agent_stats"
+
+cat <<MSG
+
+The agent keeps running (pid $(cat "$PIDFILE"), $LISTEN); stop it with: kill \$(cat $PIDFILE)
+Query it:   $BIN/kindling query --agent $LISTEN "SELECT * FROM flows LIMIT 10"
+Grafana:    frontend/dist is the plugin; provisioning/ has the datasource (see provisioning/README.md)
+MSG
