@@ -24,8 +24,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use kindling_agent_common::{
-    AF_INET, AF_INET6, COMM_LEN, EVENTS_RING_BYTES, KernelOffsets, TcpEvent, TcpEventKind,
-    counter, tcp_state,
+    AF_INET, AF_INET6, COMM_LEN, EVENTS_RING_BYTES, KernelOffsets, TcpEvent, TcpEventKind, counter,
+    tcp_state,
     tp::{SYSCALL_ARG0, set_state},
 };
 
@@ -123,12 +123,16 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: as above.
     let (skaddr, old_state, new_state, sport, dport, family) = unsafe {
         (
-            ctx.read_at::<u64>(set_state::SKADDR).map_err(|e| e as i64)?,
-            ctx.read_at::<i32>(set_state::OLDSTATE).map_err(|e| e as i64)?,
-            ctx.read_at::<i32>(set_state::NEWSTATE).map_err(|e| e as i64)?,
+            ctx.read_at::<u64>(set_state::SKADDR)
+                .map_err(|e| e as i64)?,
+            ctx.read_at::<i32>(set_state::OLDSTATE)
+                .map_err(|e| e as i64)?,
+            ctx.read_at::<i32>(set_state::NEWSTATE)
+                .map_err(|e| e as i64)?,
             ctx.read_at::<u16>(set_state::SPORT).map_err(|e| e as i64)?,
             ctx.read_at::<u16>(set_state::DPORT).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(set_state::FAMILY).map_err(|e| e as i64)?,
+            ctx.read_at::<u16>(set_state::FAMILY)
+                .map_err(|e| e as i64)?,
         )
     };
     let mut saddr = [0u8; 16];
@@ -244,7 +248,8 @@ fn try_connect_enter(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: second argument of connect(2), the user's sockaddr.
     let uservaddr: u64 = unsafe { ctx.read_at(SYSCALL_ARG0 + 8) }.map_err(|e| e as i64)?;
     // SAFETY: bpf_probe_read_user faults safely.
-    let family: u16 = unsafe { bpf_probe_read_user(uservaddr as *const u16) }.map_err(|e| e as i64)?;
+    let family: u16 =
+        unsafe { bpf_probe_read_user(uservaddr as *const u16) }.map_err(|e| e as i64)?;
     if family != AF_INET && family != AF_INET6 {
         return Ok(());
     }

@@ -21,9 +21,7 @@ use std::{
 
 use kindling_agent_common::{AF_INET6, TcpEvent, TcpEventKind, tcp_state};
 
-use crate::records::{
-    Endpoints, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType,
-};
+use crate::records::{Endpoints, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType};
 
 /// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) into wall-clock nanoseconds.
 #[derive(Debug, Clone, Copy)]
@@ -235,8 +233,7 @@ impl ConnTracker {
                     comm: comm(&ev.comm),
                 };
                 (Role::Client, owner)
-            } else if ev.new_state == tcp_state::SYN_RECV || self.listen_ports.contains(&ev.sport)
-            {
+            } else if ev.new_state == tcp_state::SYN_RECV || self.listen_ports.contains(&ev.sport) {
                 (Role::Server, Owner::default())
             } else {
                 (Role::Client, Owner::default())

@@ -32,9 +32,14 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "KiB" | "K" | "k" => 1 << 10,
         "MiB" | "M" => 1 << 20,
         "GiB" | "G" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[cfg(test)]
@@ -48,7 +53,11 @@ mod tests {
         assert_eq!(parse_bytes("65536"), Ok(65536));
         assert_eq!(parse_bytes("64 KiB"), Ok(64 << 10));
         assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
-        assert!(parse_bytes("3TB").unwrap_err().contains("unknown size unit `TB`"));
+        assert!(
+            parse_bytes("3TB")
+                .unwrap_err()
+                .contains("unknown size unit `TB`")
+        );
         assert!(parse_bytes("99999999999999999999GiB").is_err());
     }
 }

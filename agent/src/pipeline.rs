@@ -109,7 +109,11 @@ impl Batcher {
     pub fn flush(&mut self, store: &Store) -> u64 {
         let mut lost = 0;
         let batches = [
-            (schema::TCP_EVENTS, self.tcp_events.len(), self.tcp_events.finish()),
+            (
+                schema::TCP_EVENTS,
+                self.tcp_events.len(),
+                self.tcp_events.finish(),
+            ),
             (schema::FLOWS, self.flows.len(), self.flows.finish()),
         ];
         for (table, rows, batch) in batches {

@@ -319,7 +319,8 @@ impl FlowsBuilder {
         self.ends.append(&r.endpoints);
         self.bytes_sent.append_value(r.bytes_sent);
         self.bytes_received.append_value(r.bytes_received);
-        self.status.append_value(if r.open { "open" } else { "closed" });
+        self.status
+            .append_value(if r.open { "open" } else { "closed" });
         self.len += 1;
     }
 

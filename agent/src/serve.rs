@@ -134,10 +134,8 @@ impl FlightService for AgentFlightService {
         &self,
         _request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let infos: Vec<Result<FlightInfo, Status>> = schema::TABLES
-            .iter()
-            .map(|t| self.flight_info(t))
-            .collect();
+        let infos: Vec<Result<FlightInfo, Status>> =
+            schema::TABLES.iter().map(|t| self.flight_info(t)).collect();
         Ok(Response::new(Box::pin(stream::iter(infos))))
     }
 
@@ -153,7 +151,9 @@ impl FlightService for AgentFlightService {
         &self,
         _request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        Err(Status::unimplemented("queries are not long-running: use DoGet"))
+        Err(Status::unimplemented(
+            "queries are not long-running: use DoGet",
+        ))
     }
 
     async fn get_schema(

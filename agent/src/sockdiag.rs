@@ -85,7 +85,10 @@ fn receive(fd: libc::c_int, out: &mut HashMap<Endpoints, (u64, u64)>) -> io::Res
             let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
             let kind = u16::from_ne_bytes([rest[4], rest[5]]);
             if len < NLMSG_HDR || len > rest.len() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad netlink length"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bad netlink length",
+                ));
             }
             match kind {
                 NLMSG_DONE => return Ok(()),

@@ -67,9 +67,15 @@ pub async fn connect(
         .tcp_nodelay(true);
     let channel = tokio::time::timeout(connect_timeout, endpoint.connect())
         .await
-        .map_err(|_| agent_error(agent, format!("unreachable: no connection within {connect_timeout:?}")))?
+        .map_err(|_| {
+            agent_error(
+                agent,
+                format!("unreachable: no connection within {connect_timeout:?}"),
+            )
+        })?
         .map_err(|e| {
-            let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            let cause =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
             agent_error(agent, format!("unreachable: {cause}"))
         })?;
     Ok(FlightServiceClient::new(channel)

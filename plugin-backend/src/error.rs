@@ -63,7 +63,9 @@ impl From<DataFusionError> for Error {
         }
         let text = e.strip_backtrace().to_string();
         match e.find_root() {
-            DataFusionError::Plan(msg) if msg.starts_with("table '") && msg.contains("not found") => {
+            DataFusionError::Plan(msg)
+                if msg.starts_with("table '") && msg.contains("not found") =>
+            {
                 Self::Query(format!("{msg}; tables: {}", table_list()))
             }
             DataFusionError::Plan(_)

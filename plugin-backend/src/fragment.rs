@@ -23,7 +23,11 @@ pub fn scan_sql(table: &str, columns: &[&str], filters: &[Expr], limit: Option<u
     let select = if columns.is_empty() {
         format!("1 AS {}", quote_ident(ROW_MARKER))
     } else {
-        columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+        columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut sql = format!("SELECT {select} FROM {}", quote_ident(table));
     let unparser = Unparser::default();

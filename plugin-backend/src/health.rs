@@ -51,7 +51,11 @@ fn summarize(batches: &[RecordBatch]) -> Result<AgentStatus, String> {
     let mut node = None;
     let (mut rows, mut received, mut dropped) = (0, 0, 0);
     for b in batches {
-        let text = |i: usize| b.column(i).as_string_opt::<i32>().map(|a| a.value(0).to_owned());
+        let text = |i: usize| {
+            b.column(i)
+                .as_string_opt::<i32>()
+                .map(|a| a.value(0).to_owned())
+        };
         let num = |i: usize| b.column(i).as_primitive_opt::<UInt64Type>().cloned();
         if b.num_rows() == 0 {
             continue;

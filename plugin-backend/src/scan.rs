@@ -154,8 +154,15 @@ fn conform(batch: RecordBatch, schema: &SchemaRef, agent: &str) -> Result<Record
             agent: agent.to_owned(),
             message: format!(
                 "returned columns {:?}, expected {:?} (agent and coordinator versions differ?)",
-                got.fields().iter().map(|f| (f.name(), f.data_type())).collect::<Vec<_>>(),
-                schema.fields().iter().map(|f| (f.name(), f.data_type())).collect::<Vec<_>>()
+                got.fields()
+                    .iter()
+                    .map(|f| (f.name(), f.data_type()))
+                    .collect::<Vec<_>>(),
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
             ),
         });
     }
@@ -201,22 +208,30 @@ impl ExecutionPlan for AgentScanExec {
         let schema = Arc::clone(&self.schema);
         let Some(agent) = self.agents.addrs.get(partition).cloned() else {
             // No agents configured: an empty table.
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::empty())));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                stream::empty(),
+            )));
         };
         let timeout = self.agents.connect_timeout;
         let sql = self.sql.clone();
         let expected = Arc::clone(&schema);
         let batches = stream::once(async move {
             let agent_for_batches = agent.clone();
-            crate::agents::fetch(&agent, timeout, sql).await.map(move |s| {
-                s.and_then(move |b| {
-                    let r = conform(b, &expected, &agent_for_batches);
-                    async move { r }
+            crate::agents::fetch(&agent, timeout, sql)
+                .await
+                .map(move |s| {
+                    s.and_then(move |b| {
+                        let r = conform(b, &expected, &agent_for_batches);
+                        async move { r }
+                    })
                 })
-            })
         })
         .try_flatten()
         .map_err(|e| DataFusionError::External(Box::new(e)));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches.boxed())))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            batches.boxed(),
+        )))
     }
 }

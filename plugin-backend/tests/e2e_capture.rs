@@ -35,7 +35,9 @@ fn make_traffic() -> Traffic {
         .spawn()
         .expect("python3 must be installed (scripts/setup.sh installs it)");
     let mut line = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
     let mut client = Command::new("python3")
         .args([script, "client", &port.to_string(), &N.to_string()])
@@ -63,12 +65,17 @@ fn flows_sql(port: u16) -> String {
 fn wait_for_flows(agent: &AgentProcess, port: u16, want: usize) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let rows = agent.query_json(&format!("SELECT count(*) AS n FROM flows WHERE dst_port = {port}"));
+        let rows = agent.query_json(&format!(
+            "SELECT count(*) AS n FROM flows WHERE dst_port = {port}"
+        ));
         let n = rows[0]["n"].as_u64().unwrap() as usize;
         if n >= want {
             return;
         }
-        assert!(Instant::now() < deadline, "only {n} of {want} flows after 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of {want} flows after 15 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -77,10 +84,22 @@ fn wait_for_flows(agent: &AgentProcess, port: u16, want: usize) {
 fn expected_flows(t: &Traffic) -> Vec<(String, u32, String, u64, u64)> {
     let mut rows = Vec::new();
     for i in 1..=N {
-        rows.push(("client".to_owned(), t.client_pid, "kl-e2e-client".to_owned(), 100 * i, 50 * i));
+        rows.push((
+            "client".to_owned(),
+            t.client_pid,
+            "kl-e2e-client".to_owned(),
+            100 * i,
+            50 * i,
+        ));
     }
     for i in 1..=N {
-        rows.push(("server".to_owned(), t.server_pid, "kl-e2e-server".to_owned(), 50 * i, 100 * i));
+        rows.push((
+            "server".to_owned(),
+            t.server_pid,
+            "kl-e2e-server".to_owned(),
+            50 * i,
+            100 * i,
+        ));
     }
     rows
 }
@@ -142,10 +161,34 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
     assert_eq!(
         summary,
         vec![
-            ("accept".into(), "server".into(), s, "kl-e2e-server".into(), N),
-            ("close".into(), "client".into(), c, "kl-e2e-client".into(), N),
-            ("close".into(), "server".into(), s, "kl-e2e-server".into(), N),
-            ("connect".into(), "client".into(), c, "kl-e2e-client".into(), N),
+            (
+                "accept".into(),
+                "server".into(),
+                s,
+                "kl-e2e-server".into(),
+                N
+            ),
+            (
+                "close".into(),
+                "client".into(),
+                c,
+                "kl-e2e-client".into(),
+                N
+            ),
+            (
+                "close".into(),
+                "server".into(),
+                s,
+                "kl-e2e-server".into(),
+                N
+            ),
+            (
+                "connect".into(),
+                "client".into(),
+                c,
+                "kl-e2e-client".into(),
+                N
+            ),
         ]
     );
 
@@ -164,7 +207,10 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         let responses = host
             .query_data(
                 &[&agent.addr],
-                &[("A", json!({"refId": "A", "queryType": "sql", "rawSql": sql, "format": "table"}))],
+                &[(
+                    "A",
+                    json!({"refId": "A", "queryType": "sql", "rawSql": sql, "format": "table"}),
+                )],
             )
             .await;
         let a = &responses["A"];
@@ -184,7 +230,10 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
             t.port
         );
         let responses = host
-            .query_data(&[&agent.addr], &[("TS", json!({"rawSql": ts_sql, "format": "time_series"}))])
+            .query_data(
+                &[&agent.addr],
+                &[("TS", json!({"rawSql": ts_sql, "format": "time_series"}))],
+            )
             .await;
         assert_eq!(responses["TS"].error, "");
         let frames = decode_frames(&responses["TS"]);
@@ -196,20 +245,35 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
                 let value = schema.field(1);
                 assert_eq!(value.name(), "connections");
                 let labels: Value = serde_json::from_str(&value.metadata()["labels"]).unwrap();
-                let total: i64 = f.batch.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().flatten().sum();
+                let total: i64 = f
+                    .batch
+                    .column(1)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .iter()
+                    .flatten()
+                    .sum();
                 (labels["role"].as_str().unwrap().to_owned(), total as u64)
             })
             .collect();
         series.sort();
-        assert_eq!(series, vec![("client".to_owned(), N), ("server".to_owned(), N)]);
+        assert_eq!(
+            series,
+            vec![("client".to_owned(), N), ("server".to_owned(), N)]
+        );
 
         // A user's mistake comes back on its own refId with status 400; the other query works.
         let responses = host
             .query_data(
                 &[&agent.addr],
                 &[
-                    ("bad", json!({"refId": "bad", "rawSql": "SELECT * FROM nope"})),
-                    ("good", json!({"refId": "good", "rawSql": "SELECT 1 AS one"})),
+                    (
+                        "bad",
+                        json!({"refId": "bad", "rawSql": "SELECT * FROM nope"}),
+                    ),
+                    (
+                        "good",
+                        json!({"refId": "good", "rawSql": "SELECT 1 AS one"}),
+                    ),
                 ],
             )
             .await;
@@ -224,13 +288,29 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         // CheckHealth: one reachable agent, and an unreachable one named.
         let health = host.check_health(&[&agent.addr]).await;
         assert_eq!(health.status, 1, "OK: {}", health.message);
-        assert!(health.message.starts_with("1 of 1 agents reachable."), "{}", health.message);
-        assert!(health.message.contains("node e2e-node"), "{}", health.message);
+        assert!(
+            health.message.starts_with("1 of 1 agents reachable."),
+            "{}",
+            health.message
+        );
+        assert!(
+            health.message.contains("node e2e-node"),
+            "{}",
+            health.message
+        );
         let dead = format!("127.0.0.1:{}", support::host::free_port());
         let health = host.check_health(&[&agent.addr, &dead]).await;
         assert_eq!(health.status, 2, "ERROR: {}", health.message);
-        assert!(health.message.starts_with("1 of 2 agents reachable."), "{}", health.message);
-        assert!(health.message.contains(&format!("{dead}: unreachable")), "{}", health.message);
+        assert!(
+            health.message.starts_with("1 of 2 agents reachable."),
+            "{}",
+            health.message
+        );
+        assert!(
+            health.message.contains(&format!("{dead}: unreachable")),
+            "{}",
+            health.message
+        );
     });
 
     // --- CLI errors are clear and non-zero.
@@ -244,10 +324,20 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         "kindling: table 'datafusion.public.flow' not found; tables: agent_stats, flows, tcp_events"
     );
     let dead = format!("127.0.0.1:{}", support::host::free_port());
-    let out = agent.cli(&["query", "--agent", &agent.addr, "--agent", &dead, "SELECT count(*) FROM flows"]);
+    let out = agent.cli(&[
+        "query",
+        "--agent",
+        &agent.addr,
+        "--agent",
+        &dead,
+        "SELECT count(*) FROM flows",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with(&format!("kindling: agent {dead}: unreachable")), "{err}");
+    assert!(
+        err.starts_with(&format!("kindling: agent {dead}: unreachable")),
+        "{err}"
+    );
 
     // --- Not root: one line naming what is missing, exit 1.
     let out = Command::new("setpriv")
@@ -265,10 +355,16 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
     // --- Stop: exit 0 and no program of ours left attached.
     let status = agent.terminate();
     assert!(status.success(), "agent exit status {status:?}");
-    let progs = Command::new("bpftool").args(["prog", "show"]).output().unwrap();
+    let progs = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .unwrap();
     let progs = String::from_utf8_lossy(&progs.stdout);
     for name in ["inet_sock_set_s", "connect_enter", "accept4_exit"] {
-        assert!(!progs.contains(&format!("name {name}")), "{name} still loaded:\n{progs}");
+        assert!(
+            !progs.contains(&format!("name {name}")),
+            "{name} still loaded:\n{progs}"
+        );
     }
 }
 

@@ -24,7 +24,11 @@ impl sqllogictest::AsyncDB for Coordinator {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
-        let out = self.engine.query(sql).await.map_err(|e| SqlError(e.to_string()))?;
+        let out = self
+            .engine
+            .query(sql)
+            .await
+            .map_err(|e| SqlError(e.to_string()))?;
         let types = vec![DefaultColumnType::Any; out.schema.fields().len()];
         Ok(DBOutput::Rows {
             types,

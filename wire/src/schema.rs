@@ -150,7 +150,10 @@ mod tests {
     fn table_schemas() {
         let mut text = String::new();
         for table in TABLES {
-            text.push_str(&format!("{table} (time column: {:?})\n", time_column(table)));
+            text.push_str(&format!(
+                "{table} (time column: {:?})\n",
+                time_column(table)
+            ));
             for f in by_name(table).unwrap().fields() {
                 let null = if f.is_nullable() { " NULL" } else { "" };
                 text.push_str(&format!("  {} {}{null}\n", f.name(), f.data_type()));

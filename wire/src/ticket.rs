@@ -93,6 +93,12 @@ mod tests {
         assert!(err(b"\xff\x00garbage").starts_with("malformed ticket: "));
         assert!(err(br#"{"sql":"SELECT 1"}"#).starts_with("malformed ticket: missing field `v`"));
         let huge = vec![b' '; MAX_TICKET_BYTES + 1];
-        assert_eq!(err(&huge), format!("ticket of {} bytes exceeds the limit of 1048576", huge.len()));
+        assert_eq!(
+            err(&huge),
+            format!(
+                "ticket of {} bytes exceeds the limit of 1048576",
+                huge.len()
+            )
+        );
     }
 }

@@ -133,7 +133,11 @@ impl KernelBtf {
                             name_off: u32_at(types_bytes, m)?,
                             type_id: u32_at(types_bytes, m + 4)?,
                             // With kind_flag the top 8 bits hold a bitfield's size.
-                            bit_offset: if kind_flag { raw_offset & 0xff_ffff } else { raw_offset },
+                            bit_offset: if kind_flag {
+                                raw_offset & 0xff_ffff
+                            } else {
+                                raw_offset
+                            },
                         });
                     }
                     vlen * 12
@@ -209,7 +213,9 @@ impl KernelBtf {
             .find_member(&self.types[id as usize], member, 8)
             .ok_or_else(missing)?;
         if bits % 8 != 0 {
-            return Err(Error::Missing(format!("byte-aligned struct {strukt}.{member}")));
+            return Err(Error::Missing(format!(
+                "byte-aligned struct {strukt}.{member}"
+            )));
         }
         Ok(u64::from(bits / 8))
     }
@@ -246,14 +252,25 @@ mod tests {
     /// independent ground truth for our reader.
     fn bpftool_offset(strukt: &str, member: &str) -> u64 {
         let out = Command::new("bpftool")
-            .args(["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"])
+            .args([
+                "btf",
+                "dump",
+                "file",
+                "/sys/kernel/btf/vmlinux",
+                "format",
+                "raw",
+            ])
             .output()
             .expect("bpftool must be installed (scripts/setup.sh installs it)");
         assert!(out.status.success(), "bpftool failed");
         let text = String::from_utf8_lossy(&out.stdout);
         let header = format!("STRUCT '{strukt}' ");
-        let mut lines = text.lines().skip_while(|l| !(l.contains(&header) && l.starts_with('[')));
-        lines.next().unwrap_or_else(|| panic!("bpftool has no struct {strukt}"));
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !(l.contains(&header) && l.starts_with('[')));
+        lines
+            .next()
+            .unwrap_or_else(|| panic!("bpftool has no struct {strukt}"));
         let needle = format!("'{member}' ");
         let line = lines
             .take_while(|l| l.starts_with('\t'))
@@ -281,7 +298,11 @@ mod tests {
             ("tcp_sock", "bytes_received"),
             ("sock", "sk_shutdown"),
         ] {
-            assert_eq!(btf.member_offset(s, m).unwrap(), bpftool_offset(s, m), "{s}.{m}");
+            assert_eq!(
+                btf.member_offset(s, m).unwrap(),
+                bpftool_offset(s, m),
+                "{s}.{m}"
+            );
         }
         // `file.private_data` sits inside anonymous members on some kernels: only ours finds it
         // there, so check it is inside the struct and distinct from its neighbours.
@@ -301,9 +322,15 @@ mod tests {
 
     #[test]
     fn garbage_is_a_clear_error() {
-        assert!(matches!(KernelBtf::parse(b"not btf at all, no"), Err(Error::Malformed(_))));
+        assert!(matches!(
+            KernelBtf::parse(b"not btf at all, no"),
+            Err(Error::Malformed(_))
+        ));
         let mut truncated = vec![0x9f, 0xeb, 1, 0, 24, 0, 0, 0];
         truncated.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(matches!(KernelBtf::parse(&truncated), Err(Error::Malformed(_))));
+        assert!(matches!(
+            KernelBtf::parse(&truncated),
+            Err(Error::Malformed(_))
+        ));
     }
 }

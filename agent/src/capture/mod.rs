@@ -128,8 +128,11 @@ impl TcpCapture {
             tp.load().map_err(attach_err)?;
             tp.attach(category, name).map_err(attach_err)?;
         }
-        let ring = RingBuf::try_from(ebpf.take_map("TCP_EVENTS").ok_or(Error::Map("TCP_EVENTS"))?)
-            .map_err(|_| Error::Map("TCP_EVENTS"))?;
+        let ring = RingBuf::try_from(
+            ebpf.take_map("TCP_EVENTS")
+                .ok_or(Error::Map("TCP_EVENTS"))?,
+        )
+        .map_err(|_| Error::Map("TCP_EVENTS"))?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(Error::Map("COUNTERS"))?)
                 .map_err(|_| Error::Map("COUNTERS"))?;

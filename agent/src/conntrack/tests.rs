@@ -116,16 +116,26 @@ fn client_connection_has_connecting_task_and_final_bytes() {
             (TcpEventType::Close, "CLOSE"),
         ]
     );
-    assert!(rows.events.iter().all(|e| e.owner.pid == 42 && e.role == Role::Client));
+    assert!(
+        rows.events
+            .iter()
+            .all(|e| e.owner.pid == 42 && e.role == Role::Client)
+    );
     assert_eq!(rows.events[2].syscall_ret, Some(0));
     assert_eq!(rows.flows.len(), 1);
     let f = &rows.flows[0];
     assert_eq!(f.role, Role::Client);
-    assert_eq!((f.owner.pid, f.owner.tid, f.owner.comm.as_str()), (42, 43, "curl"));
+    assert_eq!(
+        (f.owner.pid, f.owner.tid, f.owner.comm.as_str()),
+        (42, 43, "curl")
+    );
     assert_eq!((f.start_ts_ns, f.end_ts_ns), (1_000_100, 1_000_320));
     assert_eq!((f.bytes_sent, f.bytes_received), (1234, 567));
     assert_eq!(f.endpoints.src_ip.to_string(), "10.0.0.1");
-    assert_eq!((f.endpoints.src_port, f.endpoints.dst_port), (CLIENT_PORT, SERVER_PORT));
+    assert_eq!(
+        (f.endpoints.src_port, f.endpoints.dst_port),
+        (CLIENT_PORT, SERVER_PORT)
+    );
     assert!(!f.open);
 }
 
@@ -154,7 +164,10 @@ fn server_connection_is_owned_by_the_accepting_task() {
     assert_eq!((f.owner.pid, f.owner.comm.as_str()), (7, "nginx"));
     // src is the client (the remote end here), dst the server.
     assert_eq!(f.endpoints.src_ip.to_string(), "10.0.0.2");
-    assert_eq!((f.endpoints.src_port, f.endpoints.dst_port), (CLIENT_PORT, SERVER_PORT));
+    assert_eq!(
+        (f.endpoints.src_port, f.endpoints.dst_port),
+        (CLIENT_PORT, SERVER_PORT)
+    );
     assert_eq!(f.endpoints.dst_ip.to_string(), "10.0.0.1");
     assert_eq!((f.bytes_sent, f.bytes_received), (10, 20));
 }
@@ -218,8 +231,14 @@ fn open_connections_are_reported_with_sock_diag_counters() {
     let mut t = ConnTracker::new(Clock::with_offset(0), 16);
     let mut rows = Rows::default();
     // A timestamp of 1 ns after boot is far in the past of wall_now().
-    t.on_event(&Ev::state(1, sk, CLOSE, SYN_SENT, 0, 80).task(3, "c").0, &mut rows);
-    t.on_event(&Ev::state(2, sk, SYN_SENT, ESTABLISHED, 5555, 80).0, &mut rows);
+    t.on_event(
+        &Ev::state(1, sk, CLOSE, SYN_SENT, 0, 80).task(3, "c").0,
+        &mut rows,
+    );
+    t.on_event(
+        &Ev::state(2, sk, SYN_SENT, ESTABLISHED, 5555, 80).0,
+        &mut rows,
+    );
     let local = Endpoints {
         src_ip: "10.0.0.1".parse().unwrap(),
         src_port: 5555,

@@ -11,9 +11,7 @@ use std::{sync::Arc, time::Duration};
 use datafusion::{
     error::{DataFusionError, Result},
     execution::{
-        SendableRecordBatchStream,
-        memory_pool::GreedyMemoryPool,
-        runtime_env::RuntimeEnvBuilder,
+        SendableRecordBatchStream, memory_pool::GreedyMemoryPool, runtime_env::RuntimeEnvBuilder,
     },
     prelude::{SQLOptions, SessionConfig, SessionContext},
 };

@@ -18,7 +18,10 @@ fn queries() -> LocalQueries {
             chunk_rows: 10,
             chunk_duration: Duration::from_secs(3600),
         },
-        [(schema::FLOWS.to_owned(), schema::flows()), (schema::TCP_EVENTS.to_owned(), schema::tcp_events())],
+        [
+            (schema::FLOWS.to_owned(), schema::flows()),
+            (schema::TCP_EVENTS.to_owned(), schema::tcp_events()),
+        ],
     ));
     let mut b = FlowsBuilder::new("n1");
     for i in 0..30u16 {
@@ -32,7 +35,11 @@ fn queries() -> LocalQueries {
                 tid: 1,
                 comm: format!("p{}", i % 3),
             },
-            role: if i % 2 == 0 { Role::Client } else { Role::Server },
+            role: if i % 2 == 0 {
+                Role::Client
+            } else {
+                Role::Server
+            },
             endpoints: Endpoints {
                 src_ip: Ipv4Addr::LOCALHOST.into(),
                 src_port: 30_000 + i,
@@ -66,13 +73,19 @@ async fn time_filter_prunes_chunks() {
         "+---+-----+\n| n | s   |\n+---+-----+\n| 7 | 126 |\n+---+-----+"
     );
     let plan = run(&q, &format!("EXPLAIN {sql}")).await;
-    assert!(plan.contains("ChunkScanExec: table=flows, chunks_scanned=2, chunks_pruned=1"), "{plan}");
+    assert!(
+        plan.contains("ChunkScanExec: table=flows, chunks_scanned=2, chunks_pruned=1"),
+        "{plan}"
+    );
 }
 
 #[tokio::test]
 async fn agent_stats_reports_store_and_counters() {
     let q = queries();
-    q.info().counters.events_received.store(77, std::sync::atomic::Ordering::Relaxed);
+    q.info()
+        .counters
+        .events_received
+        .store(77, std::sync::atomic::Ordering::Relaxed);
     let out = run(
         &q,
         "SELECT node, table_name, rows_held, chunks_held, events_received, events_dropped \
@@ -100,7 +113,11 @@ async fn fragments_are_read_only() {
         "SET datafusion.execution.batch_size = 1",
         "COPY flows TO '/tmp/x.csv'",
     ] {
-        let err = q.execute(sql).await.err().unwrap_or_else(|| panic!("{sql} was allowed"));
+        let err = q
+            .execute(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql} was allowed"));
         assert!(
             err.to_string().contains("not supported") || err.to_string().contains("Unsupported"),
             "{sql}: {err}"
@@ -112,7 +129,9 @@ async fn fragments_are_read_only() {
 async fn memory_limit_stops_a_query() {
     let mut q = queries();
     q.limits.memory_bytes = 1024;
-    let result = q.execute("SELECT a.conn_id FROM flows a, flows b, flows c ORDER BY 1").await;
+    let result = q
+        .execute("SELECT a.conn_id FROM flows a, flows b, flows c ORDER BY 1")
+        .await;
     let err = match result {
         Err(e) => e,
         Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),

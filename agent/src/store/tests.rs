@@ -9,7 +9,11 @@ use super::*;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("v", DataType::Int64, false),
     ]))
 }
@@ -19,7 +23,9 @@ fn batch(start: i64, n: i64) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(TimestampNanosecondArray::from_iter_values(start..start + n).with_timezone("UTC")),
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(start..start + n).with_timezone("UTC"),
+            ),
             Arc::new(Int64Array::from_iter_values(start..start + n)),
         ],
     )
@@ -66,7 +72,10 @@ fn chunks_seal_at_row_limit_and_keep_time_bounds() {
     // Sealed chunks are compacted into one batch.
     assert_eq!(snap.chunks[0].batches.len(), 1);
     assert_eq!(snap.chunks[2].batches.len(), 2);
-    assert_eq!(snap.chunks[1].bounds[&0], Some(TimeBounds { min: 100, max: 199 }));
+    assert_eq!(
+        snap.chunks[1].bounds[&0],
+        Some(TimeBounds { min: 100, max: 199 })
+    );
     assert_eq!(values(&s, "a"), (0..250).collect::<Vec<_>>());
     let st = s.stats()["a"];
     assert_eq!((st.rows_held, st.chunks_held, st.rows_evicted), (250, 3, 0));
@@ -84,9 +93,17 @@ fn chunks_seal_when_their_time_is_up() {
     );
     let t0 = Instant::now();
     s.append_at("a", batch(0, 5), t0).unwrap();
-    s.append_at("a", batch(5, 5), t0 + Duration::from_secs(9)).unwrap();
-    s.append_at("a", batch(10, 5), t0 + Duration::from_secs(11)).unwrap();
-    let rows: Vec<usize> = s.snapshot("a").unwrap().chunks.iter().map(|c| c.rows()).collect();
+    s.append_at("a", batch(5, 5), t0 + Duration::from_secs(9))
+        .unwrap();
+    s.append_at("a", batch(10, 5), t0 + Duration::from_secs(11))
+        .unwrap();
+    let rows: Vec<usize> = s
+        .snapshot("a")
+        .unwrap()
+        .chunks
+        .iter()
+        .map(|c| c.rows())
+        .collect();
     assert_eq!(rows, [10, 5]);
 }
 
@@ -105,12 +122,19 @@ fn eviction_keeps_the_store_under_budget_and_counts_every_row() {
         s.append(table, batch(i * 50, 50)).unwrap();
         appended += 50;
         let held = s.bytes_held();
-        assert!(held <= budget + chunk_bytes, "held {held} > budget {budget} + chunk {chunk_bytes}");
+        assert!(
+            held <= budget + chunk_bytes,
+            "held {held} > budget {budget} + chunk {chunk_bytes}"
+        );
     }
     let stats = s.stats();
     let held: u64 = stats.values().map(|t| t.rows_held).sum();
     let evicted: u64 = stats.values().map(|t| t.rows_evicted).sum();
-    assert_eq!(held + evicted, appended, "every row is held or counted as evicted");
+    assert_eq!(
+        held + evicted,
+        appended,
+        "every row is held or counted as evicted"
+    );
     assert!(evicted > 0);
     // Oldest first: what is left of each table is a suffix of what was appended.
     for table in ["a", "b"] {
@@ -121,7 +145,10 @@ fn eviction_keeps_the_store_under_budget_and_counts_every_row() {
     }
     let oldest_a = values(&s, "a")[0];
     let oldest_b = values(&s, "b")[0];
-    assert!(oldest_a.abs_diff(oldest_b) <= 200, "tables evicted evenly: {oldest_a} vs {oldest_b}");
+    assert!(
+        oldest_a.abs_diff(oldest_b) <= 200,
+        "tables evicted evenly: {oldest_a} vs {oldest_b}"
+    );
 }
 
 #[test]
@@ -135,13 +162,19 @@ fn budget_smaller_than_one_chunk_evicts_open_chunks() {
 #[test]
 fn bad_appends_are_errors() {
     let s = store(u64::MAX, 10);
-    assert!(matches!(s.append("nope", batch(0, 1)), Err(Error::UnknownTable(_))));
+    assert!(matches!(
+        s.append("nope", batch(0, 1)),
+        Err(Error::UnknownTable(_))
+    ));
     let other = RecordBatch::try_new(
         Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)])),
         vec![Arc::new(Int64Array::from(vec![1]))],
     )
     .unwrap();
-    assert!(matches!(s.append("a", other), Err(Error::SchemaMismatch { .. })));
+    assert!(matches!(
+        s.append("a", other),
+        Err(Error::SchemaMismatch { .. })
+    ));
     assert!(matches!(s.snapshot("nope"), Err(Error::UnknownTable(_))));
 }
 

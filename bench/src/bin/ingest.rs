@@ -20,7 +20,15 @@ use kindling_agent::{
 use kindling_agent_common::{AF_INET, TcpEvent, TcpEventKind, tcp_state::*};
 use kindling_wire::schema;
 
-fn event(ts: u64, sk: u64, kind: TcpEventKind, old: u8, new: u8, local: u16, remote: u16) -> TcpEvent {
+fn event(
+    ts: u64,
+    sk: u64,
+    kind: TcpEventKind,
+    old: u8,
+    new: u8,
+    local: u16,
+    remote: u16,
+) -> TcpEvent {
     let mut comm = [0u8; 16];
     comm[..6].copy_from_slice(b"client");
     let mut saddr = [0u8; 16];
@@ -95,7 +103,9 @@ fn pin_to_cpu0() {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).map_or(200_000, |a| a.parse().expect("CONNECTIONS"));
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map_or(200_000, |a| a.parse().expect("CONNECTIONS"));
     pin_to_cpu0();
     let recs = records(n);
     let events = recs.len() as f64;
@@ -131,11 +141,22 @@ fn main() {
 
     let stats = store.stats();
     let rows = |t: &str| stats[t].rows_held;
-    assert_eq!(rows(schema::FLOWS), 2 * n, "every connection gives two flows");
-    assert_eq!(rows(schema::TCP_EVENTS), 12 * n, "every event but LISTEN gives a row");
+    assert_eq!(
+        rows(schema::FLOWS),
+        2 * n,
+        "every connection gives two flows"
+    );
+    assert_eq!(
+        rows(schema::TCP_EVENTS),
+        12 * n,
+        "every event but LISTEN gives a row"
+    );
 
     println!("connections: {n}, events: {}", recs.len());
-    println!("decode only:            {:>12.0} events/s", events / decode_s);
+    println!(
+        "decode only:            {:>12.0} events/s",
+        events / decode_s
+    );
     println!("decode+track+store:     {:>12.0} events/s", events / full_s);
     println!("ratio (full / decode):  {:>12.3}", decode_s / full_s);
     // Bytes per row over sealed chunks only (the open chunk is still made of small batches).

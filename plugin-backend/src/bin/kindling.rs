@@ -99,7 +99,11 @@ async fn main() -> ExitCode {
                     }
                 }
             }
-            if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -27,14 +27,21 @@ pub type FrameError = String;
 /// A primitive Arrow column as a field of the same Rust type.
 macro_rules! primitive_field {
     ($t:ty, $name:expr, $a:expr) => {
-        $a.as_primitive::<$t>().iter().collect::<Vec<_>>().into_opt_field($name)
+        $a.as_primitive::<$t>()
+            .iter()
+            .collect::<Vec<_>>()
+            .into_opt_field($name)
     };
 }
 
 /// One Arrow column as a Grafana field.
 pub fn to_field(name: &str, a: &ArrayRef) -> Field {
     match a.data_type() {
-        DataType::Boolean => a.as_boolean().iter().collect::<Vec<_>>().into_opt_field(name),
+        DataType::Boolean => a
+            .as_boolean()
+            .iter()
+            .collect::<Vec<_>>()
+            .into_opt_field(name),
         DataType::Int8 => primitive_field!(Int8Type, name, a),
         DataType::Int16 => primitive_field!(Int16Type, name, a),
         DataType::Int32 => primitive_field!(Int32Type, name, a),
@@ -73,7 +80,11 @@ fn text_field(name: &str, a: &ArrayRef) -> Field {
 
 fn text_values(a: &ArrayRef) -> Vec<Option<String>> {
     if let Ok(s) = cast(a, &DataType::Utf8) {
-        return s.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect();
+        return s
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect();
     }
     let options = FormatOptions::default();
     match ArrayFormatter::try_new(a.as_ref(), &options) {
@@ -102,7 +113,10 @@ fn is_numeric(t: &DataType) -> bool {
 }
 
 fn is_time(t: &DataType) -> bool {
-    matches!(t, DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64)
+    matches!(
+        t,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    )
 }
 
 /// Frames of `out` in `format`; `sql` is reported as the executed query.
@@ -146,8 +160,10 @@ fn time_series(batch: &RecordBatch, meta: Metadata) -> Result<Vec<Frame>, FrameE
     let label_idx: Vec<usize> = (0..schema.fields().len())
         .filter(|i| *i != time_idx && !value_idx.contains(i))
         .collect();
-    let label_values: Vec<Vec<Option<String>>> =
-        label_idx.iter().map(|&i| text_values(batch.column(i))).collect();
+    let label_values: Vec<Vec<Option<String>>> = label_idx
+        .iter()
+        .map(|&i| text_values(batch.column(i)))
+        .collect();
 
     // Rows of each label combination, in first-seen order of the combination.
     let mut series: BTreeMap<Vec<(String, String)>, Vec<u32>> = BTreeMap::new();
@@ -156,7 +172,10 @@ fn time_series(batch: &RecordBatch, meta: Metadata) -> Result<Vec<Frame>, FrameE
             .iter()
             .zip(&label_values)
             .map(|(&i, vals)| {
-                (schema.field(i).name().clone(), vals[row].clone().unwrap_or_default())
+                (
+                    schema.field(i).name().clone(),
+                    vals[row].clone().unwrap_or_default(),
+                )
             })
             .collect();
         series.entry(labels).or_default().push(row as u32);
@@ -180,7 +199,11 @@ fn time_series(batch: &RecordBatch, meta: Metadata) -> Result<Vec<Frame>, FrameE
                 .with_labels(labels.iter().cloned().collect());
             fields.push(field);
         }
-        frames.push(Frame::new("").with_fields(fields).with_metadata(meta.clone()));
+        frames.push(
+            Frame::new("")
+                .with_fields(fields)
+                .with_metadata(meta.clone()),
+        );
     }
     if frames.is_empty() {
         // No rows: one empty frame keeps the panel's "No data" honest.

@@ -114,8 +114,13 @@ impl KindlingPlugin {
             .query(&sql_query.raw_sql)
             .await
             .map_err(|e| QueryError::from_engine(&ref_id, &e))?;
-        let mut frames = frames::to_frames(&out, sql_query.format, &sql_query.raw_sql, self.limits.max_rows)
-            .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
+        let mut frames = frames::to_frames(
+            &out,
+            sql_query.format,
+            &sql_query.raw_sql,
+            self.limits.max_rows,
+        )
+        .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
         let checked = frames
             .iter_mut()
             .map(|f| f.check())
@@ -131,7 +136,10 @@ impl backend::DataService for KindlingPlugin {
     type QueryError = QueryError;
     type Stream = backend::BoxDataResponseStream<Self::QueryError>;
 
-    async fn query_data(&self, request: backend::QueryDataRequest<Self::Query, Self>) -> Self::Stream {
+    async fn query_data(
+        &self,
+        request: backend::QueryDataRequest<Self::Query, Self>,
+    ) -> Self::Stream {
         let settings = request
             .plugin_context
             .instance_settings
@@ -198,7 +206,11 @@ impl backend::DiagnosticsService for KindlingPlugin {
                 AgentStatus::Error { error } => format!("{}: {error}", h.agent),
             })
             .collect();
-        let message = format!("{ok} of {} agents reachable. {}", report.len(), lines.join("; "));
+        let message = format!(
+            "{ok} of {} agents reachable. {}",
+            report.len(),
+            lines.join("; ")
+        );
         let details = serde_json::json!({ "agents": report });
         let response = if ok == report.len() {
             backend::CheckHealthResponse::ok(message)

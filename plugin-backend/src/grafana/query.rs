@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn parses_the_documented_shape() {
-        let q = parse("sql", &json!({"refId": "A", "rawSql": "SELECT 1", "format": "time_series"}));
+        let q = parse(
+            "sql",
+            &json!({"refId": "A", "rawSql": "SELECT 1", "format": "time_series"}),
+        );
         assert_eq!(
             q,
             Ok(SqlQuery {
@@ -71,14 +74,26 @@ mod tests {
                 format: ResultFormat::TimeSeries
             })
         );
-        assert_eq!(parse("", &json!({"rawSql": "SELECT 2"})).unwrap().format, ResultFormat::Table);
+        assert_eq!(
+            parse("", &json!({"rawSql": "SELECT 2"})).unwrap().format,
+            ResultFormat::Table
+        );
     }
 
     #[test]
     fn bad_queries_say_what_is_wrong() {
-        assert_eq!(parse("sql", &json!({"rawSql": "  "})).unwrap_err(), "the query has no SQL (rawSql is empty)");
-        assert_eq!(parse("graph", &json!({})).unwrap_err(), "unknown queryType `graph` (supported: sql)");
+        assert_eq!(
+            parse("sql", &json!({"rawSql": "  "})).unwrap_err(),
+            "the query has no SQL (rawSql is empty)"
+        );
+        assert_eq!(
+            parse("graph", &json!({})).unwrap_err(),
+            "unknown queryType `graph` (supported: sql)"
+        );
         let e = parse("sql", &json!({"rawSql": "x", "format": "pie"})).unwrap_err();
-        assert!(e.starts_with("malformed query JSON: unknown variant `pie`"), "{e}");
+        assert!(
+            e.starts_with("malformed query JSON: unknown variant `pie`"),
+            "{e}"
+        );
     }
 }

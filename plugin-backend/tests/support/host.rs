@@ -18,7 +18,10 @@ use grafana_plugin_sdk::pluginv2::{
 pub fn require_root() {
     // SAFETY: no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test loads eBPF programs and must run as root (sudo scripts/test.sh)");
+    assert_eq!(
+        euid, 0,
+        "this test loads eBPF programs and must run as root (sudo scripts/test.sh)"
+    );
 }
 
 /// Path of a binary of this workspace, next to the test's own binaries.
@@ -35,7 +38,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `kindling-agent`, killed (SIGKILL) if the test ends without stopping it.
@@ -65,7 +72,10 @@ impl AgentProcess {
             if out.status.success() {
                 return agent;
             }
-            assert!(Instant::now() < deadline, "agent did not become healthy: {out:?}");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not become healthy: {out:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -145,7 +155,10 @@ impl GrafanaHost {
         // go-plugin handshake: CORE-PROTOCOL-VERSION|APP-PROTOCOL-VERSION|NETWORK|ADDR|PROTOCOL
         let parts: Vec<&str> = line.trim().split('|').collect();
         assert_eq!(parts.len(), 5, "handshake line: {line:?}");
-        assert_eq!((parts[0], parts[1], parts[2], parts[4]), ("1", "2", "tcp", "grpc"));
+        assert_eq!(
+            (parts[0], parts[1], parts[2], parts[4]),
+            ("1", "2", "tcp", "grpc")
+        );
         Self {
             child,
             endpoint: format!("http://{}", parts[3]),
@@ -194,12 +207,19 @@ impl GrafanaHost {
                 .collect(),
             ..Default::default()
         };
-        client.query_data(request).await.unwrap().into_inner().responses
+        client
+            .query_data(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .responses
     }
 
     /// CheckHealth for a datasource with `agents`.
     pub async fn check_health(&self, agents: &[&str]) -> pluginv2::CheckHealthResponse {
-        let mut client = DiagnosticsClient::connect(self.endpoint.clone()).await.unwrap();
+        let mut client = DiagnosticsClient::connect(self.endpoint.clone())
+            .await
+            .unwrap();
         client
             .check_health(pluginv2::CheckHealthRequest {
                 plugin_context: Some(Self::context(agents)),
@@ -231,7 +251,8 @@ pub fn decode_frames(response: &pluginv2::DataResponse) -> Vec<DecodedFrame> {
         .frames
         .iter()
         .map(|bytes| {
-            let reader = FileReader::try_new(Cursor::new(bytes.clone()), None).expect("arrow IPC file");
+            let reader =
+                FileReader::try_new(Cursor::new(bytes.clone()), None).expect("arrow IPC file");
             let schema = reader.schema();
             let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
             let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();

@@ -92,7 +92,11 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
             tid: 100 + (id % 3) as u32,
             comm: COMMS[(id % 3) as usize].to_owned(),
         },
-        role: if id % 2 == 0 { Role::Client } else { Role::Server },
+        role: if id % 2 == 0 {
+            Role::Client
+        } else {
+            Role::Server
+        },
         endpoints: Endpoints {
             src_ip: Ipv4Addr::new(10, 0, 0, id as u8).into(),
             src_port: 40_000 + id as u16,
@@ -113,7 +117,12 @@ pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64
     for id in ids {
         let f = fixture_flow(id);
         for (ts, event, old, new) in [
-            (f.start_ts_ns, TcpEventType::StateChange, "CLOSE", "SYN_SENT"),
+            (
+                f.start_ts_ns,
+                TcpEventType::StateChange,
+                "CLOSE",
+                "SYN_SENT",
+            ),
             (f.end_ts_ns, TcpEventType::Close, "LAST_ACK", "CLOSE"),
         ] {
             events.append(&TcpEventRecord {
@@ -130,11 +139,17 @@ pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64
         }
         flows.append(&f);
         if flows.len() == 3 {
-            store.append(schema::FLOWS, flows.finish().unwrap()).unwrap();
+            store
+                .append(schema::FLOWS, flows.finish().unwrap())
+                .unwrap();
         }
     }
-    store.append(schema::FLOWS, flows.finish().unwrap()).unwrap();
-    store.append(schema::TCP_EVENTS, events.finish().unwrap()).unwrap();
+    store
+        .append(schema::FLOWS, flows.finish().unwrap())
+        .unwrap();
+    store
+        .append(schema::TCP_EVENTS, events.finish().unwrap())
+        .unwrap();
 }
 
 /// Two agents: n1 holds fixture connections 1..=6, n2 holds 7..=10.
