@@ -22,6 +22,8 @@ fi
 APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config build-essential
   curl iproute2 procps python3 ca-certificates bpftool
+  redis-server redis-tools mariadb-server mariadb-client postgresql postgresql-client
+  dnsmasq-base bind9-dnsutils wrk
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -30,7 +32,15 @@ done
 if ((${#missing[@]})); then
   log "apt-get install ${missing[*]}"
   apt-get update -qq
+  # The tests start their own server instances; keep the packages' init scripts from starting
+  # system-wide ones while installing (a policy-rc.d that we put there only for this step).
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [[ -n $own_policy ]]; then rm -f "$policy"; fi
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"

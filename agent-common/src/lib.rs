@@ -115,6 +115,114 @@ pub struct TcpEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Most payload bytes captured per syscall buffer (the agent's `--payload-bytes` is clamped to
+/// this). A power of two, so the programs can bound lengths with a mask.
+pub const PAYLOAD_MAX: usize = 1024;
+
+/// Size in bytes of the ring buffer that carries [`DataEvent`]s (a power of two).
+pub const DATA_RING_BYTES: u32 = 16 << 20;
+
+/// Which socket syscall a [`DataEvent`] comes from.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketSyscall {
+    /// read(2)
+    Read = 1,
+    /// write(2)
+    Write = 2,
+    /// readv(2)
+    Readv = 3,
+    /// writev(2)
+    Writev = 4,
+    /// sendto(2) and send(2)
+    Sendto = 5,
+    /// recvfrom(2) and recv(2)
+    Recvfrom = 6,
+    /// sendmsg(2)
+    Sendmsg = 7,
+    /// recvmsg(2)
+    Recvmsg = 8,
+    /// sendmmsg(2), one event per message (the first few)
+    Sendmmsg = 9,
+    /// recvmmsg(2), one event per message (the first few)
+    Recvmmsg = 10,
+    /// close(2) of a TCP or UDP socket; no payload
+    Close = 11,
+}
+
+impl SocketSyscall {
+    /// Decodes the raw `syscall` byte of a [`DataEvent`].
+    pub fn from_u8(raw: u8) -> Option<Self> {
+        Some(match raw {
+            1 => Self::Read,
+            2 => Self::Write,
+            3 => Self::Readv,
+            4 => Self::Writev,
+            5 => Self::Sendto,
+            6 => Self::Recvfrom,
+            7 => Self::Sendmsg,
+            8 => Self::Recvmsg,
+            9 => Self::Sendmmsg,
+            10 => Self::Recvmmsg,
+            11 => Self::Close,
+            _ => return None,
+        })
+    }
+
+    /// Whether the syscall moves bytes out of the process (a send).
+    pub fn is_send(self) -> bool {
+        matches!(
+            self,
+            Self::Write | Self::Writev | Self::Sendto | Self::Sendmsg | Self::Sendmmsg
+        )
+    }
+}
+
+/// One socket syscall on a TCP or UDP socket, with the first bytes it moved.
+///
+/// `saddr`/`sport` are the local end, `daddr`/`dport` the remote one: from the socket, or for an
+/// unconnected UDP socket from the syscall's address argument when it has one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DataEvent {
+    /// `bpf_ktime_get_ns()` at syscall entry.
+    pub ts_enter_ns: u64,
+    /// `bpf_ktime_get_ns()` at syscall exit.
+    pub ts_exit_ns: u64,
+    /// Kernel address of the `struct sock`.
+    pub skaddr: u64,
+    /// Bytes the syscall moved (its return value; for *mmsg the message's length).
+    pub len: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The file descriptor.
+    pub fd: i32,
+    /// Bytes of `payload` filled (at most [`PAYLOAD_MAX`]).
+    pub captured: u16,
+    /// A [`SocketSyscall`] as a byte.
+    pub syscall: u8,
+    /// `SOCK_STREAM` (1) or `SOCK_DGRAM` (2).
+    pub sock_type: u8,
+    /// Local port, host byte order.
+    pub sport: u16,
+    /// Remote port, host byte order.
+    pub dport: u16,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
+    /// Local address (4 bytes for IPv4, rest zero).
+    pub saddr: [u8; 16],
+    /// Remote address.
+    pub daddr: [u8; 16],
+    /// `comm` of the current task, NUL padded.
+    pub comm: [u8; COMM_LEN],
+    /// The first `captured` bytes the syscall moved.
+    pub payload: [u8; PAYLOAD_MAX],
+}
+
 /// Byte offsets of the kernel struct fields the programs read, found in the running kernel's
 /// BTF by the agent at start and handed to the programs as a global (Rust eBPF has no CO-RE).
 #[repr(C)]
@@ -138,6 +246,28 @@ pub struct KernelOffsets {
     pub tcp_bytes_received: u64,
     /// `sock.sk_shutdown` (a u8; bit 0 is RCV_SHUTDOWN, set when the peer's FIN arrives)
     pub sock_shutdown: u64,
+    /// `file.f_inode`
+    pub file_inode: u64,
+    /// `inode.i_mode`
+    pub inode_mode: u64,
+    /// `sock.sk_type` (u16)
+    pub sock_type: u64,
+    /// `sock.sk_protocol` (u16)
+    pub sock_protocol: u64,
+    /// `sock_common.skc_family` (u16; `sock` starts with its `sock_common`)
+    pub skc_family: u64,
+    /// `sock_common.skc_daddr`
+    pub skc_daddr: u64,
+    /// `sock_common.skc_rcv_saddr`
+    pub skc_rcv_saddr: u64,
+    /// `sock_common.skc_dport` (network order)
+    pub skc_dport: u64,
+    /// `sock_common.skc_num` (local port, host order)
+    pub skc_num: u64,
+    /// `sock_common.skc_v6_daddr`
+    pub skc_v6_daddr: u64,
+    /// `sock_common.skc_v6_rcv_saddr`
+    pub skc_v6_rcv_saddr: u64,
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -146,8 +276,10 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 0;
     /// Events whose kernel struct reads failed (socket gone, offsets wrong).
     pub const READ_FAILED: u32 = 1;
+    /// Data events lost because the data ring buffer was full.
+    pub const DATA_RINGBUF_FULL: u32 = 2;
     /// Number of counters.
-    pub const COUNT: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Field offsets in the tracepoints the programs read. Tracepoint formats are a kernel ABI; the
@@ -200,7 +332,7 @@ pub mod tp {
     pub const SYSCALL_ARG0: usize = 16;
 
     /// The syscall tracepoints and the fields read from each.
-    pub const SYSCALLS: [(&str, &str, usize); 7] = [
+    pub const SYSCALLS: [(&str, &str, usize); 30] = [
         ("sys_enter_connect", "fd", SYSCALL_ARG0),
         ("sys_enter_connect", "uservaddr", SYSCALL_ARG0 + 8),
         ("sys_exit_connect", "ret", SYSCALL_ARG0),
@@ -208,6 +340,29 @@ pub mod tp {
         ("sys_exit_accept4", "ret", SYSCALL_ARG0),
         ("sys_enter_accept", "fd", SYSCALL_ARG0),
         ("sys_exit_accept", "ret", SYSCALL_ARG0),
+        ("sys_enter_read", "fd", SYSCALL_ARG0),
+        ("sys_enter_read", "buf", SYSCALL_ARG0 + 8),
+        ("sys_enter_write", "fd", SYSCALL_ARG0),
+        ("sys_enter_write", "buf", SYSCALL_ARG0 + 8),
+        ("sys_enter_readv", "fd", SYSCALL_ARG0),
+        ("sys_enter_readv", "vec", SYSCALL_ARG0 + 8),
+        ("sys_enter_writev", "fd", SYSCALL_ARG0),
+        ("sys_enter_writev", "vec", SYSCALL_ARG0 + 8),
+        ("sys_enter_sendto", "fd", SYSCALL_ARG0),
+        ("sys_enter_sendto", "buff", SYSCALL_ARG0 + 8),
+        ("sys_enter_sendto", "addr", SYSCALL_ARG0 + 32),
+        ("sys_enter_recvfrom", "fd", SYSCALL_ARG0),
+        ("sys_enter_recvfrom", "ubuf", SYSCALL_ARG0 + 8),
+        ("sys_enter_recvfrom", "addr", SYSCALL_ARG0 + 32),
+        ("sys_enter_sendmsg", "msg", SYSCALL_ARG0 + 8),
+        ("sys_enter_recvmsg", "msg", SYSCALL_ARG0 + 8),
+        ("sys_enter_sendmmsg", "mmsg", SYSCALL_ARG0 + 8),
+        ("sys_enter_recvmmsg", "mmsg", SYSCALL_ARG0 + 8),
+        ("sys_exit_read", "ret", SYSCALL_ARG0),
+        ("sys_enter_close", "fd", SYSCALL_ARG0),
+        ("sys_exit_recvmmsg", "ret", SYSCALL_ARG0),
+        ("sys_exit_sendmmsg", "ret", SYSCALL_ARG0),
+        ("sys_exit_recvmsg", "ret", SYSCALL_ARG0),
     ];
 }
 
@@ -217,7 +372,12 @@ pub mod tp {
 unsafe impl aya::Pod for TcpEvent {}
 
 #[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` integers and byte arrays with explicit padding.
+unsafe impl aya::Pod for DataEvent {}
+
+#[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]` struct of u64s.
 unsafe impl aya::Pod for KernelOffsets {}
 
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 104);
+const _: () = assert!(core::mem::size_of::<DataEvent>() == 104 + PAYLOAD_MAX);

@@ -189,6 +189,19 @@ impl ConnTracker {
         self.conns.len()
     }
 
+    /// Role and id of the live connection of socket `skaddr`, if followed.
+    pub fn conn_ref(&self, skaddr: u64) -> Option<crate::sessions::ConnRef> {
+        self.conns.get(&skaddr).map(|c| crate::sessions::ConnRef {
+            role: c.role,
+            conn_id: c.conn_id,
+        })
+    }
+
+    /// Local ports with a listening socket.
+    pub fn listen_ports(&self) -> &HashSet<u16> {
+        &self.listen_ports
+    }
+
     /// Processes one kernel event.
     pub fn on_event(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
         match TcpEventKind::from_u8(ev.kind) {

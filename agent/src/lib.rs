@@ -4,6 +4,7 @@
 //!   up through one ring buffer ([`capture::btf`] finds the kernel struct offsets they need).
 //! - [`conntrack`]: joins the kernel's events into connections and emits rows ([`records`]).
 //! - [`sockdiag`]: byte counters of live sockets, for periodic rows of long-lived connections.
+//! - [`sessions`]: socket payloads into L7 calls (`calls`, `dns`), with `kindling_protocols`.
 //! - [`pipeline`]: the capture thread that moves events through the tracker into the store.
 //! - [`store`]: time-partitioned Arrow chunks under a memory budget.
 //! - [`query`]: DataFusion over the store, read-only and bounded.
@@ -16,6 +17,7 @@ pub mod pipeline;
 pub mod query;
 pub mod records;
 pub mod serve;
+pub mod sessions;
 pub mod sockdiag;
 pub mod store;
 

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use kindling_agent::{
-    capture::TcpCapture,
+    capture::{Capture, CaptureOptions},
     parse_bytes,
     pipeline::{Pipeline, PipelineConfig, PipelineCounters},
     query::{AgentInfo, LocalQueries, QueryLimits},
@@ -42,6 +42,13 @@ struct Args {
     /// Milliseconds rows may wait before they become queryable.
     #[arg(long, default_value_t = 200)]
     flush_ms: u64,
+    /// Bytes of payload captured per socket syscall (at most 1024); 0 turns payload capture
+    /// off (no L7 parsing).
+    #[arg(long, default_value_t = 1024)]
+    payload_bytes: u32,
+    /// Seconds after which a DNS query without answer is recorded with rcode TIMEOUT.
+    #[arg(long, default_value_t = 5)]
+    dns_timeout: u64,
     /// Seconds a query may run on this agent.
     #[arg(long, default_value_t = 30)]
     query_timeout: u64,
@@ -72,15 +79,16 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let node = args.node_name.clone().unwrap_or_else(host_name);
-    let capture = TcpCapture::start()?;
+    let capture = Capture::start(CaptureOptions {
+        payload_bytes: args.payload_bytes,
+    })?;
     let store = Arc::new(Store::new(
         StoreConfig {
             budget_bytes: args.memory_budget,
             chunk_rows: args.chunk_rows,
             chunk_duration: Duration::from_secs(args.chunk_seconds),
         },
-        [schema::TCP_EVENTS, schema::FLOWS]
-            .map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
     ));
     let counters = Arc::new(PipelineCounters::default());
     let pipeline = Pipeline::spawn(
@@ -93,6 +101,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             flush_rows: 8192,
             max_conns: args.max_connections,
             open_flow_interval: Duration::from_secs(args.open_flow_interval),
+            max_sessions: args.max_connections,
+            dns_timeout: Duration::from_secs(args.dns_timeout),
         },
     )
     .context("starting the capture thread")?;

@@ -6,6 +6,7 @@
 //! rows become queryable within a flush interval.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -17,9 +18,13 @@ use std::{
 use kindling_wire::schema;
 
 use crate::{
-    capture::{KernelCounters, TcpCapture},
+    capture::{KernelCounters, Capture},
     conntrack::{Clock, ConnTracker, RecordSink, TrackerStats},
-    records::{FlowRecord, FlowsBuilder, TcpEventRecord, TcpEventsBuilder},
+    records::{
+        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, FlowRecord, FlowsBuilder,
+        TcpEventRecord, TcpEventsBuilder,
+    },
+    sessions::{CallSink, ProtocolCounters, SessionStats, Sessionizer},
     sockdiag,
     store::Store,
 };
@@ -37,6 +42,10 @@ pub struct PipelineConfig {
     pub max_conns: usize,
     /// Period of the `flows` rows with status `open` for long-lived connections.
     pub open_flow_interval: Duration,
+    /// Bound of the L7 session table.
+    pub max_sessions: usize,
+    /// DNS queries unanswered this long are recorded as TIMEOUT.
+    pub dns_timeout: Duration,
 }
 
 /// Counters shared between the pipeline thread and the query side.
@@ -56,6 +65,16 @@ pub struct PipelineCounters {
     pub unmatched_syscalls: AtomicU64,
     /// Rows the store refused (schema mismatch, a bug) and that were therefore lost.
     pub rows_lost: AtomicU64,
+    /// Kernel: data events lost to a full data ring buffer.
+    pub kernel_data_ringbuf_full: AtomicU64,
+    /// Data events taken off the data ring buffer.
+    pub data_events_received: AtomicU64,
+    /// User space: L7 sessions not tracked (table full).
+    pub sessions_full: AtomicU64,
+    /// L7 sessions whose protocol was not recognized.
+    pub sessions_undetected: AtomicU64,
+    /// L7 counters per protocol, published by the capture thread.
+    pub protocols: std::sync::Mutex<BTreeMap<&'static str, ProtocolCounters>>,
 }
 
 impl PipelineCounters {
@@ -63,6 +82,7 @@ impl PipelineCounters {
     pub fn dropped_kernel(&self) -> u64 {
         self.kernel_ringbuf_full.load(Ordering::Relaxed)
             + self.kernel_read_failed.load(Ordering::Relaxed)
+            + self.kernel_data_ringbuf_full.load(Ordering::Relaxed)
     }
 
     /// Events and rows dropped in user space.
@@ -70,9 +90,17 @@ impl PipelineCounters {
         self.events_malformed.load(Ordering::Relaxed)
             + self.conn_table_full.load(Ordering::Relaxed)
             + self.rows_lost.load(Ordering::Relaxed)
+            + self.sessions_full.load(Ordering::Relaxed)
     }
 
-    fn publish(&self, kernel: KernelCounters, tracker: TrackerStats) {
+    fn publish(&self, kernel: KernelCounters, tracker: TrackerStats, sessions: &SessionStats) {
+        self.kernel_data_ringbuf_full
+            .store(kernel.data_ringbuf_full, Ordering::Relaxed);
+        self.sessions_full
+            .store(sessions.sessions_full + sessions.malformed, Ordering::Relaxed);
+        self.sessions_undetected
+            .store(sessions.undetected, Ordering::Relaxed);
+        *self.protocols.lock().unwrap_or_else(|e| e.into_inner()) = sessions.per_protocol.clone();
         self.kernel_ringbuf_full
             .store(kernel.ringbuf_full, Ordering::Relaxed);
         self.kernel_read_failed
@@ -84,11 +112,13 @@ impl PipelineCounters {
     }
 }
 
-/// Row builders of every captured table; the tracker's sink.
+/// Row builders of every captured table; the trackers' sink.
 #[derive(Debug)]
 pub struct Batcher {
     tcp_events: TcpEventsBuilder,
     flows: FlowsBuilder,
+    calls: CallsBuilder,
+    dns: DnsBuilder,
 }
 
 impl Batcher {
@@ -97,12 +127,14 @@ impl Batcher {
         Self {
             tcp_events: TcpEventsBuilder::new(node),
             flows: FlowsBuilder::new(node),
+            calls: CallsBuilder::new(node),
+            dns: DnsBuilder::new(node),
         }
     }
 
     /// Rows waiting.
     pub fn pending(&self) -> usize {
-        self.tcp_events.len() + self.flows.len()
+        self.tcp_events.len() + self.flows.len() + self.calls.len() + self.dns.len()
     }
 
     /// Moves every waiting row into the store; returns rows the store refused.
@@ -115,8 +147,13 @@ impl Batcher {
                 self.tcp_events.finish(),
             ),
             (schema::FLOWS, self.flows.len(), self.flows.finish()),
+            (schema::CALLS, self.calls.len(), self.calls.finish()),
+            (schema::DNS, self.dns.len(), self.dns.finish()),
         ];
         for (table, rows, batch) in batches {
+            if rows == 0 {
+                continue;
+            }
             let result = batch
                 .map_err(crate::store::Error::from)
                 .and_then(|b| store.append(table, b));
@@ -126,6 +163,16 @@ impl Batcher {
             }
         }
         lost
+    }
+}
+
+impl CallSink for Batcher {
+    fn call(&mut self, record: CallRecord) {
+        self.calls.append(&record);
+    }
+
+    fn dns(&mut self, record: DnsRecord) {
+        self.dns.append(&record);
     }
 }
 
@@ -149,7 +196,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the pipeline on its own thread, consuming `capture`.
     pub fn spawn(
-        capture: TcpCapture,
+        capture: Capture,
         store: Arc<Store>,
         counters: Arc<PipelineCounters>,
         config: PipelineConfig,
@@ -177,13 +224,16 @@ impl Pipeline {
 }
 
 fn run(
-    mut capture: TcpCapture,
+    mut capture: Capture,
     store: &Store,
     counters: &PipelineCounters,
     config: &PipelineConfig,
     stop: &AtomicBool,
 ) {
-    let mut tracker = ConnTracker::new(Clock::now(), config.max_conns);
+    let clock = Clock::now();
+    let mut tracker = ConnTracker::new(clock, config.max_conns);
+    let mut sessions = Sessionizer::new(clock, config.max_sessions, config.dns_timeout);
+    let mut last_sweep = Instant::now();
     let mut batcher = Batcher::new(&config.node);
     let mut last_flush = Instant::now();
     let mut last_open_report = Instant::now();
@@ -197,6 +247,21 @@ fn run(
         counters
             .events_malformed
             .fetch_add(malformed, Ordering::Relaxed);
+        // TCP events first: a data event's connection was announced on the other ring.
+        let (data, data_malformed) = capture.drain_data(4096, |ev| {
+            let conn = tracker.conn_ref(ev.skaddr);
+            sessions.on_event(ev, conn, tracker.listen_ports(), &mut batcher);
+        });
+        counters
+            .data_events_received
+            .fetch_add(data, Ordering::Relaxed);
+        counters
+            .events_malformed
+            .fetch_add(data_malformed, Ordering::Relaxed);
+        if last_sweep.elapsed() >= Duration::from_millis(500) {
+            last_sweep = Instant::now();
+            sessions.sweep(&mut batcher);
+        }
         if last_open_report.elapsed() >= config.open_flow_interval {
             last_open_report = Instant::now();
             match sockdiag::tcp_byte_counters() {
@@ -213,7 +278,7 @@ fn run(
         {
             let lost = batcher.flush(store);
             counters.rows_lost.fetch_add(lost, Ordering::Relaxed);
-            counters.publish(capture.kernel_counters(), tracker.stats());
+            counters.publish(capture.kernel_counters(), tracker.stats(), sessions.stats());
             if let Err(e) = store.roll() {
                 tracing::error!(error = %e, "Sealing chunks failed");
             }
@@ -222,7 +287,7 @@ fn run(
         if stopping {
             break;
         }
-        if received == 0 {
+        if received == 0 && data == 0 {
             capture.wait(wait_ms);
         }
     }

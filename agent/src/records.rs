@@ -5,7 +5,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use datafusion::arrow::{
     array::{
-        ArrayRef, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
+        ArrayRef, BooleanBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
         UInt32Builder, UInt64Builder,
     },
     error::ArrowError,
@@ -125,6 +125,279 @@ pub struct FlowRecord {
     pub bytes_received: u64,
     /// True for a periodic report of a connection that is still open.
     pub open: bool,
+}
+
+/// One row of `calls`: a request and its response, as one end of the connection saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// When the request's first byte moved, ns since the epoch.
+    pub ts_ns: i64,
+    /// `http`, `dns`, `mysql`, `redis` or `postgresql`.
+    pub protocol: &'static str,
+    /// This node's end.
+    pub role: Role,
+    /// HTTP method, SQL verb, Redis command, DNS qtype.
+    pub method: String,
+    /// URL path, normalized SQL, Redis command, DNS domain.
+    pub resource: String,
+    /// HTTP status, SQL error code, Redis error prefix, DNS rcode.
+    pub status: String,
+    /// Whether the response is an error.
+    pub is_error: bool,
+    /// Error text of SQL and Redis errors.
+    pub error_message: Option<String>,
+    /// From request start to the request's last byte.
+    pub request_sent_ns: u64,
+    /// From the request's last byte to the response's first.
+    pub waiting_ttfb_ns: u64,
+    /// From the response's first byte to its last.
+    pub content_download_ns: u64,
+    /// Request size in bytes.
+    pub request_bytes: u64,
+    /// Response size in bytes.
+    pub response_bytes: u64,
+    /// Client and server.
+    pub endpoints: Endpoints,
+    /// The process and thread that made the request (client) or served it (server).
+    pub owner: Owner,
+    /// `flows.conn_id`, 0 for UDP.
+    pub conn_id: u64,
+    /// W3C trace id, when the request carried a traceparent header.
+    pub trace_id: Option<String>,
+}
+
+/// One row of `dns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    /// When the query was sent, ns since the epoch.
+    pub ts_ns: i64,
+    /// Queried name.
+    pub domain: String,
+    /// Query type name.
+    pub qtype: String,
+    /// Response code name, or `TIMEOUT`.
+    pub rcode: String,
+    /// From query to answer; None for a timeout.
+    pub latency_ns: Option<u64>,
+    /// Answers as text, comma-separated.
+    pub answers: String,
+    /// The DNS server's address.
+    pub server_ip: IpAddr,
+    /// `udp` or `tcp`.
+    pub transport: &'static str,
+    /// The querying process.
+    pub owner: Owner,
+}
+
+/// Builds `calls` batches.
+#[derive(Debug)]
+pub struct CallsBuilder {
+    node: String,
+    ts: TimestampNanosecondBuilder,
+    protocol: StringBuilder,
+    role: StringBuilder,
+    method: StringBuilder,
+    resource: StringBuilder,
+    status: StringBuilder,
+    is_error: BooleanBuilder,
+    error_message: StringBuilder,
+    duration_ns: UInt64Builder,
+    request_sent_ns: UInt64Builder,
+    waiting_ttfb_ns: UInt64Builder,
+    content_download_ns: UInt64Builder,
+    request_bytes: UInt64Builder,
+    response_bytes: UInt64Builder,
+    ends: EndpointsBuilder,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    comm: StringBuilder,
+    conn_id: UInt64Builder,
+    trace_id: StringBuilder,
+    len: usize,
+}
+
+impl CallsBuilder {
+    /// An empty builder; `node` fills the `node` column.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            ts: utc(TimestampNanosecondBuilder::new()),
+            protocol: StringBuilder::new(),
+            role: StringBuilder::new(),
+            method: StringBuilder::new(),
+            resource: StringBuilder::new(),
+            status: StringBuilder::new(),
+            is_error: BooleanBuilder::new(),
+            error_message: StringBuilder::new(),
+            duration_ns: UInt64Builder::new(),
+            request_sent_ns: UInt64Builder::new(),
+            waiting_ttfb_ns: UInt64Builder::new(),
+            content_download_ns: UInt64Builder::new(),
+            request_bytes: UInt64Builder::new(),
+            response_bytes: UInt64Builder::new(),
+            ends: EndpointsBuilder::default(),
+            pid: UInt32Builder::new(),
+            tid: UInt32Builder::new(),
+            comm: StringBuilder::new(),
+            conn_id: UInt64Builder::new(),
+            trace_id: StringBuilder::new(),
+            len: 0,
+        }
+    }
+
+    /// Rows appended since the last finish.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no row is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one row.
+    pub fn append(&mut self, r: &CallRecord) {
+        self.ts.append_value(r.ts_ns);
+        self.protocol.append_value(r.protocol);
+        self.role.append_value(r.role.as_str());
+        self.method.append_value(&r.method);
+        self.resource.append_value(&r.resource);
+        self.status.append_value(&r.status);
+        self.is_error.append_value(r.is_error);
+        self.error_message.append_option(r.error_message.as_deref());
+        self.duration_ns
+            .append_value(r.request_sent_ns + r.waiting_ttfb_ns + r.content_download_ns);
+        self.request_sent_ns.append_value(r.request_sent_ns);
+        self.waiting_ttfb_ns.append_value(r.waiting_ttfb_ns);
+        self.content_download_ns.append_value(r.content_download_ns);
+        self.request_bytes.append_value(r.request_bytes);
+        self.response_bytes.append_value(r.response_bytes);
+        self.ends.append(&r.endpoints);
+        self.pid.append_value(r.owner.pid);
+        self.tid.append_value(r.owner.tid);
+        self.comm.append_value(&r.owner.comm);
+        self.conn_id.append_value(r.conn_id);
+        self.trace_id.append_option(r.trace_id.as_deref());
+        self.len += 1;
+    }
+
+    /// The rows so far as a batch; the builder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let len = std::mem::take(&mut self.len);
+        let [src_ip, src_port, dst_ip, dst_port] = self.ends.finish();
+        RecordBatch::try_new(
+            schema::calls(),
+            vec![
+                Arc::new(self.ts.finish()),
+                Arc::new(self.protocol.finish()),
+                Arc::new(self.role.finish()),
+                Arc::new(self.method.finish()),
+                Arc::new(self.resource.finish()),
+                Arc::new(self.status.finish()),
+                Arc::new(self.is_error.finish()),
+                Arc::new(self.error_message.finish()),
+                Arc::new(self.duration_ns.finish()),
+                Arc::new(self.request_sent_ns.finish()),
+                Arc::new(self.waiting_ttfb_ns.finish()),
+                Arc::new(self.content_download_ns.finish()),
+                Arc::new(self.request_bytes.finish()),
+                Arc::new(self.response_bytes.finish()),
+                src_ip,
+                src_port,
+                dst_ip,
+                dst_port,
+                Arc::new(self.pid.finish()),
+                Arc::new(self.tid.finish()),
+                Arc::new(self.comm.finish()),
+                Arc::new(self.conn_id.finish()),
+                node_column(&self.node, len),
+                Arc::new(self.trace_id.finish()),
+            ],
+        )
+    }
+}
+
+/// Builds `dns` batches.
+#[derive(Debug)]
+pub struct DnsBuilder {
+    node: String,
+    ts: TimestampNanosecondBuilder,
+    domain: StringBuilder,
+    qtype: StringBuilder,
+    rcode: StringBuilder,
+    latency_ns: UInt64Builder,
+    answers: StringBuilder,
+    server_ip: StringBuilder,
+    transport: StringBuilder,
+    pid: UInt32Builder,
+    comm: StringBuilder,
+    len: usize,
+}
+
+impl DnsBuilder {
+    /// An empty builder; `node` fills the `node` column.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            ts: utc(TimestampNanosecondBuilder::new()),
+            domain: StringBuilder::new(),
+            qtype: StringBuilder::new(),
+            rcode: StringBuilder::new(),
+            latency_ns: UInt64Builder::new(),
+            answers: StringBuilder::new(),
+            server_ip: StringBuilder::new(),
+            transport: StringBuilder::new(),
+            pid: UInt32Builder::new(),
+            comm: StringBuilder::new(),
+            len: 0,
+        }
+    }
+
+    /// Rows appended since the last finish.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no row is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one row.
+    pub fn append(&mut self, r: &DnsRecord) {
+        self.ts.append_value(r.ts_ns);
+        self.domain.append_value(&r.domain);
+        self.qtype.append_value(&r.qtype);
+        self.rcode.append_value(&r.rcode);
+        self.latency_ns.append_option(r.latency_ns);
+        self.answers.append_value(&r.answers);
+        self.server_ip.append_value(r.server_ip.to_string());
+        self.transport.append_value(r.transport);
+        self.pid.append_value(r.owner.pid);
+        self.comm.append_value(&r.owner.comm);
+        self.len += 1;
+    }
+
+    /// The rows so far as a batch; the builder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let len = std::mem::take(&mut self.len);
+        RecordBatch::try_new(
+            schema::dns(),
+            vec![
+                Arc::new(self.ts.finish()),
+                Arc::new(self.domain.finish()),
+                Arc::new(self.qtype.finish()),
+                Arc::new(self.rcode.finish()),
+                Arc::new(self.latency_ns.finish()),
+                Arc::new(self.answers.finish()),
+                Arc::new(self.server_ip.finish()),
+                Arc::new(self.transport.finish()),
+                Arc::new(self.pid.finish()),
+                Arc::new(self.comm.finish()),
+                node_column(&self.node, len),
+            ],
+        )
+    }
 }
 
 /// Builds `tcp_events` batches.

@@ -11,9 +11,19 @@ pub const TCP_EVENTS: &str = "tcp_events";
 pub const FLOWS: &str = "flows";
 /// Table of the agent's own counters, computed when queried.
 pub const AGENT_STATS: &str = "agent_stats";
+/// Table of L7 calls: one row per request/response, per end observed.
+pub const CALLS: &str = "calls";
+/// Table of DNS lookups.
+pub const DNS: &str = "dns";
+
+/// Table of the L7 parsers' counters, one row per protocol, computed when queried.
+pub const PROTOCOL_STATS: &str = "protocol_stats";
 
 /// Every table an agent serves, in the order listings show them.
-pub const TABLES: [&str; 3] = [AGENT_STATS, FLOWS, TCP_EVENTS];
+pub const TABLES: [&str; 6] = [AGENT_STATS, CALLS, DNS, FLOWS, PROTOCOL_STATS, TCP_EVENTS];
+
+/// The tables the agent stores (all but the computed `agent_stats`).
+pub const STORED_TABLES: [&str; 4] = [CALLS, DNS, FLOWS, TCP_EVENTS];
 
 /// The Arrow type of every timestamp column.
 pub fn timestamp_type() -> DataType {
@@ -105,6 +115,96 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+static PROTOCOL_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let count = |name: &str| Field::new(name, DataType::UInt64, false);
+    Arc::new(Schema::new(vec![
+        ts("ts"),
+        text("node"),
+        // http | dns | mysql | redis | postgresql: every protocol has a row, zeros included.
+        text("protocol"),
+        // Rows written to `calls`.
+        count("calls"),
+        // Stretches of bytes the parser could not frame and skipped.
+        count("unparsed"),
+        // Messages whose header or framing ran past the captured bytes.
+        count("truncated"),
+        // Responses without a request, and requests never answered.
+        count("unmatched"),
+        // Agent-wide, repeated on every row: sessions never detected as any protocol and
+        // sessions not followed because the session table was full.
+        count("sessions_undetected"),
+        count("sessions_dropped"),
+    ]))
+});
+
+static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let duration = |name: &str| Field::new(name, DataType::UInt64, false);
+    let mut fields = vec![
+        // When the request started (its first byte moved).
+        ts("ts"),
+        // http | dns | mysql | redis | postgresql
+        text("protocol"),
+        text("role"),
+        // HTTP method, SQL verb, Redis command, DNS qtype.
+        text("method"),
+        // URL path without query string, normalized SQL, Redis command, DNS domain.
+        text("resource"),
+        // HTTP status, SQL error code, Redis error prefix, DNS rcode; "" when there is none.
+        text("status"),
+        Field::new("is_error", DataType::Boolean, false),
+        Field::new("error_message", DataType::Utf8, true),
+        // duration_ns = request_sent_ns + waiting_ttfb_ns + content_download_ns
+        duration("duration_ns"),
+        duration("request_sent_ns"),
+        duration("waiting_ttfb_ns"),
+        duration("content_download_ns"),
+        Field::new("request_bytes", DataType::UInt64, false),
+        Field::new("response_bytes", DataType::UInt64, false),
+    ];
+    fields.extend(endpoints());
+    fields.extend([
+        Field::new("pid", DataType::UInt32, false),
+        Field::new("tid", DataType::UInt32, false),
+        text("comm"),
+        // flows.conn_id of the TCP connection; 0 for UDP.
+        Field::new("conn_id", DataType::UInt64, false),
+        text("node"),
+        // From a W3C traceparent header.
+        Field::new("trace_id", DataType::Utf8, true),
+    ]);
+    Arc::new(Schema::new(fields))
+});
+
+static DNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        ts("ts"),
+        text("domain"),
+        text("qtype"),
+        // NOERROR, NXDOMAIN, SERVFAIL, ... or TIMEOUT when no answer came in --dns-timeout.
+        text("rcode"),
+        // Null for TIMEOUT.
+        Field::new("latency_ns", DataType::UInt64, true),
+        // Answer records as text (addresses, CNAME targets), comma-separated in answer order.
+        text("answers"),
+        text("server_ip"),
+        // udp | tcp
+        text("transport"),
+        Field::new("pid", DataType::UInt32, false),
+        text("comm"),
+        text("node"),
+    ]))
+});
+
+/// Schema of [`CALLS`].
+pub fn calls() -> SchemaRef {
+    Arc::clone(&CALLS_SCHEMA)
+}
+
+/// Schema of [`DNS`].
+pub fn dns() -> SchemaRef {
+    Arc::clone(&DNS_SCHEMA)
+}
+
 /// Schema of [`TCP_EVENTS`].
 pub fn tcp_events() -> SchemaRef {
     Arc::clone(&TCP_EVENTS_SCHEMA)
@@ -113,6 +213,11 @@ pub fn tcp_events() -> SchemaRef {
 /// Schema of [`FLOWS`].
 pub fn flows() -> SchemaRef {
     Arc::clone(&FLOWS_SCHEMA)
+}
+
+/// Schema of [`PROTOCOL_STATS`].
+pub fn protocol_stats() -> SchemaRef {
+    Arc::clone(&PROTOCOL_STATS_SCHEMA)
 }
 
 /// Schema of [`AGENT_STATS`].
@@ -126,6 +231,9 @@ pub fn by_name(table: &str) -> Option<SchemaRef> {
         TCP_EVENTS => Some(tcp_events()),
         FLOWS => Some(flows()),
         AGENT_STATS => Some(agent_stats()),
+        CALLS => Some(calls()),
+        DNS => Some(dns()),
+        PROTOCOL_STATS => Some(protocol_stats()),
         _ => None,
     }
 }
@@ -134,7 +242,7 @@ pub fn by_name(table: &str) -> Option<SchemaRef> {
 /// default time axis.
 pub fn time_column(table: &str) -> Option<&'static str> {
     match table {
-        TCP_EVENTS | AGENT_STATS => Some("ts"),
+        TCP_EVENTS | AGENT_STATS | CALLS | DNS | PROTOCOL_STATS => Some("ts"),
         FLOWS => Some("end_ts"),
         _ => None,
     }
@@ -164,7 +272,7 @@ mod tests {
 
     #[test]
     fn unknown_table_has_no_schema() {
-        assert!(by_name("calls").is_none());
-        assert!(time_column("calls").is_none());
+        assert!(by_name("packets").is_none());
+        assert!(time_column("packets").is_none());
     }
 }

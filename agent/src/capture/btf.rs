@@ -222,6 +222,7 @@ impl KernelBtf {
 
     /// The offsets `agent-ebpf` needs.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets> {
+        let common = self.member_offset("sock", "__sk_common")?;
         Ok(KernelOffsets {
             task_files: self.member_offset("task_struct", "files")?,
             files_fdt: self.member_offset("files_struct", "fdt")?,
@@ -232,6 +233,18 @@ impl KernelBtf {
             tcp_bytes_retrans: self.member_offset("tcp_sock", "bytes_retrans")?,
             tcp_bytes_received: self.member_offset("tcp_sock", "bytes_received")?,
             sock_shutdown: self.member_offset("sock", "sk_shutdown")?,
+            file_inode: self.member_offset("file", "f_inode")?,
+            inode_mode: self.member_offset("inode", "i_mode")?,
+            sock_type: self.member_offset("sock", "sk_type")?,
+            sock_protocol: self.member_offset("sock", "sk_protocol")?,
+            // `struct sock` begins with its `struct sock_common` (`__sk_common`).
+            skc_family: common + self.member_offset("sock_common", "skc_family")?,
+            skc_daddr: common + self.member_offset("sock_common", "skc_daddr")?,
+            skc_rcv_saddr: common + self.member_offset("sock_common", "skc_rcv_saddr")?,
+            skc_dport: common + self.member_offset("sock_common", "skc_dport")?,
+            skc_num: common + self.member_offset("sock_common", "skc_num")?,
+            skc_v6_daddr: common + self.member_offset("sock_common", "skc_v6_daddr")?,
+            skc_v6_rcv_saddr: common + self.member_offset("sock_common", "skc_v6_rcv_saddr")?,
         })
     }
 }
@@ -297,6 +310,12 @@ mod tests {
             ("tcp_sock", "bytes_retrans"),
             ("tcp_sock", "bytes_received"),
             ("sock", "sk_shutdown"),
+            ("sock", "sk_type"),
+            ("sock", "sk_protocol"),
+            ("file", "f_inode"),
+            ("inode", "i_mode"),
+            ("sock_common", "skc_family"),
+            ("sock_common", "skc_v6_daddr"),
         ] {
             assert_eq!(
                 btf.member_offset(s, m).unwrap(),
@@ -308,6 +327,12 @@ mod tests {
         // there, so check it is inside the struct and distinct from its neighbours.
         let off = btf.kernel_offsets().expect("offsets");
         assert!(off.file_private_data > 0 && off.file_private_data < 512);
+        // Members inside anonymous unions of sock_common, as pahole lays them out on x86_64:
+        // skc_daddr and skc_rcv_saddr open the struct, skc_dport/skc_num follow at 12 and 14.
+        assert_eq!(
+            (off.skc_daddr, off.skc_rcv_saddr, off.skc_dport, off.skc_num),
+            (0, 4, 12, 14)
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Capture: loads the eBPF programs of `agent-ebpf`, attaches them to their tracepoints and
-//! drains their ring buffer.
+//! drains their two ring buffers: TCP lifecycle events and socket data events.
 //!
 //! Before loading, every precondition is checked so that a failure names what is missing:
 //! root, tracefs, the tracepoints' field offsets and the kernel's BTF. The programs stay
-//! attached while [`TcpCapture`] lives; dropping it detaches and unloads everything (aya owns
+//! attached while [`Capture`] lives; dropping it detaches and unloads everything (aya owns
 //! the links; nothing is pinned).
 
 pub mod btf;
@@ -16,7 +16,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use kindling_agent_common::{KernelOffsets, TcpEvent, counter};
+use kindling_agent_common::{DataEvent, KernelOffsets, PAYLOAD_MAX, TcpEvent, counter};
 
 /// Errors that stop capture from starting.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kindling-probes"));
 
 /// (program, category, tracepoint)
-const ATTACHMENTS: [(&str, &str, &str); 7] = [
+const ATTACHMENTS: [(&str, &str, &str); 28] = [
     ("inet_sock_set_state", "sock", "inet_sock_set_state"),
     ("connect_enter", "syscalls", "sys_enter_connect"),
     ("connect_exit", "syscalls", "sys_exit_connect"),
@@ -71,7 +71,44 @@ const ATTACHMENTS: [(&str, &str, &str); 7] = [
     ("accept4_exit", "syscalls", "sys_exit_accept4"),
     ("accept_enter", "syscalls", "sys_enter_accept"),
     ("accept_exit", "syscalls", "sys_exit_accept"),
+    ("read_enter", "syscalls", "sys_enter_read"),
+    ("read_exit", "syscalls", "sys_exit_read"),
+    ("write_enter", "syscalls", "sys_enter_write"),
+    ("write_exit", "syscalls", "sys_exit_write"),
+    ("readv_enter", "syscalls", "sys_enter_readv"),
+    ("readv_exit", "syscalls", "sys_exit_readv"),
+    ("writev_enter", "syscalls", "sys_enter_writev"),
+    ("writev_exit", "syscalls", "sys_exit_writev"),
+    ("sendto_enter", "syscalls", "sys_enter_sendto"),
+    ("sendto_exit", "syscalls", "sys_exit_sendto"),
+    ("recvfrom_enter", "syscalls", "sys_enter_recvfrom"),
+    ("recvfrom_exit", "syscalls", "sys_exit_recvfrom"),
+    ("sendmsg_enter", "syscalls", "sys_enter_sendmsg"),
+    ("sendmsg_exit", "syscalls", "sys_exit_sendmsg"),
+    ("recvmsg_enter", "syscalls", "sys_enter_recvmsg"),
+    ("recvmsg_exit", "syscalls", "sys_exit_recvmsg"),
+    ("sendmmsg_enter", "syscalls", "sys_enter_sendmmsg"),
+    ("sendmmsg_exit", "syscalls", "sys_exit_sendmmsg"),
+    ("recvmmsg_enter", "syscalls", "sys_enter_recvmmsg"),
+    ("recvmmsg_exit", "syscalls", "sys_exit_recvmmsg"),
+    ("close_enter", "syscalls", "sys_enter_close"),
 ];
+
+/// What to capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureOptions {
+    /// Payload bytes captured per socket syscall (clamped to [`PAYLOAD_MAX`]); 0 keeps the data
+    /// events' metadata but no payload.
+    pub payload_bytes: u32,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        Self {
+            payload_bytes: PAYLOAD_MAX as u32,
+        }
+    }
+}
 
 /// Kernel-side counters, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,27 +117,30 @@ pub struct KernelCounters {
     pub ringbuf_full: u64,
     /// Events lost to failed kernel reads.
     pub read_failed: u64,
+    /// Data events lost because the data ring buffer was full.
+    pub data_ringbuf_full: u64,
 }
 
-/// Loaded and attached TCP capture.
-pub struct TcpCapture {
+/// Loaded and attached capture programs.
+pub struct Capture {
     ring: RingBuf<MapData>,
+    data_ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
 }
 
-impl std::fmt::Debug for TcpCapture {
+impl std::fmt::Debug for Capture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpCapture")
+        f.debug_struct("Capture")
             .field("counters", &self.kernel_counters())
             .finish_non_exhaustive()
     }
 }
 
-impl TcpCapture {
+impl Capture {
     /// Checks preconditions, loads and attaches the programs.
-    pub fn start() -> Result<Self> {
+    pub fn start(options: CaptureOptions) -> Result<Self> {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
@@ -111,8 +151,12 @@ impl TcpCapture {
         let offsets: KernelOffsets = btf::KernelBtf::from_sys_fs()?.kernel_offsets()?;
         raise_memlock_limit();
 
+        let payload_bytes = options.payload_bytes.min(PAYLOAD_MAX as u32);
+        let agent_tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
             .override_global("KERNEL_OFFSETS", &offsets, true)
+            .override_global("PAYLOAD_BYTES", &payload_bytes, true)
+            .override_global("AGENT_TGID", &agent_tgid, true)
             .load(PROBES)?;
         for (program, category, name) in ATTACHMENTS {
             let attach_err = |source| Error::Attach {
@@ -133,29 +177,47 @@ impl TcpCapture {
                 .ok_or(Error::Map("TCP_EVENTS"))?,
         )
         .map_err(|_| Error::Map("TCP_EVENTS"))?;
+        let data_ring =
+            RingBuf::try_from(ebpf.take_map("DATA_EVENTS").ok_or(Error::Map("DATA_EVENTS"))?)
+                .map_err(|_| Error::Map("DATA_EVENTS"))?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(Error::Map("COUNTERS"))?)
                 .map_err(|_| Error::Map("COUNTERS"))?;
         Ok(Self {
             ring,
+            data_ring,
             counters,
             _ebpf: ebpf,
         })
     }
 
-    /// The ring buffer's fd, readable when events are waiting.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.ring.as_fd()
-    }
-
-    /// Hands every waiting event to `on_event`; returns how many there were. Records of the
-    /// wrong size (a build mismatch) are skipped and counted in the return's second value.
+    /// Hands every waiting TCP event to `on_event`; returns how many there were. Records of
+    /// the wrong size (a build mismatch) are skipped and counted in the return's second value.
     pub fn drain(&mut self, mut on_event: impl FnMut(&TcpEvent)) -> (u64, u64) {
         let (mut ok, mut bad) = (0, 0);
         while let Some(item) = self.ring.next() {
             match decode(&item) {
                 Some(ev) => {
                     on_event(&ev);
+                    ok += 1;
+                }
+                None => bad += 1,
+            }
+        }
+        (ok, bad)
+    }
+
+    /// Hands every waiting data event to `on_event`, at most `max` of them (so TCP events,
+    /// drained in between, are not starved); returns (handed, malformed).
+    pub fn drain_data(&mut self, max: usize, mut on_event: impl FnMut(&DataEvent)) -> (u64, u64) {
+        let (mut ok, mut bad) = (0, 0);
+        while (ok + bad) < max as u64 {
+            let Some(item) = self.data_ring.next() else {
+                break;
+            };
+            match decode_data(&item) {
+                Some(ev) => {
+                    on_event(ev);
                     ok += 1;
                 }
                 None => bad += 1,
@@ -175,18 +237,20 @@ impl TcpCapture {
         KernelCounters {
             ringbuf_full: sum(counter::RINGBUF_FULL),
             read_failed: sum(counter::READ_FAILED),
+            data_ringbuf_full: sum(counter::DATA_RINGBUF_FULL),
         }
     }
 
-    /// Waits up to `timeout_ms` for the ring buffer to become readable.
+    /// Waits up to `timeout_ms` for either ring buffer to become readable.
     pub fn wait(&self, timeout_ms: i32) {
-        let mut pfd = libc::pollfd {
-            fd: self.ring.as_fd().as_raw_fd(),
+        let pfd = |fd: BorrowedFd<'_>| libc::pollfd {
+            fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd; a failed poll (EINTR) only shortens the wait.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        let mut fds = [pfd(self.ring.as_fd()), pfd(self.data_ring.as_fd())];
+        // SAFETY: two valid pollfds; a failed poll (EINTR) only shortens the wait.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
     }
 }
 
@@ -198,6 +262,18 @@ pub fn decode(bytes: &[u8]) -> Option<TcpEvent> {
     // SAFETY: TcpEvent is repr(C) plain data, every bit pattern is valid, and the length was
     // checked; read_unaligned copes with any alignment.
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TcpEvent>()) })
+}
+
+/// Views ring-buffer bytes as a [`DataEvent`], or None if the size is wrong.
+pub fn decode_data(bytes: &[u8]) -> Option<&DataEvent> {
+    if bytes.len() != size_of::<DataEvent>()
+        || bytes.as_ptr().align_offset(align_of::<DataEvent>()) != 0
+    {
+        return None;
+    }
+    // SAFETY: size and alignment checked (ring-buffer records are 8-byte aligned); DataEvent is
+    // repr(C) plain data, every bit pattern is valid; the borrow keeps the bytes alive.
+    Some(unsafe { &*bytes.as_ptr().cast::<DataEvent>() })
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.

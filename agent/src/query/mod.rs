@@ -17,7 +17,7 @@ use datafusion::{
 };
 use kindling_wire::schema;
 
-pub use stats::{AgentInfo, AgentStatsTable};
+pub use stats::{AgentInfo, AgentStatsTable, ProtocolStatsTable};
 pub use table::{ChunkScanExec, StoreTable};
 
 use crate::store::Store;
@@ -88,7 +88,7 @@ impl LocalQueries {
             .build_arc()?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        for table in [schema::TCP_EVENTS, schema::FLOWS] {
+        for table in schema::STORED_TABLES {
             let schema = schema::by_name(table).expect("known table");
             ctx.register_table(
                 table,
@@ -101,6 +101,10 @@ impl LocalQueries {
                 Arc::clone(&self.store),
                 Arc::clone(&self.info),
             )),
+        )?;
+        ctx.register_table(
+            schema::PROTOCOL_STATS,
+            Arc::new(ProtocolStatsTable::new(Arc::clone(&self.info))),
         )?;
         Ok(ctx)
     }

@@ -1,5 +1,6 @@
-//! `agent_stats`: the agent's counters as a table, computed when scanned (one row per stored
-//! table; the agent-wide counters repeat on each row).
+//! `agent_stats` and `protocol_stats`: the agent's counters as tables, computed when scanned.
+//! `agent_stats` has one row per stored table, `protocol_stats` one per L7 protocol; the
+//! agent-wide counters repeat on each row.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -21,7 +22,9 @@ use datafusion::{
 };
 use kindling_wire::schema;
 
-use crate::{conntrack::Clock, pipeline::PipelineCounters, store::Store};
+use crate::{
+    conntrack::Clock, pipeline::PipelineCounters, sessions::ProtocolCounters, store::Store,
+};
 
 /// Identity and counters of this agent.
 #[derive(Debug)]
@@ -112,6 +115,70 @@ impl TableProvider for AgentStatsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let table = MemTable::try_new(schema::agent_stats(), vec![vec![self.batch()?]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// Every protocol the parsers know, in the order `protocol_stats` lists them.
+const PROTOCOLS: [&str; 5] = ["dns", "http", "mysql", "postgresql", "redis"];
+
+/// The `protocol_stats` table.
+#[derive(Debug)]
+pub struct ProtocolStatsTable {
+    info: Arc<AgentInfo>,
+}
+
+impl ProtocolStatsTable {
+    /// Stats of the L7 parsers behind `info`.
+    pub fn new(info: Arc<AgentInfo>) -> Self {
+        Self { info }
+    }
+
+    /// The table's rows now.
+    pub fn batch(&self) -> Result<RecordBatch> {
+        let c = &self.info.counters;
+        let per = c.protocols.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let n = PROTOCOLS.len();
+        let counts = |f: &dyn Fn(&ProtocolCounters) -> u64| -> ArrayRef {
+            Arc::new(UInt64Array::from_iter_values(
+                PROTOCOLS.iter().map(|p| per.get(p).map_or(0, f)),
+            ))
+        };
+        let repeat = |v: u64| -> ArrayRef { Arc::new(UInt64Array::from(vec![v; n])) };
+        let now = Clock::now().wall_now();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampNanosecondArray::from(vec![now; n]).with_timezone("UTC")),
+            Arc::new(StringArray::from(vec![self.info.node.as_str(); n])),
+            Arc::new(StringArray::from_iter_values(PROTOCOLS)),
+            counts(&|p| p.calls),
+            counts(&|p| p.unparsed),
+            counts(&|p| p.truncated),
+            counts(&|p| p.unmatched),
+            repeat(c.sessions_undetected.load(Ordering::Relaxed)),
+            repeat(c.sessions_full.load(Ordering::Relaxed)),
+        ];
+        Ok(RecordBatch::try_new(schema::protocol_stats(), columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for ProtocolStatsTable {
+    fn schema(&self) -> SchemaRef {
+        schema::protocol_stats()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let table = MemTable::try_new(schema::protocol_stats(), vec![vec![self.batch()?]])?;
         table.scan(state, projection, filters, limit).await
     }
 }

@@ -125,7 +125,7 @@ fn main() {
             budget_bytes: u64::MAX,
             ..StoreConfig::default()
         },
-        [schema::TCP_EVENTS, schema::FLOWS].map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
     ));
     let mut tracker = ConnTracker::new(Clock::with_offset(1_700_000_000_000_000_000), 1 << 20);
     let mut batcher = Batcher::new("bench-node");

@@ -45,7 +45,7 @@ pub fn empty_store() -> Arc<Store> {
             chunk_rows: 4,
             chunk_duration: Duration::from_secs(3600),
         },
-        [schema::TCP_EVENTS, schema::FLOWS].map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
     ))
 }
 

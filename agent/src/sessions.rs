@@ -1,0 +1,512 @@
+//! Sessionizing: turns socket data events into `calls` and `dns` rows.
+//!
+//! Each TCP socket (by `struct sock` address) and each UDP socket-and-peer pair is a session.
+//! The protocol is detected from the content of the session's first segments
+//! (`kindling_protocols::detect`), never from ports; the session's parser then reports where
+//! messages start and end, in byte order, through splits and pipelining. Requests queue up in
+//! order; each response completes the oldest open request (DNS pairs by transaction id, since
+//! UDP answers may come in any order).
+//!
+//! Timing, in the browser's terms, from the byte movements this end saw: a send's bytes move at
+//! its entry, a receive's at its exit. `request_sent` runs from the request's first byte to its
+//! last, `waiting_ttfb` to the response's first byte, `content_download` to its last; the three
+//! add up to the call's duration.
+//!
+//! Bounds: at most `max_sessions` sessions and `MAX_PENDING` open requests per session; DNS
+//! queries unanswered after `dns_timeout` become TIMEOUT rows. Everything dropped is counted.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use kindling_agent_common::{AF_INET6, DataEvent, SocketSyscall};
+use kindling_protocols::{
+    Direction, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment, StreamParser, Transport,
+};
+
+use crate::{
+    conntrack::Clock,
+    records::{CallRecord, DnsRecord, Endpoints, Owner, Role},
+};
+
+/// Requests a session may have open at once (pipelining depth); more are counted and dropped.
+const MAX_PENDING: usize = 1024;
+/// Segments a session may need to reveal its protocol before it is left alone.
+const DETECT_SEGMENTS: u8 = 4;
+
+/// Where sessions' rows go.
+pub trait CallSink {
+    /// A `calls` row.
+    fn call(&mut self, record: CallRecord);
+    /// A `dns` row.
+    fn dns(&mut self, record: DnsRecord);
+}
+
+/// What the sessionizer knows about a TCP connection from the connection tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    /// This node's end.
+    pub role: Role,
+    /// `flows.conn_id`.
+    pub conn_id: u64,
+}
+
+/// Counters per protocol, for `agent_stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtocolCounters {
+    /// Calls recorded.
+    pub calls: u64,
+    /// Segments the parser could not frame.
+    pub unparsed: u64,
+    /// Messages whose header was cut by the capture size.
+    pub truncated: u64,
+    /// Responses with no open request, and requests dropped unanswered.
+    pub unmatched: u64,
+}
+
+/// Counters of the sessionizer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Per protocol name.
+    pub per_protocol: BTreeMap<&'static str, ProtocolCounters>,
+    /// Sessions not tracked because the table was full.
+    pub sessions_full: u64,
+    /// Sessions whose protocol was not recognized.
+    pub undetected: u64,
+    /// Data events of the wrong shape.
+    pub malformed: u64,
+}
+
+#[derive(Debug)]
+struct OpenCall {
+    request: RequestInfo,
+    tid: u32,
+    start_ns: i64,
+    request_end_ns: i64,
+    request_bytes: u64,
+    response: Option<ResponseInfo>,
+    first_byte_ns: i64,
+    last_byte_ns: i64,
+    response_bytes: u64,
+    request_done: bool,
+}
+
+#[derive(Debug)]
+enum Detection {
+    /// Not yet known; holds the first response-direction bytes (MySQL greets first).
+    Pending { segments: u8, first_response: Option<Vec<u8>> },
+    Known(Protocol, Box<dyn StreamParser>),
+    /// Not a protocol we parse: further segments are ignored.
+    Unknown,
+}
+
+#[derive(Debug)]
+struct Session {
+    role: Role,
+    transport: Transport,
+    conn_id: u64,
+    endpoints: Endpoints,
+    owner: Owner,
+    detection: Detection,
+    open: VecDeque<OpenCall>,
+    /// Index in `open` of the request whose bytes are still arriving.
+    writing: Option<usize>,
+    /// Index in `open` of the call whose response bytes are arriving.
+    reading: Option<usize>,
+    last_seen_ns: i64,
+}
+
+/// Key of a session: the socket, plus the peer for UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SessionKey {
+    sk: u64,
+    peer: Option<(IpAddr, u16)>,
+}
+
+/// Turns data events into calls.
+#[derive(Debug)]
+pub struct Sessionizer {
+    clock: Clock,
+    max_sessions: usize,
+    dns_timeout_ns: i64,
+    sessions: HashMap<SessionKey, Session>,
+    stats: SessionStats,
+}
+
+fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*raw);
+        v6.to_ipv4_mapped().map_or(v6.into(), IpAddr::from)
+    } else {
+        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
+    }
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+impl Sessionizer {
+    /// A sessionizer following at most `max_sessions` sessions.
+    pub fn new(clock: Clock, max_sessions: usize, dns_timeout: Duration) -> Self {
+        Self {
+            clock,
+            max_sessions,
+            dns_timeout_ns: dns_timeout.as_nanos() as i64,
+            sessions: HashMap::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Sessions followed now.
+    pub fn live(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Processes one data event. `conn` is what the connection tracker knows of a TCP socket;
+    /// `listen_ports` decides the role of a TCP socket it does not know.
+    pub fn on_event(
+        &mut self,
+        ev: &DataEvent,
+        conn: Option<ConnRef>,
+        listen_ports: &HashSet<u16>,
+        sink: &mut impl CallSink,
+    ) {
+        let Some(syscall) = SocketSyscall::from_u8(ev.syscall) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let transport = if ev.sock_type == 2 { Transport::Udp } else { Transport::Tcp };
+        let local = (ip(ev.family, &ev.saddr), ev.sport);
+        let remote = (ip(ev.family, &ev.daddr), ev.dport);
+        if syscall == SocketSyscall::Close {
+            self.close_socket(ev.skaddr, sink);
+            return;
+        }
+        let key = SessionKey {
+            sk: ev.skaddr,
+            peer: (transport == Transport::Udp).then_some(remote),
+        };
+        let send = syscall.is_send();
+        if !self.sessions.contains_key(&key) {
+            if self.sessions.len() >= self.max_sessions {
+                self.stats.sessions_full += 1;
+                return;
+            }
+            let role = match (conn, transport) {
+                (Some(c), _) => c.role,
+                // The end that speaks first on UDP is the client (a query precedes its answer).
+                (None, Transport::Udp) => if send { Role::Client } else { Role::Server },
+                (None, Transport::Tcp) => {
+                    if listen_ports.contains(&local.1) { Role::Server } else { Role::Client }
+                }
+            };
+            let (src, dst) = match role {
+                Role::Client => (local, remote),
+                Role::Server => (remote, local),
+            };
+            let session = Session {
+                role,
+                transport,
+                conn_id: conn.map_or(0, |c| c.conn_id),
+                endpoints: Endpoints {
+                    src_ip: src.0,
+                    src_port: src.1,
+                    dst_ip: dst.0,
+                    dst_port: dst.1,
+                },
+                owner: Owner::default(),
+                detection: Detection::Pending {
+                    segments: 0,
+                    first_response: None,
+                },
+                open: VecDeque::new(),
+                writing: None,
+                reading: None,
+                last_seen_ns: 0,
+            };
+            self.sessions.insert(key, session);
+        }
+        let session = self.sessions.get_mut(&key).expect("inserted above");
+        let direction = match (session.role, send) {
+            (Role::Client, true) | (Role::Server, false) => Direction::Request,
+            _ => Direction::Response,
+        };
+        let captured = &ev.payload[..usize::from(ev.captured).min(ev.payload.len())];
+        // The moment the bytes moved: a send's at its entry, a receive's at its exit.
+        let enter = self.clock.wall(ev.ts_enter_ns);
+        let exit = self.clock.wall(ev.ts_exit_ns);
+        let (first_ns, last_ns) = if send { (enter, exit) } else { (exit, exit) };
+        session.last_seen_ns = exit;
+        session.owner = Owner {
+            pid: ev.pid,
+            tid: ev.tid,
+            comm: comm(&ev.comm),
+        };
+        // Detect the protocol from the first bytes each way.
+        if let Detection::Pending {
+            segments,
+            first_response,
+        } = &mut session.detection
+        {
+            match direction {
+                Direction::Response if first_response.is_none() => {
+                    *first_response = Some(captured.to_vec());
+                    return;
+                }
+                Direction::Response => return,
+                Direction::Request => {
+                    *segments += 1;
+                    match kindling_protocols::detect(transport, captured, first_response.as_deref())
+                    {
+                        Some(p) => {
+                            session.detection =
+                                Detection::Known(p, kindling_protocols::parser(p, transport));
+                        }
+                        None if *segments >= DETECT_SEGMENTS => {
+                            session.detection = Detection::Unknown;
+                            self.stats.undetected += 1;
+                            return;
+                        }
+                        None => return,
+                    }
+                }
+            }
+        }
+        let Detection::Known(protocol, parser) = &mut session.detection else {
+            return;
+        };
+        let protocol = *protocol;
+        let outcome = parser.feed(&Segment {
+            direction,
+            data: captured,
+            len: ev.len as usize,
+        });
+        let counters = self.stats.per_protocol.entry(protocol.as_str()).or_default();
+        counters.unparsed += u64::from(outcome.unparsed);
+        counters.truncated += u64::from(outcome.truncated);
+
+        // Bytes of this segment go to the message in progress when it began, else to the first
+        // message it starts (pipelined messages in one segment share the segment's bytes).
+        let mut bytes_left = ev.len;
+        match direction {
+            Direction::Request => {
+                if let Some(i) = session.writing {
+                    let call = &mut session.open[i];
+                    call.request_bytes += std::mem::take(&mut bytes_left);
+                    call.request_end_ns = last_ns;
+                }
+            }
+            Direction::Response => {
+                if let Some(i) = session.reading {
+                    let call = &mut session.open[i];
+                    call.response_bytes += std::mem::take(&mut bytes_left);
+                    call.last_byte_ns = last_ns;
+                }
+            }
+        }
+        let tid = ev.tid;
+        for event in outcome.events {
+            match event {
+                MessageEvent::RequestStart(request) => {
+                    if session.open.len() >= MAX_PENDING {
+                        counters.unmatched += 1;
+                        session.open.pop_front();
+                        session.writing = session.writing.and_then(|i| i.checked_sub(1));
+                        session.reading = session.reading.and_then(|i| i.checked_sub(1));
+                    }
+                    session.open.push_back(OpenCall {
+                        request,
+                        tid,
+                        start_ns: first_ns,
+                        request_end_ns: last_ns,
+                        request_bytes: std::mem::take(&mut bytes_left),
+                        response: None,
+                        first_byte_ns: 0,
+                        last_byte_ns: 0,
+                        response_bytes: 0,
+                        request_done: false,
+                    });
+                    session.writing = Some(session.open.len() - 1);
+                }
+                MessageEvent::ResponseStart(response) => {
+                    let dns_id = response.dns_id;
+                    let slot = session.open.iter().position(|c| {
+                        c.response.is_none()
+                            && (dns_id.is_none() || c.request.dns_id == dns_id)
+                    });
+                    match slot {
+                        Some(i) => {
+                            let call = &mut session.open[i];
+                            call.response = Some(response);
+                            call.first_byte_ns = first_ns;
+                            call.last_byte_ns = last_ns;
+                            call.response_bytes = std::mem::take(&mut bytes_left);
+                            session.reading = Some(i);
+                        }
+                        None => {
+                            counters.unmatched += 1;
+                            session.reading = None;
+                        }
+                    }
+                }
+                MessageEvent::End {
+                    direction: Direction::Request,
+                } => {
+                    if let Some(i) = session.writing.take() {
+                        session.open[i].request_done = true;
+                        session.open[i].request_end_ns = last_ns;
+                    }
+                }
+                MessageEvent::End {
+                    direction: Direction::Response,
+                } => {
+                    if let Some(i) = session.reading.take() {
+                        let call = session.open.remove(i).expect("index in range");
+                        if let Some(w) = session.writing {
+                            session.writing = if w > i { Some(w - 1) } else { Some(w) };
+                        }
+                        counters.calls += 1;
+                        emit(session, protocol, call, sink);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends every session of a closed socket: unanswered requests are counted as unmatched
+    /// (DNS queries wait for their timeout instead).
+    fn close_socket(&mut self, sk: u64, sink: &mut impl CallSink) {
+        let keys: Vec<SessionKey> = self.sessions.keys().filter(|k| k.sk == sk).copied().collect();
+        for key in keys {
+            let session = self.sessions.remove(&key).expect("listed above");
+            self.retire(session, sink);
+        }
+    }
+
+    fn retire(&mut self, mut session: Session, sink: &mut impl CallSink) {
+        let Detection::Known(protocol, _) = session.detection else {
+            return;
+        };
+        let counters = self.stats.per_protocol.entry(protocol.as_str()).or_default();
+        while let Some(call) = session.open.pop_front() {
+            if protocol == Protocol::Dns && call.response.is_none() {
+                timeout_dns(&session, call, sink);
+                counters.calls += 1;
+            } else {
+                counters.unmatched += 1;
+            }
+        }
+    }
+
+    /// Emits TIMEOUT rows for DNS queries older than the timeout, and forgets idle UDP
+    /// sessions. Call periodically.
+    pub fn sweep(&mut self, sink: &mut impl CallSink) {
+        let now = self.clock.wall_now();
+        let timeout = self.dns_timeout_ns;
+        let mut idle = Vec::new();
+        for (key, session) in self.sessions.iter_mut() {
+            let Detection::Known(Protocol::Dns, _) = session.detection else {
+                continue;
+            };
+            let mut kept = VecDeque::new();
+            while let Some(call) = session.open.pop_front() {
+                if call.response.is_none() && now - call.start_ns >= timeout {
+                    timeout_dns(session, call, sink);
+                    self.stats.per_protocol.entry("dns").or_default().calls += 1;
+                } else {
+                    kept.push_back(call);
+                }
+            }
+            session.open = kept;
+            session.writing = None;
+            session.reading = None;
+            if session.transport == Transport::Udp
+                && session.open.is_empty()
+                && now - session.last_seen_ns >= timeout
+            {
+                idle.push(*key);
+            }
+        }
+        for key in idle {
+            self.sessions.remove(&key);
+        }
+    }
+}
+
+fn timeout_dns(session: &Session, call: OpenCall, sink: &mut impl CallSink) {
+    sink.dns(DnsRecord {
+        ts_ns: call.start_ns,
+        domain: call.request.resource.clone(),
+        qtype: call.request.method.clone(),
+        rcode: "TIMEOUT".to_owned(),
+        latency_ns: None,
+        answers: String::new(),
+        server_ip: session.endpoints.dst_ip,
+        transport: transport_name(session.transport),
+        owner: Owner {
+            tid: call.tid,
+            ..session.owner.clone()
+        },
+    });
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    }
+}
+
+fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl CallSink) {
+    let response = call.response.expect("completed calls have a response");
+    // Clamp so the three parts are ordered and add up to the duration.
+    let start = call.start_ns;
+    let request_end = call.request_end_ns.max(start);
+    let first_byte = call.first_byte_ns.max(request_end);
+    let end = call.last_byte_ns.max(first_byte);
+    let owner = Owner {
+        tid: call.tid,
+        ..session.owner.clone()
+    };
+    if protocol == Protocol::Dns && session.role == Role::Client {
+        sink.dns(DnsRecord {
+            ts_ns: start,
+            domain: call.request.resource.clone(),
+            qtype: call.request.method.clone(),
+            rcode: response.status.clone(),
+            latency_ns: Some((end - start) as u64),
+            answers: response.dns_answers.join(","),
+            server_ip: session.endpoints.dst_ip,
+            transport: transport_name(session.transport),
+            owner: owner.clone(),
+        });
+    }
+    sink.call(CallRecord {
+        ts_ns: start,
+        protocol: protocol.as_str(),
+        role: session.role,
+        method: call.request.method,
+        resource: call.request.resource,
+        status: response.status,
+        is_error: response.is_error,
+        error_message: response.error_message,
+        request_sent_ns: (request_end - start) as u64,
+        waiting_ttfb_ns: (first_byte - request_end) as u64,
+        content_download_ns: (end - first_byte) as u64,
+        request_bytes: call.request_bytes,
+        response_bytes: call.response_bytes,
+        endpoints: session.endpoints,
+        owner,
+        conn_id: session.conn_id,
+        trace_id: call.request.trace_id,
+    });
+}

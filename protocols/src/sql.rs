@@ -1,0 +1,805 @@
+//! SQL text normalization, and the pieces the SQL protocols' parsers share.
+//!
+//! [`normalize`] reduces a statement to its shape: literals become `?`, comments go, runs of
+//! whitespace become one space, so statements that differ only in values group together and
+//! no value (a password, a token) reaches a `calls` row. [`verb`] is the statement's first
+//! keyword.
+//!
+//! The MySQL and PostgreSQL parsers also share a framer for length-prefixed messages (one
+//! direction of a stream, through split headers and bytes beyond the capture size) and a
+//! bounded map of prepared statements.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::Hash,
+};
+
+use crate::Segment;
+
+/// Longest normalized statement, in bytes.
+pub const MAX_NORMALIZED: usize = 4096;
+/// Longest verb, in bytes.
+const MAX_VERB: usize = 32;
+
+/// `sql` with every literal replaced by `?`, comments removed and whitespace collapsed.
+///
+/// Literals: single-quoted strings (`''` and backslash escapes, with an optional `E`, `N`,
+/// `X`, `B` or `_charset` prefix), PostgreSQL dollar-quoted strings, and numbers (decimal,
+/// exponent, `0x` hex, `0b` binary). Double-quoted and backquoted text is an identifier and is
+/// kept, as are digits inside identifiers (`t1`) and `$1` placeholders. An unterminated string
+/// (a statement cut by the capture size) becomes `?` up to the end. The result is at most
+/// [`MAX_NORMALIZED`] bytes.
+pub fn normalize(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut out = Normalized {
+        text: String::with_capacity(sql.len().min(MAX_NORMALIZED)),
+        space: false,
+    };
+    let mut i = 0;
+    while i < b.len() && out.text.len() < MAX_NORMALIZED {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
+                out.space = true;
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = line_comment_end(b, i);
+                out.space = true;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = block_comment_end(b, i);
+                out.space = true;
+            }
+            b'\'' => {
+                i = string_end(b, i);
+                out.push("?");
+            }
+            b'"' | b'`' => {
+                let end = identifier_end(b, i, c);
+                out.push(&sql[i..end]);
+                i = end;
+            }
+            b'$' => match dollar_quote_end(b, i) {
+                Some(end) => {
+                    out.push("?");
+                    i = end;
+                }
+                None => {
+                    let end = i + 1 + b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+                    out.push(&sql[i..end]);
+                    i = end;
+                }
+            },
+            b'0'..=b'9' => {
+                let end = number_end(b, i);
+                if b.get(end).is_some_and(|&d| is_word_byte(d)) {
+                    // MySQL allows identifiers that start with digits (`1st_col`).
+                    let end = word_end(b, end);
+                    out.push(&sql[i..end]);
+                    i = end;
+                } else {
+                    out.push("?");
+                    i = end;
+                }
+            }
+            b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                i = number_end(b, i);
+                out.push("?");
+            }
+            _ if is_word_start(c) => {
+                let end = word_end(b, i);
+                if b.get(end) == Some(&b'\'') && is_string_prefix(&b[i..end]) {
+                    i = string_end(b, end);
+                    out.push("?");
+                } else {
+                    out.push(&sql[i..end]);
+                    i = end;
+                }
+            }
+            _ => {
+                // Other ASCII (operators, punctuation); bytes >= 0x80 start words above.
+                out.push(&sql[i..i + 1]);
+                i += 1;
+            }
+        }
+    }
+    if out.text.len() > MAX_NORMALIZED {
+        let mut cut = MAX_NORMALIZED;
+        while !out.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.text.truncate(cut);
+    }
+    out.text
+}
+
+/// The first keyword of `sql`, uppercased (`SELECT`, `INSERT`, `BEGIN`, ...), after leading
+/// whitespace, comments and parentheses; empty when `sql` starts with no word.
+pub fn verb(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | b'(' => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => i = line_comment_end(b, i),
+            b'/' if b.get(i + 1) == Some(&b'*') => i = block_comment_end(b, i),
+            _ => break,
+        }
+    }
+    b[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphabetic() || **c == b'_')
+        .take(MAX_VERB)
+        .map(|c| char::from(c.to_ascii_uppercase()))
+        .collect()
+}
+
+/// Normalized text being built: tokens joined by single spaces where the input had any.
+#[derive(Debug)]
+struct Normalized {
+    text: String,
+    /// Whitespace (or a comment) came since the last token.
+    space: bool,
+}
+
+impl Normalized {
+    fn push(&mut self, token: &str) {
+        if self.space && !self.text.is_empty() {
+            self.text.push(' ');
+        }
+        self.space = false;
+        self.text.push_str(token);
+    }
+}
+
+fn is_word_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+}
+
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+fn word_end(b: &[u8], start: usize) -> usize {
+    start + b[start..].iter().take_while(|&&c| is_word_byte(c)).count()
+}
+
+/// Whether `word`, directly followed by a quote, prefixes a string literal: `E'..'`, `N'..'`,
+/// `X'..'`, `B'..'`, or a MySQL charset introducer like `_utf8mb4'..'`.
+fn is_string_prefix(word: &[u8]) -> bool {
+    matches!(
+        word,
+        [b'e' | b'E' | b'n' | b'N' | b'x' | b'X' | b'b' | b'B']
+    ) || (word.len() > 1 && word[0] == b'_')
+}
+
+/// Index after the newline ending the `--` comment at `start` (or the end).
+fn line_comment_end(b: &[u8], start: usize) -> usize {
+    b[start..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |p| start + p + 1)
+}
+
+/// Index after the `*/` ending the `/*` comment at `start` (or the end).
+fn block_comment_end(b: &[u8], start: usize) -> usize {
+    b[start + 2..]
+        .windows(2)
+        .position(|w| w == b"*/")
+        .map_or(b.len(), |p| start + 2 + p + 2)
+}
+
+/// Index after the single-quoted string at `start`; `''` and backslash escapes stay inside.
+fn string_end(b: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// Index after the quoted identifier at `start` (a doubled quote stays inside).
+fn identifier_end(b: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        if b[i] == quote {
+            if b.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// Index after the dollar-quoted string (`$$..$$`, `$tag$..$tag$`) at `start`, if one starts
+/// there (`$1` does not).
+fn dollar_quote_end(b: &[u8], start: usize) -> Option<usize> {
+    let tag_len = b[start + 1..]
+        .iter()
+        .take_while(|&&c| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80)
+        .count();
+    let after_tag = start + 1 + tag_len;
+    if b.get(after_tag) != Some(&b'$') || b.get(start + 1).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    let tag = &b[start..=after_tag];
+    let body = after_tag + 1;
+    Some(
+        b[body..]
+            .windows(tag.len())
+            .position(|w| w == tag)
+            .map_or(b.len(), |p| body + p + tag.len()),
+    )
+}
+
+/// Index after the number at `start`: `0x1F`, `0b101`, `12`, `1.5`, `.5`, `1e-3`.
+fn number_end(b: &[u8], start: usize) -> usize {
+    let digits =
+        |from: usize, ok: fn(&u8) -> bool| from + b[from..].iter().take_while(|c| ok(c)).count();
+    if b[start] == b'0' && b.len() > start + 2 {
+        match b[start + 1] {
+            b'x' | b'X' if b[start + 2].is_ascii_hexdigit() => {
+                return digits(start + 2, u8::is_ascii_hexdigit);
+            }
+            b'b' | b'B' if matches!(b[start + 2], b'0' | b'1') => {
+                return digits(start + 2, |c| matches!(c, b'0' | b'1'));
+            }
+            _ => {}
+        }
+    }
+    let mut i = digits(start, u8::is_ascii_digit);
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1, u8::is_ascii_digit);
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        if b.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+            i = digits(i + 1 + sign, u8::is_ascii_digit);
+        }
+    }
+    i
+}
+
+/// The shape of a statement, as a `calls` row shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Statement {
+    /// [`verb`] of the text.
+    pub(crate) verb: String,
+    /// [`normalize`]d text.
+    pub(crate) normalized: String,
+}
+
+impl Statement {
+    /// The shape of `text`, which may be cut short (invalid UTF-8 is replaced).
+    pub(crate) fn of(text: &[u8]) -> Self {
+        let sql = String::from_utf8_lossy(text);
+        Self {
+            verb: verb(&sql),
+            normalized: normalize(&sql),
+        }
+    }
+}
+
+/// A map that keeps at most `cap` entries, forgetting the oldest inserted first.
+#[derive(Debug)]
+pub(crate) struct BoundedMap<K, V> {
+    map: HashMap<K, V>,
+    /// Keys in insertion order; may hold keys since removed.
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if self.map.insert(key.clone(), value).is_some() {
+            return;
+        }
+        self.order.push_back(key);
+        while self.map.len() > self.cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.order.len() > 2 * self.cap {
+            self.order.retain(|k| self.map.contains_key(k));
+        }
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// Most bytes of one message (header included) the framer keeps for the parser to read.
+const KEEP: usize = 2048;
+
+/// What is left of a segment being framed: captured bytes, then bytes not captured.
+#[derive(Debug)]
+pub(crate) struct Input<'s> {
+    data: &'s [u8],
+    pos: usize,
+    unseen: usize,
+}
+
+impl<'s> Input<'s> {
+    pub(crate) fn new(segment: &Segment<'s>) -> Self {
+        Self {
+            data: segment.data,
+            pos: 0,
+            unseen: segment.len.saturating_sub(segment.data.len()),
+        }
+    }
+
+    /// The next captured byte, without taking it.
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+
+    /// Takes the next captured byte.
+    pub(crate) fn take(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.pos += 1;
+        Some(c)
+    }
+
+    fn skip_all(&mut self) {
+        self.pos = self.data.len();
+        self.unseen = 0;
+    }
+}
+
+/// One step of framing.
+#[derive(Debug)]
+pub(crate) enum Piece<'a> {
+    /// A message began; its rest may still be to come (`Piece::Rest` then tells its end).
+    Message(Message<'a>),
+    /// The rest of the message delivered last ended.
+    Rest,
+    /// A message header fell in bytes not captured: framing is lost until `resync`.
+    Lost,
+    /// A header made no sense: framing is lost until `resync`.
+    Invalid,
+}
+
+/// A message as far as it was captured.
+#[derive(Debug)]
+pub(crate) struct Message<'a> {
+    /// Its header and the captured start of its body (at most [`KEEP`] bytes in all).
+    pub(crate) bytes: &'a [u8],
+    /// Its whole size, header included.
+    pub(crate) size: usize,
+    /// Whether it ended; if not, its end is reported later as `Piece::Rest`.
+    pub(crate) ended: bool,
+}
+
+impl Message<'_> {
+    /// Whether bytes of the message are missing from `bytes` (not captured, or not kept).
+    pub(crate) fn is_cut(&self) -> bool {
+        self.bytes.len() < self.size
+    }
+}
+
+/// Splits one direction of a stream into length-prefixed messages.
+///
+/// A message is delivered once it ended, once [`KEEP`] bytes of it were read, or when its
+/// segment was cut inside it (the rest cannot be seen); a header split over segments is held
+/// until complete. Unseen bytes count against the message in progress; a header that falls in
+/// them loses the framing until the parser calls [`Framer::resync`].
+#[derive(Debug, Default)]
+pub(crate) struct Framer {
+    /// Header and kept body bytes of the message in progress.
+    buf: Vec<u8>,
+    /// Size of the message in progress once its header is known, else 0.
+    size: usize,
+    /// Bytes of it consumed so far, seen or not.
+    consumed: usize,
+    /// It was delivered and its rest is being skipped.
+    delivered: bool,
+    /// The last delivered message ended: clear at the next call.
+    done: bool,
+    lost: bool,
+}
+
+impl Framer {
+    /// Whether framing is lost.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost
+    }
+
+    /// Whether the next byte starts a message.
+    pub(crate) fn at_boundary(&self) -> bool {
+        !self.lost && (self.done || (self.size == 0 && self.buf.is_empty()))
+    }
+
+    /// The first byte of the next message, if it was captured.
+    pub(crate) fn next_first_byte(&self, input: &Input<'_>) -> Option<u8> {
+        if self.lost || self.delivered || (self.size != 0 && !self.done) {
+            return None;
+        }
+        match (self.done, self.buf.first()) {
+            (false, Some(&c)) => Some(c),
+            _ => input.peek(),
+        }
+    }
+
+    /// Takes up framing again: the next byte starts a message.
+    pub(crate) fn resync(&mut self) {
+        self.buf.clear();
+        self.size = 0;
+        self.consumed = 0;
+        self.delivered = false;
+        self.done = false;
+        self.lost = false;
+    }
+
+    /// The next piece of `input`, or `None` when it is used up. `size` gives a message's
+    /// whole size from its `header_len`-byte header, or `None` if the header is invalid.
+    pub(crate) fn next(
+        &mut self,
+        input: &mut Input<'_>,
+        header_len: usize,
+        size: impl FnOnce(&[u8]) -> Option<usize>,
+    ) -> Option<Piece<'_>> {
+        if self.done {
+            self.resync();
+        }
+        if self.lost {
+            input.skip_all();
+            return None;
+        }
+        if self.delivered {
+            self.buf.clear();
+            self.consume(input);
+            if self.consumed == self.size {
+                self.done = true;
+                return Some(Piece::Rest);
+            }
+            return None;
+        }
+        if self.size == 0 {
+            let avail = &input.data[input.pos..];
+            let take = header_len.saturating_sub(self.buf.len()).min(avail.len());
+            self.buf.extend_from_slice(&avail[..take]);
+            input.pos += take;
+            self.consumed += take;
+            if self.buf.len() < header_len {
+                if input.unseen > 0 {
+                    self.lost = true;
+                    input.skip_all();
+                    return Some(Piece::Lost);
+                }
+                return None;
+            }
+            match size(&self.buf) {
+                Some(s) if s >= header_len => self.size = s,
+                _ => {
+                    self.lost = true;
+                    input.skip_all();
+                    return Some(Piece::Invalid);
+                }
+            }
+        }
+        let remaining = self.size - self.consumed;
+        let avail = &input.data[input.pos..];
+        let take = remaining.min(avail.len());
+        let keep = take.min(KEEP.saturating_sub(self.buf.len()));
+        self.buf.extend_from_slice(&avail[..keep]);
+        input.pos += take;
+        self.consumed += take;
+        let mut cut = false;
+        if self.consumed < self.size && input.unseen > 0 {
+            cut = true;
+            self.consume(input);
+        }
+        let ended = self.consumed == self.size;
+        if ended {
+            self.done = true;
+        } else if cut || self.buf.len() >= KEEP {
+            self.delivered = true;
+        } else {
+            return None;
+        }
+        Some(Piece::Message(Message {
+            bytes: &self.buf,
+            size: self.size,
+            ended,
+        }))
+    }
+
+    /// Consumes bytes of the message in progress: captured ones, then unseen ones.
+    fn consume(&mut self, input: &mut Input<'_>) {
+        let take = (self.size - self.consumed).min(input.data.len() - input.pos);
+        input.pos += take;
+        self.consumed += take;
+        if input.pos == input.data.len() {
+            let take = (self.size - self.consumed).min(input.unseen);
+            input.unseen -= take;
+            self.consumed += take;
+        }
+    }
+}
+
+/// The first `max` bytes of `text` up to its first NUL, as text (invalid UTF-8 replaced).
+pub(crate) fn text_field(text: &[u8], max: usize) -> String {
+    let end = text
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(text.len())
+        .min(max);
+    String::from_utf8_lossy(&text[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Direction;
+
+    #[test]
+    fn normalize_replaces_literals() {
+        let cases: &[(&str, &str)] = &[
+            ("SELECT 1", "SELECT ?"),
+            (
+                "select * from t1 where col_2 = 42",
+                "select * from t1 where col_2 = ?",
+            ),
+            (
+                "SELECT * FROM t WHERE a IN (1, 2, 3)",
+                "SELECT * FROM t WHERE a IN (?, ?, ?)",
+            ),
+            ("SELECT 'it''s', 'a\\'b', E'x\\n'", "SELECT ?, ?, ?"),
+            (
+                "SELECT 1.5, .5, 1e10, 2.5E-3, 0xFF, 0b101, -7",
+                "SELECT ?, ?, ?, ?, ?, ?, -?",
+            ),
+            (
+                "SELECT \"Col 1\" FROM `my table`",
+                "SELECT \"Col 1\" FROM `my table`",
+            ),
+            ("SELECT \"a\"\"b\" FROM t", "SELECT \"a\"\"b\" FROM t"),
+            ("  SELECT\n\t a\r\n  FROM   t  ", "SELECT a FROM t"),
+            (
+                "SELECT a -- trailing comment 'x'\nFROM t",
+                "SELECT a FROM t",
+            ),
+            ("SELECT /* hint 42 */ a FROM t", "SELECT a FROM t"),
+            ("SELECT/*x*/1", "SELECT ?"),
+            (
+                "SELECT $1, $2 FROM t WHERE a = $10",
+                "SELECT $1, $2 FROM t WHERE a = $10",
+            ),
+            ("SELECT $$body 'x' 1$$, $f$ q $f$", "SELECT ?, ?"),
+            (
+                "SELECT _utf8mb4'abc', N'x', X'0A', B'01'",
+                "SELECT ?, ?, ?, ?",
+            ),
+            ("SELECT 1col FROM t", "SELECT 1col FROM t"),
+            (
+                "INSERT INTO t VALUES (1,'a'),(2,'b')",
+                "INSERT INTO t VALUES (?,?),(?,?)",
+            ),
+            (
+                "SELECT a FROM t WHERE b = 'unterminated",
+                "SELECT a FROM t WHERE b = ?",
+            ),
+            ("SELECT 'ü', ü1 FROM ünï", "SELECT ?, ü1 FROM ünï"),
+            (
+                "UPDATE t SET a=a+1 WHERE id=7",
+                "UPDATE t SET a=a+? WHERE id=?",
+            ),
+            (
+                "SELECT x::int4, t.c2 FROM s.t",
+                "SELECT x::int4, t.c2 FROM s.t",
+            ),
+            ("", ""),
+            ("   ", ""),
+            ("-- only a comment", ""),
+            ("SELECT 'a' /* unterminated", "SELECT ?"),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(normalize(sql), *want, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn normalize_never_leaks_secrets() {
+        let secret = "hunter2-S3cr3t";
+        let statements = [
+            format!("SELECT * FROM users WHERE password = '{secret}'"),
+            format!("ALTER USER bob IDENTIFIED BY '{secret}'"),
+            format!("SELECT 1 WHERE x = E'\\'{secret}'"),
+            format!("SELECT 'a''{secret}'"),
+            format!("SELECT $$ {secret} $$"),
+            format!("SELECT $tag$ {secret} $tag$"),
+            format!("INSERT INTO t VALUES ('{secret}"),
+            format!("SELECT _binary'{secret}'"),
+            format!("SELECT 1 /* {secret} */"),
+            format!("SELECT 1 -- {secret}"),
+        ];
+        for sql in &statements {
+            let got = normalize(sql);
+            assert!(!got.contains("hunter2"), "{sql:?} -> {got:?}");
+            assert!(!got.contains("S3cr3t"), "{sql:?} -> {got:?}");
+        }
+        assert!(!normalize("SELECT 4111111111111111").contains("4111"));
+    }
+
+    #[test]
+    fn normalize_is_bounded() {
+        let long = format!("SELECT {}", "abcdefghü, ".repeat(2000));
+        let got = normalize(&long);
+        assert!(got.len() <= MAX_NORMALIZED);
+        assert!(got.starts_with("SELECT abcdefghü, "));
+        let values = format!("INSERT INTO t VALUES {}", "(1, 'x'), ".repeat(5000));
+        assert!(normalize(&values).len() <= MAX_NORMALIZED);
+    }
+
+    #[test]
+    fn verbs() {
+        let cases = [
+            ("select 1", "SELECT"),
+            ("  \n INSERT INTO t", "INSERT"),
+            ("/* c */ -- d\n update t set a = 1", "UPDATE"),
+            ("((SELECT 1) UNION (SELECT 2))", "SELECT"),
+            ("BEGIN", "BEGIN"),
+            ("create table t (a int)", "CREATE"),
+            ("delete from t", "DELETE"),
+            ("with x as (select 1) select * from x", "WITH"),
+            ("", ""),
+            ("123", ""),
+            ("/* unterminated", ""),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(verb(sql), want, "{sql:?}");
+        }
+        assert_eq!(verb(&"A".repeat(100)).len(), MAX_VERB);
+    }
+
+    #[test]
+    fn bounded_map_forgets_oldest() {
+        let mut map = BoundedMap::new(3);
+        for i in 0..10u32 {
+            map.insert(i, i * 10);
+        }
+        assert_eq!(map.len(), 3);
+        assert_eq!(map.get(&9), Some(&90));
+        assert_eq!(map.get(&6), None);
+        map.remove(&8);
+        map.insert(10, 100);
+        map.insert(11, 110);
+        assert_eq!(map.len(), 3);
+        assert_eq!(map.get(&7), None);
+        assert_eq!(map.get(&9), Some(&90));
+        assert_eq!(map.get(&11), Some(&110));
+    }
+
+    /// Frames segments with a 2-byte big-endian length header (length of the body).
+    fn frame(segments: &[(&[u8], usize)]) -> Vec<String> {
+        let mut framer = Framer::default();
+        let mut got = Vec::new();
+        for &(data, len) in segments {
+            let seg = Segment {
+                direction: Direction::Request,
+                data,
+                len,
+            };
+            let mut input = Input::new(&seg);
+            while let Some(piece) = framer.next(&mut input, 2, |h| {
+                let n = usize::from(u16::from_be_bytes([h[0], h[1]]));
+                (n != 0xFFFF).then_some(2 + n)
+            }) {
+                got.push(match piece {
+                    Piece::Message(m) => format!(
+                        "msg {:?} size {} ended {}",
+                        String::from_utf8_lossy(&m.bytes[2..]),
+                        m.size,
+                        m.ended
+                    ),
+                    Piece::Rest => "rest".to_owned(),
+                    Piece::Lost => "lost".to_owned(),
+                    Piece::Invalid => "invalid".to_owned(),
+                });
+            }
+            got.push("|".to_owned());
+        }
+        got
+    }
+
+    #[test]
+    fn framer_cases() {
+        // Two messages in one segment, then a header split over two segments.
+        assert_eq!(
+            frame(&[(b"\0\x02ab\0\x01c\0", 8), (b"\x03xyz", 4)]),
+            [
+                "msg \"ab\" size 4 ended true",
+                "msg \"c\" size 3 ended true",
+                "|",
+                "msg \"xyz\" size 5 ended true",
+                "|"
+            ]
+        );
+        // A body mostly not captured, its rest in the next segment, then a message.
+        assert_eq!(
+            frame(&[(b"\0\x0aab", 8), (b"cdef\0\x01z", 7)]),
+            [
+                "msg \"ab\" size 12 ended false",
+                "|",
+                "rest",
+                "msg \"z\" size 3 ended true",
+                "|"
+            ]
+        );
+        // A body split over uncut segments is held until it ends.
+        assert_eq!(
+            frame(&[(b"\0\x04ab", 4), (b"cd", 2)]),
+            ["|", "msg \"abcd\" size 6 ended true", "|"]
+        );
+        // A header in unseen bytes loses framing until resync; later input is skipped.
+        assert_eq!(
+            frame(&[(b"\0\x01a", 10), (b"\0\x01a", 3)]),
+            ["msg \"a\" size 3 ended true", "lost", "|", "|"]
+        );
+        assert_eq!(frame(&[(b"\xff\xffzz", 4)]), ["invalid", "|"]);
+        // Unseen bytes that end exactly with the message.
+        assert_eq!(
+            frame(&[(b"\0\x03a", 5), (b"\0\x00", 2)]),
+            [
+                "msg \"a\" size 5 ended true",
+                "|",
+                "msg \"\" size 2 ended true",
+                "|"
+            ]
+        );
+    }
+
+    #[test]
+    fn framer_keeps_a_bounded_prefix() {
+        let mut data = vec![0x10, 0x00];
+        data.extend(std::iter::repeat_n(b'x', 0x1000));
+        let seg = Segment {
+            direction: Direction::Request,
+            data: &data,
+            len: data.len(),
+        };
+        let mut framer = Framer::default();
+        let mut input = Input::new(&seg);
+        let size = |h: &[u8]| Some(2 + usize::from(u16::from_be_bytes([h[0], h[1]])));
+        match framer.next(&mut input, 2, size) {
+            Some(Piece::Message(m)) => {
+                assert_eq!((m.bytes.len(), m.size, m.ended), (KEEP, 0x1002, true));
+                assert!(m.is_cut());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(framer.next(&mut input, 2, size).is_none());
+        assert!(framer.at_boundary());
+    }
+}
