@@ -111,6 +111,8 @@ pub struct ConnTracker {
     listen_ports: HashSet<u16>,
     next_conn_id: u64,
     stats: TrackerStats,
+    /// (skaddr, conn_id) of connections closed since the last [`ConnTracker::take_closed`].
+    closed: Vec<(u64, u64)>,
 }
 
 /// Name of a kernel TCP state, without the `TCP_` prefix.
@@ -175,6 +177,7 @@ impl ConnTracker {
             listeners: HashMap::new(),
             listen_ports: HashSet::new(),
             next_conn_id: 1,
+            closed: Vec::new(),
             stats: TrackerStats::default(),
         }
     }
@@ -195,6 +198,12 @@ impl ConnTracker {
             role: c.role,
             conn_id: c.conn_id,
         })
+    }
+
+    /// Sockets whose connection closed since the last call, as (skaddr, conn_id); the caller
+    /// takes them every round, which keeps the list short.
+    pub fn take_closed(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Local ports with a listening socket.
@@ -285,6 +294,7 @@ impl ConnTracker {
         });
         if closing {
             let conn = self.conns.remove(&ev.skaddr).expect("present");
+            self.closed.push((ev.skaddr, conn.conn_id));
             sink.flow(FlowRecord {
                 start_ts_ns: conn.start_ts_ns,
                 end_ts_ns: ts,

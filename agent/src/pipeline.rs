@@ -247,6 +247,9 @@ fn run(
         counters
             .events_malformed
             .fetch_add(malformed, Ordering::Relaxed);
+        for (sk, conn_id) in tracker.take_closed() {
+            sessions.on_tcp_closed(sk, conn_id);
+        }
         // TCP events first: a data event's connection was announced on the other ring.
         let (data, data_malformed) = capture.drain_data(4096, |ev| {
             let conn = tracker.conn_ref(ev.skaddr);

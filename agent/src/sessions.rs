@@ -107,6 +107,10 @@ struct Session {
     role: Role,
     transport: Transport,
     conn_id: u64,
+    /// This end and the peer, as the first event saw them: a socket address seen again with
+    /// other ends is a new socket (the kernel reuses freed `struct sock` memory at once).
+    local: (IpAddr, u16),
+    remote: (IpAddr, u16),
     endpoints: Endpoints,
     owner: Owner,
     detection: Detection,
@@ -132,8 +136,18 @@ pub struct Sessionizer {
     max_sessions: usize,
     dns_timeout_ns: i64,
     sessions: HashMap<SessionKey, Session>,
+    /// TCP connections the tracker saw close, as (when, skaddr, conn_id), retired after
+    /// [`CLOSE_GRACE_NS`] so that their last data events, which travel on the other ring
+    /// buffer, are still paired.
+    closing: VecDeque<(i64, u64, u64)>,
     stats: SessionStats,
 }
+
+/// How long a closed connection's session waits for its last data events.
+const CLOSE_GRACE_NS: i64 = 1_000_000_000;
+/// TCP sessions unknown to the connection tracker (opened before the agent) are forgotten
+/// after this long without data, since their close may never be seen.
+const UNTRACKED_IDLE_NS: i64 = 300_000_000_000;
 
 fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
     if family == AF_INET6 {
@@ -157,6 +171,7 @@ impl Sessionizer {
             max_sessions,
             dns_timeout_ns: dns_timeout.as_nanos() as i64,
             sessions: HashMap::new(),
+            closing: VecDeque::new(),
             stats: SessionStats::default(),
         }
     }
@@ -196,6 +211,15 @@ impl Sessionizer {
             peer: (transport == Transport::Udp).then_some(remote),
         };
         let send = syscall.is_send();
+        let stale = self.sessions.get(&key).is_some_and(|s| {
+            s.local != local
+                || (transport == Transport::Tcp && s.remote != remote)
+                || conn.is_some_and(|c| s.conn_id != 0 && s.conn_id != c.conn_id)
+        });
+        if stale {
+            let old = self.sessions.remove(&key).expect("checked above");
+            self.retire(old, sink);
+        }
         if !self.sessions.contains_key(&key) {
             if self.sessions.len() >= self.max_sessions {
                 self.stats.sessions_full += 1;
@@ -217,6 +241,8 @@ impl Sessionizer {
                 role,
                 transport,
                 conn_id: conn.map_or(0, |c| c.conn_id),
+                local,
+                remote,
                 endpoints: Endpoints {
                     src_ip: src.0,
                     src_port: src.1,
@@ -290,6 +316,11 @@ impl Sessionizer {
             data: captured,
             len: ev.len as usize,
         });
+        tracing::trace!(
+            sk = ev.skaddr, pid = ev.pid, syscall = ev.syscall, len = ev.len, ?direction,
+            data = %String::from_utf8_lossy(&captured[..captured.len().min(64)]).escape_debug(),
+            ?outcome, "Segment fed"
+        );
         let counters = self.stats.per_protocol.entry(protocol.as_str()).or_default();
         counters.unparsed += u64::from(outcome.unparsed);
         counters.truncated += u64::from(outcome.truncated);
@@ -407,10 +438,42 @@ impl Sessionizer {
         }
     }
 
-    /// Emits TIMEOUT rows for DNS queries older than the timeout, and forgets idle UDP
-    /// sessions. Call periodically.
+    /// The connection tracker saw TCP connection `conn_id` on socket `sk` close: its session
+    /// is retired after a grace period (see [`Sessionizer::sweep`]).
+    pub fn on_tcp_closed(&mut self, sk: u64, conn_id: u64) {
+        self.closing.push_back((self.clock.wall_now(), sk, conn_id));
+    }
+
+    /// Retires sessions of closed connections after their grace period and untracked TCP
+    /// sessions idle too long, emits TIMEOUT rows for DNS queries older than the timeout,
+    /// and forgets idle UDP sessions. Call periodically.
     pub fn sweep(&mut self, sink: &mut impl CallSink) {
         let now = self.clock.wall_now();
+        while let Some(&(at, sk, conn_id)) = self.closing.front() {
+            if now - at < CLOSE_GRACE_NS {
+                break;
+            }
+            self.closing.pop_front();
+            let key = SessionKey { sk, peer: None };
+            if self.sessions.get(&key).is_some_and(|s| s.conn_id == conn_id) {
+                let session = self.sessions.remove(&key).expect("checked above");
+                self.retire(session, sink);
+            }
+        }
+        let untracked: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.transport == Transport::Tcp
+                    && s.conn_id == 0
+                    && now - s.last_seen_ns >= UNTRACKED_IDLE_NS
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in untracked {
+            let session = self.sessions.remove(&key).expect("listed above");
+            self.retire(session, sink);
+        }
         let timeout = self.dns_timeout_ns;
         let mut idle = Vec::new();
         for (key, session) in self.sessions.iter_mut() {
