@@ -119,6 +119,10 @@ struct Session {
     writing: Option<usize>,
     /// Index in `open` of the call whose response bytes are arriving.
     reading: Option<usize>,
+    /// Bytes seen in each direction (request, response) that belong to no message yet, and
+    /// when the first of them moved: a message whose header came in a segment of its own
+    /// (MySQL's server reads the 4-byte header first) starts there.
+    carry: [(u64, i64); 2],
     last_seen_ns: i64,
 }
 
@@ -257,6 +261,7 @@ impl Sessionizer {
                 open: VecDeque::new(),
                 writing: None,
                 reading: None,
+                carry: [(0, 0); 2],
                 last_seen_ns: 0,
             };
             self.sessions.insert(key, session);
@@ -345,6 +350,14 @@ impl Sessionizer {
             }
         }
         let tid = ev.tid;
+        let dir_index = usize::from(direction == Direction::Response);
+        if outcome.unparsed > 0 {
+            session.carry[dir_index] = (0, 0);
+        }
+        // Bytes left over before the other side spoke were no message's start (a handshake).
+        session.carry[1 - dir_index] = (0, 0);
+        let (carried, carried_since) = session.carry[dir_index];
+        let mut started = false;
         for event in outcome.events {
             match event {
                 MessageEvent::RequestStart(request) => {
@@ -354,12 +367,14 @@ impl Sessionizer {
                         session.writing = session.writing.and_then(|i| i.checked_sub(1));
                         session.reading = session.reading.and_then(|i| i.checked_sub(1));
                     }
+                    let (carry, since) = if started { (0, first_ns) } else { (carried, carried_since) };
+                    started = true;
                     session.open.push_back(OpenCall {
                         request,
                         tid,
-                        start_ns: first_ns,
+                        start_ns: if carry > 0 { since } else { first_ns },
                         request_end_ns: last_ns,
-                        request_bytes: std::mem::take(&mut bytes_left),
+                        request_bytes: std::mem::take(&mut bytes_left) + carry,
                         response: None,
                         first_byte_ns: 0,
                         last_byte_ns: 0,
@@ -376,11 +391,14 @@ impl Sessionizer {
                     });
                     match slot {
                         Some(i) => {
+                            let (carry, since) =
+                                if started { (0, first_ns) } else { (carried, carried_since) };
+                            started = true;
                             let call = &mut session.open[i];
                             call.response = Some(response);
-                            call.first_byte_ns = first_ns;
+                            call.first_byte_ns = if carry > 0 { since } else { first_ns };
                             call.last_byte_ns = last_ns;
-                            call.response_bytes = std::mem::take(&mut bytes_left);
+                            call.response_bytes = std::mem::take(&mut bytes_left) + carry;
                             session.reading = Some(i);
                         }
                         None => {
@@ -410,6 +428,16 @@ impl Sessionizer {
                     }
                 }
             }
+        }
+        let carry = &mut session.carry[dir_index];
+        if started {
+            *carry = (0, 0);
+        }
+        if bytes_left > 0 && outcome.unparsed == 0 {
+            if carry.0 == 0 {
+                carry.1 = first_ns;
+            }
+            carry.0 += bytes_left;
         }
     }
 

@@ -360,7 +360,7 @@ fn mysql_queries_and_a_failing_statement() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b");
 
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource LIKE '%kl.%'");
-    wait_count(&agent, &count, 2 * 5);
+    wait_count(&agent, &count, 2 * 4);
     for role in ["client", "server"] {
         let rows = call_rows(&agent, port, role, "AND resource LIKE '%kl.%'");
         assert_eq!(
@@ -374,6 +374,20 @@ fn mysql_queries_and_a_failing_statement() {
             "{role}"
         );
     }
+    // Sizes: a COM_QUERY packet is a 4-byte header, the command byte and the SQL, on both
+    // ends (the server reads the header apart from the rest).
+    let sizes = agent.query_json(&format!(
+        "SELECT role, request_bytes FROM calls WHERE dst_port = {port} AND resource LIKE '%kl.%' ORDER BY role, ts"
+    ));
+    let texts = [
+        "CREATE TABLE kl.t (id INT, name VARCHAR(20))",
+        "INSERT INTO kl.t VALUES (1, 'kl-secret-literal'), (2, 'b')",
+        "SELECT * FROM kl.missing WHERE id = 7",
+        "SELECT name FROM kl.t WHERE id = 2",
+    ];
+    let want: Vec<u64> = texts.iter().chain(&texts).map(|t| 5 + t.len() as u64).collect();
+    let got: Vec<u64> = sizes.iter().map(|r| r["request_bytes"].as_u64().unwrap()).collect();
+    assert_eq!(got, want);
     let err = agent.query_json(&format!(
         "SELECT error_message, protocol FROM calls WHERE dst_port = {port} AND status = '1146' AND role = 'client'"
     ));
