@@ -18,10 +18,7 @@ fn queries() -> LocalQueries {
             chunk_rows: 10,
             chunk_duration: Duration::from_secs(3600),
         },
-        [
-            (schema::FLOWS.to_owned(), schema::flows()),
-            (schema::TCP_EVENTS.to_owned(), schema::tcp_events()),
-        ],
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
     ));
     let mut b = FlowsBuilder::new("n1");
     for i in 0..30u16 {
@@ -102,6 +99,40 @@ async fn agent_stats_reports_store_and_counters() {
          | n1   | flows      | 30        | 3           | 77              | 0              |\n\
          | n1   | tcp_events | 0         | 0           | 77              | 0              |\n\
          +------+------------+-----------+-------------+-----------------+----------------+"
+    );
+}
+
+#[tokio::test]
+async fn protocol_stats_lists_every_protocol() {
+    let q = queries();
+    let c = &q.info().counters;
+    c.protocols.lock().unwrap().insert(
+        "redis",
+        crate::sessions::ProtocolCounters {
+            calls: 5,
+            unparsed: 1,
+            truncated: 2,
+            unmatched: 3,
+        },
+    );
+    c.sessions_undetected
+        .store(4, std::sync::atomic::Ordering::Relaxed);
+    let out = run(
+        &q,
+        "SELECT node, protocol, calls, unparsed, truncated, unmatched, sessions_undetected          FROM protocol_stats ORDER BY protocol",
+    )
+    .await;
+    assert_eq!(
+        out,
+        "+------+------------+-------+----------+-----------+-----------+---------------------+\n\
+         | node | protocol   | calls | unparsed | truncated | unmatched | sessions_undetected |\n\
+         +------+------------+-------+----------+-----------+-----------+---------------------+\n\
+         | n1   | dns        | 0     | 0        | 0         | 0         | 4                   |\n\
+         | n1   | http       | 0     | 0        | 0         | 0         | 4                   |\n\
+         | n1   | mysql      | 0     | 0        | 0         | 0         | 4                   |\n\
+         | n1   | postgresql | 0     | 0        | 0         | 0         | 4                   |\n\
+         | n1   | redis      | 5     | 1        | 2         | 3         | 4                   |\n\
+         +------+------------+-------+----------+-----------+-----------+---------------------+"
     );
 }
 
