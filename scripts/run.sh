@@ -4,8 +4,9 @@
 #   sudo scripts/run.sh
 #
 # Builds Kindling, starts an agent on this host (left running, for a Grafana to query),
-# makes some TCP traffic, and prints what the agent saw through the `kindling` CLI: the
-# process-level service map, the latest connections and the agent's health. Also builds the
+# makes some HTTP, Redis and raw TCP traffic, and prints what the agent saw through the
+# `kindling` CLI: the service map from L7 calls and from connections, the latest calls with
+# their timing breakdown, the latest connections and the agent's health. Also builds the
 # Grafana plugin into frontend/dist (see provisioning/README.md).
 #
 # Environment: KINDLING_LISTEN (default 127.0.0.1:50051), KINDLING_PROFILE (debug|release).
@@ -41,12 +42,20 @@ for _ in $(seq 100); do
 done
 echo "agent pid $(cat "$PIDFILE") serving on $LISTEN (log: $LOG)"
 
-echo "== traffic: a python HTTP server on 127.0.0.1:18080, 20 curl requests, 5 raw TCP sessions"
+echo "== traffic: python http.server on 127.0.0.1:18080 (20 requests, 3 of them 404), redis-server on"
+echo "   127.0.0.1:16379 (10 commands, 1 failing), 5 raw TCP sessions"
 python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1 &
 HTTP_PID=$!
-trap 'kill $HTTP_PID 2>/dev/null || true' EXIT
+redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null &
+REDIS_PID=$!
+trap 'kill $HTTP_PID $REDIS_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.1; done
-for i in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:18080/?request=$i"; done
+for i in $(seq 17); do curl -s -o /dev/null "http://127.0.0.1:18080/?request=$i"; done
+for p in missing nothing-here gone; do curl -s -o /dev/null "http://127.0.0.1:18080/$p"; done
+for _ in $(seq 50); do redis-cli -p 16379 PING >/dev/null 2>&1 && break; sleep 0.1; done
+for i in $(seq 4); do redis-cli -p 16379 SET "key$i" "value$i" >/dev/null; done
+for i in $(seq 4); do redis-cli -p 16379 GET "key$i" >/dev/null; done
+redis-cli -p 16379 INCR key1 >/dev/null
 exec 3< <(python3 plugin-backend/tests/fixtures/tcp_peer.py server 5)
 read -r _ PEER_PORT <&3
 python3 plugin-backend/tests/fixtures/tcp_peer.py client "$PEER_PORT" 5
@@ -54,6 +63,22 @@ sleep 1
 
 q() { "$BIN/kindling" query --agent "$LISTEN" "$1"; }
 echo
+echo "== service map from L7 calls (server side: who called whom, how often, how fast)"
+q "WITH clients AS (SELECT DISTINCT src_ip, src_port, dst_ip, dst_port, comm FROM calls WHERE role = 'client')
+   SELECT coalesce(c.comm, s.src_ip) AS client, s.comm AS server, s.protocol, s.dst_port AS port,
+          count(*) AS calls, sum(CAST(s.is_error AS INT)) AS errors,
+          round(approx_percentile_cont(s.duration_ns, 0.95) / 1e6, 3) AS p95_ms
+   FROM calls s LEFT JOIN clients c
+     ON c.src_ip = s.src_ip AND c.src_port = s.src_port AND c.dst_ip = s.dst_ip AND c.dst_port = s.dst_port
+   WHERE s.role = 'server' GROUP BY 1, 2, 3, 4 ORDER BY calls DESC LIMIT 20"
+echo "== latest calls (client side), timing in microseconds"
+q "SELECT ts, comm, protocol, method, resource, status, is_error,
+          duration_ns / 1000 AS total_us, request_sent_ns / 1000 AS sent_us,
+          waiting_ttfb_ns / 1000 AS ttfb_us, content_download_ns / 1000 AS download_us,
+          request_bytes, response_bytes
+   FROM calls WHERE role = 'client' ORDER BY ts DESC LIMIT 12"
+echo "== parsers"
+q "SELECT protocol, calls, unparsed, truncated, unmatched FROM protocol_stats"
 echo "== service map (processes; from flows: client process -> server process)"
 q "SELECT c.comm AS client, s.comm AS server, s.dst_port AS port, count(*) AS connections,
           sum(c.bytes_sent) AS bytes_to_server, sum(c.bytes_received) AS bytes_to_client,

@@ -81,7 +81,11 @@ impl AgentStatsTable {
             Arc::new(StringArray::from(vec![self.info.node.as_str(); n])),
             Arc::new(StringArray::from(vec![self.info.version.as_str(); n])),
             repeat(self.info.started.elapsed().as_nanos() as u64),
-            repeat(c.events_received.load(Ordering::Relaxed)),
+            // Both ring buffers: TCP lifecycle events and socket data events.
+            repeat(
+                c.events_received.load(Ordering::Relaxed)
+                    + c.data_events_received.load(Ordering::Relaxed),
+            ),
             repeat(dropped_kernel + dropped_user),
             repeat(dropped_kernel),
             repeat(dropped_user),
