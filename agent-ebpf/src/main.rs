@@ -647,16 +647,76 @@ macro_rules! io_programs {
     };
 }
 
-io_programs!(read_enter, read_exit, "sys_enter_read", "sys_exit_read", SocketSyscall::Read);
-io_programs!(write_enter, write_exit, "sys_enter_write", "sys_exit_write", SocketSyscall::Write);
-io_programs!(readv_enter, readv_exit, "sys_enter_readv", "sys_exit_readv", SocketSyscall::Readv);
-io_programs!(writev_enter, writev_exit, "sys_enter_writev", "sys_exit_writev", SocketSyscall::Writev);
-io_programs!(sendto_enter, sendto_exit, "sys_enter_sendto", "sys_exit_sendto", SocketSyscall::Sendto);
-io_programs!(recvfrom_enter, recvfrom_exit, "sys_enter_recvfrom", "sys_exit_recvfrom", SocketSyscall::Recvfrom);
-io_programs!(sendmsg_enter, sendmsg_exit, "sys_enter_sendmsg", "sys_exit_sendmsg", SocketSyscall::Sendmsg);
-io_programs!(recvmsg_enter, recvmsg_exit, "sys_enter_recvmsg", "sys_exit_recvmsg", SocketSyscall::Recvmsg);
-io_programs!(sendmmsg_enter, sendmmsg_exit, "sys_enter_sendmmsg", "sys_exit_sendmmsg", SocketSyscall::Sendmmsg);
-io_programs!(recvmmsg_enter, recvmmsg_exit, "sys_enter_recvmmsg", "sys_exit_recvmmsg", SocketSyscall::Recvmmsg);
+io_programs!(
+    read_enter,
+    read_exit,
+    "sys_enter_read",
+    "sys_exit_read",
+    SocketSyscall::Read
+);
+io_programs!(
+    write_enter,
+    write_exit,
+    "sys_enter_write",
+    "sys_exit_write",
+    SocketSyscall::Write
+);
+io_programs!(
+    readv_enter,
+    readv_exit,
+    "sys_enter_readv",
+    "sys_exit_readv",
+    SocketSyscall::Readv
+);
+io_programs!(
+    writev_enter,
+    writev_exit,
+    "sys_enter_writev",
+    "sys_exit_writev",
+    SocketSyscall::Writev
+);
+io_programs!(
+    sendto_enter,
+    sendto_exit,
+    "sys_enter_sendto",
+    "sys_exit_sendto",
+    SocketSyscall::Sendto
+);
+io_programs!(
+    recvfrom_enter,
+    recvfrom_exit,
+    "sys_enter_recvfrom",
+    "sys_exit_recvfrom",
+    SocketSyscall::Recvfrom
+);
+io_programs!(
+    sendmsg_enter,
+    sendmsg_exit,
+    "sys_enter_sendmsg",
+    "sys_exit_sendmsg",
+    SocketSyscall::Sendmsg
+);
+io_programs!(
+    recvmsg_enter,
+    recvmsg_exit,
+    "sys_enter_recvmsg",
+    "sys_exit_recvmsg",
+    SocketSyscall::Recvmsg
+);
+io_programs!(
+    sendmmsg_enter,
+    sendmmsg_exit,
+    "sys_enter_sendmmsg",
+    "sys_exit_sendmmsg",
+    SocketSyscall::Sendmmsg
+);
+io_programs!(
+    recvmmsg_enter,
+    recvmmsg_exit,
+    "sys_enter_recvmmsg",
+    "sys_exit_recvmmsg",
+    SocketSyscall::Recvmmsg
+);
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -15,16 +15,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use kindling_agent_common::DataEvent;
 use kindling_wire::schema;
 
 use crate::{
-    capture::{KernelCounters, Capture},
+    capture::{Capture, KernelCounters},
     conntrack::{Clock, ConnTracker, RecordSink, TrackerStats},
     records::{
-        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, FlowRecord, FlowsBuilder,
-        TcpEventRecord, TcpEventsBuilder,
+        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, FlowRecord, FlowsBuilder, TcpEventRecord,
+        TcpEventsBuilder,
     },
-    sessions::{CallSink, ProtocolCounters, SessionStats, Sessionizer},
+    sessions::{self, CallSink, ProtocolCounters, SessionStats, Sessionizer},
     sockdiag,
     store::Store,
 };
@@ -47,6 +48,9 @@ pub struct PipelineConfig {
     /// DNS queries unanswered this long are recorded as TIMEOUT.
     pub dns_timeout: Duration,
 }
+
+/// Data events taken off the ring per round (then TCP events get their turn again).
+const DATA_BATCH: usize = 4096;
 
 /// Counters shared between the pipeline thread and the query side.
 #[derive(Debug, Default)]
@@ -96,8 +100,10 @@ impl PipelineCounters {
     fn publish(&self, kernel: KernelCounters, tracker: TrackerStats, sessions: &SessionStats) {
         self.kernel_data_ringbuf_full
             .store(kernel.data_ringbuf_full, Ordering::Relaxed);
-        self.sessions_full
-            .store(sessions.sessions_full + sessions.malformed, Ordering::Relaxed);
+        self.sessions_full.store(
+            sessions.sessions_full + sessions.malformed,
+            Ordering::Relaxed,
+        );
         self.sessions_undetected
             .store(sessions.undetected, Ordering::Relaxed);
         *self.protocols.lock().unwrap_or_else(|e| e.into_inner()) = sessions.per_protocol.clone();
@@ -234,6 +240,7 @@ fn run(
     let mut tracker = ConnTracker::new(clock, config.max_conns);
     let mut sessions = Sessionizer::new(clock, config.max_sessions, config.dns_timeout);
     let mut last_sweep = Instant::now();
+    let mut data_batch: Vec<DataEvent> = Vec::with_capacity(DATA_BATCH);
     let mut batcher = Batcher::new(&config.node);
     let mut last_flush = Instant::now();
     let mut last_open_report = Instant::now();
@@ -251,10 +258,16 @@ fn run(
             sessions.on_tcp_closed(sk, conn_id);
         }
         // TCP events first: a data event's connection was announced on the other ring.
-        let (data, data_malformed) = capture.drain_data(4096, |ev| {
+        // Events of one connection can reach the ring out of order when its threads run on
+        // different CPUs (a reader's exit may be reserved before the writer's); within a
+        // batch they go to the sessionizer in the order their bytes moved.
+        data_batch.clear();
+        let (data, data_malformed) = capture.drain_data(DATA_BATCH, |ev| data_batch.push(*ev));
+        data_batch.sort_by_key(sessions::moved_at);
+        for ev in &data_batch {
             let conn = tracker.conn_ref(ev.skaddr);
             sessions.on_event(ev, conn, tracker.listen_ports(), &mut batcher);
-        });
+        }
         counters
             .data_events_received
             .fetch_add(data, Ordering::Relaxed);

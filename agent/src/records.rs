@@ -5,8 +5,8 @@ use std::{net::IpAddr, sync::Arc};
 
 use datafusion::arrow::{
     array::{
-        ArrayRef, BooleanBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
-        UInt32Builder, UInt64Builder,
+        ArrayRef, BooleanBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder,
+        UInt16Builder, UInt32Builder, UInt64Builder,
     },
     error::ArrowError,
     record_batch::RecordBatch,

@@ -96,7 +96,10 @@ struct OpenCall {
 #[derive(Debug)]
 enum Detection {
     /// Not yet known; holds the first response-direction bytes (MySQL greets first).
-    Pending { segments: u8, first_response: Option<Vec<u8>> },
+    Pending {
+        segments: u8,
+        first_response: Option<Vec<u8>>,
+    },
     Known(Protocol, Box<dyn StreamParser>),
     /// Not a protocol we parse: further segments are ignored.
     Unknown,
@@ -153,6 +156,15 @@ const CLOSE_GRACE_NS: i64 = 1_000_000_000;
 /// after this long without data, since their close may never be seen.
 const UNTRACKED_IDLE_NS: i64 = 300_000_000_000;
 
+/// When the bytes of `ev` moved (monotonic ns): a send's at its entry, a receive's at its exit.
+pub fn moved_at(ev: &DataEvent) -> u64 {
+    match SocketSyscall::from_u8(ev.syscall) {
+        Some(s) if s.is_send() => ev.ts_enter_ns,
+        Some(SocketSyscall::Close) => ev.ts_enter_ns,
+        _ => ev.ts_exit_ns,
+    }
+}
+
 fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
     if family == AF_INET6 {
         let v6 = Ipv6Addr::from(*raw);
@@ -203,7 +215,11 @@ impl Sessionizer {
             self.stats.malformed += 1;
             return;
         };
-        let transport = if ev.sock_type == 2 { Transport::Udp } else { Transport::Tcp };
+        let transport = if ev.sock_type == 2 {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
         let local = (ip(ev.family, &ev.saddr), ev.sport);
         let remote = (ip(ev.family, &ev.daddr), ev.dport);
         if syscall == SocketSyscall::Close {
@@ -232,9 +248,19 @@ impl Sessionizer {
             let role = match (conn, transport) {
                 (Some(c), _) => c.role,
                 // The end that speaks first on UDP is the client (a query precedes its answer).
-                (None, Transport::Udp) => if send { Role::Client } else { Role::Server },
+                (None, Transport::Udp) => {
+                    if send {
+                        Role::Client
+                    } else {
+                        Role::Server
+                    }
+                }
                 (None, Transport::Tcp) => {
-                    if listen_ports.contains(&local.1) { Role::Server } else { Role::Client }
+                    if listen_ports.contains(&local.1) {
+                        Role::Server
+                    } else {
+                        Role::Client
+                    }
                 }
             };
             let (src, dst) = match role {
@@ -326,7 +352,11 @@ impl Sessionizer {
             data = %String::from_utf8_lossy(&captured[..captured.len().min(64)]).escape_debug(),
             ?outcome, "Segment fed"
         );
-        let counters = self.stats.per_protocol.entry(protocol.as_str()).or_default();
+        let counters = self
+            .stats
+            .per_protocol
+            .entry(protocol.as_str())
+            .or_default();
         counters.unparsed += u64::from(outcome.unparsed);
         counters.truncated += u64::from(outcome.truncated);
 
@@ -367,7 +397,11 @@ impl Sessionizer {
                         session.writing = session.writing.and_then(|i| i.checked_sub(1));
                         session.reading = session.reading.and_then(|i| i.checked_sub(1));
                     }
-                    let (carry, since) = if started { (0, first_ns) } else { (carried, carried_since) };
+                    let (carry, since) = if started {
+                        (0, first_ns)
+                    } else {
+                        (carried, carried_since)
+                    };
                     started = true;
                     session.open.push_back(OpenCall {
                         request,
@@ -386,13 +420,15 @@ impl Sessionizer {
                 MessageEvent::ResponseStart(response) => {
                     let dns_id = response.dns_id;
                     let slot = session.open.iter().position(|c| {
-                        c.response.is_none()
-                            && (dns_id.is_none() || c.request.dns_id == dns_id)
+                        c.response.is_none() && (dns_id.is_none() || c.request.dns_id == dns_id)
                     });
                     match slot {
                         Some(i) => {
-                            let (carry, since) =
-                                if started { (0, first_ns) } else { (carried, carried_since) };
+                            let (carry, since) = if started {
+                                (0, first_ns)
+                            } else {
+                                (carried, carried_since)
+                            };
                             started = true;
                             let call = &mut session.open[i];
                             call.response = Some(response);
@@ -444,7 +480,12 @@ impl Sessionizer {
     /// Ends every session of a closed socket: unanswered requests are counted as unmatched
     /// (DNS queries wait for their timeout instead).
     fn close_socket(&mut self, sk: u64, sink: &mut impl CallSink) {
-        let keys: Vec<SessionKey> = self.sessions.keys().filter(|k| k.sk == sk).copied().collect();
+        let keys: Vec<SessionKey> = self
+            .sessions
+            .keys()
+            .filter(|k| k.sk == sk)
+            .copied()
+            .collect();
         for key in keys {
             let session = self.sessions.remove(&key).expect("listed above");
             self.retire(session, sink);
@@ -455,7 +496,11 @@ impl Sessionizer {
         let Detection::Known(protocol, _) = session.detection else {
             return;
         };
-        let counters = self.stats.per_protocol.entry(protocol.as_str()).or_default();
+        let counters = self
+            .stats
+            .per_protocol
+            .entry(protocol.as_str())
+            .or_default();
         while let Some(call) = session.open.pop_front() {
             if protocol == Protocol::Dns && call.response.is_none() {
                 timeout_dns(&session, call, sink);
@@ -483,7 +528,11 @@ impl Sessionizer {
             }
             self.closing.pop_front();
             let key = SessionKey { sk, peer: None };
-            if self.sessions.get(&key).is_some_and(|s| s.conn_id == conn_id) {
+            if self
+                .sessions
+                .get(&key)
+                .is_some_and(|s| s.conn_id == conn_id)
+            {
                 let session = self.sessions.remove(&key).expect("checked above");
                 self.retire(session, sink);
             }
@@ -601,3 +650,6 @@ fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl C
         trace_id: call.request.trace_id,
     });
 }
+
+#[cfg(test)]
+mod tests;

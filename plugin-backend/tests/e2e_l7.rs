@@ -29,8 +29,15 @@ fn fixture(name: &str) -> String {
 fn start_server(cmd: &mut Command) -> (Killed, u16) {
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn server");
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().strip_prefix("port ").expect("port line").parse().unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("port ")
+        .expect("port line")
+        .parse()
+        .unwrap();
     (Killed(child), port)
 }
 
@@ -50,15 +57,25 @@ fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
 }
 
 fn tool(name: &str) {
-    let found = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().unwrap();
-    assert!(found.status.success(), "{name} is required (scripts/setup.sh installs it)");
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "{name} is required (scripts/setup.sh installs it)"
+    );
 }
 
 /// curl's view of each request: (status, header bytes, body bytes, request bytes, seconds
 /// from pre-transfer to the end).
 fn curl(args: &[&str]) -> Vec<(u16, u64, u64, u64, f64)> {
     let out = Command::new("curl").args(args).output().unwrap();
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -102,7 +119,10 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
         args.extend(["-o", "/dev/null", u.as_str()]);
     }
     let seen = curl(&args);
-    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [200, 200, 404, 500, 200]);
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [200, 200, 404, 500, 200]
+    );
 
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
     wait_count(&agent, &count, 10);
@@ -146,7 +166,10 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
             assert_eq!(r["response_bytes"].as_u64(), Some(s.1 + s.2), "{r}");
             let parts = ["request_sent_ns", "waiting_ttfb_ns", "content_download_ns"]
                 .map(|c| r[c].as_u64().unwrap());
-            assert_eq!(parts.iter().sum::<u64>(), r["duration_ns"].as_u64().unwrap());
+            assert_eq!(
+                parts.iter().sum::<u64>(),
+                r["duration_ns"].as_u64().unwrap()
+            );
         }
         // One connection for all five: the same conn_id, known to the flow tracker.
         let conn = side[0]["conn_id"].as_u64().unwrap();
@@ -157,7 +180,11 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
     for (r, s) in clients.iter().zip(&seen) {
         let ours = r["duration_ns"].as_u64().unwrap() as f64 / 1e9;
         let tolerance = 0.005 + 0.25 * s.4;
-        assert!((ours - s.4).abs() <= tolerance, "ours {ours} s vs curl {} s: {r}", s.4);
+        assert!(
+            (ours - s.4).abs() <= tolerance,
+            "ours {ours} s vs curl {} s: {r}",
+            s.4
+        );
     }
     // The 1 MiB body takes many reads: its download phase is the bulk of the call.
     let big = &clients[1];
@@ -165,7 +192,14 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
 
     // Redaction: no secret from headers or query strings in any column of any table.
     for table in ["calls", "flows", "tcp_events", "dns"] {
-        let out = agent.cli(&["query", "--agent", &agent.addr, "--format", "csv", &format!("SELECT * FROM {table}")]);
+        let out = agent.cli(&[
+            "query",
+            "--agent",
+            &agent.addr,
+            "--format",
+            "csv",
+            &format!("SELECT * FROM {table}"),
+        ]);
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
         for secret in ["kl-secret-token", "kl-secret-cookie", "secret=query"] {
@@ -178,7 +212,10 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
 fn wait_listening(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -196,7 +233,12 @@ fn run_ok(cmd: &mut Command) -> String {
 
 /// Rows of `calls` for the server on `port` with this `role`, as (method, resource, status,
 /// is_error) in request order.
-fn call_rows(agent: &AgentProcess, port: u16, role: &str, extra: &str) -> Vec<(String, String, String, bool)> {
+fn call_rows(
+    agent: &AgentProcess,
+    port: u16,
+    role: &str,
+    extra: &str,
+) -> Vec<(String, String, String, bool)> {
     agent
         .query_json(&format!(
             "SELECT method, resource, status, is_error FROM calls \
@@ -238,8 +280,22 @@ fn redis_commands_errors_and_a_pipeline() {
     let port = support::host::free_port();
     let _server = Killed(
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args([
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn redis-server"),
@@ -258,7 +314,11 @@ fn redis_commands_errors_and_a_pipeline() {
     let mut input = String::new();
     for i in 0..20 {
         let (k, v) = (format!("p{i}"), format!("v{i}"));
-        input.push_str(&format!("*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len()));
+        input.push_str(&format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+            k.len(),
+            v.len()
+        ));
     }
     let pipe_path = std::env::temp_dir().join(format!("kl-redis-pipe-{port}"));
     std::fs::write(&pipe_path, input).unwrap();
@@ -269,7 +329,11 @@ fn redis_commands_errors_and_a_pipeline() {
     assert!(out.contains("replies: 20"), "{out}");
     let _ = std::fs::remove_file(&pipe_path);
 
-    wait_count(&agent, &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}"), 2 * 26);
+    wait_count(
+        &agent,
+        &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}"),
+        2 * 26,
+    );
     for role in ["client", "server"] {
         let rows = call_rows(&agent, port, role, "AND method NOT IN ('SET', 'ECHO')");
         assert_eq!(
@@ -288,22 +352,46 @@ fn redis_commands_errors_and_a_pipeline() {
         ));
         let got: Vec<(String, u64)> = by_method
             .iter()
-            .map(|r| (r["method"].as_str().unwrap().to_owned(), r["n"].as_u64().unwrap()))
+            .map(|r| {
+                (
+                    r["method"].as_str().unwrap().to_owned(),
+                    r["n"].as_u64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
-            [("DEL", 1), ("ECHO", 1), ("GET", 1), ("INCR", 1), ("LPUSH", 1), ("SET", 21)]
-                .map(|(m, n)| (m.to_owned(), n)),
+            [
+                ("DEL", 1),
+                ("ECHO", 1),
+                ("GET", 1),
+                ("INCR", 1),
+                ("LPUSH", 1),
+                ("SET", 21)
+            ]
+            .map(|(m, n)| (m.to_owned(), n)),
             "{role}"
         );
     }
     let err = agent.query_json(&format!(
         "SELECT error_message FROM calls WHERE dst_port = {port} AND method = 'LPUSH' AND role = 'client'"
     ));
-    assert!(err[0]["error_message"].as_str().unwrap().starts_with("WRONGTYPE Operation against a key"));
+    assert!(
+        err[0]["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("WRONGTYPE Operation against a key")
+    );
     assert_timing_sums(&agent, port);
     // Values never reach any column.
-    let out = agent.cli(&["query", "--agent", &agent.addr, "--format", "csv", "SELECT * FROM calls"]);
+    let out = agent.cli(&[
+        "query",
+        "--agent",
+        &agent.addr,
+        "--format",
+        "csv",
+        "SELECT * FROM calls",
+    ]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("kl-secret-value"));
 }
 
@@ -347,28 +435,64 @@ fn mysql_queries_and_a_failing_statement() {
     let agent = AgentProcess::start("l7-mysql", &[]);
     let sql = |q: &str| {
         Command::new("mariadb")
-            .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-N", "-e", q])
+            .args([
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "-u",
+                "root",
+                "-N",
+                "-e",
+                q,
+            ])
             .output()
             .unwrap()
     };
     // One connection each; the third fails with 1146 (no such table).
-    assert!(sql("CREATE DATABASE kl; CREATE TABLE kl.t (id INT, name VARCHAR(20))").status.success());
-    assert!(sql("INSERT INTO kl.t VALUES (1, 'kl-secret-literal'), (2, 'b')").status.success());
+    assert!(
+        sql("CREATE DATABASE kl; CREATE TABLE kl.t (id INT, name VARCHAR(20))")
+            .status
+            .success()
+    );
+    assert!(
+        sql("INSERT INTO kl.t VALUES (1, 'kl-secret-literal'), (2, 'b')")
+            .status
+            .success()
+    );
     let failed = sql("SELECT * FROM kl.missing WHERE id = 7");
     assert!(!failed.status.success());
     let out = sql("SELECT name FROM kl.t WHERE id = 2");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b");
 
-    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource LIKE '%kl.%'");
+    let count = format!(
+        "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource LIKE '%kl.%'"
+    );
     wait_count(&agent, &count, 2 * 4);
     for role in ["client", "server"] {
         let rows = call_rows(&agent, port, role, "AND resource LIKE '%kl.%'");
         assert_eq!(
             rows,
             owned(&[
-                ("CREATE", "CREATE TABLE kl.t (id INT, name VARCHAR(?))", "", false),
-                ("INSERT", "INSERT INTO kl.t VALUES (?, ?), (?, ?)", "", false),
-                ("SELECT", "SELECT * FROM kl.missing WHERE id = ?", "1146", true),
+                (
+                    "CREATE",
+                    "CREATE TABLE kl.t (id INT, name VARCHAR(?))",
+                    "",
+                    false
+                ),
+                (
+                    "INSERT",
+                    "INSERT INTO kl.t VALUES (?, ?), (?, ?)",
+                    "",
+                    false
+                ),
+                (
+                    "SELECT",
+                    "SELECT * FROM kl.missing WHERE id = ?",
+                    "1146",
+                    true
+                ),
                 ("SELECT", "SELECT name FROM kl.t WHERE id = ?", "", false),
             ]),
             "{role}"
@@ -385,8 +509,15 @@ fn mysql_queries_and_a_failing_statement() {
         "SELECT * FROM kl.missing WHERE id = 7",
         "SELECT name FROM kl.t WHERE id = 2",
     ];
-    let want: Vec<u64> = texts.iter().chain(&texts).map(|t| 5 + t.len() as u64).collect();
-    let got: Vec<u64> = sizes.iter().map(|r| r["request_bytes"].as_u64().unwrap()).collect();
+    let want: Vec<u64> = texts
+        .iter()
+        .chain(&texts)
+        .map(|t| 5 + t.len() as u64)
+        .collect();
+    let got: Vec<u64> = sizes
+        .iter()
+        .map(|r| r["request_bytes"].as_u64().unwrap())
+        .collect();
     assert_eq!(got, want);
     let err = agent.query_json(&format!(
         "SELECT error_message, protocol FROM calls WHERE dst_port = {port} AND status = '1146' AND role = 'client'"
@@ -394,7 +525,14 @@ fn mysql_queries_and_a_failing_statement() {
     assert_eq!(err[0]["protocol"], "mysql");
     assert_eq!(err[0]["error_message"], "Table 'kl.missing' doesn't exist");
     assert_timing_sums(&agent, port);
-    let out = agent.cli(&["query", "--agent", &agent.addr, "--format", "csv", "SELECT * FROM calls"]);
+    let out = agent.cli(&[
+        "query",
+        "--agent",
+        &agent.addr,
+        "--format",
+        "csv",
+        "SELECT * FROM calls",
+    ]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("kl-secret-literal"));
 }
 
@@ -412,7 +550,11 @@ fn pg_bin(name: &str) -> std::path::PathBuf {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     versions.sort();
-    let bin = versions.last().expect("a PostgreSQL version").join("bin").join(name);
+    let bin = versions
+        .last()
+        .expect("a PostgreSQL version")
+        .join("bin")
+        .join(name);
     assert!(bin.exists(), "{} is required", bin.display());
     bin
 }
@@ -426,19 +568,31 @@ fn postgresql_simple_queries_errors_and_pgbench() {
     let dir = tempdir("kl-pg");
     run_ok(Command::new("chown").args(["postgres:postgres", dir.to_str().unwrap()]));
     let data = dir.join("data");
-    run_ok(Command::new("runuser").args(["-u", "postgres", "--"]).arg(pg_bin("initdb")).args([
-        "-D",
-        data.to_str().unwrap(),
-        "--auth=trust",
-        "-U",
-        "postgres",
-    ]));
+    run_ok(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("initdb"))
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "--auth=trust",
+                "-U",
+                "postgres",
+            ]),
+    );
     let port = support::host::free_port();
     let _server = Killed(
         Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(pg_bin("postgres"))
-            .args(["-D", data.to_str().unwrap(), "-p", &port.to_string(), "-k", dir.to_str().unwrap()])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-p",
+                &port.to_string(),
+                "-k",
+                dir.to_str().unwrap(),
+            ])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -449,31 +603,97 @@ fn postgresql_simple_queries_errors_and_pgbench() {
     let p = port.to_string();
     let psql = |q: &str| {
         Command::new("psql")
-            .args(["-X", "-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-d", "postgres", "-tA", "-c", q])
+            .args([
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &p,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-tA",
+                "-c",
+                q,
+            ])
             .output()
             .unwrap()
     };
     // pgbench's tables first (not observed: the agent starts after).
-    run_ok(Command::new("pgbench").args(["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-i", "-s", "1", "-q", "postgres"]));
+    run_ok(Command::new("pgbench").args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &p,
+        "-U",
+        "postgres",
+        "-i",
+        "-s",
+        "1",
+        "-q",
+        "postgres",
+    ]));
     let agent = AgentProcess::start("l7-pg", &[]);
-    assert!(psql("CREATE TABLE kl_t (id int, name text)").status.success());
-    assert!(psql("INSERT INTO kl_t VALUES (1, 'kl-secret-literal')").status.success());
-    assert!(!psql("SELECT * FROM kl_missing WHERE id = 7").status.success());
+    assert!(
+        psql("CREATE TABLE kl_t (id int, name text)")
+            .status
+            .success()
+    );
+    assert!(
+        psql("INSERT INTO kl_t VALUES (1, 'kl-secret-literal')")
+            .status
+            .success()
+    );
+    assert!(
+        !psql("SELECT * FROM kl_missing WHERE id = 7")
+            .status
+            .success()
+    );
     let out = psql("SELECT name FROM kl_t WHERE id = 1");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kl-secret-literal");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "kl-secret-literal"
+    );
     // 300 select-only transactions on one connection, simple protocol.
-    run_ok(Command::new("pgbench").args(["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-S", "-n", "-c", "1", "-t", "300", "postgres"]));
+    run_ok(Command::new("pgbench").args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &p,
+        "-U",
+        "postgres",
+        "-S",
+        "-n",
+        "-c",
+        "1",
+        "-t",
+        "300",
+        "postgres",
+    ]));
 
-    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource LIKE '%kl%' AND resource NOT LIKE '%pgbench%'");
+    let count = format!(
+        "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource LIKE '%kl%' AND resource NOT LIKE '%pgbench%'"
+    );
     wait_count(&agent, &count, 2 * 4);
     for role in ["client", "server"] {
-        let rows = call_rows(&agent, port, role, "AND resource LIKE '%kl%' AND resource NOT LIKE '%pgbench%'");
+        let rows = call_rows(
+            &agent,
+            port,
+            role,
+            "AND resource LIKE '%kl%' AND resource NOT LIKE '%pgbench%'",
+        );
         assert_eq!(
             rows,
             owned(&[
                 ("CREATE", "CREATE TABLE kl_t (id int, name text)", "", false),
                 ("INSERT", "INSERT INTO kl_t VALUES (?, ?)", "", false),
-                ("SELECT", "SELECT * FROM kl_missing WHERE id = ?", "42P01", true),
+                (
+                    "SELECT",
+                    "SELECT * FROM kl_missing WHERE id = ?",
+                    "42P01",
+                    true
+                ),
                 ("SELECT", "SELECT name FROM kl_t WHERE id = ?", "", false),
             ]),
             "{role}"
@@ -482,15 +702,27 @@ fn postgresql_simple_queries_errors_and_pgbench() {
     let bench = "SELECT abalance FROM pgbench_accounts WHERE aid = ?";
     wait_count(
         &agent,
-        &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource = '{bench};'"),
+        &format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource = '{bench};'"
+        ),
         2 * 300,
     );
     let err = agent.query_json(&format!(
         "SELECT error_message FROM calls WHERE dst_port = {port} AND status = '42P01' AND role = 'client'"
     ));
-    assert_eq!(err[0]["error_message"], "relation \"kl_missing\" does not exist");
+    assert_eq!(
+        err[0]["error_message"],
+        "relation \"kl_missing\" does not exist"
+    );
     assert_timing_sums(&agent, port);
-    let out = agent.cli(&["query", "--agent", &agent.addr, "--format", "csv", "SELECT * FROM calls"]);
+    let out = agent.cli(&[
+        "query",
+        "--agent",
+        &agent.addr,
+        "--format",
+        "csv",
+        "SELECT * FROM calls",
+    ]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("kl-secret-literal"));
 }
 
@@ -503,9 +735,22 @@ fn dns_answers_nxdomain_and_timeouts() {
     let port = support::host::free_port();
     let _dnsmasq = Killed(
         Command::new("dnsmasq")
-            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-            .args(["--listen-address=127.0.0.1", &format!("--port={port}"), "--user=root"])
-            .args(["--address=/kl-test.example/10.1.2.3", "--local=/nx.example/", "--pid-file="])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                &format!("--port={port}"),
+                "--user=root",
+            ])
+            .args([
+                "--address=/kl-test.example/10.1.2.3",
+                "--local=/nx.example/",
+                "--pid-file=",
+            ])
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn dnsmasq"),
@@ -517,12 +762,24 @@ fn dns_answers_nxdomain_and_timeouts() {
     let agent = AgentProcess::start("l7-dns", &["--dns-timeout", "1"]);
     let dig = |port: u16, name: &str| {
         Command::new("dig")
-            .args([&format!("@127.0.0.1"), "-p", &port.to_string(), name, "A", "+tries=1", "+time=1", "+short"])
+            .args([
+                &format!("@127.0.0.1"),
+                "-p",
+                &port.to_string(),
+                name,
+                "A",
+                "+tries=1",
+                "+time=1",
+                "+short",
+            ])
             .output()
             .unwrap()
     };
     for _ in 0..3 {
-        assert_eq!(String::from_utf8_lossy(&dig(port, "kl-test.example").stdout).trim(), "10.1.2.3");
+        assert_eq!(
+            String::from_utf8_lossy(&dig(port, "kl-test.example").stdout).trim(),
+            "10.1.2.3"
+        );
     }
     for _ in 0..2 {
         dig(port, "missing.nx.example");
@@ -549,7 +806,8 @@ fn dns_answers_nxdomain_and_timeouts() {
         })
         .collect();
     // (dig's sockets are used by its network threads, so comm is a thread name, not "dig".)
-    let row = |d: &str, rc: &str, a: &str| (d.to_owned(), rc.to_owned(), a.to_owned(), "udp".to_owned());
+    let row =
+        |d: &str, rc: &str, a: &str| (d.to_owned(), rc.to_owned(), a.to_owned(), "udp".to_owned());
     assert_eq!(
         got,
         [
@@ -561,7 +819,11 @@ fn dns_answers_nxdomain_and_timeouts() {
             row("silent.example", "TIMEOUT", ""),
         ]
     );
-    assert!(rows[..5].iter().all(|r| r["latency_ns"].as_u64().unwrap() > 0 && r["qtype"] == "A"));
+    assert!(
+        rows[..5]
+            .iter()
+            .all(|r| r["latency_ns"].as_u64().unwrap() > 0 && r["qtype"] == "A")
+    );
     assert!(rows[5]["latency_ns"].is_null());
     assert!(rows.iter().all(|r| r["server_ip"] == "127.0.0.1"));
     // The dig client's calls rows: the same five answered lookups, NXDOMAIN as errors.
@@ -569,6 +831,9 @@ fn dns_answers_nxdomain_and_timeouts() {
         "SELECT count(*) AS n, sum(CAST(is_error AS INT)) AS errors FROM calls \
          WHERE protocol = 'dns' AND role = 'client' AND dst_port = {port}"
     ));
-    assert_eq!((calls[0]["n"].as_u64(), calls[0]["errors"].as_i64()), (Some(5), Some(2)));
+    assert_eq!(
+        (calls[0]["n"].as_u64(), calls[0]["errors"].as_i64()),
+        (Some(5), Some(2))
+    );
     drop(silent);
 }

@@ -177,9 +177,11 @@ impl Capture {
                 .ok_or(Error::Map("TCP_EVENTS"))?,
         )
         .map_err(|_| Error::Map("TCP_EVENTS"))?;
-        let data_ring =
-            RingBuf::try_from(ebpf.take_map("DATA_EVENTS").ok_or(Error::Map("DATA_EVENTS"))?)
-                .map_err(|_| Error::Map("DATA_EVENTS"))?;
+        let data_ring = RingBuf::try_from(
+            ebpf.take_map("DATA_EVENTS")
+                .ok_or(Error::Map("DATA_EVENTS"))?,
+        )
+        .map_err(|_| Error::Map("DATA_EVENTS"))?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(Error::Map("COUNTERS"))?)
                 .map_err(|_| Error::Map("COUNTERS"))?;

@@ -141,7 +141,11 @@ impl ProtocolStatsTable {
     /// The table's rows now.
     pub fn batch(&self) -> Result<RecordBatch> {
         let c = &self.info.counters;
-        let per = c.protocols.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let per = c
+            .protocols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let n = PROTOCOLS.len();
         let counts = |f: &dyn Fn(&ProtocolCounters) -> u64| -> ArrayRef {
             Arc::new(UInt64Array::from_iter_values(

@@ -1,0 +1,392 @@
+//! The sessionizer over hand-made data events whose timestamps and bytes the tests choose.
+
+use std::{collections::HashSet, net::Ipv4Addr, time::Duration};
+
+use kindling_agent_common::{AF_INET, COMM_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall};
+
+use super::*;
+
+#[derive(Default)]
+struct Rows {
+    calls: Vec<CallRecord>,
+    dns: Vec<DnsRecord>,
+}
+
+impl CallSink for Rows {
+    fn call(&mut self, record: CallRecord) {
+        self.calls.push(record);
+    }
+    fn dns(&mut self, record: DnsRecord) {
+        self.dns.push(record);
+    }
+}
+
+type End = ([u8; 4], u16);
+
+const CLIENT: End = ([10, 0, 0, 1], 40_000);
+const SERVER: End = ([10, 0, 0, 2], 80);
+
+/// One data event: `payload` captured whole, unless `len` says the syscall moved more.
+#[allow(clippy::too_many_arguments)]
+fn event(
+    sk: u64,
+    syscall: SocketSyscall,
+    (enter, exit): (u64, u64),
+    local: End,
+    remote: End,
+    udp: bool,
+    payload: &[u8],
+    len: usize,
+) -> DataEvent {
+    let mut ev = DataEvent {
+        ts_enter_ns: enter,
+        ts_exit_ns: exit,
+        skaddr: sk,
+        len: len as u64,
+        pid: 42,
+        tid: 43,
+        fd: 5,
+        captured: payload.len().min(PAYLOAD_MAX) as u16,
+        syscall: syscall as u8,
+        sock_type: if udp { 2 } else { 1 },
+        sport: local.1,
+        dport: remote.1,
+        family: AF_INET,
+        _pad: [0; 2],
+        saddr: [0; 16],
+        daddr: [0; 16],
+        comm: [0; COMM_LEN],
+        payload: [0; PAYLOAD_MAX],
+    };
+    ev.saddr[..4].copy_from_slice(&local.0);
+    ev.daddr[..4].copy_from_slice(&remote.0);
+    ev.comm[..4].copy_from_slice(b"test");
+    let n = payload.len().min(PAYLOAD_MAX);
+    ev.payload[..n].copy_from_slice(&payload[..n]);
+    ev
+}
+
+fn tcp(
+    sk: u64,
+    syscall: SocketSyscall,
+    at: (u64, u64),
+    local: End,
+    remote: End,
+    data: &[u8],
+) -> DataEvent {
+    event(sk, syscall, at, local, remote, false, data, data.len())
+}
+
+fn sessionizer(dns_timeout: Duration) -> Sessionizer {
+    Sessionizer::new(Clock::with_offset(0), 1024, dns_timeout)
+}
+
+const CLIENT_CONN: Option<ConnRef> = Some(ConnRef {
+    role: Role::Client,
+    conn_id: 7,
+});
+
+#[test]
+fn keep_alive_http_timing_sizes_and_query_strings() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let req1 = b"GET /a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n\r\n";
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123";
+    let req2 = b"GET /b?token=secret HTTP/1.1\r\nHost: x\r\n\r\n";
+    let resp2 = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    use SocketSyscall::*;
+    for ev in [
+        // The request is written from 1000 to 1100; the response's head and 4 body bytes are
+        // read at 5000, the other 6 at 7000.
+        tcp(1, Sendto, (1000, 1100), CLIENT, SERVER, req1),
+        tcp(1, Recvfrom, (900, 5000), CLIENT, SERVER, head),
+        tcp(1, Recvfrom, (6000, 7000), CLIENT, SERVER, b"456789"),
+        tcp(1, Write, (8000, 8050), CLIENT, SERVER, req2),
+        tcp(1, Read, (8000, 9000), CLIENT, SERVER, resp2),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    let got: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                c.ts_ns,
+                c.method.as_str(),
+                c.resource.as_str(),
+                c.status.as_str(),
+                c.is_error,
+                (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
+                (c.request_bytes, c.response_bytes),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                1000,
+                "GET",
+                "/a",
+                "200",
+                false,
+                (100, 3900, 2000),
+                (req1.len() as u64, head.len() as u64 + 6)
+            ),
+            (
+                8000,
+                "GET",
+                "/b",
+                "404",
+                true,
+                (50, 950, 0),
+                (req2.len() as u64, resp2.len() as u64)
+            ),
+        ]
+    );
+    let c = &rows.calls[0];
+    assert_eq!((c.role, c.conn_id, c.protocol), (Role::Client, 7, "http"));
+    assert_eq!(
+        (
+            c.endpoints.src_ip,
+            c.endpoints.src_port,
+            c.endpoints.dst_port
+        ),
+        (Ipv4Addr::new(10, 0, 0, 1).into(), 40_000, 80)
+    );
+    assert_eq!(
+        (c.owner.pid, c.owner.tid, c.owner.comm.as_str()),
+        (42, 43, "test")
+    );
+    assert_eq!(s.stats().per_protocol["http"].calls, 2);
+}
+
+#[test]
+fn pipelined_redis_on_the_server_side() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::from([6379]);
+    let local = ([10, 0, 0, 2], 6379);
+    let commands =
+        b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINCR\r\n$1\r\na\r\n";
+    let replies = b"$1\r\nx\r\n+PONG\r\n-ERR value is not an integer or out of range\r\n";
+    // Not known to the tracker: the listening port makes it the server end.
+    s.on_event(
+        &tcp(2, SocketSyscall::Read, (0, 100), local, CLIENT, commands),
+        None,
+        &listen,
+        &mut rows,
+    );
+    s.on_event(
+        &tcp(2, SocketSyscall::Write, (200, 250), local, CLIENT, replies),
+        None,
+        &listen,
+        &mut rows,
+    );
+    let got: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                c.method.as_str(),
+                c.status.as_str(),
+                c.is_error,
+                c.role,
+                c.endpoints.src_port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("GET", "", false, Role::Server, 40_000),
+            ("PING", "", false, Role::Server, 40_000),
+            ("INCR", "ERR", true, Role::Server, 40_000),
+        ]
+    );
+    // The segment's bytes go to the first message of each direction.
+    assert_eq!(
+        rows.calls
+            .iter()
+            .map(|c| (c.request_bytes, c.response_bytes))
+            .collect::<Vec<_>>(),
+        [
+            (commands.len() as u64, replies.len() as u64),
+            (0, 0),
+            (0, 0)
+        ]
+    );
+}
+
+#[test]
+fn a_reused_socket_address_starts_a_new_session() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    // A client whose process exited with a request unanswered (no close(2) seen)...
+    let req = b"GET /old HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.on_event(
+        &tcp(3, SocketSyscall::Write, (0, 10), CLIENT, SERVER, req),
+        CLIENT_CONN,
+        &listen,
+        &mut rows,
+    );
+    // ...and the same struct sock address, reused for the server end of another connection.
+    let server = Some(ConnRef {
+        role: Role::Server,
+        conn_id: 9,
+    });
+    let peer = ([10, 0, 0, 3], 40_001);
+    let new_req = b"GET /new HTTP/1.1\r\nHost: x\r\n\r\n";
+    let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+    s.on_event(
+        &tcp(3, SocketSyscall::Read, (20, 30), SERVER, peer, new_req),
+        server,
+        &listen,
+        &mut rows,
+    );
+    s.on_event(
+        &tcp(3, SocketSyscall::Write, (40, 50), SERVER, peer, resp),
+        server,
+        &listen,
+        &mut rows,
+    );
+    assert_eq!(rows.calls.len(), 1);
+    let c = &rows.calls[0];
+    assert_eq!(
+        (c.resource.as_str(), c.role, c.conn_id),
+        ("/new", Role::Server, 9)
+    );
+    assert_eq!((c.endpoints.src_port, c.endpoints.dst_port), (40_001, 80));
+    assert_eq!(s.stats().per_protocol["http"].unmatched, 1);
+    assert_eq!(s.live(), 1);
+}
+
+#[test]
+fn a_head_split_over_two_reads_starts_at_the_first() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let server = Some(ConnRef {
+        role: Role::Server,
+        conn_id: 1,
+    });
+    let (a, b) = (&b"GET /split HTTP/1.1\r\n"[..], &b"Host: x\r\n\r\n"[..]);
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    s.on_event(
+        &tcp(4, SocketSyscall::Read, (0, 100), SERVER, CLIENT, a),
+        server,
+        &listen,
+        &mut rows,
+    );
+    s.on_event(
+        &tcp(4, SocketSyscall::Read, (150, 300), SERVER, CLIENT, b),
+        server,
+        &listen,
+        &mut rows,
+    );
+    s.on_event(
+        &tcp(4, SocketSyscall::Write, (400, 420), SERVER, CLIENT, resp),
+        server,
+        &listen,
+        &mut rows,
+    );
+    let c = &rows.calls[0];
+    assert_eq!(c.ts_ns, 100);
+    assert_eq!(c.request_bytes, (a.len() + b.len()) as u64);
+    assert_eq!(
+        (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
+        (200, 100, 20)
+    );
+}
+
+fn dns_query(id: u16, name: &[&str]) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    q
+}
+
+fn dns_answer(query: &[u8], nxdomain: bool) -> Vec<u8> {
+    let mut r = query.to_vec();
+    r[2] = 0x81;
+    r[3] = if nxdomain { 0x83 } else { 0x80 };
+    if !nxdomain {
+        r[7] = 1;
+        r.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 1, 2, 3]);
+    }
+    r
+}
+
+#[test]
+fn dns_pairs_by_id_in_any_order_and_times_out() {
+    let mut s = sessionizer(Duration::ZERO);
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let resolver = ([127, 0, 0, 53], 53);
+    let udp =
+        |syscall, at, data: &[u8]| event(5, syscall, at, CLIENT, resolver, true, data, data.len());
+    let (q1, q2, q3) = (
+        dns_query(1, &["a", "example"]),
+        dns_query(2, &["nx", "example"]),
+        dns_query(3, &["silent", "example"]),
+    );
+    use SocketSyscall::*;
+    for ev in [
+        udp(Sendmmsg, (100, 110), &q1),
+        udp(Sendmmsg, (100, 110), &q2),
+        // The second query's answer comes first.
+        udp(Recvfrom, (120, 500), &dns_answer(&q2, true)),
+        udp(Recvfrom, (510, 900), &dns_answer(&q1, false)),
+        udp(Sendto, (1000, 1010), &q3),
+    ] {
+        s.on_event(&ev, None, &listen, &mut rows);
+    }
+    s.sweep(&mut rows);
+    let got: Vec<_> = rows
+        .dns
+        .iter()
+        .map(|d| {
+            (
+                d.domain.as_str(),
+                d.qtype.as_str(),
+                d.rcode.as_str(),
+                d.answers.as_str(),
+                d.latency_ns,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("nx.example", "A", "NXDOMAIN", "", Some(400)),
+            ("a.example", "A", "NOERROR", "10.1.2.3", Some(800)),
+            ("silent.example", "A", "TIMEOUT", "", None),
+        ]
+    );
+    assert!(
+        rows.dns
+            .iter()
+            .all(|d| d.transport == "udp" && d.server_ip == Ipv4Addr::new(127, 0, 0, 53))
+    );
+    // Answered lookups are calls too; the timeout is not.
+    assert_eq!(
+        rows.calls
+            .iter()
+            .map(|c| (c.resource.as_str(), c.is_error))
+            .collect::<Vec<_>>(),
+        [("nx.example", true), ("a.example", false)]
+    );
+}
+
+#[test]
+fn bytes_move_at_a_send_entry_and_a_receive_exit() {
+    let send = tcp(1, SocketSyscall::Write, (10, 20), CLIENT, SERVER, b"x");
+    let recv = tcp(1, SocketSyscall::Read, (5, 15), CLIENT, SERVER, b"x");
+    assert_eq!((moved_at(&send), moved_at(&recv)), (10, 15));
+}
