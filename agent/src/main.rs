@@ -46,6 +46,11 @@ struct Args {
     /// off (no L7 parsing).
     #[arg(long, default_value_t = 1024)]
     payload_bytes: u32,
+    /// Store the captured first bytes of every call's request and response in `calls`
+    /// (`request_payload`, `response_payload`). Off by default: payloads can hold personal data
+    /// and secrets (credential headers are masked even then; SQL literals are not).
+    #[arg(long)]
+    store_payloads: bool,
     /// Seconds after which a DNS query without answer is recorded with rcode TIMEOUT.
     #[arg(long, default_value_t = 5)]
     dns_timeout: u64,
@@ -103,6 +108,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             open_flow_interval: Duration::from_secs(args.open_flow_interval),
             max_sessions: args.max_connections,
             dns_timeout: Duration::from_secs(args.dns_timeout),
+            store_payloads: args.store_payloads,
         },
     )
     .context("starting the capture thread")?;

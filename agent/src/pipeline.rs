@@ -47,6 +47,8 @@ pub struct PipelineConfig {
     pub max_sessions: usize,
     /// DNS queries unanswered this long are recorded as TIMEOUT.
     pub dns_timeout: Duration,
+    /// Keep calls' captured payload prefixes (`--store-payloads`).
+    pub store_payloads: bool,
 }
 
 /// Data events taken off the ring per round (then TCP events get their turn again).
@@ -238,7 +240,8 @@ fn run(
 ) {
     let clock = Clock::now();
     let mut tracker = ConnTracker::new(clock, config.max_conns);
-    let mut sessions = Sessionizer::new(clock, config.max_sessions, config.dns_timeout);
+    let mut sessions = Sessionizer::new(clock, config.max_sessions, config.dns_timeout)
+        .with_payloads(config.store_payloads);
     let mut last_sweep = Instant::now();
     let mut data_batch: Vec<DataEvent> = Vec::with_capacity(DATA_BATCH);
     let mut batcher = Batcher::new(&config.node);

@@ -164,6 +164,10 @@ pub struct CallRecord {
     pub conn_id: u64,
     /// W3C trace id, when the request carried a traceparent header.
     pub trace_id: Option<String>,
+    /// Captured first bytes of the request, with `--store-payloads` only.
+    pub request_payload: Option<String>,
+    /// Captured first bytes of the response, with `--store-payloads` only.
+    pub response_payload: Option<String>,
 }
 
 /// One row of `dns`.
@@ -213,6 +217,8 @@ pub struct CallsBuilder {
     comm: StringBuilder,
     conn_id: UInt64Builder,
     trace_id: StringBuilder,
+    request_payload: StringBuilder,
+    response_payload: StringBuilder,
     len: usize,
 }
 
@@ -241,6 +247,8 @@ impl CallsBuilder {
             comm: StringBuilder::new(),
             conn_id: UInt64Builder::new(),
             trace_id: StringBuilder::new(),
+            request_payload: StringBuilder::new(),
+            response_payload: StringBuilder::new(),
             len: 0,
         }
     }
@@ -278,6 +286,10 @@ impl CallsBuilder {
         self.comm.append_value(&r.owner.comm);
         self.conn_id.append_value(r.conn_id);
         self.trace_id.append_option(r.trace_id.as_deref());
+        self.request_payload
+            .append_option(r.request_payload.as_deref());
+        self.response_payload
+            .append_option(r.response_payload.as_deref());
         self.len += 1;
     }
 
@@ -312,6 +324,8 @@ impl CallsBuilder {
                 Arc::new(self.conn_id.finish()),
                 node_column(&self.node, len),
                 Arc::new(self.trace_id.finish()),
+                Arc::new(self.request_payload.finish()),
+                Arc::new(self.response_payload.finish()),
             ],
         )
     }

@@ -91,6 +91,8 @@ struct OpenCall {
     last_byte_ns: i64,
     response_bytes: u64,
     request_done: bool,
+    request_payload: Option<String>,
+    response_payload: Option<String>,
 }
 
 #[derive(Debug)]
@@ -147,6 +149,8 @@ pub struct Sessionizer {
     /// [`CLOSE_GRACE_NS`] so that their last data events, which travel on the other ring
     /// buffer, are still paired.
     closing: VecDeque<(i64, u64, u64)>,
+    /// Whether calls keep the captured first bytes of their request and response.
+    store_payloads: bool,
     stats: SessionStats,
 }
 
@@ -188,8 +192,16 @@ impl Sessionizer {
             dns_timeout_ns: dns_timeout.as_nanos() as i64,
             sessions: HashMap::new(),
             closing: VecDeque::new(),
+            store_payloads: false,
             stats: SessionStats::default(),
         }
+    }
+
+    /// Keeps the captured first bytes of each call's request and response in its row
+    /// (`--store-payloads`; credential header values are masked even then).
+    pub fn with_payloads(mut self, on: bool) -> Self {
+        self.store_payloads = on;
+        self
     }
 
     /// Counters so far.
@@ -388,6 +400,10 @@ impl Sessionizer {
         session.carry[1 - dir_index] = (0, 0);
         let (carried, carried_since) = session.carry[dir_index];
         let mut started = false;
+        // The segment's captured bytes, for the first message starting in it.
+        let mut payload = self
+            .store_payloads
+            .then(|| payload_text(protocol, captured));
         for event in outcome.events {
             match event {
                 MessageEvent::RequestStart(request) => {
@@ -414,6 +430,8 @@ impl Sessionizer {
                         last_byte_ns: 0,
                         response_bytes: 0,
                         request_done: false,
+                        request_payload: payload.take(),
+                        response_payload: None,
                     });
                     session.writing = Some(session.open.len() - 1);
                 }
@@ -435,6 +453,7 @@ impl Sessionizer {
                             call.first_byte_ns = if carry > 0 { since } else { first_ns };
                             call.last_byte_ns = last_ns;
                             call.response_bytes = std::mem::take(&mut bytes_left) + carry;
+                            call.response_payload = payload.take();
                             session.reading = Some(i);
                         }
                         None => {
@@ -582,6 +601,14 @@ impl Sessionizer {
     }
 }
 
+fn payload_text(protocol: Protocol, captured: &[u8]) -> String {
+    let bytes = match protocol {
+        Protocol::Http => kindling_protocols::http::redact_credentials(captured),
+        _ => captured.to_vec(),
+    };
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn timeout_dns(session: &Session, call: OpenCall, sink: &mut impl CallSink) {
     sink.dns(DnsRecord {
         ts_ns: call.start_ns,
@@ -648,6 +675,8 @@ fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl C
         owner,
         conn_id: session.conn_id,
         trace_id: call.request.trace_id,
+        request_payload: call.request_payload,
+        response_payload: call.response_payload,
     });
 }
 

@@ -2035,3 +2035,49 @@ mod tests {
         }
     }
 }
+
+/// Header names whose values are credentials: [`redact_credentials`] masks them.
+const CREDENTIAL_HEADERS: [&[u8]; 4] = [b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"];
+
+/// A copy of `bytes` (the start of an HTTP message, or any bytes) with the value of every
+/// `Authorization`, `Proxy-Authorization`, `Cookie` and `Set-Cookie` header line replaced by
+/// `***`. A header line cut at the end of `bytes` is masked to the end.
+pub fn redact_credentials(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let colon = line.iter().position(|&b| b == b':');
+        let credential = colon.is_some_and(|c| {
+            let name = line[..c].trim_ascii();
+            CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+        });
+        match colon {
+            Some(c) if credential => {
+                out.extend_from_slice(&line[..=c]);
+                out.extend_from_slice(b" ***");
+                if line.ends_with(b"\r\n") {
+                    out.extend_from_slice(b"\r\n");
+                } else if line.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_credentials;
+
+    #[test]
+    fn credential_headers_are_masked_in_any_case_and_when_cut() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nauthorization: Bearer kl-1\r\n\
+            Cookie: s=kl-2\r\nX-Cookie-Note: kept\r\nSet-Cookie: kl-3";
+        assert_eq!(
+            String::from_utf8(redact_credentials(head)).unwrap(),
+            "GET / HTTP/1.1\r\nHost: a\r\nauthorization: ***\r\nCookie: ***\r\n\
+             X-Cookie-Note: kept\r\nSet-Cookie: ***"
+        );
+    }
+}

@@ -171,6 +171,10 @@ static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("node"),
         // From a W3C traceparent header.
         Field::new("trace_id", DataType::Utf8, true),
+        // The captured first bytes of the request and the response (lossy UTF-8), only with
+        // the agent's --store-payloads; credential header values are masked even then.
+        Field::new("request_payload", DataType::Utf8, true),
+        Field::new("response_payload", DataType::Utf8, true),
     ]);
     Arc::new(Schema::new(fields))
 });
