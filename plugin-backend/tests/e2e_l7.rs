@@ -852,14 +852,35 @@ fn payload_prefixes_only_when_asked_and_credentials_masked() {
     // By default: no payload in any row.
     {
         let agent = AgentProcess::start("l7-nopayload", &[]);
-        curl(&["-s", "-o", "/dev/null", "-w", "%{http_code} 0 0 0 0 0\n", auth[0], auth[1], &url]);
+        curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} 0 0 0 0 0\n",
+            auth[0],
+            auth[1],
+            &url,
+        ]);
         wait_count(&agent, &count, 2);
         let rows = agent.query_json(&payload_sql);
         assert_eq!(rows.len(), 2);
-        assert!(rows.iter().all(|r| r["request_payload"].is_null() && r["response_payload"].is_null()));
+        assert!(
+            rows.iter()
+                .all(|r| r["request_payload"].is_null() && r["response_payload"].is_null())
+        );
     }
     let agent = AgentProcess::start("l7-payload", &["--store-payloads"]);
-    curl(&["-s", "-o", "/dev/null", "-w", "%{http_code} 0 0 0 0 0\n", auth[0], auth[1], &url]);
+    curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} 0 0 0 0 0\n",
+        auth[0],
+        auth[1],
+        &url,
+    ]);
     wait_count(&agent, &count, 2);
     let rows = agent.query_json(&payload_sql);
     assert_eq!(rows.len(), 2);
@@ -867,7 +888,10 @@ fn payload_prefixes_only_when_asked_and_credentials_masked() {
         let req = r["request_payload"].as_str().unwrap();
         let resp = r["response_payload"].as_str().unwrap();
         assert!(req.starts_with("GET /ok?x=1 HTTP/1.1\r\n"), "{req}");
-        assert!(req.contains("\r\nAuthorization: ***\r\n") && !req.contains("kl-secret"), "{req}");
+        assert!(
+            req.contains("\r\nAuthorization: ***\r\n") && !req.contains("kl-secret"),
+            "{req}"
+        );
         assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     }
 }

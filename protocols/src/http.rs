@@ -2037,7 +2037,12 @@ mod tests {
 }
 
 /// Header names whose values are credentials: [`redact_credentials`] masks them.
-const CREDENTIAL_HEADERS: [&[u8]; 4] = [b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"];
+const CREDENTIAL_HEADERS: [&[u8]; 4] = [
+    b"authorization",
+    b"proxy-authorization",
+    b"cookie",
+    b"set-cookie",
+];
 
 /// A copy of `bytes` (the start of an HTTP message, or any bytes) with the value of every
 /// `Authorization`, `Proxy-Authorization`, `Cookie` and `Set-Cookie` header line replaced by
@@ -2048,7 +2053,9 @@ pub fn redact_credentials(bytes: &[u8]) -> Vec<u8> {
         let colon = line.iter().position(|&b| b == b':');
         let credential = colon.is_some_and(|c| {
             let name = line[..c].trim_ascii();
-            CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+            CREDENTIAL_HEADERS
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
         });
         match colon {
             Some(c) if credential => {

@@ -315,7 +315,7 @@ impl Conversation {
                 if cut {
                     out.truncated += 1;
                 }
-                let statement = Statement::of(body);
+                let statement = Statement::of_mysql(body);
                 let method = if code == 0x03 {
                     statement.verb.clone()
                 } else {
@@ -1136,7 +1136,7 @@ mod tests {
     }
 
     fn normalize_visible(sql: &str) -> String {
-        crate::sql::normalize(sql)
+        crate::sql::normalize_mysql(sql)
     }
 
     #[test]

@@ -30,6 +30,16 @@ const MAX_VERB: usize = 32;
 /// (a statement cut by the capture size) becomes `?` up to the end. The result is at most
 /// [`MAX_NORMALIZED`] bytes.
 pub fn normalize(sql: &str) -> String {
+    normalize_dialect(sql, false)
+}
+
+/// [`normalize`] for MySQL, where a double-quoted text is a string literal (the default
+/// `sql_mode` has no ANSI_QUOTES), so it becomes `?` too; backquoted names are kept.
+pub fn normalize_mysql(sql: &str) -> String {
+    normalize_dialect(sql, true)
+}
+
+fn normalize_dialect(sql: &str, double_quoted_strings: bool) -> String {
     let b = sql.as_bytes();
     let mut out = Normalized {
         text: String::with_capacity(sql.len().min(MAX_NORMALIZED)),
@@ -52,7 +62,11 @@ pub fn normalize(sql: &str) -> String {
                 out.space = true;
             }
             b'\'' => {
-                i = string_end(b, i);
+                i = string_end(b, i, b'\'');
+                out.push("?");
+            }
+            b'"' if double_quoted_strings => {
+                i = string_end(b, i, b'"');
                 out.push("?");
             }
             b'"' | b'`' => {
@@ -90,7 +104,7 @@ pub fn normalize(sql: &str) -> String {
             _ if is_word_start(c) => {
                 let end = word_end(b, i);
                 if b.get(end) == Some(&b'\'') && is_string_prefix(&b[i..end]) {
-                    i = string_end(b, end);
+                    i = string_end(b, end, b'\'');
                     out.push("?");
                 } else {
                     out.push(&sql[i..end]);
@@ -191,13 +205,13 @@ fn block_comment_end(b: &[u8], start: usize) -> usize {
 }
 
 /// Index after the single-quoted string at `start`; `''` and backslash escapes stay inside.
-fn string_end(b: &[u8], start: usize) -> usize {
+fn string_end(b: &[u8], start: usize, quote: u8) -> usize {
     let mut i = start + 1;
     while i < b.len() {
         match b[i] {
             b'\\' => i += 2,
-            b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return i + 1,
+            q if q == quote && b.get(i + 1) == Some(&quote) => i += 2,
+            q if q == quote => return i + 1,
             _ => i += 1,
         }
     }
@@ -285,6 +299,15 @@ impl Statement {
         Self {
             verb: verb(&sql),
             normalized: normalize(&sql),
+        }
+    }
+
+    /// [`Statement::of`] in MySQL's dialect ([`normalize_mysql`]).
+    pub(crate) fn of_mysql(text: &[u8]) -> Self {
+        let sql = String::from_utf8_lossy(text);
+        Self {
+            verb: verb(&sql),
+            normalized: normalize_mysql(&sql),
         }
     }
 }
@@ -650,6 +673,17 @@ mod tests {
             assert!(!got.contains("S3cr3t"), "{sql:?} -> {got:?}");
         }
         assert!(!normalize("SELECT 4111111111111111").contains("4111"));
+    }
+
+    #[test]
+    fn mysql_double_quoted_strings_are_literals() {
+        let sql = "SELECT * FROM `t` WHERE pw = \"kl-secret\" AND n = \"a\"\"b\"";
+        assert_eq!(
+            normalize_mysql(sql),
+            "SELECT * FROM `t` WHERE pw = ? AND n = ?"
+        );
+        // Elsewhere (PostgreSQL) they are identifiers.
+        assert_eq!(normalize("SELECT \"Col\" FROM t"), "SELECT \"Col\" FROM t");
     }
 
     #[test]
