@@ -763,7 +763,7 @@ fn dns_answers_nxdomain_and_timeouts() {
     let dig = |port: u16, name: &str| {
         Command::new("dig")
             .args([
-                &format!("@127.0.0.1"),
+                "@127.0.0.1",
                 "-p",
                 &port.to_string(),
                 name,
@@ -786,8 +786,8 @@ fn dns_answers_nxdomain_and_timeouts() {
     }
     dig(silent_port, "silent.example");
 
-    let q = format!("SELECT count(*) AS n FROM dns WHERE domain LIKE '%example'");
-    wait_count(&agent, &q, 6);
+    let q = "SELECT count(*) AS n FROM dns WHERE domain LIKE '%example'";
+    wait_count(&agent, q, 6);
     // The timeout row comes after --dns-timeout (1 s).
     std::thread::sleep(Duration::from_millis(1500));
     let rows = agent.query_json(
