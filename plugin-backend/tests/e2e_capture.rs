@@ -370,7 +370,7 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
 
 /// The frame's rows as (role, pid, comm, bytes_sent, bytes_received).
 fn frame_flows(b: &RecordBatch) -> Vec<(String, u32, String, u64, u64)> {
-    let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+    let col = |name: &str| std::sync::Arc::clone(b.column(b.schema().index_of(name).unwrap()));
     let role = col("role");
     let pid = col("pid");
     let comm = col("comm");

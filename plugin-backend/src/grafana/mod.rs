@@ -27,18 +27,11 @@ pub use query::DatasourceSettings;
 
 /// The plugin's state: only limits; agents come with each request's datasource settings.
 #[derive(Debug, Clone, GrafanaPlugin)]
+#[derive(Default)]
 #[grafana_plugin(plugin_type = "datasource", json_data = "DatasourceSettings")]
 pub struct KindlingPlugin {
     /// Limits of every query.
     pub limits: EngineLimits,
-}
-
-impl Default for KindlingPlugin {
-    fn default() -> Self {
-        Self {
-            limits: EngineLimits::default(),
-        }
-    }
 }
 
 /// A failed query, with its refId.
@@ -123,9 +116,9 @@ impl KindlingPlugin {
         .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
         let checked = frames
             .iter_mut()
-            .map(|f| f.check())
+            .map(|f| f.check().map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueryError::new(&ref_id, Status::Internal, e.to_string()))?;
+            .map_err(|e| QueryError::new(&ref_id, Status::Internal, e))?;
         Ok(backend::DataResponse::new(ref_id, checked))
     }
 }

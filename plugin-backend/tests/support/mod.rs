@@ -92,7 +92,7 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
             tid: 100 + (id % 3) as u32,
             comm: COMMS[(id % 3) as usize].to_owned(),
         },
-        role: if id % 2 == 0 {
+        role: if id.is_multiple_of(2) {
             Role::Client
         } else {
             Role::Server
