@@ -194,9 +194,16 @@ impl ConnTracker {
 
     /// Role and id of the live connection of socket `skaddr`, if followed.
     pub fn conn_ref(&self, skaddr: u64) -> Option<crate::sessions::ConnRef> {
-        self.conns.get(&skaddr).map(|c| crate::sessions::ConnRef {
-            role: c.role,
-            conn_id: c.conn_id,
+        self.conns.get(&skaddr).map(|c| {
+            let (local, remote) = match c.role {
+                Role::Client => (c.endpoints.src_port, c.endpoints.dst_port),
+                Role::Server => (c.endpoints.dst_port, c.endpoints.src_port),
+            };
+            crate::sessions::ConnRef {
+                role: c.role,
+                conn_id: c.conn_id,
+                ports: (local, remote),
+            }
         })
     }
 

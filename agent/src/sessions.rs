@@ -51,6 +51,18 @@ pub struct ConnRef {
     pub role: Role,
     /// `flows.conn_id`.
     pub conn_id: u64,
+    /// (local, remote) port as the tracker knows them; 0 where not known yet.
+    pub ports: (u16, u16),
+}
+
+impl ConnRef {
+    /// Whether this is the connection of an event with these ports. The two ring buffers are
+    /// drained one after the other, so a data event of a new socket can arrive while the
+    /// tracker still holds the previous connection of the same (reused) socket address.
+    fn matches(&self, local: u16, remote: u16) -> bool {
+        (self.ports.0 == 0 || self.ports.0 == local)
+            && (self.ports.1 == 0 || self.ports.1 == remote)
+    }
 }
 
 /// Counters per protocol, for `agent_stats`.
@@ -243,6 +255,7 @@ impl Sessionizer {
             peer: (transport == Transport::Udp).then_some(remote),
         };
         let send = syscall.is_send();
+        let conn = conn.filter(|c| c.matches(local.1, remote.1));
         let stale = self.sessions.get(&key).is_some_and(|s| {
             s.local != local
                 || (transport == Transport::Tcp && s.remote != remote)
@@ -305,6 +318,12 @@ impl Sessionizer {
             self.sessions.insert(key, session);
         }
         let session = self.sessions.get_mut(&key).expect("inserted above");
+        if session.conn_id == 0
+            && let Some(c) = conn
+            && c.role == session.role
+        {
+            session.conn_id = c.conn_id;
+        }
         let direction = match (session.role, send) {
             (Role::Client, true) | (Role::Server, false) => Direction::Request,
             _ => Direction::Response,
@@ -341,6 +360,10 @@ impl Sessionizer {
                                 Detection::Known(p, kindling_protocols::parser(p, transport));
                         }
                         None if *segments >= DETECT_SEGMENTS => {
+                            tracing::trace!(
+                                sk = ev.skaddr, pid = ev.pid, role = ?session.role,
+                                "Protocol not recognized"
+                            );
                             session.detection = Detection::Unknown;
                             self.stats.undetected += 1;
                             return;

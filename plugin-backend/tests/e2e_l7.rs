@@ -895,3 +895,136 @@ fn payload_prefixes_only_when_asked_and_credentials_masked() {
         assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     }
 }
+
+#[test]
+fn redis_benchmark_pipelined_counts_every_command() {
+    require_root();
+    tool("redis-server");
+    tool("redis-benchmark");
+    let port = support::host::free_port();
+    let _server = Killed(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args([
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server"),
+    );
+    wait_listening(port, "redis-server");
+    let agent = AgentProcess::start("l7-redis-bench", &[]);
+    // 16 commands per write (about 800 bytes: within the 1 KiB capture), 2 connections.
+    run_ok(Command::new("redis-benchmark").args([
+        "-p",
+        &port.to_string(),
+        "-n",
+        "3200",
+        "-c",
+        "2",
+        "-P",
+        "16",
+        "-t",
+        "set,get",
+        "-d",
+        "3",
+        "-q",
+    ]));
+    let sql = format!(
+        "SELECT role, method, count(*) AS n FROM calls WHERE dst_port = {port} \
+         AND method IN ('SET', 'GET') GROUP BY role, method ORDER BY role, method"
+    );
+    wait_count(
+        &agent,
+        &format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND method IN ('SET', 'GET')"
+        ),
+        4 * 3200,
+    );
+    let got: Vec<(String, String, u64)> = agent
+        .query_json(&sql)
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap().to_owned(),
+                r["method"].as_str().unwrap().to_owned(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("client", "GET"),
+        ("client", "SET"),
+        ("server", "GET"),
+        ("server", "SET"),
+    ]
+    .map(|(r, m)| (r.to_owned(), m.to_owned(), 3200));
+    assert_eq!(got, want);
+    let stats = agent.query_json(
+        "SELECT unparsed, truncated, unmatched FROM protocol_stats WHERE protocol = 'redis'",
+    );
+    assert_eq!(
+        (
+            stats[0]["unparsed"].as_u64(),
+            stats[0]["unmatched"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_timing_sums(&agent, port);
+}
+
+#[test]
+fn wrk_keep_alive_load_matches_the_server_count() {
+    require_root();
+    tool("wrk");
+    let (_server, port) = start_server(Command::new("python3").arg(fixture("http_server.py")));
+    let agent = AgentProcess::start("l7-wrk", &[]);
+    let out = run_ok(Command::new("wrk").args([
+        "-t1",
+        "-c4",
+        "-d2s",
+        &format!("http://127.0.0.1:{port}/ok"),
+    ]));
+    // "N requests in 2.00s, ..." counts completed responses.
+    let done: u64 = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{out}"));
+    assert!(done > 100, "{out}");
+    let server =
+        format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND role = 'server'");
+    wait_count(&agent, &server, done);
+    // wrk stops with up to one request in flight per connection: the server may have answered
+    // those too (4 connections), and no call may be missing.
+    for role in ["server", "client"] {
+        let n = agent.query_json(&format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND role = '{role}' \
+             AND method = 'GET' AND resource = '/ok' AND status = '200'"
+        ))[0]["n"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            (done..=done + 4).contains(&n),
+            "{role}: {n} calls for {done} responses"
+        );
+    }
+    let dropped = agent.query_json("SELECT max(events_dropped) AS d FROM agent_stats");
+    assert_eq!(dropped[0]["d"].as_u64(), Some(0));
+    assert_timing_sums(&agent, port);
+}

@@ -84,6 +84,7 @@ fn sessionizer(dns_timeout: Duration) -> Sessionizer {
 const CLIENT_CONN: Option<ConnRef> = Some(ConnRef {
     role: Role::Client,
     conn_id: 7,
+    ports: (40_000, 80),
 });
 
 #[test]
@@ -236,6 +237,7 @@ fn a_reused_socket_address_starts_a_new_session() {
     let server = Some(ConnRef {
         role: Role::Server,
         conn_id: 9,
+        ports: (80, 40_001),
     });
     let peer = ([10, 0, 0, 3], 40_001);
     let new_req = b"GET /new HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -271,6 +273,7 @@ fn a_head_split_over_two_reads_starts_at_the_first() {
     let server = Some(ConnRef {
         role: Role::Server,
         conn_id: 1,
+        ports: (0, 0),
     });
     let (a, b) = (&b"GET /split HTTP/1.1\r\n"[..], &b"Host: x\r\n\r\n"[..]);
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -389,4 +392,48 @@ fn bytes_move_at_a_send_entry_and_a_receive_exit() {
     let send = tcp(1, SocketSyscall::Write, (10, 20), CLIENT, SERVER, b"x");
     let recv = tcp(1, SocketSyscall::Read, (5, 15), CLIENT, SERVER, b"x");
     assert_eq!((moved_at(&send), moved_at(&recv)), (10, 15));
+}
+
+#[test]
+fn tracker_info_of_a_previous_socket_at_the_same_address_is_ignored() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::from([6379]);
+    let local = ([10, 0, 0, 2], 6379);
+    // The tracker still holds the client connection that used this address before.
+    let previous = Some(ConnRef {
+        role: Role::Client,
+        conn_id: 3,
+        ports: (50_000, 6379),
+    });
+    let cmd = b"*1\r\n$4\r\nPING\r\n";
+    s.on_event(
+        &tcp(6, SocketSyscall::Read, (0, 10), local, CLIENT, cmd),
+        previous,
+        &listen,
+        &mut rows,
+    );
+    let current = Some(ConnRef {
+        role: Role::Server,
+        conn_id: 4,
+        ports: (6379, 40_000),
+    });
+    s.on_event(
+        &tcp(
+            6,
+            SocketSyscall::Write,
+            (20, 30),
+            local,
+            CLIENT,
+            b"+PONG\r\n",
+        ),
+        current,
+        &listen,
+        &mut rows,
+    );
+    assert_eq!(rows.calls.len(), 1);
+    assert_eq!(
+        (rows.calls[0].role, rows.calls[0].conn_id),
+        (Role::Server, 4)
+    );
 }

@@ -26,8 +26,7 @@ use crate::{
 pub use query::DatasourceSettings;
 
 /// The plugin's state: only limits; agents come with each request's datasource settings.
-#[derive(Debug, Clone, GrafanaPlugin)]
-#[derive(Default)]
+#[derive(Debug, Clone, GrafanaPlugin, Default)]
 #[grafana_plugin(plugin_type = "datasource", json_data = "DatasourceSettings")]
 pub struct KindlingPlugin {
     /// Limits of every query.
