@@ -271,14 +271,10 @@ fn assert_timing_sums(agent: &AgentProcess, port: u16) {
     assert_eq!(bad[0]["n"].as_u64(), Some(0));
 }
 
-#[test]
-fn redis_commands_errors_and_a_pipeline() {
-    require_root();
+/// A private redis-server on 127.0.0.1:`port`, without persistence.
+fn start_redis(port: u16) -> Killed {
     tool("redis-server");
-    tool("redis-cli");
-    let agent = AgentProcess::start("l7-redis", &[]);
-    let port = support::host::free_port();
-    let _server = Killed(
+    let server = Killed(
         Command::new("redis-server")
             .args([
                 "--port",
@@ -301,6 +297,17 @@ fn redis_commands_errors_and_a_pipeline() {
             .expect("spawn redis-server"),
     );
     wait_listening(port, "redis-server");
+    server
+}
+
+#[test]
+fn redis_commands_errors_and_a_pipeline() {
+    require_root();
+    tool("redis-server");
+    tool("redis-cli");
+    let agent = AgentProcess::start("l7-redis", &[]);
+    let port = support::host::free_port();
+    let _server = start_redis(port);
     let p = port.to_string();
     let cli = |args: &[&str]| run_ok(Command::new("redis-cli").args(["-p", &p]).args(args));
     // Five commands on five connections; INCR of a non-number and LPUSH on a string fail.
@@ -902,29 +909,7 @@ fn redis_benchmark_pipelined_counts_every_command() {
     tool("redis-server");
     tool("redis-benchmark");
     let port = support::host::free_port();
-    let _server = Killed(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args([
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server"),
-    );
-    wait_listening(port, "redis-server");
+    let _server = start_redis(port);
     let agent = AgentProcess::start("l7-redis-bench", &[]);
     // 16 commands per write (about 800 bytes: within the 1 KiB capture), 2 connections.
     run_ok(Command::new("redis-benchmark").args([

@@ -20,6 +20,8 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
+#[cfg(test)]
+mod test_support;
 
 /// The transport a session runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

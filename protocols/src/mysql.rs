@@ -683,6 +683,7 @@ fn terminator_at_end(data: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::*;
 
     /// A packet: header for `payload`, with sequence id `seq`.
     fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {
@@ -767,62 +768,8 @@ mod tests {
         pkt(seq, b"\x00\x01\x00\x02\x00\x00\x00")
     }
 
-    fn start(method: &str, resource: &str) -> MessageEvent {
-        MessageEvent::RequestStart(RequestInfo {
-            method: method.to_owned(),
-            resource: resource.to_owned(),
-            ..RequestInfo::default()
-        })
-    }
-
-    fn success() -> MessageEvent {
-        MessageEvent::ResponseStart(ResponseInfo::default())
-    }
-
-    fn failure(code: &str, message: &str) -> MessageEvent {
-        MessageEvent::ResponseStart(ResponseInfo {
-            status: code.to_owned(),
-            is_error: true,
-            error_message: Some(message.to_owned()),
-            ..ResponseInfo::default()
-        })
-    }
-
-    const END_REQ: MessageEvent = MessageEvent::End {
-        direction: Direction::Request,
-    };
-    const END_RESP: MessageEvent = MessageEvent::End {
-        direction: Direction::Response,
-    };
-
-    /// A segment: direction, captured bytes, real length (0: all captured).
-    type Step = (Direction, Vec<u8>, usize);
-
-    fn req(data: Vec<u8>) -> Step {
-        (Direction::Request, data, 0)
-    }
-
-    fn resp(data: Vec<u8>) -> Step {
-        (Direction::Response, data, 0)
-    }
-
-    /// Feeds `steps`, returning each step's outcome.
     fn run(steps: &[Step]) -> Vec<FeedOutcome> {
-        let mut parser = MysqlParser::default();
-        steps
-            .iter()
-            .map(|(direction, data, len)| {
-                parser.feed(&Segment {
-                    direction: *direction,
-                    data,
-                    len: (*len).max(data.len()),
-                })
-            })
-            .collect()
-    }
-
-    fn events(outcome: &FeedOutcome) -> &[MessageEvent] {
-        &outcome.events
+        feed_all(&mut MysqlParser::default(), steps)
     }
 
     /// The login of a mariadb client, answered with OK: no calls.

@@ -587,6 +587,7 @@ fn error_info(mut fields: &[u8]) -> ResponseInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::*;
 
     /// A typed message.
     fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -650,61 +651,8 @@ mod tests {
         )
     }
 
-    fn start(method: &str, resource: &str) -> MessageEvent {
-        MessageEvent::RequestStart(RequestInfo {
-            method: method.to_owned(),
-            resource: resource.to_owned(),
-            ..RequestInfo::default()
-        })
-    }
-
-    fn success() -> MessageEvent {
-        MessageEvent::ResponseStart(ResponseInfo::default())
-    }
-
-    fn failure(code: &str, message: &str) -> MessageEvent {
-        MessageEvent::ResponseStart(ResponseInfo {
-            status: code.to_owned(),
-            is_error: true,
-            error_message: Some(message.to_owned()),
-            ..ResponseInfo::default()
-        })
-    }
-
-    const END_REQ: MessageEvent = MessageEvent::End {
-        direction: Direction::Request,
-    };
-    const END_RESP: MessageEvent = MessageEvent::End {
-        direction: Direction::Response,
-    };
-
-    /// A segment: direction, captured bytes, real length (0: all captured).
-    type Step = (Direction, Vec<u8>, usize);
-
-    fn req(data: Vec<u8>) -> Step {
-        (Direction::Request, data, 0)
-    }
-
-    fn resp(data: Vec<u8>) -> Step {
-        (Direction::Response, data, 0)
-    }
-
     fn run(steps: &[Step]) -> Vec<FeedOutcome> {
-        let mut parser = PostgresParser::default();
-        steps
-            .iter()
-            .map(|(direction, data, len)| {
-                parser.feed(&Segment {
-                    direction: *direction,
-                    data,
-                    len: (*len).max(data.len()),
-                })
-            })
-            .collect()
-    }
-
-    fn events(outcome: &FeedOutcome) -> &[MessageEvent] {
-        &outcome.events
+        feed_all(&mut PostgresParser::default(), steps)
     }
 
     #[test]

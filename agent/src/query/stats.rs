@@ -118,8 +118,7 @@ impl TableProvider for AgentStatsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let table = MemTable::try_new(schema::agent_stats(), vec![vec![self.batch()?]])?;
-        table.scan(state, projection, filters, limit).await
+        scan_once(self.batch()?, state, projection, filters, limit).await
     }
 }
 
@@ -186,7 +185,18 @@ impl TableProvider for ProtocolStatsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let table = MemTable::try_new(schema::protocol_stats(), vec![vec![self.batch()?]])?;
-        table.scan(state, projection, filters, limit).await
+        scan_once(self.batch()?, state, projection, filters, limit).await
     }
+}
+
+/// Scans one computed batch as a table.
+async fn scan_once(
+    batch: RecordBatch,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+    table.scan(state, projection, filters, limit).await
 }
