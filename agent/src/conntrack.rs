@@ -213,6 +213,12 @@ impl ConnTracker {
         std::mem::take(&mut self.closed)
     }
 
+    /// Adds ports that were listening before the agent started (their LISTEN transition was
+    /// never seen); they decide the role of sockets the tracker does not know.
+    pub fn seed_listen_ports(&mut self, ports: impl IntoIterator<Item = u16>) {
+        self.listen_ports.extend(ports);
+    }
+
     /// Local ports with a listening socket.
     pub fn listen_ports(&self) -> &HashSet<u16> {
         &self.listen_ports

@@ -240,6 +240,12 @@ fn run(
 ) {
     let clock = Clock::now();
     let mut tracker = ConnTracker::new(clock, config.max_conns);
+    match sockdiag::tcp_listening_ports() {
+        Ok(ports) => tracker.seed_listen_ports(ports),
+        Err(e) => {
+            tracing::warn!(error = %e, "Listing listening sockets failed; roles of connections that predate the agent are guessed")
+        }
+    }
     let mut sessions = Sessionizer::new(clock, config.max_sessions, config.dns_timeout)
         .with_payloads(config.store_payloads);
     let mut last_sweep = Instant::now();

@@ -3,7 +3,7 @@
 //! socket's counters only when it closes.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
@@ -25,11 +25,38 @@ const TCPI_BYTES_RETRANS: usize = 208;
 const FIN_RECEIVED_STATES: [u8; 4] = [6, 8, 9, 11];
 /// Every state but LISTEN (10) and CLOSE (7).
 const STATES: u32 = 0xfff & !(1 << 10) & !(1 << 7);
+/// LISTEN only.
+const LISTEN_STATES: u32 = 1 << 10;
 
 /// (bytes_sent, bytes_received) of payload (the same definitions as the eBPF programs use at
 /// close: retransmissions and the FIN not counted) of every live TCP socket, keyed by its endpoints as the local
 /// socket sees them (`src` = local end). IPv4-mapped IPv6 addresses are reported as IPv4.
 pub fn tcp_byte_counters() -> io::Result<HashMap<Endpoints, (u64, u64)>> {
+    let mut out = HashMap::new();
+    dump(STATES, 1 << (INET_DIAG_INFO - 1), |msg| {
+        if let Some((ends, counters)) = parse_diag_msg(msg) {
+            out.insert(ends, counters);
+        }
+    })?;
+    Ok(out)
+}
+
+/// Local ports of every listening TCP socket (IPv4 and IPv6): servers that started before
+/// the agent, whose LISTEN transition the eBPF programs never saw.
+pub fn tcp_listening_ports() -> io::Result<HashSet<u16>> {
+    let mut out = HashSet::new();
+    dump(LISTEN_STATES, 0, |msg| {
+        // inet_diag_msg: family, state, timer, retrans, then the socket id: sport (be16).
+        if msg.len() >= INET_DIAG_MSG {
+            out.insert(u16::from_be_bytes([msg[4], msg[5]]));
+        }
+    })?;
+    Ok(out)
+}
+
+/// Dumps the TCP sockets in `states` of both families, with extensions `ext`, handing each
+/// `inet_diag_msg` (and its attributes) to `on_msg`.
+fn dump(states: u32, ext: u8, mut on_msg: impl FnMut(&[u8])) -> io::Result<()> {
     // SAFETY: plain socket(2) call; the fd is owned below.
     let fd = unsafe {
         libc::socket(
@@ -44,15 +71,14 @@ pub fn tcp_byte_counters() -> io::Result<HashMap<Endpoints, (u64, u64)>> {
     // SAFETY: fd is a fresh, valid descriptor we own.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    let mut out = HashMap::new();
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-        send_request(raw, family)?;
-        receive(raw, &mut out)?;
+        send_request(raw, family, states, ext)?;
+        receive(raw, &mut on_msg)?;
     }
-    Ok(out)
+    Ok(())
 }
 
-fn send_request(fd: libc::c_int, family: u8) -> io::Result<()> {
+fn send_request(fd: libc::c_int, family: u8, states: u32, ext: u8) -> io::Result<()> {
     const LEN: usize = NLMSG_HDR + 56;
     let mut msg = [0u8; LEN];
     msg[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
@@ -62,8 +88,8 @@ fn send_request(fd: libc::c_int, family: u8) -> io::Result<()> {
     let req = &mut msg[NLMSG_HDR..];
     req[0] = family;
     req[1] = libc::IPPROTO_TCP as u8;
-    req[2] = 1 << (INET_DIAG_INFO - 1);
-    req[4..8].copy_from_slice(&STATES.to_ne_bytes());
+    req[2] = ext;
+    req[4..8].copy_from_slice(&states.to_ne_bytes());
     // SAFETY: msg is a valid buffer of its length; the kernel is the default destination.
     let n = unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) };
     if n < 0 {
@@ -72,7 +98,7 @@ fn send_request(fd: libc::c_int, family: u8) -> io::Result<()> {
     Ok(())
 }
 
-fn receive(fd: libc::c_int, out: &mut HashMap<Endpoints, (u64, u64)>) -> io::Result<()> {
+fn receive(fd: libc::c_int, on_msg: &mut impl FnMut(&[u8])) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // SAFETY: buf is valid for its length.
@@ -96,11 +122,7 @@ fn receive(fd: libc::c_int, out: &mut HashMap<Endpoints, (u64, u64)>) -> io::Res
                     let errno = i32::from_ne_bytes(rest[16..20].try_into().expect("4 bytes"));
                     return Err(io::Error::from_raw_os_error(-errno));
                 }
-                _ => {
-                    if let Some((ends, counters)) = parse_diag_msg(&rest[NLMSG_HDR..len]) {
-                        out.insert(ends, counters);
-                    }
-                }
+                _ => on_msg(&rest[NLMSG_HDR..len]),
             }
             rest = &rest[(len + 3) & !3..];
             if rest.len() < NLMSG_HDR {
@@ -160,6 +182,19 @@ mod tests {
     };
 
     use super::*;
+
+    /// A listener of this test is listed, and a port that nothing listens on is not.
+    #[test]
+    fn lists_listening_ports() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let ports = tcp_listening_ports().expect("sock_diag");
+        assert!(ports.contains(&port), "{port} not in {ports:?}");
+        assert!(!ports.contains(&closed_port));
+    }
 
     /// A live loopback connection with known traffic shows exactly those counters on both ends.
     #[test]
