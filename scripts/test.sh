@@ -29,10 +29,12 @@ js_status=0
 (cd frontend && npm run --silent typecheck && npm test --silent -- --ci 2>&1) | tee "$LOGS/jest.txt" || js_status=$?
 (cd frontend && npm run --silent build) && bash scripts/package-plugin.sh --debug
 
-passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGS/cargo.txt" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -oE '[0-9]+ failed;' "$LOGS/cargo.txt" | awk '{s+=$1} END {print s+0}')
-js_line=$(grep -E '^Tests:' "$LOGS/jest.txt" | tail -1 || true)
-js_passed=$(grep -oE '[0-9]+ passed' <<<"$js_line" | awk '{print $1+0}')
-js_failed=$(grep -oE '[0-9]+ failed' <<<"$js_line" | awk '{print $1+0}')
+# (grep finds nothing when a runner printed no such count: that is a zero, not a failure.)
+count() { grep -oE "$1" "$2" | awk "{s+=\$$3} END {print s+0}" || true; }
+passed=$(count 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGS/cargo.txt" 4)
+failed=$(count '[0-9]+ failed;' "$LOGS/cargo.txt" 1)
+grep -E '^Tests:' "$LOGS/jest.txt" | tail -1 >"$LOGS/jest-line.txt" || true
+js_passed=$(count '[0-9]+ passed' "$LOGS/jest-line.txt" 1)
+js_failed=$(count '[0-9]+ failed' "$LOGS/jest-line.txt" 1)
 echo "tests: $((passed + ${js_passed:-0})) passed, $((failed + ${js_failed:-0})) failed"
 [[ $rust_status -eq 0 && $js_status -eq 0 ]]

@@ -25,7 +25,7 @@ use kindling_agent::{
     conntrack::{Clock, ConnTracker},
     pipeline::Batcher,
     records::{CallRecord, CallsBuilder, DnsRecord},
-    sessions::{CallSink, Sessionizer},
+    sessions::{CallSink, Sessionizer, moved_at},
 };
 use kindling_agent_common::{
     AF_INET, COMM_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind, tcp_state::*,
@@ -191,17 +191,37 @@ fn setup(workload: Workload, base_sk: u64) -> Setup {
     }
 }
 
+/// Data events the pipeline takes off the ring, copies and sorts per round (its `DATA_BATCH`).
+const DATA_BATCH: usize = 4096;
+
 /// Feeds `rounds` rounds (every connection does its exchanges once per round, connections
-/// interleaved by exchange) through `sessions`, stamping times as it goes.
+/// interleaved by exchange) through `sessions`, stamping times as it goes. With `batched`, the
+/// events go as the pipeline sends them: copied into a batch of [`DATA_BATCH`], sorted by
+/// `moved_at`, then fed.
 fn run(
     setup: &mut Setup,
     sessions: &mut Sessionizer,
     listen: &HashSet<u16>,
     rounds: u64,
     t: &mut u64,
+    batched: bool,
     sink: &mut impl CallSink,
 ) {
     let exchanges = setup.conns[0].len() / 4;
+    let mut batch: Vec<DataEvent> = Vec::with_capacity(DATA_BATCH);
+    fn feed(
+        batch: &mut Vec<DataEvent>,
+        tracker: &ConnTracker,
+        sessions: &mut Sessionizer,
+        listen: &HashSet<u16>,
+        sink: &mut impl CallSink,
+    ) {
+        batch.sort_by_key(moved_at);
+        for ev in batch.iter() {
+            sessions.on_event(black_box(ev), tracker.conn_ref(ev.skaddr), listen, sink);
+        }
+        batch.clear();
+    }
     for _ in 0..rounds {
         for x in 0..exchanges {
             for conn in &mut setup.conns {
@@ -209,11 +229,21 @@ fn run(
                     *t += 1_000;
                     ev.ts_enter_ns = *t;
                     ev.ts_exit_ns = *t + 400;
-                    let conn_ref = setup.tracker.conn_ref(ev.skaddr);
-                    sessions.on_event(black_box(ev), conn_ref, listen, sink);
+                    if batched {
+                        batch.push(*ev);
+                        if batch.len() == DATA_BATCH {
+                            feed(&mut batch, &setup.tracker, sessions, listen, sink);
+                        }
+                    } else {
+                        let conn_ref = setup.tracker.conn_ref(ev.skaddr);
+                        sessions.on_event(black_box(ev), conn_ref, listen, sink);
+                    }
                 }
             }
         }
+    }
+    if !batch.is_empty() {
+        feed(&mut batch, &setup.tracker, sessions, listen, sink);
     }
 }
 
@@ -270,6 +300,43 @@ fn new_sessions() -> Sessionizer {
     )
 }
 
+/// Sets `workload` up afresh, runs one untimed round (protocol detection), then times `rounds`
+/// rounds into `sink`; returns the seconds and the calls expected.
+fn measure(
+    workload: Workload,
+    base_sk: u64,
+    rounds: u64,
+    batched: bool,
+    sink: &mut impl CallSink,
+) -> (f64, u64) {
+    let mut s = setup(workload, base_sk);
+    let listen = s.tracker.listen_ports().clone();
+    let mut sessions = new_sessions();
+    let mut t = 1_000_000u64;
+    let mut warm = Counting::default();
+    run(&mut s, &mut sessions, &listen, 1, &mut t, batched, &mut warm);
+    assert_eq!(warm.calls, s.calls_per_round, "{}: warm-up calls", workload.name());
+    let start = Instant::now();
+    run(&mut s, &mut sessions, &listen, rounds, &mut t, batched, sink);
+    let secs = start.elapsed().as_secs_f64();
+    let stats = sessions.stats().per_protocol[workload.name()];
+    assert_eq!(
+        (stats.unparsed, stats.truncated, stats.unmatched),
+        (0, 0, 0),
+        "{}: clean parse",
+        workload.name()
+    );
+    (secs, rounds * s.calls_per_round)
+}
+
+fn building() -> Building {
+    Building {
+        builder: CallsBuilder::new("bench-node"),
+        calls: 0,
+        last_full_batch: None,
+    }
+}
+
 fn main() {
     let requests: u64 = std::env::args()
         .nth(1)
@@ -285,94 +352,38 @@ fn main() {
         let rounds = (requests / (CONNECTIONS * exchanges)).max(1);
 
         // Parse only: a sink that counts.
-        let mut s = setup(workload, base_sk);
-        let listen = s.tracker.listen_ports().clone();
-        let mut sessions = new_sessions();
-        let mut t = 1_000_000u64;
-        let mut warm = Counting::default();
-        run(&mut s, &mut sessions, &listen, 1, &mut t, &mut warm);
-        assert_eq!(
-            warm.calls,
-            s.calls_per_round,
-            "{}: warm-up calls",
-            workload.name()
-        );
         let mut counting = Counting::default();
-        let start = Instant::now();
-        run(
-            &mut s,
-            &mut sessions,
-            &listen,
-            rounds,
-            &mut t,
-            &mut counting,
-        );
-        let parse_s = start.elapsed().as_secs_f64();
+        let (parse_s, expected) = measure(workload, base_sk, rounds, false, &mut counting);
         black_box(counting.bytes);
-        let expected = rounds * s.calls_per_round;
-        assert_eq!(
-            counting.calls,
-            expected,
-            "{}: every request gives two calls",
-            workload.name()
-        );
-        let stats = sessions.stats().per_protocol[workload.name()];
-        assert_eq!(
-            (stats.unparsed, stats.truncated, stats.unmatched),
-            (0, 0, 0),
-            "{}: clean parse",
-            workload.name()
-        );
-
+        assert_eq!(counting.calls, expected, "{}: two calls per request", workload.name());
         // Parse + Arrow rows.
-        let mut s = setup(workload, base_sk);
-        let mut sessions = new_sessions();
-        let mut t = 1_000_000u64;
-        let mut building = Building {
-            builder: CallsBuilder::new("bench-node"),
-            calls: 0,
-            last_full_batch: None,
-        };
-        run(
-            &mut s,
-            &mut sessions,
-            &listen,
-            1,
-            &mut t,
-            &mut Counting::default(),
-        );
-        let start = Instant::now();
-        run(
-            &mut s,
-            &mut sessions,
-            &listen,
-            rounds,
-            &mut t,
-            &mut building,
-        );
-        let build_s = start.elapsed().as_secs_f64();
-        assert_eq!(building.calls, expected);
+        let mut rows = building();
+        let (build_s, _) = measure(workload, base_sk, rounds, false, &mut rows);
+        assert_eq!(rows.calls, expected);
+        // As the pipeline feeds: copied into batches of DATA_BATCH, sorted, parse + Arrow rows.
+        let mut piped = building();
+        let (pipe_s, _) = measure(workload, base_sk, rounds, true, &mut piped);
+        assert_eq!(piped.calls, expected);
 
         let calls = expected as f64;
-        let events = calls * 2.0;
-        println!("{}:", workload.name());
+        println!("{} ({expected} calls):", workload.name());
+        for (what, secs) in [
+            ("parse only", parse_s),
+            ("parse + Arrow rows", build_s),
+            ("copy+sort batch + parse + Arrow rows", pipe_s),
+        ] {
+            println!(
+                "  {what:<38} {:>11.0} calls/s  ({:>10.0} data events/s, {:>5.0} ns/call)",
+                calls / secs,
+                2.0 * calls / secs,
+                secs * 1e9 / calls
+            );
+        }
+        println!("  ratio (parse + Arrow / parse only):    {:>11.3}", parse_s / build_s);
+        let (n, bytes) = rows.last_full_batch.expect("at least one full batch");
         println!(
-            "  parse only:           {:>12.0} calls/s  ({:.0} data events/s, {:.0} ns/call)",
-            calls / parse_s,
-            events / parse_s,
-            parse_s * 1e9 / calls
-        );
-        println!(
-            "  parse + Arrow rows:   {:>12.0} calls/s  ({:.0} data events/s, {:.0} ns/call)",
-            calls / build_s,
-            events / build_s,
-            build_s * 1e9 / calls
-        );
-        println!("  ratio (build/parse):  {:>12.3}", parse_s / build_s);
-        let (rows, bytes) = building.last_full_batch.expect("at least one full batch");
-        println!(
-            "  calls bytes/row (Arrow, batch of {rows} rows): {:.1}",
-            bytes as f64 / rows as f64
+            "  calls bytes/row (Arrow, batch of {n} rows): {:.1}",
+            bytes as f64 / n as f64
         );
     }
 }
