@@ -314,10 +314,31 @@ fn measure(
     let mut sessions = new_sessions();
     let mut t = 1_000_000u64;
     let mut warm = Counting::default();
-    run(&mut s, &mut sessions, &listen, 1, &mut t, batched, &mut warm);
-    assert_eq!(warm.calls, s.calls_per_round, "{}: warm-up calls", workload.name());
+    run(
+        &mut s,
+        &mut sessions,
+        &listen,
+        1,
+        &mut t,
+        batched,
+        &mut warm,
+    );
+    assert_eq!(
+        warm.calls,
+        s.calls_per_round,
+        "{}: warm-up calls",
+        workload.name()
+    );
     let start = Instant::now();
-    run(&mut s, &mut sessions, &listen, rounds, &mut t, batched, sink);
+    run(
+        &mut s,
+        &mut sessions,
+        &listen,
+        rounds,
+        &mut t,
+        batched,
+        sink,
+    );
     let secs = start.elapsed().as_secs_f64();
     let stats = sessions.stats().per_protocol[workload.name()];
     assert_eq!(
@@ -355,7 +376,12 @@ fn main() {
         let mut counting = Counting::default();
         let (parse_s, expected) = measure(workload, base_sk, rounds, false, &mut counting);
         black_box(counting.bytes);
-        assert_eq!(counting.calls, expected, "{}: two calls per request", workload.name());
+        assert_eq!(
+            counting.calls,
+            expected,
+            "{}: two calls per request",
+            workload.name()
+        );
         // Parse + Arrow rows.
         let mut rows = building();
         let (build_s, _) = measure(workload, base_sk, rounds, false, &mut rows);
@@ -379,7 +405,10 @@ fn main() {
                 secs * 1e9 / calls
             );
         }
-        println!("  ratio (parse + Arrow / parse only):    {:>11.3}", parse_s / build_s);
+        println!(
+            "  ratio (parse + Arrow / parse only):    {:>11.3}",
+            parse_s / build_s
+        );
         let (n, bytes) = rows.last_full_batch.expect("at least one full batch");
         println!(
             "  calls bytes/row (Arrow, batch of {n} rows): {:.1}",

@@ -14,8 +14,8 @@ use kindling_agent::{
     pipeline::PipelineCounters,
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
-        Endpoints, FlowRecord, FlowsBuilder, Owner, Role, TcpEventRecord, TcpEventType,
-        TcpEventsBuilder,
+        CallRecord, CallsBuilder, Endpoints, FlowRecord, FlowsBuilder, Owner, Role, TcpEventRecord,
+        TcpEventType, TcpEventsBuilder,
     },
     serve::AgentFlightService,
     store::{Store, StoreConfig},
@@ -109,12 +109,52 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
     }
 }
 
-/// Loads fixture connections `ids` (flows and two tcp_events each: SYN_SENT and close) into
-/// `store`, as node `node`.
+/// The one call made on fixture connection `id`: HTTP `GET /api/v{id % 2}` (status 500 when
+/// `id % 4 == 0`, else 200) or, on the Redis port, a Redis `GET`; its three timing parts are
+/// `id` µs, `id` ms and `10 * id` µs.
+pub fn fixture_call(id: u64) -> CallRecord {
+    let f = fixture_flow(id);
+    let redis = f.endpoints.dst_port == 6379;
+    let status = match (redis, id % 4 == 0) {
+        (true, _) => "",
+        (false, true) => "500",
+        (false, false) => "200",
+    };
+    CallRecord {
+        ts_ns: f.start_ts_ns,
+        protocol: if redis { "redis" } else { "http" },
+        role: f.role,
+        method: "GET".to_owned(),
+        resource: if redis {
+            "GET".to_owned()
+        } else {
+            format!("/api/v{}", id % 2)
+        },
+        status: status.to_owned(),
+        is_error: status == "500",
+        error_message: None,
+        request_sent_ns: 1_000 * id,
+        waiting_ttfb_ns: 1_000_000 * id,
+        content_download_ns: 10_000 * id,
+        request_bytes: 100 + id,
+        response_bytes: 1_000 * id,
+        endpoints: f.endpoints,
+        owner: f.owner,
+        conn_id: id,
+        trace_id: None,
+        request_payload: None,
+        response_payload: None,
+    }
+}
+
+/// Loads fixture connections `ids` (flows, two tcp_events each: SYN_SENT and close, and one
+/// call each) into `store`, as node `node`.
 pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64>) {
     let mut flows = FlowsBuilder::new(node);
     let mut events = TcpEventsBuilder::new(node);
+    let mut calls = CallsBuilder::new(node);
     for id in ids {
+        calls.append(&fixture_call(id));
         let f = fixture_flow(id);
         for (ts, event, old, new) in [
             (
@@ -149,6 +189,9 @@ pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64
         .unwrap();
     store
         .append(schema::TCP_EVENTS, events.finish().unwrap())
+        .unwrap();
+    store
+        .append(schema::CALLS, calls.finish().unwrap())
         .unwrap();
 }
 
