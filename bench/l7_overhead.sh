@@ -176,10 +176,10 @@ if [[ "${PROFILE:-0}" == 1 ]] && command -v perf >/dev/null; then
   wait "$WRK_PID"
   stop_agent
   echo "-- by command (share of all samples, both CPUs)"
-  perf report -i "$TMP/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
+  perf report -i "$TMP/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8 || true
   echo "-- top symbols"
   perf report -i "$TMP/perf.data" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -40
+    | grep -E '^ +[0-9]' | head -40 || true
 fi
 
 echo

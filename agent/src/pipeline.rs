@@ -250,6 +250,7 @@ fn run(
         .with_payloads(config.store_payloads);
     let mut last_sweep = Instant::now();
     let mut data_batch: Vec<DataEvent> = Vec::with_capacity(DATA_BATCH);
+    let mut order: Vec<(u64, usize)> = Vec::with_capacity(DATA_BATCH);
     let mut batcher = Batcher::new(&config.node);
     let mut last_flush = Instant::now();
     let mut last_open_report = Instant::now();
@@ -272,8 +273,14 @@ fn run(
         // batch they go to the sessionizer in the order their bytes moved.
         data_batch.clear();
         let (data, data_malformed) = capture.drain_data(DATA_BATCH, |ev| data_batch.push(*ev));
-        data_batch.sort_by_key(sessions::moved_at);
-        for ev in &data_batch {
+        // Sort (key, index) pairs, not the 1 KiB events, and only when the batch is out of
+        // order (it mostly is not).
+        order.clear();
+        order.extend(data_batch.iter().enumerate().map(|(i, ev)| (sessions::moved_at(ev), i)));
+        if !order.is_sorted() {
+            order.sort_unstable();
+        }
+        for ev in order.iter().map(|&(_, i)| &data_batch[i]) {
             let conn = tracker.conn_ref(ev.skaddr);
             sessions.on_event(ev, conn, tracker.listen_ports(), &mut batcher);
         }
