@@ -276,7 +276,12 @@ fn run(
         // Sort (key, index) pairs, not the 1 KiB events, and only when the batch is out of
         // order (it mostly is not).
         order.clear();
-        order.extend(data_batch.iter().enumerate().map(|(i, ev)| (sessions::moved_at(ev), i)));
+        order.extend(
+            data_batch
+                .iter()
+                .enumerate()
+                .map(|(i, ev)| (sessions::moved_at(ev), i)),
+        );
         if !order.is_sorted() {
             order.sort_unstable();
         }
