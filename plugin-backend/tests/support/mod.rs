@@ -115,7 +115,7 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
 pub fn fixture_call(id: u64) -> CallRecord {
     let f = fixture_flow(id);
     let redis = f.endpoints.dst_port == 6379;
-    let status = match (redis, id % 4 == 0) {
+    let status = match (redis, id.is_multiple_of(4)) {
         (true, _) => "",
         (false, true) => "500",
         (false, false) => "200",
