@@ -543,11 +543,57 @@ fn mysql_queries_and_a_failing_statement() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("kl-secret-literal"));
 }
 
-fn tempdir(prefix: &str) -> std::path::PathBuf {
+/// A fresh directory under /tmp, removed when the test ends (after the servers using it,
+/// which are declared later and so dropped first).
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(prefix: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+/// A postgres server started through runuser: killing runuser would leave the postmaster
+/// running, so it is stopped with pg_ctl.
+struct PgServer {
+    child: Child,
+    data: std::path::PathBuf,
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("pg_ctl"))
+            .args([
+                "-D",
+                self.data.to_str().unwrap(),
+                "stop",
+                "-m",
+                "immediate",
+                "-w",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The newest PostgreSQL server binaries installed.
@@ -588,8 +634,8 @@ fn postgresql_simple_queries_errors_and_pgbench() {
             ]),
     );
     let port = support::host::free_port();
-    let _server = Killed(
-        Command::new("runuser")
+    let _server = PgServer {
+        child: Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(pg_bin("postgres"))
             .args([
@@ -605,7 +651,8 @@ fn postgresql_simple_queries_errors_and_pgbench() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn postgres"),
-    );
+        data: data.clone(),
+    };
     wait_listening(port, "postgres");
     let p = port.to_string();
     let psql = |q: &str| {
