@@ -157,6 +157,8 @@ pub struct Sessionizer {
     max_sessions: usize,
     dns_timeout_ns: i64,
     sessions: HashMap<SessionKey, Session>,
+    /// The peers of each UDP socket's sessions, so that a close finds them without a scan.
+    udp_peers: HashMap<u64, Vec<(IpAddr, u16)>>,
     /// TCP connections the tracker saw close, as (when, skaddr, conn_id), retired after
     /// [`CLOSE_GRACE_NS`] so that their last data events, which travel on the other ring
     /// buffer, are still paired.
@@ -203,6 +205,7 @@ impl Sessionizer {
             max_sessions,
             dns_timeout_ns: dns_timeout.as_nanos() as i64,
             sessions: HashMap::new(),
+            udp_peers: HashMap::new(),
             closing: VecDeque::new(),
             store_payloads: false,
             stats: SessionStats::default(),
@@ -316,6 +319,9 @@ impl Sessionizer {
                 last_seen_ns: 0,
             };
             self.sessions.insert(key, session);
+            if let Some(peer) = key.peer {
+                self.udp_peers.entry(key.sk).or_default().push(peer);
+            }
         }
         let session = self.sessions.get_mut(&key).expect("inserted above");
         if session.conn_id == 0
@@ -522,18 +528,18 @@ impl Sessionizer {
     /// Ends every session of a closed socket: unanswered requests are counted as unmatched
     /// (DNS queries wait for their timeout instead).
     fn close_socket(&mut self, sk: u64, sink: &mut impl CallSink) {
-        let keys: Vec<SessionKey> = self
-            .sessions
-            .keys()
-            .filter(|k| k.sk == sk)
-            .copied()
-            .collect();
+        let peers = self.udp_peers.remove(&sk).unwrap_or_default();
+        let keys = peers
+            .into_iter()
+            .map(Some)
+            .chain([None])
+            .map(|peer| SessionKey { sk, peer });
         for key in keys {
-            let session = self.sessions.remove(&key).expect("listed above");
-            self.retire(session, sink);
+            if let Some(session) = self.sessions.remove(&key) {
+                self.retire(session, sink);
+            }
         }
     }
-
     fn retire(&mut self, mut session: Session, sink: &mut impl CallSink) {
         let Detection::Known(protocol, _) = session.detection else {
             return;
@@ -620,6 +626,14 @@ impl Sessionizer {
         }
         for key in idle {
             self.sessions.remove(&key);
+            if let Some(peer) = key.peer
+                && let Some(peers) = self.udp_peers.get_mut(&key.sk)
+            {
+                peers.retain(|p| *p != peer);
+                if peers.is_empty() {
+                    self.udp_peers.remove(&key.sk);
+                }
+            }
         }
     }
 }

@@ -437,3 +437,24 @@ fn tracker_info_of_a_previous_socket_at_the_same_address_is_ignored() {
         (Role::Server, 4)
     );
 }
+
+#[test]
+fn close_ends_every_session_of_the_socket_and_only_those() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let q = dns_query(1, &["a", "example"]);
+    let server = |last: u8| ([127, 0, 0, last], 53);
+    use SocketSyscall::*;
+    // One UDP socket asking two servers, and another socket asking one.
+    for (sk, last) in [(7, 1), (7, 2), (8, 1)] {
+        let ev = event(sk, Sendto, (0, 10), CLIENT, server(last), true, &q, q.len());
+        s.on_event(&ev, None, &listen, &mut rows);
+    }
+    assert_eq!(s.live(), 3);
+    let close = event(7, Close, (20, 20), CLIENT, ([0; 4], 0), true, b"", 0);
+    s.on_event(&close, None, &listen, &mut rows);
+    assert_eq!(s.live(), 1);
+    // Its two unanswered queries are DNS timeouts, not lost.
+    assert_eq!(rows.dns.iter().filter(|d| d.rcode == "TIMEOUT").count(), 2);
+}
