@@ -191,21 +191,11 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
     assert!(big["content_download_ns"].as_u64() > Some(0));
 
     // Redaction: no secret from headers or query strings in any column of any table.
-    for table in ["calls", "flows", "tcp_events", "dns"] {
-        let out = agent.cli(&[
-            "query",
-            "--agent",
-            &agent.addr,
-            "--format",
-            "csv",
-            &format!("SELECT * FROM {table}"),
-        ]);
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout);
-        for secret in ["kl-secret-token", "kl-secret-cookie", "secret=query"] {
-            assert!(!text.contains(secret), "{secret} found in {table}");
-        }
-    }
+    assert_no_secret(
+        &agent,
+        &["calls", "flows", "tcp_events", "dns"],
+        &["kl-secret-token", "kl-secret-cookie", "secret=query"],
+    );
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
@@ -260,6 +250,23 @@ fn owned(rows: &[(&str, &str, &str, bool)]) -> Vec<(String, String, String, bool
     rows.iter()
         .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), *d))
         .collect()
+}
+
+/// No row of `tables`, in any column, holds any of `secrets`.
+fn assert_no_secret(agent: &AgentProcess, tables: &[&str], secrets: &[&str]) {
+    for table in tables {
+        let sql = format!("SELECT * FROM {table}");
+        let out = agent.cli(&["query", "--agent", &agent.addr, "--format", "csv", &sql]);
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} found in {table}");
+        }
+    }
 }
 
 /// Every call of the server on `port` has its three timing parts adding up to its duration.
@@ -391,15 +398,7 @@ fn redis_commands_errors_and_a_pipeline() {
     );
     assert_timing_sums(&agent, port);
     // Values never reach any column.
-    let out = agent.cli(&[
-        "query",
-        "--agent",
-        &agent.addr,
-        "--format",
-        "csv",
-        "SELECT * FROM calls",
-    ]);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("kl-secret-value"));
+    assert_no_secret(&agent, &["calls"], &["kl-secret-value"]);
 }
 
 /// A private MariaDB server in a temporary data directory.
@@ -532,15 +531,7 @@ fn mysql_queries_and_a_failing_statement() {
     assert_eq!(err[0]["protocol"], "mysql");
     assert_eq!(err[0]["error_message"], "Table 'kl.missing' doesn't exist");
     assert_timing_sums(&agent, port);
-    let out = agent.cli(&[
-        "query",
-        "--agent",
-        &agent.addr,
-        "--format",
-        "csv",
-        "SELECT * FROM calls",
-    ]);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("kl-secret-literal"));
+    assert_no_secret(&agent, &["calls"], &["kl-secret-literal"]);
 }
 
 /// A fresh directory under /tmp, removed when the test ends (after the servers using it,
@@ -769,15 +760,7 @@ fn postgresql_simple_queries_errors_and_pgbench() {
         "relation \"kl_missing\" does not exist"
     );
     assert_timing_sums(&agent, port);
-    let out = agent.cli(&[
-        "query",
-        "--agent",
-        &agent.addr,
-        "--format",
-        "csv",
-        "SELECT * FROM calls",
-    ]);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("kl-secret-literal"));
+    assert_no_secret(&agent, &["calls"], &["kl-secret-literal"]);
 }
 
 #[test]
@@ -903,9 +886,8 @@ fn payload_prefixes_only_when_asked_and_credentials_masked() {
     let payload_sql = format!(
         "SELECT role, request_payload, response_payload FROM calls WHERE dst_port = {port} ORDER BY role"
     );
-    // By default: no payload in any row.
-    {
-        let agent = AgentProcess::start("l7-nopayload", &[]);
+    // One request with a credential header; its two rows (client and server).
+    let one_call = |agent: &AgentProcess| {
         curl(&[
             "-s",
             "-o",
@@ -916,28 +898,22 @@ fn payload_prefixes_only_when_asked_and_credentials_masked() {
             auth[1],
             &url,
         ]);
-        wait_count(&agent, &count, 2);
+        wait_count(agent, &count, 2);
         let rows = agent.query_json(&payload_sql);
         assert_eq!(rows.len(), 2);
+        rows
+    };
+    // By default: no payload in any row.
+    {
+        let agent = AgentProcess::start("l7-nopayload", &[]);
         assert!(
-            rows.iter()
+            one_call(&agent)
+                .iter()
                 .all(|r| r["request_payload"].is_null() && r["response_payload"].is_null())
         );
     }
     let agent = AgentProcess::start("l7-payload", &["--store-payloads"]);
-    curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} 0 0 0 0 0\n",
-        auth[0],
-        auth[1],
-        &url,
-    ]);
-    wait_count(&agent, &count, 2);
-    let rows = agent.query_json(&payload_sql);
-    assert_eq!(rows.len(), 2);
+    let rows = one_call(&agent);
     for r in &rows {
         let req = r["request_payload"].as_str().unwrap();
         let resp = r["response_payload"].as_str().unwrap();

@@ -480,6 +480,7 @@ impl StreamParser for DnsParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::*;
 
     /// `dig @127.0.0.1 example.com` (BIND 9.18, EDNS with a cookie) and dnsmasq's answer.
     const EXAMPLE_Q: &str = "6d5701200001000000000001076578616d706c6503636f6d000001000100002904d000000000000c000a0008f033a46090f7484d";
@@ -536,21 +537,6 @@ mod tests {
             dns_id: Some(id),
             dns_answers: answers.iter().map(|a| (*a).to_owned()).collect(),
         })
-    }
-
-    const END_REQ: MessageEvent = MessageEvent::End {
-        direction: Direction::Request,
-    };
-    const END_RESP: MessageEvent = MessageEvent::End {
-        direction: Direction::Response,
-    };
-
-    fn outcome(events: Vec<MessageEvent>, unparsed: u32, truncated: u32) -> FeedOutcome {
-        FeedOutcome {
-            events,
-            unparsed,
-            truncated,
-        }
     }
 
     fn events(events: Vec<MessageEvent>) -> FeedOutcome {

@@ -931,6 +931,7 @@ fn skip_unseen_chunked(chunk: &mut Chunk, mut unseen: u64) -> Unseen {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::*;
 
     /// curl 7.88.1 `curl http://127.0.0.1:18080/api/users?id=7#frag`, as captured.
     const CURL_GET: &[u8] = b"GET /api/users?id=7 HTTP/1.1\r\nHost: 127.0.0.1:18080\r\n\
@@ -1005,13 +1006,6 @@ mod tests {
             ..ResponseInfo::default()
         })
     }
-
-    const END_REQ: MessageEvent = MessageEvent::End {
-        direction: Direction::Request,
-    };
-    const END_RESP: MessageEvent = MessageEvent::End {
-        direction: Direction::Response,
-    };
 
     /// One segment fed and what it must yield.
     #[derive(Debug)]

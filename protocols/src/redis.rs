@@ -784,6 +784,7 @@ impl StreamParser for RedisParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::*;
 
     /// Bytes captured between redis-cli / redis-benchmark 7.0 and redis-server 7.0.
     const SET: &[u8] = b"*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n";
@@ -838,21 +839,6 @@ mod tests {
             error_message: Some(text.to_owned()),
             ..ResponseInfo::default()
         })
-    }
-
-    const END_REQ: MessageEvent = MessageEvent::End {
-        direction: Direction::Request,
-    };
-    const END_RESP: MessageEvent = MessageEvent::End {
-        direction: Direction::Response,
-    };
-
-    fn outcome(events: Vec<MessageEvent>, unparsed: u32, truncated: u32) -> FeedOutcome {
-        FeedOutcome {
-            events,
-            unparsed,
-            truncated,
-        }
     }
 
     fn events(events: Vec<MessageEvent>) -> FeedOutcome {

@@ -60,6 +60,15 @@ pub(crate) fn feed_all(parser: &mut dyn StreamParser, steps: &[Step]) -> Vec<Fee
         .collect()
 }
 
+/// An outcome with these events and counts.
+pub(crate) fn outcome(events: Vec<MessageEvent>, unparsed: u32, truncated: u32) -> FeedOutcome {
+    FeedOutcome {
+        events,
+        unparsed,
+        truncated,
+    }
+}
+
 pub(crate) fn events(outcome: &FeedOutcome) -> &[MessageEvent] {
     &outcome.events
 }

@@ -17,7 +17,7 @@ use datafusion::{
 };
 use kindling_wire::schema;
 
-pub use stats::{AgentInfo, AgentStatsTable, ProtocolStatsTable};
+pub use stats::{AgentInfo, AgentStatsTable, Computed, ComputedTable, ProtocolStatsTable};
 pub use table::{ChunkScanExec, StoreTable};
 
 use crate::store::Store;
@@ -97,14 +97,14 @@ impl LocalQueries {
         }
         ctx.register_table(
             schema::AGENT_STATS,
-            Arc::new(AgentStatsTable::new(
+            Arc::new(Computed(AgentStatsTable::new(
                 Arc::clone(&self.store),
                 Arc::clone(&self.info),
-            )),
+            ))),
         )?;
         ctx.register_table(
             schema::PROTOCOL_STATS,
-            Arc::new(ProtocolStatsTable::new(Arc::clone(&self.info))),
+            Arc::new(Computed(ProtocolStatsTable::new(Arc::clone(&self.info)))),
         )?;
         Ok(ctx)
     }

@@ -63,9 +63,38 @@ impl AgentStatsTable {
     pub fn new(store: Arc<Store>, info: Arc<AgentInfo>) -> Self {
         Self { store, info }
     }
+}
 
+/// Every protocol the parsers know, in the order `protocol_stats` lists them.
+const PROTOCOLS: [&str; 5] = ["dns", "http", "mysql", "postgresql", "redis"];
+
+/// The `protocol_stats` table.
+#[derive(Debug)]
+pub struct ProtocolStatsTable {
+    info: Arc<AgentInfo>,
+}
+
+impl ProtocolStatsTable {
+    /// Stats of the L7 parsers behind `info`.
+    pub fn new(info: Arc<AgentInfo>) -> Self {
+        Self { info }
+    }
+}
+
+/// A table whose rows are computed from the agent's state each time it is scanned.
+pub trait ComputedTable: std::fmt::Debug + Send + Sync + 'static {
+    /// The table's schema.
+    fn schema(&self) -> SchemaRef;
     /// The table's rows now.
-    pub fn batch(&self) -> Result<RecordBatch> {
+    fn batch(&self) -> Result<RecordBatch>;
+}
+
+impl ComputedTable for AgentStatsTable {
+    fn schema(&self) -> SchemaRef {
+        schema::agent_stats()
+    }
+
+    fn batch(&self) -> Result<RecordBatch> {
         let stats = self.store.stats();
         let n = stats.len();
         let c = &self.info.counters;
@@ -101,44 +130,12 @@ impl AgentStatsTable {
     }
 }
 
-#[async_trait]
-impl TableProvider for AgentStatsTable {
+impl ComputedTable for ProtocolStatsTable {
     fn schema(&self) -> SchemaRef {
-        schema::agent_stats()
+        schema::protocol_stats()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        scan_once(self.batch()?, state, projection, filters, limit).await
-    }
-}
-
-/// Every protocol the parsers know, in the order `protocol_stats` lists them.
-const PROTOCOLS: [&str; 5] = ["dns", "http", "mysql", "postgresql", "redis"];
-
-/// The `protocol_stats` table.
-#[derive(Debug)]
-pub struct ProtocolStatsTable {
-    info: Arc<AgentInfo>,
-}
-
-impl ProtocolStatsTable {
-    /// Stats of the L7 parsers behind `info`.
-    pub fn new(info: Arc<AgentInfo>) -> Self {
-        Self { info }
-    }
-
-    /// The table's rows now.
-    pub fn batch(&self) -> Result<RecordBatch> {
+    fn batch(&self) -> Result<RecordBatch> {
         let c = &self.info.counters;
         let per = c
             .protocols
@@ -168,10 +165,14 @@ impl ProtocolStatsTable {
     }
 }
 
+/// Serves a [`ComputedTable`] to DataFusion: one batch, computed at scan time.
+#[derive(Debug)]
+pub struct Computed<T>(pub T);
+
 #[async_trait]
-impl TableProvider for ProtocolStatsTable {
+impl<T: ComputedTable> TableProvider for Computed<T> {
     fn schema(&self) -> SchemaRef {
-        schema::protocol_stats()
+        self.0.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -185,18 +186,7 @@ impl TableProvider for ProtocolStatsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        scan_once(self.batch()?, state, projection, filters, limit).await
+        let table = MemTable::try_new(self.0.schema(), vec![vec![self.0.batch()?]])?;
+        table.scan(state, projection, filters, limit).await
     }
-}
-
-/// Scans one computed batch as a table.
-async fn scan_once(
-    batch: RecordBatch,
-    state: &dyn Session,
-    projection: Option<&Vec<usize>>,
-    filters: &[Expr],
-    limit: Option<usize>,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-    table.scan(state, projection, filters, limit).await
 }
