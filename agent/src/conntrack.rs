@@ -134,7 +134,7 @@ pub fn state_name(state: u8) -> &'static str {
     }
 }
 
-fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
+pub(crate) fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
     if family == AF_INET6 {
         let v6 = Ipv6Addr::from(*raw);
         // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; show them as IPv4.
@@ -148,8 +148,13 @@ fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
 }
 
 fn comm(raw: &[u8; 16]) -> String {
+    String::from_utf8_lossy(comm_bytes(raw)).into_owned()
+}
+
+/// `comm` without its NUL padding.
+pub(crate) fn comm_bytes(raw: &[u8; 16]) -> &[u8] {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+    &raw[..end]
 }
 
 fn endpoints(role: Role, ev: &TcpEvent) -> Endpoints {

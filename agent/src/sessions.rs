@@ -17,17 +17,17 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet, VecDeque},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
     time::Duration,
 };
 
-use kindling_agent_common::{AF_INET6, DataEvent, SocketSyscall};
+use kindling_agent_common::{DataEvent, SocketSyscall};
 use kindling_protocols::{
     Direction, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment, StreamParser, Transport,
 };
 
 use crate::{
-    conntrack::Clock,
+    conntrack::{Clock, comm_bytes, ip},
     records::{CallRecord, DnsRecord, Endpoints, Owner, Role},
 };
 
@@ -102,7 +102,6 @@ struct OpenCall {
     first_byte_ns: i64,
     last_byte_ns: i64,
     response_bytes: u64,
-    request_done: bool,
     request_payload: Option<String>,
     response_payload: Option<String>,
 }
@@ -181,20 +180,6 @@ pub fn moved_at(ev: &DataEvent) -> u64 {
         Some(SocketSyscall::Close) => ev.ts_enter_ns,
         _ => ev.ts_exit_ns,
     }
-}
-
-fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
-    if family == AF_INET6 {
-        let v6 = Ipv6Addr::from(*raw);
-        v6.to_ipv4_mapped().map_or(v6.into(), IpAddr::from)
-    } else {
-        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
-    }
-}
-
-fn comm(raw: &[u8; 16]) -> String {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
 impl Sessionizer {
@@ -340,11 +325,16 @@ impl Sessionizer {
         let exit = self.clock.wall(ev.ts_exit_ns);
         let (first_ns, last_ns) = if send { (enter, exit) } else { (exit, exit) };
         session.last_seen_ns = exit;
-        session.owner = Owner {
-            pid: ev.pid,
-            tid: ev.tid,
-            comm: comm(&ev.comm),
-        };
+        // The owner changes rarely (a fork inherits the socket): no allocation per event.
+        let raw_comm = comm_bytes(&ev.comm);
+        let owner = &mut session.owner;
+        if (owner.pid, owner.tid) != (ev.pid, ev.tid) || owner.comm.as_bytes() != raw_comm {
+            *owner = Owner {
+                pid: ev.pid,
+                tid: ev.tid,
+                comm: String::from_utf8_lossy(raw_comm).into_owned(),
+            };
+        }
         // Detect the protocol from the first bytes each way.
         if let Detection::Pending {
             segments,
@@ -429,10 +419,10 @@ impl Sessionizer {
         session.carry[1 - dir_index] = (0, 0);
         let (carried, carried_since) = session.carry[dir_index];
         let mut started = false;
-        // The segment's captured bytes, for the first message starting in it.
-        let mut payload = self
-            .store_payloads
-            .then(|| payload_text(protocol, captured));
+        // The segment's captured bytes go to the first message starting in it (built only then).
+        let mut payload_unclaimed = self.store_payloads;
+        let mut claim_payload =
+            || std::mem::take(&mut payload_unclaimed).then(|| payload_text(protocol, captured));
         for event in outcome.events {
             match event {
                 MessageEvent::RequestStart(request) => {
@@ -458,8 +448,7 @@ impl Sessionizer {
                         first_byte_ns: 0,
                         last_byte_ns: 0,
                         response_bytes: 0,
-                        request_done: false,
-                        request_payload: payload.take(),
+                        request_payload: claim_payload(),
                         response_payload: None,
                     });
                     session.writing = Some(session.open.len() - 1);
@@ -482,7 +471,7 @@ impl Sessionizer {
                             call.first_byte_ns = if carry > 0 { since } else { first_ns };
                             call.last_byte_ns = last_ns;
                             call.response_bytes = std::mem::take(&mut bytes_left) + carry;
-                            call.response_payload = payload.take();
+                            call.response_payload = claim_payload();
                             session.reading = Some(i);
                         }
                         None => {
@@ -495,7 +484,6 @@ impl Sessionizer {
                     direction: Direction::Request,
                 } => {
                     if let Some(i) = session.writing.take() {
-                        session.open[i].request_done = true;
                         session.open[i].request_end_ns = last_ns;
                     }
                 }
