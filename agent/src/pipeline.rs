@@ -77,6 +77,8 @@ pub struct PipelineCounters {
     pub data_events_received: AtomicU64,
     /// User space: L7 sessions not tracked (table full).
     pub sessions_full: AtomicU64,
+    /// User space: data events the sessionizer could not read (unknown syscall byte).
+    pub data_events_malformed: AtomicU64,
     /// L7 sessions whose protocol was not recognized.
     pub sessions_undetected: AtomicU64,
     /// L7 counters per protocol, published by the capture thread.
@@ -97,15 +99,16 @@ impl PipelineCounters {
             + self.conn_table_full.load(Ordering::Relaxed)
             + self.rows_lost.load(Ordering::Relaxed)
             + self.sessions_full.load(Ordering::Relaxed)
+            + self.data_events_malformed.load(Ordering::Relaxed)
     }
 
     fn publish(&self, kernel: KernelCounters, tracker: TrackerStats, sessions: &SessionStats) {
         self.kernel_data_ringbuf_full
             .store(kernel.data_ringbuf_full, Ordering::Relaxed);
-        self.sessions_full.store(
-            sessions.sessions_full + sessions.malformed,
-            Ordering::Relaxed,
-        );
+        self.sessions_full
+            .store(sessions.sessions_full, Ordering::Relaxed);
+        self.data_events_malformed
+            .store(sessions.malformed, Ordering::Relaxed);
         self.sessions_undetected
             .store(sessions.undetected, Ordering::Relaxed);
         *self.protocols.lock().unwrap_or_else(|e| e.into_inner()) = sessions.per_protocol.clone();
