@@ -22,6 +22,21 @@ pub enum TcpEventKind {
     Connect = 2,
     /// An `accept(2)`/`accept4(2)` returned a TCP socket; `ret` holds the new fd or an error.
     Accept = 3,
+    /// `tcp:tcp_retransmit_skb`: a segment of the socket was sent again; `old_state` holds
+    /// the socket's state.
+    Retransmit = 4,
+    /// `tcp:tcp_send_reset`: this end sent a RST; `reason` holds the kernel's
+    /// `sk_rst_reason`. `skaddr` is 0 when no socket was involved (a closed port answering).
+    ResetSent = 5,
+    /// `tcp:tcp_receive_reset`: a RST arrived for the socket.
+    ResetReceived = 6,
+    /// `skb:kfree_skb`: the kernel dropped a TCP or UDP packet; `reason` holds its
+    /// `skb_drop_reason`, `ip_protocol` 6 or 17, the addresses are the packet's (`saddr` its
+    /// source) and `skaddr` is 0.
+    Drop = 7,
+    /// `tcp:tcp_probe`: a smoothed RTT sample of the socket in `srtt_us`, reported at most
+    /// once per sample interval per socket.
+    Rtt = 8,
 }
 
 impl TcpEventKind {
@@ -31,6 +46,11 @@ impl TcpEventKind {
             1 => Some(Self::StateChange),
             2 => Some(Self::Connect),
             3 => Some(Self::Accept),
+            4 => Some(Self::Retransmit),
+            5 => Some(Self::ResetSent),
+            6 => Some(Self::ResetReceived),
+            7 => Some(Self::Drop),
+            8 => Some(Self::Rtt),
             _ => None,
         }
     }
@@ -105,14 +125,64 @@ pub struct TcpEvent {
     pub old_state: u8,
     /// State after the change (state changes only), see [`tcp_state`].
     pub new_state: u8,
+    /// IP protocol of a dropped packet (6 TCP, 17 UDP); else 0.
+    pub ip_protocol: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
     /// Local address: 4 bytes for IPv4 (rest zero), 16 for IPv6.
     pub saddr: [u8; 16],
     /// Remote address, as `saddr`.
     pub daddr: [u8; 16],
     /// `comm` of the current task, NUL padded.
     pub comm: [u8; COMM_LEN],
+    /// RTT samples: the smoothed RTT in microseconds; on entry to TCP_CLOSE: the socket's
+    /// last smoothed RTT (0 when it never had a sample).
+    pub srtt_us: u32,
+    /// On entry to TCP_CLOSE: smallest and largest smoothed RTT the socket reported to
+    /// `tcp_probe` (0 when none).
+    pub rtt_min_us: u32,
+    /// See `rtt_min_us`.
+    pub rtt_max_us: u32,
+    /// On entry to TCP_CLOSE: segments retransmitted over the connection's life
+    /// (`tcp_sock.total_retrans`).
+    pub retransmits: u32,
+    /// On entry to TCP_CLOSE: the socket's pending error (`sock.sk_err`, a positive errno:
+    /// ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ...), 0 when none.
+    pub sk_err: i32,
+    /// Drops: the kernel's `enum skb_drop_reason`; resets sent: `enum sk_rst_reason`.
+    pub reason: u32,
+}
+
+impl TcpEvent {
+    /// An event with every field zero.
+    pub const fn zeroed() -> Self {
+        Self {
+            ts_ns: 0,
+            skaddr: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            pid: 0,
+            tid: 0,
+            ret: 0,
+            sport: 0,
+            dport: 0,
+            family: 0,
+            kind: 0,
+            old_state: 0,
+            new_state: 0,
+            ip_protocol: 0,
+            _pad: [0; 2],
+            saddr: [0; 16],
+            daddr: [0; 16],
+            comm: [0; COMM_LEN],
+            srtt_us: 0,
+            rtt_min_us: 0,
+            rtt_max_us: 0,
+            retransmits: 0,
+            sk_err: 0,
+            reason: 0,
+        }
+    }
 }
 
 /// Most payload bytes captured per syscall buffer (the agent's `--payload-bytes` is clamped to
@@ -268,6 +338,16 @@ pub struct KernelOffsets {
     pub skc_v6_daddr: u64,
     /// `sock_common.skc_v6_rcv_saddr`
     pub skc_v6_rcv_saddr: u64,
+    /// `tcp_sock.srtt_us` (u32, smoothed RTT in microseconds << 3)
+    pub tcp_srtt_us: u64,
+    /// `tcp_sock.total_retrans` (u32)
+    pub tcp_total_retrans: u64,
+    /// `sock.sk_err` (int)
+    pub sock_err: u64,
+    /// `sk_buff.head` (pointer)
+    pub skb_head: u64,
+    /// `sk_buff.network_header` (u16 offset from `head`)
+    pub skb_network_header: u64,
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -327,6 +407,106 @@ pub mod tp {
         pub const DADDR_V6: usize = 56;
     }
 
+    /// Network-health tracepoints (category/name) and the fields read from each.
+    pub const NET_HEALTH: [(&str, &str, usize); 22] = [
+        ("tcp/tcp_retransmit_skb", "skaddr", retransmit::SKADDR),
+        ("tcp/tcp_retransmit_skb", "state", retransmit::STATE),
+        ("tcp/tcp_retransmit_skb", "sport", retransmit::SPORT),
+        ("tcp/tcp_retransmit_skb", "dport", retransmit::DPORT),
+        ("tcp/tcp_retransmit_skb", "family", retransmit::FAMILY),
+        ("tcp/tcp_retransmit_skb", "saddr", retransmit::SADDR),
+        ("tcp/tcp_retransmit_skb", "daddr", retransmit::DADDR),
+        ("tcp/tcp_retransmit_skb", "saddr_v6", retransmit::SADDR_V6),
+        ("tcp/tcp_retransmit_skb", "daddr_v6", retransmit::DADDR_V6),
+        ("tcp/tcp_receive_reset", "skaddr", receive_reset::SKADDR),
+        ("tcp/tcp_receive_reset", "sport", receive_reset::SPORT),
+        ("tcp/tcp_receive_reset", "family", receive_reset::FAMILY),
+        ("tcp/tcp_receive_reset", "saddr_v6", receive_reset::SADDR_V6),
+        ("tcp/tcp_send_reset", "skaddr", send_reset::SKADDR),
+        ("tcp/tcp_send_reset", "state", send_reset::STATE),
+        ("tcp/tcp_send_reset", "reason", send_reset::REASON),
+        ("tcp/tcp_send_reset", "saddr", send_reset::SADDR),
+        ("tcp/tcp_send_reset", "daddr", send_reset::DADDR),
+        ("tcp/tcp_probe", "srtt", probe::SRTT),
+        ("tcp/tcp_probe", "skaddr", probe::SKADDR),
+        ("skb/kfree_skb", "skbaddr", kfree_skb::SKBADDR),
+        ("skb/kfree_skb", "reason", kfree_skb::REASON),
+    ];
+
+    /// Offsets of `tcp/tcp_retransmit_skb` (the same layout as `inet_sock_set_state`'s
+    /// addresses, after `int state`).
+    pub mod retransmit {
+        /// `const void *skaddr`
+        pub const SKADDR: usize = 16;
+        /// `int state`
+        pub const STATE: usize = 24;
+        /// `__u16 sport`
+        pub const SPORT: usize = 28;
+        /// `__u16 dport`
+        pub const DPORT: usize = 30;
+        /// `__u16 family`
+        pub const FAMILY: usize = 32;
+        /// `__u8 saddr[4]`
+        pub const SADDR: usize = 34;
+        /// `__u8 daddr[4]`
+        pub const DADDR: usize = 38;
+        /// `__u8 saddr_v6[16]`
+        pub const SADDR_V6: usize = 42;
+        /// `__u8 daddr_v6[16]`
+        pub const DADDR_V6: usize = 58;
+    }
+
+    /// Offsets of `tcp/tcp_receive_reset`.
+    pub mod receive_reset {
+        /// `const void *skaddr`
+        pub const SKADDR: usize = 8;
+        /// `__u16 sport`
+        pub const SPORT: usize = 16;
+        /// `__u16 dport`
+        pub const DPORT: usize = 18;
+        /// `__u16 family`
+        pub const FAMILY: usize = 20;
+        /// `__u8 saddr[4]`
+        pub const SADDR: usize = 22;
+        /// `__u8 daddr[4]`
+        pub const DADDR: usize = 26;
+        /// `__u8 saddr_v6[16]`
+        pub const SADDR_V6: usize = 30;
+        /// `__u8 daddr_v6[16]`
+        pub const DADDR_V6: usize = 46;
+    }
+
+    /// Offsets of `tcp/tcp_send_reset`: the addresses are `struct sockaddr_in`/`_in6` (family,
+    /// port in network order, address at 4 or 8); `saddr` is the end that sent the RST.
+    pub mod send_reset {
+        /// `const void *skaddr` (NULL when no socket sent it)
+        pub const SKADDR: usize = 16;
+        /// `int state`
+        pub const STATE: usize = 24;
+        /// `enum sk_rst_reason reason`
+        pub const REASON: usize = 28;
+        /// `__u8 saddr[28]`
+        pub const SADDR: usize = 32;
+        /// `__u8 daddr[28]`
+        pub const DADDR: usize = 60;
+    }
+
+    /// Offsets of `tcp/tcp_probe`.
+    pub mod probe {
+        /// `__u32 srtt` (microseconds)
+        pub const SRTT: usize = 100;
+        /// `const void *skaddr`
+        pub const SKADDR: usize = 128;
+    }
+
+    /// Offsets of `skb/kfree_skb`.
+    pub mod kfree_skb {
+        /// `void *skbaddr`
+        pub const SKBADDR: usize = 8;
+        /// `enum skb_drop_reason reason`
+        pub const REASON: usize = 36;
+    }
+
     /// Offset of the first argument of every `syscalls/sys_enter_*` tracepoint, and of `ret`
     /// in every `syscalls/sys_exit_*` one.
     pub const SYSCALL_ARG0: usize = 16;
@@ -379,5 +559,5 @@ unsafe impl aya::Pod for DataEvent {}
 // SAFETY: `#[repr(C)]` struct of u64s.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 104);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 128);
 const _: () = assert!(core::mem::size_of::<DataEvent>() == 104 + PAYLOAD_MAX);

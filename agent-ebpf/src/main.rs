@@ -10,6 +10,11 @@
 //!   sendmmsg, recvmmsg, and `close_enter`: socket payload capture. Each fd is classified once
 //!   per process (TCP or UDP socket, or not) and cached, so other fds cost one map lookup.
 //!
+//! - `tcp_retransmit_skb`, `tcp_send_reset`, `tcp_receive_reset`, `tcp_probe` (tracepoints
+//!   `tcp/*`) and `kfree_skb` (`skb/kfree_skb`): network health. Retransmissions, resets and
+//!   drops of TCP/UDP packets (with the kernel's reason) are reported as they happen; RTT is
+//!   kept per socket in a map (min, max) and sampled at most once per interval per socket.
+//!
 //! Lifecycle events and data events go to user space through two ring buffers. A full ring
 //! buffer drops the newest event and bumps its counter; nothing blocks and nothing loops
 //! unbounded.
@@ -61,7 +66,16 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     skc_num: 0,
     skc_v6_daddr: 0,
     skc_v6_rcv_saddr: 0,
+    tcp_srtt_us: 0,
+    tcp_total_retrans: 0,
+    sock_err: 0,
+    skb_head: 0,
+    skb_network_header: 0,
 });
+
+/// Shortest time between two RTT samples reported for one socket (`--rtt-sample-interval`).
+#[unsafe(no_mangle)]
+static RTT_SAMPLE_NS: Global<u64> = Global::new(1_000_000_000);
 
 /// Payload bytes captured per syscall (`--payload-bytes`, at most PAYLOAD_MAX); 0 turns
 /// payload capture off while keeping the data events' metadata.
@@ -115,22 +129,10 @@ fn emit(fill: impl FnOnce(&mut TcpEvent)) {
     let ev = TcpEvent {
         // SAFETY: plain helper call.
         ts_ns: unsafe { bpf_ktime_get_ns() },
-        skaddr: 0,
-        bytes_sent: 0,
-        bytes_received: 0,
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
-        ret: 0,
-        sport: 0,
-        dport: 0,
-        family: 0,
-        kind: 0,
-        old_state: 0,
-        new_state: 0,
-        _pad: [0; 3],
-        saddr: [0; 16],
-        daddr: [0; 16],
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        ..TcpEvent::zeroed()
     };
     let ev = entry.write(ev);
     fill(ev);
@@ -186,7 +188,9 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
     let (mut bytes_sent, mut bytes_received) = (0u64, 0u64);
+    let mut close = CloseInfo::default();
     if new_state as u8 == tcp_state::CLOSE {
+        close = close_info(skaddr)?;
         // tcp_done() sets sk_shutdown only after this transition, so RCV_SHUTDOWN here means
         // the peer's FIN arrived (and advanced bytes_received by one sequence number).
         let off = KERNEL_OFFSETS.load();
@@ -209,8 +213,42 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         ev.daddr = daddr;
         ev.bytes_sent = bytes_sent;
         ev.bytes_received = bytes_received;
+        ev.srtt_us = close.srtt_us;
+        ev.rtt_min_us = close.rtt_min_us;
+        ev.rtt_max_us = close.rtt_max_us;
+        ev.retransmits = close.retransmits;
+        ev.sk_err = close.sk_err;
     });
     Ok(())
+}
+
+#[derive(Default)]
+struct CloseInfo {
+    srtt_us: u32,
+    rtt_min_us: u32,
+    rtt_max_us: u32,
+    retransmits: u32,
+    sk_err: i32,
+}
+
+/// A closing socket's RTT, retransmissions and pending error; forgets its RTT state.
+#[inline(always)]
+fn close_info(skaddr: u64) -> Result<CloseInfo, i64> {
+    let off = KERNEL_OFFSETS.load();
+    let srtt8: u32 = read_kernel(skaddr + off.tcp_srtt_us)?;
+    let mut info = CloseInfo {
+        srtt_us: srtt8 >> 3,
+        retransmits: read_kernel(skaddr + off.tcp_total_retrans)?,
+        sk_err: read_kernel(skaddr + off.sock_err)?,
+        ..CloseInfo::default()
+    };
+    // SAFETY: the value is copied out before the entry is removed.
+    if let Some(rtt) = unsafe { RTT.get(&skaddr) } {
+        info.rtt_min_us = rtt.min_us;
+        info.rtt_max_us = rtt.max_us;
+        let _ = RTT.remove(&skaddr);
+    }
+    Ok(info)
 }
 
 /// Remembers the fd argument of a connect/accept until its exit.
@@ -313,6 +351,281 @@ pub fn accept_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_accept")]
 pub fn accept_exit(ctx: TracePointContext) -> u32 {
     done(socket_owner(&ctx, TcpEventKind::Accept))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network health: retransmissions, resets, RTT samples and packet drops. These fire only when
+// the event happens (tcp_probe: per received segment of an established socket, one map
+// update, an event at most once per RTT_SAMPLE_NS per socket).
+// ---------------------------------------------------------------------------------------------
+
+const IPPROTO_UDP_U8: u8 = 17;
+const IPPROTO_TCP_U8: u8 = 6;
+
+/// RTT seen for one socket since it was first sampled.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct RttState {
+    min_us: u32,
+    max_us: u32,
+    last_report_ns: u64,
+}
+
+/// skaddr -> RttState, removed when the socket enters TCP_CLOSE.
+#[map]
+static RTT: LruHashMap<u64, RttState> = LruHashMap::with_max_entries(65536, 0);
+
+/// Reads the addresses of a tracepoint laid out as saddr[4], daddr[4], saddr_v6[16],
+/// daddr_v6[16] into `ev` (family must be set).
+#[inline(always)]
+fn read_tp_addrs(
+    ctx: &TracePointContext,
+    ev_family: u16,
+    offsets: (usize, usize, usize, usize),
+) -> Result<([u8; 16], [u8; 16]), i64> {
+    let (saddr4, daddr4, saddr6, daddr6) = offsets;
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
+    unsafe {
+        if ev_family == AF_INET6 {
+            saddr = ctx.read_at(saddr6).map_err(|e| e as i64)?;
+            daddr = ctx.read_at(daddr6).map_err(|e| e as i64)?;
+        } else {
+            let s: [u8; 4] = ctx.read_at(saddr4).map_err(|e| e as i64)?;
+            let d: [u8; 4] = ctx.read_at(daddr4).map_err(|e| e as i64)?;
+            saddr[..4].copy_from_slice(&s);
+            daddr[..4].copy_from_slice(&d);
+        }
+    }
+    Ok((saddr, daddr))
+}
+
+#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    done(try_retransmit(&ctx))
+}
+
+fn try_retransmit(ctx: &TracePointContext) -> Result<(), i64> {
+    use kindling_agent_common::tp::retransmit as f;
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
+    let (skaddr, state, sport, dport, family) = unsafe {
+        (
+            ctx.read_at::<u64>(f::SKADDR).map_err(|e| e as i64)?,
+            ctx.read_at::<i32>(f::STATE).map_err(|e| e as i64)?,
+            ctx.read_at::<u16>(f::SPORT).map_err(|e| e as i64)?,
+            ctx.read_at::<u16>(f::DPORT).map_err(|e| e as i64)?,
+            ctx.read_at::<u16>(f::FAMILY).map_err(|e| e as i64)?,
+        )
+    };
+    let (saddr, daddr) =
+        read_tp_addrs(ctx, family, (f::SADDR, f::DADDR, f::SADDR_V6, f::DADDR_V6))?;
+    emit(|ev| {
+        ev.kind = TcpEventKind::Retransmit as u8;
+        ev.skaddr = skaddr;
+        ev.old_state = state as u8;
+        ev.new_state = state as u8;
+        ev.sport = sport;
+        ev.dport = dport;
+        ev.family = family;
+        ev.saddr = saddr;
+        ev.daddr = daddr;
+    });
+    Ok(())
+}
+
+#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
+    done(try_receive_reset(&ctx))
+}
+
+fn try_receive_reset(ctx: &TracePointContext) -> Result<(), i64> {
+    use kindling_agent_common::tp::receive_reset as f;
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
+    let (skaddr, sport, dport, family) = unsafe {
+        (
+            ctx.read_at::<u64>(f::SKADDR).map_err(|e| e as i64)?,
+            ctx.read_at::<u16>(f::SPORT).map_err(|e| e as i64)?,
+            ctx.read_at::<u16>(f::DPORT).map_err(|e| e as i64)?,
+            ctx.read_at::<u16>(f::FAMILY).map_err(|e| e as i64)?,
+        )
+    };
+    let (saddr, daddr) =
+        read_tp_addrs(ctx, family, (f::SADDR, f::DADDR, f::SADDR_V6, f::DADDR_V6))?;
+    emit(|ev| {
+        ev.kind = TcpEventKind::ResetReceived as u8;
+        ev.skaddr = skaddr;
+        ev.sport = sport;
+        ev.dport = dport;
+        ev.family = family;
+        ev.saddr = saddr;
+        ev.daddr = daddr;
+    });
+    Ok(())
+}
+
+/// Reads a `struct sockaddr_in`/`sockaddr_in6` stored in a tracepoint field.
+#[inline(always)]
+fn read_tp_sockaddr(ctx: &TracePointContext, at: usize) -> Result<(u16, u16, [u8; 16]), i64> {
+    let mut addr = [0u8; 16];
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
+    unsafe {
+        let family: u16 = ctx.read_at(at).map_err(|e| e as i64)?;
+        let port: u16 = u16::from_be(ctx.read_at(at + 2).map_err(|e| e as i64)?);
+        if family == AF_INET6 {
+            addr = ctx.read_at(at + 8).map_err(|e| e as i64)?;
+        } else {
+            let a: [u8; 4] = ctx.read_at(at + 4).map_err(|e| e as i64)?;
+            addr[..4].copy_from_slice(&a);
+        }
+        Ok((family, port, addr))
+    }
+}
+
+#[tracepoint(category = "tcp", name = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
+    done(try_send_reset(&ctx))
+}
+
+fn try_send_reset(ctx: &TracePointContext) -> Result<(), i64> {
+    use kindling_agent_common::tp::send_reset as f;
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
+    let (skaddr, state, reason) = unsafe {
+        (
+            ctx.read_at::<u64>(f::SKADDR).map_err(|e| e as i64)?,
+            ctx.read_at::<i32>(f::STATE).map_err(|e| e as i64)?,
+            ctx.read_at::<u32>(f::REASON).map_err(|e| e as i64)?,
+        )
+    };
+    let (family, sport, saddr) = read_tp_sockaddr(ctx, f::SADDR)?;
+    let (_, dport, daddr) = read_tp_sockaddr(ctx, f::DADDR)?;
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(());
+    }
+    emit(|ev| {
+        ev.kind = TcpEventKind::ResetSent as u8;
+        ev.skaddr = skaddr;
+        ev.old_state = state as u8;
+        ev.new_state = state as u8;
+        ev.reason = reason;
+        ev.sport = sport;
+        ev.dport = dport;
+        ev.family = family;
+        ev.saddr = saddr;
+        ev.daddr = daddr;
+    });
+    Ok(())
+}
+
+#[tracepoint(category = "tcp", name = "tcp_probe")]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    done(try_tcp_probe(&ctx))
+}
+
+fn try_tcp_probe(ctx: &TracePointContext) -> Result<(), i64> {
+    use kindling_agent_common::tp::probe as f;
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
+    let (srtt, skaddr) = unsafe {
+        (
+            ctx.read_at::<u32>(f::SRTT).map_err(|e| e as i64)?,
+            ctx.read_at::<u64>(f::SKADDR).map_err(|e| e as i64)?,
+        )
+    };
+    if srtt == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match RTT.get_ptr_mut(&skaddr) {
+        Some(state) => {
+            // SAFETY: a live map value; concurrent updates of one socket only blur min/max.
+            let state = unsafe { &mut *state };
+            if srtt < state.min_us {
+                state.min_us = srtt;
+            }
+            if srtt > state.max_us {
+                state.max_us = srtt;
+            }
+            if now.wrapping_sub(state.last_report_ns) < RTT_SAMPLE_NS.load() {
+                return Ok(());
+            }
+            state.last_report_ns = now;
+        }
+        None => {
+            let state = RttState {
+                min_us: srtt,
+                max_us: srtt,
+                last_report_ns: now,
+            };
+            RTT.insert(&skaddr, &state, 0)?;
+        }
+    }
+    emit(|ev| {
+        ev.kind = TcpEventKind::Rtt as u8;
+        ev.skaddr = skaddr;
+        ev.srtt_us = srtt;
+    });
+    Ok(())
+}
+
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    done(try_kfree_skb(&ctx))
+}
+
+/// Reports drops of IPv4/IPv6 TCP and UDP packets with their addresses, read from the
+/// packet's headers (the network header must be set, as it is past the device layer).
+fn try_kfree_skb(ctx: &TracePointContext) -> Result<(), i64> {
+    use kindling_agent_common::tp::kfree_skb as f;
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
+    let (skb, reason) = unsafe {
+        (
+            ctx.read_at::<u64>(f::SKBADDR).map_err(|e| e as i64)?,
+            ctx.read_at::<u32>(f::REASON).map_err(|e| e as i64)?,
+        )
+    };
+    let off = KERNEL_OFFSETS.load();
+    let head: u64 = read_kernel(skb + off.skb_head)?;
+    let network_header: u16 = read_kernel(skb + off.skb_network_header)?;
+    if network_header == 0xffff {
+        return Ok(());
+    }
+    let ip = head + u64::from(network_header);
+    let first: u8 = read_kernel(ip)?;
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    let (family, protocol, l4) = match first >> 4 {
+        4 => {
+            let protocol: u8 = read_kernel(ip + 9)?;
+            let s: [u8; 4] = read_kernel(ip + 12)?;
+            let d: [u8; 4] = read_kernel(ip + 16)?;
+            saddr[..4].copy_from_slice(&s);
+            daddr[..4].copy_from_slice(&d);
+            (AF_INET, protocol, ip + u64::from(first & 0x0f) * 4)
+        }
+        6 => {
+            let protocol: u8 = read_kernel(ip + 6)?;
+            saddr = read_kernel(ip + 8)?;
+            daddr = read_kernel(ip + 24)?;
+            (AF_INET6, protocol, ip + 40)
+        }
+        _ => return Ok(()),
+    };
+    if protocol != IPPROTO_TCP_U8 && protocol != IPPROTO_UDP_U8 {
+        return Ok(());
+    }
+    let ports: [u8; 4] = read_kernel(l4)?;
+    emit(|ev| {
+        ev.kind = TcpEventKind::Drop as u8;
+        ev.reason = reason;
+        ev.ip_protocol = protocol;
+        ev.family = family;
+        ev.saddr = saddr;
+        ev.daddr = daddr;
+        ev.sport = u16::from_be_bytes([ports[0], ports[1]]);
+        ev.dport = u16::from_be_bytes([ports[2], ports[3]]);
+    });
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,8 +11,17 @@
 //! - A socket first seen in another state (it predates the agent) is a server if its local port
 //!   is a known listening port, else a client.
 //!
-//! Entering CLOSE ends the connection and yields its `flows` row. The table of live
-//! connections is bounded; connections beyond the bound are not tracked and are counted.
+//! Entering CLOSE ends the connection and yields its `flows` row, with its network health:
+//! RTT (kernel samples, min and max), retransmissions, resets, connect latency (SYN_SENT to
+//! ESTABLISHED) and why it closed. A client socket that goes from SYN_SENT to CLOSE also
+//! yields a `connect_failed` row whose reason comes from the socket's error (`sk_err`).
+//!
+//! Retransmissions, resets and RTT samples name their socket; packet drops carry only the
+//! packet's addresses and are matched to a connection through an index of live connections
+//! by (local, remote) address.
+//!
+//! The table of live connections is bounded; connections beyond the bound are not tracked
+//! and are counted.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,7 +30,22 @@ use std::{
 
 use kindling_agent_common::{AF_INET6, TcpEvent, TcpEventKind, tcp_state};
 
-use crate::records::{Endpoints, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType};
+use crate::{
+    capture::ReasonNames,
+    records::{Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType},
+};
+
+/// errno values found in `sk_err`.
+mod errno {
+    pub(super) const EPIPE: i32 = 32;
+    pub(super) const ENETUNREACH: i32 = 101;
+    pub(super) const ECONNRESET: i32 = 104;
+    pub(super) const ETIMEDOUT: i32 = 110;
+    pub(super) const ECONNREFUSED: i32 = 111;
+    pub(super) const EHOSTUNREACH: i32 = 113;
+}
+
+const IPPROTO_UDP: u8 = 17;
 
 /// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) into wall-clock nanoseconds.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +113,9 @@ pub struct TrackerStats {
     pub unmatched_syscalls: u64,
     /// Events with an unknown kind byte.
     pub malformed: u64,
+    /// RTT samples of sockets the tracker does not follow (they predate the agent and have
+    /// not changed state since, or the table was full).
+    pub untracked_rtt: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +125,68 @@ struct Conn {
     owner: Owner,
     endpoints: Endpoints,
     start_ts_ns: i64,
+    /// When the client sent its SYN.
+    syn_sent_ts_ns: Option<i64>,
+    connect_latency_ns: Option<u64>,
+    retransmits: u32,
+    resets: u32,
+    /// (last, min, max) smoothed RTT in microseconds.
+    rtt: Option<(u32, u32, u32)>,
+}
+
+impl Conn {
+    fn note_rtt(&mut self, srtt_us: u32) {
+        self.rtt = Some(match self.rtt {
+            None => (srtt_us, srtt_us, srtt_us),
+            Some((_, min, max)) => (srtt_us, min.min(srtt_us), max.max(srtt_us)),
+        });
+    }
+
+    fn health(&self, close_reason: &'static str) -> FlowHealth {
+        FlowHealth {
+            srtt_us: self.rtt.map(|r| r.0),
+            srtt_min_us: self.rtt.map(|r| r.1),
+            srtt_max_us: self.rtt.map(|r| r.2),
+            retransmits: self.retransmits,
+            resets: self.resets,
+            connect_latency_ns: self.connect_latency_ns,
+            close_reason,
+        }
+    }
+}
+
+/// Why a connection attempt failed, from the socket's error.
+pub fn connect_failure(sk_err: i32) -> &'static str {
+    match sk_err {
+        errno::ECONNREFUSED => "refused",
+        errno::ETIMEDOUT => "timeout",
+        errno::EHOSTUNREACH | errno::ENETUNREACH => "unreachable",
+        0 => "aborted",
+        errno::ECONNRESET => "rst",
+        other => errno_name(other),
+    }
+}
+
+/// A short name for errno values without a reason of their own.
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        1 => "error EPERM",
+        13 => "error EACCES",
+        99 => "error EADDRNOTAVAIL",
+        _ => "error",
+    }
+}
+
+/// Why an established connection closed.
+fn close_reason(sk_err: i32, resets: u32) -> &'static str {
+    match sk_err {
+        errno::ETIMEDOUT => "timeout",
+        errno::EHOSTUNREACH | errno::ENETUNREACH => "unreachable",
+        errno::ECONNRESET | errno::ECONNREFUSED | errno::EPIPE => "rst",
+        _ if resets > 0 => "rst",
+        0 => "fin",
+        other => errno_name(other),
+    }
 }
 
 /// Follows live TCP connections by socket address.
@@ -111,6 +200,9 @@ pub struct ConnTracker {
     listen_ports: HashSet<u16>,
     next_conn_id: u64,
     stats: TrackerStats,
+    /// Live connections by their local view (src = local end), for matching packet drops.
+    by_tuple: HashMap<Endpoints, u64>,
+    reasons: ReasonNames,
     /// (skaddr, conn_id) of connections closed since the last [`ConnTracker::take_closed`].
     closed: Vec<(u64, u64)>,
 }
@@ -184,7 +276,15 @@ impl ConnTracker {
             next_conn_id: 1,
             closed: Vec::new(),
             stats: TrackerStats::default(),
+            by_tuple: HashMap::new(),
+            reasons: ReasonNames::default(),
         }
+    }
+
+    /// Names drop and reset reasons with the kernel's enums (else they are numbers).
+    pub fn with_reasons(mut self, reasons: ReasonNames) -> Self {
+        self.reasons = reasons;
+        self
     }
 
     /// What could not be used so far.
@@ -236,8 +336,152 @@ impl ConnTracker {
             Some(kind @ (TcpEventKind::Connect | TcpEventKind::Accept)) => {
                 self.on_syscall(kind, ev, sink)
             }
+            Some(kind @ (TcpEventKind::Retransmit | TcpEventKind::ResetReceived)) => {
+                self.on_socket_health(kind, ev, sink)
+            }
+            Some(TcpEventKind::ResetSent) => self.on_reset_sent(ev, sink),
+            Some(TcpEventKind::Rtt) => self.on_rtt(ev, sink),
+            Some(TcpEventKind::Drop) => self.on_drop(ev, sink),
             None => self.stats.malformed += 1,
         }
+    }
+
+    /// A row for an event of a socket: its connection's when followed, else one with
+    /// `conn_id` 0 whose role is guessed from the listening ports.
+    fn socket_row(&mut self, ev: &TcpEvent, event: TcpEventType) -> TcpEventRecord {
+        let ts = self.clock.wall(ev.ts_ns);
+        match self.conns.get_mut(&ev.skaddr) {
+            Some(conn) => {
+                match event {
+                    TcpEventType::Retransmit => conn.retransmits += 1,
+                    TcpEventType::ResetSent | TcpEventType::ResetReceived => conn.resets += 1,
+                    _ => {}
+                }
+                TcpEventRecord::new(
+                    ts,
+                    event,
+                    conn.conn_id,
+                    conn.role,
+                    conn.owner.clone(),
+                    conn.endpoints,
+                )
+            }
+            None => {
+                let role = if self.listen_ports.contains(&ev.sport) {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
+                TcpEventRecord::new(ts, event, 0, role, Owner::default(), endpoints(role, ev))
+            }
+        }
+    }
+
+    fn on_socket_health(&mut self, kind: TcpEventKind, ev: &TcpEvent, sink: &mut impl RecordSink) {
+        let event = if kind == TcpEventKind::Retransmit {
+            TcpEventType::Retransmit
+        } else {
+            TcpEventType::ResetReceived
+        };
+        let mut row = self.socket_row(ev, event);
+        if kind == TcpEventKind::Retransmit {
+            row.old_state = state_name(ev.old_state);
+            row.new_state = row.old_state;
+        }
+        sink.tcp_event(row);
+    }
+
+    /// A RST this end sent: for a socket, or with no socket (`skaddr` 0) in answer to a packet
+    /// for a closed port, which makes this end the would-be server.
+    fn on_reset_sent(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
+        let mut row = if ev.skaddr != 0 && self.conns.contains_key(&ev.skaddr) {
+            self.socket_row(ev, TcpEventType::ResetSent)
+        } else {
+            let ts = self.clock.wall(ev.ts_ns);
+            TcpEventRecord::new(
+                ts,
+                TcpEventType::ResetSent,
+                0,
+                Role::Server,
+                Owner::default(),
+                endpoints(Role::Server, ev),
+            )
+        };
+        row.reason = Some(self.reasons.reset_reason(ev.reason));
+        sink.tcp_event(row);
+    }
+
+    fn on_rtt(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
+        let Some(conn) = self.conns.get_mut(&ev.skaddr) else {
+            self.stats.untracked_rtt += 1;
+            return;
+        };
+        conn.note_rtt(ev.srtt_us);
+        let mut row = TcpEventRecord::new(
+            self.clock.wall(ev.ts_ns),
+            TcpEventType::Rtt,
+            conn.conn_id,
+            conn.role,
+            conn.owner.clone(),
+            conn.endpoints,
+        );
+        row.srtt_us = Some(ev.srtt_us);
+        sink.tcp_event(row);
+    }
+
+    /// A dropped packet (`saddr` its source): charged to the connection that sent it if
+    /// followed, else to the one it was going to.
+    fn on_drop(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
+        let src = (ip(ev.family, &ev.saddr), ev.sport);
+        let dst = (ip(ev.family, &ev.daddr), ev.dport);
+        let view = |local: (IpAddr, u16), remote: (IpAddr, u16)| Endpoints {
+            src_ip: local.0,
+            src_port: local.1,
+            dst_ip: remote.0,
+            dst_port: remote.1,
+        };
+        let udp = ev.ip_protocol == IPPROTO_UDP;
+        let conn = if udp {
+            None
+        } else {
+            [view(src, dst), view(dst, src)]
+                .iter()
+                .find_map(|key| self.by_tuple.get(key))
+                .and_then(|sk| self.conns.get(sk))
+        };
+        let ts = self.clock.wall(ev.ts_ns);
+        let mut row = match conn {
+            Some(conn) => TcpEventRecord::new(
+                ts,
+                TcpEventType::Drop,
+                conn.conn_id,
+                conn.role,
+                conn.owner.clone(),
+                conn.endpoints,
+            ),
+            None => {
+                // Not followed: the packet's source is the client unless it comes from a
+                // listening port.
+                let (role, ends) = if !udp && self.listen_ports.contains(&src.1) {
+                    (Role::Server, view(dst, src))
+                } else {
+                    (Role::Client, view(src, dst))
+                };
+                TcpEventRecord::new(ts, TcpEventType::Drop, 0, role, Owner::default(), ends)
+            }
+        };
+        row.reason = Some(self.reasons.drop_reason(ev.reason));
+        row.transport = if udp { "udp" } else { "tcp" };
+        sink.tcp_event(row);
+    }
+
+    fn forget(&mut self, skaddr: u64) -> Option<Conn> {
+        let conn = self.conns.remove(&skaddr)?;
+        let key = local_view(&conn);
+        if self.by_tuple.get(&key) == Some(&skaddr) {
+            self.by_tuple.remove(&key);
+        }
+        Some(conn)
     }
 
     fn on_state_change(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
@@ -259,7 +503,7 @@ impl ConnTracker {
         if starts_new {
             // The address of a freed socket can be reused at once; a stale entry means its
             // CLOSE was lost.
-            self.conns.remove(&ev.skaddr);
+            self.forget(ev.skaddr);
         }
         if !self.conns.contains_key(&ev.skaddr) {
             if self.conns.len() >= self.max_conns {
@@ -284,6 +528,11 @@ impl ConnTracker {
                 owner,
                 endpoints: endpoints(role, ev),
                 start_ts_ns: ts,
+                syn_sent_ts_ns: (ev.new_state == tcp_state::SYN_SENT).then_some(ts),
+                connect_latency_ns: None,
+                retransmits: 0,
+                resets: 0,
+                rtt: None,
             };
             self.next_conn_id += 1;
             self.conns.insert(ev.skaddr, conn);
@@ -293,26 +542,58 @@ impl ConnTracker {
         // The client's port is bound after CLOSE -> SYN_SENT fires: keep the fullest view.
         if seen.src_port != 0 && seen.dst_port != 0 {
             conn.endpoints = seen;
+            self.by_tuple.insert(local_view(conn), ev.skaddr);
+        }
+        if ev.old_state == tcp_state::SYN_SENT && ev.new_state == tcp_state::ESTABLISHED {
+            conn.connect_latency_ns = conn.syn_sent_ts_ns.map(|t| (ts - t).max(0) as u64);
         }
         let closing = ev.new_state == tcp_state::CLOSE;
-        sink.tcp_event(TcpEventRecord {
-            ts_ns: ts,
-            event: if closing {
+        let failed_connect = closing && ev.old_state == tcp_state::SYN_SENT;
+        let reason = if failed_connect && ev.sk_err == 0 {
+            "aborted"
+        } else {
+            close_reason(ev.sk_err, conn.resets)
+        };
+        let mut row = TcpEventRecord::new(
+            ts,
+            if closing {
                 TcpEventType::Close
             } else {
                 TcpEventType::StateChange
             },
-            conn_id: conn.conn_id,
-            role: conn.role,
-            owner: conn.owner.clone(),
-            endpoints: seen,
-            old_state: state_name(ev.old_state),
-            new_state: state_name(ev.new_state),
-            syscall_ret: None,
-        });
+            conn.conn_id,
+            conn.role,
+            conn.owner.clone(),
+            seen,
+        );
+        row.old_state = state_name(ev.old_state);
+        row.new_state = state_name(ev.new_state);
         if closing {
-            let conn = self.conns.remove(&ev.skaddr).expect("present");
+            row.reason = Some(reason.to_owned());
+            row.srtt_us = (ev.srtt_us > 0).then_some(ev.srtt_us);
+        }
+        if failed_connect {
+            let mut failed = row.clone();
+            failed.event = TcpEventType::ConnectFailed;
+            failed.reason = Some(connect_failure(ev.sk_err).to_owned());
+            failed.srtt_us = None;
+            sink.tcp_event(failed);
+        }
+        sink.tcp_event(row);
+        if closing {
+            let mut conn = self.forget(ev.skaddr).expect("present");
             self.closed.push((ev.skaddr, conn.conn_id));
+            // The kernel's own counters are exact where the events could be lost.
+            conn.retransmits = conn.retransmits.max(ev.retransmits);
+            if ev.srtt_us > 0 {
+                let (min, max) = (ev.rtt_min_us, ev.rtt_max_us);
+                conn.note_rtt(ev.srtt_us);
+                if let Some(r) = conn.rtt.as_mut().filter(|_| min > 0) {
+                    r.1 = r.1.min(min);
+                    r.2 = r.2.max(max);
+                }
+            }
+            let health = conn.health(reason);
             sink.flow(FlowRecord {
                 start_ts_ns: conn.start_ts_ns,
                 end_ts_ns: ts,
@@ -323,6 +604,7 @@ impl ConnTracker {
                 bytes_sent: ev.bytes_sent,
                 bytes_received: ev.bytes_received,
                 open: false,
+                health,
             });
         }
     }
@@ -337,19 +619,20 @@ impl ConnTracker {
             tid: ev.tid,
             comm: comm(&ev.comm),
         };
+        let event = match kind {
+            TcpEventKind::Connect => TcpEventType::Connect,
+            _ => TcpEventType::Accept,
+        };
         sink.tcp_event(TcpEventRecord {
-            ts_ns: self.clock.wall(ev.ts_ns),
-            event: match kind {
-                TcpEventKind::Connect => TcpEventType::Connect,
-                _ => TcpEventType::Accept,
-            },
-            conn_id: conn.conn_id,
-            role: conn.role,
-            owner: conn.owner.clone(),
-            endpoints: conn.endpoints,
-            old_state: "",
-            new_state: "",
             syscall_ret: Some(ev.ret),
+            ..TcpEventRecord::new(
+                self.clock.wall(ev.ts_ns),
+                event,
+                conn.conn_id,
+                conn.role,
+                conn.owner.clone(),
+                conn.endpoints,
+            )
         });
     }
 
@@ -381,6 +664,7 @@ impl ConnTracker {
                 bytes_sent,
                 bytes_received,
                 open: true,
+                health: conn.health(""),
             });
             n += 1;
         }

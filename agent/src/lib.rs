@@ -13,6 +13,7 @@
 
 pub mod capture;
 pub mod conntrack;
+pub mod dns_search;
 pub mod pipeline;
 pub mod query;
 pub mod records;

@@ -54,6 +54,17 @@ struct Args {
     /// Seconds after which a DNS query without answer is recorded with rcode TIMEOUT.
     #[arg(long, default_value_t = 5)]
     dns_timeout: u64,
+    /// Do not attach the network-health programs (retransmits, resets, RTT samples, packet
+    /// drops); `tcp_events` then has lifecycle events only.
+    #[arg(long)]
+    no_net_health: bool,
+    /// Milliseconds between two RTT samples (`tcp_events` rows `rtt`) of one connection.
+    #[arg(long, default_value_t = 1000)]
+    rtt_sample_ms: u64,
+    /// Seconds an NXDOMAIN answer waits for a later answer of the same process that shows it
+    /// was a search-list expansion (`dns.search_expansion`); it is stored after at most this.
+    #[arg(long, default_value_t = 2)]
+    dns_search_window: u64,
     /// Seconds a query may run on this agent.
     #[arg(long, default_value_t = 30)]
     query_timeout: u64,
@@ -86,6 +97,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let node = args.node_name.clone().unwrap_or_else(host_name);
     let capture = Capture::start(CaptureOptions {
         payload_bytes: args.payload_bytes,
+        net_health: !args.no_net_health,
+        rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
     })?;
     let store = Arc::new(Store::new(
         StoreConfig {
@@ -109,6 +122,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             max_sessions: args.max_connections,
             dns_timeout: Duration::from_secs(args.dns_timeout),
             store_payloads: args.store_payloads,
+            dns_search_window: Duration::from_secs(args.dns_search_window),
         },
     )
     .context("starting the capture thread")?;

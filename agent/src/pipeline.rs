@@ -25,6 +25,7 @@ use crate::{
         CallRecord, CallsBuilder, DnsBuilder, DnsRecord, FlowRecord, FlowsBuilder, TcpEventRecord,
         TcpEventsBuilder,
     },
+    dns_search::DnsSearch,
     sessions::{self, CallSink, ProtocolCounters, SessionStats, Sessionizer},
     sockdiag,
     store::Store,
@@ -49,6 +50,8 @@ pub struct PipelineConfig {
     pub dns_timeout: Duration,
     /// Keep calls' captured payload prefixes (`--store-payloads`).
     pub store_payloads: bool,
+    /// How long an NXDOMAIN row waits to be recognized as a search-list expansion.
+    pub dns_search_window: Duration,
 }
 
 /// Data events taken off the ring per round (then TCP events get their turn again).
@@ -130,17 +133,35 @@ pub struct Batcher {
     flows: FlowsBuilder,
     calls: CallsBuilder,
     dns: DnsBuilder,
+    dns_search: DnsSearch,
 }
 
+/// Most NXDOMAIN rows held back at once by [`DnsSearch`].
+const DNS_HELD_MAX: usize = 4096;
+
 impl Batcher {
-    /// Empty builders for `node`.
+    /// Empty builders for `node`; `dns` rows are stored as they come.
     pub fn new(node: &str) -> Self {
+        Self::with_dns_search(node, Duration::ZERO)
+    }
+
+    /// Empty builders for `node`; NXDOMAIN rows wait up to `window` to be recognized as
+    /// search-list expansions (see [`crate::dns_search`]).
+    pub fn with_dns_search(node: &str, window: Duration) -> Self {
         Self {
             tcp_events: TcpEventsBuilder::new(node),
             flows: FlowsBuilder::new(node),
             calls: CallsBuilder::new(node),
             dns: DnsBuilder::new(node),
+            dns_search: DnsSearch::new(window.as_nanos() as i64, DNS_HELD_MAX),
         }
+    }
+
+    /// Releases NXDOMAIN rows held since before `now_ns` minus the window (all with `all`).
+    pub fn expire_dns(&mut self, now_ns: i64, all: bool) {
+        let dns = &mut self.dns;
+        self.dns_search
+            .expire(now_ns, all, &mut |r| dns.append(&r));
     }
 
     /// Rows waiting.
@@ -183,7 +204,8 @@ impl CallSink for Batcher {
     }
 
     fn dns(&mut self, record: DnsRecord) {
-        self.dns.append(&record);
+        let dns = &mut self.dns;
+        self.dns_search.on_record(record, &mut |r| dns.append(&r));
     }
 }
 
@@ -242,7 +264,8 @@ fn run(
     stop: &AtomicBool,
 ) {
     let clock = Clock::now();
-    let mut tracker = ConnTracker::new(clock, config.max_conns);
+    let mut tracker =
+        ConnTracker::new(clock, config.max_conns).with_reasons(capture.reason_names().clone());
     match sockdiag::tcp_listening_ports() {
         Ok(ports) => tracker.seed_listen_ports(ports),
         Err(e) => {
@@ -254,7 +277,7 @@ fn run(
     let mut last_sweep = Instant::now();
     let mut data_batch: Vec<DataEvent> = Vec::with_capacity(DATA_BATCH);
     let mut order: Vec<(u64, usize)> = Vec::with_capacity(DATA_BATCH);
-    let mut batcher = Batcher::new(&config.node);
+    let mut batcher = Batcher::with_dns_search(&config.node, config.dns_search_window);
     let mut last_flush = Instant::now();
     let mut last_open_report = Instant::now();
     let wait_ms = config.flush_interval.as_millis().clamp(1, 1000) as i32;
@@ -301,6 +324,7 @@ fn run(
         if last_sweep.elapsed() >= Duration::from_millis(500) {
             last_sweep = Instant::now();
             sessions.sweep(&mut batcher);
+            batcher.expire_dns(clock.wall_now(), false);
         }
         if last_open_report.elapsed() >= config.open_flow_interval {
             last_open_report = Instant::now();
@@ -311,6 +335,9 @@ fn run(
                 }
                 Err(e) => tracing::warn!(error = %e, "Cannot read TCP counters from sock_diag"),
             }
+        }
+        if stopping {
+            batcher.expire_dns(0, true);
         }
         if stopping
             || batcher.pending() >= config.flush_rows

@@ -43,6 +43,18 @@ pub enum TcpEventType {
     StateChange,
     /// The kernel moved the socket to CLOSE.
     Close,
+    /// A connection attempt ended without being established.
+    ConnectFailed,
+    /// A segment was retransmitted.
+    Retransmit,
+    /// This end sent a RST.
+    ResetSent,
+    /// A RST arrived.
+    ResetReceived,
+    /// The kernel dropped a packet of the connection (or any TCP/UDP packet).
+    Drop,
+    /// An RTT sample.
+    Rtt,
 }
 
 impl TcpEventType {
@@ -53,6 +65,12 @@ impl TcpEventType {
             Self::Accept => "accept",
             Self::StateChange => "state_change",
             Self::Close => "close",
+            Self::ConnectFailed => "connect_failed",
+            Self::Retransmit => "retransmit",
+            Self::ResetSent => "reset_sent",
+            Self::ResetReceived => "reset_received",
+            Self::Drop => "drop",
+            Self::Rtt => "rtt",
         }
     }
 }
@@ -102,6 +120,58 @@ pub struct TcpEventRecord {
     pub new_state: &'static str,
     /// Syscall result, for connect and accept.
     pub syscall_ret: Option<i32>,
+    /// Why: connect failure, drop or reset reason, close reason.
+    pub reason: Option<String>,
+    /// Smoothed RTT (rtt samples, close).
+    pub srtt_us: Option<u32>,
+    /// `tcp`, or `udp` for drops of UDP packets.
+    pub transport: &'static str,
+}
+
+impl TcpEventRecord {
+    /// A row with no reason, RTT or syscall result, over TCP.
+    pub fn new(
+        ts_ns: i64,
+        event: TcpEventType,
+        conn_id: u64,
+        role: Role,
+        owner: Owner,
+        endpoints: Endpoints,
+    ) -> Self {
+        Self {
+            ts_ns,
+            event,
+            conn_id,
+            role,
+            owner,
+            endpoints,
+            old_state: "",
+            new_state: "",
+            syscall_ret: None,
+            reason: None,
+            srtt_us: None,
+            transport: "tcp",
+        }
+    }
+}
+
+/// Network health of one connection, as of its `flows` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowHealth {
+    /// Last smoothed RTT.
+    pub srtt_us: Option<u32>,
+    /// Smallest smoothed RTT.
+    pub srtt_min_us: Option<u32>,
+    /// Largest smoothed RTT.
+    pub srtt_max_us: Option<u32>,
+    /// Segments retransmitted.
+    pub retransmits: u32,
+    /// RSTs sent or received.
+    pub resets: u32,
+    /// SYN_SENT to ESTABLISHED, client side.
+    pub connect_latency_ns: Option<u64>,
+    /// fin | rst | timeout | unreachable | aborted | errno N; "" while open.
+    pub close_reason: &'static str,
 }
 
 /// One row of `flows`.
@@ -125,6 +195,8 @@ pub struct FlowRecord {
     pub bytes_received: u64,
     /// True for a periodic report of a connection that is still open.
     pub open: bool,
+    /// RTT, retransmissions, resets, connect latency, close reason.
+    pub health: FlowHealth,
 }
 
 /// One row of `calls`: a request and its response, as one end of the connection saw them.
@@ -191,6 +263,12 @@ pub struct DnsRecord {
     pub transport: &'static str,
     /// The querying process.
     pub owner: Owner,
+    /// The querying end's address.
+    pub client_ip: IpAddr,
+    /// An NXDOMAIN for a search-list expansion of a name the process then resolved.
+    pub search_expansion: bool,
+    /// On the answer that resolved: search-list NXDOMAINs before it.
+    pub search_misses: u32,
 }
 
 /// Builds `calls` batches.
@@ -345,6 +423,9 @@ pub struct DnsBuilder {
     transport: StringBuilder,
     pid: UInt32Builder,
     comm: StringBuilder,
+    client_ip: StringBuilder,
+    search_expansion: BooleanBuilder,
+    search_misses: UInt32Builder,
     len: usize,
 }
 
@@ -363,6 +444,9 @@ impl DnsBuilder {
             transport: StringBuilder::new(),
             pid: UInt32Builder::new(),
             comm: StringBuilder::new(),
+            client_ip: StringBuilder::new(),
+            search_expansion: BooleanBuilder::new(),
+            search_misses: UInt32Builder::new(),
             len: 0,
         }
     }
@@ -379,6 +463,9 @@ impl DnsBuilder {
 
     /// Appends one row.
     pub fn append(&mut self, r: &DnsRecord) {
+        self.client_ip.append_value(r.client_ip.to_string());
+        self.search_expansion.append_value(r.search_expansion);
+        self.search_misses.append_value(r.search_misses);
         self.ts.append_value(r.ts_ns);
         self.domain.append_value(&r.domain);
         self.qtype.append_value(&r.qtype);
@@ -409,6 +496,9 @@ impl DnsBuilder {
                 Arc::new(self.pid.finish()),
                 Arc::new(self.comm.finish()),
                 node_column(&self.node, len),
+                Arc::new(self.client_ip.finish()),
+                Arc::new(self.search_expansion.finish()),
+                Arc::new(self.search_misses.finish()),
             ],
         )
     }
@@ -429,6 +519,9 @@ pub struct TcpEventsBuilder {
     old_state: StringBuilder,
     new_state: StringBuilder,
     syscall_ret: Int32Builder,
+    reason: StringBuilder,
+    srtt_us: UInt32Builder,
+    transport: StringBuilder,
     len: usize,
 }
 
@@ -488,6 +581,9 @@ impl TcpEventsBuilder {
             old_state: StringBuilder::new(),
             new_state: StringBuilder::new(),
             syscall_ret: Int32Builder::new(),
+            reason: StringBuilder::new(),
+            srtt_us: UInt32Builder::new(),
+            transport: StringBuilder::new(),
             len: 0,
         }
     }
@@ -515,6 +611,9 @@ impl TcpEventsBuilder {
         self.old_state.append_value(r.old_state);
         self.new_state.append_value(r.new_state);
         self.syscall_ret.append_option(r.syscall_ret);
+        self.reason.append_option(r.reason.as_deref());
+        self.srtt_us.append_option(r.srtt_us);
+        self.transport.append_value(r.transport);
         self.len += 1;
     }
 
@@ -540,6 +639,9 @@ impl TcpEventsBuilder {
                 Arc::new(self.new_state.finish()),
                 Arc::new(self.syscall_ret.finish()),
                 node_column(&self.node, len),
+                Arc::new(self.reason.finish()),
+                Arc::new(self.srtt_us.finish()),
+                Arc::new(self.transport.finish()),
             ],
         )
     }
@@ -560,6 +662,13 @@ pub struct FlowsBuilder {
     bytes_sent: UInt64Builder,
     bytes_received: UInt64Builder,
     status: StringBuilder,
+    srtt_us: UInt32Builder,
+    srtt_min_us: UInt32Builder,
+    srtt_max_us: UInt32Builder,
+    retransmits: UInt32Builder,
+    resets: UInt32Builder,
+    connect_latency_ns: UInt64Builder,
+    close_reason: StringBuilder,
     len: usize,
 }
 
@@ -579,6 +688,13 @@ impl FlowsBuilder {
             bytes_sent: UInt64Builder::new(),
             bytes_received: UInt64Builder::new(),
             status: StringBuilder::new(),
+            srtt_us: UInt32Builder::new(),
+            srtt_min_us: UInt32Builder::new(),
+            srtt_max_us: UInt32Builder::new(),
+            retransmits: UInt32Builder::new(),
+            resets: UInt32Builder::new(),
+            connect_latency_ns: UInt64Builder::new(),
+            close_reason: StringBuilder::new(),
             len: 0,
         }
     }
@@ -608,6 +724,14 @@ impl FlowsBuilder {
         self.bytes_received.append_value(r.bytes_received);
         self.status
             .append_value(if r.open { "open" } else { "closed" });
+        let h = &r.health;
+        self.srtt_us.append_option(h.srtt_us);
+        self.srtt_min_us.append_option(h.srtt_min_us);
+        self.srtt_max_us.append_option(h.srtt_max_us);
+        self.retransmits.append_value(h.retransmits);
+        self.resets.append_value(h.resets);
+        self.connect_latency_ns.append_option(h.connect_latency_ns);
+        self.close_reason.append_value(h.close_reason);
         self.len += 1;
     }
 
@@ -633,6 +757,13 @@ impl FlowsBuilder {
                 Arc::new(self.bytes_received.finish()),
                 Arc::new(self.status.finish()),
                 node_column(&self.node, len),
+                Arc::new(self.srtt_us.finish()),
+                Arc::new(self.srtt_min_us.finish()),
+                Arc::new(self.srtt_max_us.finish()),
+                Arc::new(self.retransmits.finish()),
+                Arc::new(self.resets.finish()),
+                Arc::new(self.connect_latency_ns.finish()),
+                Arc::new(self.close_reason.finish()),
             ],
         )
     }
@@ -667,22 +798,22 @@ mod tests {
     fn tcp_events_batch_matches_wire_schema() {
         let mut b = TcpEventsBuilder::new("node-a");
         b.append(&TcpEventRecord {
-            ts_ns: 1_700_000_000_000_000_000,
-            event: TcpEventType::Connect,
-            conn_id: 7,
-            role: Role::Client,
-            owner: owner(),
-            endpoints: ends(),
-            old_state: "",
-            new_state: "",
             syscall_ret: Some(-111),
+            ..TcpEventRecord::new(
+                1_700_000_000_000_000_000,
+                TcpEventType::Connect,
+                7,
+                Role::Client,
+                owner(),
+                ends(),
+            )
         });
         assert_eq!(b.len(), 1);
         let batch = b.finish().unwrap();
         assert!(b.is_empty());
         assert_eq!(batch.schema(), schema::tcp_events());
         let text = pretty_format_batches(&[batch]).unwrap().to_string();
-        assert!(text.contains("| 2023-11-14T22:13:20Z | connect | 7       | client | 42  | 43  | curl | 127.0.0.1 | 40000    | ::1    | 8080     |           |           | -111        | node-a |"), "{text}");
+        assert!(text.contains("| 2023-11-14T22:13:20Z | connect | 7       | client | 42  | 43  | curl | 127.0.0.1 | 40000    | ::1    | 8080     |           |           | -111        | node-a |        |         | tcp       |"), "{text}");
     }
 
     #[test]
@@ -698,10 +829,19 @@ mod tests {
             bytes_sent: 10,
             bytes_received: 20,
             open: false,
+            health: FlowHealth {
+                srtt_us: Some(50),
+                srtt_min_us: Some(40),
+                srtt_max_us: Some(70),
+                retransmits: 2,
+                resets: 1,
+                connect_latency_ns: None,
+                close_reason: "rst",
+            },
         });
         let batch = b.finish().unwrap();
         assert_eq!(batch.schema(), schema::flows());
         let text = pretty_format_batches(&[batch]).unwrap().to_string();
-        assert!(text.contains("| 3500        | 1       | 42  | curl | server | 127.0.0.1 | 40000    | ::1    | 8080     | 10         | 20             | closed | node-a |"), "{text}");
+        assert!(text.contains("| 3500        | 1       | 42  | curl | server | 127.0.0.1 | 40000    | ::1    | 8080     | 10         | 20             | closed | node-a | 50      | 40          | 70          | 2           | 1      |                    | rst          |"), "{text}");
     }
 }

@@ -648,6 +648,9 @@ fn timeout_dns(session: &Session, call: OpenCall, sink: &mut impl CallSink) {
             tid: call.tid,
             ..session.owner.clone()
         },
+        client_ip: session.endpoints.src_ip,
+        search_expansion: false,
+        search_misses: 0,
     });
 }
 
@@ -680,6 +683,9 @@ fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl C
             server_ip: session.endpoints.dst_ip,
             transport: transport_name(session.transport),
             owner: owner.clone(),
+            client_ip: session.endpoints.src_ip,
+            search_expansion: false,
+            search_misses: 0,
         });
     }
     sink.call(CallRecord {

@@ -50,7 +50,8 @@ fn endpoints() -> [Field; 4] {
 static TCP_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         ts("ts"),
-        // connect | accept | state_change | close
+        // connect | accept | state_change | close | connect_failed | retransmit | reset_sent |
+        // reset_received | drop | rtt
         text("event"),
         Field::new("conn_id", DataType::UInt64, false),
         // client | server
@@ -68,6 +69,14 @@ static TCP_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // Result of the connect/accept syscall (0 or -errno); null for state changes.
         Field::new("syscall_ret", DataType::Int32, true),
         text("node"),
+        // connect_failed: refused | timeout | unreachable | aborted | error ...; drop: the
+        // kernel's skb_drop_reason (NETFILTER_DROP, NO_SOCKET, ...); reset_sent: the kernel's
+        // sk_rst_reason; close: the flow's close_reason; else null.
+        Field::new("reason", DataType::Utf8, true),
+        // rtt: the smoothed RTT sample; close: the last smoothed RTT; else null.
+        Field::new("srtt_us", DataType::UInt32, true),
+        // tcp, or udp for drops of UDP packets.
+        text("transport"),
     ]);
     Arc::new(Schema::new(fields))
 });
@@ -89,6 +98,22 @@ static FLOWS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // closed: the connection ended at end_ts; open: a periodic report of a live one.
         text("status"),
         text("node"),
+        // Smoothed RTT: the last, smallest and largest value the kernel reported (null when
+        // the connection never had an RTT sample).
+        Field::new("srtt_us", DataType::UInt32, true),
+        Field::new("srtt_min_us", DataType::UInt32, true),
+        Field::new("srtt_max_us", DataType::UInt32, true),
+        // Segments retransmitted (the kernel's total_retrans at close; retransmit events seen
+        // so far for open rows).
+        Field::new("retransmits", DataType::UInt32, false),
+        // RSTs sent or received on the connection.
+        Field::new("resets", DataType::UInt32, false),
+        // Client side: SYN sent to ESTABLISHED; null on the server side and for failed
+        // connects.
+        Field::new("connect_latency_ns", DataType::UInt64, true),
+        // fin | rst (a RST ended it, refused connects too) | timeout | unreachable | aborted
+        // (a connect the process gave up) | error ...; "" for open rows.
+        text("close_reason"),
     ]);
     Arc::new(Schema::new(fields))
 });
@@ -196,6 +221,13 @@ static DNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("pid", DataType::UInt32, false),
         text("comm"),
         text("node"),
+        // The querying end's address.
+        text("client_ip"),
+        // An NXDOMAIN for a search-list expansion of a name the same process then resolved
+        // (Kubernetes ClusterFirst: name.ns.svc.cluster.local, ...): not an error.
+        Field::new("search_expansion", DataType::Boolean, false),
+        // On the answer that resolved: how many search-list NXDOMAINs came before it.
+        Field::new("search_misses", DataType::UInt32, false),
     ]))
 });
 

@@ -62,6 +62,9 @@ struct Type {
     members: Vec<Member>,
 }
 
+/// The names of an enum's values, e.g. `skb_drop_reason`: value -> name without `prefix`.
+pub type EnumNames = HashMap<u32, String>;
+
 /// The types of one BTF blob, enough to resolve struct member offsets.
 #[derive(Debug)]
 pub struct KernelBtf {
@@ -69,6 +72,8 @@ pub struct KernelBtf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
+    /// Named enums: name -> [(value name offset, value)].
+    enums_by_name: HashMap<String, Vec<(u32, u32)>>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Result<u32> {
@@ -112,6 +117,7 @@ impl KernelBtf {
             members: Vec::new(),
         }];
         let mut structs_by_name = HashMap::new();
+        let mut enums_by_name = HashMap::new();
         let mut pos = 0;
         while pos < types_bytes.len() {
             let name_off = u32_at(types_bytes, pos)?;
@@ -142,7 +148,19 @@ impl KernelBtf {
                     }
                     vlen * 12
                 }
-                KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
+                KIND_ENUM => {
+                    if name_off != 0 {
+                        let mut values = Vec::with_capacity(vlen);
+                        for i in 0..vlen {
+                            let v = pos + i * 8;
+                            values.push((u32_at(types_bytes, v)?, u32_at(types_bytes, v + 4)?));
+                        }
+                        let name = str_at(&strings, name_off).to_owned();
+                        enums_by_name.entry(name).or_insert(values);
+                    }
+                    vlen * 8
+                }
+                KIND_FUNC_PROTO => vlen * 8,
                 KIND_DATASEC | KIND_ENUM64 => vlen * 12,
                 _ => 0,
             };
@@ -163,7 +181,25 @@ impl KernelBtf {
             types,
             strings,
             structs_by_name,
+            enums_by_name,
         })
+    }
+
+    /// The values of `enum name`, named without `prefix` (e.g. `SKB_DROP_REASON_`); empty when
+    /// this kernel has no such enum.
+    pub fn enum_names(&self, name: &str, prefix: &str) -> EnumNames {
+        self.enums_by_name
+            .get(name)
+            .map(|values| {
+                values
+                    .iter()
+                    .map(|&(off, v)| {
+                        let n = self.name(off);
+                        (v, n.strip_prefix(prefix).unwrap_or(n).to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn name(&self, off: u32) -> &str {
@@ -245,6 +281,11 @@ impl KernelBtf {
             skc_num: common + self.member_offset("sock_common", "skc_num")?,
             skc_v6_daddr: common + self.member_offset("sock_common", "skc_v6_daddr")?,
             skc_v6_rcv_saddr: common + self.member_offset("sock_common", "skc_v6_rcv_saddr")?,
+            tcp_srtt_us: self.member_offset("tcp_sock", "srtt_us")?,
+            tcp_total_retrans: self.member_offset("tcp_sock", "total_retrans")?,
+            sock_err: self.member_offset("sock", "sk_err")?,
+            skb_head: self.member_offset("sk_buff", "head")?,
+            skb_network_header: self.member_offset("sk_buff", "network_header")?,
         })
     }
 }
@@ -316,6 +357,10 @@ mod tests {
             ("inode", "i_mode"),
             ("sock_common", "skc_family"),
             ("sock_common", "skc_v6_daddr"),
+            ("tcp_sock", "srtt_us"),
+            ("tcp_sock", "total_retrans"),
+            ("sock", "sk_err"),
+            ("sk_buff", "head"),
         ] {
             assert_eq!(
                 btf.member_offset(s, m).unwrap(),
@@ -333,6 +378,24 @@ mod tests {
             (off.skc_daddr, off.skc_rcv_saddr, off.skc_dport, off.skc_num),
             (0, 4, 12, 14)
         );
+    }
+
+    #[test]
+    fn drop_reason_names_come_from_the_running_kernel() {
+        let btf = KernelBtf::from_sys_fs().expect("kernel BTF");
+        let reasons = btf.enum_names("skb_drop_reason", "SKB_DROP_REASON_");
+        // Values from include/net/dropreason-core.h: NOT_SPECIFIED is 2 since 6.x (after
+        // SKB_NOT_DROPPED_YET and SKB_CONSUMED); look NETFILTER_DROP up by name both ways.
+        assert_eq!(reasons.get(&2).map(String::as_str), Some("NOT_SPECIFIED"));
+        let nf = reasons
+            .iter()
+            .find(|(_, n)| *n == "NETFILTER_DROP")
+            .map(|(v, _)| *v)
+            .expect("NETFILTER_DROP");
+        assert!(nf > 2);
+        assert!(btf.enum_names("no_such_enum", "").is_empty());
+        let rst = btf.enum_names("sk_rst_reason", "SK_RST_REASON_");
+        assert!(rst.values().any(|n| n == "NOT_SPECIFIED"), "{rst:?}");
     }
 
     #[test]

@@ -94,19 +94,55 @@ const ATTACHMENTS: [(&str, &str, &str); 28] = [
     ("close_enter", "syscalls", "sys_enter_close"),
 ];
 
+/// Network-health programs, attached unless [`CaptureOptions::net_health`] is off.
+const NET_HEALTH_ATTACHMENTS: [(&str, &str, &str); 5] = [
+    ("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb"),
+    ("tcp_send_reset", "tcp", "tcp_send_reset"),
+    ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
+    ("tcp_probe", "tcp", "tcp_probe"),
+    ("kfree_skb", "skb", "kfree_skb"),
+];
+
 /// What to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaptureOptions {
     /// Payload bytes captured per socket syscall (clamped to [`PAYLOAD_MAX`]); 0 keeps the data
     /// events' metadata but no payload.
     pub payload_bytes: u32,
+    /// Attach the network-health programs (retransmits, resets, RTT, drops).
+    pub net_health: bool,
+    /// Shortest time between two RTT samples of one socket.
+    pub rtt_sample_interval: std::time::Duration,
 }
 
 impl Default for CaptureOptions {
     fn default() -> Self {
         Self {
             payload_bytes: PAYLOAD_MAX as u32,
+            net_health: true,
+            rtt_sample_interval: std::time::Duration::from_secs(1),
         }
+    }
+}
+
+/// Names of the kernel's reason codes, from its BTF.
+#[derive(Debug, Clone, Default)]
+pub struct ReasonNames {
+    /// `enum skb_drop_reason` without the `SKB_DROP_REASON_` prefix.
+    pub drop: btf::EnumNames,
+    /// `enum sk_rst_reason` without the `SK_RST_REASON_` prefix.
+    pub reset: btf::EnumNames,
+}
+
+impl ReasonNames {
+    /// Name of drop reason `code`, or its number when this kernel does not name it.
+    pub fn drop_reason(&self, code: u32) -> String {
+        self.drop.get(&code).cloned().unwrap_or_else(|| code.to_string())
+    }
+
+    /// Name of reset reason `code`, or its number.
+    pub fn reset_reason(&self, code: u32) -> String {
+        self.reset.get(&code).cloned().unwrap_or_else(|| code.to_string())
     }
 }
 
@@ -126,6 +162,7 @@ pub struct Capture {
     ring: RingBuf<MapData>,
     data_ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    reasons: ReasonNames,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
 }
@@ -147,8 +184,15 @@ impl Capture {
             return Err(Error::NotRoot(euid));
         }
         let tracing = tracefs::ensure_mounted().map_err(Error::Tracefs)?;
-        tracefs::check_offsets(&tracing)?;
-        let offsets: KernelOffsets = btf::KernelBtf::from_sys_fs()?.kernel_offsets()?;
+        tracefs::check_offsets(&tracing, options.net_health)?;
+        let kernel_btf = btf::KernelBtf::from_sys_fs()?;
+        let offsets: KernelOffsets = kernel_btf.kernel_offsets()?;
+        let reasons = ReasonNames {
+            drop: kernel_btf.enum_names("skb_drop_reason", "SKB_DROP_REASON_"),
+            reset: kernel_btf.enum_names("sk_rst_reason", "SK_RST_REASON_"),
+        };
+        drop(kernel_btf);
+        let rtt_sample_ns = options.rtt_sample_interval.as_nanos() as u64;
         raise_memlock_limit();
 
         let payload_bytes = options.payload_bytes.min(PAYLOAD_MAX as u32);
@@ -157,8 +201,14 @@ impl Capture {
             .override_global("KERNEL_OFFSETS", &offsets, true)
             .override_global("PAYLOAD_BYTES", &payload_bytes, true)
             .override_global("AGENT_TGID", &agent_tgid, true)
+            .override_global("RTT_SAMPLE_NS", &rtt_sample_ns, true)
             .load(PROBES)?;
-        for (program, category, name) in ATTACHMENTS {
+        let health: &[_] = if options.net_health {
+            &NET_HEALTH_ATTACHMENTS
+        } else {
+            &[]
+        };
+        for &(program, category, name) in ATTACHMENTS.iter().chain(health) {
             let attach_err = |source| Error::Attach {
                 program,
                 tracepoint: format!("{category}/{name}"),
@@ -189,8 +239,14 @@ impl Capture {
             ring,
             data_ring,
             counters,
+            reasons,
             _ebpf: ebpf,
         })
+    }
+
+    /// Names of the kernel's drop and reset reasons.
+    pub fn reason_names(&self) -> &ReasonNames {
+        &self.reasons
     }
 
     /// Hands every waiting TCP event to `on_event`; returns how many there were. Records of

@@ -49,7 +49,9 @@ pub(super) fn field_offset(format: &str, field: &str) -> Option<usize> {
     })
 }
 
-pub(super) fn check_offsets(root: &Path) -> Result<()> {
+/// Checks the offsets of every tracepoint field the programs read (the network-health ones
+/// only when `net_health`).
+pub(super) fn check_offsets(root: &Path, net_health: bool) -> Result<()> {
     let mut expected: Vec<(String, &str, usize)> = tp::INET_SOCK_SET_STATE
         .iter()
         .map(|&(field, off)| ("sock/inet_sock_set_state".to_owned(), field, off))
@@ -59,6 +61,13 @@ pub(super) fn check_offsets(root: &Path) -> Result<()> {
             .iter()
             .map(|&(name, field, off)| (format!("syscalls/{name}"), field, off)),
     );
+    if net_health {
+        expected.extend(
+            tp::NET_HEALTH
+                .iter()
+                .map(|&(tracepoint, field, off)| (tracepoint.to_owned(), field, off)),
+        );
+    }
     for (tracepoint, field, want) in expected {
         let path = root.join("events").join(&tracepoint).join("format");
         let format = std::fs::read_to_string(&path).map_err(|e| Error::TracepointFormat {
@@ -100,6 +109,6 @@ mod tests {
     #[test]
     fn running_kernel_matches_the_programs() {
         let root = ensure_mounted().expect("tracefs (run as root)");
-        check_offsets(&root).expect("offsets of this kernel's tracepoints");
+        check_offsets(&root, true).expect("offsets of this kernel's tracepoints");
     }
 }

@@ -47,10 +47,10 @@ impl Ev {
             kind: TcpEventKind::StateChange as u8,
             old_state: old,
             new_state: new,
-            _pad: [0; 3],
             saddr: v4([10, 0, 0, 1]),
             daddr: v4([10, 0, 0, 2]),
             comm: comm_bytes("softirq"),
+            ..TcpEvent::zeroed()
         })
     }
 
@@ -219,7 +219,8 @@ fn table_bound_and_unknown_events_are_counted() {
         TrackerStats {
             table_full: 4,
             unmatched_syscalls: 1,
-            malformed: 1
+            malformed: 1,
+            untracked_rtt: 0,
         }
     );
 }
@@ -253,4 +254,211 @@ fn open_connections_are_reported_with_sock_diag_counters() {
     assert_eq!(t.live(), 1, "reporting does not end the connection");
     // Younger than the minimum age: not reported.
     assert_eq!(t.report_open(i64::MAX, &counters, &mut rows), 0);
+}
+
+impl Ev {
+    fn kind(ts: u64, sk: u64, kind: TcpEventKind) -> Self {
+        let mut e = Self::state(ts, sk, 0, 0, 0, 0).0;
+        e.kind = kind as u8;
+        Ev(e)
+    }
+
+    fn rtt(ts: u64, sk: u64, srtt_us: u32) -> Self {
+        let mut e = Self::kind(ts, sk, TcpEventKind::Rtt);
+        e.0.srtt_us = srtt_us;
+        e
+    }
+
+    fn close_info(mut self, srtt: u32, min: u32, max: u32, retrans: u32, sk_err: i32) -> Self {
+        self.0.srtt_us = srtt;
+        self.0.rtt_min_us = min;
+        self.0.rtt_max_us = max;
+        self.0.retransmits = retrans;
+        self.0.sk_err = sk_err;
+        self
+    }
+
+    /// A dropped packet from 10.0.0.`from`:`sport` to 10.0.0.`to`:`dport`.
+    fn drop_packet(ts: u64, from: u8, sport: u16, to: u8, dport: u16, proto: u8) -> Self {
+        let mut e = Self::kind(ts, 0, TcpEventKind::Drop);
+        e.0.saddr = v4([10, 0, 0, from]);
+        e.0.daddr = v4([10, 0, 0, to]);
+        e.0.sport = sport;
+        e.0.dport = dport;
+        e.0.ip_protocol = proto;
+        e.0.reason = 77;
+        e
+    }
+}
+
+fn reasons() -> ReasonNames {
+    ReasonNames {
+        drop: [(77, "NETFILTER_DROP".to_owned())].into(),
+        reset: [(5, "TCP_ABORT_ON_CLOSE".to_owned())].into(),
+    }
+}
+
+fn run_with_reasons(events: Vec<Ev>) -> (Rows, ConnTracker) {
+    let mut t = ConnTracker::new(Clock::with_offset(0), 16).with_reasons(reasons());
+    let mut rows = Rows::default();
+    for e in events {
+        t.on_event(&e.0, &mut rows);
+    }
+    (rows, t)
+}
+
+fn events_of(rows: &Rows) -> Vec<(&'static str, u64, Option<&str>, Option<u32>)> {
+    rows.events
+        .iter()
+        .map(|e| (e.event.as_str(), e.conn_id, e.reason.as_deref(), e.srtt_us))
+        .collect()
+}
+
+#[test]
+fn flow_health_from_samples_retransmits_and_close() {
+    use tcp_state::*;
+    let (rows, _) = run_with_reasons(vec![
+        Ev::state(1_000, 0xa, CLOSE, SYN_SENT, 0, 80).task(7, "curl"),
+        Ev::state(1_000 + 2_500_000, 0xa, SYN_SENT, ESTABLISHED, 40000, 80),
+        Ev::rtt(3_000_000, 0xa, 2_400),
+        Ev::kind(3_100_000, 0xa, TcpEventKind::Retransmit),
+        Ev::rtt(4_000_000, 0xa, 9_000),
+        // The kernel's min/max cover samples between two reported ones.
+        Ev::state(5_000_000, 0xa, FIN_WAIT1, CLOSE, 40000, 80).close_info(3_000, 1_900, 9_500, 4, 0),
+    ]);
+    assert_eq!(
+        events_of(&rows),
+        vec![
+            ("state_change", 1, None, None),
+            ("state_change", 1, None, None),
+            ("rtt", 1, None, Some(2_400)),
+            ("retransmit", 1, None, None),
+            ("rtt", 1, None, Some(9_000)),
+            ("close", 1, Some("fin"), Some(3_000)),
+        ]
+    );
+    let f = &rows.flows[0];
+    assert_eq!(
+        f.health,
+        FlowHealth {
+            srtt_us: Some(3_000),
+            srtt_min_us: Some(1_900),
+            srtt_max_us: Some(9_500),
+            // The kernel counted 4 where one event was seen: the kernel wins.
+            retransmits: 4,
+            resets: 0,
+            connect_latency_ns: Some(2_500_000),
+            close_reason: "fin",
+        }
+    );
+}
+
+#[test]
+fn failed_connects_get_their_reason_from_the_socket_error() {
+    use tcp_state::*;
+    let mut events = Vec::new();
+    for (i, sk_err) in [111, 110, 113, 0, 13].into_iter().enumerate() {
+        let sk = 0x100 + i as u64;
+        let t = 1_000 * i as u64;
+        events.push(Ev::state(t, sk, CLOSE, SYN_SENT, 41000 + i as u16, 80).task(9, "app"));
+        if sk_err == 111 {
+            events.push(Ev::kind(t + 1, sk, TcpEventKind::ResetReceived));
+        }
+        events.push(Ev::state(t + 2, sk, SYN_SENT, CLOSE, 41000 + i as u16, 80).close_info(0, 0, 0, 0, sk_err));
+    }
+    let (rows, _) = run_with_reasons(events);
+    let failed: Vec<_> = rows
+        .events
+        .iter()
+        .filter(|e| e.event == TcpEventType::ConnectFailed)
+        .map(|e| (e.conn_id, e.reason.as_deref().unwrap(), e.owner.comm.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            (1, "refused", "app"),
+            (2, "timeout", "app"),
+            (3, "unreachable", "app"),
+            (4, "aborted", "app"),
+            (5, "error EACCES", "app"),
+        ]
+    );
+    let closes: Vec<_> = rows
+        .flows
+        .iter()
+        .map(|f| (f.health.close_reason, f.health.resets, f.health.connect_latency_ns, f.health.srtt_us))
+        .collect();
+    assert_eq!(
+        closes,
+        vec![
+            ("rst", 1, None, None),
+            ("timeout", 0, None, None),
+            ("unreachable", 0, None, None),
+            ("aborted", 0, None, None),
+            ("error EACCES", 0, None, None),
+        ]
+    );
+}
+
+#[test]
+fn resets_and_drops_are_charged_to_their_connection() {
+    use tcp_state::*;
+    let (rows, t) = run_with_reasons(vec![
+        // Client 10.0.0.1:40000 -> 10.0.0.2:80.
+        Ev::state(1, 0xc, CLOSE, SYN_SENT, 40000, 80),
+        Ev::state(2, 0xc, SYN_SENT, ESTABLISHED, 40000, 80),
+        // A packet it sent, dropped; one it would have received, dropped.
+        Ev::drop_packet(3, 1, 40000, 2, 80, 6),
+        Ev::drop_packet(4, 2, 80, 1, 40000, 6),
+        // Packets of no followed connection: TCP and UDP.
+        Ev::drop_packet(5, 1, 40001, 2, 80, 6),
+        Ev::drop_packet(6, 1, 5353, 2, 53, 17),
+        {
+            let mut e = Ev::kind(7, 0xc, TcpEventKind::ResetSent);
+            e.0.reason = 5;
+            e.0.sport = 40000;
+            e.0.dport = 80;
+            e
+        },
+        // A RST from a closed port (no socket).
+        {
+            let mut e = Ev::kind(8, 0, TcpEventKind::ResetSent);
+            e.0.reason = 1;
+            e.0.sport = 81;
+            e.0.dport = 50000;
+            e
+        },
+        Ev::rtt(9, 0xdead, 100),
+        Ev::state(10, 0xc, ESTABLISHED, CLOSE, 40000, 80).close_info(50, 40, 60, 0, 104),
+    ]);
+    assert_eq!(
+        events_of(&rows)[2..],
+        [
+            ("drop", 1, Some("NETFILTER_DROP"), None),
+            ("drop", 1, Some("NETFILTER_DROP"), None),
+            ("drop", 0, Some("NETFILTER_DROP"), None),
+            ("drop", 0, Some("NETFILTER_DROP"), None),
+            ("reset_sent", 1, Some("TCP_ABORT_ON_CLOSE"), None),
+            // Unnamed reason codes stay numbers.
+            ("reset_sent", 0, Some("1"), None),
+            ("close", 1, Some("rst"), Some(50)),
+        ]
+    );
+    let udp = &rows.events[5];
+    assert_eq!((udp.transport, udp.endpoints.dst_port), ("udp", 53));
+    let closed_port = &rows.events[7];
+    assert_eq!(
+        (closed_port.role, closed_port.endpoints.dst_port, closed_port.endpoints.src_port),
+        (Role::Server, 81, 50000)
+    );
+    assert_eq!(rows.flows[0].health.resets, 1);
+    assert_eq!(rows.flows[0].health.close_reason, "rst");
+    assert_eq!(t.stats().untracked_rtt, 1);
+    // The closed connection left the address index.
+    let (rows, _) = run_with_reasons(vec![
+        Ev::state(1, 0xc, CLOSE, SYN_SENT, 40000, 80),
+        Ev::state(2, 0xc, SYN_SENT, CLOSE, 40000, 80),
+        Ev::drop_packet(3, 1, 40000, 2, 80, 6),
+    ]);
+    assert_eq!(rows.events.last().unwrap().conn_id, 0);
 }

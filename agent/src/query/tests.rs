@@ -46,6 +46,7 @@ fn queries() -> LocalQueries {
             bytes_sent: u64::from(i),
             bytes_received: 2 * u64::from(i),
             open: false,
+            health: Default::default(),
         });
         if b.len() == 10 {
             store.append(schema::FLOWS, b.finish().unwrap()).unwrap();

@@ -49,10 +49,10 @@ fn event(
         kind: kind as u8,
         old_state: old,
         new_state: new,
-        _pad: [0; 3],
         saddr,
         daddr,
         comm,
+        ..TcpEvent::zeroed()
     }
 }
 

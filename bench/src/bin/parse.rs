@@ -140,10 +140,10 @@ fn tcp_event(ts: u64, sk: u64, old: u8, new: u8, sport: u16, dport: u16) -> TcpE
         kind: TcpEventKind::StateChange as u8,
         old_state: old,
         new_state: new,
-        _pad: [0; 3],
         saddr: addr(1),
         daddr: addr(1),
         comm: comm(b"client"),
+        ..TcpEvent::zeroed()
     }
 }
 

@@ -14,7 +14,8 @@ use kindling_agent::{
     pipeline::PipelineCounters,
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
-        CallRecord, CallsBuilder, Endpoints, FlowRecord, FlowsBuilder, Owner, Role, TcpEventRecord,
+        CallRecord, CallsBuilder, Endpoints, FlowHealth, FlowRecord, FlowsBuilder, Owner, Role,
+        TcpEventRecord,
         TcpEventType, TcpEventsBuilder,
     },
     serve::AgentFlightService,
@@ -106,6 +107,15 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
         bytes_sent: 100 * id,
         bytes_received: 1000 * id,
         open: false,
+        health: FlowHealth {
+            srtt_us: Some(100 * id as u32),
+            srtt_min_us: Some(50 * id as u32),
+            srtt_max_us: Some(200 * id as u32),
+            retransmits: (id % 3) as u32,
+            resets: 0,
+            connect_latency_ns: id.is_multiple_of(2).then_some(1_000 * id),
+            close_reason: "fin",
+        },
     }
 }
 
@@ -166,15 +176,9 @@ pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64
             (f.end_ts_ns, TcpEventType::Close, "LAST_ACK", "CLOSE"),
         ] {
             events.append(&TcpEventRecord {
-                ts_ns: ts,
-                event,
-                conn_id: id,
-                role: f.role,
-                owner: f.owner.clone(),
-                endpoints: f.endpoints,
                 old_state: old,
                 new_state: new,
-                syscall_ret: None,
+                ..TcpEventRecord::new(ts, event, id, f.role, f.owner.clone(), f.endpoints)
             });
         }
         flows.append(&f);
