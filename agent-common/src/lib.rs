@@ -91,9 +91,10 @@ pub mod tcp_state {
 
 /// One TCP observation, written by the kernel side into the `TCP_EVENTS` ring buffer.
 ///
-/// State changes carry the socket's addresses as the kernel sees them: `saddr`/`sport` are the
-/// local end, `daddr`/`dport` the remote one. Connect and accept events carry only the socket
-/// address `skaddr`; user space joins them to the state changes of the same socket.
+/// Events carry the socket's addresses as the kernel sees them: `saddr`/`sport` are the local
+/// end, `daddr`/`dport` the remote one (drops: the packet's source and destination). Connect
+/// and accept events read them from the socket at the syscall's exit; user space joins every
+/// event to its connection by the socket address `skaddr`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct TcpEvent {

@@ -295,10 +295,32 @@ fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> 
         _ => arg_fd,
     };
     let skaddr = sock_of_fd(fd)?;
+    // The socket's addresses: a connecting socket's local port is bound only after its
+    // CLOSE -> SYN_SENT transition, so this is where a client's port is first known.
+    let off = KERNEL_OFFSETS.load();
+    let family: u16 = read_kernel(skaddr + off.skc_family)?;
+    let dport: u16 = read_kernel(skaddr + off.skc_dport)?;
+    let sport: u16 = read_kernel(skaddr + off.skc_num)?;
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    if family == AF_INET6 {
+        saddr = read_kernel(skaddr + off.skc_v6_rcv_saddr)?;
+        daddr = read_kernel(skaddr + off.skc_v6_daddr)?;
+    } else {
+        let s: [u8; 4] = read_kernel(skaddr + off.skc_rcv_saddr)?;
+        let d: [u8; 4] = read_kernel(skaddr + off.skc_daddr)?;
+        saddr[..4].copy_from_slice(&s);
+        daddr[..4].copy_from_slice(&d);
+    }
     emit(|ev| {
         ev.kind = kind as u8;
         ev.skaddr = skaddr;
         ev.ret = ret as i32;
+        ev.family = family;
+        ev.sport = sport;
+        ev.dport = u16::from_be(dport);
+        ev.saddr = saddr;
+        ev.daddr = daddr;
     });
     Ok(())
 }

@@ -28,7 +28,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use kindling_agent_common::{AF_INET6, TcpEvent, TcpEventKind, tcp_state};
+use kindling_agent_common::{AF_INET, AF_INET6, TcpEvent, TcpEventKind, tcp_state};
 
 use crate::{
     capture::ReasonNames,
@@ -350,6 +350,7 @@ impl ConnTracker {
     /// `conn_id` 0 whose role is guessed from the listening ports.
     fn socket_row(&mut self, ev: &TcpEvent, event: TcpEventType) -> TcpEventRecord {
         let ts = self.clock.wall(ev.ts_ns);
+        self.learn_endpoints(ev);
         match self.conns.get_mut(&ev.skaddr) {
             Some(conn) => {
                 match event {
@@ -473,6 +474,21 @@ impl ConnTracker {
         row.reason = Some(self.reasons.drop_reason(ev.reason));
         row.transport = if udp { "udp" } else { "tcp" };
         sink.tcp_event(row);
+    }
+
+    /// Completes a followed connection's endpoints from an event that carries its ports (a
+    /// client's local port is bound after its first state change) and indexes them.
+    fn learn_endpoints(&mut self, ev: &TcpEvent) {
+        if ev.sport == 0 || ev.dport == 0 || (ev.family != AF_INET && ev.family != AF_INET6) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&ev.skaddr) else {
+            return;
+        };
+        if conn.endpoints.src_port == 0 || conn.endpoints.dst_port == 0 {
+            conn.endpoints = endpoints(conn.role, ev);
+            self.by_tuple.insert(local_view(conn), ev.skaddr);
+        }
     }
 
     fn forget(&mut self, skaddr: u64) -> Option<Conn> {
@@ -610,6 +626,7 @@ impl ConnTracker {
     }
 
     fn on_syscall(&mut self, kind: TcpEventKind, ev: &TcpEvent, sink: &mut impl RecordSink) {
+        self.learn_endpoints(ev);
         let Some(conn) = self.conns.get_mut(&ev.skaddr) else {
             self.stats.unmatched_syscalls += 1;
             return;

@@ -90,8 +90,8 @@ impl QueryEngine {
         self.limits
     }
 
-    /// A session with every agent table registered.
-    pub fn context(&self) -> Result<SessionContext> {
+    /// A session with every agent table and the DNS monitor's functions registered.
+    pub async fn context(&self) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
             .build_arc()?;
@@ -109,6 +109,7 @@ impl QueryEngine {
             );
             ctx.register_table(table, Arc::new(provider))?;
         }
+        crate::dns_monitor::register(&ctx).await?;
         Ok(ctx)
     }
 
@@ -121,7 +122,7 @@ impl QueryEngine {
     }
 
     async fn run(&self, sql: &str) -> Result<QueryOutput> {
-        let ctx = self.context()?;
+        let ctx = self.context().await?;
         let df = ctx.sql_with_options(sql, read_only()).await?;
         let schema: SchemaRef = Arc::clone(df.schema().inner());
         let mut stream = df.execute_stream().await?;

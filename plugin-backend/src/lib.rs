@@ -6,12 +6,14 @@
 //! - [`scan`]: [`scan::AgentTable`] and its scan, one partition per agent.
 //! - [`fragment`]: the SQL each agent runs for a scan (projection, filters, limit pushed down).
 //! - [`agents`]: Flight connections to agents.
+//! - [`dns_monitor`]: the DNS monitor's table functions over `dns`.
 //! - [`health`]: per-agent health (reachable, version, node, rows held, drops).
 //! - [`output`]: results as text tables, CSV or JSON for the CLI.
 //! - [`grafana`]: the plugin: query JSON, Grafana frames, QueryData and CheckHealth.
 #![deny(missing_docs)]
 
 pub mod agents;
+pub mod dns_monitor;
 pub mod engine;
 pub mod error;
 pub mod fragment;

@@ -14,7 +14,7 @@ use kindling_agent::{
     pipeline::PipelineCounters,
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
-        CallRecord, CallsBuilder, Endpoints, FlowHealth, FlowRecord, FlowsBuilder, Owner, Role,
+        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowHealth, FlowRecord, FlowsBuilder, Owner, Role,
         TcpEventRecord,
         TcpEventType, TcpEventsBuilder,
     },
@@ -157,14 +157,63 @@ pub fn fixture_call(id: u64) -> CallRecord {
     }
 }
 
-/// Loads fixture connections `ids` (flows, two tcp_events each: SYN_SENT and close, and one
-/// call each) into `store`, as node `node`.
+/// The DNS lookups of fixture client `id` (client 10.0.0.`id`, process `COMMS[id % 3]`, server
+/// 10.0.2.53 for odd ids and 10.0.2.54 for even ones), at the start of its connection:
+/// a ClusterFirst search-list NXDOMAIN for `api.example.com.default.svc.cluster.local`
+/// (`id` ms) and the answer for `api.example.com` (2*`id` ms, one search miss); when
+/// `id % 4 == 0` a SERVFAIL for `down.example.com` (50 ms); when `id % 5 == 0` a TIMEOUT for
+/// `slow.example.com`.
+pub fn fixture_dns(id: u64) -> Vec<DnsRecord> {
+    let f = fixture_flow(id);
+    let row = |offset_ms: i64, domain: &str, rcode: &str, latency_ms: Option<u64>| DnsRecord {
+        ts_ns: f.start_ts_ns + offset_ms * 1_000_000,
+        domain: domain.to_owned(),
+        qtype: "A".to_owned(),
+        rcode: rcode.to_owned(),
+        latency_ns: latency_ms.map(|ms| ms * 1_000_000),
+        answers: if rcode == "NOERROR" {
+            "93.184.216.34".to_owned()
+        } else {
+            String::new()
+        },
+        server_ip: Ipv4Addr::new(10, 0, 2, if id % 2 == 1 { 53 } else { 54 }).into(),
+        transport: "udp",
+        owner: f.owner.clone(),
+        client_ip: Ipv4Addr::new(10, 0, 0, id as u8).into(),
+        search_expansion: false,
+        search_misses: 0,
+    };
+    let mut out = vec![
+        DnsRecord {
+            search_expansion: true,
+            ..row(0, "api.example.com.default.svc.cluster.local", "NXDOMAIN", Some(id))
+        },
+        DnsRecord {
+            search_misses: 1,
+            ..row(1, "api.example.com", "NOERROR", Some(2 * id))
+        },
+    ];
+    if id.is_multiple_of(4) {
+        out.push(row(2, "down.example.com", "SERVFAIL", Some(50)));
+    }
+    if id.is_multiple_of(5) {
+        out.push(row(3, "slow.example.com", "TIMEOUT", None));
+    }
+    out
+}
+
+/// Loads fixture connections `ids` (flows, two tcp_events each: SYN_SENT and close, one call
+/// each, and their DNS lookups) into `store`, as node `node`.
 pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64>) {
     let mut flows = FlowsBuilder::new(node);
     let mut events = TcpEventsBuilder::new(node);
     let mut calls = CallsBuilder::new(node);
+    let mut dns = DnsBuilder::new(node);
     for id in ids {
         calls.append(&fixture_call(id));
+        for r in fixture_dns(id) {
+            dns.append(&r);
+        }
         let f = fixture_flow(id);
         for (ts, event, old, new) in [
             (
@@ -197,6 +246,7 @@ pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64
     store
         .append(schema::CALLS, calls.finish().unwrap())
         .unwrap();
+    store.append(schema::DNS, dns.finish().unwrap()).unwrap();
 }
 
 /// Two agents: n1 holds fixture connections 1..=6, n2 holds 7..=10.
