@@ -155,6 +155,75 @@ impl Conn {
     }
 }
 
+/// A connection that entered CLOSE, waiting one round for late events.
+#[derive(Debug)]
+struct Closing {
+    conn: Conn,
+    /// The CLOSE state change, with the kernel's final counters.
+    ev: TcpEvent,
+    ts: i64,
+    seen: Endpoints,
+}
+
+/// Writes a closed connection's `connect_failed` (for a connect that never got through),
+/// `close` and `flows` rows.
+fn emit_close(closing: Closing, sink: &mut impl RecordSink) {
+    let Closing {
+        mut conn,
+        ev,
+        ts,
+        seen,
+    } = closing;
+    let failed_connect = ev.old_state == tcp_state::SYN_SENT;
+    let reason = if failed_connect && ev.sk_err == 0 {
+        "aborted"
+    } else {
+        close_reason(ev.sk_err, conn.resets)
+    };
+    let mut row = TcpEventRecord::new(
+        ts,
+        TcpEventType::Close,
+        conn.conn_id,
+        conn.role,
+        conn.owner.clone(),
+        seen,
+    );
+    row.old_state = state_name(ev.old_state);
+    row.new_state = state_name(ev.new_state);
+    if failed_connect {
+        let mut failed = row.clone();
+        failed.event = TcpEventType::ConnectFailed;
+        failed.reason = Some(connect_failure(ev.sk_err).to_owned());
+        sink.tcp_event(failed);
+    }
+    row.reason = Some(reason.to_owned());
+    row.srtt_us = (ev.srtt_us > 0).then_some(ev.srtt_us);
+    sink.tcp_event(row);
+    // The kernel's own counters are exact where events could be lost.
+    conn.retransmits = conn.retransmits.max(ev.retransmits);
+    if ev.srtt_us > 0 {
+        let (min, max) = (ev.rtt_min_us, ev.rtt_max_us);
+        conn.note_rtt(ev.srtt_us);
+        if let Some(r) = conn.rtt.as_mut().filter(|_| min > 0) {
+            r.1 = r.1.min(min);
+            r.2 = r.2.max(max);
+        }
+    }
+    let health = conn.health(reason);
+    sink.flow(FlowRecord {
+        start_ts_ns: conn.start_ts_ns,
+        end_ts_ns: ts,
+        conn_id: conn.conn_id,
+        owner: conn.owner,
+        role: conn.role,
+        endpoints: conn.endpoints,
+        bytes_sent: ev.bytes_sent,
+        bytes_received: ev.bytes_received,
+        open: false,
+        health,
+    });
+}
+
 /// Why a connection attempt failed, from the socket's error.
 pub fn connect_failure(sk_err: i32) -> &'static str {
     match sk_err {
@@ -202,6 +271,10 @@ pub struct ConnTracker {
     stats: TrackerStats,
     /// Live connections by their local view (src = local end), for matching packet drops.
     by_tuple: HashMap<Endpoints, u64>,
+    /// Connections that entered CLOSE since the last [`ConnTracker::finish_closed`], and
+    /// before it: their rows are written one round later.
+    closing_new: HashMap<u64, Closing>,
+    closing_old: HashMap<u64, Closing>,
     reasons: ReasonNames,
     /// (skaddr, conn_id) of connections closed since the last [`ConnTracker::take_closed`].
     closed: Vec<(u64, u64)>,
@@ -277,6 +350,8 @@ impl ConnTracker {
             closed: Vec::new(),
             stats: TrackerStats::default(),
             by_tuple: HashMap::new(),
+            closing_new: HashMap::new(),
+            closing_old: HashMap::new(),
             reasons: ReasonNames::default(),
         }
     }
@@ -351,7 +426,8 @@ impl ConnTracker {
     fn socket_row(&mut self, ev: &TcpEvent, event: TcpEventType) -> TcpEventRecord {
         let ts = self.clock.wall(ev.ts_ns);
         self.learn_endpoints(ev);
-        match self.conns.get_mut(&ev.skaddr) {
+        let listening = self.listen_ports.contains(&ev.sport);
+        match self.conn_mut(ev.skaddr) {
             Some(conn) => {
                 match event {
                     TcpEventType::Retransmit => conn.retransmits += 1,
@@ -368,7 +444,7 @@ impl ConnTracker {
                 )
             }
             None => {
-                let role = if self.listen_ports.contains(&ev.sport) {
+                let role = if listening {
                     Role::Server
                 } else {
                     Role::Client
@@ -395,7 +471,7 @@ impl ConnTracker {
     /// A RST this end sent: for a socket, or with no socket (`skaddr` 0) in answer to a packet
     /// for a closed port, which makes this end the would-be server.
     fn on_reset_sent(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
-        let mut row = if ev.skaddr != 0 && self.conns.contains_key(&ev.skaddr) {
+        let mut row = if ev.skaddr != 0 && self.conn_ref_any(ev.skaddr).is_some() {
             self.socket_row(ev, TcpEventType::ResetSent)
         } else {
             let ts = self.clock.wall(ev.ts_ns);
@@ -448,7 +524,7 @@ impl ConnTracker {
             [view(src, dst), view(dst, src)]
                 .iter()
                 .find_map(|key| self.by_tuple.get(key))
-                .and_then(|sk| self.conns.get(sk))
+                .and_then(|&sk| self.conn_ref_any(sk))
         };
         let ts = self.clock.wall(ev.ts_ns);
         let mut row = match conn {
@@ -491,13 +567,39 @@ impl ConnTracker {
         }
     }
 
-    fn forget(&mut self, skaddr: u64) -> Option<Conn> {
-        let conn = self.conns.remove(&skaddr)?;
-        let key = local_view(&conn);
-        if self.by_tuple.get(&key) == Some(&skaddr) {
-            self.by_tuple.remove(&key);
+    /// Drops what is known about socket `skaddr` before a new connection reuses its address;
+    /// a close still held for it is written first.
+    fn forget(&mut self, skaddr: u64, sink: &mut impl RecordSink) {
+        if let Some(conn) = self.conns.remove(&skaddr) {
+            self.unindex(skaddr, &conn);
         }
-        Some(conn)
+        for generation in [&mut self.closing_old, &mut self.closing_new] {
+            if let Some(closing) = generation.remove(&skaddr) {
+                let key = local_view(&closing.conn);
+                if self.by_tuple.get(&key) == Some(&skaddr) {
+                    self.by_tuple.remove(&key);
+                }
+                emit_close(closing, sink);
+            }
+        }
+    }
+
+    /// The connection of socket `skaddr`: live, or closed and not yet written.
+    fn conn_mut(&mut self, skaddr: u64) -> Option<&mut Conn> {
+        if let Some(c) = self.conns.get_mut(&skaddr) {
+            return Some(c);
+        }
+        self.closing_new
+            .get_mut(&skaddr)
+            .or_else(|| self.closing_old.get_mut(&skaddr))
+            .map(|c| &mut c.conn)
+    }
+
+    fn conn_ref_any(&self, skaddr: u64) -> Option<&Conn> {
+        self.conns
+            .get(&skaddr)
+            .or_else(|| self.closing_new.get(&skaddr).map(|c| &c.conn))
+            .or_else(|| self.closing_old.get(&skaddr).map(|c| &c.conn))
     }
 
     fn on_state_change(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
@@ -519,7 +621,7 @@ impl ConnTracker {
         if starts_new {
             // The address of a freed socket can be reused at once; a stale entry means its
             // CLOSE was lost.
-            self.forget(ev.skaddr);
+            self.forget(ev.skaddr, sink);
         }
         if !self.conns.contains_key(&ev.skaddr) {
             if self.conns.len() >= self.max_conns {
@@ -563,20 +665,25 @@ impl ConnTracker {
         if ev.old_state == tcp_state::SYN_SENT && ev.new_state == tcp_state::ESTABLISHED {
             conn.connect_latency_ns = conn.syn_sent_ts_ns.map(|t| (ts - t).max(0) as u64);
         }
-        let closing = ev.new_state == tcp_state::CLOSE;
-        let failed_connect = closing && ev.old_state == tcp_state::SYN_SENT;
-        let reason = if failed_connect && ev.sk_err == 0 {
-            "aborted"
-        } else {
-            close_reason(ev.sk_err, conn.resets)
-        };
+        if ev.new_state == tcp_state::CLOSE {
+            // The row waits for events the kernel reports right after CLOSE (a RST sent by
+            // tcp_disconnect, the purge of unread data); see finish_closed.
+            let conn = self.conns.remove(&ev.skaddr).expect("present");
+            self.closed.push((ev.skaddr, conn.conn_id));
+            self.closing_new.insert(
+                ev.skaddr,
+                Closing {
+                    conn,
+                    ev: *ev,
+                    ts,
+                    seen,
+                },
+            );
+            return;
+        }
         let mut row = TcpEventRecord::new(
             ts,
-            if closing {
-                TcpEventType::Close
-            } else {
-                TcpEventType::StateChange
-            },
+            TcpEventType::StateChange,
             conn.conn_id,
             conn.role,
             conn.owner.clone(),
@@ -584,44 +691,32 @@ impl ConnTracker {
         );
         row.old_state = state_name(ev.old_state);
         row.new_state = state_name(ev.new_state);
-        if closing {
-            row.reason = Some(reason.to_owned());
-            row.srtt_us = (ev.srtt_us > 0).then_some(ev.srtt_us);
-        }
-        if failed_connect {
-            let mut failed = row.clone();
-            failed.event = TcpEventType::ConnectFailed;
-            failed.reason = Some(connect_failure(ev.sk_err).to_owned());
-            failed.srtt_us = None;
-            sink.tcp_event(failed);
-        }
         sink.tcp_event(row);
-        if closing {
-            let mut conn = self.forget(ev.skaddr).expect("present");
-            self.closed.push((ev.skaddr, conn.conn_id));
-            // The kernel's own counters are exact where the events could be lost.
-            conn.retransmits = conn.retransmits.max(ev.retransmits);
-            if ev.srtt_us > 0 {
-                let (min, max) = (ev.rtt_min_us, ev.rtt_max_us);
-                conn.note_rtt(ev.srtt_us);
-                if let Some(r) = conn.rtt.as_mut().filter(|_| min > 0) {
-                    r.1 = r.1.min(min);
-                    r.2 = r.2.max(max);
-                }
-            }
-            let health = conn.health(reason);
-            sink.flow(FlowRecord {
-                start_ts_ns: conn.start_ts_ns,
-                end_ts_ns: ts,
-                conn_id: conn.conn_id,
-                owner: conn.owner,
-                role: conn.role,
-                endpoints: conn.endpoints,
-                bytes_sent: ev.bytes_sent,
-                bytes_received: ev.bytes_received,
-                open: false,
-                health,
-            });
+    }
+
+    /// Writes the close rows (`close`, `connect_failed`, `flows`) of connections that entered
+    /// CLOSE before the previous call; call it once per drained batch. Holding them one round
+    /// lets the events the kernel reports just after CLOSE count for their connection.
+    pub fn finish_closed(&mut self, sink: &mut impl RecordSink) {
+        let done = std::mem::replace(&mut self.closing_old, std::mem::take(&mut self.closing_new));
+        let mut done: Vec<_> = done.into_iter().collect();
+        done.sort_unstable_by_key(|(_, c)| (c.ts, c.conn.conn_id));
+        for (skaddr, closing) in done {
+            self.unindex(skaddr, &closing.conn);
+            emit_close(closing, sink);
+        }
+    }
+
+    /// Writes every pending close row now (at shutdown).
+    pub fn finish_all_closed(&mut self, sink: &mut impl RecordSink) {
+        self.finish_closed(sink);
+        self.finish_closed(sink);
+    }
+
+    fn unindex(&mut self, skaddr: u64, conn: &Conn) {
+        let key = local_view(conn);
+        if self.by_tuple.get(&key) == Some(&skaddr) {
+            self.by_tuple.remove(&key);
         }
     }
 

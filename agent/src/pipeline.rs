@@ -290,6 +290,7 @@ fn run(
         counters
             .events_malformed
             .fetch_add(malformed, Ordering::Relaxed);
+        tracker.finish_closed(&mut batcher);
         for (sk, conn_id) in tracker.take_closed() {
             sessions.on_tcp_closed(sk, conn_id);
         }
@@ -337,6 +338,7 @@ fn run(
             }
         }
         if stopping {
+            tracker.finish_all_closed(&mut batcher);
             batcher.expire_dns(0, true);
         }
         if stopping

@@ -130,12 +130,17 @@ fn main() {
     let mut tracker = ConnTracker::new(Clock::with_offset(1_700_000_000_000_000_000), 1 << 20);
     let mut batcher = Batcher::new("bench-node");
     let start = Instant::now();
-    for r in &recs {
+    for (i, r) in recs.iter().enumerate() {
         tracker.on_event(&decode(r).expect("valid record"), &mut batcher);
+        // As the pipeline does once per drained batch.
+        if i % 4096 == 4095 {
+            tracker.finish_closed(&mut batcher);
+        }
         if batcher.pending() >= 8192 {
             assert_eq!(batcher.flush(&store), 0);
         }
     }
+    tracker.finish_all_closed(&mut batcher);
     assert_eq!(batcher.flush(&store), 0);
     let full_s = start.elapsed().as_secs_f64();
 

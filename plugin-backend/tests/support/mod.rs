@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod host;
+pub mod netlab;
 
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
