@@ -407,6 +407,13 @@ fn aborted_connections_give_one_reset_on_each_end() {
     assert_eq!(settle_count(&agent, &count("reset_received", "client"), N as u64), N as u64);
     // No other end sent or received one.
     assert_eq!(settle_count(&agent, &count("reset_sent", "client"), 0), 0);
+    settle_count(
+        &agent,
+        &format!(
+            "SELECT count(*) AS n FROM flows WHERE dst_ip = '{server}' AND dst_port = 7004"
+        ),
+        2 * N as u64,
+    );
     let flows = rows(
         &agent,
         &format!(
