@@ -15,7 +15,10 @@
 #
 # Environment: PAIRS (3), DURATION (wrk seconds, 20), CONNS (16), BIN (directory of the
 # release binaries, /work/target-release/release), NGINX_SENDFILE (off), PROFILE=1 (one more,
-# uncounted agent run with `perf record -a` for 5 s, top symbols printed), KEEP_TMP=1.
+# uncounted agent run with `perf record -a` for 5 s, top symbols printed), KEEP_TMP=1,
+# KINDS ("baseline agent": the kinds of run alternated in each round; `agent-nohealth` is the
+# agent with --no-net-health, without the network-health programs), BPF_STATS=1 (turn on
+# kernel.bpf_stats_enabled and print, per agent run, each eBPF program's runs and average ns).
 set -euo pipefail
 
 PAIRS="${PAIRS:-3}"
@@ -24,6 +27,7 @@ CONNS="${CONNS:-16}"
 BIN="${BIN:-/work/target-release/release}"
 NGINX_SENDFILE="${NGINX_SENDFILE:-off}"
 WRK_CPU="${WRK_CPU:-0}"
+KINDS="${KINDS:-baseline agent}"
 NGINX_CPU="${NGINX_CPU:-1}"
 
 [[ $EUID -eq 0 ]] || { echo "run as root (the agent loads eBPF programs)" >&2; exit 1; }
@@ -86,8 +90,8 @@ for _ in $(seq 50); do curl -sf -o /dev/null "$URL" && break; sleep 0.1; done
 
 q() { "$BIN/kindling" query --agent "127.0.0.1:$AGENT_PORT" "$@"; }
 
-start_agent() {
-  "$BIN/kindling-agent" --listen "127.0.0.1:$AGENT_PORT" --memory-budget 4GiB \
+start_agent() { # extra agent flags as arguments
+  "$BIN/kindling-agent" --listen "127.0.0.1:$AGENT_PORT" --memory-budget 4GiB "$@" \
     >"$TMP/agent.log" 2>&1 &
   AGENT_PID=$!
   for _ in $(seq 150); do
@@ -128,12 +132,25 @@ grep -E "Requests/sec" "$TMP/warmup.txt"
 
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
-run_one() { # $1: run number, $2: baseline|agent
+# Per eBPF program of the agent: runs and total ns so far (kernel.bpf_stats_enabled).
+bpf_stats() {
+  bpftool -j prog show 2>/dev/null | python3 -c '
+import json, sys
+for p in json.load(sys.stdin):
+    if "run_cnt" in p and p.get("name"):
+        print(p["name"], p["run_cnt"], p["run_time_ns"])' | sort
+}
+if [[ "${BPF_STATS:-0}" == 1 ]]; then
+  sysctl -qw kernel.bpf_stats_enabled=1
+fi
+
+run_one() { # $1: run number, $2: baseline|agent|agent-nohealth
   local n="$1" kind="$2" out="$TMP/wrk-$1.txt" t0 t1 c0 c1 cores="" calls="" rps p99 reqs
-  if [[ "$kind" == agent ]]; then
-    start_agent
+  if [[ "$kind" == agent* ]]; then
+    if [[ "$kind" == agent-nohealth ]]; then start_agent --no-net-health; else start_agent; fi
     sleep 1
     c0="$(cpu_ticks "$AGENT_PID")"
+    [[ "${BPF_STATS:-0}" == 1 ]] && bpf_stats >"$TMP/bpf-before-$n.txt"
   fi
   t0="$(date +%s.%N)"
   run_wrk "$out" "$DURATION"
@@ -141,9 +158,16 @@ run_one() { # $1: run number, $2: baseline|agent
   rps="$(awk '/^Requests\/sec/ { print $2 }' "$out")"
   reqs="$(awk '/requests in/ { print $1 }' "$out")"
   p99="$(p99_ms "$out")"
-  if [[ "$kind" == agent ]]; then
+  if [[ "$kind" == agent* ]]; then
     c1="$(cpu_ticks "$AGENT_PID")"
     cores="$(echo "($c1 - $c0) / $HZ / ($t1 - $t0)" | bc -l)"
+    if [[ "${BPF_STATS:-0}" == 1 ]]; then
+      bpf_stats >"$TMP/bpf-after-$n.txt"
+      echo "-- run $n ($kind): eBPF programs during wrk (runs, per request, average ns, ns per request)"
+      join "$TMP/bpf-before-$n.txt" "$TMP/bpf-after-$n.txt" | awk -v reqs="$reqs" '
+        { runs = $4 - $2; ns = $5 - $3; if (runs > 0)
+            printf "   %-22s %10d runs %6.2f/req %7.0f ns %8.1f ns/req\n", $1, runs, runs / reqs, ns / runs, ns / reqs }'
+    fi
     sleep 2 # a flush interval (200 ms) and then some: every call is queryable
     calls="$(q --format csv "SELECT count(*) FROM calls WHERE dst_port = $NGINX_PORT" | tail -1 || echo 0)"
     echo "-- run $n ($kind): agent_stats / protocol_stats after the run"
@@ -154,15 +178,16 @@ run_one() { # $1: run number, $2: baseline|agent
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$kind" "$rps" "$p99" "$reqs" "$cores" "$calls" >>"$RESULTS"
   printf 'run %s %-8s requests/s %10s  p99 %8s ms  requests %9s' "$n" "$kind" "$rps" "$p99" "$reqs"
-  [[ "$kind" == agent ]] && printf '  agent cores %.3f  calls rows %s (%.1f%% of 2 x requests)' \
+  [[ "$kind" == agent* ]] && printf '  agent cores %.3f  calls rows %s (%.1f%% of 2 x requests)' \
     "$cores" "$calls" "$(echo "100 * $calls / (2 * $reqs)" | bc -l)"
   echo
 }
 
 n=0
 for _ in $(seq "$PAIRS"); do
-  n=$((n + 1)); run_one "$n" baseline
-  n=$((n + 1)); run_one "$n" agent
+  for kind in $KINDS; do
+    n=$((n + 1)); run_one "$n" "$kind"
+  done
 done
 
 if [[ "${PROFILE:-0}" == 1 ]] && command -v perf >/dev/null; then
@@ -186,15 +211,16 @@ echo
 echo "== summary (run, kind, requests/s, p99 ms, requests, agent cores, calls rows)"
 column -t "$RESULTS"
 awk -F'\t' '
-  $2 == "baseline" { b[++nb] = $3; bp[nb] = $4 }
-  $2 == "agent"    { a[++na] = $3; ap[na] = $4; c[na] = $6; r[na] = $3 }
+  { rps[$2] += $3; p99[$2] += $4; runs[$2]++; if ($6 != "") { cores[$2] += $6; calls[$2] += 2 * $3 } }
   END {
-    for (i = 1; i <= na && i <= nb; i++)
-      printf "pair %d: agent/baseline requests/s %.3f, p99 %.2fx; agent %.3f cores = %.3f cores per 10k calls/s (%.0f calls/s)\n",
-        i, a[i] / b[i], ap[i] / bp[i], c[i], c[i] / (2 * r[i] / 10000), 2 * r[i]
-    sa = sb = sc = sr = 0
-    for (i = 1; i <= na; i++) { sa += a[i]; sc += c[i]; sr += 2 * r[i] }
-    for (i = 1; i <= nb; i++) sb += b[i]
-    printf "mean: baseline %.0f req/s, agent %.0f req/s, ratio %.3f; agent %.3f cores per 10k calls/s\n",
-      sb / nb, sa / na, (sa / na) / (sb / nb), (sc / na) / (sr / na / 10000)
+    for (k in runs) {
+      line = sprintf("%-15s mean %8.0f req/s  p99 %6.3f ms", k, rps[k] / runs[k], p99[k] / runs[k])
+      if ("baseline" in runs)
+        line = line sprintf("  ratio to baseline %.3f", (rps[k] / runs[k]) / (rps["baseline"] / runs["baseline"]))
+      if (calls[k] > 0)
+        line = line sprintf("  agent %.3f cores = %.3f cores per 10k calls/s", cores[k] / runs[k], cores[k] / (calls[k] / 10000))
+      print line
+    }
+    if (("agent" in runs) && ("agent-nohealth" in runs))
+      printf "agent / agent-nohealth requests/s: %.3f\n", (rps["agent"] / runs["agent"]) / (rps["agent-nohealth"] / runs["agent-nohealth"])
   }' "$RESULTS"
