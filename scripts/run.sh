@@ -43,7 +43,7 @@ done
 echo "agent pid $(cat "$PIDFILE") serving on $LISTEN (log: $LOG)"
 
 echo "== traffic: python http.server on 127.0.0.1:18080 (20 requests, 3 of them 404), redis-server on"
-echo "   127.0.0.1:16379 (10 commands, 1 failing), 5 raw TCP sessions"
+echo "   127.0.0.1:16379 (10 commands, 1 failing), 5 raw TCP sessions, 3 connects to a closed port"
 python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1 &
 HTTP_PID=$!
 redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null &
@@ -59,6 +59,8 @@ redis-cli -p 16379 INCR key1 >/dev/null
 exec 3< <(python3 plugin-backend/tests/fixtures/tcp_peer.py server 5)
 read -r _ PEER_PORT <&3
 python3 plugin-backend/tests/fixtures/tcp_peer.py client "$PEER_PORT" 5
+# Refused connects (nothing listens on port 1): connect_failed rows with reason refused.
+for _ in 1 2 3; do curl -s -m 2 -o /dev/null http://127.0.0.1:1/ || true; done
 sleep 1
 
 q() { "$BIN/kindling" query --agent "$LISTEN" "$1"; }
@@ -93,6 +95,15 @@ q "SELECT end_ts, role, pid, comm, src_ip, src_port, dst_ip, dst_port, bytes_sen
 echo "== TCP events of the last connection seen"
 q "SELECT ts, event, role, comm, old_state, new_state, syscall_ret FROM tcp_events
    WHERE conn_id = (SELECT max(conn_id) FROM flows WHERE role = 'client') ORDER BY ts"
+echo "== network health: connections by how they ended, RTT and retransmits per server port"
+q "SELECT dst_port, close_reason, count(*) AS connections, round(avg(srtt_us)) AS avg_srtt_us,
+          max(srtt_max_us) AS max_srtt_us, sum(retransmits) AS retransmits, sum(resets) AS resets,
+          round(avg(connect_latency_ns) / 1000) AS avg_connect_us
+   FROM flows WHERE role = 'client' GROUP BY 1, 2 ORDER BY connections DESC LIMIT 10"
+echo "== failed connects, resets and drops (tcp_events)"
+q "SELECT event, reason, dst_ip, dst_port, count(*) AS n FROM tcp_events
+   WHERE event IN ('connect_failed', 'reset_sent', 'reset_received', 'drop', 'retransmit')
+   GROUP BY 1, 2, 3, 4 ORDER BY n DESC LIMIT 10"
 echo "== agent health"
 "$BIN/kindling" health --agent "$LISTEN"
 q "SELECT table_name, rows_held, bytes_held, chunks_held, rows_evicted, events_received, events_dropped FROM agent_stats"

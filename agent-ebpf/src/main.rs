@@ -73,6 +73,11 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     skb_network_header: 0,
 });
 
+/// A drop reason not reported: `QUEUE_PURGE`, the kernel freeing what a closing socket still
+/// held, which is socket teardown rather than a packet lost (its value comes from BTF).
+#[unsafe(no_mangle)]
+static IGNORED_DROP_REASON: Global<u32> = Global::new(u32::MAX);
+
 /// Shortest time between two RTT samples reported for one socket (`--rtt-sample-interval`).
 #[unsafe(no_mangle)]
 static RTT_SAMPLE_NS: Global<u64> = Global::new(1_000_000_000);
@@ -606,6 +611,9 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Result<(), i64> {
             ctx.read_at::<u32>(f::REASON).map_err(|e| e as i64)?,
         )
     };
+    if reason == IGNORED_DROP_REASON.load() {
+        return Ok(());
+    }
     let off = KERNEL_OFFSETS.load();
     let head: u64 = read_kernel(skb + off.skb_head)?;
     let network_header: u16 = read_kernel(skb + off.skb_network_header)?;

@@ -282,6 +282,15 @@ fn loss_gives_retransmits_on_the_lossy_flow_only_and_every_drop_is_seen() {
         ),
     );
     assert_eq!(u64_of(&drops[0], "n"), dropped);
+    // The clean flow lost nothing, and socket teardown (QUEUE_PURGE) is no drop.
+    let clean_drops = rows(
+        &agent,
+        &format!(
+            "SELECT count(*) AS n FROM tcp_events WHERE event = 'drop' \
+             AND src_ip IN ({lab_ips}) AND 7000 IN (src_port, dst_port)"
+        ),
+    );
+    assert_eq!(u64_of(&clean_drops[0], "n"), 0);
 }
 
 #[test]

@@ -193,6 +193,11 @@ impl Capture {
         };
         drop(kernel_btf);
         let rtt_sample_ns = options.rtt_sample_interval.as_nanos() as u64;
+        let ignored_drop = reasons
+            .drop
+            .iter()
+            .find(|(_, name)| *name == "QUEUE_PURGE")
+            .map_or(u32::MAX, |(&code, _)| code);
         raise_memlock_limit();
 
         let payload_bytes = options.payload_bytes.min(PAYLOAD_MAX as u32);
@@ -202,6 +207,7 @@ impl Capture {
             .override_global("PAYLOAD_BYTES", &payload_bytes, true)
             .override_global("AGENT_TGID", &agent_tgid, true)
             .override_global("RTT_SAMPLE_NS", &rtt_sample_ns, true)
+            .override_global("IGNORED_DROP_REASON", &ignored_drop, true)
             .load(PROBES)?;
         let health: &[_] = if options.net_health {
             &NET_HEALTH_ATTACHMENTS
