@@ -151,7 +151,13 @@ mod tests {
         let out = run(
             &mut s,
             vec![
-                row(1, 7, "api.example.com.ns1.svc.cluster.local", "A", "NXDOMAIN"),
+                row(
+                    1,
+                    7,
+                    "api.example.com.ns1.svc.cluster.local",
+                    "A",
+                    "NXDOMAIN",
+                ),
                 row(2, 7, "api.example.com.svc.cluster.local", "A", "NXDOMAIN"),
                 // Another process's NXDOMAIN and another type's stay held.
                 row(3, 8, "api.example.com.cluster.local", "A", "NXDOMAIN"),
@@ -196,7 +202,10 @@ mod tests {
                 row(12, 7, "nothere.testing", "A", "NOERROR"),
             ],
         );
-        assert_eq!(summary(&out), vec![("nothere.testing".into(), "NOERROR".into(), false, 0)]);
+        assert_eq!(
+            summary(&out),
+            vec![("nothere.testing".into(), "NOERROR".into(), false, 0)]
+        );
         s.expire(1010, false, &mut |r| out.push(r));
         assert_eq!(out.len(), 2, "only the row held since ts 10 is due at 1010");
         s.expire(0, true, &mut |r| out.push(r));

@@ -21,11 +21,11 @@ use kindling_wire::schema;
 use crate::{
     capture::{Capture, KernelCounters},
     conntrack::{Clock, ConnTracker, RecordSink, TrackerStats},
+    dns_search::DnsSearch,
     records::{
         CallRecord, CallsBuilder, DnsBuilder, DnsRecord, FlowRecord, FlowsBuilder, TcpEventRecord,
         TcpEventsBuilder,
     },
-    dns_search::DnsSearch,
     sessions::{self, CallSink, ProtocolCounters, SessionStats, Sessionizer},
     sockdiag,
     store::Store,
@@ -160,8 +160,7 @@ impl Batcher {
     /// Releases NXDOMAIN rows held since before `now_ns` minus the window (all with `all`).
     pub fn expire_dns(&mut self, now_ns: i64, all: bool) {
         let dns = &mut self.dns;
-        self.dns_search
-            .expire(now_ns, all, &mut |r| dns.append(&r));
+        self.dns_search.expire(now_ns, all, &mut |r| dns.append(&r));
     }
 
     /// Rows waiting.

@@ -27,7 +27,8 @@ use datafusion::{
 };
 
 /// Counted as failures: what a user would call a failed lookup.
-const ERROR: &str = "(rcode IN ('NXDOMAIN', 'SERVFAIL', 'REFUSED', 'TIMEOUT') AND NOT search_expansion)";
+const ERROR: &str =
+    "(rcode IN ('NXDOMAIN', 'SERVFAIL', 'REFUSED', 'TIMEOUT') AND NOT search_expansion)";
 
 fn rate(condition: &str) -> String {
     format!("avg(CASE WHEN {condition} THEN 1.0 ELSE 0.0 END)")
@@ -122,7 +123,7 @@ pub fn parse_interval(text: &str) -> Option<i64> {
         "d" | "day" | "days" => 86_400e9,
         _ => return None,
     };
-    (n >= 0.0).then(|| (n * unit_ns) as i64)
+    (n >= 0.0).then_some((n * unit_ns) as i64)
 }
 
 fn timestamp_arg(name: &str, e: &Expr) -> Result<i64> {

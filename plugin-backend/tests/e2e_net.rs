@@ -204,7 +204,10 @@ fn added_delay_shows_as_rtt_and_connect_latency() {
     assert_eq!(u64_of(delayed_row, "resets"), 0);
     // The clean veth path: RTT and connect latency far below the delay.
     assert!(u64_of(clean_row, "srtt_max_us") < 5_000, "{clean_row}");
-    assert!(u64_of(clean_row, "connect_latency_ns") < 5_000_000, "{clean_row}");
+    assert!(
+        u64_of(clean_row, "connect_latency_ns") < 5_000_000,
+        "{clean_row}"
+    );
     assert_eq!(clean_row["close_reason"], "fin");
     // RTT samples of the delayed connection, reported at most every 100 ms.
     let samples = rows(
@@ -222,7 +225,10 @@ fn added_delay_shows_as_rtt_and_connect_latency() {
     );
     // 20 rounds of at least 40 ms: 800 ms, so between 1 and 9 samples 100 ms apart.
     assert!((1..=9).contains(&n), "{n} rtt samples");
-    assert!(lo >= d_us && hi <= d_us + 15_000, "rtt samples {lo}..{hi} us");
+    assert!(
+        lo >= d_us && hi <= d_us + 15_000,
+        "rtt samples {lo}..{hi} us"
+    );
 }
 
 #[test]
@@ -269,7 +275,11 @@ fn loss_gives_retransmits_on_the_lossy_flow_only_and_every_drop_is_seen() {
              AND src_ip IN ({lab_ips}) AND dst_port IN (7000, 7001) GROUP BY dst_port"
         ),
     );
-    assert_eq!(events.len(), 1, "retransmit events only on the lossy port: {events:?}");
+    assert_eq!(
+        events.len(),
+        1,
+        "retransmit events only on the lossy port: {events:?}"
+    );
     assert_eq!(u64_of(&events[0], "dst_port"), 7001);
     assert!(u64_of(&events[0], "n") >= lossy_client);
     // Every packet nftables dropped is one drop event with the kernel's reason.
@@ -355,7 +365,11 @@ fn rejected_connects_are_refused_and_dropped_syns_time_out() {
     let (refused, timed_out) = (&by_reason[0], &by_reason[1]);
     assert_eq!(refused["close_reason"], "rst");
     assert_eq!(
-        (u64_of(refused, "n"), u64_of(refused, "resets"), u64_of(refused, "connected")),
+        (
+            u64_of(refused, "n"),
+            u64_of(refused, "resets"),
+            u64_of(refused, "connected")
+        ),
         (REFUSED as u64, 1, 0)
     );
     assert_eq!(timed_out["close_reason"], "timeout");
@@ -363,7 +377,10 @@ fn rejected_connects_are_refused_and_dropped_syns_time_out() {
     // plus its retransmissions.
     let syns = lab.server_nft_counter("blackhole");
     let resent = syns - TIMED_OUT as u64;
-    assert!(resent >= TIMED_OUT as u64, "{syns} SYNs for {TIMED_OUT} connects");
+    assert!(
+        resent >= TIMED_OUT as u64,
+        "{syns} SYNs for {TIMED_OUT} connects"
+    );
     assert_eq!(
         (u64_of(timed_out, "n"), u64_of(timed_out, "retransmits")),
         (TIMED_OUT as u64, resent)
@@ -412,15 +429,19 @@ fn aborted_connections_give_one_reset_on_each_end() {
              AND dst_ip = '{server}' AND dst_port = 7004"
         )
     };
-    assert_eq!(settle_count(&agent, &count("reset_sent", "server"), N as u64), N as u64);
-    assert_eq!(settle_count(&agent, &count("reset_received", "client"), N as u64), N as u64);
+    assert_eq!(
+        settle_count(&agent, &count("reset_sent", "server"), N as u64),
+        N as u64
+    );
+    assert_eq!(
+        settle_count(&agent, &count("reset_received", "client"), N as u64),
+        N as u64
+    );
     // No other end sent or received one.
     assert_eq!(settle_count(&agent, &count("reset_sent", "client"), 0), 0);
     settle_count(
         &agent,
-        &format!(
-            "SELECT count(*) AS n FROM flows WHERE dst_ip = '{server}' AND dst_port = 7004"
-        ),
+        &format!("SELECT count(*) AS n FROM flows WHERE dst_ip = '{server}' AND dst_port = 7004"),
         2 * N as u64,
     );
     let flows = rows(
@@ -466,7 +487,10 @@ fn dnsmasq(ns: &Netns, args: &[String]) -> Killed {
         .args(["-c", "command -v dnsmasq && command -v dig"])
         .output()
         .unwrap();
-    assert!(found.status.success(), "dnsmasq and dig are required (scripts/setup.sh)");
+    assert!(
+        found.status.success(),
+        "dnsmasq and dig are required (scripts/setup.sh)"
+    );
     Killed(
         Command::new("ip")
             .args(["netns", "exec", &ns.name, "dnsmasq"])
@@ -525,7 +549,9 @@ fn dns_rcodes_latency_and_search_list_expansions() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lab
         .client
-        .sh(&format!("dig @10.200.{n}.2 www.slow.test +short +tries=1 +time=2 || true"))
+        .sh(&format!(
+            "dig @10.200.{n}.2 www.slow.test +short +tries=1 +time=2 || true"
+        ))
         .contains("10.8.8.8")
     {
         assert!(Instant::now() < deadline, "dnsmasq did not answer");
@@ -534,13 +560,20 @@ fn dns_rcodes_latency_and_search_list_expansions() {
     let resolved = lab.client.sh("getent ahostsv4 api.example.test | head -1");
     assert!(resolved.starts_with("10.9.9.9"), "{resolved}");
     let missing = Command::new("ip")
-        .args(["netns", "exec", &lab.client.name, "getent", "ahostsv4", "nothere.blocked.test"])
+        .args([
+            "netns",
+            "exec",
+            &lab.client.name,
+            "getent",
+            "ahostsv4",
+            "nothere.blocked.test",
+        ])
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "getent of an unknown name");
-    let slow = lab
-        .client
-        .sh(&format!("dig @10.200.{n}.2 www.slow.test +short +tries=1 +time=3"));
+    let slow = lab.client.sh(&format!(
+        "dig @10.200.{n}.2 www.slow.test +short +tries=1 +time=3"
+    ));
     assert_eq!(slow.trim(), "10.8.8.8");
 
     let client_rows = format!(
@@ -565,17 +598,47 @@ fn dns_rcodes_latency_and_search_list_expansions() {
         })
         .collect();
     let row = |d: &str, rcode: &str, exp: bool, misses: u64, answers: &str| {
-        (d.to_owned(), rcode.to_owned(), exp, misses, answers.to_owned())
+        (
+            d.to_owned(),
+            rcode.to_owned(),
+            exp,
+            misses,
+            answers.to_owned(),
+        )
     };
     assert_eq!(
         got,
         vec![
-            row("api.example.test.default.svc.cluster.local", "NXDOMAIN", true, 0, ""),
-            row("api.example.test.svc.cluster.local", "NXDOMAIN", true, 0, ""),
+            row(
+                "api.example.test.default.svc.cluster.local",
+                "NXDOMAIN",
+                true,
+                0,
+                ""
+            ),
+            row(
+                "api.example.test.svc.cluster.local",
+                "NXDOMAIN",
+                true,
+                0,
+                ""
+            ),
             row("api.example.test", "NOERROR", false, 2, "10.9.9.9"),
             // Never resolved: every NXDOMAIN stays an error.
-            row("nothere.blocked.test.default.svc.cluster.local", "NXDOMAIN", false, 0, ""),
-            row("nothere.blocked.test.svc.cluster.local", "NXDOMAIN", false, 0, ""),
+            row(
+                "nothere.blocked.test.default.svc.cluster.local",
+                "NXDOMAIN",
+                false,
+                0,
+                ""
+            ),
+            row(
+                "nothere.blocked.test.svc.cluster.local",
+                "NXDOMAIN",
+                false,
+                0,
+                ""
+            ),
             row("nothere.blocked.test", "NXDOMAIN", false, 0, ""),
         ]
     );
@@ -583,10 +646,8 @@ fn dns_rcodes_latency_and_search_list_expansions() {
     let d_ns = DELAY.as_nanos() as u64;
     let slow_rows = rows(
         &agent,
-        &format!(
-            "SELECT comm, client_ip, server_ip, latency_ns FROM dns WHERE domain = 'www.slow.test' \
-             AND rcode = 'NOERROR' ORDER BY ts DESC"
-        ),
+        "SELECT comm, client_ip, server_ip, latency_ns FROM dns WHERE domain = 'www.slow.test' \
+         AND rcode = 'NOERROR' ORDER BY ts DESC",
     );
     // Latest first. dig asks from the client namespace; dnsmasq asks its upstream from an
     // unconnected socket bound to no address (its client_ip is 0.0.0.0).
@@ -611,10 +672,8 @@ fn dns_rcodes_latency_and_search_list_expansions() {
     // The DNS monitor: search-list expansions are not errors; the unknown name is.
     let domains = rows(
         &agent,
-        &format!(
-            "SELECT domain, lookups, errors, search_expansions FROM dns_domains() \
-             WHERE domain LIKE '%example.test%' OR domain LIKE 'nothere%' ORDER BY domain"
-        ),
+        "SELECT domain, lookups, errors, search_expansions FROM dns_domains() \
+         WHERE domain LIKE '%example.test%' OR domain LIKE 'nothere%' ORDER BY domain",
     );
     let summary: Vec<_> = domains
         .iter()
@@ -631,10 +690,20 @@ fn dns_rcodes_latency_and_search_list_expansions() {
         summary,
         vec![
             ("api.example.test".to_owned(), 1, 0, 0),
-            ("api.example.test.default.svc.cluster.local".to_owned(), 1, 0, 1),
+            (
+                "api.example.test.default.svc.cluster.local".to_owned(),
+                1,
+                0,
+                1
+            ),
             ("api.example.test.svc.cluster.local".to_owned(), 1, 0, 1),
             ("nothere.blocked.test".to_owned(), 1, 1, 0),
-            ("nothere.blocked.test.default.svc.cluster.local".to_owned(), 1, 1, 0),
+            (
+                "nothere.blocked.test.default.svc.cluster.local".to_owned(),
+                1,
+                1,
+                0
+            ),
             ("nothere.blocked.test.svc.cluster.local".to_owned(), 1, 1, 0),
         ]
     );

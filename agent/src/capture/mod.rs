@@ -137,12 +137,18 @@ pub struct ReasonNames {
 impl ReasonNames {
     /// Name of drop reason `code`, or its number when this kernel does not name it.
     pub fn drop_reason(&self, code: u32) -> String {
-        self.drop.get(&code).cloned().unwrap_or_else(|| code.to_string())
+        self.drop
+            .get(&code)
+            .cloned()
+            .unwrap_or_else(|| code.to_string())
     }
 
     /// Name of reset reason `code`, or its number.
     pub fn reset_reason(&self, code: u32) -> String {
-        self.reset.get(&code).cloned().unwrap_or_else(|| code.to_string())
+        self.reset
+            .get(&code)
+            .cloned()
+            .unwrap_or_else(|| code.to_string())
     }
 }
 

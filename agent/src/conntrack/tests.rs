@@ -326,7 +326,8 @@ fn flow_health_from_samples_retransmits_and_close() {
         Ev::kind(3_100_000, 0xa, TcpEventKind::Retransmit),
         Ev::rtt(4_000_000, 0xa, 9_000),
         // The kernel's min/max cover samples between two reported ones.
-        Ev::state(5_000_000, 0xa, FIN_WAIT1, CLOSE, 40000, 80).close_info(3_000, 1_900, 9_500, 4, 0),
+        Ev::state(5_000_000, 0xa, FIN_WAIT1, CLOSE, 40000, 80)
+            .close_info(3_000, 1_900, 9_500, 4, 0),
     ]);
     assert_eq!(
         events_of(&rows),
@@ -366,14 +367,23 @@ fn failed_connects_get_their_reason_from_the_socket_error() {
         if sk_err == 111 {
             events.push(Ev::kind(t + 1, sk, TcpEventKind::ResetReceived));
         }
-        events.push(Ev::state(t + 2, sk, SYN_SENT, CLOSE, 41000 + i as u16, 80).close_info(0, 0, 0, 0, sk_err));
+        events.push(
+            Ev::state(t + 2, sk, SYN_SENT, CLOSE, 41000 + i as u16, 80)
+                .close_info(0, 0, 0, 0, sk_err),
+        );
     }
     let (rows, _) = run_with_reasons(events);
     let failed: Vec<_> = rows
         .events
         .iter()
         .filter(|e| e.event == TcpEventType::ConnectFailed)
-        .map(|e| (e.conn_id, e.reason.as_deref().unwrap(), e.owner.comm.as_str()))
+        .map(|e| {
+            (
+                e.conn_id,
+                e.reason.as_deref().unwrap(),
+                e.owner.comm.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         failed,
@@ -388,7 +398,14 @@ fn failed_connects_get_their_reason_from_the_socket_error() {
     let closes: Vec<_> = rows
         .flows
         .iter()
-        .map(|f| (f.health.close_reason, f.health.resets, f.health.connect_latency_ns, f.health.srtt_us))
+        .map(|f| {
+            (
+                f.health.close_reason,
+                f.health.resets,
+                f.health.connect_latency_ns,
+                f.health.srtt_us,
+            )
+        })
         .collect();
     assert_eq!(
         closes,
@@ -450,7 +467,11 @@ fn resets_and_drops_are_charged_to_their_connection() {
     assert_eq!((udp.transport, udp.endpoints.dst_port), ("udp", 53));
     let closed_port = &rows.events[7];
     assert_eq!(
-        (closed_port.role, closed_port.endpoints.dst_port, closed_port.endpoints.src_port),
+        (
+            closed_port.role,
+            closed_port.endpoints.dst_port,
+            closed_port.endpoints.src_port
+        ),
         (Role::Server, 81, 50000)
     );
     assert_eq!(rows.flows[0].health.resets, 1);

@@ -15,9 +15,8 @@ use kindling_agent::{
     pipeline::PipelineCounters,
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
-        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowHealth, FlowRecord, FlowsBuilder, Owner, Role,
-        TcpEventRecord,
-        TcpEventType, TcpEventsBuilder,
+        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowHealth, FlowRecord,
+        FlowsBuilder, Owner, Role, TcpEventRecord, TcpEventType, TcpEventsBuilder,
     },
     serve::AgentFlightService,
     store::{Store, StoreConfig},
@@ -187,7 +186,12 @@ pub fn fixture_dns(id: u64) -> Vec<DnsRecord> {
     let mut out = vec![
         DnsRecord {
             search_expansion: true,
-            ..row(0, "api.example.com.default.svc.cluster.local", "NXDOMAIN", Some(id))
+            ..row(
+                0,
+                "api.example.com.default.svc.cluster.local",
+                "NXDOMAIN",
+                Some(id),
+            )
         },
         DnsRecord {
             search_misses: 1,

@@ -42,7 +42,9 @@ pub struct Netns {
 impl Netns {
     fn new(name: String) -> Self {
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        sh(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up"
+        ));
         Self { name }
     }
 
@@ -78,7 +80,9 @@ fn join_netns(path: &str) {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }
@@ -157,7 +161,10 @@ impl Lab {
 
     /// Packets counted by the nftables rule commented `comment` in the server namespace.
     pub fn server_nft_counter(&self, comment: &str) -> u64 {
-        let text = sh(&format!("ip netns exec {} nft list ruleset", self.server.name));
+        let text = sh(&format!(
+            "ip netns exec {} nft list ruleset",
+            self.server.name
+        ));
         let line = text
             .lines()
             .find(|l| l.contains(&format!("comment \"{comment}\"")))
@@ -203,7 +210,12 @@ fn open_tun(ns: &Netns, name: &str) -> OwnedFd {
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: TUNSETIFF with a valid ifreq.
         let ret = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) };
-        assert_eq!(ret, 0, "TUNSETIFF {name}: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            ret,
+            0,
+            "TUNSETIFF {name}: {}",
+            std::io::Error::last_os_error()
+        );
         fd
     })
 }
