@@ -722,7 +722,9 @@ impl ConnTracker {
 
     fn on_syscall(&mut self, kind: TcpEventKind, ev: &TcpEvent, sink: &mut impl RecordSink) {
         self.learn_endpoints(ev);
-        let Some(conn) = self.conns.get_mut(&ev.skaddr) else {
+        let ts = self.clock.wall(ev.ts_ns);
+        // A blocking connect that failed returns after its socket's CLOSE: still held.
+        let Some(conn) = self.conn_mut(ev.skaddr) else {
             self.stats.unmatched_syscalls += 1;
             return;
         };
@@ -738,7 +740,7 @@ impl ConnTracker {
         sink.tcp_event(TcpEventRecord {
             syscall_ret: Some(ev.ret),
             ..TcpEventRecord::new(
-                self.clock.wall(ev.ts_ns),
+                ts,
                 event,
                 conn.conn_id,
                 conn.role,

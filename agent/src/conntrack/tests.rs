@@ -371,8 +371,34 @@ fn failed_connects_get_their_reason_from_the_socket_error() {
             Ev::state(t + 2, sk, SYN_SENT, CLOSE, 41000 + i as u16, 80)
                 .close_info(0, 0, 0, 0, sk_err),
         );
+        // A blocking connect returns after the CLOSE.
+        events.push(Ev::syscall(
+            t + 3,
+            sk,
+            TcpEventKind::Connect,
+            9,
+            "app",
+            -sk_err,
+        ));
     }
-    let (rows, _) = run_with_reasons(events);
+    let (rows, t) = run_with_reasons(events);
+    let connects: Vec<_> = rows
+        .events
+        .iter()
+        .filter(|e| e.event == TcpEventType::Connect)
+        .map(|e| (e.conn_id, e.syscall_ret))
+        .collect();
+    assert_eq!(
+        connects,
+        vec![
+            (1, Some(-111)),
+            (2, Some(-110)),
+            (3, Some(-113)),
+            (4, Some(0)),
+            (5, Some(-13))
+        ]
+    );
+    assert_eq!(t.stats().unmatched_syscalls, 0);
     let failed: Vec<_> = rows
         .events
         .iter()
