@@ -139,10 +139,10 @@ pub struct TcpEvent {
     /// RTT samples: the smoothed RTT in microseconds; on entry to TCP_CLOSE: the socket's
     /// last smoothed RTT (0 when it never had a sample).
     pub srtt_us: u32,
-    /// On entry to TCP_CLOSE: smallest and largest smoothed RTT the socket reported to
-    /// `tcp_probe` (0 when none).
+    /// On entry to TCP_CLOSE: the kernel's minimum RTT of the socket (`tcp_sock.rtt_min`, or
+    /// the smallest `tcp_probe` sample if smaller); 0 or u32::MAX when none.
     pub rtt_min_us: u32,
-    /// See `rtt_min_us`.
+    /// On entry to TCP_CLOSE: the largest smoothed RTT `tcp_probe` saw (0 without it).
     pub rtt_max_us: u32,
     /// On entry to TCP_CLOSE: segments retransmitted over the connection's life
     /// (`tcp_sock.total_retrans`).
@@ -343,6 +343,8 @@ pub struct KernelOffsets {
     pub tcp_srtt_us: u64,
     /// `tcp_sock.total_retrans` (u32)
     pub tcp_total_retrans: u64,
+    /// `tcp_sock.rtt_min.s[0].v` (u32): the kernel's windowed minimum RTT, microseconds
+    pub tcp_rtt_min: u64,
     /// `sock.sk_err` (int)
     pub sock_err: u64,
     /// `sk_buff.head` (pointer)

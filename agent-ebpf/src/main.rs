@@ -10,10 +10,12 @@
 //!   sendmmsg, recvmmsg, and `close_enter`: socket payload capture. Each fd is classified once
 //!   per process (TCP or UDP socket, or not) and cached, so other fds cost one map lookup.
 //!
-//! - `tcp_retransmit_skb`, `tcp_send_reset`, `tcp_receive_reset`, `tcp_probe` (tracepoints
-//!   `tcp/*`) and `kfree_skb` (`skb/kfree_skb`): network health. Retransmissions, resets and
-//!   drops of TCP/UDP packets (with the kernel's reason) are reported as they happen; RTT is
-//!   kept per socket in a map (min, max) and sampled at most once per interval per socket.
+//! - `tcp_retransmit_skb`, `tcp_send_reset`, `tcp_receive_reset` (tracepoints `tcp/*`) and
+//!   `kfree_skb` (`skb/kfree_skb`): network health. Retransmissions, resets and drops of
+//!   TCP/UDP packets (with the kernel's reason) are reported as they happen. RTT is read from
+//!   the socket at close (and by the agent from sock_diag while it lives); only with
+//!   `--rtt-every-segment` does `tcp_probe` keep it per socket in a map (min, max) and sample
+//!   it at most once per interval per socket.
 //!
 //! Lifecycle events and data events go to user space through two ring buffers. A full ring
 //! buffer drops the newest event and bumps its counter; nothing blocks and nothing loops
@@ -68,6 +70,7 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     skc_v6_rcv_saddr: 0,
     tcp_srtt_us: 0,
     tcp_total_retrans: 0,
+    tcp_rtt_min: 0,
     sock_err: 0,
     skb_head: 0,
     skb_network_header: 0,
@@ -243,13 +246,17 @@ fn close_info(skaddr: u64) -> Result<CloseInfo, i64> {
     let srtt8: u32 = read_kernel(skaddr + off.tcp_srtt_us)?;
     let mut info = CloseInfo {
         srtt_us: srtt8 >> 3,
+        rtt_min_us: read_kernel(skaddr + off.tcp_rtt_min)?,
         retransmits: read_kernel(skaddr + off.tcp_total_retrans)?,
         sk_err: read_kernel(skaddr + off.sock_err)?,
         ..CloseInfo::default()
     };
+    // With --rtt-every-segment, tcp_probe kept the socket's extremes.
     // SAFETY: the value is copied out before the entry is removed.
     if let Some(rtt) = unsafe { RTT.get(&skaddr) } {
-        info.rtt_min_us = rtt.min_us;
+        if info.rtt_min_us == 0 || rtt.min_us < info.rtt_min_us {
+            info.rtt_min_us = rtt.min_us;
+        }
         info.rtt_max_us = rtt.max_us;
         let _ = RTT.remove(&skaddr);
     }

@@ -33,6 +33,7 @@ use kindling_agent_common::{AF_INET, AF_INET6, TcpEvent, TcpEventKind, tcp_state
 use crate::{
     capture::ReasonNames,
     records::{Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType},
+    sockdiag::TcpInfo,
 };
 
 /// errno values found in `sk_err`.
@@ -82,6 +83,17 @@ impl Clock {
     /// Wall-clock ns for a kernel monotonic timestamp.
     pub fn wall(&self, monotonic_ns: u64) -> i64 {
         monotonic_ns as i64 + self.realtime_minus_monotonic
+    }
+
+    /// Kernel monotonic ns now (the clock of the events' `ts_ns`).
+    pub fn monotonic_now() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer to a local timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (ts.tv_sec * 1_000_000_000 + ts.tv_nsec) as u64
     }
 
     /// Wall-clock ns now.
@@ -135,6 +147,25 @@ struct Conn {
 }
 
 impl Conn {
+    /// Folds in what sock_diag reports for the live socket.
+    fn note_info(&mut self, info: &TcpInfo) {
+        if info.srtt_us > 0 {
+            self.note_rtt(info.srtt_us);
+            self.note_min(info.min_rtt_us);
+        }
+        self.retransmits = self.retransmits.max(info.retransmits);
+    }
+
+    /// The kernel's minimum RTT (0 and u32::MAX mean none yet).
+    fn note_min(&mut self, min_rtt_us: u32) {
+        if let Some(r) = self.rtt.as_mut()
+            && min_rtt_us > 0
+            && min_rtt_us != u32::MAX
+        {
+            r.1 = r.1.min(min_rtt_us);
+        }
+    }
+
     fn note_rtt(&mut self, srtt_us: u32) {
         self.rtt = Some(match self.rtt {
             None => (srtt_us, srtt_us, srtt_us),
@@ -155,7 +186,10 @@ impl Conn {
     }
 }
 
-/// A connection that entered CLOSE, waiting one round for late events.
+/// How long a closed connection's rows wait for the socket's last events (kernel time).
+pub const CLOSE_HOLD_NS: u64 = 100_000_000;
+
+/// A connection that entered CLOSE, waiting [`CLOSE_HOLD_NS`] for late events.
 #[derive(Debug)]
 struct Closing {
     conn: Conn,
@@ -202,11 +236,10 @@ fn emit_close(closing: Closing, sink: &mut impl RecordSink) {
     // The kernel's own counters are exact where events could be lost.
     conn.retransmits = conn.retransmits.max(ev.retransmits);
     if ev.srtt_us > 0 {
-        let (min, max) = (ev.rtt_min_us, ev.rtt_max_us);
         conn.note_rtt(ev.srtt_us);
-        if let Some(r) = conn.rtt.as_mut().filter(|_| min > 0) {
-            r.1 = r.1.min(min);
-            r.2 = r.2.max(max);
+        conn.note_min(ev.rtt_min_us);
+        if let Some(r) = conn.rtt.as_mut() {
+            r.2 = r.2.max(ev.rtt_max_us);
         }
     }
     let health = conn.health(reason);
@@ -271,10 +304,9 @@ pub struct ConnTracker {
     stats: TrackerStats,
     /// Live connections by their local view (src = local end), for matching packet drops.
     by_tuple: HashMap<Endpoints, u64>,
-    /// Connections that entered CLOSE since the last [`ConnTracker::finish_closed`], and
-    /// before it: their rows are written one round later.
-    closing_new: HashMap<u64, Closing>,
-    closing_old: HashMap<u64, Closing>,
+    /// Connections that entered CLOSE, their rows not written yet (see
+    /// [`ConnTracker::finish_closed`]).
+    closing: HashMap<u64, Closing>,
     reasons: ReasonNames,
     /// (skaddr, conn_id) of connections closed since the last [`ConnTracker::take_closed`].
     closed: Vec<(u64, u64)>,
@@ -350,8 +382,7 @@ impl ConnTracker {
             closed: Vec::new(),
             stats: TrackerStats::default(),
             by_tuple: HashMap::new(),
-            closing_new: HashMap::new(),
-            closing_old: HashMap::new(),
+            closing: HashMap::new(),
             reasons: ReasonNames::default(),
         }
     }
@@ -573,14 +604,9 @@ impl ConnTracker {
         if let Some(conn) = self.conns.remove(&skaddr) {
             self.unindex(skaddr, &conn);
         }
-        for generation in [&mut self.closing_old, &mut self.closing_new] {
-            if let Some(closing) = generation.remove(&skaddr) {
-                let key = local_view(&closing.conn);
-                if self.by_tuple.get(&key) == Some(&skaddr) {
-                    self.by_tuple.remove(&key);
-                }
-                emit_close(closing, sink);
-            }
+        if let Some(closing) = self.closing.remove(&skaddr) {
+            self.unindex(skaddr, &closing.conn);
+            emit_close(closing, sink);
         }
     }
 
@@ -589,17 +615,13 @@ impl ConnTracker {
         if let Some(c) = self.conns.get_mut(&skaddr) {
             return Some(c);
         }
-        self.closing_new
-            .get_mut(&skaddr)
-            .or_else(|| self.closing_old.get_mut(&skaddr))
-            .map(|c| &mut c.conn)
+        self.closing.get_mut(&skaddr).map(|c| &mut c.conn)
     }
 
     fn conn_ref_any(&self, skaddr: u64) -> Option<&Conn> {
         self.conns
             .get(&skaddr)
-            .or_else(|| self.closing_new.get(&skaddr).map(|c| &c.conn))
-            .or_else(|| self.closing_old.get(&skaddr).map(|c| &c.conn))
+            .or_else(|| self.closing.get(&skaddr).map(|c| &c.conn))
     }
 
     fn on_state_change(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
@@ -666,11 +688,11 @@ impl ConnTracker {
             conn.connect_latency_ns = conn.syn_sent_ts_ns.map(|t| (ts - t).max(0) as u64);
         }
         if ev.new_state == tcp_state::CLOSE {
-            // The row waits for events the kernel reports right after CLOSE (a RST sent by
-            // tcp_disconnect, the purge of unread data); see finish_closed.
+            // The rows wait for events the kernel reports right after CLOSE (the RST that
+            // tcp_disconnect sends after moving to CLOSE); see finish_closed.
             let conn = self.conns.remove(&ev.skaddr).expect("present");
             self.closed.push((ev.skaddr, conn.conn_id));
-            self.closing_new.insert(
+            self.closing.insert(
                 ev.skaddr,
                 Closing {
                     conn,
@@ -695,13 +717,24 @@ impl ConnTracker {
     }
 
     /// Writes the close rows (`close`, `connect_failed`, `flows`) of connections that entered
-    /// CLOSE before the previous call; call it once per drained batch. Holding them one round
+    /// CLOSE at least [`CLOSE_HOLD_NS`] before `now_ns` (kernel monotonic time). Holding them
     /// lets the events the kernel reports just after CLOSE count for their connection.
-    pub fn finish_closed(&mut self, sink: &mut impl RecordSink) {
-        let done = std::mem::replace(&mut self.closing_old, std::mem::take(&mut self.closing_new));
-        let mut done: Vec<_> = done.into_iter().collect();
-        done.sort_unstable_by_key(|(_, c)| (c.ts, c.conn.conn_id));
-        for (skaddr, closing) in done {
+    pub fn finish_closed(&mut self, now_ns: u64, sink: &mut impl RecordSink) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let mut due: Vec<u64> = self
+            .closing
+            .iter()
+            .filter(|(_, c)| c.ev.ts_ns.saturating_add(CLOSE_HOLD_NS) <= now_ns)
+            .map(|(&sk, _)| sk)
+            .collect();
+        due.sort_unstable_by_key(|sk| {
+            let c = &self.closing[sk];
+            (c.ts, c.conn.conn_id)
+        });
+        for skaddr in due {
+            let closing = self.closing.remove(&skaddr).expect("listed above");
             self.unindex(skaddr, &closing.conn);
             emit_close(closing, sink);
         }
@@ -709,8 +742,7 @@ impl ConnTracker {
 
     /// Writes every pending close row now (at shutdown).
     pub fn finish_all_closed(&mut self, sink: &mut impl RecordSink) {
-        self.finish_closed(sink);
-        self.finish_closed(sink);
+        self.finish_closed(u64::MAX, sink);
     }
 
     fn unindex(&mut self, skaddr: u64, conn: &Conn) {
@@ -751,23 +783,24 @@ impl ConnTracker {
     }
 
     /// A `flows` row with status `open` for every connection that has lived longer than
-    /// `min_age_ns`, with the byte counts `counters` reports for its endpoints (see
+    /// `min_age_ns`, with the counters `infos` reports for its endpoints (see
     /// [`crate::sockdiag`]); connections it does not know are skipped.
     pub fn report_open(
-        &self,
+        &mut self,
         min_age_ns: i64,
-        counters: &HashMap<Endpoints, (u64, u64)>,
+        infos: &HashMap<Endpoints, TcpInfo>,
         sink: &mut impl RecordSink,
     ) -> usize {
         let now = self.clock.wall_now();
         let mut n = 0;
-        for conn in self.conns.values() {
+        for conn in self.conns.values_mut() {
             if now - conn.start_ts_ns < min_age_ns {
                 continue;
             }
-            let Some(&(bytes_sent, bytes_received)) = counters.get(&local_view(conn)) else {
+            let Some(info) = infos.get(&local_view(conn)) else {
                 continue;
             };
+            conn.note_info(info);
             sink.flow(FlowRecord {
                 start_ts_ns: conn.start_ts_ns,
                 end_ts_ns: now,
@@ -775,11 +808,44 @@ impl ConnTracker {
                 owner: conn.owner.clone(),
                 role: conn.role,
                 endpoints: conn.endpoints,
-                bytes_sent,
-                bytes_received,
+                bytes_sent: info.bytes_sent,
+                bytes_received: info.bytes_received,
                 open: true,
                 health: conn.health(""),
             });
+            n += 1;
+        }
+        n
+    }
+
+    /// An `rtt` row for every followed connection that sock_diag (`infos`) reports with an
+    /// RTT sample; its flow's RTT (last, min, max) and retransmissions follow. Returns the
+    /// number of rows.
+    pub fn sample_rtt(
+        &mut self,
+        infos: &HashMap<Endpoints, TcpInfo>,
+        sink: &mut impl RecordSink,
+    ) -> usize {
+        let now = self.clock.wall_now();
+        let mut n = 0;
+        for conn in self.conns.values_mut() {
+            let Some(info) = infos.get(&local_view(conn)) else {
+                continue;
+            };
+            if info.srtt_us == 0 {
+                continue;
+            }
+            conn.note_info(info);
+            let mut row = TcpEventRecord::new(
+                now,
+                TcpEventType::Rtt,
+                conn.conn_id,
+                conn.role,
+                conn.owner.clone(),
+                conn.endpoints,
+            );
+            row.srtt_us = Some(info.srtt_us);
+            sink.tcp_event(row);
             n += 1;
         }
         n

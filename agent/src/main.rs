@@ -58,9 +58,15 @@ struct Args {
     /// drops); `tcp_events` then has lifecycle events only.
     #[arg(long)]
     no_net_health: bool,
-    /// Milliseconds between two RTT samples (`tcp_events` rows `rtt`) of one connection.
-    #[arg(long, default_value_t = 1000)]
+    /// Milliseconds between two RTT samples (`tcp_events` rows `rtt`) of every live
+    /// connection, read from the kernel's sock_diag (0: no samples; flows still carry RTT).
+    #[arg(long, default_value_t = 5000)]
     rtt_sample_ms: u64,
+    /// Also follow RTT on every received segment (`tcp:tcp_probe`): exact largest RTT per
+    /// connection and samples of short connections, for a cost on every segment of every
+    /// connection (see BENCHMARKS.md).
+    #[arg(long)]
+    rtt_every_segment: bool,
     /// Seconds an NXDOMAIN answer waits for a later answer of the same process that shows it
     /// was a search-list expansion (`dns.search_expansion`); it is stored after at most this.
     #[arg(long, default_value_t = 2)]
@@ -98,6 +104,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let capture = Capture::start(CaptureOptions {
         payload_bytes: args.payload_bytes,
         net_health: !args.no_net_health,
+        rtt_every_segment: args.rtt_every_segment,
         rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
     })?;
     let store = Arc::new(Store::new(
@@ -123,6 +130,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             dns_timeout: Duration::from_secs(args.dns_timeout),
             store_payloads: args.store_payloads,
             dns_search_window: Duration::from_secs(args.dns_search_window),
+            // With --rtt-every-segment the kernel reports the samples itself.
+            rtt_sample_interval: (args.rtt_sample_ms > 0
+                && !args.no_net_health
+                && !args.rtt_every_segment)
+                .then(|| Duration::from_millis(args.rtt_sample_ms)),
         },
     )
     .context("starting the capture thread")?;

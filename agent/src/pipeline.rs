@@ -52,6 +52,8 @@ pub struct PipelineConfig {
     pub store_payloads: bool,
     /// How long an NXDOMAIN row waits to be recognized as a search-list expansion.
     pub dns_search_window: Duration,
+    /// Period of the `rtt` rows read from sock_diag for every live connection (None: none).
+    pub rtt_sample_interval: Option<Duration>,
 }
 
 /// Data events taken off the ring per round (then TCP events get their turn again).
@@ -279,6 +281,7 @@ fn run(
     let mut batcher = Batcher::with_dns_search(&config.node, config.dns_search_window);
     let mut last_flush = Instant::now();
     let mut last_open_report = Instant::now();
+    let mut last_rtt_sample = Instant::now();
     let wait_ms = config.flush_interval.as_millis().clamp(1, 1000) as i32;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -289,7 +292,7 @@ fn run(
         counters
             .events_malformed
             .fetch_add(malformed, Ordering::Relaxed);
-        tracker.finish_closed(&mut batcher);
+        tracker.finish_closed(Clock::monotonic_now(), &mut batcher);
         for (sk, conn_id) in tracker.take_closed() {
             sessions.on_tcp_closed(sk, conn_id);
         }
@@ -326,14 +329,29 @@ fn run(
             sessions.sweep(&mut batcher);
             batcher.expire_dns(clock.wall_now(), false);
         }
-        if last_open_report.elapsed() >= config.open_flow_interval {
-            last_open_report = Instant::now();
-            match sockdiag::tcp_byte_counters() {
-                Ok(bytes) => {
-                    let min_age = config.open_flow_interval.as_nanos() as i64;
-                    tracker.report_open(min_age, &bytes, &mut batcher);
+        let report_open = last_open_report.elapsed() >= config.open_flow_interval;
+        let sample_rtt = config
+            .rtt_sample_interval
+            .is_some_and(|every| last_rtt_sample.elapsed() >= every);
+        if report_open || sample_rtt {
+            match sockdiag::tcp_infos() {
+                Ok(infos) => {
+                    if sample_rtt {
+                        last_rtt_sample = Instant::now();
+                        tracker.sample_rtt(&infos, &mut batcher);
+                    }
+                    if report_open {
+                        last_open_report = Instant::now();
+                        let min_age = config.open_flow_interval.as_nanos() as i64;
+                        tracker.report_open(min_age, &infos, &mut batcher);
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "Cannot read TCP counters from sock_diag"),
+                Err(e) => {
+                    // Retried at the next interval, not at every round.
+                    last_rtt_sample = Instant::now();
+                    last_open_report = Instant::now();
+                    tracing::warn!(error = %e, "Cannot read TCP counters from sock_diag");
+                }
             }
         }
         if stopping {

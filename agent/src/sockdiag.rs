@@ -1,11 +1,15 @@
-//! Byte counters of live TCP sockets from the kernel's sock_diag netlink interface (what `ss`
-//! uses), for the periodic `flows` rows of long-lived connections: the eBPF programs read a
-//! socket's counters only when it closes.
+//! Counters of live TCP sockets from the kernel's sock_diag netlink interface (what `ss` uses):
+//! payload bytes for the periodic `flows` rows of long-lived connections, and RTT for the
+//! `rtt` samples. The eBPF programs read a socket's counters only when it closes, so live
+//! connections cost nothing per packet. sock_diag answers for one network namespace, so the
+//! walk visits every namespace that a process on the host is in (pods have their own).
 
 use std::{
     collections::{HashMap, HashSet},
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
 };
 
 use crate::records::Endpoints;
@@ -18,7 +22,10 @@ const INET_DIAG_INFO: u16 = 2;
 const NLMSG_HDR: usize = 16;
 const INET_DIAG_MSG: usize = 72;
 /// Offsets in `struct tcp_info` (uapi/linux/tcp.h).
+const TCPI_RTT: usize = 68;
+const TCPI_TOTAL_RETRANS: usize = 100;
 const TCPI_BYTES_RECEIVED: usize = 128;
+const TCPI_MIN_RTT: usize = 148;
 const TCPI_BYTES_SENT: usize = 200;
 const TCPI_BYTES_RETRANS: usize = 208;
 /// States in which the peer's FIN has been received (and counted in tcpi_bytes_received).
@@ -28,17 +35,110 @@ const STATES: u32 = 0xfff & !(1 << 10) & !(1 << 7);
 /// LISTEN only.
 const LISTEN_STATES: u32 = 1 << 10;
 
-/// (bytes_sent, bytes_received) of payload (the same definitions as the eBPF programs use at
-/// close: retransmissions and the FIN not counted) of every live TCP socket, keyed by its endpoints as the local
-/// socket sees them (`src` = local end). IPv4-mapped IPv6 addresses are reported as IPv4.
-pub fn tcp_byte_counters() -> io::Result<HashMap<Endpoints, (u64, u64)>> {
+/// What sock_diag reports for one live TCP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpInfo {
+    /// Payload bytes sent, retransmissions not counted (as the eBPF programs count at close).
+    pub bytes_sent: u64,
+    /// Payload bytes received in order, the peer's FIN not counted.
+    pub bytes_received: u64,
+    /// Smoothed RTT, microseconds (`tcpi_rtt`); 0 before the first sample.
+    pub srtt_us: u32,
+    /// Smallest RTT measured (`tcpi_min_rtt`, the kernel's windowed min filter); u32::MAX or 0
+    /// before the first sample.
+    pub min_rtt_us: u32,
+    /// Segments retransmitted so far (`tcpi_total_retrans`).
+    pub retransmits: u32,
+}
+
+/// Most network namespaces visited per call of [`tcp_infos`].
+const MAX_NAMESPACES: usize = 4096;
+
+/// [`TcpInfo`] of every live TCP socket of every network namespace on this host (each pod has
+/// its own; sock_diag answers for the namespace of the asking socket), keyed by its endpoints
+/// as the local socket sees them (`src` = local end). IPv4-mapped IPv6 addresses are reported
+/// as IPv4. Endpoints that two namespaces share (loopback) keep one of them.
+pub fn tcp_infos() -> io::Result<HashMap<Endpoints, TcpInfo>> {
     let mut out = HashMap::new();
-    dump(STATES, 1 << (INET_DIAG_INFO - 1), |msg| {
-        if let Some((ends, counters)) = parse_diag_msg(msg) {
-            out.insert(ends, counters);
+    dump_infos(&mut out)?;
+    let own = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+    let others: Vec<PathBuf> = net_namespaces()
+        .into_iter()
+        .filter(|(ino, _)| Some(*ino) != own)
+        .map(|(_, path)| path)
+        .take(MAX_NAMESPACES)
+        .collect();
+    if !others.is_empty() {
+        // setns moves only the calling thread: a scoped thread visits the namespaces and ends.
+        let theirs = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut theirs = HashMap::new();
+                    for path in others {
+                        // A process that exited, or a namespace we cannot enter, is skipped.
+                        if enter_netns(&path).is_ok() {
+                            let _ = dump_infos(&mut theirs);
+                        }
+                    }
+                    theirs
+                })
+                .join()
+        })
+        .map_err(|_| io::Error::other("sock_diag namespace walk panicked"))?;
+        for (ends, info) in theirs {
+            out.entry(ends).or_insert(info);
         }
-    })?;
+    }
     Ok(out)
+}
+
+fn dump_infos(out: &mut HashMap<Endpoints, TcpInfo>) -> io::Result<()> {
+    dump(STATES, 1 << (INET_DIAG_INFO - 1), |msg| {
+        if let Some((ends, info)) = parse_diag_msg(msg) {
+            out.insert(ends, info);
+        }
+    })
+}
+
+/// Distinct network namespaces on this host: those of running processes (`/proc/*/ns/net`,
+/// a pod's pause process holds its pod's) and named ones (`/run/netns/*`, as `ip netns` and
+/// some CNI plugins make them), as (namespace inode, a path that opens it).
+fn net_namespaces() -> Vec<(u64, PathBuf)> {
+    let mut seen: HashMap<u64, PathBuf> = HashMap::new();
+    let mut note = |path: PathBuf| {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            seen.entry(meta.ino()).or_insert(path);
+        }
+    };
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+        {
+            note(entry.path().join("ns/net"));
+        }
+    }
+    for entry in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        note(entry.path());
+    }
+    let mut out: Vec<_> = seen.into_iter().collect();
+    out.sort_unstable();
+    out
+}
+
+/// Moves the calling thread into the network namespace that `path` opens.
+fn enter_netns(path: &Path) -> io::Result<()> {
+    let ns = std::fs::File::open(path)?;
+    // SAFETY: a valid namespace fd; setns affects only the calling thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Local ports of every listening TCP socket (IPv4 and IPv6): servers that started before
@@ -141,8 +241,8 @@ fn addr(family: u8, raw: &[u8]) -> IpAddr {
     }
 }
 
-/// One `inet_diag_msg` with its attributes: the socket's endpoints and byte counters.
-fn parse_diag_msg(msg: &[u8]) -> Option<(Endpoints, (u64, u64))> {
+/// One `inet_diag_msg` with its attributes: the socket's endpoints and counters.
+fn parse_diag_msg(msg: &[u8]) -> Option<(Endpoints, TcpInfo)> {
     if msg.len() < INET_DIAG_MSG {
         return None;
     }
@@ -165,9 +265,15 @@ fn parse_diag_msg(msg: &[u8]) -> Option<(Endpoints, (u64, u64))> {
         let data = &attrs[4..len];
         if kind == INET_DIAG_INFO && data.len() >= TCPI_BYTES_RETRANS + 8 {
             let u64_at = |o: usize| u64::from_ne_bytes(data[o..o + 8].try_into().expect("8"));
-            let sent = u64_at(TCPI_BYTES_SENT).saturating_sub(u64_at(TCPI_BYTES_RETRANS));
-            let received = u64_at(TCPI_BYTES_RECEIVED).saturating_sub(fin_received);
-            return Some((ends, (sent, received)));
+            let u32_at = |o: usize| u32::from_ne_bytes(data[o..o + 4].try_into().expect("4"));
+            let info = TcpInfo {
+                bytes_sent: u64_at(TCPI_BYTES_SENT).saturating_sub(u64_at(TCPI_BYTES_RETRANS)),
+                bytes_received: u64_at(TCPI_BYTES_RECEIVED).saturating_sub(fin_received),
+                srtt_us: u32_at(TCPI_RTT),
+                min_rtt_us: u32_at(TCPI_MIN_RTT),
+                retransmits: u32_at(TCPI_TOTAL_RETRANS),
+            };
+            return Some((ends, info));
         }
         attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
     }
@@ -212,7 +318,7 @@ mod tests {
         // Acks travel on loopback synchronously with the reads above, but give them a moment.
         std::thread::sleep(std::time::Duration::from_millis(50));
 
-        let counters = tcp_byte_counters().expect("sock_diag");
+        let counters = tcp_infos().expect("sock_diag");
         let client_addr = client.local_addr().unwrap();
         let client_view = Endpoints {
             src_ip: client_addr.ip(),
@@ -226,14 +332,20 @@ mod tests {
             dst_ip: client_addr.ip(),
             dst_port: client_addr.port(),
         };
-        assert_eq!(counters.get(&client_view), Some(&(1000, 300)));
-        assert_eq!(counters.get(&server_view), Some(&(300, 1000)));
+        let bytes = |i: &TcpInfo| (i.bytes_sent, i.bytes_received);
+        assert_eq!(counters.get(&client_view).map(bytes), Some((1000, 300)));
+        assert_eq!(counters.get(&server_view).map(bytes), Some((300, 1000)));
+        // Loopback RTT: sampled, small, and the minimum below or at the smoothed value.
+        let c = counters[&client_view];
+        assert!(c.srtt_us > 0 && c.srtt_us < 100_000, "{c:?}");
+        assert!(c.min_rtt_us > 0 && c.min_rtt_us <= c.srtt_us, "{c:?}");
+        assert_eq!(c.retransmits, 0);
 
         // The server's FIN moves the client to CLOSE_WAIT: a sequence number, not a payload byte.
         server.shutdown(std::net::Shutdown::Write).unwrap();
         assert_eq!(client.read(&mut got).unwrap(), 0);
-        let counters = tcp_byte_counters().expect("sock_diag");
-        assert_eq!(counters.get(&client_view), Some(&(1000, 300)));
+        let counters = tcp_infos().expect("sock_diag");
+        assert_eq!(counters.get(&client_view).map(bytes), Some((1000, 300)));
     }
 
     #[test]

@@ -283,6 +283,9 @@ impl KernelBtf {
             skc_v6_rcv_saddr: common + self.member_offset("sock_common", "skc_v6_rcv_saddr")?,
             tcp_srtt_us: self.member_offset("tcp_sock", "srtt_us")?,
             tcp_total_retrans: self.member_offset("tcp_sock", "total_retrans")?,
+            // struct minmax { struct minmax_sample s[3]; }: s[0] opens it.
+            tcp_rtt_min: self.member_offset("tcp_sock", "rtt_min")?
+                + self.member_offset("minmax_sample", "v")?,
             sock_err: self.member_offset("sock", "sk_err")?,
             skb_head: self.member_offset("sk_buff", "head")?,
             skb_network_header: self.member_offset("sk_buff", "network_header")?,
@@ -359,6 +362,8 @@ mod tests {
             ("sock_common", "skc_v6_daddr"),
             ("tcp_sock", "srtt_us"),
             ("tcp_sock", "total_retrans"),
+            ("tcp_sock", "rtt_min"),
+            ("minmax_sample", "v"),
             ("sock", "sk_err"),
             ("sk_buff", "head"),
         ] {

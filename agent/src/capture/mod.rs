@@ -94,14 +94,17 @@ const ATTACHMENTS: [(&str, &str, &str); 28] = [
     ("close_enter", "syscalls", "sys_enter_close"),
 ];
 
-/// Network-health programs, attached unless [`CaptureOptions::net_health`] is off.
-const NET_HEALTH_ATTACHMENTS: [(&str, &str, &str); 5] = [
+/// Network-health programs, attached unless [`CaptureOptions::net_health`] is off. None of
+/// them runs on a connection without retransmissions, resets or drops.
+const NET_HEALTH_ATTACHMENTS: [(&str, &str, &str); 4] = [
     ("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb"),
     ("tcp_send_reset", "tcp", "tcp_send_reset"),
     ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
-    ("tcp_probe", "tcp", "tcp_probe"),
     ("kfree_skb", "skb", "kfree_skb"),
 ];
+
+/// RTT on every received segment, with [`CaptureOptions::rtt_every_segment`].
+const RTT_EVERY_SEGMENT: (&str, &str, &str) = ("tcp_probe", "tcp", "tcp_probe");
 
 /// What to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +112,11 @@ pub struct CaptureOptions {
     /// Payload bytes captured per socket syscall (clamped to [`PAYLOAD_MAX`]); 0 keeps the data
     /// events' metadata but no payload.
     pub payload_bytes: u32,
-    /// Attach the network-health programs (retransmits, resets, RTT, drops).
+    /// Attach the network-health programs (retransmits, resets, drops).
     pub net_health: bool,
-    /// Shortest time between two RTT samples of one socket.
+    /// Attach `tcp_probe`: RTT min/max on every received segment, and samples from the kernel.
+    pub rtt_every_segment: bool,
+    /// With `rtt_every_segment`: shortest time between two RTT samples of one socket.
     pub rtt_sample_interval: std::time::Duration,
 }
 
@@ -120,6 +125,7 @@ impl Default for CaptureOptions {
         Self {
             payload_bytes: PAYLOAD_MAX as u32,
             net_health: true,
+            rtt_every_segment: false,
             rtt_sample_interval: std::time::Duration::from_secs(1),
         }
     }
@@ -220,7 +226,12 @@ impl Capture {
         } else {
             &[]
         };
-        for &(program, category, name) in ATTACHMENTS.iter().chain(health) {
+        let per_segment: &[_] = if options.net_health && options.rtt_every_segment {
+            &[RTT_EVERY_SEGMENT]
+        } else {
+            &[]
+        };
+        for &(program, category, name) in ATTACHMENTS.iter().chain(health).chain(per_segment) {
             let attach_err = |source| Error::Attach {
                 program,
                 tracepoint: format!("{category}/{name}"),

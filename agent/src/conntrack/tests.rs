@@ -247,14 +247,67 @@ fn open_connections_are_reported_with_sock_diag_counters() {
         dst_ip: "10.0.0.2".parse().unwrap(),
         dst_port: 80,
     };
-    let counters = HashMap::from([(local, (100, 200))]);
+    let info = TcpInfo {
+        bytes_sent: 100,
+        bytes_received: 200,
+        srtt_us: 900,
+        min_rtt_us: 700,
+        retransmits: 3,
+    };
+    let counters = HashMap::from([(local, info)]);
     assert_eq!(t.report_open(1_000, &counters, &mut rows), 1);
     let f = rows.flows.last().unwrap();
     assert!(f.open);
     assert_eq!((f.bytes_sent, f.bytes_received), (100, 200));
+    assert_eq!(
+        (
+            f.health.srtt_us,
+            f.health.srtt_min_us,
+            f.health.srtt_max_us,
+            f.health.retransmits
+        ),
+        (Some(900), Some(700), Some(900), 3)
+    );
     assert_eq!(t.live(), 1, "reporting does not end the connection");
     // Younger than the minimum age: not reported.
     assert_eq!(t.report_open(i64::MAX, &counters, &mut rows), 0);
+    // RTT samples: one row per followed connection with an RTT, folding into its flow.
+    let slower = TcpInfo {
+        srtt_us: 1_500,
+        min_rtt_us: 650,
+        ..info
+    };
+    assert_eq!(
+        t.sample_rtt(&HashMap::from([(local, slower)]), &mut rows),
+        1
+    );
+    let sample = rows.events.last().unwrap();
+    assert_eq!(
+        (sample.event, sample.conn_id, sample.srtt_us),
+        (TcpEventType::Rtt, 1, Some(1_500))
+    );
+    // A socket sock_diag has not sampled yet (srtt 0) gives no row.
+    let unsampled = TcpInfo { srtt_us: 0, ..info };
+    assert_eq!(
+        t.sample_rtt(&HashMap::from([(local, unsampled)]), &mut rows),
+        0
+    );
+    t.on_event(
+        &Ev::state(3, sk, ESTABLISHED, CLOSE, 5555, 80)
+            .close_info(1_200, 600, 0, 3, 0)
+            .0,
+        &mut rows,
+    );
+    t.finish_all_closed(&mut rows);
+    let closed = rows.flows.last().unwrap();
+    assert_eq!(
+        (
+            closed.health.srtt_us,
+            closed.health.srtt_min_us,
+            closed.health.srtt_max_us
+        ),
+        (Some(1_200), Some(600), Some(1_500))
+    );
 }
 
 impl Ev {
@@ -503,7 +556,7 @@ fn resets_and_drops_are_charged_to_their_connection() {
     assert_eq!(rows.flows[0].health.resets, 1);
     assert_eq!(rows.flows[0].health.close_reason, "rst");
     assert_eq!(t.stats().untracked_rtt, 1);
-    // A drop right after the close (the same drained round) is still the connection's; once
+    // A drop right after the close is still the connection's; once
     // its rows are written the connection leaves the address index.
     let mut t = ConnTracker::new(Clock::with_offset(0), 16);
     let mut rows = Rows::default();
@@ -516,10 +569,13 @@ fn resets_and_drops_are_charged_to_their_connection() {
         t.on_event(&e.0, &mut rows);
     }
     assert_eq!(rows.events.last().unwrap().conn_id, 1);
-    assert!(rows.flows.is_empty(), "the close waits one round");
-    t.finish_closed(&mut rows);
-    assert!(rows.flows.is_empty(), "and is written at the next one");
-    t.finish_closed(&mut rows);
+    assert!(rows.flows.is_empty(), "the close waits");
+    t.finish_closed(3 + CLOSE_HOLD_NS - 1, &mut rows);
+    assert!(
+        rows.flows.is_empty(),
+        "for CLOSE_HOLD_NS after the CLOSE event"
+    );
+    t.finish_closed(3 + CLOSE_HOLD_NS, &mut rows);
     assert_eq!(rows.flows.len(), 1);
     t.on_event(&Ev::drop_packet(5, 1, 40000, 2, 80, 6).0, &mut rows);
     assert_eq!(rows.events.last().unwrap().conn_id, 0);
