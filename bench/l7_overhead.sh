@@ -17,7 +17,8 @@
 # release binaries, /work/target-release/release), NGINX_SENDFILE (off), PROFILE=1 (one more,
 # uncounted agent run with `perf record -a` for 5 s, top symbols printed), KEEP_TMP=1,
 # KINDS ("baseline agent": the kinds of run alternated in each round; `agent-nohealth` is the
-# agent with --no-net-health, without the network-health programs), BPF_STATS=1 (turn on
+# agent with --no-net-health, without the network-health programs, `agent-segment` the agent
+# with --rtt-every-segment), BPF_STATS=1 (turn on
 # kernel.bpf_stats_enabled and print, per agent run, each eBPF program's runs and average ns).
 set -euo pipefail
 
@@ -147,7 +148,11 @@ fi
 run_one() { # $1: run number, $2: baseline|agent|agent-nohealth
   local n="$1" kind="$2" out="$TMP/wrk-$1.txt" t0 t1 c0 c1 cores="" calls="" rps p99 reqs
   if [[ "$kind" == agent* ]]; then
-    if [[ "$kind" == agent-nohealth ]]; then start_agent --no-net-health; else start_agent; fi
+    case "$kind" in
+      agent-nohealth) start_agent --no-net-health ;;
+      agent-segment) start_agent --rtt-every-segment ;;
+      *) start_agent ;;
+    esac
     sleep 1
     c0="$(cpu_ticks "$AGENT_PID")"
     [[ "${BPF_STATS:-0}" == 1 ]] && bpf_stats >"$TMP/bpf-before-$n.txt"
@@ -223,4 +228,6 @@ awk -F'\t' '
     }
     if (("agent" in runs) && ("agent-nohealth" in runs))
       printf "agent / agent-nohealth requests/s: %.3f\n", (rps["agent"] / runs["agent"]) / (rps["agent-nohealth"] / runs["agent-nohealth"])
+    if (("agent-segment" in runs) && ("agent-nohealth" in runs))
+      printf "agent-segment / agent-nohealth requests/s: %.3f\n", (rps["agent-segment"] / runs["agent-segment"]) / (rps["agent-nohealth"] / runs["agent-nohealth"])
   }' "$RESULTS"

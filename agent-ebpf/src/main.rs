@@ -435,6 +435,32 @@ fn read_tp_addrs(
     Ok((saddr, daddr))
 }
 
+/// A socket's addresses as a tracepoint reports them, local end first.
+struct Ends {
+    family: u16,
+    sport: u16,
+    dport: u16,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+}
+
+/// Emits a network-health event of socket `skaddr` in TCP state `state`.
+#[inline(always)]
+fn emit_socket(kind: TcpEventKind, skaddr: u64, state: u8, reason: u32, ends: &Ends) {
+    emit(|ev| {
+        ev.kind = kind as u8;
+        ev.skaddr = skaddr;
+        ev.old_state = state;
+        ev.new_state = state;
+        ev.reason = reason;
+        ev.family = ends.family;
+        ev.sport = ends.sport;
+        ev.dport = ends.dport;
+        ev.saddr = ends.saddr;
+        ev.daddr = ends.daddr;
+    });
+}
+
 #[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     done(try_retransmit(&ctx))
@@ -454,17 +480,14 @@ fn try_retransmit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let (saddr, daddr) =
         read_tp_addrs(ctx, family, (f::SADDR, f::DADDR, f::SADDR_V6, f::DADDR_V6))?;
-    emit(|ev| {
-        ev.kind = TcpEventKind::Retransmit as u8;
-        ev.skaddr = skaddr;
-        ev.old_state = state as u8;
-        ev.new_state = state as u8;
-        ev.sport = sport;
-        ev.dport = dport;
-        ev.family = family;
-        ev.saddr = saddr;
-        ev.daddr = daddr;
-    });
+    let ends = Ends {
+        family,
+        sport,
+        dport,
+        saddr,
+        daddr,
+    };
+    emit_socket(TcpEventKind::Retransmit, skaddr, state as u8, 0, &ends);
     Ok(())
 }
 
@@ -486,15 +509,14 @@ fn try_receive_reset(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let (saddr, daddr) =
         read_tp_addrs(ctx, family, (f::SADDR, f::DADDR, f::SADDR_V6, f::DADDR_V6))?;
-    emit(|ev| {
-        ev.kind = TcpEventKind::ResetReceived as u8;
-        ev.skaddr = skaddr;
-        ev.sport = sport;
-        ev.dport = dport;
-        ev.family = family;
-        ev.saddr = saddr;
-        ev.daddr = daddr;
-    });
+    let ends = Ends {
+        family,
+        sport,
+        dport,
+        saddr,
+        daddr,
+    };
+    emit_socket(TcpEventKind::ResetReceived, skaddr, 0, 0, &ends);
     Ok(())
 }
 
@@ -536,18 +558,14 @@ fn try_send_reset(ctx: &TracePointContext) -> Result<(), i64> {
     if family != AF_INET && family != AF_INET6 {
         return Ok(());
     }
-    emit(|ev| {
-        ev.kind = TcpEventKind::ResetSent as u8;
-        ev.skaddr = skaddr;
-        ev.old_state = state as u8;
-        ev.new_state = state as u8;
-        ev.reason = reason;
-        ev.sport = sport;
-        ev.dport = dport;
-        ev.family = family;
-        ev.saddr = saddr;
-        ev.daddr = daddr;
-    });
+    let ends = Ends {
+        family,
+        sport,
+        dport,
+        saddr,
+        daddr,
+    };
+    emit_socket(TcpEventKind::ResetSent, skaddr, state as u8, reason, &ends);
     Ok(())
 }
 

@@ -147,6 +147,18 @@ struct Conn {
 }
 
 impl Conn {
+    /// A `tcp_events` row of this connection.
+    fn row(&self, ts_ns: i64, event: TcpEventType, endpoints: Endpoints) -> TcpEventRecord {
+        TcpEventRecord::new(
+            ts_ns,
+            event,
+            self.conn_id,
+            self.role,
+            self.owner.clone(),
+            endpoints,
+        )
+    }
+
     /// Folds in what sock_diag reports for the live socket.
     fn note_info(&mut self, info: &TcpInfo) {
         if info.srtt_us > 0 {
@@ -214,14 +226,7 @@ fn emit_close(closing: Closing, sink: &mut impl RecordSink) {
     } else {
         close_reason(ev.sk_err, conn.resets)
     };
-    let mut row = TcpEventRecord::new(
-        ts,
-        TcpEventType::Close,
-        conn.conn_id,
-        conn.role,
-        conn.owner.clone(),
-        seen,
-    );
+    let mut row = conn.row(ts, TcpEventType::Close, seen);
     row.old_state = state_name(ev.old_state);
     row.new_state = state_name(ev.new_state);
     if failed_connect {
@@ -465,14 +470,7 @@ impl ConnTracker {
                     TcpEventType::ResetSent | TcpEventType::ResetReceived => conn.resets += 1,
                     _ => {}
                 }
-                TcpEventRecord::new(
-                    ts,
-                    event,
-                    conn.conn_id,
-                    conn.role,
-                    conn.owner.clone(),
-                    conn.endpoints,
-                )
+                conn.row(ts, event, conn.endpoints)
             }
             None => {
                 let role = if listening {
@@ -525,14 +523,7 @@ impl ConnTracker {
             return;
         };
         conn.note_rtt(ev.srtt_us);
-        let mut row = TcpEventRecord::new(
-            self.clock.wall(ev.ts_ns),
-            TcpEventType::Rtt,
-            conn.conn_id,
-            conn.role,
-            conn.owner.clone(),
-            conn.endpoints,
-        );
+        let mut row = conn.row(self.clock.wall(ev.ts_ns), TcpEventType::Rtt, conn.endpoints);
         row.srtt_us = Some(ev.srtt_us);
         sink.tcp_event(row);
     }
@@ -559,14 +550,7 @@ impl ConnTracker {
         };
         let ts = self.clock.wall(ev.ts_ns);
         let mut row = match conn {
-            Some(conn) => TcpEventRecord::new(
-                ts,
-                TcpEventType::Drop,
-                conn.conn_id,
-                conn.role,
-                conn.owner.clone(),
-                conn.endpoints,
-            ),
+            Some(conn) => conn.row(ts, TcpEventType::Drop, conn.endpoints),
             None => {
                 // Not followed: the packet's source is the client unless it comes from a
                 // listening port.
@@ -703,14 +687,7 @@ impl ConnTracker {
             );
             return;
         }
-        let mut row = TcpEventRecord::new(
-            ts,
-            TcpEventType::StateChange,
-            conn.conn_id,
-            conn.role,
-            conn.owner.clone(),
-            seen,
-        );
+        let mut row = conn.row(ts, TcpEventType::StateChange, seen);
         row.old_state = state_name(ev.old_state);
         row.new_state = state_name(ev.new_state);
         sink.tcp_event(row);
@@ -771,14 +748,7 @@ impl ConnTracker {
         };
         sink.tcp_event(TcpEventRecord {
             syscall_ret: Some(ev.ret),
-            ..TcpEventRecord::new(
-                ts,
-                event,
-                conn.conn_id,
-                conn.role,
-                conn.owner.clone(),
-                conn.endpoints,
-            )
+            ..conn.row(ts, event, conn.endpoints)
         });
     }
 
@@ -836,14 +806,7 @@ impl ConnTracker {
                 continue;
             }
             conn.note_info(info);
-            let mut row = TcpEventRecord::new(
-                now,
-                TcpEventType::Rtt,
-                conn.conn_id,
-                conn.role,
-                conn.owner.clone(),
-                conn.endpoints,
-            );
+            let mut row = conn.row(now, TcpEventType::Rtt, conn.endpoints);
             row.srtt_us = Some(info.srtt_us);
             sink.tcp_event(row);
             n += 1;
