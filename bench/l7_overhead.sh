@@ -18,7 +18,8 @@
 # uncounted agent run with `perf record -a` for 5 s, top symbols printed), KEEP_TMP=1,
 # KINDS ("baseline agent": the kinds of run alternated in each round; `agent-nohealth` is the
 # agent with --no-net-health, without the network-health programs, `agent-segment` the agent
-# with --rtt-every-segment), BPF_STATS=1 (turn on
+# with --rtt-every-segment, `agent-b` the agent binary in $BIN_B: another build, side by side),
+# BPF_STATS=1 (turn on
 # kernel.bpf_stats_enabled and print, per agent run, each eBPF program's runs and average ns).
 set -euo pipefail
 
@@ -29,6 +30,9 @@ BIN="${BIN:-/work/target-release/release}"
 NGINX_SENDFILE="${NGINX_SENDFILE:-off}"
 WRK_CPU="${WRK_CPU:-0}"
 KINDS="${KINDS:-baseline agent}"
+if [[ " $KINDS " == *" agent-b "* ]]; then
+  [[ -x "${BIN_B:-}/kindling-agent" ]] || { echo "KINDS has agent-b: set BIN_B to a directory with kindling-agent" >&2; exit 1; }
+fi
 NGINX_CPU="${NGINX_CPU:-1}"
 
 [[ $EUID -eq 0 ]] || { echo "run as root (the agent loads eBPF programs)" >&2; exit 1; }
@@ -91,8 +95,8 @@ for _ in $(seq 50); do curl -sf -o /dev/null "$URL" && break; sleep 0.1; done
 
 q() { "$BIN/kindling" query --agent "127.0.0.1:$AGENT_PORT" "$@"; }
 
-start_agent() { # extra agent flags as arguments
-  "$BIN/kindling-agent" --listen "127.0.0.1:$AGENT_PORT" --memory-budget 4GiB "$@" \
+start_agent() { # extra agent flags as arguments; AGENT_BIN picks another build
+  "${AGENT_BIN:-$BIN/kindling-agent}" --listen "127.0.0.1:$AGENT_PORT" --memory-budget 4GiB "$@" \
     >"$TMP/agent.log" 2>&1 &
   AGENT_PID=$!
   for _ in $(seq 150); do
@@ -151,6 +155,7 @@ run_one() { # $1: run number, $2: baseline|agent|agent-nohealth
     case "$kind" in
       agent-nohealth) start_agent --no-net-health ;;
       agent-segment) start_agent --rtt-every-segment ;;
+      agent-b) AGENT_BIN="$BIN_B/kindling-agent" start_agent ;;
       *) start_agent ;;
     esac
     sleep 1
@@ -228,6 +233,8 @@ awk -F'\t' '
     }
     if (("agent" in runs) && ("agent-nohealth" in runs))
       printf "agent / agent-nohealth requests/s: %.3f\n", (rps["agent"] / runs["agent"]) / (rps["agent-nohealth"] / runs["agent-nohealth"])
+    if (("agent" in runs) && ("agent-b" in runs))
+      printf "agent / agent-b requests/s: %.3f, agent cores / agent-b cores: %.3f\n", (rps["agent"] / runs["agent"]) / (rps["agent-b"] / runs["agent-b"]), (cores["agent"] / runs["agent"]) / (cores["agent-b"] / runs["agent-b"])
     if (("agent-segment" in runs) && ("agent-nohealth" in runs))
       printf "agent-segment / agent-nohealth requests/s: %.3f\n", (rps["agent-segment"] / runs["agent-segment"]) / (rps["agent-nohealth"] / runs["agent-nohealth"])
   }' "$RESULTS"

@@ -85,6 +85,13 @@ static IGNORED_DROP_REASON: Global<u32> = Global::new(u32::MAX);
 #[unsafe(no_mangle)]
 static RTT_SAMPLE_NS: Global<u64> = Global::new(1_000_000_000);
 
+/// Data waiting in `DATA_EVENTS` that makes a submit wake the agent (an eighth of the ring);
+/// below it the agent finds the events on its drain timer (`DATA_POLL_MS` in the pipeline).
+const DATA_WAKEUP_BYTES: u64 = DATA_RING_BYTES as u64 / 8;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
 /// Payload bytes captured per syscall (`--payload-bytes`, at most PAYLOAD_MAX); 0 turns
 /// payload capture off while keeping the data events' metadata.
 #[unsafe(no_mangle)]
@@ -912,7 +919,14 @@ fn emit_data(p: &PendingIo, buf: u64, len: u64, sockaddr: u64) -> Result<(), i64
         (*ev).captured = if copied { n as u16 } else { 0 };
         fill_addresses(&mut *ev, p, sockaddr)
     };
-    entry.submit(0);
+    // Waking the agent from inside the application's syscall costs more than the copy: wake it
+    // only when the ring holds DATA_WAKEUP_BYTES; it also drains on a short timer.
+    let flags = if DATA_EVENTS.query(BPF_RB_AVAIL_DATA) >= DATA_WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags);
     result
 }
 
