@@ -8,6 +8,7 @@
 //! - [`agents`]: Flight connections to agents.
 //! - [`dns_monitor`]: the DNS monitor's table functions over `dns`.
 //! - [`health`]: per-agent health (reachable, version, node, rows held, drops).
+//! - [`macros`]: Grafana macros (`$__timeFilter`, `$__timeGroup`, ...) in SQL.
 //! - [`output`]: results as text tables, CSV or JSON for the CLI.
 //! - [`grafana`]: the plugin: query JSON, Grafana frames, QueryData and CheckHealth.
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@ pub mod error;
 pub mod fragment;
 pub mod grafana;
 pub mod health;
+pub mod macros;
 pub mod output;
 pub mod scan;
 

@@ -199,6 +199,41 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
     ));
     assert_eq!(bad[0]["n"].as_u64(), Some(0));
 
+    // The CLI expands Grafana macros over the last --since: every flow of this test (N client
+    // and N server rows) ended in the last 10 minutes.
+    let in_range = |since: &str| {
+        let out = agent.cli(&[
+            "query",
+            "--agent",
+            &agent.addr,
+            "--since",
+            since,
+            "--format",
+            "json",
+            &format!(
+                "SELECT count(*) AS n FROM flows WHERE $__timeFilter(end_ts) AND dst_port = {}",
+                t.port
+            ),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let row: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        row["n"].as_u64().unwrap()
+    };
+    assert_eq!(in_range("10m"), 2 * N);
+    let bad_since = agent.cli(&[
+        "query",
+        "--agent",
+        &agent.addr,
+        "--since",
+        "soon",
+        "SELECT 1",
+    ]);
+    assert!(!bad_since.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&bad_since.stderr).trim(),
+        "kindling: --since `soon` is not a duration (30s, 15m, 1h, 1d)"
+    );
+
     // --- Grafana host emulation
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -223,10 +258,12 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         assert_eq!(meta["executedQueryString"], sql);
         assert_eq!(frame_flows(&frame.batch), expected_flows(&t));
 
-        // time_series: one frame per text-column value (labels), numbers as series, by time.
+        // time_series: one frame per text-column value (labels), numbers as series, by time;
+        // Grafana macros take the query's time range (the last hour, which holds every
+        // connection of this test) and bucket size.
         let ts_sql = format!(
-            "SELECT date_bin(INTERVAL '1 hour', end_ts) AS time, role, count(*) AS connections \
-             FROM flows WHERE dst_port = {} GROUP BY 1, 2",
+            "SELECT $__timeGroupAlias(end_ts, '1h'), role, count(*) AS connections \
+             FROM flows WHERE $__timeFilter(end_ts) AND dst_port = {} GROUP BY 1, 2",
             t.port
         );
         let responses = host
@@ -274,9 +311,18 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
                         "good",
                         json!({"refId": "good", "rawSql": "SELECT 1 AS one"}),
                     ),
+                    (
+                        "macro",
+                        json!({"refId": "macro", "rawSql": "SELECT * FROM flows WHERE $__timeFilter()"}),
+                    ),
                 ],
             )
             .await;
+        assert_eq!(responses["macro"].status, 400);
+        assert_eq!(
+            responses["macro"].error,
+            "$__timeFilter takes 1 argument: $__timeFilter(col)"
+        );
         assert_eq!(responses["bad"].status, 400);
         assert_eq!(
             responses["bad"].error,

@@ -7,8 +7,20 @@ mod support;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use kindling_plugin_backend::{EngineLimits, QueryEngine, agents::AgentSet};
+use kindling_plugin_backend::{
+    EngineLimits, QueryEngine,
+    agents::AgentSet,
+    macros::{self, MacroContext},
+};
 use sqllogictest::{DBOutput, DefaultColumnType};
+
+/// The time range and interval of the Grafana macros in the .slt files: 2023-11-14T22:13:30Z
+/// (fixture EPOCH + 10 s) to 22:14:30Z, 30 s.
+const MACRO_RANGE: MacroContext = MacroContext {
+    from_ns: (support::EPOCH_S + 10) * 1_000_000_000,
+    to_ns: (support::EPOCH_S + 70) * 1_000_000_000,
+    interval_ms: 30_000,
+};
 
 struct Coordinator {
     engine: QueryEngine,
@@ -24,9 +36,10 @@ impl sqllogictest::AsyncDB for Coordinator {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
+        let sql = macros::expand(sql, &MACRO_RANGE).map_err(SqlError)?;
         let out = self
             .engine
-            .query(sql)
+            .query(&sql)
             .await
             .map_err(|e| SqlError(e.to_string()))?;
         let types = vec![DefaultColumnType::Any; out.schema.fields().len()];

@@ -6,6 +6,7 @@ use kindling_plugin_backend::{
     EngineLimits, QueryEngine,
     agents::AgentSet,
     health::{self, AgentStatus},
+    macros,
     output::{self, Format},
 };
 
@@ -32,6 +33,13 @@ enum Command {
         /// Most rows printed.
         #[arg(long, default_value_t = 1_000_000)]
         max_rows: usize,
+        /// Time range of the Grafana macros in the SQL ($__timeFilter(col), ...): the last
+        /// DURATION (30s, 15m, 1h, 1d).
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// $__interval of the macros (a duration; default: the range / 100, at least 1s).
+        #[arg(long)]
+        interval: Option<String>,
         /// The SQL.
         sql: String,
     },
@@ -43,6 +51,26 @@ enum Command {
     },
 }
 
+/// Expands the Grafana macros for the last `since`.
+fn expand_macros(sql: &str, since: &str, interval: Option<&str>) -> Result<String, String> {
+    let range_ms = macros::parse_duration_ms(since)
+        .ok_or_else(|| format!("--since `{since}` is not a duration (30s, 15m, 1h, 1d)"))?;
+    let interval_ms = match interval {
+        Some(i) => macros::parse_duration_ms(i)
+            .ok_or_else(|| format!("--interval `{i}` is not a duration (1s, 1m, ...)"))?,
+        None => (range_ms / 100).max(1_000),
+    };
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let ctx = macros::MacroContext {
+        from_ns: now_ns - range_ms * 1_000_000,
+        to_ns: now_ns,
+        interval_ms,
+    };
+    macros::expand(sql, &ctx)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     match Cli::parse().command {
@@ -51,8 +79,17 @@ async fn main() -> ExitCode {
             format,
             timeout,
             max_rows,
+            since,
+            interval,
             sql,
         } => {
+            let sql = match expand_macros(&sql, &since, interval.as_deref()) {
+                Ok(sql) => sql,
+                Err(e) => {
+                    eprintln!("kindling: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let limits = EngineLimits {
                 timeout: Duration::from_secs(timeout),
                 max_rows,

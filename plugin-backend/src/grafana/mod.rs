@@ -102,17 +102,19 @@ impl KindlingPlugin {
         let ref_id = q.ref_id.clone();
         let sql_query = query::parse(&q.query_type, &q.query)
             .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
+        let ctx = crate::macros::MacroContext {
+            from_ns: q.time_range.from.timestamp_nanos_opt().unwrap_or(i64::MIN),
+            to_ns: q.time_range.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            interval_ms: (q.interval.as_millis() as i64).max(1),
+        };
+        let sql = crate::macros::expand(&sql_query.raw_sql, &ctx)
+            .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
         let out = engine
-            .query(&sql_query.raw_sql)
+            .query(&sql)
             .await
             .map_err(|e| QueryError::from_engine(&ref_id, &e))?;
-        let mut frames = frames::to_frames(
-            &out,
-            sql_query.format,
-            &sql_query.raw_sql,
-            self.limits.max_rows,
-        )
-        .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
+        let mut frames = frames::to_frames(&out, sql_query.format, &sql, self.limits.max_rows)
+            .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
         let checked = frames
             .iter_mut()
             .map(|f| f.check().map_err(|e| e.to_string()))
