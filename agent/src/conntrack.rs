@@ -24,7 +24,7 @@
 //! and are counted.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
@@ -312,6 +312,8 @@ pub struct ConnTracker {
     /// Connections that entered CLOSE, their rows not written yet (see
     /// [`ConnTracker::finish_closed`]).
     closing: HashMap<u64, Closing>,
+    /// (CLOSE event time, skaddr) in arrival order: the next closes due, without a scan.
+    closing_order: VecDeque<(u64, u64)>,
     reasons: ReasonNames,
     /// (skaddr, conn_id) of connections closed since the last [`ConnTracker::take_closed`].
     closed: Vec<(u64, u64)>,
@@ -388,6 +390,7 @@ impl ConnTracker {
             stats: TrackerStats::default(),
             by_tuple: HashMap::new(),
             closing: HashMap::new(),
+            closing_order: VecDeque::new(),
             reasons: ReasonNames::default(),
         }
     }
@@ -676,6 +679,7 @@ impl ConnTracker {
             // tcp_disconnect sends after moving to CLOSE); see finish_closed.
             let conn = self.conns.remove(&ev.skaddr).expect("present");
             self.closed.push((ev.skaddr, conn.conn_id));
+            self.closing_order.push_back((ev.ts_ns, ev.skaddr));
             self.closing.insert(
                 ev.skaddr,
                 Closing {
@@ -697,23 +701,21 @@ impl ConnTracker {
     /// CLOSE at least [`CLOSE_HOLD_NS`] before `now_ns` (kernel monotonic time). Holding them
     /// lets the events the kernel reports just after CLOSE count for their connection.
     pub fn finish_closed(&mut self, now_ns: u64, sink: &mut impl RecordSink) {
-        if self.closing.is_empty() {
-            return;
-        }
-        let mut due: Vec<u64> = self
-            .closing
-            .iter()
-            .filter(|(_, c)| c.ev.ts_ns.saturating_add(CLOSE_HOLD_NS) <= now_ns)
-            .map(|(&sk, _)| sk)
-            .collect();
-        due.sort_unstable_by_key(|sk| {
-            let c = &self.closing[sk];
-            (c.ts, c.conn.conn_id)
-        });
-        for skaddr in due {
-            let closing = self.closing.remove(&skaddr).expect("listed above");
-            self.unindex(skaddr, &closing.conn);
-            emit_close(closing, sink);
+        while let Some(&(ts_ns, skaddr)) = self.closing_order.front() {
+            if ts_ns.saturating_add(CLOSE_HOLD_NS) > now_ns {
+                break;
+            }
+            self.closing_order.pop_front();
+            // Written already if a new connection reused the address (see forget).
+            if self
+                .closing
+                .get(&skaddr)
+                .is_some_and(|c| c.ev.ts_ns == ts_ns)
+            {
+                let closing = self.closing.remove(&skaddr).expect("checked above");
+                self.unindex(skaddr, &closing.conn);
+                emit_close(closing, sink);
+            }
         }
     }
 
