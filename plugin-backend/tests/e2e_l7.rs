@@ -9,17 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::host::{AgentProcess, require_root};
-
-/// A child process killed when the test ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::host::{AgentProcess, Killed, require_root, tool};
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -54,17 +44,6 @@ fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
         assert!(Instant::now() < deadline, "{n} of {want} after 15 s: {sql}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn tool(name: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "{name} is required (scripts/setup.sh installs it)"
-    );
 }
 
 /// curl's view of each request: (status, header bytes, body bytes, request bytes, seconds

@@ -10,7 +10,7 @@ use std::{
     io::{ErrorKind, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -21,7 +21,7 @@ use std::{
 
 use serde_json::Value;
 use support::{
-    host::{AgentProcess, require_root},
+    host::{AgentProcess, Killed, require_root, tool},
     netlab::{Lab, Netns},
 };
 
@@ -126,19 +126,15 @@ fn echo_rounds(to: Ipv4Addr, port: u16, rounds: usize, size: usize) {
     }
 }
 
-fn rows(agent: &AgentProcess, sql: &str) -> Vec<Value> {
-    agent.query_json(sql)
-}
-
 /// Polls `sql` (a column `n`) until it reaches `want`, then lets late rows arrive and returns
 /// the final count.
 fn settle_count(agent: &AgentProcess, sql: &str, want: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let n = rows(agent, sql)[0]["n"].as_u64().unwrap();
+        let n = agent.query_json(sql)[0]["n"].as_u64().unwrap();
         if n >= want {
             std::thread::sleep(Duration::from_millis(500));
-            return rows(agent, sql)[0]["n"].as_u64().unwrap();
+            return agent.query_json(sql)[0]["n"].as_u64().unwrap();
         }
         assert!(Instant::now() < deadline, "{n} of {want} after 20 s: {sql}");
         std::thread::sleep(Duration::from_millis(100));
@@ -186,7 +182,7 @@ fn check_rtt(agent: &AgentProcess, lab: &Lab) {
         &format!("SELECT count(*) AS n FROM ({flows_sql})"),
         2,
     );
-    let flows = rows(agent, &flows_sql);
+    let flows = agent.query_json(&flows_sql);
     assert_eq!(flows.len(), 2, "{flows:?}");
     let d_us = DELAY.as_micros() as u64;
     // Tolerance: the forwarder adds scheduling latency on this 2-core VM; the smoothed
@@ -222,14 +218,11 @@ fn check_rtt(agent: &AgentProcess, lab: &Lab) {
     );
     assert_eq!(clean_row["close_reason"], "fin");
     // RTT samples of the delayed connection, reported at most every 100 ms.
-    let samples = rows(
-        agent,
-        &format!(
-            "SELECT count(*) AS n, min(srtt_us) AS lo, max(srtt_us) AS hi FROM tcp_events \
+    let samples = agent.query_json(&format!(
+        "SELECT count(*) AS n, min(srtt_us) AS lo, max(srtt_us) AS hi FROM tcp_events \
              WHERE event = 'rtt' AND role = 'client' AND dst_ip = '{}'",
-            lab.delayed_server_ip()
-        ),
-    );
+        lab.delayed_server_ip()
+    ));
     let (n, lo, hi) = (
         u64_of(&samples[0], "n"),
         u64_of(&samples[0], "lo"),
@@ -273,7 +266,7 @@ fn loss_gives_retransmits_on_the_lossy_flow_only_and_every_drop_is_seen() {
         &format!("SELECT count(*) AS n FROM ({flows_sql})"),
         4,
     );
-    let flows = rows(&agent, &flows_sql);
+    let flows = agent.query_json(&flows_sql);
     assert_eq!(flows.len(), 4, "{flows:?}");
     // Clean flow: no retransmission on either end.
     assert_eq!(u64_of(&flows[0], "retransmits"), 0, "{flows:?}");
@@ -281,13 +274,10 @@ fn loss_gives_retransmits_on_the_lossy_flow_only_and_every_drop_is_seen() {
     // Lossy flow: the client's segments were dropped on the way in, so the client resent.
     let lossy_client = u64_of(&flows[2], "retransmits");
     assert!(lossy_client >= 1, "{flows:?}");
-    let events = rows(
-        &agent,
-        &format!(
-            "SELECT dst_port, count(*) AS n FROM tcp_events WHERE event = 'retransmit' \
+    let events = agent.query_json(&format!(
+        "SELECT dst_port, count(*) AS n FROM tcp_events WHERE event = 'retransmit' \
              AND src_ip IN ({lab_ips}) AND dst_port IN (7000, 7001) GROUP BY dst_port"
-        ),
-    );
+    ));
     assert_eq!(
         events.len(),
         1,
@@ -296,23 +286,17 @@ fn loss_gives_retransmits_on_the_lossy_flow_only_and_every_drop_is_seen() {
     assert_eq!(u64_of(&events[0], "dst_port"), 7001);
     assert!(u64_of(&events[0], "n") >= lossy_client);
     // Every packet nftables dropped is one drop event with the kernel's reason.
-    let drops = rows(
-        &agent,
-        &format!(
-            "SELECT count(*) AS n FROM tcp_events WHERE event = 'drop' \
+    let drops = agent.query_json(&format!(
+        "SELECT count(*) AS n FROM tcp_events WHERE event = 'drop' \
              AND reason = 'NETFILTER_DROP' AND src_ip = '{}' AND dst_port = 7001",
-            lab.client_ip()
-        ),
-    );
+        lab.client_ip()
+    ));
     assert_eq!(u64_of(&drops[0], "n"), dropped);
     // The clean flow lost nothing, and socket teardown (QUEUE_PURGE) is no drop.
-    let clean_drops = rows(
-        &agent,
-        &format!(
-            "SELECT count(*) AS n FROM tcp_events WHERE event = 'drop' \
+    let clean_drops = agent.query_json(&format!(
+        "SELECT count(*) AS n FROM tcp_events WHERE event = 'drop' \
              AND src_ip IN ({lab_ips}) AND 7000 IN (src_port, dst_port)"
-        ),
-    );
+    ));
     assert_eq!(u64_of(&clean_drops[0], "n"), 0);
 }
 
@@ -365,15 +349,12 @@ fn rejected_connects_are_refused_and_dropped_syns_time_out() {
         settle_count(&agent, &failed_sql("timeout", 7003), TIMED_OUT as u64),
         TIMED_OUT as u64
     );
-    let by_reason = rows(
-        &agent,
-        &format!(
-            "SELECT dst_port, close_reason, count(*) AS n, max(resets) AS resets, \
+    let by_reason = agent.query_json(&format!(
+        "SELECT dst_port, close_reason, count(*) AS n, max(resets) AS resets, \
              sum(retransmits) AS retransmits, count(connect_latency_ns) AS connected \
              FROM flows WHERE dst_ip = '{server}' AND dst_port IN (7002, 7003) \
              GROUP BY 1, 2 ORDER BY 1"
-        ),
-    );
+    ));
     assert_eq!(by_reason.len(), 2, "{by_reason:?}");
     let (refused, timed_out) = (&by_reason[0], &by_reason[1]);
     assert_eq!(refused["close_reason"], "rst");
@@ -398,22 +379,16 @@ fn rejected_connects_are_refused_and_dropped_syns_time_out() {
         (u64_of(timed_out, "n"), u64_of(timed_out, "retransmits")),
         (TIMED_OUT as u64, resent)
     );
-    let syn_retransmits = rows(
-        &agent,
-        &format!(
-            "SELECT count(*) AS n FROM tcp_events WHERE event = 'retransmit' \
+    let syn_retransmits = agent.query_json(&format!(
+        "SELECT count(*) AS n FROM tcp_events WHERE event = 'retransmit' \
              AND old_state = 'SYN_SENT' AND dst_ip = '{server}' AND dst_port = 7003"
-        ),
-    );
+    ));
     assert_eq!(u64_of(&syn_retransmits[0], "n"), resent);
     // Every SYN the black hole swallowed is a drop event.
-    let drops = rows(
-        &agent,
-        &format!(
-            "SELECT count(*) AS n FROM tcp_events WHERE event = 'drop' \
+    let drops = agent.query_json(&format!(
+        "SELECT count(*) AS n FROM tcp_events WHERE event = 'drop' \
              AND reason = 'NETFILTER_DROP' AND dst_ip = '{server}' AND dst_port = 7003"
-        ),
-    );
+    ));
     assert_eq!(u64_of(&drops[0], "n"), syns);
     assert_eq!(lab.server_nft_counter("refuse"), REFUSED as u64);
 }
@@ -457,13 +432,10 @@ fn aborted_connections_give_one_reset_on_each_end() {
         &format!("SELECT count(*) AS n FROM flows WHERE dst_ip = '{server}' AND dst_port = 7004"),
         2 * N as u64,
     );
-    let flows = rows(
-        &agent,
-        &format!(
-            "SELECT role, close_reason, count(*) AS n, min(resets) AS lo, max(resets) AS hi \
+    let flows = agent.query_json(&format!(
+        "SELECT role, close_reason, count(*) AS n, min(resets) AS lo, max(resets) AS hi \
              FROM flows WHERE dst_ip = '{server}' AND dst_port = 7004 GROUP BY 1, 2 ORDER BY 1"
-        ),
-    );
+    ));
     let summary: Vec<_> = flows
         .iter()
         .map(|f| {
@@ -485,25 +457,9 @@ fn aborted_connections_give_one_reset_on_each_end() {
     );
 }
 
-/// A child process killed when the test ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn dnsmasq(ns: &Netns, args: &[String]) -> Killed {
-    let found = Command::new("sh")
-        .args(["-c", "command -v dnsmasq && command -v dig"])
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "dnsmasq and dig are required (scripts/setup.sh)"
-    );
+    tool("dnsmasq");
+    tool("dig");
     Killed(
         Command::new("ip")
             .args(["netns", "exec", &ns.name, "dnsmasq"])
@@ -598,7 +554,8 @@ fn dns_rcodes_latency_and_search_list_expansions() {
         &format!("SELECT count(*) AS n FROM ({client_rows})"),
         6,
     );
-    let got: Vec<_> = rows(&agent, &client_rows)
+    let got: Vec<_> = agent
+        .query_json(&client_rows)
         .iter()
         .map(|r| {
             (
@@ -657,8 +614,7 @@ fn dns_rcodes_latency_and_search_list_expansions() {
     );
     // The slow upstream: dig waited about D for dnsmasq, which waited about D for its upstream.
     let d_ns = DELAY.as_nanos() as u64;
-    let slow_rows = rows(
-        &agent,
+    let slow_rows = agent.query_json(
         "SELECT comm, client_ip, server_ip, latency_ns FROM dns WHERE domain = 'www.slow.test' \
          AND rcode = 'NOERROR' ORDER BY ts DESC",
     );
@@ -683,8 +639,7 @@ fn dns_rcodes_latency_and_search_list_expansions() {
         );
     }
     // The DNS monitor: search-list expansions are not errors; the unknown name is.
-    let domains = rows(
-        &agent,
+    let domains = agent.query_json(
         "SELECT domain, lookups, errors, search_expansions FROM dns_domains() \
          WHERE domain LIKE '%example.test%' OR domain LIKE 'nothere%' ORDER BY domain",
     );
@@ -720,12 +675,9 @@ fn dns_rcodes_latency_and_search_list_expansions() {
             ("nothere.blocked.test.svc.cluster.local".to_owned(), 1, 1, 0),
         ]
     );
-    let servers = rows(
-        &agent,
-        &format!(
-            "SELECT server_ip, lookups, p50_ms FROM dns_servers() WHERE server_ip = '10.201.{n}.1'"
-        ),
-    );
+    let servers = agent.query_json(&format!(
+        "SELECT server_ip, lookups, p50_ms FROM dns_servers() WHERE server_ip = '10.201.{n}.1'"
+    ));
     assert!(u64_of(&servers[0], "lookups") >= 1);
     assert!(servers[0]["p50_ms"].as_f64().unwrap() >= DELAY.as_secs_f64() * 1e3);
 }

@@ -24,6 +24,28 @@ pub fn require_root() {
     );
 }
 
+/// Fails the test unless `name` is on PATH (scripts/setup.sh installs every tool the tests use).
+pub fn tool(name: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "{name} is required (scripts/setup.sh installs it)"
+    );
+}
+
+/// A child process killed when the test ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Path of a binary of this workspace, next to the test's own binaries.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let kindling = PathBuf::from(env!("CARGO_BIN_EXE_kindling"));
