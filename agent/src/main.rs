@@ -77,6 +77,11 @@ struct Args {
     /// Memory a query may use on this agent.
     #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
     query_memory: u64,
+    /// File holding a bearer token every query must present (`kindling --token-file`, the
+    /// datasource's secure setting `token`). Without it anyone who reaches --listen can read
+    /// what the agent captured.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 fn host_name() -> String {
@@ -101,6 +106,19 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let node = args.node_name.clone().unwrap_or_else(host_name);
+    let token = args
+        .token_file
+        .as_deref()
+        .map(kindling_wire::auth::read_token)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "Serving beyond loopback without a token: anyone who reaches this address can read \
+             what the agent captures; give --token-file"
+        );
+    }
     let capture = Capture::start(CaptureOptions {
         payload_bytes: args.payload_bytes,
         net_health: !args.no_net_health,
@@ -159,7 +177,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(listen = %args.listen, node = %node, budget_bytes = args.memory_budget, "Agent serving");
         tonic::transport::Server::builder()
-            .add_service(AgentFlightService::new(queries).into_server())
+            .add_service(AgentFlightService::new(queries).into_server(token))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 shutdown_signal(),

@@ -19,8 +19,11 @@ use arrow_flight::{
 };
 use datafusion::{arrow::ipc::writer::IpcWriteOptions, error::DataFusionError};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use kindling_wire::{FragmentTicket, schema};
-use tonic::{Request, Response, Status, Streaming};
+use kindling_wire::{FragmentTicket, auth, schema};
+use tonic::{
+    Request, Response, Status, Streaming,
+    service::{Interceptor, interceptor::InterceptedService},
+};
 
 use crate::query::{LocalQueries, timeout_error};
 
@@ -38,11 +41,22 @@ impl AgentFlightService {
         Self { queries }
     }
 
-    /// The tonic server for this service, with message limits sized for large batches.
-    pub fn into_server(self) -> FlightServiceServer<Self> {
-        FlightServiceServer::new(self)
+    /// The tonic server for this service, with message limits sized for large batches; with
+    /// `token`, every call must present it (`authorization: Bearer TOKEN`) or is refused
+    /// with `Unauthenticated`.
+    pub fn into_server(
+        self,
+        token: Option<String>,
+    ) -> InterceptedService<FlightServiceServer<Self>, TokenCheck> {
+        let server = FlightServiceServer::new(self)
             .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        InterceptedService::new(
+            server,
+            TokenCheck {
+                expected: token.map(Arc::from),
+            },
+        )
     }
 
     fn flight_info(&self, table: &str) -> Result<FlightInfo, Status> {
@@ -60,6 +74,33 @@ impl AgentFlightService {
                 info.with_descriptor(FlightDescriptor::new_path(vec![table.to_owned()]))
                     .with_total_records(rows)
             })
+    }
+}
+
+/// Refuses calls that do not present the agent's token (when it has one).
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    expected: Option<Arc<str>>,
+}
+
+impl Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.expected else {
+            return Ok(request);
+        };
+        let presented = request
+            .metadata()
+            .get(auth::HEADER)
+            .map(tonic::metadata::MetadataValue::as_bytes);
+        if auth::accepts(expected, presented) {
+            Ok(request)
+        } else if presented.is_none() {
+            Err(Status::unauthenticated(
+                "this agent requires a bearer token",
+            ))
+        } else {
+            Err(Status::unauthenticated("wrong bearer token"))
+        }
     }
 }
 

@@ -1,82 +1,200 @@
-//! Talking to agents over Arrow Flight: connecting with a bound on time, and running one
-//! fragment on one agent as a stream of record batches.
+//! Talking to agents over Arrow Flight: resolving the configured addresses (a DNS name may
+//! stand for many agents), connecting with a bound on time, sending the bearer token, and
+//! running one fragment on one agent.
+//!
+//! Failures are sorted by what the coordinator should do with them ([`FailureKind`]): an agent
+//! that cannot answer is left out of a partial result; an answer that says the query itself is
+//! wrong or too big fails the query.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use arrow_flight::{
     Ticket, decode::FlightRecordBatchStream, error::FlightError,
     flight_service_client::FlightServiceClient,
 };
-use datafusion::arrow::record_batch::RecordBatch;
-use futures::{Stream, TryStreamExt};
-use kindling_wire::FragmentTicket;
-use tonic::transport::{Channel, Endpoint};
+use datafusion::{arrow::record_batch::RecordBatch, execution::memory_pool::MemoryReservation};
+use futures::{Stream, StreamExt, TryStreamExt};
+use kindling_wire::{FragmentTicket, auth};
+use tonic::{
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+};
 
-use crate::error::AgentError;
+use crate::error::{AgentError, FailureKind};
 
 /// How the coordinator reaches agents.
 #[derive(Debug, Clone)]
 pub struct AgentSet {
-    /// Agent addresses, `HOST:PORT`.
+    /// Agent addresses as configured, `HOST:PORT`; a host that is a DNS name resolving to many
+    /// addresses (a Kubernetes headless Service) stands for one agent per address.
     pub addrs: Vec<String>,
-    /// Bound of connection set-up per agent.
+    /// Bound of name resolution and connection set-up per agent.
     pub connect_timeout: Duration,
+    /// Bound of one agent's whole answer; an agent slower than this is left out of the result
+    /// and named.
+    pub agent_timeout: Duration,
+    /// Most agents queried at once.
+    pub fanout: usize,
+    /// Bearer token sent to every agent (`authorization: Bearer ...`).
+    pub token: Option<String>,
 }
 
 impl AgentSet {
-    /// Agents at `addrs` with the default connect timeout (5 s).
+    /// Agents at `addrs` with the default bounds: 5 s to connect, 10 s per answer, 32 agents
+    /// at once, no token.
     pub fn new(addrs: Vec<String>) -> Self {
         Self {
             addrs,
             connect_timeout: Duration::from_secs(5),
+            agent_timeout: Duration::from_secs(10),
+            fanout: 32,
+            token: None,
         }
     }
+
+    /// The same agents with `token`.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Every agent the configured addresses stand for, and the addresses that did not resolve.
+    ///
+    /// An address that is an IP literal is one agent named by itself. A DNS name is looked up
+    /// (within the connect timeout); each address it resolves to is one agent, named
+    /// `IP:PORT (NAME:PORT)` when the name stands for several. Duplicates are queried once.
+    pub async fn resolve(&self) -> (Vec<Agent>, Vec<AgentError>) {
+        let mut agents = Vec::new();
+        let mut failed = Vec::new();
+        let mut seen = BTreeSet::new();
+        for configured in &self.addrs {
+            if let Ok(addr) = configured.parse::<SocketAddr>() {
+                if seen.insert(addr) {
+                    agents.push(Agent::new(configured.clone(), addr.to_string()));
+                }
+                continue;
+            }
+            let lookup = tokio::time::timeout(
+                self.connect_timeout,
+                tokio::net::lookup_host(configured.as_str()),
+            )
+            .await;
+            let addrs: Vec<SocketAddr> = match lookup {
+                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Err(e)) => {
+                    failed.push(AgentError::unavailable(
+                        configured,
+                        format!("cannot resolve: {e}"),
+                    ));
+                    continue;
+                }
+                Err(_) => {
+                    failed.push(AgentError::unavailable(
+                        configured,
+                        format!("cannot resolve within {:?}", self.connect_timeout),
+                    ));
+                    continue;
+                }
+            };
+            let unique: Vec<SocketAddr> = addrs.into_iter().filter(|a| seen.insert(*a)).collect();
+            let many = unique.len() > 1;
+            for addr in unique {
+                let name = if many {
+                    format!("{addr} ({configured})")
+                } else {
+                    configured.clone()
+                };
+                agents.push(Agent::new(name, addr.to_string()));
+            }
+        }
+        (agents, failed)
+    }
 }
 
-fn agent_error(agent: &str, message: impl Into<String>) -> AgentError {
+/// One agent to query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// How messages name it: the configured address, or the resolved one with its DNS name.
+    pub name: String,
+    /// Where to connect, `HOST:PORT`.
+    pub addr: String,
+}
+
+impl Agent {
+    fn new(name: String, addr: String) -> Self {
+        Self { name, addr }
+    }
+
+    /// An agent named by its address.
+    pub fn at(addr: &str) -> Self {
+        Self::new(addr.to_owned(), addr.to_owned())
+    }
+}
+
+/// What a gRPC status from an agent means for the query.
+fn status_error(agent: &Agent, status: &tonic::Status) -> AgentError {
+    use tonic::Code;
+    let (kind, message) = match status.code() {
+        Code::Unavailable => (
+            FailureKind::Unavailable,
+            format!("unreachable: {}", status.message()),
+        ),
+        Code::DeadlineExceeded => (FailureKind::Unavailable, "timed out".to_owned()),
+        Code::Unauthenticated | Code::PermissionDenied => (
+            FailureKind::Unavailable,
+            format!("refused the token: {}", status.message()),
+        ),
+        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::Unimplemented => {
+            (FailureKind::Query, status.message().to_owned())
+        }
+        Code::ResourceExhausted => (FailureKind::Limit, status.message().to_owned()),
+        code => (
+            FailureKind::Unavailable,
+            format!("{code:?}: {}", status.message()),
+        ),
+    };
     AgentError {
-        agent: agent.to_owned(),
-        message: message.into(),
+        agent: agent.name.clone(),
+        kind,
+        message,
     }
 }
 
-/// A readable message for a gRPC status from an agent.
-fn status_message(status: &tonic::Status) -> String {
-    match status.code() {
-        tonic::Code::Unavailable => format!("unreachable: {}", status.message()),
-        tonic::Code::DeadlineExceeded => "timed out".to_owned(),
-        _ => format!("{:?}: {}", status.code(), status.message()),
-    }
-}
-
-fn flight_message(e: &FlightError) -> String {
+fn flight_error(agent: &Agent, e: &FlightError) -> AgentError {
     match e {
-        FlightError::Tonic(status) => status_message(status),
-        other => other.to_string(),
+        FlightError::Tonic(status) => status_error(agent, status),
+        other => AgentError::unavailable(&agent.name, other.to_string()),
     }
 }
 
-/// Opens a Flight client to `agent` (`HOST:PORT`).
+/// Opens a Flight client to `agent`.
 pub async fn connect(
-    agent: &str,
+    agent: &Agent,
     connect_timeout: Duration,
 ) -> Result<FlightServiceClient<Channel>, AgentError> {
-    let endpoint = Endpoint::from_shared(format!("http://{agent}"))
-        .map_err(|e| agent_error(agent, format!("not a valid HOST:PORT address: {e}")))?
+    let endpoint = Endpoint::from_shared(format!("http://{}", agent.addr))
+        .map_err(|e| {
+            AgentError::unavailable(&agent.name, format!("not a valid HOST:PORT address: {e}"))
+        })?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true);
     let channel = tokio::time::timeout(connect_timeout, endpoint.connect())
         .await
         .map_err(|_| {
-            agent_error(
-                agent,
+            AgentError::unavailable(
+                &agent.name,
                 format!("unreachable: no connection within {connect_timeout:?}"),
             )
         })?
         .map_err(|e| {
             let cause =
                 std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
-            agent_error(agent, format!("unreachable: {cause}"))
+            AgentError::unavailable(&agent.name, format!("unreachable: {cause}"))
         })?;
     Ok(FlightServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
@@ -85,22 +203,118 @@ pub async fn connect(
 
 /// Runs the fragment `sql` on `agent`; batches stream as the agent sends them.
 pub async fn fetch(
-    agent: &str,
-    connect_timeout: Duration,
+    agent: &Agent,
+    set: &AgentSet,
     sql: String,
 ) -> Result<impl Stream<Item = Result<RecordBatch, AgentError>> + Send + use<>, AgentError> {
-    let mut client = connect(agent, connect_timeout).await?;
-    let ticket = Ticket::new(FragmentTicket::new(sql).encode());
+    let mut client = connect(agent, set.connect_timeout).await?;
+    let mut request = tonic::Request::new(Ticket::new(FragmentTicket::new(sql).encode()));
+    if let Some(token) = &set.token {
+        let value = MetadataValue::try_from(auth::header_value(token)).map_err(|_| {
+            AgentError::unavailable(&agent.name, "the token is not a valid header value")
+        })?;
+        request.metadata_mut().insert(auth::HEADER, value);
+    }
     let response = client
-        .do_get(ticket)
+        .do_get(request)
         .await
-        .map_err(|s| agent_error(agent, status_message(&s)))?;
-    let agent = agent.to_owned();
+        .map_err(|s| status_error(agent, &s))?;
+    let agent = agent.clone();
     let stream = FlightRecordBatchStream::new_from_flight_data(
         response
             .into_inner()
             .map_err(|s| FlightError::Tonic(Box::new(s))),
     )
-    .map_err(move |e| agent_error(&agent, flight_message(&e)));
+    .map_err(move |e| flight_error(&agent, &e));
     Ok(stream)
+}
+
+/// Runs the fragment `sql` on `agent` and collects its whole answer within the per-agent
+/// timeout, charging the batches to `reservation` (the query's memory limit).
+///
+/// All or nothing: an agent that fails midway contributes no rows, so a partial result is
+/// exactly the answer of the agents that it does not name as missing.
+pub async fn fetch_all(
+    agent: &Agent,
+    set: &AgentSet,
+    sql: String,
+    reservation: &mut MemoryReservation,
+) -> Result<Vec<RecordBatch>, AgentError> {
+    let collect = async {
+        let mut stream = std::pin::pin!(fetch(agent, set, sql).await?);
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            reservation
+                .try_grow(batch.get_array_memory_size())
+                .map_err(|e| AgentError {
+                    agent: agent.name.clone(),
+                    kind: FailureKind::Limit,
+                    message: e.strip_backtrace(),
+                })?;
+            batches.push(batch);
+        }
+        Ok(batches)
+    };
+    tokio::time::timeout(set.agent_timeout, collect)
+        .await
+        .unwrap_or_else(|_| {
+            Err(AgentError::unavailable(
+                &agent.name,
+                format!("no answer within {:?}", set.agent_timeout),
+            ))
+        })
+}
+
+/// The agents of one query: resolved once, queried at most [`AgentSet::fanout`] at a time,
+/// and the ones that did not answer.
+#[derive(Debug)]
+pub struct QueryAgents {
+    /// How to reach them.
+    pub set: Arc<AgentSet>,
+    /// Every agent queried.
+    pub agents: Vec<Agent>,
+    permits: Arc<tokio::sync::Semaphore>,
+    missing: Mutex<Vec<AgentError>>,
+}
+
+impl QueryAgents {
+    /// Resolves `set`'s addresses; those that do not resolve start out missing.
+    pub async fn resolve(set: Arc<AgentSet>) -> Self {
+        let (agents, missing) = set.resolve().await;
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(set.fanout.max(1))),
+            set,
+            agents,
+            missing: Mutex::new(missing),
+        }
+    }
+
+    /// Waits for a turn to query an agent; the turn ends when the permit is dropped.
+    pub async fn turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Notes that an agent did not answer (once per agent, however many scans it had).
+    pub fn record_missing(&self, failure: AgentError) {
+        let mut missing = self.missing.lock().unwrap_or_else(PoisonError::into_inner);
+        if !missing.iter().any(|m| m.agent == failure.agent) {
+            tracing::warn!(agent = %failure.agent, error = %failure.message, "Agent left out of the result");
+            missing.push(failure);
+        }
+    }
+
+    /// The agents that did not answer, by name.
+    pub fn missing(&self) -> Vec<AgentError> {
+        let mut missing = self
+            .missing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        missing.sort_by(|a, b| a.agent.cmp(&b.agent));
+        missing
+    }
 }

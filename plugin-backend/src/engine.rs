@@ -5,15 +5,19 @@ use std::{sync::Arc, time::Duration};
 
 use datafusion::{
     arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
-    execution::{memory_pool::GreedyMemoryPool, runtime_env::RuntimeEnvBuilder},
+    execution::{
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
+        memory_pool::GreedyMemoryPool,
+        runtime_env::RuntimeEnvBuilder,
+    },
     prelude::{SQLOptions, SessionConfig, SessionContext},
 };
 use futures::StreamExt;
 use kindling_wire::schema;
 
 use crate::{
-    agents::AgentSet,
-    error::{Error, Result},
+    agents::{AgentSet, QueryAgents},
+    error::{AgentError, Error, Result, list_failures},
     scan::AgentTable,
 };
 
@@ -47,12 +51,28 @@ pub struct QueryOutput {
     pub batches: Vec<RecordBatch>,
     /// Whether rows beyond [`EngineLimits::max_rows`] were cut off.
     pub truncated: bool,
+    /// Agents queried (resolved addresses, plus names that did not resolve).
+    pub agents: usize,
+    /// Agents that did not answer: the result is partial, without their rows.
+    pub missing: Vec<AgentError>,
 }
 
 impl QueryOutput {
     /// Number of rows.
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// For a partial result, the warning that names the missing agents.
+    pub fn partial_warning(&self) -> Option<String> {
+        (!self.missing.is_empty()).then(|| {
+            format!(
+                "partial result: {} of {} agents did not answer: {}",
+                self.missing.len(),
+                self.agents,
+                list_failures(&self.missing)
+            )
+        })
     }
 }
 
@@ -72,8 +92,11 @@ fn read_only() -> SQLOptions {
 }
 
 impl QueryEngine {
-    /// An engine over `agents`.
-    pub fn new(agents: AgentSet, limits: EngineLimits) -> Self {
+    /// An engine over `agents`. An agent's answer is bounded by the smaller of its own
+    /// timeout and 90% of the query's, so that a slow agent leaves a partial result rather
+    /// than a timed-out query.
+    pub fn new(mut agents: AgentSet, limits: EngineLimits) -> Self {
+        agents.agent_timeout = agents.agent_timeout.min(limits.timeout.mul_f64(0.9));
         Self {
             agents: Arc::new(agents),
             limits,
@@ -90,27 +113,33 @@ impl QueryEngine {
         self.limits
     }
 
-    /// A session with every agent table and the DNS monitor's functions registered.
-    pub async fn context(&self) -> Result<SessionContext> {
+    /// A session with every agent table and the DNS monitor's functions registered, and the
+    /// agents its scans query (resolved now; they record which agents do not answer).
+    pub async fn context(&self) -> Result<(SessionContext, Arc<QueryAgents>)> {
+        let agents = Arc::new(QueryAgents::resolve(Arc::clone(&self.agents)).await);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
+            // Over the memory limit a query fails; it never spills what was captured to disk.
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()?;
         let config = SessionConfig::new()
             .with_information_schema(true)
             // One partition per agent already gives parallelism; repartitioning small results
             // only costs.
-            .with_target_partitions(self.agents.addrs.len().clamp(1, 16));
+            .with_target_partitions(agents.agents.len().clamp(1, 16));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for table in schema::TABLES {
             let provider = AgentTable::new(
                 table,
                 schema::by_name(table).expect("every listed table has a schema"),
-                Arc::clone(&self.agents),
+                Arc::clone(&agents),
             );
             ctx.register_table(table, Arc::new(provider))?;
         }
         crate::dns_monitor::register(&ctx).await?;
-        Ok(ctx)
+        Ok((ctx, agents))
     }
 
     /// Plans and runs `sql`, collecting at most `max_rows` rows within the time limit.
@@ -122,7 +151,7 @@ impl QueryEngine {
     }
 
     async fn run(&self, sql: &str) -> Result<QueryOutput> {
-        let ctx = self.context().await?;
+        let (ctx, agents) = self.context().await?;
         let df = ctx.sql_with_options(sql, read_only()).await?;
         let schema: SchemaRef = Arc::clone(df.schema().inner());
         let mut stream = df.execute_stream().await?;
@@ -140,10 +169,25 @@ impl QueryEngine {
             rows += batch.num_rows();
             batches.push(batch);
         }
+        let missing = agents.missing();
+        let none_answered = !missing.is_empty()
+            && agents
+                .agents
+                .iter()
+                .all(|a| missing.iter().any(|m| m.agent == a.name));
+        if none_answered {
+            return Err(Error::Unavailable(missing));
+        }
+        let unresolved = missing
+            .iter()
+            .filter(|m| !agents.agents.iter().any(|a| a.name == m.agent))
+            .count();
         Ok(QueryOutput {
             schema,
             batches,
             truncated,
+            agents: agents.agents.len() + unresolved,
+            missing,
         })
     }
 }

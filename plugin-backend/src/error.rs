@@ -3,14 +3,49 @@
 
 use datafusion::error::DataFusionError;
 
+/// What an agent's failure means for the query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The agent could not answer (down, slow, unreachable, refused the token, broke off):
+    /// the query goes on without it and names it.
+    Unavailable,
+    /// The agent says the query is wrong: the query fails.
+    Query,
+    /// The query hit a limit (memory) on the agent or while collecting its answer: the query
+    /// fails.
+    Limit,
+}
+
 /// A failure of one agent during a query.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("agent {agent}: {message}")]
 pub struct AgentError {
-    /// The agent's address as configured.
+    /// The agent's name: its address as configured, or as resolved from a DNS name.
     pub agent: String,
+    /// What the failure means for the query.
+    pub kind: FailureKind,
     /// What went wrong.
     pub message: String,
+}
+
+impl AgentError {
+    /// `agent` could not answer, because of `message`.
+    pub fn unavailable(agent: &str, message: impl Into<String>) -> Self {
+        Self {
+            agent: agent.to_owned(),
+            kind: FailureKind::Unavailable,
+            message: message.into(),
+        }
+    }
+}
+
+/// Lists failures as `agent A: why; agent B: why`.
+pub fn list_failures(failures: &[AgentError]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Errors of a query.
@@ -19,9 +54,9 @@ pub enum Error {
     /// The user's mistake: bad SQL, unknown table or column, a statement that is not a query.
     #[error("{0}")]
     Query(String),
-    /// An agent was unreachable or failed.
-    #[error(transparent)]
-    Agent(#[from] AgentError),
+    /// No agent answered (each is named with why).
+    #[error("{}", list_failures(.0))]
+    Unavailable(Vec<AgentError>),
     /// The query ran over its time limit.
     #[error("query exceeded the time limit of {0} s")]
     Timeout(f64),
@@ -56,10 +91,11 @@ impl From<DataFusionError> for Error {
         if let DataFusionError::External(inner) = e.find_root()
             && let Some(agent) = inner.downcast_ref::<AgentError>()
         {
-            return Self::Agent(AgentError {
-                agent: agent.agent.clone(),
-                message: agent.message.clone(),
-            });
+            return match agent.kind {
+                FailureKind::Unavailable => Self::Unavailable(vec![agent.clone()]),
+                FailureKind::Query => Self::Query(agent.to_string()),
+                FailureKind::Limit => Self::ResourcesExhausted(agent.to_string()),
+            };
         }
         let text = e.strip_backtrace().to_string();
         match e.find_root() {

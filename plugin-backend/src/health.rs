@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::agents::{AgentSet, fetch};
+use crate::error::AgentError;
 
 /// What one agent reported, or why it could not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,28 +79,38 @@ fn summarize(batches: &[RecordBatch]) -> Result<AgentStatus, String> {
     })
 }
 
-/// Asks every agent for its stats, a few at a time; never fails as a whole.
+/// Asks every agent for its stats, [`AgentSet::fanout`] at a time; never fails as a whole.
+/// A DNS name is reported once per address it resolves to, or once with why it did not.
 pub async fn check(agents: &AgentSet) -> Vec<AgentHealth> {
-    futures::stream::iter(agents.addrs.iter().cloned())
+    let (resolved, unresolved) = agents.resolve().await;
+    let unresolved = unresolved.into_iter().map(|e: AgentError| AgentHealth {
+        agent: e.agent,
+        status: AgentStatus::Error { error: e.message },
+    });
+    let answers: Vec<AgentHealth> = futures::stream::iter(resolved)
         .map(|agent| async move {
             let result = async {
-                let stream = fetch(&agent, agents.connect_timeout, HEALTH_SQL.to_owned())
+                let stream = fetch(&agent, agents, HEALTH_SQL.to_owned())
                     .await
                     .map_err(|e| e.message)?;
                 let batches: Vec<RecordBatch> =
                     stream.try_collect().await.map_err(|e| e.message)?;
                 summarize(&batches)
             };
-            let status = match tokio::time::timeout(agents.connect_timeout * 2, result).await {
+            let status = match tokio::time::timeout(agents.agent_timeout, result).await {
                 Ok(Ok(status)) => status,
                 Ok(Err(error)) => AgentStatus::Error { error },
                 Err(_) => AgentStatus::Error {
-                    error: "timed out".to_owned(),
+                    error: format!("no answer within {:?}", agents.agent_timeout),
                 },
             };
-            AgentHealth { agent, status }
+            AgentHealth {
+                agent: agent.name,
+                status,
+            }
         })
-        .buffered(16)
+        .buffered(agents.fanout.max(1))
         .collect()
-        .await
+        .await;
+    unresolved.chain(answers).collect()
 }

@@ -1,6 +1,11 @@
 //! [`AgentTable`]: a table whose rows live on every agent. Its scan, [`AgentScanExec`], has one
-//! partition per agent; each partition sends the agent a fragment with the pushed-down
-//! projection, filters and limit, and streams back what the agent returns.
+//! partition per agent; each partition waits for its turn (the fan-out bound), sends the agent
+//! a fragment with the pushed-down projection, filters and limit, and collects the agent's
+//! whole answer within the per-agent timeout and the query's memory limit.
+//!
+//! An agent that cannot answer gives an empty partition and is recorded as missing in the
+//! query's [`QueryAgents`]; the engine reports the result as partial and names it. An agent
+//! that rejects the query fails the query.
 
 use std::{fmt, sync::Arc};
 
@@ -14,7 +19,10 @@ use datafusion::{
     common::{Result, tree_node::TreeNodeRecursion},
     datasource::TableType,
     error::DataFusionError,
-    execution::{SendableRecordBatchStream, TaskContext},
+    execution::{
+        SendableRecordBatchStream, TaskContext,
+        memory_pool::{MemoryConsumer, MemoryReservation},
+    },
     logical_expr::{Expr, TableProviderFilterPushDown},
     physical_expr::{EquivalenceProperties, PhysicalExpr},
     physical_plan::{
@@ -25,19 +33,23 @@ use datafusion::{
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::{agents::AgentSet, error::AgentError, fragment};
+use crate::{
+    agents::{Agent, QueryAgents},
+    error::{AgentError, FailureKind},
+    fragment,
+};
 
-/// A table served by every agent of an [`AgentSet`].
+/// A table served by every agent of a query.
 #[derive(Debug)]
 pub struct AgentTable {
     name: String,
     schema: SchemaRef,
-    agents: Arc<AgentSet>,
+    agents: Arc<QueryAgents>,
 }
 
 impl AgentTable {
     /// The table `name` with `schema` on `agents`.
-    pub fn new(name: &str, schema: SchemaRef, agents: Arc<AgentSet>) -> Self {
+    pub fn new(name: &str, schema: SchemaRef, agents: Arc<QueryAgents>) -> Self {
         Self {
             name: name.to_owned(),
             schema,
@@ -92,15 +104,15 @@ pub struct AgentScanExec {
     table: String,
     schema: SchemaRef,
     sql: String,
-    agents: Arc<AgentSet>,
+    agents: Arc<QueryAgents>,
     properties: Arc<PlanProperties>,
 }
 
 impl AgentScanExec {
-    fn new(table: &str, schema: SchemaRef, sql: String, agents: Arc<AgentSet>) -> Self {
+    fn new(table: &str, schema: SchemaRef, sql: String, agents: Arc<QueryAgents>) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(agents.addrs.len().max(1)),
+            Partitioning::UnknownPartitioning(agents.agents.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
@@ -125,7 +137,7 @@ impl DisplayAs for AgentScanExec {
             f,
             "AgentScanExec: table={}, agents={}, fragment={}",
             self.table,
-            self.agents.addrs.len(),
+            self.agents.agents.len(),
             self.sql
         )
     }
@@ -137,10 +149,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef, agent: &str) -> Result<Record
     if schema.fields().is_empty() {
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         return RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &options)
-            .map_err(|e| AgentError {
-                agent: agent.to_owned(),
-                message: e.to_string(),
-            });
+            .map_err(|e| AgentError::unavailable(agent, e.to_string()));
     }
     let got = batch.schema();
     let same = got.fields().len() == schema.fields().len()
@@ -150,9 +159,9 @@ fn conform(batch: RecordBatch, schema: &SchemaRef, agent: &str) -> Result<Record
             .zip(schema.fields())
             .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
     if !same {
-        return Err(AgentError {
-            agent: agent.to_owned(),
-            message: format!(
+        return Err(AgentError::unavailable(
+            agent,
+            format!(
                 "returned columns {:?}, expected {:?} (agent and coordinator versions differ?)",
                 got.fields()
                     .iter()
@@ -164,13 +173,11 @@ fn conform(batch: RecordBatch, schema: &SchemaRef, agent: &str) -> Result<Record
                     .map(|f| (f.name(), f.data_type()))
                     .collect::<Vec<_>>()
             ),
-        });
+        ));
     }
     // Same names and types; adopt the expected schema (nullability, metadata).
-    RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| AgentError {
-        agent: agent.to_owned(),
-        message: e.to_string(),
-    })
+    RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())
+        .map_err(|e| AgentError::unavailable(agent, e.to_string()))
 }
 
 impl ExecutionPlan for AgentScanExec {
@@ -203,35 +210,62 @@ impl ExecutionPlan for AgentScanExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::clone(&self.schema);
-        let Some(agent) = self.agents.addrs.get(partition).cloned() else {
-            // No agents configured: an empty table.
+        let Some(agent) = self.agents.agents.get(partition).cloned() else {
+            // No agent to ask: an empty table.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 schema,
                 stream::empty(),
             )));
         };
-        let timeout = self.agents.connect_timeout;
-        let sql = self.sql.clone();
-        let expected = Arc::clone(&schema);
-        let batches = stream::once(async move {
-            let agent_for_batches = agent.clone();
-            crate::agents::fetch(&agent, timeout, sql)
-                .await
-                .map(move |s| {
-                    s.and_then(move |b| {
-                        let r = conform(b, &expected, &agent_for_batches);
-                        async move { r }
-                    })
-                })
-        })
-        .try_flatten()
-        .map_err(|e| DataFusionError::External(Box::new(e)));
+        let reservation = MemoryConsumer::new(format!("AgentScanExec[{}]", agent.name))
+            .register(context.memory_pool());
+        let answer = answer(
+            Arc::clone(&self.agents),
+            agent,
+            self.sql.clone(),
+            Arc::clone(&schema),
+            reservation,
+        );
+        let batches = stream::once(answer).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             batches.boxed(),
         )))
     }
+}
+
+/// One agent's answer to `sql` as a stream of conforming batches; empty when the agent could
+/// not answer (it is then recorded as missing).
+async fn answer(
+    agents: Arc<QueryAgents>,
+    agent: Agent,
+    sql: String,
+    expected: SchemaRef,
+    mut reservation: MemoryReservation,
+) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + Send> {
+    let turn = agents.turn().await;
+    let fetched = crate::agents::fetch_all(&agent, &agents.set, sql, &mut reservation).await;
+    drop(turn);
+    let batches = fetched.and_then(|batches| {
+        batches
+            .into_iter()
+            .map(|b| conform(b, &expected, &agent.name))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let batches = match batches {
+        Ok(batches) => batches,
+        Err(failure) if failure.kind == FailureKind::Unavailable => {
+            agents.record_missing(failure);
+            Vec::new()
+        }
+        Err(failure) => return Err(DataFusionError::External(Box::new(failure))),
+    };
+    // The reservation lives as long as the batches it pays for.
+    Ok(stream::iter(batches).map(move |b| {
+        let _ = &reservation;
+        Ok(b)
+    }))
 }

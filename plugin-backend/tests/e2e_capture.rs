@@ -378,11 +378,21 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         &dead,
         "SELECT count(*) FROM flows",
     ]);
-    assert!(!out.status.success());
+    // A partial result: the live agent's count, the dead one named, exit status 3.
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with(&format!("kindling: agent {dead}: unreachable")),
+        err.starts_with(&format!(
+            "kindling: partial result: 1 of 2 agents did not answer: agent {dead}: unreachable"
+        )),
         "{err}"
+    );
+    let only_dead = agent.cli(&["query", "--agent", &dead, "SELECT count(*) FROM flows"]);
+    assert_eq!(only_dead.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&only_dead.stderr)
+            .starts_with(&format!("kindling: agent {dead}: unreachable")),
+        "{only_dead:?}"
     );
 
     // --- Not root: one line naming what is missing, exit 1.

@@ -4,8 +4,10 @@
 //! - [`schema`]: the Arrow schema of every table an agent serves. Column names are a contract:
 //!   dashboards and users' SQL depend on them. Columns may be added, never renamed.
 //! - [`ticket`]: the Arrow Flight ticket that asks an agent to run a query fragment.
+//! - [`auth`]: the bearer token agents may require.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod schema;
 pub mod ticket;
 

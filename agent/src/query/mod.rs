@@ -11,7 +11,10 @@ use std::{sync::Arc, time::Duration};
 use datafusion::{
     error::{DataFusionError, Result},
     execution::{
-        SendableRecordBatchStream, memory_pool::GreedyMemoryPool, runtime_env::RuntimeEnvBuilder,
+        SendableRecordBatchStream,
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
+        memory_pool::GreedyMemoryPool,
+        runtime_env::RuntimeEnvBuilder,
     },
     prelude::{SQLOptions, SessionConfig, SessionContext},
 };
@@ -85,6 +88,10 @@ impl LocalQueries {
     pub fn context(&self) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
+            // Over the memory limit a query fails; it never spills what was captured to disk.
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);

@@ -17,13 +17,54 @@ struct Cli {
     command: Command,
 }
 
+/// Which agents to ask, and how.
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Agent address, HOST:PORT; repeat for several. A DNS name that resolves to several
+    /// addresses (a headless Service) stands for one agent per address.
+    #[arg(long = "agent", required = true)]
+    agents: Vec<String>,
+    /// Seconds one agent may take to answer; a slower agent is left out of the result and
+    /// named on stderr.
+    #[arg(long, default_value_t = 10.0)]
+    agent_timeout: f64,
+    /// Most agents queried at once.
+    #[arg(long, default_value_t = 32)]
+    fanout: usize,
+    /// File holding the bearer token the agents expect (see kindling-agent --token-file).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl AgentArgs {
+    fn agent_set(self) -> Result<AgentSet, String> {
+        if !(self.agent_timeout.is_finite() && self.agent_timeout > 0.0) {
+            return Err(format!(
+                "--agent-timeout {} is not a positive number of seconds",
+                self.agent_timeout
+            ));
+        }
+        let token = self
+            .token_file
+            .map(|path| kindling_wire::auth::read_token(&path))
+            .transpose()?;
+        let mut set = AgentSet::new(self.agents).with_token(token);
+        set.agent_timeout = Duration::from_secs_f64(self.agent_timeout);
+        set.fanout = self.fanout.max(1);
+        Ok(set)
+    }
+}
+
+/// Exit status of a query whose result is partial (some agents did not answer).
+const EXIT_PARTIAL: u8 = 3;
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a SQL query over every agent's tables.
+    /// Run a SQL query over every agent's tables. Exit status 3: the result was printed but
+    /// some agents did not answer (named on stderr).
     Query {
-        /// Agent address, HOST:PORT; repeat for several.
-        #[arg(long = "agent", required = true)]
-        agents: Vec<String>,
+        #[command(flatten)]
+        agents: AgentArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -45,9 +86,8 @@ enum Command {
     },
     /// Report each agent: reachable or the error, node, version, rows held, drops.
     Health {
-        /// Agent address, HOST:PORT; repeat for several.
-        #[arg(long = "agent", required = true)]
-        agents: Vec<String>,
+        #[command(flatten)]
+        agents: AgentArgs,
     },
 }
 
@@ -95,7 +135,14 @@ async fn main() -> ExitCode {
                 max_rows,
                 ..EngineLimits::default()
             };
-            let engine = QueryEngine::new(AgentSet::new(agents), limits);
+            let agents = match agents.agent_set() {
+                Ok(set) => set,
+                Err(e) => {
+                    eprintln!("kindling: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let engine = QueryEngine::new(agents, limits);
             match engine.query(&sql).await {
                 Ok(out) => {
                     let mut stdout = std::io::stdout().lock();
@@ -107,7 +154,13 @@ async fn main() -> ExitCode {
                     if out.truncated {
                         eprintln!("kindling: result cut off at {max_rows} rows");
                     }
-                    ExitCode::SUCCESS
+                    match out.partial_warning() {
+                        Some(warning) => {
+                            eprintln!("kindling: {warning}");
+                            ExitCode::from(EXIT_PARTIAL)
+                        }
+                        None => ExitCode::SUCCESS,
+                    }
                 }
                 Err(e) => {
                     eprintln!("kindling: {e}");
@@ -116,7 +169,14 @@ async fn main() -> ExitCode {
             }
         }
         Command::Health { agents } => {
-            let report = health::check(&AgentSet::new(agents)).await;
+            let agents = match agents.agent_set() {
+                Ok(set) => set,
+                Err(e) => {
+                    eprintln!("kindling: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let report = health::check(&agents).await;
             let mut healthy = true;
             for h in &report {
                 match &h.status {

@@ -95,15 +95,24 @@ fn text_values(a: &ArrayRef) -> Vec<Option<String>> {
     }
 }
 
-fn metadata(sql: &str, truncated: Option<usize>) -> Metadata {
+/// The executed SQL, and a warning for a result cut off at `max_rows` or missing agents.
+fn metadata(sql: &str, out: &QueryOutput, max_rows: usize) -> Metadata {
     let mut meta = Metadata::default();
     meta.executed_query_string = Some(sql.to_owned());
-    if let Some(max) = truncated {
-        let mut notice = Notice::new(format!(
-            "Result cut off at {max} rows; add a LIMIT or aggregate to see everything"
-        ));
-        notice.severity = Some(Severity::Warning);
-        meta.notices = Some(vec![notice]);
+    let cut_off = out.truncated.then(|| {
+        format!("Result cut off at {max_rows} rows; add a LIMIT or aggregate to see everything")
+    });
+    let notices: Vec<Notice> = [out.partial_warning(), cut_off]
+        .into_iter()
+        .flatten()
+        .map(|text| {
+            let mut notice = Notice::new(text);
+            notice.severity = Some(Severity::Warning);
+            notice
+        })
+        .collect();
+    if !notices.is_empty() {
+        meta.notices = Some(notices);
     }
     meta
 }
@@ -127,7 +136,7 @@ pub fn to_frames(
     max_rows: usize,
 ) -> Result<Vec<Frame>, FrameError> {
     let batch = concat_batches(&out.schema, &out.batches).map_err(|e| e.to_string())?;
-    let meta = metadata(sql, out.truncated.then_some(max_rows));
+    let meta = metadata(sql, out, max_rows);
     match format {
         ResultFormat::Table => {
             let fields = batch

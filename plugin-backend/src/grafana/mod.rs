@@ -23,11 +23,15 @@ use crate::{
     health::{self, AgentStatus},
 };
 
-pub use query::DatasourceSettings;
+pub use query::{DatasourceSettings, SecureSettings};
 
 /// The plugin's state: only limits; agents come with each request's datasource settings.
 #[derive(Debug, Clone, GrafanaPlugin, Default)]
-#[grafana_plugin(plugin_type = "datasource", json_data = "DatasourceSettings")]
+#[grafana_plugin(
+    plugin_type = "datasource",
+    json_data = "DatasourceSettings",
+    secure_json_data = "SecureSettings"
+)]
 pub struct KindlingPlugin {
     /// Limits of every query.
     pub limits: EngineLimits,
@@ -62,7 +66,7 @@ impl QueryError {
     fn from_engine(ref_id: &str, e: &Error) -> Self {
         let status = match e {
             Error::Query(_) => Status::UserError,
-            Error::Agent(_) => Status::BadGateway,
+            Error::Unavailable(_) => Status::BadGateway,
             Error::Timeout(_) => Status::Timeout,
             Error::ResourcesExhausted(_) | Error::Internal(_) => Status::Internal,
         };
@@ -86,12 +90,32 @@ impl backend::DataQueryError for QueryError {
 }
 
 impl KindlingPlugin {
-    fn engine(&self, settings: Option<&DatasourceSettings>) -> Result<QueryEngine, String> {
-        let agents = settings.map(|s| s.agents.clone()).unwrap_or_default();
-        if agents.is_empty() {
+    fn engine(
+        &self,
+        settings: Option<(&DatasourceSettings, &SecureSettings)>,
+    ) -> Result<QueryEngine, String> {
+        let Some((settings, secure)) = settings.filter(|(s, _)| !s.agents.is_empty()) else {
             return Err("no agents configured: set jsonData.agents to a list of HOST:PORT".into());
+        };
+        let mut agents = AgentSet::new(settings.agents.clone()).with_token(
+            secure
+                .token
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| t.trim().to_owned()),
+        );
+        if let Some(seconds) = settings.agent_timeout_seconds {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(format!(
+                    "jsonData.agentTimeoutSeconds {seconds} is not a positive number of seconds"
+                ));
+            }
+            agents.agent_timeout = Duration::from_secs_f64(seconds);
         }
-        Ok(QueryEngine::new(AgentSet::new(agents), self.limits))
+        if let Some(fanout) = settings.fanout {
+            agents.fanout = fanout.max(1);
+        }
+        Ok(QueryEngine::new(agents, self.limits))
     }
 
     async fn run_query(
@@ -134,12 +158,8 @@ impl backend::DataService for KindlingPlugin {
         &self,
         request: backend::QueryDataRequest<Self::Query, Self>,
     ) -> Self::Stream {
-        let settings = request
-            .plugin_context
-            .instance_settings
-            .as_ref()
-            .map(|s| s.json_data.clone());
-        let engine = self.engine(settings.as_ref());
+        let settings = request.plugin_context.instance_settings.as_ref();
+        let engine = self.engine(settings.map(|s| (&s.json_data, &s.decrypted_secure_json_data)));
         let plugin = self.clone();
         let responses: FuturesOrdered<_> = request
             .queries
@@ -168,15 +188,12 @@ impl backend::DiagnosticsService for KindlingPlugin {
         &self,
         request: backend::CheckHealthRequest<Self>,
     ) -> Result<backend::CheckHealthResponse, Self::CheckHealthError> {
-        let settings = request
-            .plugin_context
-            .instance_settings
-            .as_ref()
-            .map(|s| s.json_data.clone());
-        let engine = match self.engine(settings.as_ref()) {
-            Ok(e) => e,
-            Err(m) => return Ok(backend::CheckHealthResponse::error(m)),
-        };
+        let settings = request.plugin_context.instance_settings.as_ref();
+        let engine =
+            match self.engine(settings.map(|s| (&s.json_data, &s.decrypted_secure_json_data))) {
+                Ok(e) => e,
+                Err(m) => return Ok(backend::CheckHealthResponse::error(m)),
+            };
         let mut agents = engine.agents().clone();
         agents.connect_timeout = agents.connect_timeout.min(Duration::from_secs(5));
         let report = health::check(&agents).await;

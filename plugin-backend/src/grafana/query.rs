@@ -5,7 +5,10 @@
 //! {"refId": "A", "queryType": "sql", "rawSql": "SELECT ...", "format": "table"}
 //! ```
 //!
-//! and the datasource settings (`jsonData`): `{"agents": ["HOST:PORT", ...]}`.
+//! and the datasource settings: `jsonData` `{"agents": ["HOST:PORT", ...],
+//! "agentTimeoutSeconds": 10, "fanout": 32}` (only `agents` is required; a HOST may be a DNS
+//! name that stands for many agents) and `secureJsonData` `{"token": "..."}`, the agents'
+//! bearer token.
 
 use serde::Deserialize;
 
@@ -33,12 +36,35 @@ pub struct SqlQuery {
     pub format: ResultFormat,
 }
 
-/// Datasource settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// Datasource settings (`jsonData`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DatasourceSettings {
     /// Agent addresses, `HOST:PORT`.
     #[serde(default)]
     pub agents: Vec<String>,
+    /// Seconds one agent may take to answer (default 10).
+    #[serde(default)]
+    pub agent_timeout_seconds: Option<f64>,
+    /// Most agents queried at once (default 32).
+    #[serde(default)]
+    pub fanout: Option<usize>,
+}
+
+/// Datasource secrets (`secureJsonData`), never sent back to the browser.
+#[derive(Clone, Default, Deserialize)]
+pub struct SecureSettings {
+    /// Bearer token of the agents.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for SecureSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureSettings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Parses one query's JSON; `query_type` is Grafana's `queryType` ("" means sql).

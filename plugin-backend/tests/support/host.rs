@@ -153,6 +153,24 @@ impl Drop for AgentProcess {
     }
 }
 
+/// A datasource's settings as Grafana sends them.
+pub struct Datasource {
+    /// `jsonData`.
+    pub json_data: serde_json::Value,
+    /// `secureJsonData`, decrypted.
+    pub secure_json_data: HashMap<String, String>,
+}
+
+impl Datasource {
+    /// A datasource with only `agents`.
+    pub fn agents(agents: &[&str]) -> Self {
+        Self {
+            json_data: serde_json::json!({ "agents": agents }),
+            secure_json_data: HashMap::new(),
+        }
+    }
+}
+
 /// `gpx_kindling` started the way Grafana starts a backend plugin.
 pub struct GrafanaHost {
     child: Child,
@@ -187,7 +205,7 @@ impl GrafanaHost {
         }
     }
 
-    fn context(agents: &[&str]) -> pluginv2::PluginContext {
+    fn context(ds: &Datasource) -> pluginv2::PluginContext {
         pluginv2::PluginContext {
             org_id: 1,
             plugin_id: "kindling-ebpf-datasource".into(),
@@ -195,7 +213,8 @@ impl GrafanaHost {
                 id: 1,
                 uid: "kindling".into(),
                 name: "Kindling".into(),
-                json_data: serde_json::to_vec(&serde_json::json!({ "agents": agents })).unwrap(),
+                json_data: serde_json::to_vec(&ds.json_data).unwrap(),
+                decrypted_secure_json_data: ds.secure_json_data.clone(),
                 last_updated_ms: 1,
                 ..Default::default()
             }),
@@ -209,10 +228,20 @@ impl GrafanaHost {
         agents: &[&str],
         queries: &[(&str, serde_json::Value)],
     ) -> HashMap<String, pluginv2::DataResponse> {
+        self.query_datasource(&Datasource::agents(agents), queries)
+            .await
+    }
+
+    /// QueryData of the datasource `ds` with one query per (refId, query JSON).
+    pub async fn query_datasource(
+        &self,
+        ds: &Datasource,
+        queries: &[(&str, serde_json::Value)],
+    ) -> HashMap<String, pluginv2::DataResponse> {
         let mut client = DataClient::connect(self.endpoint.clone()).await.unwrap();
         let now = chrono::Utc::now().timestamp_millis();
         let request = pluginv2::QueryDataRequest {
-            plugin_context: Some(Self::context(agents)),
+            plugin_context: Some(Self::context(ds)),
             queries: queries
                 .iter()
                 .map(|(ref_id, json)| pluginv2::DataQuery {
@@ -239,12 +268,17 @@ impl GrafanaHost {
 
     /// CheckHealth for a datasource with `agents`.
     pub async fn check_health(&self, agents: &[&str]) -> pluginv2::CheckHealthResponse {
+        self.check_datasource(&Datasource::agents(agents)).await
+    }
+
+    /// CheckHealth of the datasource `ds`.
+    pub async fn check_datasource(&self, ds: &Datasource) -> pluginv2::CheckHealthResponse {
         let mut client = DiagnosticsClient::connect(self.endpoint.clone())
             .await
             .unwrap();
         client
             .check_health(pluginv2::CheckHealthRequest {
-                plugin_context: Some(Self::context(agents)),
+                plugin_context: Some(Self::context(ds)),
                 ..Default::default()
             })
             .await

@@ -52,14 +52,44 @@ pub fn empty_store() -> Arc<Store> {
 
 /// Serves `store` as agent `node` on 127.0.0.1 (a random port).
 pub async fn serve(store: Arc<Store>, node: &str) -> InProcessAgent {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_with(store, node, ServeOptions::default()).await
+}
+
+/// Where and how an in-process agent serves.
+pub struct ServeOptions<'a> {
+    /// Listening address (`127.0.0.1:0` by default).
+    pub addr: &'a str,
+    /// Token every call must present.
+    pub token: Option<&'a str>,
+    /// The agent's query limits.
+    pub limits: QueryLimits,
+}
+
+impl Default for ServeOptions<'_> {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:0",
+            token: None,
+            limits: QueryLimits::default(),
+        }
+    }
+}
+
+/// Serves `store` as agent `node` with `options`.
+pub async fn serve_with(
+    store: Arc<Store>,
+    node: &str,
+    options: ServeOptions<'_>,
+) -> InProcessAgent {
+    let token = options.token;
+    let listener = tokio::net::TcpListener::bind(options.addr).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let info = Arc::new(AgentInfo::new(node, Arc::new(PipelineCounters::default())));
-    let queries = LocalQueries::new(Arc::clone(&store), info, QueryLimits::default());
+    let queries = LocalQueries::new(Arc::clone(&store), info, options.limits);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AgentFlightService::new(queries).into_server())
+            .add_service(AgentFlightService::new(queries).into_server(token.map(str::to_owned)))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async {
