@@ -9,7 +9,10 @@
 use std::{
     collections::BTreeSet,
     net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -201,11 +204,13 @@ pub async fn connect(
         .max_encoding_message_size(16 << 20))
 }
 
-/// Runs the fragment `sql` on `agent`; batches stream as the agent sends them.
+/// Runs the fragment `sql` on `agent`; batches stream as the agent sends them. The bytes of
+/// Flight messages received are added to `received`.
 pub async fn fetch(
     agent: &Agent,
     set: &AgentSet,
     sql: String,
+    received: Arc<AtomicU64>,
 ) -> Result<impl Stream<Item = Result<RecordBatch, AgentError>> + Send + use<>, AgentError> {
     let mut client = connect(agent, set.connect_timeout).await?;
     let mut request = tonic::Request::new(Ticket::new(FragmentTicket::new(sql).encode()));
@@ -223,6 +228,10 @@ pub async fn fetch(
     let stream = FlightRecordBatchStream::new_from_flight_data(
         response
             .into_inner()
+            .inspect_ok(move |data| {
+                let bytes = data.data_header.len() + data.data_body.len();
+                received.fetch_add(bytes as u64, Ordering::Relaxed);
+            })
             .map_err(|s| FlightError::Tonic(Box::new(s))),
     )
     .map_err(move |e| flight_error(&agent, &e));
@@ -239,9 +248,10 @@ pub async fn fetch_all(
     set: &AgentSet,
     sql: String,
     reservation: &mut MemoryReservation,
+    received: Arc<AtomicU64>,
 ) -> Result<Vec<RecordBatch>, AgentError> {
     let collect = async {
-        let mut stream = std::pin::pin!(fetch(agent, set, sql).await?);
+        let mut stream = std::pin::pin!(fetch(agent, set, sql, received).await?);
         let mut batches = Vec::new();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -276,6 +286,8 @@ pub struct QueryAgents {
     pub agents: Vec<Agent>,
     permits: Arc<tokio::sync::Semaphore>,
     missing: Mutex<Vec<AgentError>>,
+    /// Bytes of Flight messages received from agents.
+    pub received: Arc<AtomicU64>,
 }
 
 impl QueryAgents {
@@ -287,6 +299,7 @@ impl QueryAgents {
             set,
             agents,
             missing: Mutex::new(missing),
+            received: Arc::new(AtomicU64::new(0)),
         }
     }
 

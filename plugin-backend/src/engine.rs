@@ -55,6 +55,8 @@ pub struct QueryOutput {
     pub agents: usize,
     /// Agents that did not answer: the result is partial, without their rows.
     pub missing: Vec<AgentError>,
+    /// Bytes of Flight messages received from agents.
+    pub bytes_received: u64,
 }
 
 impl QueryOutput {
@@ -81,6 +83,7 @@ impl QueryOutput {
 pub struct QueryEngine {
     agents: Arc<AgentSet>,
     limits: EngineLimits,
+    push_aggregates: bool,
 }
 
 /// Options allowing queries only: no DDL, DML, COPY or SET.
@@ -100,7 +103,15 @@ impl QueryEngine {
         Self {
             agents: Arc::new(agents),
             limits,
+            push_aggregates: true,
         }
+    }
+
+    /// The same engine, splitting aggregates into partial aggregates on agents (the default)
+    /// or not (agents send rows; for comparisons).
+    pub fn with_partial_aggregation(mut self, on: bool) -> Self {
+        self.push_aggregates = on;
+        self
     }
 
     /// The agents queried.
@@ -130,6 +141,9 @@ impl QueryEngine {
             // only costs.
             .with_target_partitions(agents.agents.len().clamp(1, 16));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        if self.push_aggregates {
+            ctx.add_optimizer_rule(Arc::new(crate::pushdown::PushAggregates));
+        }
         for table in schema::TABLES {
             let provider = AgentTable::new(
                 table,
@@ -188,6 +202,7 @@ impl QueryEngine {
             truncated,
             agents: agents.agents.len() + unresolved,
             missing,
+            bytes_received: agents.received.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 }

@@ -55,7 +55,7 @@ pub fn scan_sql(table: &str, columns: &[&str], filters: &[Expr], limit: Option<u
 }
 
 /// Drops table qualifiers: the fragment has exactly one table.
-fn unqualify(e: Expr) -> Expr {
+pub fn unqualify(e: Expr) -> Expr {
     e.transform(|e| match e {
         Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
             datafusion::common::Column::new_unqualified(c.name),

@@ -90,7 +90,7 @@ pub async fn check(agents: &AgentSet) -> Vec<AgentHealth> {
     let answers: Vec<AgentHealth> = futures::stream::iter(resolved)
         .map(|agent| async move {
             let result = async {
-                let stream = fetch(&agent, agents, HEALTH_SQL.to_owned())
+                let stream = fetch(&agent, agents, HEALTH_SQL.to_owned(), Default::default())
                     .await
                     .map_err(|e| e.message)?;
                 let batches: Vec<RecordBatch> =

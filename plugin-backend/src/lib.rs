@@ -5,6 +5,7 @@
 //! - [`engine`]: [`QueryEngine`], a DataFusion session whose tables span every agent.
 //! - [`scan`]: [`scan::AgentTable`] and its scan, one partition per agent.
 //! - [`fragment`]: the SQL each agent runs for a scan (projection, filters, limit pushed down).
+//! - [`pushdown`]: GROUP BY split into partial aggregates on agents and a final merge.
 //! - [`agents`]: Flight connections to agents.
 //! - [`dns_monitor`]: the DNS monitor's table functions over `dns`.
 //! - [`health`]: per-agent health (reachable, version, node, rows held, drops).
@@ -22,6 +23,7 @@ pub mod grafana;
 pub mod health;
 pub mod macros;
 pub mod output;
+pub mod pushdown;
 pub mod scan;
 
 pub use engine::{EngineLimits, QueryEngine, QueryOutput};

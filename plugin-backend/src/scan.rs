@@ -48,6 +48,16 @@ pub struct AgentTable {
 }
 
 impl AgentTable {
+    /// The table's name on agents.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The agents of the query.
+    pub fn agents(&self) -> &Arc<QueryAgents> {
+        &self.agents
+    }
+
     /// The table `name` with `schema` on `agents`.
     pub fn new(name: &str, schema: SchemaRef, agents: Arc<QueryAgents>) -> Self {
         Self {
@@ -109,7 +119,8 @@ pub struct AgentScanExec {
 }
 
 impl AgentScanExec {
-    fn new(table: &str, schema: SchemaRef, sql: String, agents: Arc<QueryAgents>) -> Self {
+    /// Runs `sql`, whose result has `schema`, on every agent; `table` names it in plans.
+    pub fn new(table: &str, schema: SchemaRef, sql: String, agents: Arc<QueryAgents>) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(agents.agents.len().max(1)),
@@ -247,7 +258,14 @@ async fn answer(
     mut reservation: MemoryReservation,
 ) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + Send> {
     let turn = agents.turn().await;
-    let fetched = crate::agents::fetch_all(&agent, &agents.set, sql, &mut reservation).await;
+    let fetched = crate::agents::fetch_all(
+        &agent,
+        &agents.set,
+        sql,
+        &mut reservation,
+        Arc::clone(&agents.received),
+    )
+    .await;
     drop(turn);
     let batches = fetched.and_then(|batches| {
         batches

@@ -116,21 +116,24 @@ async fn agents_down_stalled_or_cut_off_leave_an_exact_partial_result_naming_the
     let (hung, hung_task) = stalled().await;
     let (cut, cut_task) = cut_after(a3.addr.clone(), 16 << 10).await;
 
-    // n3 answers in full when reached directly: the cut is what loses its rows.
+    // Rows, not groups, so that n3's answer is long enough to be cut. n3 answers in full when
+    // reached directly: the cut is what loses its rows.
+    let rows_sql = "SELECT conn_id, resource FROM calls ORDER BY conn_id";
+    let rows_of = |ids: std::ops::RangeInclusive<u64>| -> Vec<Vec<String>> {
+        ids.map(|id| vec![id.to_string(), fixture_call(id).resource])
+            .collect()
+    };
     let direct = engine(&[&a3.addr], Duration::from_secs(10))
-        .query(CALLS_BY_RESOURCE)
+        .query(rows_sql)
         .await
         .unwrap();
-    assert_eq!(
-        support::rows(&direct.batches),
-        calls_by_resource(1001..=3000)
-    );
+    assert_eq!(support::rows(&direct.batches), rows_of(1001..=3000));
     assert!(direct.missing.is_empty());
 
     let all = [a1.addr.as_str(), a2.addr.as_str(), &dead, &hung, &cut];
     let started = std::time::Instant::now();
     let out = engine(&all, Duration::from_secs(1))
-        .query(CALLS_BY_RESOURCE)
+        .query(rows_sql)
         .await
         .unwrap();
     // The stalled agent costs its timeout, not the query's 30 s.
@@ -139,7 +142,7 @@ async fn agents_down_stalled_or_cut_off_leave_an_exact_partial_result_naming_the
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(support::rows(&out.batches), calls_by_resource(1..=8));
+    assert_eq!(support::rows(&out.batches), rows_of(1..=8));
     assert_eq!(out.agents, 5);
     let mut want = vec![dead.clone(), hung.clone(), cut.clone()];
     want.sort();
@@ -270,6 +273,7 @@ async fn memory_limits_fail_the_query_with_a_clear_error() {
         &set,
         "SELECT * FROM calls ORDER BY resource, request_bytes".to_owned(),
         &mut reservation,
+        Default::default(),
     )
     .await
     .unwrap_err();

@@ -81,6 +81,9 @@ enum Command {
         /// $__interval of the macros (a duration; default: the range / 100, at least 1s).
         #[arg(long)]
         interval: Option<String>,
+        /// Print the number of agents and the bytes they sent on stderr.
+        #[arg(long)]
+        stats: bool,
         /// The SQL.
         sql: String,
     },
@@ -121,6 +124,7 @@ async fn main() -> ExitCode {
             max_rows,
             since,
             interval,
+            stats,
             sql,
         } => {
             let sql = match expand_macros(&sql, &since, interval.as_deref()) {
@@ -153,6 +157,14 @@ async fn main() -> ExitCode {
                     let _ = stdout.flush();
                     if out.truncated {
                         eprintln!("kindling: result cut off at {max_rows} rows");
+                    }
+                    if stats {
+                        eprintln!(
+                            "kindling: {} rows from {} agents; {} bytes received from agents",
+                            out.num_rows(),
+                            out.agents,
+                            out.bytes_received
+                        );
                     }
                     match out.partial_warning() {
                         Some(warning) => {
