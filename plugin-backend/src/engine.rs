@@ -141,6 +141,7 @@ impl QueryEngine {
             // only costs.
             .with_target_partitions(agents.agents.len().clamp(1, 16));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.register_udaf(kindling_wire::digest::quantile_udaf());
         if self.push_aggregates {
             ctx.add_optimizer_rule(Arc::new(crate::pushdown::PushAggregates));
         }

@@ -4,9 +4,13 @@
 //! then grow with the number of groups, not the number of rows.
 //!
 //! It applies to an `Aggregate` whose input is a table scan of an agent table, under any
-//! filters and an alias, when every aggregate is COUNT, SUM, MIN, MAX or AVG (Float64) without
-//! DISTINCT, FILTER or ORDER BY, and the group keys, arguments and filters can be written as
-//! SQL. Anything else runs as before: the agents send the rows, the coordinator aggregates.
+//! filters, column projections and an alias, when every aggregate is COUNT, SUM, MIN, MAX,
+//! AVG (Float64) or `approx_percentile_cont` (two arguments) without DISTINCT, FILTER or
+//! ORDER BY, and the group keys, arguments and filters can be written as SQL. Percentiles
+//! travel as t-digests (`kindling_wire::digest`), one per group and column, merged on the
+//! coordinator. Anything else runs as before: the agents send the rows, the coordinator
+//! aggregates. (A single COUNT(DISTINCT x) qualifies: DataFusion first turns it into a GROUP
+//! BY x.)
 //!
 //! ```text
 //! Aggregate: groupBy=[resource], aggr=[count(*), avg(latency)]          (what the user wrote)
@@ -31,19 +35,22 @@ use datafusion::{
     arrow::datatypes::{DataType, Field, Schema, SchemaRef},
     catalog::{Session, TableProvider},
     common::{
-        DFSchema, Result,
+        DFSchema, Result, ScalarValue,
         tree_node::{Transformed, TreeNode},
     },
     datasource::{TableType, provider_as_source, source_as_provider},
     functions_aggregate::expr_fn::{count, max, min, sum},
     logical_expr::{
         Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, TableScan, cast, col,
-        expr::AggregateFunction,
+        expr::{AggregateFunction, AggregateFunctionParams},
+        lit,
     },
     optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule},
     physical_plan::ExecutionPlan,
     sql::unparser::Unparser,
 };
+
+use kindling_wire::digest;
 
 use crate::{
     agents::QueryAgents,
@@ -91,6 +98,30 @@ enum Merge {
     Max,
     /// SUM of a partial sum divided by SUM of a partial count (AVG).
     Avg,
+    /// The quantile (its f64 bits) of the merged partial t-digests (approx_percentile_cont).
+    Quantile(u64),
+}
+
+fn digest(x: Expr) -> Expr {
+    Expr::AggregateFunction(AggregateFunction::new_udf(
+        Arc::new(digest::digest_udaf()),
+        vec![x],
+        false,
+        None,
+        vec![],
+        None,
+    ))
+}
+
+fn quantile(digests: Expr, q: f64) -> Expr {
+    Expr::AggregateFunction(AggregateFunction::new_udf(
+        Arc::new(digest::quantile_udaf()),
+        vec![digests, lit(q)],
+        false,
+        None,
+        vec![],
+        None,
+    ))
 }
 
 /// The scan under an aggregate, with every filter between them, and `exprs` (written over the
@@ -272,6 +303,7 @@ fn split(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
                 Merge::Min => min(p),
                 Merge::Max => max(p),
                 Merge::Sum | Merge::Avg => sum(p),
+                Merge::Quantile(q) => quantile(p, f64::from_bits(*q)),
             };
             e.alias(format!("f{f}"))
         })
@@ -350,6 +382,9 @@ fn partials_of(
     else {
         return Ok(None);
     };
+    if func.name() == "approx_percentile_cont" {
+        return Ok(percentile_parts(&params, &on_scan.params, input));
+    }
     if params.distinct
         || params.filter.is_some()
         || !params.order_by.is_empty()
@@ -363,10 +398,6 @@ fn partials_of(
     // COUNT ignores values, and AVG's parts are summed exactly as integers while they fit in
     // 64 bits, so both take the argument without the cast the planner added. (The cast also
     // leaves names alike: count(x) and count(CAST(x ...)) would collide on the agent.)
-    let uncast = |e: &Expr| match e {
-        Expr::Cast(c) => c.expr.as_ref().clone(),
-        other => other.clone(),
-    };
     let parts = match func.name() {
         "count" => (
             Merge::Sum,
@@ -389,6 +420,45 @@ fn partials_of(
         .into_iter()
         .collect::<Option<Vec<_>>>()
         .map(|p| (parts.0, p)))
+}
+
+/// `e` without the cast the planner added around it.
+fn uncast(e: &Expr) -> Expr {
+    match e {
+        Expr::Cast(c) => c.expr.as_ref().clone(),
+        other => other.clone(),
+    }
+}
+
+/// `approx_percentile_cont(x, q)` or `approx_percentile_cont(q) WITHIN GROUP (ORDER BY x)`:
+/// each agent sends the t-digest of x (shared by every percentile of x), the coordinator
+/// merges them and reads quantile q. Not with a centroid count argument.
+fn percentile_parts(
+    params: &AggregateFunctionParams,
+    on_scan: &AggregateFunctionParams,
+    input: &DFSchema,
+) -> Option<(Merge, Vec<Partial>)> {
+    if params.distinct
+        || params.filter.is_some()
+        || params.order_by.len() > 1
+        || params.args.len() != 2
+        || on_scan.args.len() != 2
+    {
+        return None;
+    }
+    let q = match &params.args[1] {
+        Expr::Literal(ScalarValue::Float64(Some(q)), _) => *q,
+        _ => return None,
+    };
+    let descending = params.order_by.first().is_some_and(|s| !s.asc);
+    let q = if descending { 1.0 - q } else { q };
+    let part = partial(
+        digest,
+        uncast(&on_scan.args[0]),
+        uncast(&params.args[0]),
+        input,
+    )?;
+    Some((Merge::Quantile(q.to_bits()), vec![part]))
 }
 
 /// The agents' partial aggregate of one query, as a table the coordinator scans.

@@ -5,9 +5,11 @@
 //!   dashboards and users' SQL depend on them. Columns may be added, never renamed.
 //! - [`ticket`]: the Arrow Flight ticket that asks an agent to run a query fragment.
 //! - [`auth`]: the bearer token agents may require.
+//! - [`digest`]: the mergeable sketch behind percentiles computed across agents.
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod digest;
 pub mod schema;
 pub mod ticket;
 

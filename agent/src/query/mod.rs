@@ -95,6 +95,8 @@ impl LocalQueries {
             .build_arc()?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // The partial side of percentiles computed across agents.
+        ctx.register_udaf(kindling_wire::digest::digest_udaf());
         for table in schema::STORED_TABLES {
             let schema = schema::by_name(table).expect("known table");
             ctx.register_table(
