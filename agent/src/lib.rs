@@ -9,6 +9,7 @@
 //! - [`store`]: time-partitioned Arrow chunks under a memory budget.
 //! - [`query`]: DataFusion over the store, read-only and bounded.
 //! - [`serve`]: the Arrow Flight endpoint coordinators query.
+//! - [`replay`]: a `kindling dump` directory served instead of capture (`--replay`).
 #![deny(missing_docs)]
 
 pub mod capture;
@@ -17,6 +18,7 @@ pub mod dns_search;
 pub mod pipeline;
 pub mod query;
 pub mod records;
+pub mod replay;
 pub mod serve;
 pub mod sessions;
 pub mod sockdiag;

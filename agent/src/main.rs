@@ -82,6 +82,10 @@ struct Args {
     /// what the agent captured.
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// Serve the tables of a `kindling dump` directory (Parquet) instead of capturing: no
+    /// eBPF programs, no root needed.
+    #[arg(long)]
+    replay: Option<std::path::PathBuf>,
 }
 
 fn host_name() -> String {
@@ -119,12 +123,6 @@ fn run(args: Args) -> anyhow::Result<()> {
              what the agent captures; give --token-file"
         );
     }
-    let capture = Capture::start(CaptureOptions {
-        payload_bytes: args.payload_bytes,
-        net_health: !args.no_net_health,
-        rtt_every_segment: args.rtt_every_segment,
-        rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
-    })?;
     let store = Arc::new(Store::new(
         StoreConfig {
             budget_bytes: args.memory_budget,
@@ -134,28 +132,54 @@ fn run(args: Args) -> anyhow::Result<()> {
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
     ));
     let counters = Arc::new(PipelineCounters::default());
-    let pipeline = Pipeline::spawn(
-        capture,
-        Arc::clone(&store),
-        Arc::clone(&counters),
-        PipelineConfig {
-            node: node.clone(),
-            flush_interval: Duration::from_millis(args.flush_ms),
-            flush_rows: 8192,
-            max_conns: args.max_connections,
-            open_flow_interval: Duration::from_secs(args.open_flow_interval),
-            max_sessions: args.max_connections,
-            dns_timeout: Duration::from_secs(args.dns_timeout),
-            store_payloads: args.store_payloads,
-            dns_search_window: Duration::from_secs(args.dns_search_window),
-            // With --rtt-every-segment the kernel reports the samples itself.
-            rtt_sample_interval: (args.rtt_sample_ms > 0
-                && !args.no_net_health
-                && !args.rtt_every_segment)
-                .then(|| Duration::from_millis(args.rtt_sample_ms)),
-        },
-    )
-    .context("starting the capture thread")?;
+    let pipeline = match &args.replay {
+        Some(dir) => {
+            let loaded = kindling_agent::replay::load(&store, dir).map_err(anyhow::Error::msg)?;
+            let held: u64 = store.stats().values().map(|s| s.rows_held).sum();
+            let read: u64 = loaded.values().sum();
+            tracing::info!(dir = %dir.display(), rows = read, ?loaded, "Replaying a dump; no capture");
+            if held < read {
+                tracing::warn!(
+                    rows_read = read,
+                    rows_held = held,
+                    "The dump is larger than --memory-budget: its oldest rows were evicted"
+                );
+            }
+            None
+        }
+        None => {
+            let capture = Capture::start(CaptureOptions {
+                payload_bytes: args.payload_bytes,
+                net_health: !args.no_net_health,
+                rtt_every_segment: args.rtt_every_segment,
+                rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
+            })?;
+            Some(
+                Pipeline::spawn(
+                    capture,
+                    Arc::clone(&store),
+                    Arc::clone(&counters),
+                    PipelineConfig {
+                        node: node.clone(),
+                        flush_interval: Duration::from_millis(args.flush_ms),
+                        flush_rows: 8192,
+                        max_conns: args.max_connections,
+                        open_flow_interval: Duration::from_secs(args.open_flow_interval),
+                        max_sessions: args.max_connections,
+                        dns_timeout: Duration::from_secs(args.dns_timeout),
+                        store_payloads: args.store_payloads,
+                        dns_search_window: Duration::from_secs(args.dns_search_window),
+                        // With --rtt-every-segment the kernel reports the samples itself.
+                        rtt_sample_interval: (args.rtt_sample_ms > 0
+                            && !args.no_net_health
+                            && !args.rtt_every_segment)
+                            .then(|| Duration::from_millis(args.rtt_sample_ms)),
+                    },
+                )
+                .context("starting the capture thread")?,
+            )
+        }
+    };
     let queries = LocalQueries::new(
         store,
         Arc::new(AgentInfo::new(&node, counters)),
@@ -185,8 +209,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             .await
             .context("Flight server failed")
     });
-    pipeline.stop();
-    tracing::info!("Agent stopped; eBPF programs detached");
+    if let Some(pipeline) = pipeline {
+        pipeline.stop();
+        tracing::info!("Agent stopped; eBPF programs detached");
+    }
     served
 }
 

@@ -8,6 +8,7 @@
 //! - [`pushdown`]: GROUP BY split into partial aggregates on agents and a final merge.
 //! - [`agents`]: Flight connections to agents.
 //! - [`dns_monitor`]: the DNS monitor's table functions over `dns`.
+//! - [`dump`]: every table of every agent to Parquet (`kindling dump`).
 //! - [`health`]: per-agent health (reachable, version, node, rows held, drops).
 //! - [`macros`]: Grafana macros (`$__timeFilter`, `$__timeGroup`, ...) in SQL.
 //! - [`output`]: results as text tables, CSV or JSON for the CLI.
@@ -16,6 +17,7 @@
 
 pub mod agents;
 pub mod dns_monitor;
+pub mod dump;
 pub mod engine;
 pub mod error;
 pub mod fragment;

@@ -84,14 +84,40 @@ enum Command {
         /// Print the number of agents and the bytes they sent on stderr.
         #[arg(long)]
         stats: bool,
+        /// Do not split aggregates into partial aggregates on agents: agents send rows (for
+        /// comparisons; see EXPLAIN).
+        #[arg(long)]
+        no_partial_agg: bool,
         /// The SQL.
         sql: String,
+    },
+    /// Write every table of every agent to Parquet files in a directory (with manifest.json),
+    /// for bug reports and offline analysis; `kindling-agent --replay DIR` serves it. Exit
+    /// status 3: written, but some agents did not answer (named on stderr).
+    Dump {
+        #[command(flatten)]
+        agents: AgentArgs,
+        /// Directory to write (created if needed; files in it are replaced).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Only rows of the last DURATION (30s, 15m, 1h, 1d); default: every row held.
+        #[arg(long)]
+        since: Option<String>,
+        /// Seconds the dump may take.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
     },
     /// Report each agent: reachable or the error, node, version, rows held, drops.
     Health {
         #[command(flatten)]
         agents: AgentArgs,
     },
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Expands the Grafana macros for the last `since`.
@@ -103,9 +129,7 @@ fn expand_macros(sql: &str, since: &str, interval: Option<&str>) -> Result<Strin
             .ok_or_else(|| format!("--interval `{i}` is not a duration (1s, 1m, ...)"))?,
         None => (range_ms / 100).max(1_000),
     };
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
+    let now_ns = now_ns();
     let ctx = macros::MacroContext {
         from_ns: now_ns - range_ms * 1_000_000,
         to_ns: now_ns,
@@ -125,6 +149,7 @@ async fn main() -> ExitCode {
             since,
             interval,
             stats,
+            no_partial_agg,
             sql,
         } => {
             let sql = match expand_macros(&sql, &since, interval.as_deref()) {
@@ -146,7 +171,7 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let engine = QueryEngine::new(agents, limits);
+            let engine = QueryEngine::new(agents, limits).with_partial_aggregation(!no_partial_agg);
             match engine.query(&sql).await {
                 Ok(out) => {
                     let mut stdout = std::io::stdout().lock();
@@ -172,6 +197,58 @@ async fn main() -> ExitCode {
                             ExitCode::from(EXIT_PARTIAL)
                         }
                         None => ExitCode::SUCCESS,
+                    }
+                }
+                Err(e) => {
+                    eprintln!("kindling: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Dump {
+            agents,
+            out,
+            since,
+            timeout,
+        } => {
+            let agents = match agents.agent_set() {
+                Ok(set) => set,
+                Err(e) => {
+                    eprintln!("kindling: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let since_ms = match since.as_deref().map(|s| (s, macros::parse_duration_ms(s))) {
+                None => None,
+                Some((_, Some(ms))) => Some(ms),
+                Some((s, None)) => {
+                    eprintln!("kindling: --since `{s}` is not a duration (30s, 15m, 1h, 1d)");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let now_ns = now_ns();
+            let limits = EngineLimits {
+                timeout: Duration::from_secs(timeout),
+                max_rows: usize::MAX,
+                memory_bytes: 4 << 30,
+            };
+            let engine = QueryEngine::new(agents, limits);
+            let since_ns = since_ms.map(|ms| now_ns - ms * 1_000_000);
+            match kindling_plugin_backend::dump::dump(&engine, &out, since_ns, now_ns).await {
+                Ok(manifest) => {
+                    for (table, rows) in &manifest.tables {
+                        println!("{table}\t{rows} rows");
+                    }
+                    if manifest.missing.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!(
+                            "kindling: partial dump: {} of {} agents did not answer: {}",
+                            manifest.missing.len(),
+                            manifest.agents,
+                            manifest.missing.join("; ")
+                        );
+                        ExitCode::from(EXIT_PARTIAL)
                     }
                 }
                 Err(e) => {

@@ -1,0 +1,84 @@
+//! `kindling-agent --replay DIR`: serve the tables of a `kindling dump` directory (one Parquet
+//! file per table) instead of capturing. No eBPF, so no root: dumps attached to bug reports can
+//! be queried with the same CLI, plugin and dashboards, and tests and benchmarks get agents
+//! that each own a known slice of rows.
+
+use std::{collections::BTreeMap, fs::File, path::Path, sync::Arc};
+
+use datafusion::arrow::{
+    array::{ArrayRef, new_null_array},
+    compute::cast,
+    datatypes::SchemaRef,
+    record_batch::RecordBatch,
+};
+use kindling_wire::schema;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::store::Store;
+
+/// Loads every `<table>.parquet` of `dir` into `store`; returns the rows read per table.
+///
+/// Columns are matched by name: a column the dump lacks is NULL if it may be (a dump from an
+/// older agent), an extra column is ignored (a newer agent), a column of another type is cast
+/// when Arrow can. Anything else is an error that names the file and column.
+pub fn load(store: &Store, dir: &Path) -> Result<BTreeMap<String, u64>, String> {
+    let mut loaded = BTreeMap::new();
+    for table in schema::STORED_TABLES {
+        let path = dir.join(format!("{table}.parquet"));
+        if !path.exists() {
+            continue;
+        }
+        let expected = schema::by_name(table).expect("a stored table has a schema");
+        let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(8192).build())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut rows = 0;
+        for batch in reader {
+            let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
+            let batch =
+                conform(&batch, &expected).map_err(|e| format!("{}: {e}", path.display()))?;
+            rows += batch.num_rows() as u64;
+            store
+                .append(table, batch)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        loaded.insert(table.to_owned(), rows);
+    }
+    if loaded.is_empty() {
+        return Err(format!(
+            "{} holds none of {} (write one with `kindling dump --out DIR`)",
+            dir.display(),
+            schema::STORED_TABLES
+                .map(|t| format!("{t}.parquet"))
+                .join(", ")
+        ));
+    }
+    Ok(loaded)
+}
+
+/// `batch` with exactly the columns of `expected`, in its order.
+fn conform(batch: &RecordBatch, expected: &SchemaRef) -> Result<RecordBatch, String> {
+    let columns = expected
+        .fields()
+        .iter()
+        .map(|field| -> Result<ArrayRef, String> {
+            match batch.column_by_name(field.name()) {
+                Some(column) if column.data_type() == field.data_type() => Ok(Arc::clone(column)),
+                Some(column) => cast(column, field.data_type()).map_err(|e| {
+                    format!(
+                        "column {} is {}, not {}: {e}",
+                        field.name(),
+                        column.data_type(),
+                        field.data_type()
+                    )
+                }),
+                None if field.is_nullable() => {
+                    Ok(new_null_array(field.data_type(), batch.num_rows()))
+                }
+                None => Err(format!("no column {}", field.name())),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(expected), columns).map_err(|e| e.to_string())
+}

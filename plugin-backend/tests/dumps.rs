@@ -1,0 +1,175 @@
+//! `kindling dump` writes every table of every agent to Parquet, and `kindling-agent --replay`
+//! serves such a dump: the replayed agent answers exactly what the agents that were dumped did.
+
+mod support;
+
+use std::{path::PathBuf, process::Command};
+
+use kindling_plugin_backend::{EngineLimits, QueryEngine, agents::AgentSet};
+use kindling_wire::schema;
+use serde_json::Value;
+use support::{fixture_dns, host::AgentProcess};
+
+fn dump_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kindling-dump-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn run(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
+        .await
+        .unwrap()
+}
+
+fn kindling(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindling"));
+    cmd.args(args);
+    cmd
+}
+
+/// Every row of `table` on `agents`, as sorted display strings.
+async fn all_rows(agents: &[&str], table: &str) -> Vec<Vec<String>> {
+    let set = AgentSet::new(agents.iter().map(|a| (*a).to_owned()).collect());
+    let out = QueryEngine::new(set, EngineLimits::default())
+        .query(&format!("SELECT * FROM {table}"))
+        .await
+        .unwrap();
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+    let mut rows = support::rows(&out.batches);
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
+    let (a1, a2) = support::two_fixture_agents().await;
+    let dir = dump_dir("full");
+    let out_dir = dir.to_str().unwrap();
+    let out = run(kindling(&[
+        "dump", "--agent", &a1.addr, "--agent", &a2.addr, "--out", out_dir,
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Fixture connections 1..=10: one call, one flow and two TCP events each.
+    let dns_rows: usize = (1..=10).map(|id| fixture_dns(id).len()).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("calls\t10 rows\ndns\t{dns_rows} rows\nflows\t10 rows\ntcp_events\t20 rows\n")
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["agents"], 2);
+    assert_eq!(manifest["missing"], serde_json::json!([]));
+    assert_eq!(manifest["since"], Value::Null);
+    assert_eq!(manifest["tables"]["dns"], dns_rows);
+
+    // A replayed agent: no capture, no root; exactly the same rows, node names included.
+    let replay = AgentProcess::start("replay", &["--replay", out_dir]);
+    for table in schema::STORED_TABLES {
+        let want = all_rows(&[&a1.addr, &a2.addr], table).await;
+        assert!(!want.is_empty(), "{table}");
+        assert_eq!(all_rows(&[&replay.addr], table).await, want, "{table}");
+    }
+    // Aggregates over it split like over live agents.
+    let q = "SELECT node, count(*) AS n FROM flows GROUP BY node ORDER BY node";
+    let out = run(kindling(&[
+        "query",
+        "--agent",
+        &replay.addr,
+        "--format",
+        "csv",
+        q,
+    ]))
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "node,n\nn1,6\nn2,4\n");
+
+    // An agent that does not answer: the dump is written, the agent named, exit status 3.
+    let dead = format!("127.0.0.1:{}", support::host::free_port());
+    let partial = dump_dir("partial");
+    let out = run(kindling(&[
+        "dump",
+        "--agent",
+        &a1.addr,
+        "--agent",
+        &dead,
+        "--out",
+        partial.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "kindling: partial dump: 1 of 2 agents did not answer: agent {dead}: unreachable"
+        )),
+        "{err}"
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(partial.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["tables"]["flows"], 6);
+    assert!(
+        manifest["missing"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("agent {dead}: "))
+    );
+
+    // --since keeps the rows of the last DURATION: the fixture rows are from 2023.
+    let recent = dump_dir("recent");
+    let out = run(kindling(&[
+        "dump",
+        "--agent",
+        &a1.addr,
+        "--since",
+        "1h",
+        "--out",
+        recent.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "calls\t0 rows\ndns\t0 rows\nflows\t0 rows\ntcp_events\t0 rows\n"
+    );
+    let out = run(kindling(&[
+        "dump", "--agent", &a1.addr, "--since", "soon", "--out", "/tmp/x",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kindling: --since `soon` is not a duration (30s, 15m, 1h, 1d)\n"
+    );
+
+    // A directory without a dump is refused with what it lacks.
+    let empty = dump_dir("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(support::host::workspace_bin("kindling-agent"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--replay",
+            empty.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
+        format!(
+            "kindling-agent: {} holds none of calls.parquet, dns.parquet, flows.parquet, tcp_events.parquet (write one with `kindling dump --out DIR`)",
+            empty.display()
+        )
+    );
+    drop(replay);
+    for d in [dir, partial, recent, empty] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
