@@ -65,7 +65,7 @@ pub async fn dump(
         let path = out.join(format!("{table}.parquet"));
         let file =
             File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let mut writer = ArrowWriter::try_new(file, result.schema.clone(), None)
+        let mut writer = ArrowWriter::try_new(file, std::sync::Arc::clone(&result.schema), None)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         for batch in &result.batches {
             writer
