@@ -74,6 +74,9 @@ enum Command {
         /// Most rows printed.
         #[arg(long, default_value_t = 1_000_000)]
         max_rows: usize,
+        /// MiB the query may hold on this machine (agents' answers, sorts, joins, aggregates).
+        #[arg(long, default_value_t = 512)]
+        memory_mib: usize,
         /// Time range of the Grafana macros in the SQL ($__timeFilter(col), ...): the last
         /// DURATION (30s, 15m, 1h, 1d).
         #[arg(long, default_value = "1h")]
@@ -146,6 +149,7 @@ async fn main() -> ExitCode {
             format,
             timeout,
             max_rows,
+            memory_mib,
             since,
             interval,
             stats,
@@ -162,7 +166,7 @@ async fn main() -> ExitCode {
             let limits = EngineLimits {
                 timeout: Duration::from_secs(timeout),
                 max_rows,
-                ..EngineLimits::default()
+                memory_bytes: memory_mib << 20,
             };
             let agents = match agents.agent_set() {
                 Ok(set) => set,

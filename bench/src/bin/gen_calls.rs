@@ -1,0 +1,120 @@
+//! Writes synthetic `calls` rows for the distributed-SQL benchmark: AGENTS dump directories
+//! (`DIR/agent-N/calls.parquet`, each a slice that `kindling-agent --replay` serves) and the
+//! same rows again in one file (`DIR/all/calls.parquet`) for DuckDB.
+//!
+//! The rows come from the agent's own `CallsBuilder`, so they have the real schema. Their shape
+//! is a small cluster's: 40 client services (comm, src_ip) calling 25 servers (dst_ip,
+//! dst_port) on 200 endpoints (resource), 2% errors, waiting times with a long tail. A fixed
+//! seed makes every run write the same rows.
+//!
+//!   gen_calls DIR ROWS AGENTS
+use std::{fs::File, net::Ipv4Addr, path::Path, sync::Arc};
+
+use kindling_agent::records::{CallRecord, CallsBuilder, Endpoints, Owner, Role};
+use parquet::arrow::ArrowWriter;
+
+/// xorshift64*: deterministic and fast.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
+    let client = rng.below(40);
+    let server = rng.below(25);
+    let endpoint = rng.below(200);
+    let is_error = rng.below(50) == 0;
+    // 1-10 ms for most calls, a tail to ~1 s for one in a hundred.
+    let waiting = 1_000_000
+        + rng.below(9_000_000)
+        + if rng.below(100) == 0 {
+            rng.below(1_000_000_000)
+        } else {
+            0
+        };
+    CallRecord {
+        ts_ns: start_ns + (i as i64) * 1_000,
+        protocol: "http",
+        role: Role::Server,
+        method: if endpoint % 4 == 0 { "POST" } else { "GET" }.to_owned(),
+        resource: format!("/api/v1/service{}/item{}", endpoint % 25, endpoint),
+        status: if is_error { "500" } else { "200" }.to_owned(),
+        is_error,
+        error_message: None,
+        request_sent_ns: 10_000 + rng.below(50_000),
+        waiting_ttfb_ns: waiting,
+        content_download_ns: 20_000 + rng.below(200_000),
+        request_bytes: 200 + rng.below(800),
+        response_bytes: 500 + rng.below(20_000),
+        endpoints: Endpoints {
+            src_ip: Ipv4Addr::new(10, 1, (client / 250) as u8, (client % 250) as u8 + 1).into(),
+            src_port: 30_000 + rng.below(30_000) as u16,
+            dst_ip: Ipv4Addr::new(10, 2, 0, server as u8 + 1).into(),
+            dst_port: 8080,
+        },
+        owner: Owner {
+            pid: 1000 + client as u32,
+            tid: 1000 + client as u32,
+            comm: format!("svc-{client}"),
+        },
+        conn_id: i / 10,
+        trace_id: None,
+        request_payload: None,
+        response_payload: None,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, dir, rows, agents] = args.as_slice() else {
+        eprintln!("usage: gen_calls DIR ROWS AGENTS");
+        std::process::exit(2);
+    };
+    let dir = Path::new(dir);
+    let rows: u64 = rows.parse().expect("ROWS is a number");
+    let agents: u64 = agents.parse().expect("AGENTS is a number");
+    let schema = kindling_wire::schema::by_name("calls").expect("calls");
+    let writer = |path: &Path| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        ArrowWriter::try_new(File::create(path).unwrap(), Arc::clone(&schema), None).unwrap()
+    };
+    let mut all = writer(&dir.join("all/calls.parquet"));
+    let start_ns = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let per_agent = rows / agents;
+    for a in 0..agents {
+        let node = format!("node-{a}");
+        let mut slice = writer(&dir.join(format!("agent-{a}/calls.parquet")));
+        let mut builder = CallsBuilder::new(&node);
+        for i in a * per_agent..(a + 1) * per_agent {
+            builder.append(&call(&mut rng, i, start_ns));
+            if builder.len() == 65_536 {
+                let batch = builder.finish().unwrap();
+                slice.write(&batch).unwrap();
+                all.write(&batch).unwrap();
+            }
+        }
+        if !builder.is_empty() {
+            let batch = builder.finish().unwrap();
+            slice.write(&batch).unwrap();
+            all.write(&batch).unwrap();
+        }
+        slice.close().unwrap();
+    }
+    all.close().unwrap();
+    println!(
+        "{} rows in {agents} slices under {}",
+        per_agent * agents,
+        dir.display()
+    );
+}
