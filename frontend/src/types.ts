@@ -16,6 +16,19 @@ export interface KindlingQuery extends DataQuery {
 
 /** Datasource settings (`jsonData`). */
 export interface KindlingOptions extends DataSourceJsonData {
-  /** Flight endpoints of the agents to query, each `HOST:PORT` (no scheme). */
+  /**
+   * Flight endpoints of the agents to query, each `HOST:PORT` (no scheme). A DNS name that
+   * resolves to several addresses (a headless Service) stands for one agent per address.
+   */
   agents: string[];
+  /** Seconds one agent may take to answer before the result goes on without it (default 10). */
+  agentTimeoutSeconds?: number;
+  /** Most agents queried at once (default 32). */
+  fanout?: number;
+}
+
+/** Datasource secrets (`secureJsonData`): write-only from the browser. */
+export interface KindlingSecureOptions {
+  /** The agents' bearer token (`kindling-agent --token-file`). */
+  token?: string;
 }

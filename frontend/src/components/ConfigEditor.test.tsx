@@ -3,28 +3,39 @@ import { DataSourceSettings } from '@grafana/data';
 import { render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 
-import { KindlingOptions } from '../types';
+import { KindlingOptions, KindlingSecureOptions } from '../types';
 import { ConfigEditor } from './ConfigEditor';
 
-function settings(agents?: string[]): DataSourceSettings<KindlingOptions> {
+type Settings = DataSourceSettings<KindlingOptions, KindlingSecureOptions>;
+
+function settings(agents?: string[], tokenConfigured = false): Settings {
   return {
     id: 1,
     uid: 'kindling',
     name: 'Kindling',
     type: 'kindling-ebpf-datasource',
     jsonData: agents === undefined ? {} : { agents },
-    secureJsonFields: {},
-  } as unknown as DataSourceSettings<KindlingOptions>;
+    secureJsonFields: tokenConfigured ? { token: true } : {},
+  } as unknown as Settings;
 }
 
 /** Holds the settings the way Grafana's settings page does, recording every change. */
-function Harness({ initial, changes }: { initial: DataSourceSettings<KindlingOptions>; changes: KindlingOptions[] }) {
+function Harness({
+  initial,
+  changes,
+  full,
+}: {
+  initial: Settings;
+  changes: KindlingOptions[];
+  full?: Settings[];
+}) {
   const [options, setOptions] = useState(initial);
   return (
     <ConfigEditor
       options={options}
       onOptionsChange={(next) => {
         changes.push(next.jsonData);
+        full?.push(next);
         setOptions(next);
       }}
     />
@@ -85,5 +96,38 @@ describe('ConfigEditor', () => {
     expect(screen.getByLabelText('Agent 1')).toHaveValue('a:1');
     expect(screen.getByLabelText('Agent 2')).toHaveValue('c:3');
     expect(screen.queryByLabelText('Agent 3')).not.toBeInTheDocument();
+  });
+
+  it('keeps the token in secureJsonData and lets a configured one be reset', async () => {
+    const full: Settings[] = [];
+    const { unmount } = render(<Harness initial={settings(['a:1'])} changes={[]} full={full} />);
+    await userEvent.type(screen.getByLabelText('Token'), 's3cret');
+    expect(full[full.length - 1].secureJsonData).toEqual({ token: 's3cret' });
+    expect(full[full.length - 1].jsonData).toEqual({ agents: ['a:1'] });
+    unmount();
+
+    full.length = 0;
+    render(<Harness initial={settings(['a:1'], true)} changes={[]} full={full} />);
+    expect(screen.getByLabelText('Token')).toHaveValue('configured');
+    await userEvent.click(screen.getByRole('button', { name: 'Reset' }));
+    expect(full).toHaveLength(1);
+    expect(full[0].secureJsonFields).toEqual({ token: false });
+    expect(full[0].secureJsonData).toEqual({ token: '' });
+    expect(screen.getByLabelText('Token')).toHaveValue('');
+  });
+
+  it('stores positive limits, flags others, and clears to the default', async () => {
+    const changes: KindlingOptions[] = [];
+    render(<Harness initial={settings(['a:1'])} changes={changes} />);
+    await userEvent.type(screen.getByLabelText('Agent timeout (s)'), '2.5');
+    expect(changes[changes.length - 1]).toEqual({ agents: ['a:1'], agentTimeoutSeconds: 2.5 });
+    await userEvent.type(screen.getByLabelText('Agents at once'), '-4');
+    expect(screen.getByRole('alert')).toHaveTextContent('A positive number, or empty for the default');
+    expect(changes[changes.length - 1]).toEqual({ agents: ['a:1'], agentTimeoutSeconds: 2.5 });
+    await userEvent.clear(screen.getByLabelText('Agents at once'));
+    await userEvent.type(screen.getByLabelText('Agents at once'), '8');
+    expect(changes[changes.length - 1]).toEqual({ agents: ['a:1'], agentTimeoutSeconds: 2.5, fanout: 8 });
+    await userEvent.clear(screen.getByLabelText('Agent timeout (s)'));
+    expect(changes[changes.length - 1]).toEqual({ agents: ['a:1'], agentTimeoutSeconds: undefined, fanout: 8 });
   });
 });

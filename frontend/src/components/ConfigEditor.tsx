@@ -1,13 +1,25 @@
 import React, { useState } from 'react';
 import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
-import { Button, FieldSet, IconButton, InlineField, InlineFieldRow, Input } from '@grafana/ui';
+import { Button, FieldSet, IconButton, InlineField, InlineFieldRow, Input, SecretInput } from '@grafana/ui';
 
 import { agentListErrors } from '../agentAddress';
-import { KindlingOptions } from '../types';
+import { KindlingOptions, KindlingSecureOptions } from '../types';
 
-type Props = DataSourcePluginOptionsEditorProps<KindlingOptions>;
+type Props = DataSourcePluginOptionsEditorProps<KindlingOptions, KindlingSecureOptions>;
 
-/** Edits the list of agents (`jsonData.agents`), one HOST:PORT per row. */
+/** A positive number typed in a field, or undefined (the backend's default) when empty. */
+export function positiveNumber(text: string): number | undefined | 'invalid' {
+  if (text.trim() === '') {
+    return undefined;
+  }
+  const n = Number(text);
+  return Number.isFinite(n) && n > 0 ? n : 'invalid';
+}
+
+/**
+ * Edits the agents (`jsonData.agents`, one HOST:PORT per row), their bearer token
+ * (`secureJsonData.token`) and the fan-out bounds (`jsonData.agentTimeoutSeconds`, `fanout`).
+ */
 export function ConfigEditor({ options, onOptionsChange }: Props) {
   const agents = options.jsonData.agents ?? [];
   const errors = agentListErrors(agents);
@@ -30,7 +42,32 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
     setAgents([...agents, '']);
   };
 
+  const [limitText, setLimitText] = useState({
+    agentTimeoutSeconds: options.jsonData.agentTimeoutSeconds?.toString() ?? '',
+    fanout: options.jsonData.fanout?.toString() ?? '',
+  });
+  const setLimit = (key: 'agentTimeoutSeconds' | 'fanout', text: string) => {
+    setLimitText({ ...limitText, [key]: text });
+    const value = positiveNumber(text);
+    if (value !== 'invalid') {
+      const stored = key === 'fanout' && value !== undefined ? Math.floor(value) : value;
+      onOptionsChange({ ...options, jsonData: { ...options.jsonData, [key]: stored } });
+    }
+  };
+  const tokenConfigured = options.secureJsonFields?.token === true;
+  const setToken = (token: string) => {
+    onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, token } });
+  };
+  const resetToken = () => {
+    onOptionsChange({
+      ...options,
+      secureJsonFields: { ...options.secureJsonFields, token: false },
+      secureJsonData: { ...options.secureJsonData, token: '' },
+    });
+  };
+
   return (
+    <>
     <FieldSet label="Agents">
       <p>
         The Arrow Flight address of each Kindling agent, as HOST:PORT. A query runs on every agent and
@@ -67,5 +104,50 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         Add agent
       </Button>
     </FieldSet>
+    <FieldSet label="Access and limits">
+      <InlineField
+        label="Token"
+        labelWidth={20}
+        tooltip="The bearer token the agents were started with (kindling-agent --token-file). Stored encrypted."
+        htmlFor="kindling-token"
+      >
+        <SecretInput
+          id="kindling-token"
+          width={40}
+          isConfigured={tokenConfigured}
+          value={options.secureJsonData?.token ?? ''}
+          placeholder="none"
+          onReset={resetToken}
+          onChange={(event) => setToken(event.currentTarget.value)}
+        />
+      </InlineField>
+      {(['agentTimeoutSeconds', 'fanout'] as const).map((key) => {
+        const invalid = positiveNumber(limitText[key]) === 'invalid';
+        return (
+          <InlineField
+            key={key}
+            label={key === 'fanout' ? 'Agents at once' : 'Agent timeout (s)'}
+            labelWidth={20}
+            invalid={invalid}
+            error={invalid ? 'A positive number, or empty for the default' : undefined}
+            tooltip={
+              key === 'fanout'
+                ? 'Most agents queried at the same time (default 32).'
+                : 'An agent slower than this is left out of the result and named in a notice (default 10).'
+            }
+            htmlFor={`kindling-${key}`}
+          >
+            <Input
+              id={`kindling-${key}`}
+              width={12}
+              value={limitText[key]}
+              placeholder={key === 'fanout' ? '32' : '10'}
+              onChange={(event) => setLimit(key, event.currentTarget.value)}
+            />
+          </InlineField>
+        );
+      })}
+    </FieldSet>
+    </>
   );
 }
