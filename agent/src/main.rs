@@ -12,6 +12,7 @@ use kindling_agent::{
     store::{Store, StoreConfig},
 };
 use kindling_wire::schema;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 /// Kindling agent: eBPF capture of TCP connections, kept in memory as Arrow and served over
 /// Arrow Flight for the `kindling` CLI and the Grafana plugin. Runs as root.
@@ -82,6 +83,12 @@ struct Args {
     /// what the agent captured.
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// PEM certificate (chain) to serve Flight over TLS with; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Serve the tables of a `kindling dump` directory (Parquet) instead of capturing: no
     /// eBPF programs, no root needed.
     #[arg(long)]
@@ -116,6 +123,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         .map(kindling_wire::auth::read_token)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            Some(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)))
+        }
+        _ => None,
+    };
+    if token.is_some() && tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "The token travels in clear text beyond loopback; give --tls-cert and --tls-key"
+        );
+    }
     if token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -200,7 +222,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(listen = %args.listen, node = %node, budget_bytes = args.memory_budget, "Agent serving");
-        tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server
+                .tls_config(tls)
+                .context("TLS certificate or key not usable")?;
+        }
+        server
             .add_service(AgentFlightService::new(queries).into_server(token))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -25,7 +25,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use kindling_wire::{FragmentTicket, auth};
 use tonic::{
     metadata::MetadataValue,
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
 use crate::error::{AgentError, FailureKind};
@@ -45,6 +45,18 @@ pub struct AgentSet {
     pub fanout: usize,
     /// Bearer token sent to every agent (`authorization: Bearer ...`).
     pub token: Option<String>,
+    /// TLS to agents, when they serve it.
+    pub tls: Option<TlsSettings>,
+}
+
+/// How to check agents' TLS certificates.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM of the certificate authority the agents' certificates chain to.
+    pub ca_pem: String,
+    /// Name the certificates are checked against; default: each agent's configured host (a
+    /// DNS name or an IP address).
+    pub server_name: Option<String>,
 }
 
 impl AgentSet {
@@ -57,6 +69,7 @@ impl AgentSet {
             agent_timeout: Duration::from_secs(10),
             fanout: 32,
             token: None,
+            tls: None,
         }
     }
 
@@ -78,7 +91,11 @@ impl AgentSet {
         for configured in &self.addrs {
             if let Ok(addr) = configured.parse::<SocketAddr>() {
                 if seen.insert(addr) {
-                    agents.push(Agent::new(configured.clone(), addr.to_string()));
+                    agents.push(Agent::new(
+                        configured.clone(),
+                        addr.to_string(),
+                        addr.ip().to_string(),
+                    ));
                 }
                 continue;
             }
@@ -105,6 +122,10 @@ impl AgentSet {
                 }
             };
             let unique: Vec<SocketAddr> = addrs.into_iter().filter(|a| seen.insert(*a)).collect();
+            let host = configured
+                .rsplit_once(':')
+                .map_or(configured.as_str(), |(h, _)| h)
+                .to_owned();
             let many = unique.len() > 1;
             for addr in unique {
                 let name = if many {
@@ -112,7 +133,7 @@ impl AgentSet {
                 } else {
                     configured.clone()
                 };
-                agents.push(Agent::new(name, addr.to_string()));
+                agents.push(Agent::new(name, addr.to_string(), host.clone()));
             }
         }
         (agents, failed)
@@ -126,16 +147,24 @@ pub struct Agent {
     pub name: String,
     /// Where to connect, `HOST:PORT`.
     pub addr: String,
+    /// The host as configured (a DNS name or an IP address): the name its TLS certificate is
+    /// checked against.
+    pub host: String,
 }
 
 impl Agent {
-    fn new(name: String, addr: String) -> Self {
-        Self { name, addr }
+    fn new(name: String, addr: String, host: String) -> Self {
+        Self { name, addr, host }
     }
 
     /// An agent named by its address.
     pub fn at(addr: &str) -> Self {
-        Self::new(addr.to_owned(), addr.to_owned())
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        Self::new(
+            addr.to_owned(),
+            addr.to_owned(),
+            host.trim_matches(['[', ']']).to_owned(),
+        )
     }
 }
 
@@ -156,6 +185,11 @@ fn status_error(agent: &Agent, status: &tonic::Status) -> AgentError {
             (FailureKind::Query, status.message().to_owned())
         }
         Code::ResourceExhausted => (FailureKind::Limit, status.message().to_owned()),
+        // tonic's code for a broken connection; its cause is in the source chain.
+        Code::Unknown if std::error::Error::source(status).is_some() => (
+            FailureKind::Unavailable,
+            format!("unreachable: {}: {}", status.message(), causes(status)),
+        ),
         code => (
             FailureKind::Unavailable,
             format!("{code:?}: {}", status.message()),
@@ -175,17 +209,50 @@ fn flight_error(agent: &Agent, e: &FlightError) -> AgentError {
     }
 }
 
-/// Opens a Flight client to `agent`.
+/// The innermost causes of `e`, outermost first, without tonic's generic "transport error".
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        // Wrappers often repeat their source's message.
+        if !parts.iter().any(|p: &String| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// Opens a Flight client to `agent`, over TLS when `tls` is given.
 pub async fn connect(
     agent: &Agent,
     connect_timeout: Duration,
+    tls: Option<&TlsSettings>,
 ) -> Result<FlightServiceClient<Channel>, AgentError> {
-    let endpoint = Endpoint::from_shared(format!("http://{}", agent.addr))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", agent.addr))
         .map_err(|e| {
             AgentError::unavailable(&agent.name, format!("not a valid HOST:PORT address: {e}"))
         })?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        let name = tls
+            .server_name
+            .clone()
+            .unwrap_or_else(|| agent.host.clone());
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+            .domain_name(name);
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| AgentError::unavailable(&agent.name, format!("TLS settings: {e}")))?;
+    }
     let channel = tokio::time::timeout(connect_timeout, endpoint.connect())
         .await
         .map_err(|_| {
@@ -195,9 +262,7 @@ pub async fn connect(
             )
         })?
         .map_err(|e| {
-            let cause =
-                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
-            AgentError::unavailable(&agent.name, format!("unreachable: {cause}"))
+            AgentError::unavailable(&agent.name, format!("unreachable: {}", causes(&e)))
         })?;
     Ok(FlightServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
@@ -212,7 +277,7 @@ pub async fn fetch(
     sql: String,
     received: Arc<AtomicU64>,
 ) -> Result<impl Stream<Item = Result<RecordBatch, AgentError>> + Send + use<>, AgentError> {
-    let mut client = connect(agent, set.connect_timeout).await?;
+    let mut client = connect(agent, set.connect_timeout, set.tls.as_ref()).await?;
     let mut request = tonic::Request::new(Ticket::new(FragmentTicket::new(sql).encode()));
     if let Some(token) = &set.token {
         let value = MetadataValue::try_from(auth::header_value(token)).map_err(|_| {

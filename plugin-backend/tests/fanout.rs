@@ -606,3 +606,172 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
     drop((a, b));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A CA and an agent certificate for 127.0.0.1 signed by it (PEM files in `dir`), made with
+/// openssl; returns (CA PEM, agent certificate PEM, agent key PEM).
+fn certificates(dir: &std::path::Path, ca_name: &str) -> (String, Vec<u8>, Vec<u8>) {
+    support::host::tool("openssl");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let subject = format!("/CN={ca_name}");
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", &subject,
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "agent.key",
+            "-out",
+            "agent.csr",
+            "-subj",
+            "/CN=agent",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "agent.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "agent.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    (
+        String::from_utf8(read("ca.pem")).unwrap(),
+        read("agent.pem"),
+        read("agent.key"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_agents_answer_clients_that_trust_their_ca_only() {
+    let dir = temp_dir("tls");
+    let (ca, cert, key) = certificates(&dir, "kindling-test-ca");
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_ca, _, _) = certificates(&other, "another-ca");
+    let secure = agent(
+        "n1",
+        1..=4,
+        ServeOptions {
+            tls: Some((cert, key)),
+            token: Some("s3cret"),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    let with_tls = |ca: Option<&str>, server_name: Option<&str>| {
+        let mut set = AgentSet::new(vec![secure.addr.clone()]).with_token(Some("s3cret".into()));
+        set.tls = ca.map(|ca| kindling_plugin_backend::agents::TlsSettings {
+            ca_pem: ca.to_owned(),
+            server_name: server_name.map(str::to_owned),
+        });
+        QueryEngine::new(set, EngineLimits::default())
+    };
+    let out = with_tls(Some(&ca), None)
+        .query(CALLS_BY_RESOURCE)
+        .await
+        .unwrap();
+    assert_eq!(support::rows(&out.batches), calls_by_resource(1..=4));
+    let out = with_tls(Some(&ca), Some("localhost"))
+        .query(CALLS_BY_RESOURCE)
+        .await
+        .unwrap();
+    assert_eq!(support::rows(&out.batches), calls_by_resource(1..=4));
+    // Another CA, a name the certificate lacks, or plain text: the agent is not reached.
+    for (engine, why) in [
+        (
+            with_tls(Some(&other_ca), None),
+            "unreachable: invalid peer certificate: UnknownIssuer",
+        ),
+        (
+            with_tls(Some(&ca), Some("agent.example")),
+            "unreachable: invalid peer certificate: certificate not valid for name \"agent.example\"",
+        ),
+        // Plain text to a TLS port: the agent's TLS layer drops the connection.
+        (with_tls(None, None), "unreachable: transport error"),
+    ] {
+        let err = engine.query(CALLS_BY_RESOURCE).await.unwrap_err();
+        let Error::Unavailable(failures) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(failures[0].agent, secure.addr);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("agent {}: {why}", secure.addr)),
+            "{why}: {err}"
+        );
+    }
+
+    // The CLI and the plugin, with CA and token.
+    std::fs::write(dir.join("token"), "s3cret").unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+    cmd.args([
+        "query",
+        "--agent",
+        &secure.addr,
+        "--format",
+        "json",
+        "--tls-ca",
+    ])
+    .arg(dir.join("ca.pem"))
+    .arg("--token-file")
+    .arg(dir.join("token"))
+    .arg(CALLS_BY_RESOURCE);
+    let out = run(cmd).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_rows(&out.stdout), calls_by_resource(1..=4));
+    let host = support::host::GrafanaHost::start();
+    let mut ds = support::host::Datasource::agents(&[&secure.addr]);
+    ds.secure_json_data.insert("token".into(), "s3cret".into());
+    ds.secure_json_data.insert("tlsCACert".into(), ca.clone());
+    let query = [("A", json!({"refId": "A", "rawSql": CALLS_BY_RESOURCE}))];
+    let responses = host.query_datasource(&ds, &query).await;
+    assert_eq!(responses["A"].error, "");
+    let frames = support::host::decode_frames(&responses["A"]);
+    assert_eq!(
+        support::rows(&[frames[0].batch.clone()]),
+        calls_by_resource(1..=4)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

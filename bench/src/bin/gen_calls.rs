@@ -46,7 +46,7 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
         ts_ns: start_ns + (i as i64) * 1_000,
         protocol: "http",
         role: Role::Server,
-        method: if endpoint % 4 == 0 { "POST" } else { "GET" }.to_owned(),
+        method: if endpoint.is_multiple_of(4) { "POST" } else { "GET" }.to_owned(),
         resource: format!("/api/v1/service{}/item{}", endpoint % 25, endpoint),
         status: if is_error { "500" } else { "200" }.to_owned(),
         is_error,

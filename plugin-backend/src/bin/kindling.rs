@@ -4,7 +4,7 @@ use std::{io::Write, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use kindling_plugin_backend::{
     EngineLimits, QueryEngine,
-    agents::AgentSet,
+    agents::{AgentSet, TlsSettings},
     health::{self, AgentStatus},
     macros,
     output::{self, Format},
@@ -34,6 +34,12 @@ struct AgentArgs {
     /// File holding the bearer token the agents expect (see kindling-agent --token-file).
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// PEM of the CA that signed the agents' TLS certificates: connect over TLS.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Name the agents' certificates must carry (default: the host of each --agent).
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 impl AgentArgs {
@@ -48,7 +54,19 @@ impl AgentArgs {
             .token_file
             .map(|path| kindling_wire::auth::read_token(&path))
             .transpose()?;
+        let tls = self
+            .tls_ca
+            .map(|path| {
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))
+            })
+            .transpose()?
+            .map(|ca_pem| TlsSettings {
+                ca_pem,
+                server_name: self.tls_server_name,
+            });
         let mut set = AgentSet::new(self.agents).with_token(token);
+        set.tls = tls;
         set.agent_timeout = Duration::from_secs_f64(self.agent_timeout);
         set.fanout = self.fanout.max(1);
         Ok(set)

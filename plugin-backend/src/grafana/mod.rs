@@ -115,6 +115,14 @@ impl KindlingPlugin {
         if let Some(fanout) = settings.fanout {
             agents.fanout = fanout.max(1);
         }
+        agents.tls = secure
+            .tls_ca_cert
+            .clone()
+            .filter(|pem| !pem.trim().is_empty())
+            .map(|ca_pem| crate::agents::TlsSettings {
+                ca_pem,
+                server_name: settings.tls_server_name.clone(),
+            });
         Ok(QueryEngine::new(agents, self.limits))
     }
 

@@ -6,9 +6,10 @@
 //! ```
 //!
 //! and the datasource settings: `jsonData` `{"agents": ["HOST:PORT", ...],
-//! "agentTimeoutSeconds": 10, "fanout": 32}` (only `agents` is required; a HOST may be a DNS
-//! name that stands for many agents) and `secureJsonData` `{"token": "..."}`, the agents'
-//! bearer token.
+//! "agentTimeoutSeconds": 10, "fanout": 32, "tlsServerName": "..."}` (only `agents` is required;
+//! a HOST may be a DNS name that stands for many agents) and `secureJsonData` `{"token": "...",
+//! "tlsCACert": "-----BEGIN CERTIFICATE-----..."}`: the agents' bearer token, and the CA of
+//! their TLS certificates (TLS is used when it is set).
 
 use serde::Deserialize;
 
@@ -49,6 +50,9 @@ pub struct DatasourceSettings {
     /// Most agents queried at once (default 32).
     #[serde(default)]
     pub fanout: Option<usize>,
+    /// Name the agents' TLS certificates must carry (default: each agent's host).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
 }
 
 /// Datasource secrets (`secureJsonData`), never sent back to the browser.
@@ -57,12 +61,16 @@ pub struct SecureSettings {
     /// Bearer token of the agents.
     #[serde(default)]
     pub token: Option<String>,
+    /// PEM of the CA that signed the agents' TLS certificates; connect over TLS when set.
+    #[serde(default, rename = "tlsCACert")]
+    pub tls_ca_cert: Option<String>,
 }
 
 impl std::fmt::Debug for SecureSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureSettings")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca_cert", &self.tls_ca_cert.is_some())
             .finish()
     }
 }

@@ -63,6 +63,8 @@ pub struct ServeOptions<'a> {
     pub token: Option<&'a str>,
     /// The agent's query limits.
     pub limits: QueryLimits,
+    /// PEM certificate and key to serve TLS with.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for ServeOptions<'_> {
@@ -71,6 +73,7 @@ impl Default for ServeOptions<'_> {
             addr: "127.0.0.1:0",
             token: None,
             limits: QueryLimits::default(),
+            tls: None,
         }
     }
 }
@@ -82,13 +85,22 @@ pub async fn serve_with(
     options: ServeOptions<'_>,
 ) -> InProcessAgent {
     let token = options.token;
+    let mut server = tonic::transport::Server::builder();
+    if let Some((cert, key)) = options.tls {
+        server = server
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )
+            .unwrap();
+    }
     let listener = tokio::net::TcpListener::bind(options.addr).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let info = Arc::new(AgentInfo::new(node, Arc::new(PipelineCounters::default())));
     let queries = LocalQueries::new(Arc::clone(&store), info, options.limits);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_service(AgentFlightService::new(queries).into_server(token.map(str::to_owned)))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
