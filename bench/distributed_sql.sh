@@ -132,3 +132,22 @@ for name in service_map p99_by_endpoint; do
       "$(awk -v a="$t_split" -v b="$t_duck" 'BEGIN { print a / b }')" "$(awk -v a="$b_rows" -v b="$b_split" 'BEGIN { print a / b }')"
   done
 done
+
+# Accuracy of the p99s: kindling's (merged t-digests) and DuckDB's approx_quantile against the
+# exact quantile_cont, per endpoint.
+kindling "$P99_BY_ENDPOINT" >/dev/null
+cp "$WORK/out.csv" "$WORK/kindling_p99.csv"
+duck "$DUCK_P99" >/dev/null
+cp "$WORK/duck.csv" "$WORK/duck_p99.csv"
+duck "SELECT resource, count(*) AS calls, quantile_cont(waiting_ttfb_ns, 0.99) AS p99_ns FROM calls GROUP BY resource ORDER BY resource" >/dev/null
+"$PY" - "$WORK/kindling_p99.csv" "$WORK/duck_p99.csv" "$WORK/duck.csv" <<'PYEOF'
+import csv, statistics, sys
+def load(path, header):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    return {r[0]: float(r[2]) for r in (rows[1:] if header else rows)}
+kindling, duck_approx, exact = load(sys.argv[1], True), load(sys.argv[2], False), load(sys.argv[3], False)
+for name, got in (("kindling", kindling), ("duckdb approx_quantile", duck_approx)):
+    errors = [abs(got[k] - v) / v for k, v in exact.items()]
+    print(f"p99 relative error vs exact, {name}: median {statistics.median(errors):.4f}, max {max(errors):.4f} over {len(errors)} endpoints")
+PYEOF

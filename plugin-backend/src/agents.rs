@@ -185,10 +185,13 @@ fn status_error(agent: &Agent, status: &tonic::Status) -> AgentError {
             (FailureKind::Query, status.message().to_owned())
         }
         Code::ResourceExhausted => (FailureKind::Limit, status.message().to_owned()),
-        // tonic's code for a broken connection; its cause is in the source chain.
-        Code::Unknown if std::error::Error::source(status).is_some() => (
+        // tonic's codes for a connection that broke (its cause is in the source chain).
+        Code::Unknown | Code::Cancelled => (
             FailureKind::Unavailable,
-            format!("unreachable: {}: {}", status.message(), causes(status)),
+            match std::error::Error::source(status) {
+                Some(_) => format!("unreachable: {}: {}", status.message(), causes(status)),
+                None => format!("unreachable: {}", status.message()),
+            },
         ),
         code => (
             FailureKind::Unavailable,

@@ -144,6 +144,7 @@ impl QueryEngine {
         ctx.register_udaf(kindling_wire::digest::quantile_udaf());
         if self.push_aggregates {
             ctx.add_optimizer_rule(Arc::new(crate::pushdown::PushAggregates));
+            ctx.add_optimizer_rule(Arc::new(crate::pushdown::PushTopK));
         }
         for table in schema::TABLES {
             let provider = AgentTable::new(

@@ -55,7 +55,7 @@ use kindling_wire::digest;
 use crate::{
     agents::QueryAgents,
     fragment::{quote_ident, unqualify},
-    scan::{AgentScanExec, AgentTable},
+    scan::{AgentScanExec, AgentTable, TopK},
 };
 
 /// The optimizer rule; see the module documentation.
@@ -85,6 +85,94 @@ impl OptimizerRule for PushAggregates {
             None => Ok(Transformed::no(plan)),
         }
     }
+}
+
+/// TopK on agents: a logical optimizer rule that lets each agent send only its first k rows of
+/// `ORDER BY ... LIMIT k` over one agent table (under filters, column projections and aliases),
+/// instead of every row. The coordinator still sorts and limits the agents' rows, so the
+/// answer is the same; every filter must reach the agents, as for aggregates.
+#[derive(Debug, Default)]
+pub struct PushTopK;
+
+impl OptimizerRule for PushTopK {
+    fn name(&self) -> &str {
+        "kindling_push_top_k_to_agents"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        match top_k(&plan)? {
+            Some(rewritten) => Ok(Transformed::yes(rewritten)),
+            None => Ok(Transformed::no(plan)),
+        }
+    }
+}
+
+/// `plan` with its agent scan cut to each agent's top k, if it is a sort with a fetch over one.
+fn top_k(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    let LogicalPlan::Sort(sort) = plan else {
+        return Ok(None);
+    };
+    let Some(k) = sort.fetch else {
+        return Ok(None);
+    };
+    let keys: Vec<Expr> = sort.expr.iter().map(|s| s.expr.clone()).collect();
+    let Some((scan, mut resolved)) = scan_below(&sort.input, keys) else {
+        return Ok(None);
+    };
+    let filters = resolved.split_off(sort.expr.len());
+    let provider = source_as_provider(&scan.source)?;
+    let Some(table) = provider.downcast_ref::<AgentTable>() else {
+        return Ok(None);
+    };
+    if table.has_top_k() || filters.iter().any(|f| to_sql(f).is_none()) {
+        return Ok(None);
+    }
+    let mut order_by = Vec::new();
+    for (s, key) in sort.expr.iter().zip(&resolved) {
+        let Some(sql) = to_sql(key) else {
+            return Ok(None);
+        };
+        let direction = if s.asc { "ASC" } else { "DESC" };
+        let nulls = if s.nulls_first {
+            "NULLS FIRST"
+        } else {
+            "NULLS LAST"
+        };
+        order_by.push(format!("{sql} {direction} {nulls}"));
+    }
+    let cut = provider_as_source(Arc::new(table.with_top_k(TopK {
+        order_by: order_by.join(", "),
+        k,
+    })));
+    let table_name = scan.table_name.clone();
+    let input = Arc::unwrap_or_clone(Arc::clone(&sort.input))
+        .transform_up(|p| match p {
+            LogicalPlan::TableScan(s) if s.table_name == table_name && s.fetch.is_none() => {
+                Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
+                    source: Arc::clone(&cut),
+                    ..s
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    Ok(Some(LogicalPlan::Sort(datafusion::logical_expr::Sort {
+        expr: sort.expr.clone(),
+        input: Arc::new(input),
+        fetch: sort.fetch,
+    })))
 }
 
 /// How one aggregate is computed from the agents' partial columns.

@@ -45,6 +45,16 @@ pub struct AgentTable {
     name: String,
     schema: SchemaRef,
     agents: Arc<QueryAgents>,
+    top_k: Option<TopK>,
+}
+
+/// Each agent sends only its first `k` rows in `order_by` (SQL); see `pushdown::PushTopK`.
+#[derive(Debug, Clone)]
+pub struct TopK {
+    /// The ORDER BY list, as SQL over the table's columns.
+    pub order_by: String,
+    /// How many rows.
+    pub k: usize,
 }
 
 impl AgentTable {
@@ -64,7 +74,24 @@ impl AgentTable {
             name: name.to_owned(),
             schema,
             agents,
+            top_k: None,
         }
+    }
+
+    /// The same table, scanned as each agent's top `k` rows (every filter of the scan must
+    /// reach the agents: the caller checks that they can be written as SQL).
+    pub fn with_top_k(&self, top_k: TopK) -> Self {
+        Self {
+            name: self.name.clone(),
+            schema: Arc::clone(&self.schema),
+            agents: Arc::clone(&self.agents),
+            top_k: Some(top_k),
+        }
+    }
+
+    /// Whether scans are already cut to a top k.
+    pub fn has_top_k(&self) -> bool {
+        self.top_k.is_some()
     }
 }
 
@@ -98,7 +125,15 @@ impl TableProvider for AgentTable {
             None => Arc::clone(&self.schema),
         };
         let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let sql = fragment::scan_sql(&self.name, &columns, filters, limit);
+        let sql = match &self.top_k {
+            Some(top) => format!(
+                "{} ORDER BY {} LIMIT {}",
+                fragment::scan_sql(&self.name, &columns, filters, None),
+                top.order_by,
+                top.k
+            ),
+            None => fragment::scan_sql(&self.name, &columns, filters, limit),
+        };
         Ok(Arc::new(AgentScanExec::new(
             &self.name,
             schema,

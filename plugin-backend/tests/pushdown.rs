@@ -163,3 +163,44 @@ async fn agents_send_groups_not_rows() {
         rows.bytes_received
     );
 }
+
+/// ORDER BY ... LIMIT over one table: each agent sends its own top k.
+const TOP_K: &[&str] = &[
+    "SELECT conn_id, waiting_ttfb_ns FROM calls ORDER BY waiting_ttfb_ns DESC LIMIT 5",
+    "SELECT conn_id, resource FROM calls WHERE status = '200' ORDER BY conn_id LIMIT 4 OFFSET 3",
+    "SELECT c.conn_id, c.response_bytes FROM calls c ORDER BY c.response_bytes ASC, c.conn_id DESC LIMIT 3",
+    "SELECT domain, latency_ns, ts FROM dns ORDER BY latency_ns DESC NULLS FIRST, ts LIMIT 6",
+    "SELECT conn_id, bytes_sent * 2 AS twice FROM flows ORDER BY twice DESC LIMIT 2",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_k_runs_on_agents_and_equals_datafusion_over_the_union() {
+    let agents = agents().await;
+    let engine = engine(&agents);
+    let truth = union_of(&agents).await;
+    for sql in TOP_K {
+        let got = engine
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let want = truth.sql(sql).await.unwrap().collect().await.unwrap();
+        assert_eq!(support::rows(&got.batches), support::rows(&want), "{sql}");
+        assert!(!support::rows(&want).is_empty(), "{sql}");
+        let plan = plan_of(&engine, sql).await;
+        assert!(plan.contains(" ORDER BY "), "{sql}\n{plan}");
+    }
+    let plan = plan_of(&engine, TOP_K[1]).await;
+    assert!(
+        plan.contains(
+            "fragment=SELECT \"conn_id\", \"resource\", \"status\" FROM \"calls\" WHERE ((\"status\" = '200')) \
+             ORDER BY conn_id ASC NULLS LAST LIMIT 7"
+        ),
+        "{plan}"
+    );
+    // A filter that cannot reach the agents keeps every row coming.
+    let sql = "SELECT conn_id FROM calls WHERE conn_id IN (SELECT conn_id FROM flows WHERE bytes_sent > 500) \
+               ORDER BY conn_id LIMIT 2";
+    let got = engine.query(sql).await.unwrap();
+    let want = truth.sql(sql).await.unwrap().collect().await.unwrap();
+    assert_eq!(support::rows(&got.batches), support::rows(&want));
+}

@@ -4,7 +4,7 @@
 //!
 //! The rows come from the agent's own `CallsBuilder`, so they have the real schema. Their shape
 //! is a small cluster's: 40 client services (comm, src_ip) calling 25 servers (dst_ip,
-//! dst_port) on 200 endpoints (resource), 2% errors, waiting times with a long tail. A fixed
+//! dst_port) on 200 endpoints (resource), 2% errors, waiting times with a long tail (one call in twenty, so that the p99 lies inside it). A fixed
 //! seed makes every run write the same rows.
 //!
 //!   gen_calls DIR ROWS AGENTS
@@ -34,7 +34,7 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
     let server = rng.below(25);
     let endpoint = rng.below(200);
     let is_error = rng.below(50) == 0;
-    // 1-10 ms for most calls, a tail to ~1 s for one in a hundred.
+    // 1-10 ms for most calls, a tail to ~1 s for one in twenty.
     let waiting = 1_000_000
         + rng.below(9_000_000)
         + if rng.below(100) == 0 {
@@ -46,7 +46,12 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
         ts_ns: start_ns + (i as i64) * 1_000,
         protocol: "http",
         role: Role::Server,
-        method: if endpoint.is_multiple_of(4) { "POST" } else { "GET" }.to_owned(),
+        method: if endpoint.is_multiple_of(4) {
+            "POST"
+        } else {
+            "GET"
+        }
+        .to_owned(),
         resource: format!("/api/v1/service{}/item{}", endpoint % 25, endpoint),
         status: if is_error { "500" } else { "200" }.to_owned(),
         is_error,
