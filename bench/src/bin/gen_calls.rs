@@ -37,7 +37,7 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
     // 1-10 ms for most calls, a tail to ~1 s for one in twenty.
     let waiting = 1_000_000
         + rng.below(9_000_000)
-        + if rng.below(100) == 0 {
+        + if rng.below(20) == 0 {
             rng.below(1_000_000_000)
         } else {
             0
