@@ -143,8 +143,8 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_udaf(kindling_wire::digest::quantile_udaf());
         if self.push_aggregates {
-            ctx.add_optimizer_rule(Arc::new(crate::pushdown::PushAggregates));
-            ctx.add_optimizer_rule(Arc::new(crate::pushdown::PushTopK));
+            ctx.add_optimizer_rule(Arc::new(crate::pushdown::push_aggregates()));
+            ctx.add_optimizer_rule(Arc::new(crate::pushdown::push_top_k()));
         }
         for table in schema::TABLES {
             let provider = AgentTable::new(

@@ -1,4 +1,4 @@
-//! Partial aggregation on agents: [`PushAggregates`], a logical optimizer rule that splits a
+//! Partial aggregation on agents: [`push_aggregates`], a logical optimizer rule that splits a
 //! GROUP BY over one agent table into a partial aggregate each agent runs on its own rows and a
 //! final aggregate that merges the agents' groups on the coordinator. The bytes an agent sends
 //! then grow with the number of groups, not the number of rows.
@@ -58,49 +58,43 @@ use crate::{
     scan::{AgentScanExec, AgentTable, TopK},
 };
 
-/// The optimizer rule; see the module documentation.
-#[derive(Debug, Default)]
-pub struct PushAggregates;
+/// A logical optimizer rule that hands work to agents: `rewrite` returns the plan that replaces
+/// a node, or `None` to leave it. Two exist: [`push_aggregates`] and [`push_top_k`].
+#[derive(Debug)]
+pub struct AgentRule {
+    name: &'static str,
+    order: ApplyOrder,
+    rewrite: fn(&LogicalPlan) -> Result<Option<LogicalPlan>>,
+}
 
-impl OptimizerRule for PushAggregates {
-    fn name(&self) -> &str {
-        "kindling_push_aggregates_to_agents"
-    }
-
-    fn apply_order(&self) -> Option<ApplyOrder> {
-        Some(ApplyOrder::BottomUp)
-    }
-
-    fn supports_rewrite(&self) -> bool {
-        true
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        match split(&plan)? {
-            Some(rewritten) => Ok(Transformed::yes(rewritten)),
-            None => Ok(Transformed::no(plan)),
-        }
+/// Partial aggregation on agents; see the module documentation.
+pub fn push_aggregates() -> AgentRule {
+    AgentRule {
+        name: "kindling_push_aggregates_to_agents",
+        order: ApplyOrder::BottomUp,
+        rewrite: split,
     }
 }
 
-/// TopK on agents: a logical optimizer rule that lets each agent send only its first k rows of
-/// `ORDER BY ... LIMIT k` over one agent table (under filters, column projections and aliases),
-/// instead of every row. The coordinator still sorts and limits the agents' rows, so the
-/// answer is the same; every filter must reach the agents, as for aggregates.
-#[derive(Debug, Default)]
-pub struct PushTopK;
+/// TopK on agents: each agent sends only its first k rows of `ORDER BY ... LIMIT k` over one
+/// agent table (under filters, column projections and aliases), instead of every row. The
+/// coordinator still sorts and limits the agents' rows, so the answer is the same; every
+/// filter must reach the agents, as for aggregates.
+pub fn push_top_k() -> AgentRule {
+    AgentRule {
+        name: "kindling_push_top_k_to_agents",
+        order: ApplyOrder::TopDown,
+        rewrite: top_k,
+    }
+}
 
-impl OptimizerRule for PushTopK {
+impl OptimizerRule for AgentRule {
     fn name(&self) -> &str {
-        "kindling_push_top_k_to_agents"
+        self.name
     }
 
     fn apply_order(&self) -> Option<ApplyOrder> {
-        Some(ApplyOrder::TopDown)
+        Some(self.order)
     }
 
     fn supports_rewrite(&self) -> bool {
@@ -112,7 +106,7 @@ impl OptimizerRule for PushTopK {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        match top_k(&plan)? {
+        match (self.rewrite)(&plan)? {
             Some(rewritten) => Ok(Transformed::yes(rewritten)),
             None => Ok(Transformed::no(plan)),
         }

@@ -48,7 +48,7 @@ pub struct AgentTable {
     top_k: Option<TopK>,
 }
 
-/// Each agent sends only its first `k` rows in `order_by` (SQL); see `pushdown::PushTopK`.
+/// Each agent sends only its first `k` rows in `order_by` (SQL); see `pushdown::push_top_k`.
 #[derive(Debug, Clone)]
 pub struct TopK {
     /// The ORDER BY list, as SQL over the table's columns.

@@ -492,24 +492,14 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
     support::host::require_root();
     support::host::tool("unshare");
     let port = support::host::free_port();
-    let a = agent(
-        "n1",
-        1..=4,
-        ServeOptions {
-            addr: &format!("127.0.0.2:{port}"),
+    let mut agents = Vec::new();
+    for (node, ids, ip) in [("n1", 1..=4, "127.0.0.2"), ("n2", 5..=8, "127.0.0.3")] {
+        let options = ServeOptions {
+            addr: &format!("{ip}:{port}"),
             ..ServeOptions::default()
-        },
-    )
-    .await;
-    let b = agent(
-        "n2",
-        5..=8,
-        ServeOptions {
-            addr: &format!("127.0.0.3:{port}"),
-            ..ServeOptions::default()
-        },
-    )
-    .await;
+        };
+        agents.push(agent(node, ids, options).await);
+    }
     let dir = temp_dir("hosts");
     let hosts = dir.join("hosts");
     std::fs::write(
@@ -603,7 +593,7 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
         ),
         "{err}"
     );
-    drop((a, b));
+    drop(agents);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

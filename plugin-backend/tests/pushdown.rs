@@ -54,6 +54,26 @@ async fn plan_of(engine: &QueryEngine, sql: &str) -> String {
         .join("\n")
 }
 
+/// Asserts that `sql` gives the engine the same non-empty rows, column names and types as
+/// `truth`; returns the engine's plan.
+async fn assert_same_as_truth(engine: &QueryEngine, truth: &SessionContext, sql: &str) -> String {
+    let got = engine
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let want = truth.sql(sql).await.unwrap().collect().await.unwrap();
+    assert_eq!(support::rows(&got.batches), support::rows(&want), "{sql}");
+    assert!(!support::rows(&want).is_empty(), "{sql}");
+    let names = |s: &datafusion::arrow::datatypes::Schema| {
+        s.fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&got.schema), names(&want[0].schema()), "{sql}");
+    plan_of(engine, sql).await
+}
+
 /// Queries split into partial aggregates on agents.
 const SPLIT: &[&str] = &[
     "SELECT resource, count(*) AS n, sum(response_bytes) AS bytes, min(waiting_ttfb_ns) AS lo, \
@@ -102,22 +122,7 @@ async fn partial_aggregates_equal_datafusion_over_the_union_of_the_agents_rows()
         .map(|s| (s, true))
         .chain(NOT_SPLIT.iter().map(|s| (s, false)))
     {
-        let got = engine
-            .query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let want = truth.sql(sql).await.unwrap().collect().await.unwrap();
-        assert_eq!(support::rows(&got.batches), support::rows(&want), "{sql}");
-        assert!(!support::rows(&want).is_empty(), "{sql}");
-        let want_schema = want.first().map(|b| b.schema()).unwrap();
-        let names = |s: &datafusion::arrow::datatypes::Schema| {
-            s.fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(names(&got.schema), names(&want_schema), "{sql}");
-        let plan = plan_of(&engine, sql).await;
+        let plan = assert_same_as_truth(&engine, &truth, sql).await;
         assert_eq!(plan.contains("(partial aggregate)"), split, "{sql}\n{plan}");
     }
 }
@@ -170,7 +175,7 @@ const TOP_K: &[&str] = &[
     "SELECT conn_id, resource FROM calls WHERE status = '200' ORDER BY conn_id LIMIT 4 OFFSET 3",
     "SELECT c.conn_id, c.response_bytes FROM calls c ORDER BY c.response_bytes ASC, c.conn_id DESC LIMIT 3",
     "SELECT domain, latency_ns, ts FROM dns ORDER BY latency_ns DESC NULLS FIRST, ts LIMIT 6",
-    "SELECT conn_id, bytes_sent * 2 AS twice FROM flows ORDER BY twice DESC LIMIT 2",
+    "SELECT conn_id, bytes_sent + bytes_received AS total FROM flows ORDER BY total DESC LIMIT 2",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,20 +184,13 @@ async fn top_k_runs_on_agents_and_equals_datafusion_over_the_union() {
     let engine = engine(&agents);
     let truth = union_of(&agents).await;
     for sql in TOP_K {
-        let got = engine
-            .query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let want = truth.sql(sql).await.unwrap().collect().await.unwrap();
-        assert_eq!(support::rows(&got.batches), support::rows(&want), "{sql}");
-        assert!(!support::rows(&want).is_empty(), "{sql}");
-        let plan = plan_of(&engine, sql).await;
+        let plan = assert_same_as_truth(&engine, &truth, sql).await;
         assert!(plan.contains(" ORDER BY "), "{sql}\n{plan}");
     }
     let plan = plan_of(&engine, TOP_K[1]).await;
     assert!(
         plan.contains(
-            "fragment=SELECT \"conn_id\", \"resource\", \"status\" FROM \"calls\" WHERE ((\"status\" = '200')) \
+            "fragment=SELECT \"resource\", \"status\", \"conn_id\" FROM \"calls\" WHERE ((\"status\" = '200')) \
              ORDER BY conn_id ASC NULLS LAST LIMIT 7"
         ),
         "{plan}"
