@@ -173,3 +173,60 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_query_is_named_and_the_others_rows_are_exact() {
+    // A real agent process (replaying n1's rows) is stopped, queried, and killed while the
+    // query waits for it; n2 answers in process.
+    let (a1, a2) = support::two_fixture_agents().await;
+    let dir = dump_dir("killed");
+    let out = run(kindling(&[
+        "dump",
+        "--agent",
+        &a1.addr,
+        "--out",
+        dir.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    let victim = AgentProcess::start("victim", &["--replay", dir.to_str().unwrap()]);
+    victim.signal(libc::SIGSTOP);
+    let mut set = AgentSet::new(vec![victim.addr.clone(), a2.addr.clone()]);
+    set.agent_timeout = std::time::Duration::from_secs(20);
+    let engine = QueryEngine::new(set, EngineLimits::default());
+    let started = std::time::Instant::now();
+    let query = tokio::spawn(async move {
+        engine
+            .query("SELECT node, count(*) AS n, sum(bytes_sent) AS sent FROM flows GROUP BY node")
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !query.is_finished(),
+        "the stopped agent cannot have answered"
+    );
+    victim.signal(libc::SIGKILL);
+    let out = query.await.unwrap().unwrap();
+    // Noticed through the broken connection, long before the 20 s agent timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let sent: u64 = (7..=10)
+        .map(|id| support::fixture_flow(id).bytes_sent)
+        .sum();
+    assert_eq!(
+        support::rows(&out.batches),
+        [["n2".to_owned(), "4".to_owned(), sent.to_string()]]
+    );
+    assert_eq!(out.missing.len(), 1);
+    assert_eq!(out.missing[0].agent, victim.addr);
+    assert!(
+        out.missing[0].message.starts_with("unreachable: "),
+        "{:?}",
+        out.missing
+    );
+    drop(victim);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -125,6 +125,13 @@ impl AgentProcess {
             .collect()
     }
 
+    /// Sends `signal` to the agent.
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("agent running");
+        // SAFETY: plain kill(2) on our child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    }
+
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
