@@ -169,8 +169,11 @@ impl QueryEngine {
     async fn run(&self, sql: &str) -> Result<QueryOutput> {
         let (ctx, agents) = self.context().await?;
         let df = ctx.sql_with_options(sql, read_only()).await?;
-        let schema: SchemaRef = Arc::clone(df.schema().inner());
         let mut stream = df.execute_stream().await?;
+        // The stream's schema, not the logical plan's: DataFusion can type an expression
+        // differently in the two (`u64_column * 2` is Decimal128(20, 0) in the plan and
+        // Decimal128(38, 0) in the batches), and results must agree with their batches.
+        let schema: SchemaRef = stream.schema();
         let mut batches = Vec::new();
         let mut rows = 0;
         let mut truncated = false;

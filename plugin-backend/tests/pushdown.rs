@@ -176,6 +176,9 @@ const TOP_K: &[&str] = &[
     "SELECT c.conn_id, c.response_bytes FROM calls c ORDER BY c.response_bytes ASC, c.conn_id DESC LIMIT 3",
     "SELECT domain, latency_ns, ts FROM dns ORDER BY latency_ns DESC NULLS FIRST, ts LIMIT 6",
     "SELECT conn_id, bytes_sent + bytes_received AS total FROM flows ORDER BY total DESC LIMIT 2",
+    // The plan types this Decimal128(20, 0), the batches Decimal128(38, 0): the result's schema
+    // must be the batches'.
+    "SELECT conn_id, bytes_sent * 2 AS twice FROM flows ORDER BY twice DESC LIMIT 2",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
