@@ -41,7 +41,7 @@ pub struct AgentSet {
     /// Bound of one agent's whole answer; an agent slower than this is left out of the result
     /// and named.
     pub agent_timeout: Duration,
-    /// Most agents queried at once.
+    /// Most agents queried at once (0 counts as 1).
     pub fanout: usize,
     /// Bearer token sent to every agent (`authorization: Bearer ...`).
     pub token: Option<String>,
@@ -70,6 +70,15 @@ impl AgentSet {
             fanout: 32,
             token: None,
             tls: None,
+        }
+    }
+
+    /// A per-agent timeout of `seconds`, which must be a positive number.
+    pub fn timeout_secs(seconds: f64) -> Result<Duration, String> {
+        if seconds.is_finite() && seconds > 0.0 {
+            Ok(Duration::from_secs_f64(seconds))
+        } else {
+            Err(format!("{seconds} is not a positive number of seconds"))
         }
     }
 
@@ -122,10 +131,7 @@ impl AgentSet {
                 }
             };
             let unique: Vec<SocketAddr> = addrs.into_iter().filter(|a| seen.insert(*a)).collect();
-            let host = configured
-                .rsplit_once(':')
-                .map_or(configured.as_str(), |(h, _)| h)
-                .to_owned();
+            let host = host_of(configured).to_owned();
             let many = unique.len() > 1;
             for addr in unique {
                 let name = if many {
@@ -138,6 +144,13 @@ impl AgentSet {
         }
         (agents, failed)
     }
+}
+
+/// The host of a `HOST:PORT` address, without the brackets of an IPv6 address.
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .trim_matches(['[', ']'])
 }
 
 /// One agent to query.
@@ -159,12 +172,7 @@ impl Agent {
 
     /// An agent named by its address.
     pub fn at(addr: &str) -> Self {
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        Self::new(
-            addr.to_owned(),
-            addr.to_owned(),
-            host.trim_matches(['[', ']']).to_owned(),
-        )
+        Self::new(addr.to_owned(), addr.to_owned(), host_of(addr).to_owned())
     }
 }
 
@@ -307,7 +315,7 @@ pub async fn fetch(
 }
 
 /// Runs the fragment `sql` on `agent` and collects its whole answer within the per-agent
-/// timeout, charging the batches to `reservation` (the query's memory limit).
+/// timeout, charging the batches to `reservation` (the query's memory limit), if given.
 ///
 /// All or nothing: an agent that fails midway contributes no rows, so a partial result is
 /// exactly the answer of the agents that it does not name as missing.
@@ -315,7 +323,7 @@ pub async fn fetch_all(
     agent: &Agent,
     set: &AgentSet,
     sql: String,
-    reservation: &mut MemoryReservation,
+    mut reservation: Option<&mut MemoryReservation>,
     received: Arc<AtomicU64>,
 ) -> Result<Vec<RecordBatch>, AgentError> {
     let collect = async {
@@ -323,13 +331,15 @@ pub async fn fetch_all(
         let mut batches = Vec::new();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            reservation
-                .try_grow(batch.get_array_memory_size())
-                .map_err(|e| AgentError {
-                    agent: agent.name.clone(),
-                    kind: FailureKind::Limit,
-                    message: e.strip_backtrace(),
-                })?;
+            if let Some(reservation) = reservation.as_deref_mut() {
+                reservation
+                    .try_grow(batch.get_array_memory_size())
+                    .map_err(|e| AgentError {
+                        agent: agent.name.clone(),
+                        kind: FailureKind::Limit,
+                        message: e.strip_backtrace(),
+                    })?;
+            }
             batches.push(batch);
         }
         Ok(batches)

@@ -29,29 +29,53 @@ pub fn scan_sql(table: &str, columns: &[&str], filters: &[Expr], limit: Option<u
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut sql = format!("SELECT {select} FROM {}", quote_ident(table));
-    let unparser = Unparser::default();
     let predicates: Vec<String> = filters
         .iter()
         .filter_map(|f| {
-            let unqualified = unqualify(f.clone());
-            match unparser.expr_to_sql(&unqualified) {
-                Ok(ast) => Some(format!("({ast})")),
-                Err(e) => {
-                    tracing::debug!(filter = %f, error = %e, "Filter stays on the coordinator");
-                    None
-                }
+            let sql = expr_sql(f);
+            if sql.is_none() {
+                tracing::debug!(filter = %f, "Filter stays on the coordinator");
             }
+            sql
         })
         .collect();
-    if !predicates.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&predicates.join(" AND "));
-    }
+    let mut sql = format!("SELECT {select} FROM {}", quote_ident(table));
+    push_where(&mut sql, &predicates);
     if let Some(n) = limit {
         sql.push_str(&format!(" LIMIT {n}"));
     }
     sql
+}
+
+/// `e` as SQL an agent can run, without table qualifiers; `None` if it cannot be written
+/// (the unparser cannot express it, or it holds a placeholder or a subquery the agent cannot
+/// evaluate).
+pub fn expr_sql(e: &Expr) -> Option<String> {
+    let unwritable = e
+        .exists(|e| Ok(matches!(e, Expr::Placeholder(_) | Expr::ScalarSubquery(_))))
+        .unwrap_or(true);
+    if unwritable {
+        return None;
+    }
+    Unparser::default()
+        .expr_to_sql(&unqualify(e.clone()))
+        .ok()
+        .map(|ast| ast.to_string())
+}
+
+/// Appends ` WHERE (p1) AND (p2) ...` to `sql`, each predicate once; nothing if there is none.
+pub fn push_where(sql: &mut String, predicates: &[String]) {
+    let mut distinct: Vec<String> = Vec::new();
+    for p in predicates {
+        let p = format!("({p})");
+        if !distinct.contains(&p) {
+            distinct.push(p);
+        }
+    }
+    if !distinct.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&distinct.join(" AND "));
+    }
 }
 
 /// Drops table qualifiers: the fragment has exactly one table.

@@ -5,10 +5,10 @@ use datafusion::arrow::{
     datatypes::UInt64Type,
     record_batch::RecordBatch,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 
-use crate::agents::{AgentSet, fetch};
+use crate::agents::{AgentSet, fetch_all};
 use crate::error::AgentError;
 
 /// What one agent reported, or why it could not.
@@ -89,20 +89,18 @@ pub async fn check(agents: &AgentSet) -> Vec<AgentHealth> {
     });
     let answers: Vec<AgentHealth> = futures::stream::iter(resolved)
         .map(|agent| async move {
-            let result = async {
-                let stream = fetch(&agent, agents, HEALTH_SQL.to_owned(), Default::default())
-                    .await
-                    .map_err(|e| e.message)?;
-                let batches: Vec<RecordBatch> =
-                    stream.try_collect().await.map_err(|e| e.message)?;
-                summarize(&batches)
-            };
-            let status = match tokio::time::timeout(agents.agent_timeout, result).await {
-                Ok(Ok(status)) => status,
-                Ok(Err(error)) => AgentStatus::Error { error },
-                Err(_) => AgentStatus::Error {
-                    error: format!("no answer within {:?}", agents.agent_timeout),
-                },
+            let answer = fetch_all(
+                &agent,
+                agents,
+                HEALTH_SQL.to_owned(),
+                None,
+                Default::default(),
+            );
+            let status = match answer.await {
+                Ok(batches) => {
+                    summarize(&batches).unwrap_or_else(|error| AgentStatus::Error { error })
+                }
+                Err(e) => AgentStatus::Error { error: e.message },
             };
             AgentHealth {
                 agent: agent.name,

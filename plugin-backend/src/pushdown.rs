@@ -47,14 +47,13 @@ use datafusion::{
     },
     optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule},
     physical_plan::ExecutionPlan,
-    sql::unparser::Unparser,
 };
 
 use kindling_wire::digest;
 
 use crate::{
     agents::QueryAgents,
-    fragment::{quote_ident, unqualify},
+    fragment::{expr_sql, push_where, quote_ident, unqualify},
     scan::{AgentScanExec, AgentTable, TopK},
 };
 
@@ -130,12 +129,12 @@ fn top_k(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
     let Some(table) = provider.downcast_ref::<AgentTable>() else {
         return Ok(None);
     };
-    if table.has_top_k() || filters.iter().any(|f| to_sql(f).is_none()) {
+    if table.has_top_k() || filters.iter().any(|f| expr_sql(f).is_none()) {
         return Ok(None);
     }
     let mut order_by = Vec::new();
     for (s, key) in sort.expr.iter().zip(&resolved) {
-        let Some(sql) = to_sql(key) else {
+        let Some(sql) = expr_sql(key) else {
             return Ok(None);
         };
         let direction = if s.asc { "ASC" } else { "DESC" };
@@ -246,20 +245,6 @@ fn scan_below(mut plan: &LogicalPlan, mut exprs: Vec<Expr>) -> Option<(&TableSca
     }
 }
 
-/// `e` as SQL for the agent, without table qualifiers; `None` if it cannot be written.
-fn to_sql(e: &Expr) -> Option<String> {
-    let has_placeholder = e
-        .exists(|e| Ok(matches!(e, Expr::Placeholder(_) | Expr::ScalarSubquery(_))))
-        .unwrap_or(true);
-    if has_placeholder {
-        return None;
-    }
-    Unparser::default()
-        .expr_to_sql(&unqualify(e.clone()))
-        .ok()
-        .map(|ast| ast.to_string())
-}
-
 /// The plan that replaces `plan`, if it is an aggregate this rule splits.
 fn split(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
     let LogicalPlan::Aggregate(aggregate) = plan else {
@@ -292,7 +277,7 @@ fn split(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
         if matches!(g, Expr::GroupingSet(_)) {
             return Ok(None);
         }
-        let Some(sql) = to_sql(resolved) else {
+        let Some(sql) = expr_sql(resolved) else {
             return Ok(None);
         };
         let data_type = g.get_type(input_schema)?;
@@ -345,25 +330,16 @@ fn split(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
             _ => return Ok(None),
         });
     }
-    let mut predicates: Vec<String> = Vec::new();
-    for f in &filters {
-        // Every filter must run before the agent aggregates.
-        let Some(sql) = to_sql(f) else {
-            return Ok(None);
-        };
-        let sql = format!("({sql})");
-        if !predicates.contains(&sql) {
-            predicates.push(sql);
-        }
-    }
+    // Every filter must run before the agent aggregates.
+    let Some(predicates) = filters.iter().map(expr_sql).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
     let mut sql = format!(
         "SELECT {} FROM {}",
         select.join(", "),
         quote_ident(table.name())
     );
-    if !predicates.is_empty() {
-        sql.push_str(&format!(" WHERE {}", predicates.join(" AND ")));
-    }
+    push_where(&mut sql, &predicates);
     if !group_by.is_empty() {
         sql.push_str(&format!(" GROUP BY {}", group_by.join(", ")));
     }
@@ -440,7 +416,7 @@ struct Partial {
 fn partial(f: fn(Expr) -> Expr, on_scan: Expr, over: Expr, input: &DFSchema) -> Option<Partial> {
     let on_scan = f(unqualify(on_scan));
     Some(Partial {
-        sql: to_sql(&on_scan)?,
+        sql: expr_sql(&on_scan)?,
         data_type: f(over).get_type(input).ok()?,
         name: on_scan.schema_name().to_string(),
     })

@@ -297,7 +297,7 @@ async fn answer(
         &agent,
         &agents.set,
         sql,
-        &mut reservation,
+        Some(&mut reservation),
         Arc::clone(&agents.received),
     )
     .await;

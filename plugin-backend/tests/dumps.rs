@@ -3,30 +3,15 @@
 
 mod support;
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use kindling_plugin_backend::{EngineLimits, QueryEngine, agents::AgentSet};
 use kindling_wire::schema;
 use serde_json::Value;
-use support::{fixture_dns, host::AgentProcess};
-
-fn dump_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kindling-dump-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-async fn run(mut cmd: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
-        .await
-        .unwrap()
-}
-
-fn kindling(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindling"));
-    cmd.args(args);
-    cmd
-}
+use support::{
+    fixture_dns,
+    host::{AgentProcess, kindling, output, tempdir},
+};
 
 /// Every row of `table` on `agents`, as sorted display strings.
 async fn all_rows(agents: &[&str], table: &str) -> Vec<Vec<String>> {
@@ -44,9 +29,9 @@ async fn all_rows(agents: &[&str], table: &str) -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
     let (a1, a2) = support::two_fixture_agents().await;
-    let dir = dump_dir("full");
+    let dir = tempdir("kindling-dump-full");
     let out_dir = dir.to_str().unwrap();
-    let out = run(kindling(&[
+    let out = output(kindling([
         "dump", "--agent", &a1.addr, "--agent", &a2.addr, "--out", out_dir,
     ]))
     .await;
@@ -78,7 +63,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
     }
     // Aggregates over it split like over live agents.
     let q = "SELECT node, count(*) AS n FROM flows GROUP BY node ORDER BY node";
-    let out = run(kindling(&[
+    let out = output(kindling([
         "query",
         "--agent",
         &replay.addr,
@@ -91,8 +76,8 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
 
     // An agent that does not answer: the dump is written, the agent named, exit status 3.
     let dead = format!("127.0.0.1:{}", support::host::free_port());
-    let partial = dump_dir("partial");
-    let out = run(kindling(&[
+    let partial = tempdir("kindling-dump-partial");
+    let out = output(kindling([
         "dump",
         "--agent",
         &a1.addr,
@@ -122,8 +107,8 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
     );
 
     // --since keeps the rows of the last DURATION: the fixture rows are from 2023.
-    let recent = dump_dir("recent");
-    let out = run(kindling(&[
+    let recent = tempdir("kindling-dump-recent");
+    let out = output(kindling([
         "dump",
         "--agent",
         &a1.addr,
@@ -138,7 +123,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         String::from_utf8_lossy(&out.stdout),
         "calls\t0 rows\ndns\t0 rows\nflows\t0 rows\ntcp_events\t0 rows\n"
     );
-    let out = run(kindling(&[
+    let out = output(kindling([
         "dump", "--agent", &a1.addr, "--since", "soon", "--out", "/tmp/x",
     ]))
     .await;
@@ -149,8 +134,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
     );
 
     // A directory without a dump is refused with what it lacks.
-    let empty = dump_dir("empty");
-    std::fs::create_dir_all(&empty).unwrap();
+    let empty = tempdir("kindling-dump-empty");
     let out = Command::new(support::host::workspace_bin("kindling-agent"))
         .args([
             "--listen",
@@ -169,9 +153,6 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         )
     );
     drop(replay);
-    for d in [dir, partial, recent, empty] {
-        std::fs::remove_dir_all(d).unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,8 +160,8 @@ async fn an_agent_killed_mid_query_is_named_and_the_others_rows_are_exact() {
     // A real agent process (replaying n1's rows) is stopped, queried, and killed while the
     // query waits for it; n2 answers in process.
     let (a1, a2) = support::two_fixture_agents().await;
-    let dir = dump_dir("killed");
-    let out = run(kindling(&[
+    let dir = tempdir("kindling-dump-killed");
+    let out = output(kindling([
         "dump",
         "--agent",
         &a1.addr,
@@ -228,5 +209,4 @@ async fn an_agent_killed_mid_query_is_named_and_the_others_rows_are_exact() {
         out.missing
     );
     drop(victim);
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::host::{AgentProcess, Killed, require_root, tool};
+use support::host::{AgentProcess, Killed, require_root, tempdir, tool};
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -511,31 +511,6 @@ fn mysql_queries_and_a_failing_statement() {
     assert_eq!(err[0]["error_message"], "Table 'kl.missing' doesn't exist");
     assert_timing_sums(&agent, port);
     assert_no_secret(&agent, &["calls"], &["kl-secret-literal"]);
-}
-
-/// A fresh directory under /tmp, removed when the test ends (after the servers using it,
-/// which are declared later and so dropped first).
-struct TempDir(std::path::PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir(prefix: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
 }
 
 /// A postgres server started through runuser: killing runuser would leave the postmaster

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use kindling_agent::query::QueryLimits;
 use kindling_plugin_backend::{
@@ -13,7 +13,9 @@ use kindling_plugin_backend::{
 };
 use serde_json::{Value, json};
 use support::{
-    InProcessAgent, ServeOptions, empty_store, fixture_call, fixture_flow, load_fixture, serve_with,
+    InProcessAgent, ServeOptions, empty_store, fixture_call, fixture_flow,
+    host::{kindling, output, tempdir},
+    load_fixture, serve_with,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -264,15 +266,11 @@ async fn memory_limits_fail_the_query_with_a_clear_error() {
     // ResourceExhausted, which fails the query rather than leaving the agent out.
     let set = AgentSet::new(vec![small.addr.clone()]);
     let target = kindling_plugin_backend::agents::Agent::at(&small.addr);
-    let mut reservation = datafusion::execution::memory_pool::MemoryConsumer::new("test").register(
-        &(Arc::new(datafusion::execution::memory_pool::UnboundedMemoryPool::default())
-            as Arc<dyn datafusion::execution::memory_pool::MemoryPool>),
-    );
     let err = kindling_plugin_backend::agents::fetch_all(
         &target,
         &set,
         "SELECT * FROM calls ORDER BY resource, request_bytes".to_owned(),
-        &mut reservation,
+        None,
         Default::default(),
     )
     .await
@@ -309,13 +307,6 @@ async fn memory_limits_fail_the_query_with_a_clear_error() {
     assert!(named && message.contains("for AgentScanExec["), "{message}");
 }
 
-/// Runs a command off the async runtime (the in-process agents keep serving meanwhile).
-async fn run(mut cmd: std::process::Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
-        .await
-        .unwrap()
-}
-
 /// The JSON rows the CLI printed, as (resource, calls, bytes).
 fn json_rows(stdout: &[u8]) -> Vec<Vec<String>> {
     String::from_utf8_lossy(stdout)
@@ -329,12 +320,6 @@ fn json_rows(stdout: &[u8]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("kindling-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +364,7 @@ async fn bearer_tokens_are_checked_by_agents_and_sent_by_the_engine_cli_and_plug
 
     // The CLI: --token-file; without it, the partial result, the agent named on stderr and
     // exit status 3.
-    let dir = temp_dir("token");
+    let dir = tempdir("kindling-token");
     let token_file = dir.join("token");
     std::fs::write(&token_file, "s3cret\n").unwrap();
     let token_path = token_file.to_str().unwrap();
@@ -394,12 +379,7 @@ async fn bearer_tokens_are_checked_by_agents_and_sent_by_the_engine_cli_and_plug
         a.extend(["--format", "json", CALLS_BY_RESOURCE].map(str::to_owned));
         a
     };
-    let cli = |args: Vec<String>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
-        cmd.args(args);
-        cmd
-    };
-    let out = run(cli(query_args(Some(token_path)))).await;
+    let out = output(kindling(query_args(Some(token_path)))).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -407,7 +387,7 @@ async fn bearer_tokens_are_checked_by_agents_and_sent_by_the_engine_cli_and_plug
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(json_rows(&out.stdout), calls_by_resource(1..=8));
-    let out = run(cli(query_args(None))).await;
+    let out = output(kindling(query_args(None))).await;
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(json_rows(&out.stdout), calls_by_resource(5..=8));
     assert_eq!(
@@ -418,7 +398,7 @@ async fn bearer_tokens_are_checked_by_agents_and_sent_by_the_engine_cli_and_plug
         )
     );
     std::fs::write(&token_file, "\n").unwrap();
-    let out = run(cli(query_args(Some(token_path)))).await;
+    let out = output(kindling(query_args(Some(token_path)))).await;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -482,7 +462,6 @@ async fn bearer_tokens_are_checked_by_agents_and_sent_by_the_engine_cli_and_plug
             guarded.addr
         )
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,7 +479,7 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
         };
         agents.push(agent(node, ids, options).await);
     }
-    let dir = temp_dir("hosts");
+    let dir = tempdir("kindling-hosts");
     let hosts = dir.join("hosts");
     std::fs::write(
         &hosts,
@@ -521,7 +500,7 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
         .args(args);
         cmd
     };
-    let out = run(with_hosts(&[
+    let out = output(with_hosts(&[
         "query",
         "--agent",
         &name,
@@ -538,7 +517,7 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
     );
     assert_eq!(json_rows(&out.stdout), calls_by_resource(1..=8));
 
-    let out = run(with_hosts(&["health", "--agent", &name])).await;
+    let out = output(with_hosts(&["health", "--agent", &name])).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -573,7 +552,7 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
     );
 
     // A name that does not resolve is one missing agent, named with why.
-    let out = run(with_hosts(&[
+    let out = output(with_hosts(&[
         "query",
         "--agent",
         &name,
@@ -594,7 +573,6 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
         "{err}"
     );
     drop(agents);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A CA and an agent certificate for 127.0.0.1 signed by it (PEM files in `dir`), made with
@@ -670,7 +648,7 @@ fn certificates(dir: &std::path::Path, ca_name: &str) -> (String, Vec<u8>, Vec<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_agents_answer_clients_that_trust_their_ca_only() {
-    let dir = temp_dir("tls");
+    let dir = tempdir("kindling-tls");
     let (ca, cert, key) = certificates(&dir, "kindling-test-ca");
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
@@ -731,20 +709,19 @@ async fn tls_agents_answer_clients_that_trust_their_ca_only() {
 
     // The CLI and the plugin, with CA and token.
     std::fs::write(dir.join("token"), "s3cret").unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
-    cmd.args([
+    let mut cmd = kindling([
         "query",
         "--agent",
         &secure.addr,
         "--format",
         "json",
         "--tls-ca",
-    ])
-    .arg(dir.join("ca.pem"))
-    .arg("--token-file")
-    .arg(dir.join("token"))
-    .arg(CALLS_BY_RESOURCE);
-    let out = run(cmd).await;
+    ]);
+    cmd.arg(dir.join("ca.pem"))
+        .arg("--token-file")
+        .arg(dir.join("token"))
+        .arg(CALLS_BY_RESOURCE);
+    let out = output(cmd).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -764,5 +741,4 @@ async fn tls_agents_answer_clients_that_trust_their_ca_only() {
         support::rows(&[frames[0].batch.clone()]),
         calls_by_resource(1..=4)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use datafusion::{
     arrow::{
-        array::{Array, ArrayRef, AsArray, BinaryArray},
+        array::{Array, ArrayRef, AsArray},
         compute::{cast, filter, is_not_null, sort},
         datatypes::{DataType, Field, FieldRef, Float64Type},
     },
@@ -249,22 +249,23 @@ impl Accumulator for QuantileAccumulator {
     }
 }
 
-/// Binary digests of `values`, for tests.
-pub fn digests_of(values: &[&[f64]]) -> BinaryArray {
-    let encoded: Vec<Vec<u8>> = values
-        .iter()
-        .map(|v| {
-            let mut sorted = v.to_vec();
-            sorted.sort_by(f64::total_cmp);
-            encode(&TDigest::new(DEFAULT_MAX_SIZE).merge_sorted_f64(&sorted))
-        })
-        .collect();
-    BinaryArray::from_iter_values(encoded.iter())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::BinaryArray;
+
+    /// Binary digests of `values`.
+    fn digests_of(values: &[&[f64]]) -> BinaryArray {
+        let encoded: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| {
+                let mut sorted = v.to_vec();
+                sorted.sort_by(f64::total_cmp);
+                encode(&TDigest::new(DEFAULT_MAX_SIZE).merge_sorted_f64(&sorted))
+            })
+            .collect();
+        BinaryArray::from_iter_values(encoded.iter())
+    }
 
     #[test]
     fn merged_digests_give_the_quantiles_of_all_values() {
@@ -274,15 +275,14 @@ mod tests {
             q: 0.5,
         };
         acc.update_batch(&[digests]).unwrap();
-        let mut all = TDigest::new(DEFAULT_MAX_SIZE).merge_sorted_f64(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let all = TDigest::new(DEFAULT_MAX_SIZE).merge_sorted_f64(&[1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!(
             acc.evaluate().unwrap(),
             ScalarValue::Float64(Some(all.estimate_quantile(0.5)))
         );
         assert_eq!(all.estimate_quantile(0.5), 3.0);
-        all = TDigest::new(DEFAULT_MAX_SIZE);
         let mut empty = QuantileAccumulator {
-            digest: all,
+            digest: TDigest::new(DEFAULT_MAX_SIZE),
             q: 0.9,
         };
         assert_eq!(empty.evaluate().unwrap(), ScalarValue::Float64(None));

@@ -101,18 +101,15 @@ fn main() {
         let node = format!("node-{a}");
         let mut slice = writer(&dir.join(format!("agent-{a}/calls.parquet")));
         let mut builder = CallsBuilder::new(&node);
-        for i in a * per_agent..(a + 1) * per_agent {
+        let last = (a + 1) * per_agent;
+        for i in a * per_agent..last {
             builder.append(&call(&mut rng, i, start_ns));
-            if builder.len() == 65_536 {
+            // Every 65,536 rows and at the slice's end, the rows go to both files.
+            if builder.len() == 65_536 || i + 1 == last {
                 let batch = builder.finish().unwrap();
                 slice.write(&batch).unwrap();
                 all.write(&batch).unwrap();
             }
-        }
-        if !builder.is_empty() {
-            let batch = builder.finish().unwrap();
-            slice.write(&batch).unwrap();
-            all.write(&batch).unwrap();
         }
         slice.close().unwrap();
     }

@@ -44,12 +44,8 @@ struct AgentArgs {
 
 impl AgentArgs {
     fn agent_set(self) -> Result<AgentSet, String> {
-        if !(self.agent_timeout.is_finite() && self.agent_timeout > 0.0) {
-            return Err(format!(
-                "--agent-timeout {} is not a positive number of seconds",
-                self.agent_timeout
-            ));
-        }
+        let agent_timeout = AgentSet::timeout_secs(self.agent_timeout)
+            .map_err(|e| format!("--agent-timeout {e}"))?;
         let token = self
             .token_file
             .map(|path| kindling_wire::auth::read_token(&path))
@@ -67,8 +63,8 @@ impl AgentArgs {
             });
         let mut set = AgentSet::new(self.agents).with_token(token);
         set.tls = tls;
-        set.agent_timeout = Duration::from_secs_f64(self.agent_timeout);
-        set.fanout = self.fanout.max(1);
+        set.agent_timeout = agent_timeout;
+        set.fanout = self.fanout;
         Ok(set)
     }
 }
@@ -141,10 +137,15 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// Milliseconds of the `--since` duration.
+fn since_ms(since: &str) -> Result<i64, String> {
+    macros::parse_duration_ms(since)
+        .ok_or_else(|| format!("--since `{since}` is not a duration (30s, 15m, 1h, 1d)"))
+}
+
 /// Expands the Grafana macros for the last `since`.
 fn expand_macros(sql: &str, since: &str, interval: Option<&str>) -> Result<String, String> {
-    let range_ms = macros::parse_duration_ms(since)
-        .ok_or_else(|| format!("--since `{since}` is not a duration (30s, 15m, 1h, 1d)"))?;
+    let range_ms = since_ms(since)?;
     let interval_ms = match interval {
         Some(i) => macros::parse_duration_ms(i)
             .ok_or_else(|| format!("--interval `{i}` is not a duration (1s, 1m, ...)"))?,
@@ -161,7 +162,18 @@ fn expand_macros(sql: &str, since: &str, interval: Option<&str>) -> Result<Strin
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kindling: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `command`; an error is printed as one line and exits 1.
+async fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
         Command::Query {
             agents,
             format,
@@ -174,58 +186,36 @@ async fn main() -> ExitCode {
             no_partial_agg,
             sql,
         } => {
-            let sql = match expand_macros(&sql, &since, interval.as_deref()) {
-                Ok(sql) => sql,
-                Err(e) => {
-                    eprintln!("kindling: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let sql = expand_macros(&sql, &since, interval.as_deref())?;
             let limits = EngineLimits {
                 timeout: Duration::from_secs(timeout),
                 max_rows,
                 memory_bytes: memory_mib << 20,
             };
-            let agents = match agents.agent_set() {
-                Ok(set) => set,
-                Err(e) => {
-                    eprintln!("kindling: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let engine = QueryEngine::new(agents, limits).with_partial_aggregation(!no_partial_agg);
-            match engine.query(&sql).await {
-                Ok(out) => {
-                    let mut stdout = std::io::stdout().lock();
-                    if let Err(e) = output::write(&out, format, &mut stdout) {
-                        eprintln!("kindling: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                    let _ = stdout.flush();
-                    if out.truncated {
-                        eprintln!("kindling: result cut off at {max_rows} rows");
-                    }
-                    if stats {
-                        eprintln!(
-                            "kindling: {} rows from {} agents; {} bytes received from agents",
-                            out.num_rows(),
-                            out.agents,
-                            out.bytes_received
-                        );
-                    }
-                    match out.partial_warning() {
-                        Some(warning) => {
-                            eprintln!("kindling: {warning}");
-                            ExitCode::from(EXIT_PARTIAL)
-                        }
-                        None => ExitCode::SUCCESS,
-                    }
-                }
-                Err(e) => {
-                    eprintln!("kindling: {e}");
-                    ExitCode::FAILURE
-                }
+            let engine = QueryEngine::new(agents.agent_set()?, limits)
+                .with_partial_aggregation(!no_partial_agg);
+            let out = engine.query(&sql).await.map_err(|e| e.to_string())?;
+            let mut stdout = std::io::stdout().lock();
+            output::write(&out, format, &mut stdout).map_err(|e| e.to_string())?;
+            let _ = stdout.flush();
+            if out.truncated {
+                eprintln!("kindling: result cut off at {max_rows} rows");
             }
+            if stats {
+                eprintln!(
+                    "kindling: {} rows from {} agents; {} bytes received from agents",
+                    out.num_rows(),
+                    out.agents,
+                    out.bytes_received
+                );
+            }
+            Ok(match out.partial_warning() {
+                Some(warning) => {
+                    eprintln!("kindling: {warning}");
+                    ExitCode::from(EXIT_PARTIAL)
+                }
+                None => ExitCode::SUCCESS,
+            })
         }
         Command::Dump {
             agents,
@@ -233,21 +223,8 @@ async fn main() -> ExitCode {
             since,
             timeout,
         } => {
-            let agents = match agents.agent_set() {
-                Ok(set) => set,
-                Err(e) => {
-                    eprintln!("kindling: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let since_ms = match since.as_deref().map(|s| (s, macros::parse_duration_ms(s))) {
-                None => None,
-                Some((_, Some(ms))) => Some(ms),
-                Some((s, None)) => {
-                    eprintln!("kindling: --since `{s}` is not a duration (30s, 15m, 1h, 1d)");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let agents = agents.agent_set()?;
+            let since_ms = since.as_deref().map(since_ms).transpose()?;
             let now_ns = now_ns();
             let limits = EngineLimits {
                 timeout: Duration::from_secs(timeout),
@@ -256,38 +233,24 @@ async fn main() -> ExitCode {
             };
             let engine = QueryEngine::new(agents, limits);
             let since_ns = since_ms.map(|ms| now_ns - ms * 1_000_000);
-            match kindling_plugin_backend::dump::dump(&engine, &out, since_ns, now_ns).await {
-                Ok(manifest) => {
-                    for (table, rows) in &manifest.tables {
-                        println!("{table}\t{rows} rows");
-                    }
-                    if manifest.missing.is_empty() {
-                        ExitCode::SUCCESS
-                    } else {
-                        eprintln!(
-                            "kindling: partial dump: {} of {} agents did not answer: {}",
-                            manifest.missing.len(),
-                            manifest.agents,
-                            manifest.missing.join("; ")
-                        );
-                        ExitCode::from(EXIT_PARTIAL)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("kindling: {e}");
-                    ExitCode::FAILURE
-                }
+            let manifest =
+                kindling_plugin_backend::dump::dump(&engine, &out, since_ns, now_ns).await?;
+            for (table, rows) in &manifest.tables {
+                println!("{table}\t{rows} rows");
             }
+            if manifest.missing.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "kindling: partial dump: {} of {} agents did not answer: {}",
+                manifest.missing.len(),
+                manifest.agents,
+                manifest.missing.join("; ")
+            );
+            Ok(ExitCode::from(EXIT_PARTIAL))
         }
         Command::Health { agents } => {
-            let agents = match agents.agent_set() {
-                Ok(set) => set,
-                Err(e) => {
-                    eprintln!("kindling: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let report = health::check(&agents).await;
+            let report = health::check(&agents.agent_set()?).await;
             let mut healthy = true;
             for h in &report {
                 match &h.status {
@@ -307,11 +270,11 @@ async fn main() -> ExitCode {
                     }
                 }
             }
-            if healthy {
+            Ok(if healthy {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
-            }
+            })
         }
     }
 }

@@ -105,15 +105,11 @@ impl KindlingPlugin {
                 .map(|t| t.trim().to_owned()),
         );
         if let Some(seconds) = settings.agent_timeout_seconds {
-            if !(seconds.is_finite() && seconds > 0.0) {
-                return Err(format!(
-                    "jsonData.agentTimeoutSeconds {seconds} is not a positive number of seconds"
-                ));
-            }
-            agents.agent_timeout = Duration::from_secs_f64(seconds);
+            agents.agent_timeout = AgentSet::timeout_secs(seconds)
+                .map_err(|e| format!("jsonData.agentTimeoutSeconds {e}"))?;
         }
         if let Some(fanout) = settings.fanout {
-            agents.fanout = fanout.max(1);
+            agents.fanout = fanout;
         }
         agents.tls = secure
             .tls_ca_cert

@@ -67,6 +67,46 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `kindling` CLI with `args`, not started yet.
+pub fn kindling<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindling"));
+    cmd.args(args);
+    cmd
+}
+
+/// Runs `cmd` off the async runtime (in-process agents keep serving meanwhile).
+pub async fn output(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
+        .await
+        .unwrap()
+}
+
+/// A fresh directory under /tmp, removed when it is dropped (declare it before the servers
+/// using it, so that they are dropped first).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh, empty directory named after `prefix` and this process.
+pub fn tempdir(prefix: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
 /// A running `kindling-agent`, killed (SIGKILL) if the test ends without stopping it.
 pub struct AgentProcess {
     pub addr: String,
@@ -104,10 +144,7 @@ impl AgentProcess {
 
     /// Runs the `kindling` CLI.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_kindling"))
-            .args(args)
-            .output()
-            .expect("run kindling")
+        kindling(args).output().expect("run kindling")
     }
 
     /// Runs a query through the CLI and returns its JSON rows; panics on failure.
