@@ -10,7 +10,7 @@ use kindling_wire::schema;
 use serde_json::Value;
 use support::{
     fixture_dns,
-    host::{AgentProcess, kindling, output, tempdir},
+    host::{AgentProcess, assert_exit, kindling, output, tempdir},
 };
 
 /// Every row of `table` on `agents`, as sorted display strings.
@@ -35,12 +35,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         "dump", "--agent", &a1.addr, "--agent", &a2.addr, "--out", out_dir,
     ]))
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     // Fixture connections 1..=10: one call, one flow and two TCP events each.
     let dns_rows: usize = (1..=10).map(|id| fixture_dns(id).len()).sum();
     assert_eq!(
@@ -87,7 +82,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         partial.to_str().unwrap(),
     ]))
     .await;
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit(&out, 3);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.starts_with(&format!(
@@ -118,7 +113,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         recent.to_str().unwrap(),
     ]))
     .await;
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "calls\t0 rows\ndns\t0 rows\nflows\t0 rows\ntcp_events\t0 rows\n"
@@ -127,7 +122,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         "dump", "--agent", &a1.addr, "--since", "soon", "--out", "/tmp/x",
     ]))
     .await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "kindling: --since `soon` is not a duration (30s, 15m, 1h, 1d)\n"
@@ -144,7 +139,7 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
         format!(
@@ -169,7 +164,7 @@ async fn an_agent_killed_mid_query_is_named_and_the_others_rows_are_exact() {
         dir.to_str().unwrap(),
     ]))
     .await;
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0);
     let victim = AgentProcess::start("victim", &["--replay", dir.to_str().unwrap()]);
     victim.signal(libc::SIGSTOP);
     let mut set = AgentSet::new(vec![victim.addr.clone(), a2.addr.clone()]);

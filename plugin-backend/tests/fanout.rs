@@ -14,7 +14,7 @@ use kindling_plugin_backend::{
 use serde_json::{Value, json};
 use support::{
     InProcessAgent, ServeOptions, empty_store, fixture_call, fixture_flow,
-    host::{kindling, output, tempdir},
+    host::{assert_exit, kindling, output, tempdir},
     load_fixture, serve_with,
 };
 use tokio::{
@@ -380,15 +380,10 @@ async fn bearer_tokens_are_checked_by_agents_and_sent_by_the_engine_cli_and_plug
         a
     };
     let out = output(kindling(query_args(Some(token_path)))).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(json_rows(&out.stdout), calls_by_resource(1..=8));
     let out = output(kindling(query_args(None))).await;
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit(&out, 3);
     assert_eq!(json_rows(&out.stdout), calls_by_resource(5..=8));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -399,7 +394,7 @@ async fn bearer_tokens_are_checked_by_agents_and_sent_by_the_engine_cli_and_plug
     );
     std::fs::write(&token_file, "\n").unwrap();
     let out = output(kindling(query_args(Some(token_path)))).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!("kindling: the token file {token_path} is empty\n")
@@ -509,21 +504,11 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
         CALLS_BY_RESOURCE,
     ]))
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(json_rows(&out.stdout), calls_by_resource(1..=8));
 
     let out = output(with_hosts(&["health", "--agent", &name])).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let report = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<(&str, &str, &str)> = report
         .lines()
@@ -563,7 +548,7 @@ async fn a_dns_name_stands_for_every_agent_it_resolves_to() {
         CALLS_BY_RESOURCE,
     ]))
     .await;
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit(&out, 3);
     assert_eq!(json_rows(&out.stdout), calls_by_resource(1..=8));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -722,12 +707,7 @@ async fn tls_agents_answer_clients_that_trust_their_ca_only() {
         .arg(dir.join("token"))
         .arg(CALLS_BY_RESOURCE);
     let out = output(cmd).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(json_rows(&out.stdout), calls_by_resource(1..=4));
     let host = support::host::GrafanaHost::start();
     let mut ds = support::host::Datasource::agents(&[&secure.addr]);

@@ -81,6 +81,16 @@ pub async fn output(mut cmd: Command) -> std::process::Output {
         .unwrap()
 }
 
+/// Asserts that the process exited with `code`, showing its stderr otherwise.
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A fresh directory under /tmp, removed when it is dropped (declare it before the servers
 /// using it, so that they are dropped first).
 pub struct TempDir(PathBuf);
