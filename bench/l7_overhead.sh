@@ -18,8 +18,10 @@
 # uncounted agent run with `perf record -a` for 5 s, top symbols printed), KEEP_TMP=1,
 # KINDS ("baseline agent": the kinds of run alternated in each round; `agent-nohealth` is the
 # agent with --no-net-health, without the network-health programs, `agent-segment` the agent
-# with --rtt-every-segment, `agent-b` the agent binary in $BIN_B: another build, side by side),
-# BPF_STATS=1 (turn on
+# with --rtt-every-segment, `agent-b` the agent binary in $BIN_B: another build, side by side,
+# `tcpdump` the libpcap approach writing every packet of the port to a file (`tcpdump -w`),
+# `tshark` the libpcap approach decoding HTTP live; for these two "observer cores" is their CPU
+# and what they saw is their packet and drop counts), BPF_STATS=1 (turn on
 # kernel.bpf_stats_enabled and print, per agent run, each eBPF program's runs and average ns).
 set -euo pipefail
 
@@ -35,87 +37,19 @@ if [[ " $KINDS " == *" agent-b "* ]]; then
 fi
 NGINX_CPU="${NGINX_CPU:-1}"
 
-[[ $EUID -eq 0 ]] || { echo "run as root (the agent loads eBPF programs)" >&2; exit 1; }
-for b in kindling-agent kindling; do
-  [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: build in release first (see BENCHMARKS.md)" >&2; exit 1; }
-done
-command -v nginx >/dev/null || apt-get install -y nginx >/dev/null
-command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 TMP="$(mktemp -d /tmp/kindling-l7-overhead.XXXXXX)"
 chmod 755 "$TMP" # nginx workers run as www-data
-NGINX_PORT="$(free_port)"
-AGENT_PORT="$(free_port)"
-NGINX_PID=""
-AGENT_PID=""
-cleanup() {
-  [[ -n "$AGENT_PID" ]] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
-  [[ -n "$NGINX_PID" ]] && kill -TERM "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
-  [[ "${KEEP_TMP:-0}" == 1 ]] || rm -rf "$TMP"
-  true
-}
-trap cleanup EXIT
-
-# --- nginx: own config, own prefix, foreground.
-mkdir -p "$TMP/www" "$TMP/temp"
-head -c 99 /dev/zero | tr '\0' 'k' >"$TMP/www/file.txt"
-echo >>"$TMP/www/file.txt" # 100 bytes
-cat >"$TMP/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type text/plain;
-  sendfile $NGINX_SENDFILE;
-  keepalive_timeout 65;
-  keepalive_requests 10000000;
-  client_body_temp_path $TMP/temp/body;
-  proxy_temp_path $TMP/temp/proxy;
-  fastcgi_temp_path $TMP/temp/fastcgi;
-  uwsgi_temp_path $TMP/temp/uwsgi;
-  scgi_temp_path $TMP/temp/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location = /file.txt { root $TMP/www; }
-  }
-}
-EOF
-taskset -c "$NGINX_CPU" nginx -p "$TMP" -c "$TMP/nginx.conf" &
-NGINX_PID=$!
-URL="http://127.0.0.1:$NGINX_PORT/file.txt"
-for _ in $(seq 50); do curl -sf -o /dev/null "$URL" && break; sleep 0.1; done
-[[ "$(curl -sf "$URL" | wc -c)" == 100 ]] || { echo "nginx does not serve $URL" >&2; cat "$TMP/error.log" >&2; exit 1; }
-
-q() { "$BIN/kindling" query --agent "127.0.0.1:$AGENT_PORT" "$@"; }
-
-start_agent() { # extra agent flags as arguments; AGENT_BIN picks another build
-  "${AGENT_BIN:-$BIN/kindling-agent}" --listen "127.0.0.1:$AGENT_PORT" --memory-budget 4GiB "$@" \
-    >"$TMP/agent.log" 2>&1 &
-  AGENT_PID=$!
-  for _ in $(seq 150); do
-    "$BIN/kindling" health --agent "127.0.0.1:$AGENT_PORT" >/dev/null 2>&1 && return 0
-    kill -0 "$AGENT_PID" 2>/dev/null || { cat "$TMP/agent.log" >&2; exit 1; }
-    sleep 0.2
-  done
-  echo "agent did not become healthy" >&2; cat "$TMP/agent.log" >&2; exit 1
-}
-
-stop_agent() {
-  kill -TERM "$AGENT_PID"
-  wait "$AGENT_PID" || true
-  AGENT_PID=""
-}
-
-# utime + stime of a process, in clock ticks (fields 14 and 15; comm may hold spaces).
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-HZ="$(getconf CLK_TCK)"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap bench_cleanup EXIT
+bench_need kindling-agent kindling
+command -v wrk >/dev/null || { echo "wrk is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+for kind in $KINDS; do
+  case "$kind" in
+    tcpdump | tshark) command -v "$kind" >/dev/null || { echo "$kind is not installed (bench/run installs it)" >&2; exit 1; } ;;
+  esac
+done
+start_nginx "$NGINX_CPU"
 
 # wrk's p99 in ms from a "99%  1.23ms" line.
 p99_ms() {
@@ -130,7 +64,7 @@ run_wrk() { # $1: output file, $2: seconds
 }
 
 echo "== machine: $(nproc) CPUs, $(uname -r), $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "== nginx 127.0.0.1:$NGINX_PORT (pid $NGINX_PID, CPU $NGINX_CPU, sendfile $NGINX_SENDFILE), wrk on CPU $WRK_CPU, agent on 127.0.0.1:$AGENT_PORT"
+echo "== nginx 127.0.0.1:$NGINX_PORT (pid $NGINX_PID, CPU $NGINX_CPU, sendfile $NGINX_SENDFILE), wrk on CPU $WRK_CPU"
 echo "== warm-up: wrk 5 s (not counted)"
 run_wrk "$TMP/warmup.txt" 5
 grep -E "Requests/sec" "$TMP/warmup.txt"
@@ -149,17 +83,53 @@ if [[ "${BPF_STATS:-0}" == 1 ]]; then
   sysctl -qw kernel.bpf_stats_enabled=1
 fi
 
-run_one() { # $1: run number, $2: baseline|agent|agent-nohealth
-  local n="$1" kind="$2" out="$TMP/wrk-$1.txt" t0 t1 c0 c1 cores="" calls="" rps p99 reqs
-  if [[ "$kind" == agent* ]]; then
-    case "$kind" in
-      agent-nohealth) start_agent --no-net-health ;;
-      agent-segment) start_agent --rtt-every-segment ;;
-      agent-b) AGENT_BIN="$BIN_B/kindling-agent" start_agent ;;
-      *) start_agent ;;
-    esac
-    sleep 1
-    c0="$(cpu_ticks "$AGENT_PID")"
+# libpcap observers, started before wrk and stopped after it. tcpdump writes every packet of
+# the nginx port to a file; tshark decodes them and prints one line per HTTP request. Each
+# sets OBS_PIDS (their processes, for CPU) and is stopped by stop_pcap, which prints what it
+# saw.
+start_pcap() { # $1: tcpdump|tshark
+  case "$1" in
+    tcpdump) tcpdump -i lo -n -s 0 -B 16384 -w "$TMP/cap.pcap" "tcp port $NGINX_PORT" 2>"$TMP/pcap.err" & ;;
+    tshark) tshark -i lo -n -B 16 -f "tcp port $NGINX_PORT" -Y http.request -T fields \
+      -e http.request.uri >"$TMP/tshark.out" 2>"$TMP/pcap.err" & ;;
+  esac
+  PCAP_PID=$!
+  for _ in $(seq 100); do grep -qiE 'listening on|capturing on' "$TMP/pcap.err" && break; sleep 0.1; done
+  sleep 0.5
+  OBS_PIDS="$PCAP_PID $(pgrep -P "$PCAP_PID" | tr '\n' ' ')" # tshark's dumpcap child
+}
+
+stop_pcap() { # prints "captured/dropped-by-kernel" packets, or the HTTP requests tshark decoded
+  kill -INT "$PCAP_PID"
+  wait "$PCAP_PID" 2>/dev/null || true
+  if [[ "$1" == tshark ]]; then
+    echo "$(wc -l <"$TMP/tshark.out") requests decoded, $(grep -oE '[0-9]+ packets? dropped' "$TMP/pcap.err" | head -1 || echo '0 packets dropped')"
+  else
+    echo "$(grep -oE '^[0-9]+ packets captured' "$TMP/pcap.err"), $(grep -oE '[0-9]+ packets dropped by kernel' "$TMP/pcap.err")"
+  fi
+  rm -f "$TMP/cap.pcap"
+}
+
+# CPU ticks of every process in $OBS_PIDS (those that still exist).
+obs_ticks() {
+  local p t=0
+  for p in $OBS_PIDS; do [[ -r "/proc/$p/stat" ]] && t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+
+run_one() { # $1: run number, $2: a kind of $KINDS
+  local n="$1" kind="$2" out="$TMP/wrk-$1.txt" t0 t1 c0 c1 cores="" seen="" rps p99 reqs
+  OBS_PIDS=""
+  case "$kind" in
+    agent-nohealth) start_agent --memory-budget 4GiB --no-net-health ;;
+    agent-segment) start_agent --memory-budget 4GiB --rtt-every-segment ;;
+    agent-b) AGENT_BIN="$BIN_B/kindling-agent" start_agent --memory-budget 4GiB ;;
+    agent) start_agent --memory-budget 4GiB ;;
+    tcpdump | tshark) start_pcap "$kind" ;;
+  esac
+  [[ "$kind" == agent* ]] && { sleep 1; OBS_PIDS="$AGENT_PID"; }
+  if [[ -n "$OBS_PIDS" ]]; then
+    c0="$(obs_ticks)"
     [[ "${BPF_STATS:-0}" == 1 ]] && bpf_stats >"$TMP/bpf-before-$n.txt"
   fi
   t0="$(date +%s.%N)"
@@ -168,9 +138,11 @@ run_one() { # $1: run number, $2: baseline|agent|agent-nohealth
   rps="$(awk '/^Requests\/sec/ { print $2 }' "$out")"
   reqs="$(awk '/requests in/ { print $1 }' "$out")"
   p99="$(p99_ms "$out")"
-  if [[ "$kind" == agent* ]]; then
-    c1="$(cpu_ticks "$AGENT_PID")"
+  if [[ -n "$OBS_PIDS" ]]; then
+    c1="$(obs_ticks)"
     cores="$(echo "($c1 - $c0) / $HZ / ($t1 - $t0)" | bc -l)"
+  fi
+  if [[ "$kind" == agent* ]]; then
     if [[ "${BPF_STATS:-0}" == 1 ]]; then
       bpf_stats >"$TMP/bpf-after-$n.txt"
       echo "-- run $n ($kind): eBPF programs during wrk (runs, per request, average ns, ns per request)"
@@ -179,17 +151,20 @@ run_one() { # $1: run number, $2: baseline|agent|agent-nohealth
             printf "   %-22s %10d runs %6.2f/req %7.0f ns %8.1f ns/req\n", $1, runs, runs / reqs, ns / runs, ns / reqs }'
     fi
     sleep 2 # a flush interval (200 ms) and then some: every call is queryable
+    local calls
     calls="$(q --format csv "SELECT count(*) FROM calls WHERE dst_port = $NGINX_PORT" | tail -1 || echo 0)"
+    seen="$calls calls rows ($(echo "100 * $calls / (2 * $reqs)" | bc -l | xargs printf '%.1f')% of 2 x requests)"
     echo "-- run $n ($kind): agent_stats / protocol_stats after the run"
     q "SELECT table_name, rows_held, events_received, events_dropped, events_dropped_kernel, events_dropped_user, rows_evicted FROM agent_stats"
     q "SELECT protocol, calls, unparsed, truncated, unmatched, sessions_undetected, sessions_dropped FROM protocol_stats WHERE calls > 0 OR unparsed > 0 OR unmatched > 0"
     q "SELECT role, method, resource, status, count(*) AS calls, round(avg(duration_ns) / 1000, 1) AS avg_us FROM calls WHERE dst_port = $NGINX_PORT GROUP BY 1, 2, 3, 4 ORDER BY calls DESC LIMIT 6"
     stop_agent
+  elif [[ "$kind" == tcpdump || "$kind" == tshark ]]; then
+    seen="$(stop_pcap "$kind")"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$kind" "$rps" "$p99" "$reqs" "$cores" "$calls" >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$kind" "$rps" "$p99" "$reqs" "$cores" "$seen" >>"$RESULTS"
   printf 'run %s %-8s requests/s %10s  p99 %8s ms  requests %9s' "$n" "$kind" "$rps" "$p99" "$reqs"
-  [[ "$kind" == agent* ]] && printf '  agent cores %.3f  calls rows %s (%.1f%% of 2 x requests)' \
-    "$cores" "$calls" "$(echo "100 * $calls / (2 * $reqs)" | bc -l)"
+  [[ -n "$cores" ]] && printf '  observer cores %.3f  saw: %s' "$cores" "$seen"
   echo
 }
 
@@ -202,7 +177,7 @@ done
 
 if [[ "${PROFILE:-0}" == 1 ]] && command -v perf >/dev/null; then
   echo "== profile: one more agent run (not counted), perf record -a -g for 5 s in its middle"
-  start_agent
+  start_agent --memory-budget 4GiB
   sleep 1
   taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d12s "$URL" >/dev/null &
   WRK_PID=$!
@@ -218,8 +193,8 @@ if [[ "${PROFILE:-0}" == 1 ]] && command -v perf >/dev/null; then
 fi
 
 echo
-echo "== summary (run, kind, requests/s, p99 ms, requests, agent cores, calls rows)"
-column -t "$RESULTS"
+echo "== summary (run, kind, requests/s, p99 ms, requests, observer cores, what the observer saw)"
+column -t -s $'\t' "$RESULTS"
 awk -F'\t' '
   { rps[$2] += $3; p99[$2] += $4; runs[$2]++; if ($6 != "") { cores[$2] += $6; calls[$2] += 2 * $3 } }
   END {
@@ -227,8 +202,10 @@ awk -F'\t' '
       line = sprintf("%-15s mean %8.0f req/s  p99 %6.3f ms", k, rps[k] / runs[k], p99[k] / runs[k])
       if ("baseline" in runs)
         line = line sprintf("  ratio to baseline %.3f", (rps[k] / runs[k]) / (rps["baseline"] / runs["baseline"]))
-      if (calls[k] > 0)
+      if (calls[k] > 0 && k ~ /^agent/)
         line = line sprintf("  agent %.3f cores = %.3f cores per 10k calls/s", cores[k] / runs[k], cores[k] / (calls[k] / 10000))
+      else if (calls[k] > 0)
+        line = line sprintf("  observer %.3f cores", cores[k] / runs[k])
       print line
     }
     if (("agent" in runs) && ("agent-nohealth" in runs))

@@ -9,7 +9,7 @@ use kindling_agent::{
     pipeline::{Pipeline, PipelineConfig, PipelineCounters},
     query::{AgentInfo, LocalQueries, QueryLimits},
     serve::AgentFlightService,
-    store::{Store, StoreConfig},
+    store::{Compression, Store, StoreConfig},
 };
 use kindling_wire::schema;
 use tonic::transport::{Identity, ServerTlsConfig};
@@ -28,6 +28,11 @@ struct Args {
     /// Upper bound of the rows kept in memory; the oldest chunks are evicted beyond it.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
     memory_budget: u64,
+    /// How sealed chunks are held: lz4 or zstd (Arrow IPC with compressed buffers, the budget
+    /// counting compressed bytes: several times the history per MiB), or none (plain Arrow:
+    /// the cheapest scans). See BENCHMARKS.md.
+    #[arg(long, value_enum, default_value_t = ChunkCompression::Lz4)]
+    chunk_compression: ChunkCompression,
     /// Rows per chunk before it is sealed.
     #[arg(long, default_value_t = 65_536)]
     chunk_rows: usize,
@@ -95,6 +100,42 @@ struct Args {
     replay: Option<std::path::PathBuf>,
 }
 
+/// `--chunk-compression`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ChunkCompression {
+    None,
+    Lz4,
+    Zstd,
+}
+
+impl From<ChunkCompression> for Compression {
+    fn from(c: ChunkCompression) -> Self {
+        match c {
+            ChunkCompression::None => Self::None,
+            ChunkCompression::Lz4 => Self::Lz4,
+            ChunkCompression::Zstd => Self::Zstd,
+        }
+    }
+}
+
+/// Compresses sealed chunks a few times a second, off the capture thread and outside the
+/// store's lock (the store's own module explains why).
+fn spawn_compressor(store: &Arc<Store>) -> anyhow::Result<()> {
+    let store = Arc::clone(store);
+    std::thread::Builder::new()
+        .name("store-compress".into())
+        .spawn(move || {
+            loop {
+                if let Err(e) = store.compress_sealed() {
+                    tracing::error!(error = %e, "Compressing sealed chunks failed");
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+        .context("starting the store-compress thread")?;
+    Ok(())
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
@@ -150,6 +191,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             budget_bytes: args.memory_budget,
             chunk_rows: args.chunk_rows,
             chunk_duration: Duration::from_secs(args.chunk_seconds),
+            compression: args.chunk_compression.into(),
         },
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
     ));
@@ -202,6 +244,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             )
         }
     };
+    if !matches!(args.chunk_compression, ChunkCompression::None) {
+        spawn_compressor(&store)?;
+    }
     let queries = LocalQueries::new(
         store,
         Arc::new(AgentInfo::new(&node, counters)),

@@ -42,6 +42,11 @@ pub fn load(store: &Store, dir: &Path) -> Result<BTreeMap<String, u64>, String> 
             store
                 .append(table, batch)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            // Sealed chunks are compressed as they come, so that the budget holds as much of
+            // the dump as it would hold of captured rows.
+            store
+                .compress_sealed()
+                .map_err(|e| format!("{}: compressing: {e}", path.display()))?;
         }
         loaded.insert(table.to_owned(), rows);
     }

@@ -1,13 +1,13 @@
 //! [`StoreTable`]: a DataFusion table over one table of the [`Store`], scanning its chunks
 //! and skipping those whose time bounds cannot match the query's time filters.
 
-use std::{fmt, sync::Arc};
+use std::{collections::VecDeque, fmt, sync::Arc};
 
 use async_trait::async_trait;
 use datafusion::{
     arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
     catalog::{Session, TableProvider},
-    common::{Result, ScalarValue, tree_node::TreeNodeRecursion},
+    common::{DataFusionError, Result, ScalarValue, tree_node::TreeNodeRecursion},
     datasource::TableType,
     execution::{SendableRecordBatchStream, TaskContext},
     logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown},
@@ -15,7 +15,7 @@ use datafusion::{
     physical_plan::{
         DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
         execution_plan::{Boundedness, EmissionType},
-        memory::MemoryStream,
+        stream::RecordBatchStreamAdapter,
     },
 };
 
@@ -186,18 +186,14 @@ impl TableProvider for StoreTable {
             }
         }
         let scanned = kept.len();
-        let batches: Vec<RecordBatch> = kept
-            .iter()
-            .rev()
-            .flat_map(|c| c.batches.iter().cloned())
-            .collect();
+        let chunks: Vec<Arc<Chunk>> = kept.into_iter().rev().cloned().collect();
         let projected = match projection {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => Arc::clone(&self.schema),
         };
         Ok(Arc::new(ChunkScanExec::new(
             &self.name,
-            batches,
+            chunks,
             projected,
             projection.cloned(),
             limit,
@@ -207,11 +203,12 @@ impl TableProvider for StoreTable {
     }
 }
 
-/// Streams the chunks a [`StoreTable`] scan kept.
+/// Streams the chunks a [`StoreTable`] scan kept, decoding each (only the projected columns)
+/// when the stream reaches it.
 #[derive(Debug)]
 pub struct ChunkScanExec {
     table: String,
-    batches: Vec<RecordBatch>,
+    chunks: Vec<Arc<Chunk>>,
     schema: SchemaRef,
     projection: Option<Vec<usize>>,
     limit: Option<usize>,
@@ -223,7 +220,7 @@ pub struct ChunkScanExec {
 impl ChunkScanExec {
     fn new(
         table: &str,
-        batches: Vec<RecordBatch>,
+        chunks: Vec<Arc<Chunk>>,
         schema: SchemaRef,
         projection: Option<Vec<usize>>,
         limit: Option<usize>,
@@ -238,7 +235,7 @@ impl ChunkScanExec {
         ));
         Self {
             table: table.to_owned(),
-            batches,
+            chunks,
             schema,
             projection,
             limit,
@@ -291,12 +288,34 @@ impl ExecutionPlan for ChunkScanExec {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let stream = MemoryStream::try_new(
-            self.batches.clone(),
+        let projection = self.projection.clone();
+        let mut chunks = self.chunks.clone().into_iter();
+        let mut decoded = VecDeque::new();
+        // The rows still wanted (the limit): no chunk past it is decoded.
+        let mut wanted = self.limit.unwrap_or(usize::MAX);
+        let batches = std::iter::from_fn(move || {
+            loop {
+                if wanted == 0 {
+                    return None;
+                }
+                if let Some(b) = decoded.pop_front() {
+                    let b: RecordBatch = b;
+                    let n = b.num_rows().min(wanted);
+                    wanted -= n;
+                    return Some(Ok(b.slice(0, n)));
+                }
+                match chunks.next()?.batches(projection.as_deref()) {
+                    Ok(batches) => decoded.extend(batches),
+                    Err(e) => {
+                        wanted = 0;
+                        return Some(Err(DataFusionError::from(e)));
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
-            self.projection.clone(),
-        )?
-        .with_fetch(self.limit);
-        Ok(Box::pin(stream))
+            futures::stream::iter(batches),
+        )))
     }
 }

@@ -7,21 +7,28 @@ use super::*;
 use crate::{
     pipeline::PipelineCounters,
     records::{Endpoints, FlowRecord, FlowsBuilder, Owner, Role},
-    store::StoreConfig,
+    store::{Compression, StoreConfig},
 };
 
 /// Three sealed chunks of flows, ending at seconds 10..20, 20..30 and 30..40 after the epoch.
 fn queries() -> LocalQueries {
+    local(flows_store(30, 10, Compression::None))
+}
+
+/// A store of `n` flows, the i-th ending at second 10 + i after the epoch, in chunks of
+/// `chunk_rows`, sealed chunks compressed with `compression` when compressed.
+fn flows_store(n: u16, chunk_rows: usize, compression: Compression) -> Arc<Store> {
     let store = Arc::new(Store::new(
         StoreConfig {
             budget_bytes: u64::MAX,
-            chunk_rows: 10,
+            chunk_rows,
             chunk_duration: Duration::from_secs(3600),
+            compression,
         },
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
     ));
     let mut b = FlowsBuilder::new("n1");
-    for i in 0..30u16 {
+    for i in 0..n {
         let end = 10_000_000_000 + i64::from(i) * 1_000_000_000;
         b.append(&FlowRecord {
             start_ts_ns: end - 500,
@@ -52,6 +59,10 @@ fn queries() -> LocalQueries {
             store.append(schema::FLOWS, b.finish().unwrap()).unwrap();
         }
     }
+    store
+}
+
+fn local(store: Arc<Store>) -> LocalQueries {
     let info = Arc::new(AgentInfo::new("n1", Arc::new(PipelineCounters::default())));
     LocalQueries::new(store, info, QueryLimits::default())
 }
@@ -75,6 +86,47 @@ async fn time_filter_prunes_chunks() {
         plan.contains("ChunkScanExec: table=flows, chunks_scanned=2, chunks_pruned=1"),
         "{plan}"
     );
+}
+
+#[tokio::test]
+async fn compressed_chunks_answer_like_plain_ones() {
+    // 18,000 flows in chunks of 4,000: four sealed and the open one, plain or compressed.
+    let plain = local(flows_store(18_000, 4_000, Compression::None));
+    let queries = [
+        "SELECT count(*), sum(bytes_sent), sum(bytes_received), min(end_ts), max(end_ts) FROM flows",
+        // Pruned by time: two chunks scanned, three pruned.
+        "SELECT count(*), sum(bytes_sent) FROM flows \
+         WHERE end_ts >= to_timestamp_seconds(5000) AND end_ts < to_timestamp_seconds(9000)",
+        "EXPLAIN SELECT count(*) FROM flows \
+         WHERE end_ts >= to_timestamp_seconds(5000) AND end_ts < to_timestamp_seconds(9000)",
+        "SELECT comm, role, count(*), max(src_port) FROM flows GROUP BY comm, role ORDER BY comm, role",
+        // A projection, and a LIMIT that the newest chunks satisfy.
+        "SELECT conn_id, comm FROM flows LIMIT 7",
+        "SELECT * FROM flows ORDER BY conn_id DESC LIMIT 3",
+        "SELECT * FROM flows WHERE conn_id IN (0, 3999, 4000, 12345, 17999) ORDER BY conn_id",
+    ];
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        let store = flows_store(18_000, 4_000, compression);
+        assert_eq!(store.compress_sealed().unwrap(), 4);
+        let compressed: Vec<bool> = store
+            .snapshot(schema::FLOWS)
+            .unwrap()
+            .chunks
+            .iter()
+            .map(|c| c.is_compressed())
+            .collect();
+        assert_eq!(compressed, [true, true, true, true, false]);
+        let q = local(store);
+        for sql in queries {
+            assert_eq!(
+                run(&q, sql).await,
+                run(&plain, sql).await,
+                "{compression:?}: {sql}"
+            );
+        }
+    }
+    let plan = run(&plain, queries[2]).await;
+    assert!(plan.contains("chunks_scanned=2, chunks_pruned=3"), "{plan}");
 }
 
 #[tokio::test]

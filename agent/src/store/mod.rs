@@ -9,6 +9,12 @@
 //! and the budget is still exceeded, the largest open chunk is sealed and evicted too. So the
 //! store never holds more than the budget plus the batch being appended.
 //!
+//! Sealed chunks are then compressed, outside the store's lock, by whoever calls
+//! [`Store::compress_sealed`] (the agent's `store-compress` thread): each becomes one Arrow IPC
+//! stream with LZ4 or zstd buffers, several times smaller than the plain arrays, and the budget
+//! counts the compressed bytes, so it holds that much more history. A scan decodes only the
+//! columns it needs, chunk by chunk ([`Chunk::batches`]).
+//!
 //! This module knows Arrow, not DataFusion: the query layer reads [`Snapshot`]s.
 
 use std::{
@@ -22,6 +28,11 @@ use datafusion::arrow::{
     compute::{concat_batches, max, min},
     datatypes::{DataType, SchemaRef},
     error::ArrowError,
+    ipc::{
+        CompressionType,
+        reader::StreamReader,
+        writer::{IpcWriteOptions, StreamWriter},
+    },
     record_batch::RecordBatch,
 };
 
@@ -47,6 +58,28 @@ pub enum Error {
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How sealed chunks are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Plain Arrow arrays: no work to seal or to scan, the most bytes.
+    None,
+    /// Arrow IPC with LZ4-frame buffers: fast to decode.
+    #[default]
+    Lz4,
+    /// Arrow IPC with zstd buffers: smaller, slower to write and to decode.
+    Zstd,
+}
+
+impl Compression {
+    fn ipc(self) -> Option<CompressionType> {
+        match self {
+            Self::None => None,
+            Self::Lz4 => Some(CompressionType::LZ4_FRAME),
+            Self::Zstd => Some(CompressionType::ZSTD),
+        }
+    }
+}
+
 /// How chunks are cut and how much the store may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -56,6 +89,8 @@ pub struct StoreConfig {
     pub chunk_rows: usize,
     /// ...or has been open this long.
     pub chunk_duration: Duration,
+    /// How [`Store::compress_sealed`] packs sealed chunks.
+    pub compression: Compression,
 }
 
 impl Default for StoreConfig {
@@ -64,6 +99,7 @@ impl Default for StoreConfig {
             budget_bytes: 256 << 20,
             chunk_rows: 65_536,
             chunk_duration: Duration::from_secs(60),
+            compression: Compression::default(),
         }
     }
 }
@@ -89,11 +125,23 @@ impl TimeBounds {
     }
 }
 
+/// How a chunk holds its rows.
+#[derive(Debug, Clone)]
+enum Rows {
+    /// Arrow arrays, in one or more batches; `settled` once compressing them did not pay (or
+    /// was not asked for), so that it is not tried again.
+    Plain {
+        batches: Vec<RecordBatch>,
+        settled: bool,
+    },
+    /// One Arrow IPC stream (schema message, one batch, end marker) with compressed buffers.
+    Ipc(Box<[u8]>),
+}
+
 /// A run of rows of one table, with the time bounds of each timestamp column.
 #[derive(Debug, Clone)]
 pub struct Chunk {
-    /// The rows, in one or more batches.
-    pub batches: Vec<RecordBatch>,
+    data: Rows,
     /// Bounds per column index, for the table's timestamp columns (None if all null/empty).
     pub bounds: BTreeMap<usize, Option<TimeBounds>>,
     rows: usize,
@@ -103,7 +151,10 @@ pub struct Chunk {
 impl Chunk {
     fn new(timestamp_columns: &[usize]) -> Self {
         Self {
-            batches: Vec::new(),
+            data: Rows::Plain {
+                batches: Vec::new(),
+                settled: false,
+            },
             bounds: timestamp_columns.iter().map(|&c| (c, None)).collect(),
             rows: 0,
             bytes: 0,
@@ -115,22 +166,88 @@ impl Chunk {
         self.rows
     }
 
+    /// Bytes the chunk holds (Arrow buffers, or the compressed stream).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether the chunk holds its rows compressed.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self.data, Rows::Ipc(_))
+    }
+
+    /// The chunk's rows, only the columns of `projection` (indices into the table's schema)
+    /// when given; a compressed chunk decodes only those.
+    pub fn batches(&self, projection: Option<&[usize]>) -> Result<Vec<RecordBatch>, ArrowError> {
+        match &self.data {
+            Rows::Plain { batches, .. } => match projection {
+                None => Ok(batches.clone()),
+                Some(p) => batches.iter().map(|b| b.project(p)).collect(),
+            },
+            Rows::Ipc(bytes) => {
+                StreamReader::try_new(&bytes[..], projection.map(<[usize]>::to_vec))?.collect()
+            }
+        }
+    }
+
+    /// This sealed chunk compressed with `codec`, or settled as it is when that is not smaller.
+    fn compressed(&self, schema: &SchemaRef, codec: Option<CompressionType>) -> Result<Self> {
+        let Rows::Plain { batches, .. } = &self.data else {
+            return Ok(self.clone());
+        };
+        let settled = |chunk: &Self| Self {
+            data: Rows::Plain {
+                batches: batches.clone(),
+                settled: true,
+            },
+            ..chunk.clone()
+        };
+        let Some(codec) = codec else {
+            return Ok(settled(self));
+        };
+        let options = IpcWriteOptions::default().try_with_compression(Some(codec))?;
+        let mut writer = StreamWriter::try_new_with_options(Vec::new(), schema, options)?;
+        for b in batches {
+            writer.write(b)?;
+        }
+        writer.finish()?;
+        let bytes = writer.into_inner()?.into_boxed_slice();
+        if bytes.len() as u64 >= self.bytes {
+            return Ok(settled(self));
+        }
+        Ok(Self {
+            bytes: bytes.len() as u64,
+            data: Rows::Ipc(bytes),
+            bounds: self.bounds.clone(),
+            rows: self.rows,
+        })
+    }
+
     fn push(&mut self, batch: RecordBatch) {
         for (&col, bounds) in self.bounds.iter_mut() {
             *bounds = TimeBounds::merge(*bounds, timestamp_bounds(batch.column(col).as_ref()));
         }
         self.rows += batch.num_rows();
         self.bytes += batch.get_array_memory_size() as u64;
-        self.batches.push(batch);
+        if let Rows::Plain { batches, .. } = &mut self.data {
+            batches.push(batch);
+        }
     }
 
     fn compact(&mut self, schema: &SchemaRef) -> Result<()> {
-        if self.batches.len() > 1 {
-            let one = concat_batches(schema, &self.batches)?;
+        if let Rows::Plain { batches, .. } = &mut self.data
+            && batches.len() > 1
+        {
+            let one = concat_batches(schema, batches.iter())?;
             self.bytes = one.get_array_memory_size() as u64;
-            self.batches = vec![one];
+            *batches = vec![one];
         }
         Ok(())
+    }
+
+    /// Whether [`Store::compress_sealed`] still has to look at this sealed chunk.
+    fn pending(&self) -> bool {
+        matches!(self.data, Rows::Plain { settled: false, .. })
     }
 }
 
@@ -372,6 +489,36 @@ impl Store {
     /// Bytes held by all tables.
     pub fn bytes_held(&self) -> u64 {
         self.lock().values().map(Table::bytes).sum()
+    }
+
+    /// Compresses the sealed chunks not yet compressed, as the configuration says, and returns
+    /// how many it replaced. The work is done outside the lock: appends and scans go on
+    /// meanwhile, and a chunk evicted in between is simply dropped.
+    pub fn compress_sealed(&self) -> Result<usize> {
+        let codec = self.config.compression.ipc();
+        let pending: Vec<(String, SchemaRef, Arc<Chunk>)> = self
+            .lock()
+            .iter()
+            .flat_map(|(name, t)| {
+                t.sealed
+                    .iter()
+                    .filter(|c| c.pending())
+                    .map(|c| (name.clone(), Arc::clone(&t.schema), Arc::clone(c)))
+            })
+            .collect();
+        let mut replaced = 0;
+        for (name, schema, chunk) in pending {
+            let packed = Arc::new(chunk.compressed(&schema, codec)?);
+            let mut tables = self.lock();
+            if let Some(slot) = tables
+                .get_mut(&name)
+                .and_then(|t| t.sealed.iter_mut().find(|c| Arc::ptr_eq(c, &chunk)))
+            {
+                *slot = packed;
+                replaced += 1;
+            }
+        }
+        Ok(replaced)
     }
 }
 

@@ -38,6 +38,7 @@ fn store(budget: u64, chunk_rows: usize) -> Store {
             budget_bytes: budget,
             chunk_rows,
             chunk_duration: Duration::from_secs(3600),
+            ..StoreConfig::default()
         },
         [("a".to_owned(), schema()), ("b".to_owned(), schema())],
     )
@@ -48,7 +49,7 @@ fn values(s: &Store, table: &str) -> Vec<i64> {
         .unwrap()
         .chunks
         .iter()
-        .flat_map(|c| c.batches.iter())
+        .flat_map(|c| c.batches(None).unwrap())
         .flat_map(|b| {
             b.column(1)
                 .as_any()
@@ -70,8 +71,8 @@ fn chunks_seal_at_row_limit_and_keep_time_bounds() {
     let rows: Vec<usize> = snap.chunks.iter().map(|c| c.rows()).collect();
     assert_eq!(rows, [100, 100, 50]);
     // Sealed chunks are compacted into one batch.
-    assert_eq!(snap.chunks[0].batches.len(), 1);
-    assert_eq!(snap.chunks[2].batches.len(), 2);
+    assert_eq!(snap.chunks[0].batches(None).unwrap().len(), 1);
+    assert_eq!(snap.chunks[2].batches(None).unwrap().len(), 2);
     assert_eq!(
         snap.chunks[1].bounds[&0],
         Some(TimeBounds { min: 100, max: 199 })
@@ -88,6 +89,7 @@ fn chunks_seal_when_their_time_is_up() {
             budget_bytes: u64::MAX,
             chunk_rows: 1_000_000,
             chunk_duration: Duration::from_secs(10),
+            ..StoreConfig::default()
         },
         [("a".to_owned(), schema())],
     );
@@ -200,4 +202,123 @@ fn concurrent_append_and_scan_see_consistent_prefixes() {
     }
     writer.join().unwrap();
     assert_eq!(values(&s, "a").len(), 20_000);
+}
+
+fn compressing_store(compression: Compression, chunk_rows: usize) -> Store {
+    Store::new(
+        StoreConfig {
+            budget_bytes: u64::MAX,
+            chunk_rows,
+            chunk_duration: Duration::from_secs(3600),
+            compression,
+        },
+        [("a".to_owned(), schema())],
+    )
+}
+
+#[test]
+fn sealed_chunks_compress_and_decode_to_the_same_rows() {
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        let s = compressing_store(compression, 10_000);
+        for i in 0..25 {
+            s.append("a", batch(i * 1_000, 1_000)).unwrap();
+        }
+        let plain = s.stats()["a"].bytes_held;
+        // Two sealed chunks; the open one (5,000 rows) stays plain.
+        assert_eq!(s.compress_sealed().unwrap(), 2, "{compression:?}");
+        assert_eq!(s.compress_sealed().unwrap(), 0, "nothing left to compress");
+        let snap = s.snapshot("a").unwrap();
+        let compressed: Vec<bool> = snap.chunks.iter().map(|c| c.is_compressed()).collect();
+        assert_eq!(compressed, [true, true, false]);
+        let stats = s.stats()["a"];
+        assert_eq!(stats.rows_held, 25_000);
+        assert_eq!(
+            stats.bytes_held,
+            snap.chunks.iter().map(|c| c.bytes()).sum::<u64>()
+        );
+        let sealed_plain = plain - snap.chunks[2].bytes();
+        let sealed_now = snap.chunks[0].bytes() + snap.chunks[1].bytes();
+        assert!(
+            sealed_now < sealed_plain,
+            "{compression:?}: {sealed_now} bytes compressed, {sealed_plain} plain"
+        );
+        assert_eq!(values(&s, "a"), (0..25_000).collect::<Vec<_>>());
+        // Bounds survive, and a projection decodes only its column.
+        assert_eq!(
+            snap.chunks[1].bounds[&0],
+            Some(TimeBounds {
+                min: 10_000,
+                max: 19_999
+            })
+        );
+        let projected = snap.chunks[1].batches(Some(&[1])).unwrap();
+        assert_eq!(projected[0].num_columns(), 1);
+        assert_eq!(projected[0].schema().field(0).name(), "v");
+        let v = projected[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(v.values().to_vec(), (10_000..20_000).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn chunks_that_do_not_shrink_stay_plain_and_are_not_tried_again() {
+    // Ten rows: the IPC stream's schema message alone is larger than the arrays.
+    let s = compressing_store(Compression::Lz4, 10);
+    s.append("a", batch(0, 10)).unwrap();
+    let before = s.bytes_held();
+    assert_eq!(s.compress_sealed().unwrap(), 1);
+    assert_eq!(s.compress_sealed().unwrap(), 0);
+    let snap = s.snapshot("a").unwrap();
+    assert!(!snap.chunks[0].is_compressed());
+    assert_eq!(s.bytes_held(), before);
+    assert_eq!(values(&s, "a"), (0..10).collect::<Vec<_>>());
+    // Compression off: sealed chunks are settled as they are.
+    let s = compressing_store(Compression::None, 10_000);
+    s.append("a", batch(0, 10_000)).unwrap();
+    assert_eq!(s.compress_sealed().unwrap(), 1);
+    assert!(!s.snapshot("a").unwrap().chunks[0].is_compressed());
+}
+
+#[test]
+fn the_budget_counts_compressed_bytes_and_eviction_counts_their_rows() {
+    // Measure a chunk plain and compressed. The budget holds ten compressed chunks plus the
+    // newest one, which is plain until it is compressed.
+    let probe = compressing_store(Compression::Zstd, 10_000);
+    probe.append("a", batch(0, 10_000)).unwrap();
+    let plain = probe.bytes_held();
+    probe.compress_sealed().unwrap();
+    let packed = probe.bytes_held();
+    let budget = plain + packed * 10;
+    let s = Store::new(
+        StoreConfig {
+            budget_bytes: budget,
+            chunk_rows: 10_000,
+            chunk_duration: Duration::from_secs(3600),
+            compression: Compression::Zstd,
+        },
+        [("a".to_owned(), schema())],
+    );
+    for i in 0..30 {
+        s.append("a", batch(i * 10_000, 10_000)).unwrap();
+        s.compress_sealed().unwrap();
+    }
+    let st = s.stats()["a"];
+    assert_eq!(st.rows_held + st.rows_evicted, 300_000);
+    assert!(st.bytes_held <= budget);
+    let plain_chunks = budget / plain;
+    assert!(
+        st.rows_held >= 100_000 && st.rows_held > plain_chunks * 10_000,
+        "{} rows held; plain, the budget holds {plain_chunks} chunks ({packed} bytes \
+         compressed, {plain} plain)",
+        st.rows_held
+    );
+    let v = values(&s, "a");
+    assert_eq!(*v.last().unwrap(), 299_999);
+    assert!(
+        v.windows(2).all(|w| w[1] == w[0] + 1),
+        "a contiguous suffix"
+    );
 }

@@ -7,7 +7,10 @@
 //! dst_port) on 200 endpoints (resource), 2% errors, waiting times with a long tail (one call in twenty, so that the p99 lies inside it). A fixed
 //! seed makes every run write the same rows.
 //!
-//!   gen_calls DIR ROWS AGENTS
+//!   gen_calls DIR ROWS AGENTS [SPAN_SECONDS]
+//!
+//! Rows are 1 us apart from 2026-01-01T00:00:00Z, or, with SPAN_SECONDS, spread evenly over
+//! the SPAN_SECONDS that end now (for queries with Grafana's time macros).
 use std::{fs::File, net::Ipv4Addr, path::Path, sync::Arc};
 
 use kindling_agent::records::{CallRecord, CallsBuilder, Endpoints, Owner, Role};
@@ -29,7 +32,7 @@ impl Rng {
     }
 }
 
-fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
+fn call(rng: &mut Rng, i: u64, start_ns: i64, step_ns: f64) -> CallRecord {
     let client = rng.below(40);
     let server = rng.below(25);
     let endpoint = rng.below(200);
@@ -43,7 +46,7 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
             0
         };
     CallRecord {
-        ts_ns: start_ns + (i as i64) * 1_000,
+        ts_ns: start_ns + (i as f64 * step_ns) as i64,
         protocol: "http",
         role: Role::Server,
         method: if endpoint.is_multiple_of(4) {
@@ -81,9 +84,13 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64) -> CallRecord {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, dir, rows, agents] = args.as_slice() else {
-        eprintln!("usage: gen_calls DIR ROWS AGENTS");
-        std::process::exit(2);
+    let (dir, rows, agents, span) = match args.as_slice() {
+        [_, dir, rows, agents] => (dir, rows, agents, None),
+        [_, dir, rows, agents, span] => (dir, rows, agents, Some(span)),
+        _ => {
+            eprintln!("usage: gen_calls DIR ROWS AGENTS [SPAN_SECONDS]");
+            std::process::exit(2);
+        }
     };
     let dir = Path::new(dir);
     let rows: u64 = rows.parse().expect("ROWS is a number");
@@ -94,7 +101,17 @@ fn main() {
         ArrowWriter::try_new(File::create(path).unwrap(), Arc::clone(&schema), None).unwrap()
     };
     let mut all = writer(&dir.join("all/calls.parquet"));
-    let start_ns = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+    let (start_ns, step_ns) = match span {
+        None => (1_767_225_600_000_000_000, 1_000.0), // 2026-01-01T00:00:00Z
+        Some(span) => {
+            let span_ns = span.parse::<f64>().expect("SPAN_SECONDS is a number") * 1e9;
+            let now_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_nanos() as f64;
+            ((now_ns - span_ns) as i64, span_ns / rows.max(1) as f64)
+        }
+    };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let per_agent = rows / agents;
     for a in 0..agents {
@@ -103,7 +120,7 @@ fn main() {
         let mut builder = CallsBuilder::new(&node);
         let last = (a + 1) * per_agent;
         for i in a * per_agent..last {
-            builder.append(&call(&mut rng, i, start_ns));
+            builder.append(&call(&mut rng, i, start_ns, step_ns));
             // Every 65,536 rows and at the slice's end, the rows go to both files.
             if builder.len() == 65_536 || i + 1 == last {
                 let batch = builder.finish().unwrap();

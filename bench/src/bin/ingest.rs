@@ -164,20 +164,26 @@ fn main() {
     );
     println!("decode+track+store:     {:>12.0} events/s", events / full_s);
     println!("ratio (full / decode):  {:>12.3}", decode_s / full_s);
-    // Bytes per row over sealed chunks only (the open chunk is still made of small batches).
-    for table in [schema::TCP_EVENTS, schema::FLOWS] {
+    // Bytes per row over sealed chunks only (the open chunk is still made of small batches),
+    // plain, then compressed as the agent's store-compress thread does it.
+    let sealed_bytes = |table: &str| {
         let snap = store.snapshot(table).unwrap();
         let sealed = &snap.chunks[..snap.chunks.len().saturating_sub(1)];
-        let bytes: usize = sealed
-            .iter()
-            .flat_map(|c| &c.batches)
-            .map(|b| b.get_array_memory_size())
-            .sum();
+        let bytes: u64 = sealed.iter().map(|c| c.bytes()).sum();
         let rows: usize = sealed.iter().map(|c| c.rows()).sum();
+        (bytes as f64 / rows.max(1) as f64, rows, sealed.len())
+    };
+    let plain = [schema::TCP_EVENTS, schema::FLOWS].map(sealed_bytes);
+    let t = Instant::now();
+    store.compress_sealed().unwrap();
+    let compress_s = t.elapsed().as_secs_f64();
+    for (table, (plain, rows, chunks)) in [schema::TCP_EVENTS, schema::FLOWS].into_iter().zip(plain)
+    {
+        let (packed, _, _) = sealed_bytes(table);
         println!(
-            "{table:<11} bytes/row (sealed chunks): {:>6.1}  ({rows} rows in {} chunks)",
-            bytes as f64 / rows.max(1) as f64,
-            sealed.len()
+            "{table:<11} bytes/row (sealed chunks): {plain:>6.1} plain, {packed:>6.1} {:?}  ({rows} rows in {chunks} chunks)",
+            store.config().compression
         );
     }
+    println!("compressing the sealed chunks took {compress_s:.2} s");
 }

@@ -45,6 +45,7 @@ pub fn empty_store() -> Arc<Store> {
             budget_bytes: 64 << 20,
             chunk_rows: 4,
             chunk_duration: Duration::from_secs(3600),
+            ..StoreConfig::default()
         },
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
     ))

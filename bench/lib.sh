@@ -1,0 +1,97 @@
+# Shared by the benchmark scripts (sourced, not run): an nginx of their own, a release agent,
+# and the counters they read from /proc.
+#
+# Expects BIN (directory of the release binaries) and TMP (the script's temp dir, mode 755);
+# sets NGINX_PORT, NGINX_PID, URL, AGENT_PORT and AGENT_PID. The caller's EXIT trap calls
+# bench_cleanup.
+
+NGINX_PID=""
+AGENT_PID=""
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+bench_need() { # $@: release binaries that must exist in $BIN
+  [[ $EUID -eq 0 ]] || { echo "run as root (the agent loads eBPF programs)" >&2; exit 1; }
+  local b
+  for b in "$@"; do
+    [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: build in release first (bench/run does)" >&2; exit 1; }
+  done
+}
+
+bench_cleanup() {
+  [[ -n "$AGENT_PID" ]] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+  [[ -n "$NGINX_PID" ]] && kill -TERM "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+  [[ "${KEEP_TMP:-0}" == 1 ]] || rm -rf "$TMP"
+  true
+}
+
+# nginx on a free 127.0.0.1 port: one worker pinned to CPU $1, keep-alive, access_log off,
+# sendfile ${NGINX_SENDFILE:-off}, /file.txt a 100-byte static file.
+start_nginx() {
+  command -v nginx >/dev/null || { echo "nginx is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+  NGINX_PORT="$(free_port)"
+  mkdir -p "$TMP/www" "$TMP/temp"
+  head -c 99 /dev/zero | tr '\0' 'k' >"$TMP/www/file.txt"
+  echo >>"$TMP/www/file.txt" # 100 bytes
+  cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type text/plain;
+  sendfile ${NGINX_SENDFILE:-off};
+  keepalive_timeout 65;
+  keepalive_requests 10000000;
+  client_body_temp_path $TMP/temp/body;
+  proxy_temp_path $TMP/temp/proxy;
+  fastcgi_temp_path $TMP/temp/fastcgi;
+  uwsgi_temp_path $TMP/temp/uwsgi;
+  scgi_temp_path $TMP/temp/scgi;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location = /file.txt { root $TMP/www; }
+  }
+}
+EOF
+  taskset -c "$1" nginx -p "$TMP" -c "$TMP/nginx.conf" &
+  NGINX_PID=$!
+  URL="http://127.0.0.1:$NGINX_PORT/file.txt"
+  for _ in $(seq 50); do curl -sf -o /dev/null "$URL" && break; sleep 0.1; done
+  [[ "$(curl -sf "$URL" | wc -c)" == 100 ]] || { echo "nginx does not serve $URL" >&2; cat "$TMP/error.log" >&2; exit 1; }
+}
+
+q() { "$BIN/kindling" query --agent "127.0.0.1:$AGENT_PORT" "$@"; }
+
+# A release agent on a free port, waited for until healthy. Extra agent flags as arguments;
+# AGENT_BIN picks another build, AGENT_WRAP (e.g. "taskset -c 1 nice -n 19") runs it under a
+# command.
+start_agent() {
+  AGENT_PORT="$(free_port)"
+  ${AGENT_WRAP:-} "${AGENT_BIN:-$BIN/kindling-agent}" --listen "127.0.0.1:$AGENT_PORT" "$@" \
+    >"$TMP/agent.log" 2>&1 &
+  AGENT_PID=$!
+  for _ in $(seq 150); do
+    "$BIN/kindling" health --agent "127.0.0.1:$AGENT_PORT" >/dev/null 2>&1 && return 0
+    kill -0 "$AGENT_PID" 2>/dev/null || { cat "$TMP/agent.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "agent did not become healthy" >&2; cat "$TMP/agent.log" >&2; exit 1
+}
+
+stop_agent() {
+  kill -TERM "$AGENT_PID"
+  wait "$AGENT_PID" || true
+  AGENT_PID=""
+}
+
+# utime + stime of a process, in clock ticks (fields 14 and 15; comm may hold spaces).
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+HZ="$(getconf CLK_TCK)"
+
+# Resident set size of a process, in KiB.
+rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
