@@ -952,7 +952,8 @@ fn wrk_keep_alive_load_matches_the_server_count() {
     require_root();
     tool("wrk");
     let (_server, port) = start_server(Command::new("python3").arg(fixture("http_server.py")));
-    let agent = AgentProcess::start("l7-wrk", &[]);
+    // Small chunks: the calls are read back from compressed chunks.
+    let agent = AgentProcess::start("l7-wrk", &["--chunk-rows", "64"]);
     let out = run_ok(Command::new("wrk").args([
         "-t1",
         "-c4",
@@ -972,6 +973,28 @@ fn wrk_keep_alive_load_matches_the_server_count() {
     let server =
         format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND role = 'server'");
     wait_count(&agent, &server, done);
+    // The store-compress thread packs sealed chunks a few times a second: wait until every
+    // sealed chunk of `calls` is compressed (the open one stays plain), then count through them.
+    // More than 100 responses are more than 200 rows: at least three chunks of 64.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = agent.query_json(
+            "SELECT chunks_held AS held, chunks_compressed AS packed FROM agent_stats \
+             WHERE table_name = 'calls'",
+        );
+        let (held, packed) = (
+            c[0]["held"].as_u64().unwrap(),
+            c[0]["packed"].as_u64().unwrap(),
+        );
+        if packed >= 2 && held - packed <= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{packed} of {held} chunks compressed after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // wrk stops with up to one request in flight per connection: the server may have answered
     // those too (4 connections), and no call may be missing.
     for role in ["server", "client"] {

@@ -137,6 +137,8 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("chunks_held"),
         count("rows_evicted"),
         count("bytes_evicted"),
+        // Sealed chunks held compressed (--chunk-compression).
+        count("chunks_compressed"),
     ]))
 });
 

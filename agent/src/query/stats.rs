@@ -125,6 +125,7 @@ impl ComputedTable for AgentStatsTable {
             per_table(&|s| s.chunks_held),
             per_table(&|s| s.rows_evicted),
             per_table(&|s| s.bytes_evicted),
+            per_table(&|s| s.chunks_compressed),
         ];
         Ok(RecordBatch::try_new(schema::agent_stats(), columns)?)
     }

@@ -272,6 +272,8 @@ pub struct TableStats {
     pub rows_evicted: u64,
     /// Bytes evicted since start.
     pub bytes_evicted: u64,
+    /// Sealed chunks currently held compressed.
+    pub chunks_compressed: u64,
 }
 
 #[derive(Debug)]
@@ -480,6 +482,7 @@ impl Store {
                     chunks_held: t.sealed.len() as u64 + u64::from(t.open.rows > 0),
                     rows_evicted: t.rows_evicted,
                     bytes_evicted: t.bytes_evicted,
+                    chunks_compressed: t.sealed.iter().filter(|c| c.is_compressed()).count() as u64,
                 };
                 (name.clone(), stats)
             })
