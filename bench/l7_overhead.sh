@@ -85,8 +85,7 @@ fi
 
 # libpcap observers, started before wrk and stopped after it. tcpdump writes every packet of
 # the nginx port to a file; tshark decodes them and prints one line per HTTP request. Each
-# sets OBS_PIDS (their processes, for CPU) and is stopped by stop_pcap, which prints what it
-# saw.
+# sets OBS_PIDS (their processes, for CPU) and is stopped by stop_pcap.
 start_pcap() { # $1: tcpdump|tshark
   case "$1" in
     tcpdump) tcpdump -i lo -n -s 0 -B 16384 -w "$TMP/cap.pcap" "tcp port $NGINX_PORT" 2>"$TMP/pcap.err" & ;;
@@ -96,16 +95,18 @@ start_pcap() { # $1: tcpdump|tshark
   PCAP_PID=$!
   for _ in $(seq 100); do grep -qiE 'listening on|capturing on' "$TMP/pcap.err" && break; sleep 0.1; done
   sleep 0.5
-  OBS_PIDS="$PCAP_PID $(pgrep -P "$PCAP_PID" | tr '\n' ' ')" # tshark's dumpcap child
+  OBS_PIDS="$PCAP_PID $(pgrep -P "$PCAP_PID" | tr '\n' ' ' || true)" # tshark's dumpcap child
 }
 
-stop_pcap() { # prints "captured/dropped-by-kernel" packets, or the HTTP requests tshark decoded
-  kill -INT "$PCAP_PID"
+# Sets SEEN: packets captured and dropped by the kernel, or the HTTP requests tshark decoded.
+# SIGTERM, not SIGINT: background jobs of a script start with SIGINT ignored.
+stop_pcap() {
+  kill -TERM "$PCAP_PID"
   wait "$PCAP_PID" 2>/dev/null || true
   if [[ "$1" == tshark ]]; then
-    echo "$(wc -l <"$TMP/tshark.out") requests decoded, $(grep -oE '[0-9]+ packets? dropped' "$TMP/pcap.err" | head -1 || echo '0 packets dropped')"
+    SEEN="$(wc -l <"$TMP/tshark.out") requests decoded, $(grep -oE '[0-9]+ packets? dropped' "$TMP/pcap.err" | head -1 || echo '0 packets dropped')"
   else
-    echo "$(grep -oE '^[0-9]+ packets captured' "$TMP/pcap.err"), $(grep -oE '[0-9]+ packets dropped by kernel' "$TMP/pcap.err")"
+    SEEN="$(grep -oE '^[0-9]+ packets captured' "$TMP/pcap.err"), $(grep -oE '[0-9]+ packets dropped by kernel' "$TMP/pcap.err")"
   fi
   rm -f "$TMP/cap.pcap"
 }
@@ -160,7 +161,8 @@ run_one() { # $1: run number, $2: a kind of $KINDS
     q "SELECT role, method, resource, status, count(*) AS calls, round(avg(duration_ns) / 1000, 1) AS avg_us FROM calls WHERE dst_port = $NGINX_PORT GROUP BY 1, 2, 3, 4 ORDER BY calls DESC LIMIT 6"
     stop_agent
   elif [[ "$kind" == tcpdump || "$kind" == tshark ]]; then
-    seen="$(stop_pcap "$kind")"
+    stop_pcap "$kind"
+    seen="$SEEN"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$kind" "$rps" "$p99" "$reqs" "$cores" "$seen" >>"$RESULTS"
   printf 'run %s %-8s requests/s %10s  p99 %8s ms  requests %9s' "$n" "$kind" "$rps" "$p99" "$reqs"
