@@ -88,8 +88,9 @@ r = json.load(open(sys.argv[1])); print(r["requests"], r["achieved_rate"], r["p9
   other_rows=$((held - port_rows)) # calls of anything else on this host during the run
   IFS=, read -r unmatched unparsed < <(q --format csv "SELECT unmatched, unparsed FROM protocol_stats WHERE protocol = 'http'" | tail -1)
   if [[ "$run" == "$COLUMNS_AT" ]]; then
-    "$BIN/kindling" dump --agent "127.0.0.1:$AGENT_PORT" --out "$TMP/dump" >/dev/null
-    "$BIN/column_bytes" "$TMP/dump" calls >"$TMP/columns.txt"
+    { "$BIN/kindling" dump --agent "127.0.0.1:$AGENT_PORT" --out "$TMP/dump" >/dev/null &&
+      "$BIN/column_bytes" "$TMP/dump" calls >"$TMP/columns.txt"; } ||
+      echo "(the dump for the column breakdown failed; see above)" >"$TMP/columns.txt"
     rm -rf "$TMP/dump"
   fi
   stop_agent

@@ -141,7 +141,7 @@ run_one() { # $1: run number, $2: a kind of $KINDS
   p99="$(p99_ms "$out")"
   if [[ -n "$OBS_PIDS" ]]; then
     c1="$(obs_ticks)"
-    cores="$(echo "($c1 - $c0) / $HZ / ($t1 - $t0)" | bc -l)"
+    cores="$(echo "($c1 - $c0) / $HZ / ($t1 - $t0)" | bc -l | xargs printf '%.3f')"
   fi
   if [[ "$kind" == agent* ]]; then
     if [[ "${BPF_STATS:-0}" == 1 ]]; then

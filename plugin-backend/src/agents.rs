@@ -314,6 +314,21 @@ pub async fn fetch(
     Ok(stream)
 }
 
+/// Bytes of `batch`'s own rows. The arrays of a batch decoded from one Flight message are
+/// slices of that message's body, and `get_array_memory_size` would charge the whole body once
+/// per buffer (a 26-column `calls` batch some 60 times over).
+fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
 /// Runs the fragment `sql` on `agent` and collects its whole answer within the per-agent
 /// timeout, charging the batches to `reservation` (the query's memory limit), if given.
 ///
@@ -333,7 +348,7 @@ pub async fn fetch_all(
             let batch = batch?;
             if let Some(reservation) = reservation.as_deref_mut() {
                 reservation
-                    .try_grow(batch.get_array_memory_size())
+                    .try_grow(batch_bytes(&batch))
                     .map_err(|e| AgentError {
                         agent: agent.name.clone(),
                         kind: FailureKind::Limit,

@@ -305,6 +305,32 @@ async fn memory_limits_fail_the_query_with_a_clear_error() {
         ))
     });
     assert!(named && message.contains("for AgentScanExec["), "{message}");
+
+    // Answers are charged at the bytes of their rows: three times what the rows of both agents
+    // take is enough. (Charged at `get_array_memory_size`, each Flight message's body counted
+    // once per column buffer, it took dozens of times more.)
+    let all = engine(&[&a1.addr, &small.addr], Duration::from_secs(10))
+        .query("SELECT * FROM calls")
+        .await
+        .unwrap();
+    let size: usize = all
+        .batches
+        .iter()
+        .flat_map(|b| b.columns())
+        .map(|c| c.to_data().get_slice_memory_size().unwrap())
+        .sum();
+    let mut set = AgentSet::new(vec![a1.addr.clone(), small.addr.clone()]);
+    set.agent_timeout = Duration::from_secs(10);
+    let roomy = QueryEngine::new(
+        set,
+        EngineLimits {
+            memory_bytes: 3 * size,
+            ..EngineLimits::default()
+        },
+    );
+    let out = roomy.query("SELECT * FROM calls").await.unwrap();
+    let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 2004, "within {} bytes", 3 * size);
 }
 
 /// The JSON rows the CLI printed, as (resource, calls, bytes).
