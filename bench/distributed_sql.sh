@@ -42,9 +42,8 @@ if [[ "$(cat "$WORK/data/rows" 2>/dev/null)" != "$ROWS x $AGENTS" ]]; then
   echo "$ROWS x $AGENTS" >"$WORK/data/rows"
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -52,19 +51,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-AGENT_ARGS=()
-for ((a = 0; a < AGENTS; a++)); do
-  port="$(free_port)"
-  "$BIN/kindling-agent" --listen "127.0.0.1:$port" --node-name "node-$a" \
-    --replay "$WORK/data/agent-$a" --memory-budget 8GiB --chunk-rows 65536 \
-    --query-memory 2GiB 2>"$WORK/agent-$a.log" &
-  PIDS+=("$!")
-  AGENT_ARGS+=(--agent "127.0.0.1:$port")
-done
-for ((i = 0; i < 600; i++)); do
-  "$BIN/kindling" health "${AGENT_ARGS[@]}" >/dev/null 2>&1 && break
-  sleep 0.5
-done
+start_replay_agents "$WORK/data" "$AGENTS" --chunk-rows 65536
+AGENT_ARGS=("${REPLAY_ARGS[@]}")
 "$BIN/kindling" health "${AGENT_ARGS[@]}"
 
 SERVICE_MAP="SELECT comm, dst_ip, dst_port, count(*) AS calls, \

@@ -95,3 +95,25 @@ HZ="$(getconf CLK_TCK)"
 
 # Resident set size of a process, in KiB.
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+
+# Replay agents (`kindling-agent --replay`), one per slice of a gen_calls directory: $1 the
+# directory, $2 how many, then extra agent flags. Appends their PIDs to PIDS, sets REPLAY_ARGS
+# (their --agent flags) and waits until every one answers (at most 5 minutes: big slices take
+# a while to load).
+start_replay_agents() {
+  local data="$1" n="$2" a i port
+  shift 2
+  REPLAY_ARGS=()
+  for ((a = 0; a < n; a++)); do
+    port="$(free_port)"
+    "$BIN/kindling-agent" --listen "127.0.0.1:$port" --node-name "node-$a" --replay "$data/agent-$a" \
+      --memory-budget 8GiB --query-memory 2GiB "$@" 2>"$data/agent-$a.log" &
+    PIDS+=("$!")
+    REPLAY_ARGS+=(--agent "127.0.0.1:$port")
+  done
+  for ((i = 0; i < 600; i++)); do
+    "$BIN/kindling" health "${REPLAY_ARGS[@]}" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  "$BIN/kindling" health "${REPLAY_ARGS[@]}" # names the agents that did not come up
+}

@@ -49,21 +49,11 @@ echo "== query latency: $(nproc) CPUs, queries: $(cd "$QUERIES" && echo *.sql)"
 # Runs every query against AGENTS replay agents of $1 (a gen_calls directory) holding $2 rows,
 # their chunks compressed with $4; $3 is the number of agents.
 measure() {
-  local data="$1" rows="$2" agents="$3" codec="$4" a i r port held bytes name sql times f t0 t1 args \
+  local data="$1" rows="$2" agents="$3" codec="$4" r held bytes name sql times f t0 t1 args \
     result_rows total median max
   PIDS=()
-  args=()
-  for ((a = 0; a < agents; a++)); do
-    port="$(free_port)"
-    "$BIN/kindling-agent" --listen "127.0.0.1:$port" --node-name "node-$a" --replay "$data/agent-$a" \
-      --memory-budget 8GiB --query-memory 2GiB --chunk-compression "$codec" 2>"$WORK/agent-$a.log" &
-    PIDS+=("$!")
-    args+=(--agent "127.0.0.1:$port")
-  done
-  for ((i = 0; i < 600; i++)); do
-    "$BIN/kindling" health "${args[@]}" >/dev/null 2>&1 && break
-    sleep 0.5
-  done
+  start_replay_agents "$data" "$agents" --chunk-compression "$codec"
+  args=("${REPLAY_ARGS[@]}")
   IFS=, read -r held bytes < <("$BIN/kindling" query "${args[@]}" --format csv \
     "SELECT sum(rows_held), sum(bytes_held) FROM agent_stats WHERE table_name = 'calls'" | tail -1)
   [[ "$held" == "$rows" ]] || { echo "agents hold $held rows, not $rows" >&2; exit 1; }
