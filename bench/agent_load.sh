@@ -55,8 +55,8 @@ budget_mib="$(echo "$BUDGET" | awk '/MiB$/ { print $0 + 0 } /GiB$/ { print 1024 
 echo "== $LABEL: $(nproc) CPUs, $(uname -r), $(nginx -v 2>&1); nginx on CPU $NGINX_CPU, loadgen on CPU $LOADGEN_CPU, agent ${AGENT_WRAP:-unpinned}, budget $BUDGET"
 taskset -c "$LOADGEN_CPU" "$BIN/loadgen" "127.0.0.1:$NGINX_PORT" /file.txt 2000 3 "$CONNS" >/dev/null # warm-up
 
-# One agent_stats or protocol_stats number for the calls table / the http protocol.
-stat() { q --format csv "$1" | tail -1; }
+# The one value a query over the agent returns.
+value() { q --format csv "$1" | tail -1; }
 
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
@@ -67,7 +67,7 @@ for run in $RATES; do
   start_agent --memory-budget "$BUDGET" --chunk-compression "$codec"
   sleep 2
   idle_kib="$(rss_kib "$AGENT_PID")"
-  ev0="$(stat "SELECT events_received FROM agent_stats WHERE table_name = 'calls'")"
+  ev0="$(value "SELECT events_received FROM agent_stats WHERE table_name = 'calls'")"
   c0="$(cpu_ticks "$AGENT_PID")"
   t0="$(date +%s.%N)"
   taskset -c "$LOADGEN_CPU" "$BIN/loadgen" "127.0.0.1:$NGINX_PORT" /file.txt "$rate" "$DURATION" "$CONNS" \
@@ -84,7 +84,7 @@ import json, sys
 r = json.load(open(sys.argv[1])); print(r["requests"], r["achieved_rate"], r["p99_us"])' "$TMP/loadgen.json")
   IFS=, read -r received dropped_k dropped_u held evicted bytes < <(q --format csv \
     "SELECT events_received, events_dropped_kernel, events_dropped_user, rows_held, rows_evicted, bytes_held FROM agent_stats WHERE table_name = 'calls'" | tail -1)
-  port_rows="$(stat "SELECT count(*) FROM calls WHERE dst_port = $NGINX_PORT")"
+  port_rows="$(value "SELECT count(*) FROM calls WHERE dst_port = $NGINX_PORT")"
   other_rows=$((held - port_rows)) # calls of anything else on this host during the run
   IFS=, read -r unmatched unparsed < <(q --format csv "SELECT unmatched, unparsed FROM protocol_stats WHERE protocol = 'http'" | tail -1)
   if [[ "$run" == "$COLUMNS_AT" ]]; then

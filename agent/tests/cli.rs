@@ -33,13 +33,13 @@ fn a_replay_directory_without_tables_is_refused() {
     let out = agent(&["--replay", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "{} holds none of calls.parquet, dns.parquet, flows.parquet, tcp_events.parquet",
+    assert_eq!(
+        stderr(&out).lines().last().unwrap(),
+        format!(
+            "kindling-agent: {} holds none of calls.parquet, dns.parquet, flows.parquet, \
+             tcp_events.parquet (write one with `kindling dump --out DIR`)",
             dir.display()
-        )),
-        "{err}"
+        )
     );
 }
 

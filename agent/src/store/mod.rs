@@ -195,15 +195,17 @@ impl Chunk {
         let Rows::Plain { batches, .. } = &self.data else {
             return Ok(self.clone());
         };
-        let settled = |chunk: &Self| Self {
+        let settled = || Self {
             data: Rows::Plain {
                 batches: batches.clone(),
                 settled: true,
             },
-            ..chunk.clone()
+            bounds: self.bounds.clone(),
+            rows: self.rows,
+            bytes: self.bytes,
         };
         let Some(codec) = codec else {
-            return Ok(settled(self));
+            return Ok(settled());
         };
         let options = IpcWriteOptions::default().try_with_compression(Some(codec))?;
         let mut writer = StreamWriter::try_new_with_options(Vec::new(), schema, options)?;
@@ -213,7 +215,7 @@ impl Chunk {
         writer.finish()?;
         let bytes = writer.into_inner()?.into_boxed_slice();
         if bytes.len() as u64 >= self.bytes {
-            return Ok(settled(self));
+            return Ok(settled());
         }
         Ok(Self {
             bytes: bytes.len() as u64,
