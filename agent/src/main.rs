@@ -19,8 +19,9 @@ use tonic::transport::{Identity, ServerTlsConfig};
 #[derive(Debug, Parser)]
 #[command(name = "kindling-agent", version)]
 struct Args {
-    /// Address of the Arrow Flight endpoint.
-    #[arg(long, default_value = "0.0.0.0:50051")]
+    /// Address of the Arrow Flight endpoint. Beyond loopback it needs --token-file (or
+    /// --insecure-no-auth).
+    #[arg(long, default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
     /// Value of the `node` column (default: the host name).
     #[arg(long)]
@@ -88,6 +89,10 @@ struct Args {
     /// what the agent captured.
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// Serve beyond loopback without a token. Only where something else (a network policy, a
+    /// firewall) keeps everyone but the coordinators away from --listen.
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// PEM certificate (chain) to serve Flight over TLS with; needs --tls-key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -173,19 +178,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    if token.is_some() && tls.is_none() && !args.listen.ip().is_loopback() {
-        tracing::warn!(
-            listen = %args.listen,
-            "The token travels in clear text beyond loopback; give --tls-cert and --tls-key"
-        );
-    }
-    if token.is_none() && !args.listen.ip().is_loopback() {
-        tracing::warn!(
-            listen = %args.listen,
-            "Serving beyond loopback without a token: anyone who reaches this address can read \
-             what the agent captures; give --token-file"
-        );
-    }
+    check_exposure(args.listen, token.is_some(), tls.is_some(), args.insecure_no_auth)?;
     let store = Arc::new(Store::new(
         StoreConfig {
             budget_bytes: args.memory_budget,
@@ -287,6 +280,39 @@ fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("Agent stopped; eBPF programs detached");
     }
     served
+}
+
+/// Refuses to serve captured payloads and addresses beyond loopback without a token, unless
+/// --insecure-no-auth says so; warns where the token would travel in clear text.
+fn check_exposure(
+    listen: SocketAddr,
+    token: bool,
+    tls: bool,
+    insecure_no_auth: bool,
+) -> anyhow::Result<()> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if !token && !insecure_no_auth {
+        anyhow::bail!(
+            "refusing to serve {listen} without a token: anyone who reaches it could read what \
+             this agent captures. Give --token-file FILE, or --insecure-no-auth where a network \
+             policy or firewall protects the port"
+        );
+    }
+    if !token {
+        tracing::warn!(
+            listen = %listen,
+            "Serving beyond loopback without a token (--insecure-no-auth): anyone who reaches \
+             this address can read what the agent captures"
+        );
+    } else if !tls {
+        tracing::warn!(
+            listen = %listen,
+            "The token travels in clear text beyond loopback; give --tls-cert and --tls-key"
+        );
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
