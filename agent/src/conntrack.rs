@@ -119,7 +119,8 @@ pub trait RecordSink {
 /// Counters of events the tracker could not use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackerStats {
-    /// New connections not tracked because the table was full.
+    /// New connections not tracked because the table was full (each counted once, at its
+    /// SYN_SENT or SYN_RECV).
     pub table_full: u64,
     /// Connect/accept events for sockets with no known state (not TCP, or state events lost).
     pub unmatched_syscalls: u64,
@@ -306,6 +307,9 @@ pub struct ConnTracker {
     listeners: HashMap<u64, u16>,
     listen_ports: HashSet<u16>,
     next_conn_id: u64,
+    /// Sockets whose connection was not followed because the table was full, until their
+    /// CLOSE (at most `max_conns`).
+    not_followed: HashSet<u64>,
     stats: TrackerStats,
     /// Live connections by their local view (src = local end), for matching packet drops.
     by_tuple: HashMap<Endpoints, u64>,
@@ -386,6 +390,7 @@ impl ConnTracker {
             listeners: HashMap::new(),
             listen_ports: HashSet::new(),
             next_conn_id: 1,
+            not_followed: HashSet::new(),
             closed: Vec::new(),
             stats: TrackerStats::default(),
             by_tuple: HashMap::new(),
@@ -398,6 +403,13 @@ impl ConnTracker {
     /// Names drop and reset reasons with the kernel's enums (else they are numbers).
     pub fn with_reasons(mut self, reasons: ReasonNames) -> Self {
         self.reasons = reasons;
+        self
+    }
+
+    /// Numbers connections from `first` on (1 by default): a restarted agent that reloaded
+    /// rows (`--spill-dir`) continues after their largest `conn_id`.
+    pub fn with_first_conn_id(mut self, first: u64) -> Self {
+        self.next_conn_id = first.max(1);
         self
     }
 
@@ -631,10 +643,25 @@ impl ConnTracker {
             // The address of a freed socket can be reused at once; a stale entry means its
             // CLOSE was lost.
             self.forget(ev.skaddr, sink);
+            self.not_followed.remove(&ev.skaddr);
+        } else if self.not_followed.contains(&ev.skaddr) {
+            // A connection not followed from its start is not picked up half-way either
+            // (its row would have a wrong start and a guessed role).
+            if ev.new_state == tcp_state::CLOSE {
+                self.not_followed.remove(&ev.skaddr);
+            }
+            return;
         }
         if !self.conns.contains_key(&ev.skaddr) {
             if self.conns.len() >= self.max_conns {
-                self.stats.table_full += 1;
+                // Counted once per connection, at its first event, and remembered (up to
+                // max_conns of them) so that its later events are ignored.
+                if starts_new {
+                    self.stats.table_full += 1;
+                    if self.not_followed.len() < self.max_conns {
+                        self.not_followed.insert(ev.skaddr);
+                    }
+                }
                 return;
             }
             let (role, owner) = if ev.new_state == tcp_state::SYN_SENT {

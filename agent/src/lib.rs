@@ -10,6 +10,7 @@
 //! - [`query`]: DataFusion over the store, read-only and bounded.
 //! - [`serve`]: the Arrow Flight endpoint coordinators query.
 //! - [`replay`]: a `kindling dump` directory served instead of capture (`--replay`).
+//! - [`spill`]: the store written on shutdown and reloaded on start (`--spill-dir`).
 #![deny(missing_docs)]
 
 pub mod capture;
@@ -22,6 +23,7 @@ pub mod replay;
 pub mod serve;
 pub mod sessions;
 pub mod sockdiag;
+pub mod spill;
 pub mod store;
 
 /// Parses a byte size such as `256MiB`, `1GiB`, `64KiB` or `1048576`.

@@ -101,8 +101,14 @@ struct Args {
     tls_key: Option<std::path::PathBuf>,
     /// Serve the tables of a `kindling dump` directory (Parquet) instead of capturing: no
     /// eBPF programs, no root needed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "spill_dir")]
     replay: Option<std::path::PathBuf>,
+    /// Directory where the agent writes what it holds (Parquet, as `kindling dump`) when it
+    /// stops on SIGTERM or SIGINT, and reloads it from when it starts: history across
+    /// restarts and rolling upgrades. A crash writes nothing; the next start reloads the
+    /// spill of the last clean stop.
+    #[arg(long)]
+    spill_dir: Option<std::path::PathBuf>,
 }
 
 /// `--chunk-compression`.
@@ -205,12 +211,26 @@ fn run(args: Args) -> anyhow::Result<()> {
             None
         }
         None => {
+            let mut first_conn_id = 1;
+            if let Some(dir) = &args.spill_dir {
+                let loaded = kindling_agent::spill::load(&store, dir).map_err(anyhow::Error::msg)?;
+                // New connections are numbered after the reloaded ones.
+                first_conn_id = kindling_agent::spill::max_conn_id(&store)
+                    .map_err(anyhow::Error::msg)?
+                    + 1;
+                tracing::info!(dir = %dir.display(), ?loaded, first_conn_id, "Reloaded the spill of the last stop");
+            }
+            let attaching = std::time::Instant::now();
             let capture = Capture::start(CaptureOptions {
                 payload_bytes: args.payload_bytes,
                 net_health: !args.no_net_health,
                 rtt_every_segment: args.rtt_every_segment,
                 rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
             })?;
+            tracing::info!(
+                attach_ms = attaching.elapsed().as_millis() as u64,
+                "eBPF programs loaded and attached"
+            );
             Some(
                 Pipeline::spawn(
                     capture,
@@ -231,6 +251,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                             && !args.no_net_health
                             && !args.rtt_every_segment)
                             .then(|| Duration::from_millis(args.rtt_sample_ms)),
+                        first_conn_id,
                     },
                 )
                 .context("starting the capture thread")?,
@@ -241,7 +262,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         spawn_compressor(&store)?;
     }
     let queries = LocalQueries::new(
-        store,
+        Arc::clone(&store),
         Arc::new(AgentInfo::new(&node, counters)),
         QueryLimits {
             memory_bytes: args.query_memory as usize,
@@ -252,6 +273,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("query")
+        // Queries yield to capture: under a CPU-bound query the capture thread still drains
+        // the rings in time (e2e_hardening's saturated-agent test).
+        .on_thread_start(|| lower_priority(QUERY_NICE))
+        // Deep expression trees plan recursively (kindling_wire::guard bounds them for 2 MiB).
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
         .context("starting the query runtime")?;
@@ -278,8 +304,28 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(pipeline) = pipeline {
         pipeline.stop();
         tracing::info!("Agent stopped; eBPF programs detached");
+        if let Some(dir) = &args.spill_dir {
+            let written = kindling_agent::spill::write(&store, dir).map_err(anyhow::Error::msg)?;
+            tracing::info!(dir = %dir.display(), ?written, "Spilled what the agent held");
+        }
     }
     served
+}
+
+/// Nice value of the query threads, relative to the capture thread's 0.
+const QUERY_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to `nice` (Linux schedules threads by
+/// their own nice value).
+fn lower_priority(nice: i32) {
+    // SAFETY: gettid and setpriority on the calling thread only.
+    let ret = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+    };
+    if ret != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "Cannot lower the query threads' priority");
+    }
 }
 
 /// Refuses to serve captured payloads and addresses beyond loopback without a token, unless

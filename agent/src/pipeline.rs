@@ -54,6 +54,8 @@ pub struct PipelineConfig {
     pub dns_search_window: Duration,
     /// Period of the `rtt` rows read from sock_diag for every live connection (None: none).
     pub rtt_sample_interval: Option<Duration>,
+    /// The first `conn_id` given out (after those of reloaded rows).
+    pub first_conn_id: u64,
 }
 
 /// Longest sleep between two drains of the rings (the data programs do not wake the thread
@@ -270,7 +272,9 @@ fn run(
 ) {
     let clock = Clock::now();
     let mut tracker =
-        ConnTracker::new(clock, config.max_conns).with_reasons(capture.reason_names().clone());
+        ConnTracker::new(clock, config.max_conns)
+            .with_reasons(capture.reason_names().clone())
+            .with_first_conn_id(config.first_conn_id);
     match sockdiag::tcp_listening_ports() {
         Ok(ports) => tracker.seed_listen_ports(ports),
         Err(e) => {

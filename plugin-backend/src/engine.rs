@@ -5,11 +5,6 @@ use std::{sync::Arc, time::Duration};
 
 use datafusion::{
     arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
-    execution::{
-        disk_manager::{DiskManagerBuilder, DiskManagerMode},
-        memory_pool::GreedyMemoryPool,
-        runtime_env::RuntimeEnvBuilder,
-    },
     prelude::{SQLOptions, SessionConfig, SessionContext},
 };
 use futures::StreamExt;
@@ -128,19 +123,14 @@ impl QueryEngine {
     /// agents its scans query (resolved now; they record which agents do not answer).
     pub async fn context(&self) -> Result<(SessionContext, Arc<QueryAgents>)> {
         let agents = Arc::new(QueryAgents::resolve(Arc::clone(&self.agents)).await);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
-            // Over the memory limit a query fails; it never spills what was captured to disk.
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
-            .build_arc()?;
         let config = SessionConfig::new()
             .with_information_schema(true)
             // One partition per agent already gives parallelism; repartitioning small results
             // only costs.
             .with_target_partitions(agents.agents.len().clamp(1, 16));
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // Over the memory limit a query fails (it never spills what was captured to disk);
+        // joins yield so that the time limit can end them.
+        let ctx = kindling_wire::guard::bounded_context(config, self.limits.memory_bytes)?;
         ctx.register_udaf(kindling_wire::digest::quantile_udaf());
         if self.push_aggregates {
             ctx.add_optimizer_rule(Arc::new(crate::pushdown::push_aggregates()));
@@ -167,6 +157,7 @@ impl QueryEngine {
     }
 
     async fn run(&self, sql: &str) -> Result<QueryOutput> {
+        kindling_wire::guard::check_sql(sql).map_err(Error::Query)?;
         let (ctx, agents) = self.context().await?;
         let df = ctx.sql_with_options(sql, read_only()).await?;
         let mut stream = df.execute_stream().await?;

@@ -748,3 +748,102 @@ async fn tls_agents_answer_clients_that_trust_their_ca_only() {
         calls_by_resource(1..=4)
     );
 }
+
+/// 20,000 calls times a billion numbers under a TopK: days of work in constant memory. One
+/// probe batch of the numbers makes 20,000 batches of the join without a yield point in
+/// DataFusion's own operators.
+const CROSS_JOIN: &str = "SELECT c.resource, g.value FROM calls c \
+     CROSS JOIN generate_series(1, 1000000000) AS g ORDER BY 1, 2 LIMIT 3";
+
+/// `1+1+...+1` with `n` operators, as column `x` of one row of `calls`: n + 4 operators and
+/// keywords (SELECT, AS, FROM, LIMIT).
+fn operator_chain(n: usize) -> String {
+    format!("SELECT {}1 AS x FROM calls LIMIT 1", "1+".repeat(n))
+}
+
+/// Queries that would run for minutes or blow the stack end at the agent's and the
+/// coordinator's limits with errors that say which, and both keep answering. (The test runs on
+/// the test thread: a 2 MiB stack, as the agent's and the plugin's query threads have.)
+#[tokio::test]
+async fn runaway_and_deep_queries_end_at_the_limits_with_clear_errors() {
+    let a = agent(
+        "n1",
+        1..=20_000,
+        ServeOptions {
+            limits: QueryLimits {
+                timeout: Duration::from_secs(1),
+                ..QueryLimits::default()
+            },
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    let set = AgentSet::new(vec![a.addr.clone()]);
+    let target = kindling_plugin_backend::agents::Agent::at(&a.addr);
+    let fragment = |sql: &str| {
+        kindling_plugin_backend::agents::fetch_all(
+            &target,
+            &set,
+            sql.to_owned(),
+            None,
+            Default::default(),
+        )
+    };
+
+    // A cross join that would run for days and an endless recursive query: both end at the
+    // agent's time limit.
+    for sql in [
+        CROSS_JOIN,
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+    ] {
+        let err = fragment(sql).await.unwrap_err();
+        assert_eq!(err.kind, FailureKind::Limit, "{sql}: {err}");
+        assert!(
+            err.message
+                .ends_with("Resources exhausted: query exceeded the agent's time limit of 1 s"),
+            "{sql}: {err}"
+        );
+    }
+    // Too deep to plan safely: refused before planning.
+    let err = fragment(&operator_chain(1500)).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Query, "{err}");
+    assert!(
+        err.message.ends_with(
+            "SQL with 1504 operators and keywords exceeds the limit of 500 (expressions that \
+             deep could exhaust the stack)"
+        ),
+        "{err}"
+    );
+    // At the limit, it plans and runs.
+    let rows = fragment(&operator_chain(496)).await.unwrap();
+    assert_eq!(support::rows(&rows), [["497"]]);
+
+    // The coordinator: the same cross join ends at its own time limit, and the deep chain is
+    // refused before it is parsed.
+    let mut set = AgentSet::new(vec![a.addr.clone()]);
+    set.agent_timeout = Duration::from_secs(10);
+    let coordinator = QueryEngine::new(
+        set,
+        EngineLimits {
+            timeout: Duration::from_secs(2),
+            ..EngineLimits::default()
+        },
+    );
+    let err = coordinator
+        .query(CROSS_JOIN)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(2.0)), "{err:?}");
+    let err = coordinator.query(&operator_chain(5000)).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SQL with 5004 operators and keywords exceeds the limit of 500 (expressions that deep \
+         could exhaust the stack)"
+    );
+    let out = coordinator.query(&operator_chain(496)).await.unwrap();
+    assert_eq!(support::rows(&out.batches), [["497"]]);
+
+    // Both still answer, exactly.
+    let out = coordinator.query("SELECT count(*) FROM calls").await.unwrap();
+    assert_eq!(support::rows(&out.batches), [["20000"]]);
+}

@@ -6,10 +6,12 @@
 //! - [`ticket`]: the Arrow Flight ticket that asks an agent to run a query fragment.
 //! - [`auth`]: the bearer token agents may require.
 //! - [`digest`]: the mergeable sketch behind percentiles computed across agents.
+//! - [`guard`]: the bounds both sides run every query within.
 #![deny(missing_docs)]
 
 pub mod auth;
 pub mod digest;
+pub mod guard;
 pub mod schema;
 pub mod ticket;
 

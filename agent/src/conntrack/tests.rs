@@ -208,13 +208,20 @@ fn table_bound_and_unknown_events_are_counted() {
     let mut events: Vec<Ev> = (0..20)
         .map(|i| Ev::state(i, 0x100 + i, CLOSE, SYN_SENT, 0, 80))
         .collect();
+    // Later events of the four connections not followed do not count them again, and when a
+    // followed one closes, they are not picked up half-way.
+    events.extend((16..20).map(|i| Ev::state(20 + i, 0x100 + i, SYN_SENT, ESTABLISHED, 0, 80)));
+    events.push(Ev::state(40, 0x100, SYN_SENT, CLOSE, 0, 80));
+    events.push(Ev::state(41, 0x110, ESTABLISHED, FIN_WAIT1, 0, 80));
     events.push(Ev::syscall(30, 0xdead, TcpEventKind::Accept, 1, "x", 3));
     let mut junk = Ev::state(31, 0x1, 0, 0, 0, 0);
     junk.0.kind = 99;
     events.push(junk);
     let (rows, t) = run(events);
-    assert_eq!(t.live(), 16);
-    assert_eq!(rows.events.len(), 16);
+    assert_eq!(t.live(), 15);
+    // 16 starts, then the closed one's CLOSE state change and its close row.
+    assert_eq!(rows.events.len(), 18);
+    assert_eq!(rows.flows.len(), 1);
     assert_eq!(
         t.stats(),
         TrackerStats {

@@ -10,12 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use datafusion::{
     error::{DataFusionError, Result},
-    execution::{
-        SendableRecordBatchStream,
-        disk_manager::{DiskManagerBuilder, DiskManagerMode},
-        memory_pool::GreedyMemoryPool,
-        runtime_env::RuntimeEnvBuilder,
-    },
+    execution::SendableRecordBatchStream,
     prelude::{SQLOptions, SessionConfig, SessionContext},
 };
 use kindling_wire::schema;
@@ -84,17 +79,12 @@ impl LocalQueries {
         &self.info
     }
 
-    /// A fresh session with every table registered and the memory limit applied.
+    /// A fresh session with every table registered and the memory limit applied, whose
+    /// queries yield often enough for the time limit to end them
+    /// ([`kindling_wire::guard`]).
     pub fn context(&self) -> Result<SessionContext> {
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
-            // Over the memory limit a query fails; it never spills what was captured to disk.
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
-            .build_arc()?;
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = kindling_wire::guard::bounded_context(config, self.limits.memory_bytes)?;
         // The partial side of percentiles computed across agents.
         ctx.register_udaf(kindling_wire::digest::digest_udaf());
         for table in schema::STORED_TABLES {
@@ -120,6 +110,7 @@ impl LocalQueries {
 
     /// Plans and starts `sql`, a read-only query; batches stream as they are produced.
     pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        kindling_wire::guard::check_sql(sql).map_err(DataFusionError::Plan)?;
         let ctx = self.context()?;
         let df = tokio::time::timeout(self.limits.timeout, ctx.sql_with_options(sql, read_only()))
             .await

@@ -9,7 +9,10 @@ use datafusion::{
     catalog::{Session, TableProvider},
     common::{DataFusionError, Result, ScalarValue, tree_node::TreeNodeRecursion},
     datasource::TableType,
-    execution::{SendableRecordBatchStream, TaskContext},
+    execution::{
+        SendableRecordBatchStream, TaskContext,
+        memory_pool::MemoryConsumer,
+    },
     logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown},
     physical_expr::{EquivalenceProperties, PhysicalExpr},
     physical_plan::{
@@ -286,11 +289,17 @@ impl ExecutionPlan for ChunkScanExec {
     fn execute(
         &self,
         _partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let projection = self.projection.clone();
         let mut chunks = self.chunks.clone().into_iter();
-        let mut decoded = VecDeque::new();
+        // Decoded batches of a compressed chunk, each with the bytes charged for it.
+        let mut decoded: VecDeque<(RecordBatch, usize)> = VecDeque::new();
+        // A compressed chunk's decoded columns are new memory, charged to the query's pool
+        // while the scan holds them (a plain chunk's batches are the store's own, already in
+        // the budget): a query cannot decode more than its limit at once.
+        let reservation = MemoryConsumer::new(format!("ChunkScanExec[{}]", self.table))
+            .register(context.memory_pool());
         // The rows still wanted (the limit): no chunk past it is decoded.
         let mut wanted = self.limit.unwrap_or(usize::MAX);
         let batches = std::iter::from_fn(move || {
@@ -298,18 +307,32 @@ impl ExecutionPlan for ChunkScanExec {
                 if wanted == 0 {
                     return None;
                 }
-                if let Some(b) = decoded.pop_front() {
-                    let b: RecordBatch = b;
+                if let Some((b, charged)) = decoded.pop_front() {
+                    reservation.shrink(charged);
                     let n = b.num_rows().min(wanted);
                     wanted -= n;
                     return Some(Ok(b.slice(0, n)));
                 }
-                match chunks.next()?.batches(projection.as_deref()) {
-                    Ok(batches) => decoded.extend(batches),
-                    Err(e) => {
-                        wanted = 0;
-                        return Some(Err(DataFusionError::from(e)));
+                let chunk = chunks.next()?;
+                let charge = |b: &RecordBatch| {
+                    if chunk.is_compressed() {
+                        b.get_array_memory_size()
+                    } else {
+                        0
                     }
+                };
+                let result = chunk
+                    .batches(projection.as_deref())
+                    .map_err(DataFusionError::from)
+                    .and_then(|batches| {
+                        let charged: Vec<usize> = batches.iter().map(charge).collect();
+                        reservation.try_grow(charged.iter().sum())?;
+                        decoded.extend(batches.into_iter().zip(charged));
+                        Ok(())
+                    });
+                if let Err(e) = result {
+                    wanted = 0;
+                    return Some(Err(e));
                 }
             }
         });

@@ -1,6 +1,6 @@
 use std::{net::Ipv4Addr, sync::Arc};
 
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::{record_batch::RecordBatch, util::pretty::pretty_format_batches};
 use futures::TryStreamExt;
 
 use super::*;
@@ -223,4 +223,39 @@ async fn memory_limit_stops_a_query() {
         Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
     };
     assert!(err.to_string().contains("Resources exhausted"), "{err}");
+}
+
+#[tokio::test]
+async fn decoded_chunks_are_charged_to_the_query_memory_limit() {
+    // Chunks of 4,000 flows; a query may hold 64 KiB.
+    let limited = |compression| {
+        let store = flows_store(18_000, 4_000, compression);
+        store.compress_sealed().unwrap();
+        let info = Arc::new(AgentInfo::new("n1", Arc::new(PipelineCounters::default())));
+        let limits = QueryLimits {
+            memory_bytes: 64 << 10,
+            ..QueryLimits::default()
+        };
+        LocalQueries::new(store, info, limits)
+    };
+    let count = |q: LocalQueries, sql: &'static str| async move {
+        let batches: Vec<RecordBatch> = q.execute(sql).await?.try_collect().await?;
+        Ok::<_, DataFusionError>(batches.iter().map(RecordBatch::num_rows).sum::<usize>())
+    };
+    // Every column of a decoded chunk (several hundred KiB) does not fit.
+    let err = count(limited(Compression::Lz4), "SELECT * FROM flows")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("Resources exhausted: Failed to allocate additional")
+            && err.contains("for ChunkScanExec[flows]"),
+        "{err}"
+    );
+    // One u64 column of a chunk (32,000 bytes) does: only projected columns are decoded.
+    let rows = count(limited(Compression::Lz4), "SELECT conn_id FROM flows").await;
+    assert_eq!(rows.unwrap(), 18_000);
+    // Plain chunks are the store's own memory, already in its budget: not charged again.
+    let rows = count(limited(Compression::None), "SELECT * FROM flows").await;
+    assert_eq!(rows.unwrap(), 18_000);
 }

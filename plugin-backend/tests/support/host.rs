@@ -179,6 +179,18 @@ impl AgentProcess {
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     }
 
+    /// Sends SIGKILL (no chance to clean up, as a crash) and waits for the process to end.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
+    }
+
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();

@@ -1,0 +1,461 @@
+//! The agent under abuse, end to end with eBPF: restarts (clean, killed) leave no eBPF object
+//! behind and `--spill-dir` carries history across them; floods (a connection storm beyond
+//! `--max-connections`, hundreds of short-lived client processes, a huge request, garbage on a
+//! port) stay within the memory budget, keep the agent answering and count every drop; heavy
+//! queries do not starve capture.
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use kindling_plugin_backend::agents::{Agent, AgentSet, fetch_all};
+use serde_json::Value;
+use support::host::{AgentProcess, Killed, require_root, tempdir, tool};
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The HTTP fixture server (tests/fixtures/http_server.py) and its port.
+fn http_server() -> (Killed, u16) {
+    let mut child = Command::new("python3")
+        .arg(fixture("http_server.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn http_server.py");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    (Killed(child), port)
+}
+
+/// Polls `sql` (one row, column `n`) until it is `want`; fails past 20 s or above `want`.
+fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = agent.query_json(sql)[0]["n"].as_u64().unwrap();
+        assert!(n <= want, "{n} rows, more than {want}: {sql}");
+        if n == want {
+            // A late duplicate would show within a flush or two.
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(agent.query_json(sql)[0]["n"].as_u64(), Some(want), "{sql}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} of {want} after 20 s: {sql}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `curl` GETs of `paths` on one keep-alive connection; each must answer 200.
+fn curl_ok(port: u16, paths: &[&str]) {
+    let mut args = vec!["-sS".to_owned(), "-w".to_owned(), "%{http_code}\n".to_owned()];
+    for p in paths {
+        args.extend(["-o".to_owned(), "/dev/null".to_owned()]);
+        args.push(format!("http://127.0.0.1:{port}{p}"));
+    }
+    let out = Command::new("curl")
+        .args(&args)
+        .output()
+        .unwrap();
+    let codes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && codes.lines().all(|c| c == "200"),
+        "curl: {codes} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Ids of every eBPF program, map and link on the host (BPF_*_GET_NEXT_ID), without bpftool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BpfObjects {
+    progs: BTreeSet<u32>,
+    maps: BTreeSet<u32>,
+    links: BTreeSet<u32>,
+}
+
+fn bpf_ids(cmd: libc::c_long) -> BTreeSet<u32> {
+    /// The `*_GET_NEXT_ID` member of `union bpf_attr`.
+    #[repr(C)]
+    struct NextId {
+        start_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut ids = BTreeSet::new();
+    let mut attr = NextId {
+        start_id: 0,
+        next_id: 0,
+        open_flags: 0,
+    };
+    // SAFETY: bpf(2) reads and writes only `attr`, whose size is passed.
+    while unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            &raw mut attr,
+            size_of::<NextId>() as libc::c_uint,
+        )
+    } == 0
+    {
+        ids.insert(attr.next_id);
+        attr.start_id = attr.next_id;
+    }
+    ids
+}
+
+fn bpf_objects() -> BpfObjects {
+    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+    const BPF_MAP_GET_NEXT_ID: libc::c_long = 12;
+    const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
+    BpfObjects {
+        progs: bpf_ids(BPF_PROG_GET_NEXT_ID),
+        maps: bpf_ids(BPF_MAP_GET_NEXT_ID),
+        links: bpf_ids(BPF_LINK_GET_NEXT_ID),
+    }
+}
+
+/// Waits (the kernel frees programs after an RCU grace period) until no eBPF object beyond
+/// those of `before` exists, and nothing is pinned under /sys/fs/bpf.
+fn assert_released(before: &BpfObjects, after_what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = bpf_objects();
+        let left = (
+            now.progs.difference(&before.progs).count(),
+            now.maps.difference(&before.maps).count(),
+            now.links.difference(&before.links).count(),
+        );
+        if left == (0, 0, 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{after_what}: {left:?} programs, maps and links left 5 s later"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pinned: Vec<_> = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !pinned.iter().any(|n| n.to_string_lossy().contains("kindling")),
+        "{after_what}: pinned {pinned:?}"
+    );
+}
+
+/// Calls of the server on `port` per agent node: (node, calls, smallest and largest conn_id).
+fn calls_per_node(agent: &AgentProcess, port: u16) -> Vec<(String, u64, u64, u64)> {
+    agent
+        .query_json(&format!(
+            "SELECT node, count(*) AS n, min(conn_id) AS lo, max(conn_id) AS hi FROM calls \
+             WHERE dst_port = {port} GROUP BY node ORDER BY node"
+        ))
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_u64().unwrap();
+            (r["node"].as_str().unwrap().to_owned(), n("n"), n("lo"), n("hi"))
+        })
+        .collect()
+}
+
+#[test]
+fn restarts_leave_no_ebpf_object_behind_and_a_spill_keeps_history() {
+    require_root();
+    tool("python3");
+    tool("curl");
+    let before = bpf_objects();
+    let (_server, port) = http_server();
+    let dir = tempdir("kl-spill");
+    let spill = dir.join("spill");
+    let spill_arg = spill.to_str().unwrap();
+    let calls = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+
+    // First run: 5 requests on one connection, 10 calls (client and server); SIGTERM.
+    let a = AgentProcess::start("run-1", &["--spill-dir", spill_arg]);
+    let during = bpf_objects();
+    assert!(
+        during.progs.len() > before.progs.len() && during.links.len() > before.links.len(),
+        "the agent attached nothing? {during:?}"
+    );
+    curl_ok(port, &["/ok"; 5]);
+    wait_count(&a, &calls, 10);
+    assert!(a.terminate().success());
+    assert_released(&before, "SIGTERM");
+    for table in ["calls", "flows", "tcp_events", "dns"] {
+        assert!(spill.join(format!("{table}.parquet")).exists(), "{table}");
+    }
+
+    // Second run: the 10 calls are back at once; 3 more requests make 6 more calls, on
+    // connections numbered after the reloaded ones. Then SIGKILL, as a crash.
+    let b = AgentProcess::start("run-2", &["--spill-dir", spill_arg]);
+    let first = calls_per_node(&b, port);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!((first[0].0.as_str(), first[0].1), ("run-1", 10));
+    // The restarted agent captured from the moment it answered: nothing made after that is
+    // missed.
+    curl_ok(port, &["/ok"; 3]);
+    wait_count(&b, &calls, 16);
+    let both = calls_per_node(&b, port);
+    assert_eq!(both[1].0, "run-2");
+    assert_eq!(both[1].1, 6);
+    assert!(both[1].2 > both[0].3, "conn_ids reused after a restart: {both:?}");
+    b.kill();
+    assert_released(&before, "SIGKILL");
+
+    // Third run: a crash writes nothing, so the spill is that of the first run's stop.
+    let c = AgentProcess::start("run-3", &["--spill-dir", spill_arg]);
+    let reloaded = calls_per_node(&c, port);
+    assert_eq!(reloaded, first);
+    assert!(c.terminate().success());
+    assert_released(&before, "the third run's SIGTERM");
+}
+
+/// One row of `agent_stats` per table of `agent`, keyed by table name.
+fn agent_stats(agent: &AgentProcess) -> std::collections::BTreeMap<String, Value> {
+    agent
+        .query_json("SELECT * FROM agent_stats")
+        .into_iter()
+        .map(|r| (r["table_name"].as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+fn stat(stats: &std::collections::BTreeMap<String, Value>, table: &str, column: &str) -> u64 {
+    stats[table][column].as_u64().unwrap()
+}
+
+/// Resident memory of `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kib << 10
+}
+
+/// Raises this process's open-file limit to `n` (root may).
+fn raise_nofile(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: a valid rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
+
+#[test]
+fn floods_stay_within_the_budget_keep_the_agent_answering_and_count_every_drop() {
+    require_root();
+    tool("python3");
+    tool("curl");
+    const BUDGET: u64 = 2 << 20;
+    const MAX_CONNS: u64 = 1024;
+    // What BENCHMARKS.md measures beyond the budget: the program, its allocator, the rings.
+    const OVERHEAD: u64 = 128 << 20;
+    let (_server, port) = http_server();
+    let agent = AgentProcess::start(
+        "flood",
+        &[
+            "--memory-budget",
+            "2MiB",
+            "--chunk-rows",
+            "512",
+            "--max-connections",
+            "1024",
+        ],
+    );
+    let mut peak_rss = rss_bytes(agent.pid());
+    let mut sample = |agent: &AgentProcess| {
+        peak_rss = peak_rss.max(rss_bytes(agent.pid()));
+        peak_rss
+    };
+
+    // 1. A connection storm: 1,000 connections held open at once (2,000 sockets on loopback,
+    // both ends seen), then closed. The agent follows at most 1,024 sockets; every other one
+    // is counted as dropped, once, and not picked up half-way when room frees.
+    raise_nofile(16_384);
+    let dropped_before: u64 = agent_stats(&agent)["calls"]["events_dropped_user"]
+        .as_u64()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let storm_port = listener.local_addr().unwrap().port();
+    let acceptor = std::thread::spawn(move || {
+        (0..1000)
+            .map(|_| listener.accept().unwrap().0)
+            .collect::<Vec<_>>()
+    });
+    let clients: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(("127.0.0.1", storm_port)).unwrap())
+        .collect();
+    let servers = acceptor.join().unwrap();
+    sample(&agent);
+    drop(clients);
+    drop(servers);
+    let flows = format!("SELECT count(*) AS n FROM flows WHERE dst_port = {storm_port}");
+    // The followed sockets are reported as they close; wait until the count settles.
+    let mut followed = 0;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let n = agent.query_json(&flows)[0]["n"].as_u64().unwrap();
+        if n == followed && n > 0 {
+            break;
+        }
+        followed = n;
+    }
+    let stats = agent_stats(&agent);
+    let dropped = stat(&stats, "calls", "events_dropped_user") - dropped_before;
+    assert!(followed <= MAX_CONNS, "{followed} sockets followed");
+    // Evicted flows rows would break the sum; the budget holds far more than these.
+    assert_eq!(stat(&stats, "flows", "rows_evicted"), 0);
+    assert_eq!(
+        followed + dropped,
+        2000,
+        "followed {followed} + dropped {dropped}"
+    );
+
+    // 2. 300 short-lived client processes, one request each: every one is a call on both
+    // ends, as many distinct client processes.
+    for _ in 0..300 {
+        curl_ok(port, &["/ok"]);
+    }
+    sample(&agent);
+
+    // 3. One huge request (16 MiB body) on a raw connection whose bytes the test knows.
+    let body = vec![b'x'; 16 << 20];
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: flood\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(&body).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.ends_with("\r\n\r\n16777216"), "{answer}");
+    drop(conn);
+    sample(&agent);
+
+    // 4. Garbage on the same port: 1 MiB of bytes that are no protocol, on a connection of
+    // its own. The server answers 400 and closes; the agent goes on.
+    let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut x: u32 = 0x9e37_79b9;
+    let noise: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8 | 0x80
+        })
+        .collect();
+    let _ = garbage.write_all(&noise);
+    let _ = garbage.read(&mut [0; 4096]);
+    drop(garbage);
+    sample(&agent);
+
+    // Every call is held or was evicted (counted): 2 per curl process plus the huge request's
+    // 2, and the huge request's sizes are exact.
+    let huge = format!(
+        "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND request_bytes = {}",
+        head.len() + body.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = agent_stats(&agent);
+        let held = agent.query_json(&format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port}"
+        ))[0]["n"]
+            .as_u64()
+            .unwrap();
+        let evicted = stat(&stats, "calls", "rows_evicted");
+        if held + evicted >= 602 {
+            assert_eq!(held + evicted, 602, "held {held} + evicted {evicted}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "held {held} + evicted {evicted} of 602");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(agent.query_json(&huge)[0]["n"].as_u64(), Some(2));
+    let clients = agent.query_json(&format!(
+        "SELECT count(DISTINCT pid) AS n FROM calls WHERE dst_port = {port} AND role = 'client' \
+         AND comm = 'curl'"
+    ))[0]["n"]
+        .as_u64()
+        .unwrap();
+    let evicted = stat(&agent_stats(&agent), "calls", "rows_evicted");
+    assert!(
+        evicted > 0 || clients == 300,
+        "{clients} distinct curl processes"
+    );
+
+    // Within the budget, in the store and in the process.
+    let stats = agent_stats(&agent);
+    let held: u64 = stats.values().map(|r| r["bytes_held"].as_u64().unwrap()).sum();
+    assert!(held <= BUDGET, "{held} bytes held");
+    let rss = sample(&agent);
+    assert!(
+        rss <= BUDGET + OVERHEAD,
+        "peak RSS {} MiB over the budget + overhead",
+        rss >> 20
+    );
+    // Still answering, with no event lost in the kernel.
+    assert_eq!(stat(&stats, "calls", "events_dropped_kernel"), 0);
+}
+
+#[test]
+fn capture_keeps_up_while_queries_saturate_the_agent() {
+    require_root();
+    tool("python3");
+    tool("curl");
+    let (_server, port) = http_server();
+    let agent = AgentProcess::start("busy", &["--query-timeout", "8"]);
+    // Two fragments that would run for hours (a cross join under a TopK), as many as the
+    // agent has query threads, sent directly as a Flight client may.
+    let addr = agent.addr.clone();
+    let heavy = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut set = AgentSet::new(vec![addr.clone()]);
+            set.agent_timeout = Duration::from_secs(30);
+            let target = Agent::at(&addr);
+            let sql = "SELECT a.value, b.value FROM generate_series(1, 100000) a \
+                       CROSS JOIN generate_series(1, 1000000000) b ORDER BY 1 DESC, 2 DESC LIMIT 1";
+            let (x, y) = tokio::join!(
+                fetch_all(&target, &set, sql.to_owned(), None, Default::default()),
+                fetch_all(&target, &set, sql.to_owned(), None, Default::default())
+            );
+            [x.unwrap_err().message, y.unwrap_err().message]
+        })
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // Meanwhile: 200 requests on one connection.
+    curl_ok(port, &["/ok"; 200]);
+    for message in heavy.join().unwrap() {
+        assert!(
+            message.ends_with("query exceeded the agent's time limit of 8 s"),
+            "{message}"
+        );
+    }
+    wait_count(
+        &agent,
+        &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}"),
+        400,
+    );
+    let stats = agent_stats(&agent);
+    assert_eq!(stat(&stats, "calls", "events_dropped"), 0);
+}
