@@ -142,3 +142,279 @@ for i, s in enumerate([
     b"UPDATE t SET a = _utf8mb4'z' WHERE id IN (1, 2, .5)",
 ]):
     write("sql_normalize", f"s{i}", s)
+
+# ---- Agent targets (built with the `agent` feature; see run.sh) ----
+
+# events: config byte (bit 0: store payloads), then records and round ends (src/events.rs).
+# TcpEvent and DataEvent as agent-common lays them out (src/events.rs asserts the offsets).
+STATE, CONNECT, ACCEPT, RETRANSMIT, RESET_SENT, RESET_RECEIVED, DROP, RTT = range(1, 9)
+ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, \
+    LISTEN = range(1, 11)
+READ, WRITE, READV, WRITEV, SENDTO, RECVFROM, SENDMSG, RECVMSG, SENDMMSG, RECVMMSG, CLOSE_FD = \
+    range(1, 12)
+AF_INET, AF_INET6 = 2, 10
+LO = b"\x7f\0\0\x01"
+T0 = 10_000_000_000  # ns since boot
+
+
+def tcp_ev(kind, sk, ts, old=0, new=0, sport=0, dport=0, saddr=LO, daddr=LO, family=AF_INET,
+           pid=0, tid=0, comm=b"", ret=0, sent=0, received=0, srtt=0, rtt_min=0, rtt_max=0,
+           retrans=0, sk_err=0, reason=0, ip_protocol=0):
+    ev = struct.pack("<QQQQIIiHHHBBBB2s16s16s16sIIIIiI", ts, sk, sent, received, pid, tid, ret,
+                     sport, dport, family, kind, old, new, ip_protocol, b"\0\0",
+                     saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm.ljust(16, b"\0"),
+                     srtt, rtt_min, rtt_max, retrans, sk_err, reason)
+    assert len(ev) == 128
+    return ev
+
+
+def data_ev(syscall, sk, ts, payload=b"", length=None, sport=0, dport=0, saddr=LO, daddr=LO,
+            family=AF_INET, sock_type=1, pid=0, tid=0, comm=b"", fd=3, exit_after=20_000):
+    length = len(payload) if length is None else length
+    hdr = struct.pack("<QQQQIIiHBBHHH2s16s16s16s", ts, ts + exit_after, sk, length, pid, tid, fd,
+                      len(payload), syscall, sock_type, sport, dport, family, b"\0\0",
+                      saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm.ljust(16, b"\0"))
+    assert len(hdr) == 104
+    return hdr + payload
+
+
+def rec(ring, body, exact=False):
+    """A ring record: tag (0 TCP, 1 data; bit 2 exact size), u16 size, bytes."""
+    return bytes([ring | (4 if exact else 0)]) + struct.pack("<H", len(body)) + body
+
+
+def tcp_rec(*a, **k):
+    return rec(0, tcp_ev(*a, **k))
+
+
+def data_rec(*a, **k):
+    return rec(1, data_ev(*a, **k))
+
+
+def round_end(sweep=False, open_report=False, rtt=False, flush=False, compress=False):
+    return bytes([(3 if compress else 2) | sweep << 2 | open_report << 3 | rtt << 4 | flush << 5])
+
+
+def client_conn(sk, ts, sport, dport, pid, comm, saddr=LO, daddr=LO, family=AF_INET):
+    """CLOSE -> SYN_SENT, connect(), SYN_SENT -> ESTABLISHED."""
+    a = dict(saddr=saddr, daddr=daddr, family=family)
+    return (tcp_rec(STATE, sk, ts, CLOSE, SYN_SENT, 0, dport, pid=pid, tid=pid, comm=comm, **a)
+            + tcp_rec(STATE, sk, ts + 50_000, SYN_SENT, ESTABLISHED, sport, dport, **a)
+            + tcp_rec(CONNECT, sk, ts + 60_000, sport=sport, dport=dport, pid=pid, tid=pid,
+                      comm=comm, **a))
+
+
+def client_close(sk, ts, sport, dport, sent, received, saddr=LO, daddr=LO, family=AF_INET):
+    a = dict(saddr=saddr, daddr=daddr, family=family)
+    return (tcp_rec(STATE, sk, ts, ESTABLISHED, FIN_WAIT1, sport, dport, **a)
+            + tcp_rec(STATE, sk, ts + 10_000, FIN_WAIT1, FIN_WAIT2, sport, dport, **a)
+            + tcp_rec(STATE, sk, ts + 20_000, FIN_WAIT2, CLOSE, sport, dport, sent=sent,
+                      received=received, srtt=55, rtt_min=40, rtt_max=90, **a))
+
+
+def exchange(sk, ts, request, response, sport, dport, pid, comm, send=WRITE, recv=READ, **k):
+    """A client's request then the response it reads."""
+    return (data_rec(send, sk, ts, request, sport=sport, dport=dport, pid=pid, tid=pid,
+                     comm=comm, **k)
+            + data_rec(recv, sk, ts + 100_000, response, sport=sport, dport=dport, pid=pid,
+                       tid=pid, comm=comm, **k))
+
+
+ts = T0
+http_client = (b"\x00" + client_conn(1, ts, 40000, 8080, 1000, b"curl") + round_end()
+               + exchange(1, ts + 1_000_000, get, ok, 40000, 8080, 1000, b"curl")
+               + exchange(1, ts + 2_000_000, post, chunked, 40000, 8080, 1000, b"curl")
+               + round_end(flush=True)
+               + client_close(1, ts + 3_000_000, 40000, 8080, len(get) + len(post),
+                              len(ok) + len(chunked))
+               + data_rec(CLOSE_FD, 1, ts + 3_100_000, pid=1000, tid=1000, comm=b"curl")
+               + round_end(sweep=True, flush=True, compress=True))
+write("events", "http_client", http_client)
+
+server = (b"\x01"
+          + tcp_rec(STATE, 2, ts, CLOSE, LISTEN, 8081, 0, pid=2000, comm=b"nginx")
+          + tcp_rec(STATE, 3, ts + 1_000, CLOSE, SYN_RECV, 8081, 41000)
+          + tcp_rec(STATE, 3, ts + 2_000, SYN_RECV, ESTABLISHED, 8081, 41000)
+          + tcp_rec(ACCEPT, 3, ts + 3_000, sport=8081, dport=41000, pid=2000, tid=2001,
+                    comm=b"nginx", ret=7)
+          + round_end()
+          + data_rec(READ, 3, ts + 10_000, get + head, sport=8081, dport=41000, pid=2000,
+                     tid=2001, comm=b"nginx")
+          + data_rec(WRITEV, 3, ts + 20_000, ok, sport=8081, dport=41000, pid=2000, tid=2001,
+                     comm=b"nginx")
+          + data_rec(WRITE, 3, ts + 30_000, b"HTTP/1.1 304 Not Modified\r\n\r\n", sport=8081,
+                     dport=41000, pid=2000, tid=2001, comm=b"nginx")
+          + tcp_rec(RETRANSMIT, 3, ts + 40_000, ESTABLISHED, sport=8081, dport=41000)
+          + tcp_rec(RESET_RECEIVED, 3, ts + 50_000, sport=8081, dport=41000)
+          + round_end(open_report=True, rtt=True)
+          + tcp_rec(STATE, 3, ts + 60_000, ESTABLISHED, CLOSE, 8081, 41000, sent=60,
+                    received=80, sk_err=104)
+          + tcp_rec(STATE, 2, ts + 70_000, LISTEN, CLOSE, 8081, 0)
+          + round_end(sweep=True, flush=True))
+write("events", "http_server", server)
+
+dns_server = b"\x0a\x60\x00\x0a"
+udp = dict(sock_type=2, daddr=dns_server)
+dns_udp = (b"\x00"
+           + exchange(4, ts, q, r, 50001, 53, 3000, b"getent", send=SENDTO, recv=RECVFROM, **udp)
+           + data_rec(SENDMSG, 4, ts + 500_000, cq, sport=50001, dport=53, pid=3000, tid=3000,
+                      comm=b"getent", **udp)
+           + round_end()
+           + data_rec(RECVMSG, 4, ts + 900_000, cr, sport=50001, dport=53, pid=3000, tid=3000,
+                      comm=b"getent", **udp)
+           + data_rec(SENDMMSG, 5, ts + 1_000_000, q, sport=50002, dport=53, pid=3001,
+                      comm=b"resolver", **udp)
+           + round_end(sweep=True, flush=True)
+           + data_rec(CLOSE_FD, 4, ts + 2_000_000)
+           + round_end(sweep=True))
+write("events", "dns_udp", dns_udp)
+
+# A Redis client whose connection predates the agent (no TCP events), over IPv6.
+v6a = bytes.fromhex("20010db8000000000000000000000001")
+v6b = bytes.fromhex("20010db8000000000000000000000002")
+six = dict(saddr=v6a, daddr=v6b, family=AF_INET6)
+redis_v6 = (b"\x01"
+            + exchange(6, ts, resp_cmd(b"SET", b"foo", b"bar"), b"+OK\r\n", 50000, 6379, 4000,
+                       b"redis-cli", **six)
+            + exchange(6, ts + 200_000, resp_cmd(b"GET", b"foo") + b"PING\r\n",
+                       b"$3\r\nbar\r\n+PONG\r\n", 50000, 6379, 4000, b"redis-cli", **six)
+            + round_end(sweep=True, flush=True))
+write("events", "redis_v6", redis_v6)
+
+mysql = (b"\x00" + client_conn(7, ts, 42000, 3306, 5000, b"mysql") + round_end()
+         + data_rec(READ, 7, ts + 100_000, greeting, sport=42000, dport=3306, pid=5000, comm=b"mysql")
+         + data_rec(WRITE, 7, ts + 200_000, login(b"\x85\xa6\x3f\x20"), sport=42000, dport=3306,
+                    pid=5000, comm=b"mysql")
+         + data_rec(READ, 7, ts + 300_000, login_ok, sport=42000, dport=3306, pid=5000,
+                    comm=b"mysql")
+         + exchange(7, ts + 400_000, myquery(b"SELECT 1"), result, 42000, 3306, 5000, b"mysql")
+         + exchange(7, ts + 500_000, myquery(b"SELECT * FROM nope"), my_err, 42000, 3306, 5000,
+                    b"mysql")
+         + round_end(flush=True))
+write("events", "mysql", mysql)
+
+pg = (b"\x00" + client_conn(8, ts, 43000, 5432, 6000, b"psql")
+      + exchange(8, ts + 100_000, startup, login_answer, 43000, 5432, 6000, b"psql",
+                 send=SENDTO, recv=RECVFROM)
+      + exchange(8, ts + 200_000, pgquery(b"SELECT 1"), select_one, 43000, 5432, 6000, b"psql")
+      + exchange(8, ts + 300_000, ext, ext_answer, 43000, 5432, 6000, b"psql")
+      # A request longer than what was captured.
+      + data_rec(WRITE, 8, ts + 400_000, pgquery(b"SELECT '" + b"y" * 300 + b"'")[:60],
+                 length=5000, sport=43000, dport=5432, pid=6000, comm=b"psql")
+      + round_end(flush=True)
+      + client_close(8, ts + 500_000, 43000, 5432, 100, 200)
+      + round_end(sweep=True))
+write("events", "postgres", pg)
+
+health = (b"\x00" + client_conn(9, ts, 44000, 80, 7000, b"wget")
+          + tcp_rec(RTT, 9, ts + 100_000, sport=44000, dport=80, srtt=120)
+          + tcp_rec(RETRANSMIT, 9, ts + 200_000, ESTABLISHED, sport=44000, dport=80)
+          + tcp_rec(DROP, 0, ts + 300_000, sport=80, dport=44000, reason=2, ip_protocol=6)
+          + tcp_rec(DROP, 0, ts + 300_000, sport=5353, dport=53, reason=5, ip_protocol=17)
+          + tcp_rec(RESET_SENT, 0, ts + 400_000, sport=9, dport=45000, reason=1)
+          + tcp_rec(RESET_SENT, 9, ts + 500_000, sport=44000, dport=80, reason=2)
+          + round_end(open_report=True, rtt=True)
+          # A connect that fails: refused.
+          + tcp_rec(STATE, 10, ts + 600_000, CLOSE, SYN_SENT, 0, 81, pid=7000, comm=b"wget")
+          + tcp_rec(STATE, 10, ts + 700_000, SYN_SENT, CLOSE, 45001, 81, sk_err=111)
+          + tcp_rec(CONNECT, 10, ts + 710_000, sport=45001, dport=81, ret=-111, pid=7000)
+          + round_end(flush=True))
+write("events", "health", health)
+
+malformed = (b"\x00" + rec(0, tcp_ev(STATE, 11, ts)[:100], exact=True)
+             + rec(1, data_ev(WRITE, 11, ts, get) + b"\0" * 2000, exact=True)
+             + tcp_rec(99, 11, ts)
+             + data_rec(77, 11, ts, get)
+             # The same socket address reused by a new connection without its CLOSE.
+             + client_conn(12, ts, 46000, 8080, 8000, b"a")
+             + exchange(12, ts + 1000, get, ok, 46000, 8080, 8000, b"a")
+             + client_conn(12, ts + 5000, 46001, 8080, 8001, b"b")
+             + exchange(12, ts + 6000, get, ok, 46001, 8080, 8001, b"b")
+             + round_end(sweep=True, flush=True, compress=True))
+write("events", "malformed", malformed)
+
+# More connections than the table holds (64), and chunks sealed and evicted.
+full = b"\x00"
+for i in range(70):
+    full += tcp_rec(STATE, 13 + i, ts + i * 1000, CLOSE, SYN_SENT, 0, 8080, pid=9000 + i,
+                    comm=b"bench")
+full += round_end(flush=True, compress=True)
+write("events", "table_full", full)
+
+# ticket: Flight tickets (wire/src/ticket.rs) with fragments like the coordinator's
+# (plugin-backend/src/fragment.rs, pushdown.rs, scan.rs), then hostile ones.
+import json
+
+
+def ticket(name, sql, v=1):
+    write("ticket", name, json.dumps({"v": v, "sql": sql}, separators=(",", ":")).encode())
+
+
+TS = "CAST('2023-11-14T22:13:20' AS TIMESTAMP)"
+for name, sql in [
+    ("scan", 'SELECT "pid", "comm" FROM "flows" WHERE (((dst_port = 8080) AND comm LIKE \'cu%\')) LIMIT 5'),
+    ("row_marker", 'SELECT 1 AS "__kindling_row" FROM "tcp_events"'),
+    ("partial_agg", 'SELECT "resource" AS "g0", count(1) AS "p0", sum(request_bytes) AS "p1", '
+                    'count(request_bytes) AS "p2" FROM "calls" WHERE (("status" = \'200\')) GROUP BY "resource"'),
+    ("partial_projected", 'SELECT "g0", "p1" FROM (SELECT "resource" AS "g0", count(1) AS "p0", '
+                          'max(response_bytes) AS "p1" FROM "calls" GROUP BY "resource") AS "partial"'),
+    ("top_k", 'SELECT "resource", "status", "conn_id" FROM "calls" WHERE (("status" = \'200\')) '
+              'ORDER BY conn_id ASC NULLS LAST LIMIT 7'),
+    ("digest", 'SELECT "rcode" AS "g0", kindling_digest(latency_ns) AS "p0", count(1) AS "p1" '
+               'FROM "dns" GROUP BY "rcode"'),
+    ("date_bin", 'SELECT date_bin(INTERVAL \'1 minute\', ts) AS "g0", count(1) AS "p0", '
+                 'max(response_bytes) AS "p1" FROM "calls" GROUP BY date_bin(INTERVAL \'1 minute\', ts)'),
+    ("time_filter", f'SELECT "ts", "domain", "latency_ns" FROM "dns" WHERE ((ts >= {TS}) AND '
+                    "(ts <= to_timestamp_seconds(1700000003)))"),
+    ("time_filter_tz", 'SELECT "end_ts", "bytes_sent" FROM "flows" WHERE ((end_ts >= '
+                       "TIMESTAMP '2023-11-14T22:13:21.000000000Z') AND (end_ts BETWEEN "
+                       "to_timestamp_millis(1700000000000) AND to_timestamp_micros(1700000004000000)))"),
+    ("stats", "SELECT node, version, rows_held, events_received, events_dropped FROM agent_stats"),
+    ("protocol_stats", 'SELECT * FROM "protocol_stats" WHERE calls > 0'),
+    ("service_map", 'SELECT "src_ip" AS "g0", "dst_ip" AS "g1", "dst_port" AS "g2", count(1) AS "p0", '
+                    'sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS "p1" FROM "calls" '
+                    'GROUP BY "src_ip", "dst_ip", "dst_port"'),
+    ("tcp_events", 'SELECT "event", "reason", "srtt_us" FROM "tcp_events" WHERE (("event" IN '
+                   "('drop', 'rtt', 'close')) AND (reason IS NOT NULL OR srtt_us > 10))"),
+    ("information_schema", "SELECT table_name, column_name, data_type FROM information_schema.columns"),
+]:
+    ticket(name, sql)
+
+# Hostile: nesting, long chains, huge IN lists, cross joins, unbounded generators, writes.
+ticket("deep_parens", "SELECT " + "(" * 400 + "1" + ")" * 400)
+ticket("deep_subqueries", "SELECT * FROM " + "(SELECT * FROM " * 60 + "flows" + ") AS t" * 60)
+ticket("long_sum", "SELECT " + "+".join(["1"] * 4000))
+ticket("long_and", "SELECT count(*) FROM flows WHERE " + " AND ".join(f"pid <> {i}" for i in range(900)))
+ticket("long_or", "SELECT count(*) FROM calls WHERE " + " OR ".join(f"conn_id = {i}" for i in range(900)))
+ticket("deep_case", "SELECT " + "CASE WHEN pid > 0 THEN " * 200 + "1" + " ELSE 0 END" * 200 + " FROM flows")
+ticket("deep_fn", "SELECT " + "abs(" * 500 + "pid" + ")" * 500 + " FROM flows")
+ticket("huge_in", "SELECT * FROM flows WHERE conn_id IN (" + ",".join(str(i) for i in range(2500)) + ")")
+ticket("cross_join", "SELECT count(*) FROM flows a, flows b, calls c, dns d, tcp_events e, flows f, calls g")
+ticket("cross_sort", "SELECT a.comm, b.resource FROM flows a CROSS JOIN calls b CROSS JOIN dns c "
+                     "CROSS JOIN tcp_events d ORDER BY a.comm, b.resource, random()")
+ticket("series", "SELECT count(*) FROM generate_series(1, 1000000000000)")
+ticket("series_sort", "SELECT value FROM generate_series(1, 100000000) ORDER BY value DESC")
+ticket("recursive_cte", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+                        "SELECT count(*) FROM r")
+ticket("repeat", "SELECT repeat('x', 2000000000)")
+ticket("array_repeat", "SELECT array_repeat(array_repeat(1, 100000), 100000)")
+ticket("window", "SELECT comm, row_number() OVER (PARTITION BY comm ORDER BY start_ts), "
+                 "sum(bytes_sent) OVER (ORDER BY end_ts ROWS BETWEEN 1000000000 PRECEDING AND CURRENT ROW) FROM flows")
+ticket("overflow", "SELECT to_timestamp_seconds(9223372036854775807), ts + INTERVAL '10000000 years', "
+                   "9223372036854775807 + 1, CAST(1e300 AS BIGINT) FROM calls")
+ticket("time_extremes", "SELECT * FROM calls WHERE ts > to_timestamp_seconds(9223372036) AND "
+                        "ts < to_timestamp_millis(-9223372036854775808)")
+ticket("limit_max", "SELECT * FROM dns LIMIT 18446744073709551615 OFFSET 9223372036854775807")
+ticket("regex", "SELECT * FROM calls WHERE regexp_like(resource, '(a+)+$') OR resource ~ '(((((x*)*)*)*)*)y'")
+ticket("ddl", "CREATE TABLE t AS SELECT * FROM flows")
+ticket("dml", "INSERT INTO flows SELECT * FROM flows")
+ticket("copy", "COPY flows TO '/tmp/kindling-fuzz-copy.csv'")
+ticket("set", "SET datafusion.execution.target_partitions = 1000000")
+ticket("url_table", "SELECT * FROM '/etc/passwd'")
+ticket("explain", "EXPLAIN ANALYZE SELECT count(*) FROM flows a, flows b")
+ticket("two_statements", "SELECT 1; SELECT 2")
+ticket("unicode", "SELECT '\u0000\U0001f525', \"comm\" FROM flows WHERE comm = 'ünïcode'")
+ticket("version_2", "SELECT 1", v=2)
+write("ticket", "not_json", b"\xff\x00SELECT 1")
+write("ticket", "extra_field", b'{"v":1,"sql":"SELECT 1","x":[1,2,{"y":null}]}')
+write("ticket", "duplicate", b'{"v":1,"sql":"SELECT 1","sql":"SELECT 2"}')

@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (or the ones named) for SECONDS each and prints, per target, the
-# executions and the crashes found. Not part of CI: needs a nightly toolchain and cargo-fuzz
-# (`cargo +nightly install cargo-fuzz --locked`).
+# executions and the crashes found. Not part of CI: needs cargo-fuzz
+# (`cargo +nightly install cargo-fuzz --locked`) and nightly features.
 #
 #   bench/fuzz/run.sh [SECONDS] [TARGET...]      # SECONDS defaults to 60
 #
 # Corpora grow in bench/fuzz/corpus/<target>/ (seeded from seeds/<target>/, which make_seeds.py
 # writes); crashing inputs land in bench/fuzz/artifacts/<target>/; libFuzzer's output in
-# bench/fuzz/logs/<target>.log. Set CARGO_TARGET_DIR to build elsewhere than bench/fuzz/target.
+# bench/fuzz/logs/<target>.log; dicts/<target>.dict is passed as libFuzzer's -dict when present.
+# Set CARGO_TARGET_DIR to build elsewhere than bench/fuzz/target.
+#
+# Two kinds of targets:
+# - The parser targets (http, redis, dns, mysql, postgres, detect, sql_normalize) build with
+#   `cargo +nightly fuzz`, as before.
+# - The agent targets (events, ticket) link kindling-agent (the `agent` feature): DataFusion,
+#   and the agent's build.rs, which builds the eBPF object with a nested cargo (aya-build).
+#   kindling-agent needs aya 0.16, whose rust-version is 1.98.0, newer than the installed
+#   nightly (1.97.0-nightly), and the project pins 1.98.0 anyway (its LLVM must match
+#   bpf-linker's). So they build with the pinned toolchain, `cargo +1.98.0 fuzz`, with
+#   RUSTC_BOOTSTRAP=1 for the -Z flags cargo-fuzz passes (sanitizer, sancov); cargo-fuzz itself
+#   treats RUSTC_BOOTSTRAP as nightly.
+#   cargo-fuzz's RUSTFLAGS (sanitizer, sancov, --cfg fuzzing) do not reach the nested eBPF build:
+#   aya-build sets CARGO_ENCODED_RUSTFLAGS for its child cargo, which takes precedence over
+#   RUSTFLAGS, and cargo-fuzz passes --target, so build scripts are built without them. The
+#   nested build uses `rustup run 1.98.0 cargo` and its own target dir under OUT_DIR.
+#   AGENT_SANITIZER picks their sanitizer (default: address; `none` builds much faster).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -23,7 +40,32 @@ else
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-cargo +nightly fuzz build >&2
+agent_sanitizer=${AGENT_SANITIZER:-address}
+is_agent() { [[ $1 == events || $1 == ticket ]]; }
+# fuzz SUBCOMMAND TARGET [ARGS...]: cargo-fuzz with the toolchain and options of TARGET's kind.
+fuzz() {
+    local sub=$1 t=$2
+    shift 2
+    if is_agent "$t"; then
+        RUSTC_BOOTSTRAP=1 cargo +1.98.0 fuzz "$sub" --features agent \
+            --sanitizer "$agent_sanitizer" "$t" "$@"
+    else
+        cargo +nightly fuzz "$sub" "$t" "$@"
+    fi
+}
+
+parsers=0
+for t in "${targets[@]}"; do
+    if is_agent "$t"; then
+        fuzz build "$t" >&2
+    else
+        parsers=1
+    fi
+done
+if [[ $parsers -eq 1 ]]; then
+    # Every parser target; the agent targets need the feature, so cargo leaves them out here.
+    cargo +nightly fuzz build >&2
+fi
 mkdir -p logs
 summary=logs/summary.tsv
 printf 'target\tseconds\texecutions\tcrashes\texit\tartifacts\n' >"$summary"
@@ -37,9 +79,11 @@ for t in "${targets[@]}"; do
     echo "== $t: ${seconds}s" >&2
     start=$(date +%s)
     status=0
-    cargo +nightly fuzz run "$t" "${corpora[@]}" -- \
+    dict=()
+    [[ -f dicts/$t.dict ]] && dict=("-dict=dicts/$t.dict")
+    fuzz run "$t" "${corpora[@]}" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=16384 \
-        -print_final_stats=1 >"$log" 2>&1 || status=$?
+        -print_final_stats=1 "${dict[@]}" >"$log" 2>&1 || status=$?
     elapsed=$(( $(date +%s) - start ))
     execs=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$log" | tail -n1 | grep -oE '[0-9]+$' || true)
     if [[ -z $execs ]]; then

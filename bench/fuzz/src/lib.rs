@@ -1,5 +1,6 @@
 //! Shared harness for the protocol fuzz targets: turns a fuzz input into a script of
 //! [`Segment`]s, feeds them to a fresh parser and checks the [`StreamParser`] contract.
+//! With the `agent` feature, [`events`] and [`ticket`] hold the harnesses of the agent targets.
 //!
 //! Script format, repeated until the input runs out:
 //!
@@ -12,6 +13,11 @@
 //! ```
 
 use kindling_protocols::{Direction, MessageEvent, Segment, StreamParser};
+
+#[cfg(feature = "agent")]
+pub mod events;
+#[cfg(feature = "agent")]
+pub mod ticket;
 
 /// Largest number of uncaptured bytes a segment claims (a capture cut), 1 MiB.
 pub const MAX_EXTRA: usize = 1 << 20;
