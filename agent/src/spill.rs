@@ -3,12 +3,17 @@
 //! start it loads them back ([`crate::replay::load`]) and goes on capturing, so a rolling
 //! upgrade keeps what the agent saw before it.
 //!
+//! The directory is created mode 0700 and the files 0600: they hold what the agent captured.
 //! Files are written next to their final name and renamed over it, so a crash while writing
 //! leaves the previous spill whole. A crash (SIGKILL, a panic) writes nothing: the next start
 //! loads the spill of the last clean shutdown, which holds no row twice because every start
 //! begins from an empty store.
 
-use std::{collections::BTreeMap, fs::File, path::Path};
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::Path,
+};
 
 use datafusion::arrow::{array::AsArray, datatypes::UInt64Type, record_batch::RecordBatch};
 use kindling_wire::schema;
@@ -19,14 +24,25 @@ use crate::store::Store;
 /// Writes every stored table of `store` to `dir/<table>.parquet` (an empty table too, so that
 /// rows evicted since the last load do not come back); returns the rows written per table.
 pub fn write(store: &Store, dir: &Path) -> Result<BTreeMap<String, u64>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // What the agent captured is readable by root only.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut written = BTreeMap::new();
     for table in schema::STORED_TABLES {
         let path = dir.join(format!("{table}.parquet"));
         let partial = dir.join(format!(".{table}.parquet.partial"));
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", partial.display());
         let snapshot = store.snapshot(table).map_err(|e| err(&e))?;
-        let file = File::create(&partial).map_err(|e| err(&e))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|e| err(&e))?;
         let mut writer = ArrowWriter::try_new(file, snapshot.schema, None).map_err(|e| err(&e))?;
         let mut rows = 0;
         for chunk in &snapshot.chunks {

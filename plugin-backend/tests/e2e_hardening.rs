@@ -190,7 +190,9 @@ fn restarts_leave_no_ebpf_object_behind_and_a_spill_keeps_history() {
     assert!(a.terminate().success());
     assert_released(&before, "SIGTERM");
     for table in ["calls", "flows", "tcp_events", "dns"] {
-        assert!(spill.join(format!("{table}.parquet")).exists(), "{table}");
+        let meta = std::fs::metadata(spill.join(format!("{table}.parquet"))).unwrap();
+        // Readable by root only.
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
     }
 
     // Second run: the 10 calls are back at once; 3 more requests make 6 more calls, on
