@@ -449,6 +449,12 @@ fn mysql_queries_and_a_failing_statement() {
     assert!(!failed.status.success());
     let out = sql("SELECT name FROM kl.t WHERE id = 2");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b");
+    // A syntax error whose message quotes the statement's rest, a literal included.
+    assert!(
+        !sql("SELECT 1 FORM DUAL WHERE 'kl-secret-syntax' = 1")
+            .status
+            .success()
+    );
 
     let count = format!(
         "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND resource LIKE '%kl.%'"
@@ -508,8 +514,23 @@ fn mysql_queries_and_a_failing_statement() {
     ));
     assert_eq!(err[0]["protocol"], "mysql");
     assert_eq!(err[0]["error_message"], "Table 'kl.missing' doesn't exist");
+    // The syntax error's message keeps its words, not the quoted rest of the statement.
+    wait_count(
+        &agent,
+        &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND status = '1064'"),
+        2,
+    );
+    let err = agent.query_json(&format!(
+        "SELECT resource, error_message FROM calls WHERE dst_port = {port} AND status = '1064' AND role = 'client'"
+    ));
+    assert_eq!(err[0]["resource"], "SELECT ? FORM DUAL WHERE ? = ?");
+    assert_eq!(
+        err[0]["error_message"],
+        "You have an error in your SQL syntax; check the manual that corresponds to your \
+         MariaDB server version for the right syntax to use near '?' at line 1"
+    );
     assert_timing_sums(&agent, port);
-    assert_no_secret(&agent, &["kl-secret-literal"]);
+    assert_no_secret(&agent, &["kl-secret-literal", "kl-secret-syntax"]);
 }
 
 /// A postgres server started through runuser: killing runuser would leave the postmaster
@@ -653,6 +674,8 @@ fn postgresql_simple_queries_errors_and_pgbench() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "kl-secret-literal"
     );
+    // An error whose message quotes a literal of the statement.
+    assert!(!psql("SELECT 'kl-secret-cast'::int").status.success());
     // 300 select-only transactions on one connection, simple protocol.
     run_ok(Command::new("pgbench").args([
         "-h",
@@ -712,8 +735,21 @@ fn postgresql_simple_queries_errors_and_pgbench() {
         err[0]["error_message"],
         "relation \"kl_missing\" does not exist"
     );
+    wait_count(
+        &agent,
+        &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND status = '22P02'"),
+        2,
+    );
+    let err = agent.query_json(&format!(
+        "SELECT resource, error_message FROM calls WHERE dst_port = {port} AND status = '22P02' AND role = 'client'"
+    ));
+    assert_eq!(err[0]["resource"], "SELECT ?::int");
+    assert_eq!(
+        err[0]["error_message"],
+        "invalid input syntax for type integer: \"?\""
+    );
     assert_timing_sums(&agent, port);
-    assert_no_secret(&agent, &["kl-secret-literal"]);
+    assert_no_secret(&agent, &["kl-secret-literal", "kl-secret-cast"]);
 }
 
 #[test]

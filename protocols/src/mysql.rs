@@ -653,7 +653,13 @@ fn end_status(payload: &[u8], len: usize) -> u16 {
         .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
 }
 
-/// An ERR packet: error number as status, message without the SQLSTATE marker.
+/// Error numbers whose messages quote values of the failed statement (MySQL and MariaDB):
+/// duplicate entries (1062, 1586), the text after a syntax error (1064), values of the wrong
+/// type or out of range (1292, 1366, 1367, 1411, 1690). Their quoted text is masked.
+const VALUE_QUOTING_ERRORS: [&str; 8] = ["1062", "1064", "1292", "1366", "1367", "1411", "1586", "1690"];
+
+/// An ERR packet: error number as status, message without the SQLSTATE marker (quoted values
+/// masked for [`VALUE_QUOTING_ERRORS`]).
 fn error_info(payload: &[u8]) -> ResponseInfo {
     let status = payload.get(1..3).map_or_else(String::new, |c| {
         u16::from_le_bytes([c[0], c[1]]).to_string()
@@ -663,10 +669,14 @@ fn error_info(payload: &[u8]) -> ResponseInfo {
         [b'#', _, _, _, _, _, rest @ ..] => rest,
         _ => text,
     };
+    let mut message = text_field(message, MAX_ERROR);
+    if VALUE_QUOTING_ERRORS.contains(&status.as_str()) {
+        message = crate::sql::mask_quoted(&message, '\'');
+    }
     ResponseInfo {
         status,
         is_error: true,
-        error_message: Some(text_field(message, MAX_ERROR)),
+        error_message: Some(message),
         ..ResponseInfo::default()
     }
 }
@@ -871,8 +881,8 @@ mod tests {
                 failure(
                     "1064",
                     "You have an error in your SQL syntax; check the manual that corresponds \
-                     to your MariaDB server version for the right syntax to use near 'selec 1' \
-                     at line 1"
+                     to your MariaDB server version for the right syntax to use near '?' at \
+                     line 1"
                 ),
                 END_RESP
             ]

@@ -563,7 +563,13 @@ fn cstr(b: &[u8]) -> &[u8] {
     &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]
 }
 
-/// An ErrorResponse: SQLSTATE (`C` field) as status and the message (`M` field).
+/// SQLSTATEs whose messages quote values of the failed statement: invalid text for a type
+/// (22P02), bad dates (22007, 22008), numbers out of range (22003), bad byte sequences (22021),
+/// and the token a syntax error stopped at (42601). Their quoted text is masked.
+const VALUE_QUOTING_STATES: [&str; 6] = ["22P02", "22007", "22008", "22003", "22021", "42601"];
+
+/// An ErrorResponse: SQLSTATE (`C` field) as status and the message (`M` field; quoted values
+/// masked for [`VALUE_QUOTING_STATES`]).
 fn error_info(mut fields: &[u8]) -> ResponseInfo {
     let mut info = ResponseInfo {
         is_error: true,
@@ -580,6 +586,12 @@ fn error_info(mut fields: &[u8]) -> ResponseInfo {
             _ => {}
         }
         fields = rest.get(value.len() + 1..).unwrap_or_default();
+    }
+    // C may come after M: mask once both are known.
+    if VALUE_QUOTING_STATES.contains(&info.status.as_str())
+        && let Some(message) = &info.error_message
+    {
+        info.error_message = Some(crate::sql::mask_quoted(message, '"'));
     }
     info
 }
@@ -653,6 +665,21 @@ mod tests {
 
     fn run(steps: &[Step]) -> Vec<FeedOutcome> {
         feed_all(&mut PostgresParser::default(), steps)
+    }
+
+    #[test]
+    fn values_quoted_by_errors_are_masked_identifiers_of_others_kept() {
+        let info = error_info(b"SERROR\0Minvalid input syntax for type integer: \"s3cret\"\0C22P02\0\0");
+        assert_eq!(info.status, "22P02");
+        assert_eq!(
+            info.error_message.as_deref(),
+            Some("invalid input syntax for type integer: \"?\"")
+        );
+        let info = error_info(b"SERROR\0C42P01\0Mrelation \"nope\" does not exist\0\0");
+        assert_eq!(
+            info.error_message.as_deref(),
+            Some("relation \"nope\" does not exist")
+        );
     }
 
     #[test]

@@ -581,10 +581,46 @@ pub(crate) fn text_field(text: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&text[..end]).into_owned()
 }
 
+/// `message` with everything from its first `quote` to its last replaced by `quote?quote`
+/// (to its end when there is only one, as in a message cut short).
+///
+/// For the error codes whose messages quote values of the failed statement (a duplicate key,
+/// a value of the wrong type, the text after a syntax error): the statement's literals are
+/// redacted from `resource`, and must not come back through `error_message`. Greedy on
+/// purpose: a quoted value may itself hold quotes (`near 'x = 'secret'' at line 1`), so
+/// nothing between the outermost quotes is kept, identifiers included.
+pub(crate) fn mask_quoted(message: &str, quote: char) -> String {
+    let Some(first) = message.find(quote) else {
+        return message.to_owned();
+    };
+    let last = message.rfind(quote).filter(|&l| l > first);
+    let rest = last.map_or("", |l| &message[l + quote.len_utf8()..]);
+    format!("{}{quote}?{quote}{rest}", &message[..first])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Direction;
+
+    #[test]
+    fn quoted_values_are_masked_outermost_quotes_first() {
+        assert_eq!(
+            mask_quoted("Duplicate entry 'secret' for key 't.PRIMARY'", '\''),
+            "Duplicate entry '?'"
+        );
+        assert_eq!(
+            mask_quoted("syntax to use near 'WHERE x = 'secret'' at line 1", '\''),
+            "syntax to use near '?' at line 1"
+        );
+        assert_eq!(
+            mask_quoted("invalid input syntax for type integer: \"secret\"", '"'),
+            "invalid input syntax for type integer: \"?\""
+        );
+        // Cut after the opening quote: masked to the end.
+        assert_eq!(mask_quoted("near 'secr", '\''), "near '?'");
+        assert_eq!(mask_quoted("no quotes", '\''), "no quotes");
+    }
 
     #[test]
     fn normalize_replaces_literals() {
