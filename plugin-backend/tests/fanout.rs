@@ -804,6 +804,16 @@ async fn runaway_and_deep_queries_end_at_the_limits_with_clear_errors() {
             "{sql}: {err}"
         );
     }
+    // The `ticket` fuzz target's finding (bench/fuzz/regressions/ticket/repeat_2e9): a 2 GB
+    // string, allocated outside any memory pool, refused before it is.
+    let err = fragment("SELECT repeat('x', 2000000000)").await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Limit, "{err}");
+    assert!(
+        err.message.ends_with(
+            "repeat() would produce 2000000000 bytes in one batch; the limit is 67108864"
+        ),
+        "{err}"
+    );
     // Too deep to plan safely: refused before planning.
     let err = fragment(&operator_chain(1500)).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::Query, "{err}");

@@ -9,13 +9,27 @@
 //!   tree is as deep as the chain is long. The check counts tokens, without parsing, so it is
 //!   cheap and cannot itself recurse.
 //! - [`bounded_context`] builds the session a query runs in: a memory pool with no spilling,
-//!   and [`YieldAfterMultiInput`], which makes joins and recursive queries yield to the async
-//!   runtime so that the time limit can end them.
+//!   [`YieldAfterMultiInput`], which makes joins and recursive queries yield to the async
+//!   runtime so that the time limit can end them, and [`BoundedOutput`] versions of the
+//!   functions whose output size is a product of their arguments (`repeat('x', 2000000000)`
+//!   allocated 2 GB outside any memory pool: found by the `ticket` fuzz target).
 
 use std::sync::Arc;
 
 use datafusion::{
-    common::{Result, config::ConfigOptions, tree_node::Transformed, tree_node::TreeNode},
+    arrow::{
+        array::{Array, ArrayRef, AsArray},
+        compute::{cast, kernels::length::length},
+        datatypes::{DataType, FieldRef, Int64Type},
+    },
+    common::{
+        DataFusionError, Result, config::ConfigOptions, tree_node::Transformed,
+        tree_node::TreeNode,
+    },
+    logical_expr::{
+        ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+        ScalarUDFImpl, Signature,
+    },
     execution::{
         SessionStateBuilder,
         disk_manager::{DiskManagerBuilder, DiskManagerMode},
@@ -127,8 +141,152 @@ impl PhysicalOptimizerRule for YieldAfterMultiInput {
     }
 }
 
+/// Most a size-multiplying function may produce in one call (over one batch): bytes of
+/// strings, or list elements.
+pub const MAX_FUNCTION_OUTPUT: u64 = 64 << 20;
+
+/// How a function's output size follows from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum OutputSize {
+    /// `repeat(text, n)`: bytes of the text times n.
+    Repeat,
+    /// `lpad/rpad(text, n [, fill])`: n characters, up to 4 bytes each.
+    Pad,
+    /// `array_repeat(value, n)`, `array_resize(list, n [, value])`: n elements.
+    CountArg1,
+    /// `range/generate_series(start, stop [, step])` over integers: (stop - start) / step
+    /// elements.
+    Range,
+}
+
+/// The functions wrapped in [`BoundedOutput`], by name.
+const BOUNDED_FUNCTIONS: [(&str, OutputSize); 7] = [
+    ("repeat", OutputSize::Repeat),
+    ("lpad", OutputSize::Pad),
+    ("rpad", OutputSize::Pad),
+    ("array_repeat", OutputSize::CountArg1),
+    ("array_resize", OutputSize::CountArg1),
+    ("range", OutputSize::Range),
+    ("generate_series", OutputSize::Range),
+];
+
+/// A function whose output size is a product of its arguments, checked against
+/// [`MAX_FUNCTION_OUTPUT`] before it allocates anything; otherwise the function itself.
+/// DataFusion's memory pool does not see what scalar functions allocate.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct BoundedOutput {
+    inner: ScalarUDF,
+    size: OutputSize,
+}
+
+/// Argument `i` as an Int64 array of the batch's length (non-integers: None).
+fn int_arg(args: &ScalarFunctionArgs, i: usize) -> Result<Option<ArrayRef>> {
+    let Some(arg) = args.args.get(i) else {
+        return Ok(None);
+    };
+    let array = arg.to_array(args.number_rows)?;
+    if !array.data_type().is_integer() {
+        return Ok(None);
+    }
+    Ok(Some(cast(&array, &DataType::Int64)?))
+}
+
+/// Sum over rows of `f(row)`, saturating; null rows count 0.
+fn sum_rows(n: usize, mut f: impl FnMut(usize) -> u64) -> u64 {
+    (0..n).fold(0u64, |acc, i| acc.saturating_add(f(i)))
+}
+
+fn int_at(a: &ArrayRef, i: usize) -> i64 {
+    let a = a.as_primitive::<Int64Type>();
+    if a.is_null(i) { 0 } else { a.value(i) }
+}
+
+impl BoundedOutput {
+    /// The most this call could produce: bytes or elements.
+    fn output_size(&self, args: &ScalarFunctionArgs) -> Result<u64> {
+        let rows = args.number_rows.max(1);
+        let count = |a: &ArrayRef, i| int_at(a, i).max(0) as u64;
+        Ok(match self.size {
+            OutputSize::Repeat => {
+                let (Some(text), Some(n)) = (args.args.first(), int_arg(args, 1)?) else {
+                    return Ok(0);
+                };
+                let text = cast(&text.to_array(rows)?, &DataType::LargeUtf8)?;
+                let bytes: ArrayRef = length(&text)?;
+                sum_rows(rows, |i| count(&bytes, i).saturating_mul(count(&n, i)))
+            }
+            OutputSize::Pad => match int_arg(args, 1)? {
+                Some(n) => sum_rows(rows, |i| count(&n, i).saturating_mul(4)),
+                None => 0,
+            },
+            OutputSize::CountArg1 => match int_arg(args, 1)? {
+                Some(n) => sum_rows(rows, |i| count(&n, i)),
+                None => 0,
+            },
+            OutputSize::Range => {
+                let (Some(start), Some(stop)) = (int_arg(args, 0)?, int_arg(args, 1)?) else {
+                    return Ok(0);
+                };
+                let step = int_arg(args, 2)?;
+                sum_rows(rows, |i| {
+                    let span = (i128::from(int_at(&stop, i)) - i128::from(int_at(&start, i))).unsigned_abs();
+                    let step = step.as_ref().map_or(1, |s| int_at(s, i)).unsigned_abs().max(1);
+                    u64::try_from(span / u128::from(step)).unwrap_or(u64::MAX)
+                })
+            }
+        })
+    }
+}
+
+impl ScalarUDFImpl for BoundedOutput {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let size = self.output_size(&args)?;
+        if size > MAX_FUNCTION_OUTPUT {
+            let unit = match self.size {
+                OutputSize::Repeat | OutputSize::Pad => "bytes",
+                OutputSize::CountArg1 | OutputSize::Range => "elements",
+            };
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{}() would produce {size} {unit} in one batch; the limit is \
+                 {MAX_FUNCTION_OUTPUT}",
+                self.inner.name()
+            )));
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
+
 /// A session whose queries hold at most `memory_bytes` (over it a query fails: it never
-/// spills to disk) and yield often enough to be stopped by their time limit.
+/// spills to disk), yield often enough to be stopped by their time limit, and cannot make
+/// a function allocate more than [`MAX_FUNCTION_OUTPUT`] at once.
 pub fn bounded_context(config: SessionConfig, memory_bytes: usize) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(GreedyMemoryPool::new(memory_bytes)))
@@ -142,7 +300,18 @@ pub fn bounded_context(config: SessionConfig, memory_bytes: usize) -> Result<Ses
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldAfterMultiInput))
         .build();
-    Ok(SessionContext::new_with_state(state))
+    let bounded: Vec<ScalarUDF> = BOUNDED_FUNCTIONS
+        .iter()
+        .filter_map(|(name, size)| {
+            let inner = state.scalar_functions().get(*name)?.as_ref().clone();
+            Some(ScalarUDF::new_from_impl(BoundedOutput { inner, size: *size }))
+        })
+        .collect();
+    let ctx = SessionContext::new_with_state(state);
+    for f in bounded {
+        ctx.register_udf(f);
+    }
+    Ok(ctx)
 }
 
 #[cfg(test)]
@@ -175,5 +344,44 @@ mod tests {
         );
         // Text the tokenizer rejects goes on to the parser, which names the mistake.
         assert_eq!(check_sql("SELECT 'unterminated"), Ok(()));
+    }
+
+    /// The `ticket` fuzz target's finding (bench/fuzz/regressions/ticket/repeat_2e9) and its
+    /// kin: refused before they allocate; within the limit, the functions answer as before.
+    #[tokio::test]
+    async fn size_multiplying_functions_are_bounded() {
+        let ctx = bounded_context(SessionConfig::new(), 64 << 20).unwrap();
+        let run = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(sql).await?.collect().await?;
+                let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
+                Ok::<_, DataFusionError>(text.to_string())
+            }
+        };
+        let limit = MAX_FUNCTION_OUTPUT;
+        for (sql, message) in [
+            ("SELECT repeat('x', 2000000000)", "repeat() would produce 2000000000 bytes"),
+            ("SELECT repeat('abc', 30000000)", "repeat() would produce 90000000 bytes"),
+            ("SELECT lpad('x', 2000000000)", "lpad() would produce 8000000000 bytes"),
+            ("SELECT rpad('x', 100000000, 'y')", "rpad() would produce 400000000 bytes"),
+            ("SELECT array_repeat(1, 100000000)", "array_repeat() would produce 100000000 elements"),
+            ("SELECT array_resize([1], 100000000)", "array_resize() would produce 100000000 elements"),
+            ("SELECT range(0, 10000000000)", "range() would produce 10000000000 elements"),
+            ("SELECT generate_series(1, 10000000000, 2)", "generate_series() would produce 4999999999 elements"),
+        ] {
+            let err = run(sql).await.unwrap_err().to_string();
+            assert!(
+                err.contains(message)
+                    && err.ends_with(&format!("in one batch; the limit is {limit}")),
+                "{sql}: {err}"
+            );
+        }
+        let ok = run("SELECT repeat('ab', 3) AS r, lpad('7', 3, '0') AS l, range(0, 3) AS g").await;
+        assert_eq!(
+            ok.unwrap(),
+            "+--------+-----+-----------+\n| r      | l   | g         |\n+--------+-----+-----------+\n\
+             | ababab | 007 | [0, 1, 2] |\n+--------+-----+-----------+"
+        );
     }
 }
