@@ -184,7 +184,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    check_exposure(args.listen, token.is_some(), tls.is_some(), args.insecure_no_auth)?;
+    check_exposure(
+        args.listen,
+        token.is_some(),
+        tls.is_some(),
+        args.insecure_no_auth,
+    )?;
     let store = Arc::new(Store::new(
         StoreConfig {
             budget_bytes: args.memory_budget,
@@ -213,11 +218,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => {
             let mut first_conn_id = 1;
             if let Some(dir) = &args.spill_dir {
-                let loaded = kindling_agent::spill::load(&store, dir).map_err(anyhow::Error::msg)?;
+                let loaded =
+                    kindling_agent::spill::load(&store, dir).map_err(anyhow::Error::msg)?;
                 // New connections are numbered after the reloaded ones.
-                first_conn_id = kindling_agent::spill::max_conn_id(&store)
-                    .map_err(anyhow::Error::msg)?
-                    + 1;
+                first_conn_id =
+                    kindling_agent::spill::max_conn_id(&store).map_err(anyhow::Error::msg)? + 1;
                 tracing::info!(dir = %dir.display(), ?loaded, first_conn_id, "Reloaded the spill of the last stop");
             }
             let attaching = std::time::Instant::now();

@@ -271,10 +271,9 @@ fn run(
     stop: &AtomicBool,
 ) {
     let clock = Clock::now();
-    let mut tracker =
-        ConnTracker::new(clock, config.max_conns)
-            .with_reasons(capture.reason_names().clone())
-            .with_first_conn_id(config.first_conn_id);
+    let mut tracker = ConnTracker::new(clock, config.max_conns)
+        .with_reasons(capture.reason_names().clone())
+        .with_first_conn_id(config.first_conn_id);
     match sockdiag::tcp_listening_ports() {
         Ok(ports) => tracker.seed_listen_ports(ports),
         Err(e) => {

@@ -55,8 +55,13 @@ pub fn write(store: &Store, dir: &Path) -> Result<BTreeMap<String, u64>, String>
             .into_inner()
             .and_then(|f| f.sync_all().map_err(Into::into))
             .map_err(|e| err(&e))?;
-        std::fs::rename(&partial, &path)
-            .map_err(|e| format!("cannot rename {} to {}: {e}", partial.display(), path.display()))?;
+        std::fs::rename(&partial, &path).map_err(|e| {
+            format!(
+                "cannot rename {} to {}: {e}",
+                partial.display(),
+                path.display()
+            )
+        })?;
         written.insert(table.to_owned(), rows);
     }
     Ok(written)

@@ -91,11 +91,32 @@ fn serving_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
     let out = agent(&["--replay", replay]);
     assert_eq!(last_line(&out), replay_refusal);
     // A token, or the explicit opt-out, passes the check (warning about clear text).
-    let out = agent(&["--replay", replay, "--listen", "0.0.0.0:0", "--token-file", token.to_str().unwrap()]);
+    let out = agent(&[
+        "--replay",
+        replay,
+        "--listen",
+        "0.0.0.0:0",
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
     assert_eq!(last_line(&out), replay_refusal);
-    assert!(stderr(&out).contains("The token travels in clear text"), "{}", stderr(&out));
-    let out = agent(&["--replay", replay, "--listen", "0.0.0.0:0", "--insecure-no-auth"]);
+    assert!(
+        stderr(&out).contains("The token travels in clear text"),
+        "{}",
+        stderr(&out)
+    );
+    let out = agent(&[
+        "--replay",
+        replay,
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-no-auth",
+    ]);
     assert_eq!(last_line(&out), replay_refusal);
-    assert!(stderr(&out).contains("without a token (--insecure-no-auth)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("without a token (--insecure-no-auth)"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use kindling_plugin_backend::{EngineLimits, QueryEngine, agents::AgentSet};
 use kindling_wire::schema;
 use serde_json::Value;

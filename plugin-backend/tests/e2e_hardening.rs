@@ -8,33 +8,19 @@ mod support;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use kindling_plugin_backend::agents::{Agent, AgentSet, fetch_all};
 use serde_json::Value;
-use support::host::{AgentProcess, Killed, require_root, tempdir, tool};
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
+use support::host::{AgentProcess, Killed, fixture, require_root, start_server, tempdir, tool};
 
 /// The HTTP fixture server (tests/fixtures/http_server.py) and its port.
 fn http_server() -> (Killed, u16) {
-    let mut child = Command::new("python3")
-        .arg(fixture("http_server.py"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn http_server.py");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
-    (Killed(child), port)
+    start_server(Command::new("python3").arg(fixture("http_server.py")))
 }
 
 /// Polls `sql` (one row, column `n`) until it is `want`; fails past 20 s or above `want`.
@@ -56,15 +42,16 @@ fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
 
 /// `curl` GETs of `paths` on one keep-alive connection; each must answer 200.
 fn curl_ok(port: u16, paths: &[&str]) {
-    let mut args = vec!["-sS".to_owned(), "-w".to_owned(), "%{http_code}\n".to_owned()];
+    let mut args = vec![
+        "-sS".to_owned(),
+        "-w".to_owned(),
+        "%{http_code}\n".to_owned(),
+    ];
     for p in paths {
         args.extend(["-o".to_owned(), "/dev/null".to_owned()]);
         args.push(format!("http://127.0.0.1:{port}{p}"));
     }
-    let out = Command::new("curl")
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = Command::new("curl").args(&args).output().unwrap();
     let codes = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && codes.lines().all(|c| c == "200"),
@@ -146,7 +133,9 @@ fn assert_released(before: &BpfObjects, after_what: &str) {
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(
-        !pinned.iter().any(|n| n.to_string_lossy().contains("kindling")),
+        !pinned
+            .iter()
+            .any(|n| n.to_string_lossy().contains("kindling")),
         "{after_what}: pinned {pinned:?}"
     );
 }
@@ -161,7 +150,12 @@ fn calls_per_node(agent: &AgentProcess, port: u16) -> Vec<(String, u64, u64, u64
         .iter()
         .map(|r| {
             let n = |k: &str| r[k].as_u64().unwrap();
-            (r["node"].as_str().unwrap().to_owned(), n("n"), n("lo"), n("hi"))
+            (
+                r["node"].as_str().unwrap().to_owned(),
+                n("n"),
+                n("lo"),
+                n("hi"),
+            )
         })
         .collect()
 }
@@ -192,7 +186,10 @@ fn restarts_leave_no_ebpf_object_behind_and_a_spill_keeps_history() {
     for table in ["calls", "flows", "tcp_events", "dns"] {
         let meta = std::fs::metadata(spill.join(format!("{table}.parquet"))).unwrap();
         // Readable by root only.
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
     }
 
     // Second run: the 10 calls are back at once; 3 more requests make 6 more calls, on
@@ -208,7 +205,10 @@ fn restarts_leave_no_ebpf_object_behind_and_a_spill_keeps_history() {
     let both = calls_per_node(&b, port);
     assert_eq!(both[1].0, "run-2");
     assert_eq!(both[1].1, 6);
-    assert!(both[1].2 > both[0].3, "conn_ids reused after a restart: {both:?}");
+    assert!(
+        both[1].2 > both[0].3,
+        "conn_ids reused after a restart: {both:?}"
+    );
     b.kill();
     assert_released(&before, "SIGKILL");
 
@@ -386,7 +386,10 @@ fn floods_stay_within_the_budget_keep_the_agent_answering_and_count_every_drop()
             assert_eq!(held + evicted, 2002, "held {held} + evicted {evicted}");
             break;
         }
-        assert!(Instant::now() < deadline, "held {held} + evicted {evicted} of 2002");
+        assert!(
+            Instant::now() < deadline,
+            "held {held} + evicted {evicted} of 2002"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(agent.query_json(&huge)[0]["n"].as_u64(), Some(2));
@@ -405,8 +408,14 @@ fn floods_stay_within_the_budget_keep_the_agent_answering_and_count_every_drop()
     // Within the budget, in the store and in the process; the budget was reached (rows were
     // evicted), so it is what bounded the store.
     let stats = agent_stats(&agent);
-    let held: u64 = stats.values().map(|r| r["bytes_held"].as_u64().unwrap()).sum();
-    let evicted: u64 = stats.values().map(|r| r["rows_evicted"].as_u64().unwrap()).sum();
+    let held: u64 = stats
+        .values()
+        .map(|r| r["bytes_held"].as_u64().unwrap())
+        .sum();
+    let evicted: u64 = stats
+        .values()
+        .map(|r| r["rows_evicted"].as_u64().unwrap())
+        .sum();
     eprintln!("flood: {held} bytes held, {evicted} rows evicted, {clients} curl pids");
     assert!(held <= BUDGET, "{held} bytes held");
     assert!(evicted > 0, "the budget was never reached");

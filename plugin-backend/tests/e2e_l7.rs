@@ -4,32 +4,11 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use support::host::{AgentProcess, Killed, require_root, tempdir, tool};
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Starts a fixture server that prints "port P" first.
-fn start_server(cmd: &mut Command) -> (Killed, u16) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("port ")
-        .expect("port line")
-        .parse()
-        .unwrap();
-    (Killed(child), port)
-}
+use support::host::{AgentProcess, Killed, fixture, require_root, start_server, tempdir, tool};
 
 /// Polls `sql` (which returns a column `n`) until it reaches `want`.
 fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {

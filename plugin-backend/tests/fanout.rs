@@ -806,7 +806,9 @@ async fn runaway_and_deep_queries_end_at_the_limits_with_clear_errors() {
     }
     // The `ticket` fuzz target's finding (bench/fuzz/regressions/ticket/repeat_2e9): a 2 GB
     // string, allocated outside any memory pool, refused before it is.
-    let err = fragment("SELECT repeat('x', 2000000000)").await.unwrap_err();
+    let err = fragment("SELECT repeat('x', 2000000000)")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, FailureKind::Limit, "{err}");
     assert!(
         err.message.ends_with(
@@ -839,10 +841,7 @@ async fn runaway_and_deep_queries_end_at_the_limits_with_clear_errors() {
             ..EngineLimits::default()
         },
     );
-    let err = coordinator
-        .query(CROSS_JOIN)
-        .await
-        .unwrap_err();
+    let err = coordinator.query(CROSS_JOIN).await.unwrap_err();
     assert!(matches!(err, Error::Timeout(2.0)), "{err:?}");
     let err = coordinator.query(&operator_chain(5000)).await.unwrap_err();
     assert_eq!(
@@ -854,6 +853,9 @@ async fn runaway_and_deep_queries_end_at_the_limits_with_clear_errors() {
     assert_eq!(support::rows(&out.batches), [["497"]]);
 
     // Both still answer, exactly.
-    let out = coordinator.query("SELECT count(*) FROM calls").await.unwrap();
+    let out = coordinator
+        .query("SELECT count(*) FROM calls")
+        .await
+        .unwrap();
     assert_eq!(support::rows(&out.batches), [["20000"]]);
 }

@@ -656,7 +656,9 @@ fn end_status(payload: &[u8], len: usize) -> u16 {
 /// Error numbers whose messages quote values of the failed statement (MySQL and MariaDB):
 /// duplicate entries (1062, 1586), the text after a syntax error (1064), values of the wrong
 /// type or out of range (1292, 1366, 1367, 1411, 1690). Their quoted text is masked.
-const VALUE_QUOTING_ERRORS: [&str; 8] = ["1062", "1064", "1292", "1366", "1367", "1411", "1586", "1690"];
+const VALUE_QUOTING_ERRORS: [&str; 8] = [
+    "1062", "1064", "1292", "1366", "1367", "1411", "1586", "1690",
+];
 
 /// An ERR packet: error number as status, message without the SQLSTATE marker (quoted values
 /// masked for [`VALUE_QUOTING_ERRORS`]).

@@ -669,7 +669,8 @@ mod tests {
 
     #[test]
     fn values_quoted_by_errors_are_masked_identifiers_of_others_kept() {
-        let info = error_info(b"SERROR\0Minvalid input syntax for type integer: \"s3cret\"\0C22P02\0\0");
+        let info =
+            error_info(b"SERROR\0Minvalid input syntax for type integer: \"s3cret\"\0C22P02\0\0");
         assert_eq!(info.status, "22P02");
         assert_eq!(
             info.error_message.as_deref(),

@@ -23,18 +23,17 @@ use datafusion::{
         datatypes::{DataType, FieldRef, Int64Type},
     },
     common::{
-        DataFusionError, Result, config::ConfigOptions, tree_node::Transformed,
-        tree_node::TreeNode,
-    },
-    logical_expr::{
-        ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
-        ScalarUDFImpl, Signature,
+        DataFusionError, Result, config::ConfigOptions, tree_node::Transformed, tree_node::TreeNode,
     },
     execution::{
         SessionStateBuilder,
         disk_manager::{DiskManagerBuilder, DiskManagerMode},
         memory_pool::GreedyMemoryPool,
         runtime_env::RuntimeEnvBuilder,
+    },
+    logical_expr::{
+        ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+        ScalarUDFImpl, Signature,
     },
     physical_optimizer::PhysicalOptimizerRule,
     physical_plan::{ExecutionPlan, coop::CooperativeExec},
@@ -229,8 +228,13 @@ impl BoundedOutput {
                 };
                 let step = int_arg(args, 2)?;
                 sum_rows(rows, |i| {
-                    let span = (i128::from(int_at(&stop, i)) - i128::from(int_at(&start, i))).unsigned_abs();
-                    let step = step.as_ref().map_or(1, |s| int_at(s, i)).unsigned_abs().max(1);
+                    let span = (i128::from(int_at(&stop, i)) - i128::from(int_at(&start, i)))
+                        .unsigned_abs();
+                    let step = step
+                        .as_ref()
+                        .map_or(1, |s| int_at(s, i))
+                        .unsigned_abs()
+                        .max(1);
                     u64::try_from(span / u128::from(step)).unwrap_or(u64::MAX)
                 })
             }
@@ -304,7 +308,10 @@ pub fn bounded_context(config: SessionConfig, memory_bytes: usize) -> Result<Ses
         .iter()
         .filter_map(|(name, size)| {
             let inner = state.scalar_functions().get(*name)?.as_ref().clone();
-            Some(ScalarUDF::new_from_impl(BoundedOutput { inner, size: *size }))
+            Some(ScalarUDF::new_from_impl(BoundedOutput {
+                inner,
+                size: *size,
+            }))
         })
         .collect();
     let ctx = SessionContext::new_with_state(state);
@@ -329,18 +336,31 @@ mod tests {
              deep could exhaust the stack)"
         );
         // 600 `=`, 599 OR, and SELECT, *, FROM and WHERE.
-        let or_chain = format!("SELECT * FROM calls WHERE {}", ["pid = 1"; 600].join(" OR "));
-        assert!(check_sql(&or_chain).unwrap_err().starts_with("SQL with 1203 operators"));
+        let or_chain = format!(
+            "SELECT * FROM calls WHERE {}",
+            ["pid = 1"; 600].join(" OR ")
+        );
+        assert!(
+            check_sql(&or_chain)
+                .unwrap_err()
+                .starts_with("SQL with 1203 operators")
+        );
         // Lists do not count: a dashboard's multi-value variable can expand to thousands.
         let in_list = format!(
             "SELECT * FROM calls WHERE \"resource\" IN ({})",
-            (0..5000).map(|i| format!("'/r{i}'")).collect::<Vec<_>>().join(", ")
+            (0..5000)
+                .map(|i| format!("'/r{i}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         assert_eq!(check_sql(&in_list), Ok(()));
         let long = format!("SELECT '{}'", "x".repeat(MAX_SQL_BYTES));
         assert_eq!(
             check_sql(&long).unwrap_err(),
-            format!("SQL of {} bytes exceeds the limit of 262144 bytes", long.len())
+            format!(
+                "SQL of {} bytes exceeds the limit of 262144 bytes",
+                long.len()
+            )
         );
         // Text the tokenizer rejects goes on to the parser, which names the mistake.
         assert_eq!(check_sql("SELECT 'unterminated"), Ok(()));
@@ -361,14 +381,38 @@ mod tests {
         };
         let limit = MAX_FUNCTION_OUTPUT;
         for (sql, message) in [
-            ("SELECT repeat('x', 2000000000)", "repeat() would produce 2000000000 bytes"),
-            ("SELECT repeat('abc', 30000000)", "repeat() would produce 90000000 bytes"),
-            ("SELECT lpad('x', 2000000000)", "lpad() would produce 8000000000 bytes"),
-            ("SELECT rpad('x', 100000000, 'y')", "rpad() would produce 400000000 bytes"),
-            ("SELECT array_repeat(1, 100000000)", "array_repeat() would produce 100000000 elements"),
-            ("SELECT array_resize([1], 100000000)", "array_resize() would produce 100000000 elements"),
-            ("SELECT range(0, 10000000000)", "range() would produce 10000000000 elements"),
-            ("SELECT generate_series(1, 10000000000, 2)", "generate_series() would produce 4999999999 elements"),
+            (
+                "SELECT repeat('x', 2000000000)",
+                "repeat() would produce 2000000000 bytes",
+            ),
+            (
+                "SELECT repeat('abc', 30000000)",
+                "repeat() would produce 90000000 bytes",
+            ),
+            (
+                "SELECT lpad('x', 2000000000)",
+                "lpad() would produce 8000000000 bytes",
+            ),
+            (
+                "SELECT rpad('x', 100000000, 'y')",
+                "rpad() would produce 400000000 bytes",
+            ),
+            (
+                "SELECT array_repeat(1, 100000000)",
+                "array_repeat() would produce 100000000 elements",
+            ),
+            (
+                "SELECT array_resize([1], 100000000)",
+                "array_resize() would produce 100000000 elements",
+            ),
+            (
+                "SELECT range(0, 10000000000)",
+                "range() would produce 10000000000 elements",
+            ),
+            (
+                "SELECT generate_series(1, 10000000000, 2)",
+                "generate_series() would produce 4999999999 elements",
+            ),
         ] {
             let err = run(sql).await.unwrap_err().to_string();
             assert!(

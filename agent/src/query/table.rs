@@ -9,10 +9,7 @@ use datafusion::{
     catalog::{Session, TableProvider},
     common::{DataFusionError, Result, ScalarValue, tree_node::TreeNodeRecursion},
     datasource::TableType,
-    execution::{
-        SendableRecordBatchStream, TaskContext,
-        memory_pool::MemoryConsumer,
-    },
+    execution::{SendableRecordBatchStream, TaskContext, memory_pool::MemoryConsumer},
     logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown},
     physical_expr::{EquivalenceProperties, PhysicalExpr},
     physical_plan::{

@@ -35,7 +35,7 @@ fn run(dir: &str, table: &str) -> Result<(), String> {
         .zip(batch.columns())
         .map(|(f, c)| (f.name().clone(), c.get_array_memory_size()))
         .collect();
-    columns.sort_by(|a, b| b.1.cmp(&a.1));
+    columns.sort_by_key(|c| std::cmp::Reverse(c.1));
     let total: usize = columns.iter().map(|c| c.1).sum();
     println!(
         "{table}: {rows} rows, {:.1} bytes per row",

@@ -36,6 +36,27 @@ pub fn tool(name: &str) {
     );
 }
 
+/// Path of a file in tests/fixtures.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts a fixture server that prints "port P" first; returns it and P.
+pub fn start_server(cmd: &mut Command) -> (Killed, u16) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("port ")
+        .expect("port line")
+        .parse()
+        .unwrap();
+    (Killed(child), port)
+}
+
 /// A child process killed when the test ends.
 pub struct Killed(pub Child);
 
