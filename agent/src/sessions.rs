@@ -492,9 +492,13 @@ impl Sessionizer {
                 } => {
                     if let Some(i) = session.reading.take() {
                         let call = session.open.remove(i).expect("index in range");
-                        if let Some(w) = session.writing {
-                            session.writing = if w > i { Some(w - 1) } else { Some(w) };
-                        }
+                        // A response can end before its request did (a server refusing an
+                        // upload early): that request is no longer being written.
+                        session.writing = match session.writing {
+                            Some(w) if w > i => Some(w - 1),
+                            Some(w) if w == i => None,
+                            other => other,
+                        };
                         counters.calls += 1;
                         emit(session, protocol, call, sink);
                     }

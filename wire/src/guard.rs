@@ -140,21 +140,23 @@ impl PhysicalOptimizerRule for YieldAfterMultiInput {
     }
 }
 
-/// Most a size-multiplying function may produce in one call (over one batch): bytes of
-/// strings, or list elements.
+/// Most a size-multiplying function may produce in one call (over one batch), in bytes.
 pub const MAX_FUNCTION_OUTPUT: u64 = 64 << 20;
 
-/// How a function's output size follows from its arguments.
+/// How a function's output size, in bytes, follows from its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum OutputSize {
     /// `repeat(text, n)`: bytes of the text times n.
     Repeat,
     /// `lpad/rpad(text, n [, fill])`: n characters, up to 4 bytes each.
     Pad,
-    /// `array_repeat(value, n)`, `array_resize(list, n [, value])`: n elements.
-    CountArg1,
+    /// `array_repeat(value, n)`: n times the bytes of the value (a list counts all of its
+    /// elements: nested repeats multiply).
+    ArrayRepeat,
+    /// `array_resize(list, n [, value])`: n elements of the value's bytes (8 without one).
+    ArrayResize,
     /// `range/generate_series(start, stop [, step])` over integers: (stop - start) / step
-    /// elements.
+    /// elements of 8 bytes.
     Range,
 }
 
@@ -163,8 +165,8 @@ const BOUNDED_FUNCTIONS: [(&str, OutputSize); 7] = [
     ("repeat", OutputSize::Repeat),
     ("lpad", OutputSize::Pad),
     ("rpad", OutputSize::Pad),
-    ("array_repeat", OutputSize::CountArg1),
-    ("array_resize", OutputSize::CountArg1),
+    ("array_repeat", OutputSize::ArrayRepeat),
+    ("array_resize", OutputSize::ArrayResize),
     ("range", OutputSize::Range),
     ("generate_series", OutputSize::Range),
 ];
@@ -195,13 +197,23 @@ fn sum_rows(n: usize, mut f: impl FnMut(usize) -> u64) -> u64 {
     (0..n).fold(0u64, |acc, i| acc.saturating_add(f(i)))
 }
 
+/// Bytes per row of argument `i` (at least `min`; `min` when it is absent).
+fn row_bytes(args: &ScalarFunctionArgs, i: usize, min: u64) -> Result<u64> {
+    let Some(arg) = args.args.get(i) else {
+        return Ok(min);
+    };
+    let rows = args.number_rows.max(1);
+    let bytes = arg.to_array(rows)?.to_data().get_slice_memory_size()? as u64;
+    Ok((bytes / rows as u64).max(min))
+}
+
 fn int_at(a: &ArrayRef, i: usize) -> i64 {
     let a = a.as_primitive::<Int64Type>();
     if a.is_null(i) { 0 } else { a.value(i) }
 }
 
 impl BoundedOutput {
-    /// The most this call could produce: bytes or elements.
+    /// The most this call could produce, in bytes.
     fn output_size(&self, args: &ScalarFunctionArgs) -> Result<u64> {
         let rows = args.number_rows.max(1);
         let count = |a: &ArrayRef, i| int_at(a, i).max(0) as u64;
@@ -218,10 +230,16 @@ impl BoundedOutput {
                 Some(n) => sum_rows(rows, |i| count(&n, i).saturating_mul(4)),
                 None => 0,
             },
-            OutputSize::CountArg1 => match int_arg(args, 1)? {
-                Some(n) => sum_rows(rows, |i| count(&n, i)),
-                None => 0,
-            },
+            OutputSize::ArrayRepeat | OutputSize::ArrayResize => {
+                let Some(n) = int_arg(args, 1)? else {
+                    return Ok(0);
+                };
+                let each = match self.size {
+                    OutputSize::ArrayRepeat => row_bytes(args, 0, 8)?,
+                    _ => row_bytes(args, 2, 8)?,
+                };
+                sum_rows(rows, |i| count(&n, i).saturating_mul(each))
+            }
             OutputSize::Range => {
                 let (Some(start), Some(stop)) = (int_arg(args, 0)?, int_arg(args, 1)?) else {
                     return Ok(0);
@@ -235,7 +253,9 @@ impl BoundedOutput {
                         .map_or(1, |s| int_at(s, i))
                         .unsigned_abs()
                         .max(1);
-                    u64::try_from(span / u128::from(step)).unwrap_or(u64::MAX)
+                    u64::try_from(span / u128::from(step))
+                        .unwrap_or(u64::MAX)
+                        .saturating_mul(8)
                 })
             }
         })
@@ -274,12 +294,8 @@ impl ScalarUDFImpl for BoundedOutput {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let size = self.output_size(&args)?;
         if size > MAX_FUNCTION_OUTPUT {
-            let unit = match self.size {
-                OutputSize::Repeat | OutputSize::Pad => "bytes",
-                OutputSize::CountArg1 | OutputSize::Range => "elements",
-            };
             return Err(DataFusionError::ResourcesExhausted(format!(
-                "{}() would produce {size} {unit} in one batch; the limit is \
+                "{}() would produce {size} bytes in one batch; the limit is \
                  {MAX_FUNCTION_OUTPUT}",
                 self.inner.name()
             )));
@@ -399,19 +415,25 @@ mod tests {
             ),
             (
                 "SELECT array_repeat(1, 100000000)",
-                "array_repeat() would produce 100000000 elements",
+                "array_repeat() would produce 800000000 bytes",
+            ),
+            // The fuzz target's second finding (regressions/ticket/nested_array_repeat): 1,000
+            // elements repeated 100,000 times.
+            (
+                "SELECT array_repeat(array_repeat(2, 1000), 100000)",
+                "array_repeat() would produce 800800000 bytes",
             ),
             (
                 "SELECT array_resize([1], 100000000)",
-                "array_resize() would produce 100000000 elements",
+                "array_resize() would produce 800000000 bytes",
             ),
             (
                 "SELECT range(0, 10000000000)",
-                "range() would produce 10000000000 elements",
+                "range() would produce 80000000000 bytes",
             ),
             (
                 "SELECT generate_series(1, 10000000000, 2)",
-                "generate_series() would produce 4999999999 elements",
+                "generate_series() would produce 39999999992 bytes",
             ),
         ] {
             let err = run(sql).await.unwrap_err().to_string();

@@ -163,6 +163,45 @@ fn keep_alive_http_timing_sizes_and_query_strings() {
     assert_eq!(s.stats().per_protocol["http"].calls, 2);
 }
 
+/// The `events` fuzz target's finding: a response that ends while its request is still being
+/// written (a server refusing an upload early) left the sessionizer pointing at the removed
+/// call, and the next request bytes panicked the capture thread (index out of bounds).
+#[test]
+fn a_response_ending_before_its_request_does_not_lose_the_session() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    let refused = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n";
+    let req2 = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+    let resp2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    use SocketSyscall::*;
+    for ev in [
+        tcp(1, Sendto, (1000, 1100), CLIENT, SERVER, head),
+        tcp(1, Recvfrom, (900, 2000), CLIENT, SERVER, refused),
+        // The client goes on sending the body it started.
+        tcp(1, Sendto, (3000, 3100), CLIENT, SERVER, &[b'x'; 512]),
+        tcp(1, Sendto, (4000, 4100), CLIENT, SERVER, &[b'x'; 512]),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    let got: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.resource.as_str(), c.status.as_str()))
+        .collect();
+    assert_eq!(got, [("POST", "/upload", "413")]);
+    // A later session on another socket is parsed as usual.
+    for ev in [
+        tcp(2, Sendto, (5000, 5100), CLIENT, SERVER, req2),
+        tcp(2, Recvfrom, (4900, 6000), CLIENT, SERVER, resp2),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    assert_eq!(rows.calls.len(), 2);
+    assert_eq!(rows.calls[1].status, "200");
+}
+
 #[test]
 fn pipelined_redis_on_the_server_side() {
     let mut s = sessionizer(Duration::from_secs(5));
