@@ -245,7 +245,18 @@ impl Pipeline {
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || run(capture, &store, &counters, &config, &thread_stop))?;
+            .spawn(move || {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(capture, &store, &counters, &config, &thread_stop)
+                }));
+                // An agent that serves without capturing would lose everything silently: a
+                // bug in capture ends the process (its orchestrator restarts it), after the
+                // panic message.
+                if ran.is_err() {
+                    tracing::error!("Capture thread panicked; exiting so that the agent restarts");
+                    std::process::exit(70);
+                }
+            })?;
         Ok(Self {
             stop,
             thread: Some(thread),

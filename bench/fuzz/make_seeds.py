@@ -396,7 +396,6 @@ ticket("series", "SELECT count(*) FROM generate_series(1, 1000000000000)")
 ticket("series_sort", "SELECT value FROM generate_series(1, 100000000) ORDER BY value DESC")
 ticket("recursive_cte", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
                         "SELECT count(*) FROM r")
-ticket("repeat", "SELECT repeat('x', 2000000000)")
 ticket("array_repeat", "SELECT array_repeat(array_repeat(1, 100000), 100000)")
 ticket("window", "SELECT comm, row_number() OVER (PARTITION BY comm ORDER BY start_ts), "
                  "sum(bytes_sent) OVER (ORDER BY end_ts ROWS BETWEEN 1000000000 PRECEDING AND CURRENT ROW) FROM flows")
