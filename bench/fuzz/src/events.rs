@@ -1,0 +1,439 @@
+//! The `events` target: ring-buffer records through the agent's user-space capture path, in
+//! the rounds of `kindling_agent::pipeline`'s capture loop: TCP records through
+//! [`capture::decode`] into the [`ConnTracker`], then `finish_closed`/`take_closed`, data records
+//! through [`capture::decode_data`] (from 8-byte aligned buffers, as the ring buffer hands them
+//! out) sorted by when their bytes moved into the [`Sessionizer`], then the periodic sweep,
+//! sock_diag reports, and flushes of the row builders ([`Batcher`]) into a small [`Store`].
+//!
+//! Input format:
+//!
+//! ```text
+//! config: u8            bit 0: keep payloads (`--store-payloads`)
+//! then, until the input runs out, one of:
+//!   tag & 3 == 0 | 1    a record of the TCP ring (0) or the data ring (1):
+//!                         size: u16 LE, then `size` bytes (clamped to what is left)
+//!                         tag bit 2 clear: padded with zeros or cut to the struct's size
+//!                         tag bit 2 set:   exactly `size` bytes (a wrong size is malformed)
+//!   tag & 3 == 2 | 3    end of a round; what the pipeline's timers say is due:
+//!                         bit 2: sweep (500 ms passed), bit 3: open-flow report,
+//!                         bit 4: RTT sample, bit 5: flush interval passed;
+//!                         3: the store's compressor thread then compresses sealed chunks
+//! ```
+//!
+//! The end of the input is a last round that stops the pipeline (everything flushed).
+//!
+//! A few fields are brought back inside what the kernel side can write (see [`kernel_limits`]),
+//! so that findings are reachable from real rings; everything else reaches the agent as given.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use kindling_agent::{
+    capture::{self, ReasonNames},
+    conntrack::{Clock, ConnTracker},
+    pipeline::Batcher,
+    records::Endpoints,
+    sessions::{self, Sessionizer},
+    sockdiag::TcpInfo,
+    store::{Compression, Store, StoreConfig},
+};
+use kindling_agent_common::{AF_INET6, DataEvent, SocketSyscall, TcpEvent, TcpEventKind};
+use kindling_wire::schema;
+
+/// Bound of the connection table (`--max-connections`).
+pub const MAX_CONNS: usize = 64;
+/// Bound of the session table.
+pub const MAX_SESSIONS: usize = 64;
+/// Rows waiting that force a flush (the agent's is 8192; small here so that flushes happen).
+pub const FLUSH_ROWS: usize = 64;
+/// The store's budget: small, so that appends evict.
+pub const STORE_BUDGET: u64 = 512 << 10;
+/// Rows per chunk: small, so that chunks are sealed and compressed.
+pub const CHUNK_ROWS: usize = 16;
+/// Data events taken off the ring per round (`pipeline::DATA_BATCH`).
+pub const DATA_BATCH: usize = 4096;
+/// `--open-flow-interval`, the least age of a connection reported open.
+pub const OPEN_FLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// `--dns-timeout`.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// `--dns-search-window`.
+pub const DNS_SEARCH_WINDOW: Duration = Duration::from_secs(2);
+/// Ports listening before the agent started (the pipeline reads them from sock_diag).
+pub const LISTEN_PORTS: [u16; 5] = [80, 3306, 5432, 6379, 8080];
+/// Distinct socket addresses: records name one of these (or 0), so that events of one
+/// socket meet; more than [`MAX_CONNS`], so that the table can fill.
+pub const SOCKETS: u64 = 80;
+/// Most distinct endpoints the simulated sock_diag reports.
+const SOCK_DIAG_MAX: usize = 64;
+
+// make_seeds.py writes records at these offsets.
+const _: () = {
+    assert!(size_of::<TcpEvent>() == 128);
+    assert!(std::mem::offset_of!(TcpEvent, skaddr) == 8);
+    assert!(std::mem::offset_of!(TcpEvent, pid) == 32);
+    assert!(std::mem::offset_of!(TcpEvent, kind) == 50);
+    assert!(std::mem::offset_of!(TcpEvent, saddr) == 56);
+    assert!(std::mem::offset_of!(TcpEvent, comm) == 88);
+    assert!(std::mem::offset_of!(TcpEvent, srtt_us) == 104);
+    assert!(std::mem::offset_of!(TcpEvent, reason) == 124);
+    assert!(size_of::<DataEvent>() == 1128);
+    assert!(std::mem::offset_of!(DataEvent, len) == 24);
+    assert!(std::mem::offset_of!(DataEvent, captured) == 44);
+    assert!(std::mem::offset_of!(DataEvent, sport) == 48);
+    assert!(std::mem::offset_of!(DataEvent, saddr) == 56);
+    assert!(std::mem::offset_of!(DataEvent, payload) == 104);
+};
+
+/// Timestamps are `bpf_ktime_get_ns()`, nanoseconds since boot: kept below 2^56 (2.3 years
+/// of uptime). Larger ones overflow `Clock::wall` (`monotonic as i64 + offset`), which no
+/// kernel can make happen.
+const TS_MASK: u64 = (1 << 56) - 1;
+/// A data event's `len` is a syscall's positive return value (at most `MAX_RW_COUNT`, just
+/// under 2^31) or an mmsghdr's u32 `msg_len`.
+const LEN_MAX: u64 = u32::MAX as u64;
+
+/// What the kernel side guarantees about the fields user space relies on.
+pub fn kernel_limits_tcp(ev: &mut TcpEvent) {
+    ev.ts_ns &= TS_MASK;
+    ev.skaddr = socket(ev.skaddr);
+}
+
+/// As [`kernel_limits_tcp`], for data events: also `captured <= len` (the program copies at
+/// most `len` bytes); `captured > PAYLOAD_MAX` is left to the agent's own clamp.
+pub fn kernel_limits(ev: &mut DataEvent) {
+    ev.ts_enter_ns &= TS_MASK;
+    ev.ts_exit_ns &= TS_MASK;
+    ev.skaddr = socket(ev.skaddr);
+    ev.len %= LEN_MAX + 1;
+    if u64::from(ev.captured) > ev.len {
+        ev.captured = ev.len as u16;
+    }
+}
+
+/// One of [`SOCKETS`] kernel addresses, or 0 (drops and resets without a socket).
+fn socket(raw: u64) -> u64 {
+    if raw == 0 {
+        0
+    } else {
+        0xffff_8880_1000_0000 + (raw % SOCKETS) * 0x800
+    }
+}
+
+/// What the pipeline's timers say is due at the end of a round.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Due {
+    /// `sessions.sweep` and `expire_dns` (every 500 ms).
+    pub sweep: bool,
+    /// `report_open` (every `open_flow_interval`).
+    pub open_report: bool,
+    /// `sample_rtt` (every `rtt_sample_interval`).
+    pub rtt_sample: bool,
+    /// The flush interval passed.
+    pub flush: bool,
+    /// The compressor thread runs after the round.
+    pub compress: bool,
+}
+
+/// 8-byte aligned bytes, as the ring buffer hands records out.
+#[derive(Debug, Default)]
+struct AlignedBuf(Vec<u64>);
+
+impl AlignedBuf {
+    /// `bytes` copied to an aligned buffer (plus 8 spare bytes for the misalignment check).
+    fn fill(&mut self, bytes: &[u8]) -> &[u8] {
+        self.0.clear();
+        self.0.resize(bytes.len().div_ceil(8) + 1, 0);
+        // SAFETY: the Vec holds (len / 8 + 1) * 8 initialized bytes; u8 has no alignment or
+        // validity requirement; the borrow of self keeps them alive and unaliased.
+        let all = unsafe {
+            std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.0.len() * 8)
+        };
+        all[..bytes.len()].copy_from_slice(bytes);
+        all
+    }
+}
+
+/// The capture thread's state for one input.
+#[derive(Debug)]
+pub struct Harness {
+    clock: Clock,
+    tracker: ConnTracker,
+    sessions: Sessionizer,
+    batcher: Batcher,
+    store: Store,
+    /// Records waiting in each ring.
+    tcp_ring: Vec<Vec<u8>>,
+    data_ring: VecDeque<Vec<u8>>,
+    aligned: AlignedBuf,
+    /// What sock_diag would report: the local view of sockets seen in TCP events.
+    sock_diag: HashMap<Endpoints, TcpInfo>,
+    /// Expected counters, to check the tracker's and the sessionizer's.
+    unknown_kinds: u64,
+    unknown_syscalls: u64,
+    rounds: u64,
+}
+
+impl Harness {
+    /// A fresh pipeline, as `pipeline::run` sets it up, with this harness's limits.
+    pub fn new(store_payloads: bool) -> Self {
+        let clock = Clock::now();
+        let mut tracker = ConnTracker::new(clock, MAX_CONNS).with_reasons(ReasonNames::default());
+        tracker.seed_listen_ports(LISTEN_PORTS);
+        let sessions =
+            Sessionizer::new(clock, MAX_SESSIONS, DNS_TIMEOUT).with_payloads(store_payloads);
+        let store = Store::new(
+            StoreConfig {
+                budget_bytes: STORE_BUDGET,
+                chunk_rows: CHUNK_ROWS,
+                // Sealing by age would make runs depend on the wall clock.
+                chunk_duration: Duration::from_secs(3600),
+                compression: Compression::Lz4,
+            },
+            schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known"))),
+        );
+        Self {
+            clock,
+            tracker,
+            sessions,
+            batcher: Batcher::with_dns_search("fuzz", DNS_SEARCH_WINDOW),
+            store,
+            tcp_ring: Vec::new(),
+            data_ring: VecDeque::new(),
+            aligned: AlignedBuf::default(),
+            sock_diag: HashMap::new(),
+            unknown_kinds: 0,
+            unknown_syscalls: 0,
+            rounds: 0,
+        }
+    }
+
+    /// Runs a whole input (see the module docs).
+    pub fn run(input: &[u8]) {
+        let Some((&config, mut input)) = input.split_first() else {
+            return;
+        };
+        let mut h = Self::new(config & 1 != 0);
+        while let Some((&tag, rest)) = input.split_first() {
+            input = rest;
+            match tag & 3 {
+                ring @ (0 | 1) => {
+                    let size = match input {
+                        [a, b, rest @ ..] => {
+                            input = rest;
+                            usize::from(u16::from_le_bytes([*a, *b]))
+                        }
+                        _ => input.len(),
+                    };
+                    let (body, rest) = input.split_at(size.min(input.len()));
+                    input = rest;
+                    let exact = tag & 4 != 0;
+                    if ring == 0 {
+                        h.tcp_ring.push(record(body, size_of::<TcpEvent>(), exact));
+                    } else {
+                        h.data_ring.push_back(record(body, size_of::<DataEvent>(), exact));
+                    }
+                }
+                end => h.round(
+                    Due {
+                        sweep: tag & 4 != 0,
+                        open_report: tag & 8 != 0,
+                        rtt_sample: tag & 16 != 0,
+                        flush: tag & 32 != 0,
+                        compress: end == 3,
+                    },
+                    false,
+                ),
+            }
+        }
+        // Drained until the rings are empty, as the loop does before it stops.
+        while !h.data_ring.is_empty() {
+            h.round(Due::default(), false);
+        }
+        h.round(Due::default(), true);
+        if crate::ticket::debug() {
+            eprintln!(
+                "events: {} rounds, tracker {:?}, sessions {:?}, store {:#?}",
+                h.rounds,
+                h.tracker.stats(),
+                h.sessions.stats(),
+                h.store.stats()
+            );
+        }
+    }
+
+    /// One iteration of the capture loop (`pipeline::run`), in its order.
+    pub fn round(&mut self, due: Due, stopping: bool) {
+        self.rounds += 1;
+        // capture.drain: every TCP record, each through `decode`.
+        for raw in std::mem::take(&mut self.tcp_ring) {
+            let decoded = capture::decode(&raw);
+            assert_eq!(
+                decoded.is_some(),
+                raw.len() == size_of::<TcpEvent>(),
+                "decode must accept exactly the records of TcpEvent's size ({} bytes given)",
+                raw.len()
+            );
+            let Some(mut ev) = decoded else { continue };
+            kernel_limits_tcp(&mut ev);
+            if TcpEventKind::from_u8(ev.kind).is_none() {
+                self.unknown_kinds += 1;
+            }
+            self.note_sock_diag(&ev);
+            self.tracker.on_event(&ev, &mut self.batcher);
+        }
+        self.tracker
+            .finish_closed(Clock::monotonic_now(), &mut self.batcher);
+        for (sk, conn_id) in self.tracker.take_closed() {
+            self.sessions.on_tcp_closed(sk, conn_id);
+        }
+        // capture.drain_data: at most DATA_BATCH records, each from an aligned buffer.
+        let n = self.data_ring.len().min(DATA_BATCH);
+        let mut data_batch: Vec<DataEvent> = Vec::with_capacity(n);
+        for raw in self.data_ring.drain(..n) {
+            let bytes = self.aligned.fill(&raw);
+            let decoded = capture::decode_data(&bytes[..raw.len()]).copied();
+            assert_eq!(
+                decoded.is_some(),
+                raw.len() == size_of::<DataEvent>(),
+                "decode_data must accept exactly aligned records of DataEvent's size ({} bytes)",
+                raw.len()
+            );
+            if decoded.is_some() {
+                assert!(
+                    capture::decode_data(&bytes[1..=raw.len()]).is_none(),
+                    "decode_data must refuse a misaligned record"
+                );
+            }
+            if let Some(mut ev) = decoded {
+                kernel_limits(&mut ev);
+                if SocketSyscall::from_u8(ev.syscall).is_none() {
+                    self.unknown_syscalls += 1;
+                }
+                data_batch.push(ev);
+            }
+        }
+        let mut order: Vec<(u64, usize)> = data_batch
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| (sessions::moved_at(ev), i))
+            .collect();
+        if !order.is_sorted() {
+            order.sort_unstable();
+        }
+        for ev in order.iter().map(|&(_, i)| &data_batch[i]) {
+            let conn = self.tracker.conn_ref(ev.skaddr);
+            self.sessions
+                .on_event(ev, conn, self.tracker.listen_ports(), &mut self.batcher);
+        }
+        if due.sweep {
+            self.sessions.sweep(&mut self.batcher);
+            self.batcher.expire_dns(self.clock.wall_now(), false);
+        }
+        if due.rtt_sample {
+            self.tracker.sample_rtt(&self.sock_diag, &mut self.batcher);
+        }
+        if due.open_report {
+            let min_age = OPEN_FLOW_INTERVAL.as_nanos() as i64;
+            self.tracker
+                .report_open(min_age, &self.sock_diag, &mut self.batcher);
+        }
+        if stopping {
+            self.tracker.finish_all_closed(&mut self.batcher);
+            self.batcher.expire_dns(0, true);
+        }
+        if stopping || self.batcher.pending() >= FLUSH_ROWS || due.flush {
+            let pending = self.batcher.pending();
+            let lost = self.batcher.flush(&self.store);
+            assert_eq!(
+                lost, 0,
+                "the store refused {lost} of {pending} rows: a row builder's batch does not match its table's schema"
+            );
+            assert_eq!(self.batcher.pending(), 0, "rows left in the builders after a flush");
+            self.store.roll().expect("sealing chunks");
+        }
+        if due.compress {
+            self.store.compress_sealed().expect("compressing sealed chunks");
+        }
+        self.check(stopping);
+    }
+
+    /// A socket of a TCP event as sock_diag would list it (local view, `src` = local end).
+    fn note_sock_diag(&mut self, ev: &TcpEvent) {
+        if self.sock_diag.len() >= SOCK_DIAG_MAX {
+            return;
+        }
+        let key = Endpoints {
+            src_ip: ip(ev.family, &ev.saddr),
+            src_port: ev.sport,
+            dst_ip: ip(ev.family, &ev.daddr),
+            dst_port: ev.dport,
+        };
+        self.sock_diag.insert(
+            key,
+            TcpInfo {
+                bytes_sent: ev.bytes_sent,
+                bytes_received: ev.bytes_received,
+                srtt_us: ev.srtt_us,
+                min_rtt_us: ev.rtt_min_us,
+                retransmits: ev.retransmits,
+            },
+        );
+    }
+
+    /// Cheap invariants after every round.
+    fn check(&self, stopping: bool) {
+        assert!(
+            self.tracker.live() <= MAX_CONNS,
+            "{} connections tracked, limit {MAX_CONNS}",
+            self.tracker.live()
+        );
+        assert!(
+            self.sessions.live() <= MAX_SESSIONS,
+            "{} sessions, limit {MAX_SESSIONS}",
+            self.sessions.live()
+        );
+        let held = self.store.bytes_held();
+        assert!(
+            held <= STORE_BUDGET,
+            "the store holds {held} bytes after an append, over its budget of {STORE_BUDGET}"
+        );
+        let stats = self.tracker.stats();
+        assert_eq!(
+            stats.malformed, self.unknown_kinds,
+            "tracker's malformed count vs TCP events of unknown kind"
+        );
+        assert_eq!(
+            self.sessions.stats().malformed,
+            self.unknown_syscalls,
+            "sessionizer's malformed count vs data events of unknown syscall"
+        );
+        if stopping {
+            assert_eq!(self.batcher.pending(), 0, "rows left unflushed at stop");
+        }
+    }
+}
+
+/// A ring record: `body` as given (`exact`), else padded with zeros or cut to `size`.
+fn record(body: &[u8], size: usize, exact: bool) -> Vec<u8> {
+    let mut r = body.to_vec();
+    if !exact {
+        r.resize(size, 0);
+    }
+    r
+}
+
+/// The agent's address conversion (`conntrack::ip`, crate-private): IPv4-mapped IPv6 as IPv4.
+fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*raw);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => v4.into(),
+            None => v6.into(),
+        }
+    } else {
+        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
+    }
+}
