@@ -481,8 +481,13 @@ impl ConnTracker {
         match self.conn_mut(ev.skaddr) {
             Some(conn) => {
                 match event {
-                    TcpEventType::Retransmit => conn.retransmits += 1,
-                    TcpEventType::ResetSent | TcpEventType::ResetReceived => conn.resets += 1,
+                    // Saturating: the count may start from the kernel's total_retrans (any u32).
+                    TcpEventType::Retransmit => {
+                        conn.retransmits = conn.retransmits.saturating_add(1)
+                    }
+                    TcpEventType::ResetSent | TcpEventType::ResetReceived => {
+                        conn.resets = conn.resets.saturating_add(1);
+                    }
                     _ => {}
                 }
                 conn.row(ts, event, conn.endpoints)

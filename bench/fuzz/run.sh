@@ -54,18 +54,6 @@ fuzz() {
     fi
 }
 
-parsers=0
-for t in "${targets[@]}"; do
-    if is_agent "$t"; then
-        fuzz build "$t" >&2
-    else
-        parsers=1
-    fi
-done
-if [[ $parsers -eq 1 ]]; then
-    # Every parser target; the agent targets need the feature, so cargo leaves them out here.
-    cargo +nightly fuzz build >&2
-fi
 mkdir -p logs
 summary=logs/summary.tsv
 printf 'target\tseconds\texecutions\tcrashes\texit\tartifacts\n' >"$summary"
@@ -76,6 +64,9 @@ for t in "${targets[@]}"; do
     [[ -d seeds/$t ]] && corpora+=("seeds/$t")
     before=$(find "artifacts/$t" -type f | sort)
     log=logs/$t.log
+    # Built right before its run, so that the seconds counted are fuzzing, not a rebuild
+    # after a source change.
+    fuzz build "$t" >&2
     echo "== $t: ${seconds}s" >&2
     start=$(date +%s)
     status=0
