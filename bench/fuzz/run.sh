@@ -24,7 +24,7 @@
 #   aya-build sets CARGO_ENCODED_RUSTFLAGS for its child cargo, which takes precedence over
 #   RUSTFLAGS, and cargo-fuzz passes --target, so build scripts are built without them. The
 #   nested build uses `rustup run 1.98.0 cargo` and its own target dir under OUT_DIR.
-#   AGENT_SANITIZER picks their sanitizer (default: address; `none` builds much faster).
+#   AGENT_SANITIZER picks their sanitizer (default: address; `none` builds without ASan).
 set -euo pipefail
 
 cd "$(dirname "$0")"

@@ -233,7 +233,8 @@ impl Harness {
                     if ring == 0 {
                         h.tcp_ring.push(record(body, size_of::<TcpEvent>(), exact));
                     } else {
-                        h.data_ring.push_back(record(body, size_of::<DataEvent>(), exact));
+                        h.data_ring
+                            .push_back(record(body, size_of::<DataEvent>(), exact));
                     }
                 }
                 end => h.round(
@@ -351,11 +352,17 @@ impl Harness {
                 lost, 0,
                 "the store refused {lost} of {pending} rows: a row builder's batch does not match its table's schema"
             );
-            assert_eq!(self.batcher.pending(), 0, "rows left in the builders after a flush");
+            assert_eq!(
+                self.batcher.pending(),
+                0,
+                "rows left in the builders after a flush"
+            );
             self.store.roll().expect("sealing chunks");
         }
         if due.compress {
-            self.store.compress_sealed().expect("compressing sealed chunks");
+            self.store
+                .compress_sealed()
+                .expect("compressing sealed chunks");
         }
         self.check(stopping);
     }
