@@ -335,6 +335,10 @@ pub struct KernelOffsets {
     pub skc_dport: u64,
     /// `sock_common.skc_num` (local port, host order)
     pub skc_num: u64,
+    /// `sock_common.skc_state` (u8, the TCP state)
+    pub skc_state: u64,
+    /// `inet_sock.inet_sport` (network order; kept after `skc_num` is cleared at close)
+    pub inet_sport: u64,
     /// `sock_common.skc_v6_daddr`
     pub skc_v6_daddr: u64,
     /// `sock_common.skc_v6_rcv_saddr`
@@ -369,115 +373,15 @@ pub mod counter {
 /// agent still checks every offset against `/sys/kernel/tracing/events/*/*/format` before
 /// loading, and refuses to start on a mismatch instead of recording garbage.
 pub mod tp {
-    /// `sock/inet_sock_set_state` fields.
-    pub const INET_SOCK_SET_STATE: [(&str, usize); 11] = [
-        ("skaddr", set_state::SKADDR),
-        ("oldstate", set_state::OLDSTATE),
-        ("newstate", set_state::NEWSTATE),
-        ("sport", set_state::SPORT),
-        ("dport", set_state::DPORT),
-        ("family", set_state::FAMILY),
-        ("protocol", set_state::PROTOCOL),
-        ("saddr", set_state::SADDR),
-        ("daddr", set_state::DADDR),
-        ("saddr_v6", set_state::SADDR_V6),
-        ("daddr_v6", set_state::DADDR_V6),
-    ];
-
-    /// Offsets of `sock/inet_sock_set_state`.
-    pub mod set_state {
-        /// `const void *skaddr`
-        pub const SKADDR: usize = 8;
-        /// `int oldstate`
-        pub const OLDSTATE: usize = 16;
-        /// `int newstate`
-        pub const NEWSTATE: usize = 20;
-        /// `__u16 sport`
-        pub const SPORT: usize = 24;
-        /// `__u16 dport`
-        pub const DPORT: usize = 26;
-        /// `__u16 family`
-        pub const FAMILY: usize = 28;
-        /// `__u16 protocol`
-        pub const PROTOCOL: usize = 30;
-        /// `__u8 saddr[4]`
-        pub const SADDR: usize = 32;
-        /// `__u8 daddr[4]`
-        pub const DADDR: usize = 36;
-        /// `__u8 saddr_v6[16]`
-        pub const SADDR_V6: usize = 40;
-        /// `__u8 daddr_v6[16]`
-        pub const DADDR_V6: usize = 56;
-    }
-
-    /// Network-health tracepoints (category/name) and the fields read from each.
-    pub const NET_HEALTH: [(&str, &str, usize); 22] = [
-        ("tcp/tcp_retransmit_skb", "skaddr", retransmit::SKADDR),
-        ("tcp/tcp_retransmit_skb", "state", retransmit::STATE),
-        ("tcp/tcp_retransmit_skb", "sport", retransmit::SPORT),
-        ("tcp/tcp_retransmit_skb", "dport", retransmit::DPORT),
-        ("tcp/tcp_retransmit_skb", "family", retransmit::FAMILY),
-        ("tcp/tcp_retransmit_skb", "saddr", retransmit::SADDR),
-        ("tcp/tcp_retransmit_skb", "daddr", retransmit::DADDR),
-        ("tcp/tcp_retransmit_skb", "saddr_v6", retransmit::SADDR_V6),
-        ("tcp/tcp_retransmit_skb", "daddr_v6", retransmit::DADDR_V6),
-        ("tcp/tcp_receive_reset", "skaddr", receive_reset::SKADDR),
-        ("tcp/tcp_receive_reset", "sport", receive_reset::SPORT),
-        ("tcp/tcp_receive_reset", "family", receive_reset::FAMILY),
-        ("tcp/tcp_receive_reset", "saddr_v6", receive_reset::SADDR_V6),
+    /// The network-health tracepoint read as a tracepoint (category/name) and its fields. (The
+    /// other socket programs are raw tracepoints and read the `struct sock` at BTF offsets.)
+    pub const NET_HEALTH: [(&str, &str, usize); 5] = [
         ("tcp/tcp_send_reset", "skaddr", send_reset::SKADDR),
         ("tcp/tcp_send_reset", "state", send_reset::STATE),
         ("tcp/tcp_send_reset", "reason", send_reset::REASON),
         ("tcp/tcp_send_reset", "saddr", send_reset::SADDR),
         ("tcp/tcp_send_reset", "daddr", send_reset::DADDR),
-        ("tcp/tcp_probe", "srtt", probe::SRTT),
-        ("tcp/tcp_probe", "skaddr", probe::SKADDR),
-        ("skb/kfree_skb", "skbaddr", kfree_skb::SKBADDR),
-        ("skb/kfree_skb", "reason", kfree_skb::REASON),
     ];
-
-    /// Offsets of `tcp/tcp_retransmit_skb` (the same layout as `inet_sock_set_state`'s
-    /// addresses, after `int state`).
-    pub mod retransmit {
-        /// `const void *skaddr`
-        pub const SKADDR: usize = 16;
-        /// `int state`
-        pub const STATE: usize = 24;
-        /// `__u16 sport`
-        pub const SPORT: usize = 28;
-        /// `__u16 dport`
-        pub const DPORT: usize = 30;
-        /// `__u16 family`
-        pub const FAMILY: usize = 32;
-        /// `__u8 saddr[4]`
-        pub const SADDR: usize = 34;
-        /// `__u8 daddr[4]`
-        pub const DADDR: usize = 38;
-        /// `__u8 saddr_v6[16]`
-        pub const SADDR_V6: usize = 42;
-        /// `__u8 daddr_v6[16]`
-        pub const DADDR_V6: usize = 58;
-    }
-
-    /// Offsets of `tcp/tcp_receive_reset`.
-    pub mod receive_reset {
-        /// `const void *skaddr`
-        pub const SKADDR: usize = 8;
-        /// `__u16 sport`
-        pub const SPORT: usize = 16;
-        /// `__u16 dport`
-        pub const DPORT: usize = 18;
-        /// `__u16 family`
-        pub const FAMILY: usize = 20;
-        /// `__u8 saddr[4]`
-        pub const SADDR: usize = 22;
-        /// `__u8 daddr[4]`
-        pub const DADDR: usize = 26;
-        /// `__u8 saddr_v6[16]`
-        pub const SADDR_V6: usize = 30;
-        /// `__u8 daddr_v6[16]`
-        pub const DADDR_V6: usize = 46;
-    }
 
     /// Offsets of `tcp/tcp_send_reset`: the addresses are `struct sockaddr_in`/`_in6` (family,
     /// port in network order, address at 4 or 8); `saddr` is the end that sent the RST.
@@ -492,22 +396,6 @@ pub mod tp {
         pub const SADDR: usize = 32;
         /// `__u8 daddr[28]`
         pub const DADDR: usize = 60;
-    }
-
-    /// Offsets of `tcp/tcp_probe`.
-    pub mod probe {
-        /// `__u32 srtt` (microseconds)
-        pub const SRTT: usize = 100;
-        /// `const void *skaddr`
-        pub const SKADDR: usize = 128;
-    }
-
-    /// Offsets of `skb/kfree_skb`.
-    pub mod kfree_skb {
-        /// `void *skbaddr`
-        pub const SKBADDR: usize = 8;
-        /// `enum skb_drop_reason reason`
-        pub const REASON: usize = 36;
     }
 
     /// Offset of the first argument of every `syscalls/sys_enter_*` tracepoint, and of `ret`

@@ -1,7 +1,7 @@
 //! Kindling's eBPF programs.
 //!
-//! - `inet_sock_set_state` (tracepoint `sock/inet_sock_set_state`): every TCP state change, with
-//!   the socket's addresses; on entry to TCP_CLOSE also the socket's byte counters.
+//! - `inet_sock_set_state` (raw tracepoint): every TCP state change, with the socket's
+//!   addresses; on entry to TCP_CLOSE also the socket's byte counters.
 //! - `connect_enter`/`connect_exit` and `accept_enter`/`accept_exit` (the syscall tracepoints of
 //!   connect, accept and accept4): which process connected or accepted which socket, found by
 //!   walking the task's fd table to the `struct sock`.
@@ -10,8 +10,9 @@
 //!   sendmmsg, recvmmsg, and `close_enter`: socket payload capture. Each fd is classified once
 //!   per process (TCP or UDP socket, or not) and cached, so other fds cost one map lookup.
 //!
-//! - `tcp_retransmit_skb`, `tcp_send_reset`, `tcp_receive_reset` (tracepoints `tcp/*`) and
-//!   `kfree_skb` (`skb/kfree_skb`): network health. Retransmissions, resets and drops of
+//! - `tcp_retransmit_skb`, `tcp_receive_reset`, `kfree_skb` (raw tracepoints) and
+//!   `tcp_send_reset` (tracepoint `tcp/tcp_send_reset`, whose addresses the kernel takes from
+//!   the packet when no socket sent the RST): network health. Retransmissions, resets and drops of
 //!   TCP/UDP packets (with the kernel's reason) are reported as they happen. RTT is read from
 //!   the socket at close (and by the agent from sock_diag while it lives); only with
 //!   `--rtt-every-segment` does `tcp_probe` keep it per socket in a map (min, max) and sample
@@ -32,14 +33,13 @@ use aya_ebpf::{
         bpf_probe_read_kernel, bpf_probe_read_user,
         generated::bpf_probe_read_user as probe_read_user_raw,
     },
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use kindling_agent_common::{
     AF_INET, AF_INET6, COMM_LEN, DATA_RING_BYTES, DataEvent, EVENTS_RING_BYTES, KernelOffsets,
-    PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind, counter, tcp_state,
-    tp::{SYSCALL_ARG0, set_state},
+    PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind, counter, tcp_state, tp::SYSCALL_ARG0,
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -66,6 +66,8 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     skc_rcv_saddr: 0,
     skc_dport: 0,
     skc_num: 0,
+    skc_state: 0,
+    inet_sport: 0,
     skc_v6_daddr: 0,
     skc_v6_rcv_saddr: 0,
     tcp_srtt_us: 0,
@@ -88,6 +90,8 @@ static RTT_SAMPLE_NS: Global<u64> = Global::new(1_000_000_000);
 /// Data waiting in `DATA_EVENTS` that makes a submit wake the agent (an eighth of the ring);
 /// below it the agent finds the events on its drain timer (`DATA_POLL_MS` in the pipeline).
 const DATA_WAKEUP_BYTES: u64 = DATA_RING_BYTES as u64 / 8;
+/// The same for TCP events.
+const EVENTS_WAKEUP_BYTES: u64 = EVENTS_RING_BYTES as u64 / 8;
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
@@ -151,64 +155,48 @@ fn emit(fill: impl FnOnce(&mut TcpEvent)) {
     };
     let ev = entry.write(ev);
     fill(ev);
-    entry.submit(0);
+    // As for data events, the agent is woken only when the ring fills up; else it drains on
+    // its timer. A wakeup is an inter-processor interrupt to this CPU: taken while this program
+    // runs in a task, it runs pending softirqs on top of it, whose state changes then find the
+    // program busy and are skipped (measured: 8% of a connection storm's state changes).
+    let flags = if TCP_EVENTS.query(BPF_RB_AVAIL_DATA) >= EVENTS_WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags);
 }
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    match try_inet_sock_set_state(&ctx) {
-        Ok(()) => 0,
-        Err(_) => {
-            bump(counter::READ_FAILED);
-            0
-        }
-    }
+// The lifecycle and network-health programs run in softirq context, often on top of another
+// eBPF program (an interrupt arriving while a syscall program runs). A classic tracepoint
+// program is then skipped: the kernel allows one tracepoint program per CPU at a time. Raw
+// tracepoints only refuse to nest a program in itself, so a burst of closes is not lost while
+// payload capture is busy; the rare self-nesting skips are counted by the kernel per program
+// (`recursion_misses`) and reported by the agent as kernel drops.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
+    done(try_inet_sock_set_state(&ctx))
 }
 
-fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
-    let protocol: u16 = unsafe { ctx.read_at(set_state::PROTOCOL) }.map_err(|e| e as i64)?;
+/// `inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)`
+fn try_inet_sock_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let skaddr: u64 = ctx.arg(0);
+    let old_state: i32 = ctx.arg(1);
+    let new_state: i32 = ctx.arg(2);
+    let off = KERNEL_OFFSETS.load();
+    let protocol: u16 = read_kernel(skaddr + off.sock_protocol)?;
     if protocol != IPPROTO_TCP {
         return Ok(());
     }
-    // SAFETY: as above.
-    let (skaddr, old_state, new_state, sport, dport, family) = unsafe {
-        (
-            ctx.read_at::<u64>(set_state::SKADDR)
-                .map_err(|e| e as i64)?,
-            ctx.read_at::<i32>(set_state::OLDSTATE)
-                .map_err(|e| e as i64)?,
-            ctx.read_at::<i32>(set_state::NEWSTATE)
-                .map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(set_state::SPORT).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(set_state::DPORT).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(set_state::FAMILY)
-                .map_err(|e| e as i64)?,
-        )
+    let Some(ends) = sock_ends(skaddr)? else {
+        return Ok(());
     };
-    let mut saddr = [0u8; 16];
-    let mut daddr = [0u8; 16];
-    // SAFETY: as above.
-    unsafe {
-        if family == AF_INET6 {
-            saddr = ctx.read_at(set_state::SADDR_V6).map_err(|e| e as i64)?;
-            daddr = ctx.read_at(set_state::DADDR_V6).map_err(|e| e as i64)?;
-        } else if family == AF_INET {
-            let s: [u8; 4] = ctx.read_at(set_state::SADDR).map_err(|e| e as i64)?;
-            let d: [u8; 4] = ctx.read_at(set_state::DADDR).map_err(|e| e as i64)?;
-            saddr[..4].copy_from_slice(&s);
-            daddr[..4].copy_from_slice(&d);
-        } else {
-            return Ok(());
-        }
-    }
     let (mut bytes_sent, mut bytes_received) = (0u64, 0u64);
     let mut close = CloseInfo::default();
     if new_state as u8 == tcp_state::CLOSE {
         close = close_info(skaddr)?;
         // tcp_done() sets sk_shutdown only after this transition, so RCV_SHUTDOWN here means
         // the peer's FIN arrived (and advanced bytes_received by one sequence number).
-        let off = KERNEL_OFFSETS.load();
         let sent: u64 = read_kernel(skaddr + off.tcp_bytes_sent)?;
         let retrans: u64 = read_kernel(skaddr + off.tcp_bytes_retrans)?;
         let received: u64 = read_kernel(skaddr + off.tcp_bytes_received)?;
@@ -221,11 +209,11 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         ev.skaddr = skaddr;
         ev.old_state = old_state as u8;
         ev.new_state = new_state as u8;
-        ev.sport = sport;
-        ev.dport = dport;
-        ev.family = family;
-        ev.saddr = saddr;
-        ev.daddr = daddr;
+        ev.sport = ends.sport;
+        ev.dport = ends.dport;
+        ev.family = ends.family;
+        ev.saddr = ends.saddr;
+        ev.daddr = ends.daddr;
         ev.bytes_sent = bytes_sent;
         ev.bytes_received = bytes_received;
         ev.srtt_us = close.srtt_us;
@@ -316,30 +304,18 @@ fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> 
     let skaddr = sock_of_fd(fd)?;
     // The socket's addresses: a connecting socket's local port is bound only after its
     // CLOSE -> SYN_SENT transition, so this is where a client's port is first known.
-    let off = KERNEL_OFFSETS.load();
-    let family: u16 = read_kernel(skaddr + off.skc_family)?;
-    let dport: u16 = read_kernel(skaddr + off.skc_dport)?;
-    let sport: u16 = read_kernel(skaddr + off.skc_num)?;
-    let mut saddr = [0u8; 16];
-    let mut daddr = [0u8; 16];
-    if family == AF_INET6 {
-        saddr = read_kernel(skaddr + off.skc_v6_rcv_saddr)?;
-        daddr = read_kernel(skaddr + off.skc_v6_daddr)?;
-    } else {
-        let s: [u8; 4] = read_kernel(skaddr + off.skc_rcv_saddr)?;
-        let d: [u8; 4] = read_kernel(skaddr + off.skc_daddr)?;
-        saddr[..4].copy_from_slice(&s);
-        daddr[..4].copy_from_slice(&d);
-    }
+    let Some(ends) = sock_ends(skaddr)? else {
+        return Ok(());
+    };
     emit(|ev| {
         ev.kind = kind as u8;
         ev.skaddr = skaddr;
         ev.ret = ret as i32;
-        ev.family = family;
-        ev.sport = sport;
-        ev.dport = u16::from_be(dport);
-        ev.saddr = saddr;
-        ev.daddr = daddr;
+        ev.family = ends.family;
+        ev.sport = ends.sport;
+        ev.dport = ends.dport;
+        ev.saddr = ends.saddr;
+        ev.daddr = ends.daddr;
     });
     Ok(())
 }
@@ -416,32 +392,6 @@ struct RttState {
 #[map]
 static RTT: LruHashMap<u64, RttState> = LruHashMap::with_max_entries(65536, 0);
 
-/// Reads the addresses of a tracepoint laid out as saddr[4], daddr[4], saddr_v6[16],
-/// daddr_v6[16] into `ev` (family must be set).
-#[inline(always)]
-fn read_tp_addrs(
-    ctx: &TracePointContext,
-    ev_family: u16,
-    offsets: (usize, usize, usize, usize),
-) -> Result<([u8; 16], [u8; 16]), i64> {
-    let (saddr4, daddr4, saddr6, daddr6) = offsets;
-    let mut saddr = [0u8; 16];
-    let mut daddr = [0u8; 16];
-    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
-    unsafe {
-        if ev_family == AF_INET6 {
-            saddr = ctx.read_at(saddr6).map_err(|e| e as i64)?;
-            daddr = ctx.read_at(daddr6).map_err(|e| e as i64)?;
-        } else {
-            let s: [u8; 4] = ctx.read_at(saddr4).map_err(|e| e as i64)?;
-            let d: [u8; 4] = ctx.read_at(daddr4).map_err(|e| e as i64)?;
-            saddr[..4].copy_from_slice(&s);
-            daddr[..4].copy_from_slice(&d);
-        }
-    }
-    Ok((saddr, daddr))
-}
-
 /// A socket's addresses as a tracepoint reports them, local end first.
 struct Ends {
     family: u16,
@@ -449,6 +399,38 @@ struct Ends {
     dport: u16,
     saddr: [u8; 16],
     daddr: [u8; 16],
+}
+
+/// A socket's addresses from its `sock_common`, ports in host order (what the `sock` and `tcp`
+/// tracepoints report); None for a family other than IPv4 and IPv6.
+#[inline(always)]
+fn sock_ends(sk: u64) -> Result<Option<Ends>, i64> {
+    let off = KERNEL_OFFSETS.load();
+    let family: u16 = read_kernel(sk + off.skc_family)?;
+    let dport: u16 = read_kernel(sk + off.skc_dport)?;
+    // What the tracepoints report: the local port of `inet_sock`, which (unlike skc_num) a
+    // socket keeps when it hands its port to a TIME_WAIT socket at close.
+    let sport: u16 = read_kernel(sk + off.inet_sport)?;
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    if family == AF_INET6 {
+        saddr = read_kernel(sk + off.skc_v6_rcv_saddr)?;
+        daddr = read_kernel(sk + off.skc_v6_daddr)?;
+    } else if family == AF_INET {
+        let s: [u8; 4] = read_kernel(sk + off.skc_rcv_saddr)?;
+        let d: [u8; 4] = read_kernel(sk + off.skc_daddr)?;
+        saddr[..4].copy_from_slice(&s);
+        daddr[..4].copy_from_slice(&d);
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(Ends {
+        family,
+        sport: u16::from_be(sport),
+        dport: u16::from_be(dport),
+        saddr,
+        daddr,
+    }))
 }
 
 /// Emits a network-health event of socket `skaddr` in TCP state `state`.
@@ -468,62 +450,32 @@ fn emit_socket(kind: TcpEventKind, skaddr: u64, state: u8, reason: u32, ends: &E
     });
 }
 
-#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
     done(try_retransmit(&ctx))
 }
 
-fn try_retransmit(ctx: &TracePointContext) -> Result<(), i64> {
-    use kindling_agent_common::tp::retransmit as f;
-    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
-    let (skaddr, state, sport, dport, family) = unsafe {
-        (
-            ctx.read_at::<u64>(f::SKADDR).map_err(|e| e as i64)?,
-            ctx.read_at::<i32>(f::STATE).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(f::SPORT).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(f::DPORT).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(f::FAMILY).map_err(|e| e as i64)?,
-        )
-    };
-    let (saddr, daddr) =
-        read_tp_addrs(ctx, family, (f::SADDR, f::DADDR, f::SADDR_V6, f::DADDR_V6))?;
-    let ends = Ends {
-        family,
-        sport,
-        dport,
-        saddr,
-        daddr,
-    };
-    emit_socket(TcpEventKind::Retransmit, skaddr, state as u8, 0, &ends);
+/// `tcp_retransmit_skb(const struct sock *sk, const struct sk_buff *skb)`
+fn try_retransmit(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let skaddr: u64 = ctx.arg(0);
+    let state: u8 = read_kernel(skaddr + KERNEL_OFFSETS.load().skc_state)?;
+    if let Some(ends) = sock_ends(skaddr)? {
+        emit_socket(TcpEventKind::Retransmit, skaddr, state, 0, &ends);
+    }
     Ok(())
 }
 
-#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
-pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
     done(try_receive_reset(&ctx))
 }
 
-fn try_receive_reset(ctx: &TracePointContext) -> Result<(), i64> {
-    use kindling_agent_common::tp::receive_reset as f;
-    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
-    let (skaddr, sport, dport, family) = unsafe {
-        (
-            ctx.read_at::<u64>(f::SKADDR).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(f::SPORT).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(f::DPORT).map_err(|e| e as i64)?,
-            ctx.read_at::<u16>(f::FAMILY).map_err(|e| e as i64)?,
-        )
-    };
-    let (saddr, daddr) =
-        read_tp_addrs(ctx, family, (f::SADDR, f::DADDR, f::SADDR_V6, f::DADDR_V6))?;
-    let ends = Ends {
-        family,
-        sport,
-        dport,
-        saddr,
-        daddr,
-    };
-    emit_socket(TcpEventKind::ResetReceived, skaddr, 0, 0, &ends);
+/// `tcp_receive_reset(struct sock *sk)`
+fn try_receive_reset(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let skaddr: u64 = ctx.arg(0);
+    if let Some(ends) = sock_ends(skaddr)? {
+        emit_socket(TcpEventKind::ResetReceived, skaddr, 0, 0, &ends);
+    }
     Ok(())
 }
 
@@ -576,20 +528,17 @@ fn try_send_reset(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-#[tracepoint(category = "tcp", name = "tcp_probe")]
-pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "tcp_probe")]
+pub fn tcp_probe(ctx: RawTracePointContext) -> u32 {
     done(try_tcp_probe(&ctx))
 }
 
-fn try_tcp_probe(ctx: &TracePointContext) -> Result<(), i64> {
-    use kindling_agent_common::tp::probe as f;
-    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
-    let (srtt, skaddr) = unsafe {
-        (
-            ctx.read_at::<u32>(f::SRTT).map_err(|e| e as i64)?,
-            ctx.read_at::<u64>(f::SKADDR).map_err(|e| e as i64)?,
-        )
-    };
+/// `tcp_probe(struct sock *sk, const struct sk_buff *skb)`; the tracepoint's `srtt` is
+/// `srtt_us >> 3`.
+fn try_tcp_probe(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let skaddr: u64 = ctx.arg(0);
+    let srtt8: u32 = read_kernel(skaddr + KERNEL_OFFSETS.load().tcp_srtt_us)?;
+    let srtt = srtt8 >> 3;
     if srtt == 0 {
         return Ok(());
     }
@@ -627,22 +576,17 @@ fn try_tcp_probe(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-#[tracepoint(category = "skb", name = "kfree_skb")]
-pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb(ctx: RawTracePointContext) -> u32 {
     done(try_kfree_skb(&ctx))
 }
 
 /// Reports drops of IPv4/IPv6 TCP and UDP packets with their addresses, read from the
 /// packet's headers (the network header must be set, as it is past the device layer).
-fn try_kfree_skb(ctx: &TracePointContext) -> Result<(), i64> {
-    use kindling_agent_common::tp::kfree_skb as f;
-    // SAFETY: offsets from the tracepoint's format, checked by the agent before load.
-    let (skb, reason) = unsafe {
-        (
-            ctx.read_at::<u64>(f::SKBADDR).map_err(|e| e as i64)?,
-            ctx.read_at::<u32>(f::REASON).map_err(|e| e as i64)?,
-        )
-    };
+/// `kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...)`
+fn try_kfree_skb(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let skb: u64 = ctx.arg(0);
+    let reason: u32 = ctx.arg(2);
     if reason == IGNORED_DROP_REASON.load() {
         return Ok(());
     }

@@ -76,6 +76,8 @@ pub struct PipelineCounters {
     pub kernel_ringbuf_full: AtomicU64,
     /// Kernel: events lost to failed reads of kernel memory.
     pub kernel_read_failed: AtomicU64,
+    /// Kernel: program runs skipped because the program was already running on that CPU.
+    pub kernel_program_misses: AtomicU64,
     /// User space: new connections not tracked (table full).
     pub conn_table_full: AtomicU64,
     /// User space: connect/accept events for unknown sockets.
@@ -102,6 +104,7 @@ impl PipelineCounters {
         self.kernel_ringbuf_full.load(Ordering::Relaxed)
             + self.kernel_read_failed.load(Ordering::Relaxed)
             + self.kernel_data_ringbuf_full.load(Ordering::Relaxed)
+            + self.kernel_program_misses.load(Ordering::Relaxed)
     }
 
     /// Events and rows dropped in user space.
@@ -127,6 +130,8 @@ impl PipelineCounters {
             .store(kernel.ringbuf_full, Ordering::Relaxed);
         self.kernel_read_failed
             .store(kernel.read_failed, Ordering::Relaxed);
+        self.kernel_program_misses
+            .store(kernel.program_misses, Ordering::Relaxed);
         self.conn_table_full
             .store(tracker.table_full + tracker.malformed, Ordering::Relaxed);
         self.unmatched_syscalls

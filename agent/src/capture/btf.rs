@@ -279,6 +279,8 @@ impl KernelBtf {
             skc_rcv_saddr: common + self.member_offset("sock_common", "skc_rcv_saddr")?,
             skc_dport: common + self.member_offset("sock_common", "skc_dport")?,
             skc_num: common + self.member_offset("sock_common", "skc_num")?,
+            skc_state: common + self.member_offset("sock_common", "skc_state")?,
+            inet_sport: self.member_offset("inet_sock", "inet_sport")?,
             skc_v6_daddr: common + self.member_offset("sock_common", "skc_v6_daddr")?,
             skc_v6_rcv_saddr: common + self.member_offset("sock_common", "skc_v6_rcv_saddr")?,
             tcp_srtt_us: self.member_offset("tcp_sock", "srtt_us")?,

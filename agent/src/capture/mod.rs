@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{RawTracePoint, TracePoint},
 };
 use kindling_agent_common::{DataEvent, KernelOffsets, PAYLOAD_MAX, TcpEvent, counter};
 
@@ -62,9 +62,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The compiled programs, built by build.rs.
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kindling-probes"));
 
+/// Raw tracepoint programs (program = tracepoint): the socket lifecycle. They run in softirq
+/// context, where a classic tracepoint program is skipped whenever another eBPF program was
+/// interrupted on that CPU; raw tracepoints are only skipped when nested in themselves.
+const RAW_ATTACHMENTS: [&str; 1] = ["inet_sock_set_state"];
+
 /// (program, category, tracepoint)
-const ATTACHMENTS: [(&str, &str, &str); 28] = [
-    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+const ATTACHMENTS: [(&str, &str, &str); 27] = [
     ("connect_enter", "syscalls", "sys_enter_connect"),
     ("connect_exit", "syscalls", "sys_exit_connect"),
     ("accept4_enter", "syscalls", "sys_enter_accept4"),
@@ -95,16 +99,16 @@ const ATTACHMENTS: [(&str, &str, &str); 28] = [
 ];
 
 /// Network-health programs, attached unless [`CaptureOptions::net_health`] is off. None of
-/// them runs on a connection without retransmissions, resets or drops.
-const NET_HEALTH_ATTACHMENTS: [(&str, &str, &str); 4] = [
-    ("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb"),
-    ("tcp_send_reset", "tcp", "tcp_send_reset"),
-    ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
-    ("kfree_skb", "skb", "kfree_skb"),
-];
+/// them runs on a connection without retransmissions, resets or drops. `tcp_send_reset` stays
+/// a classic tracepoint: without a socket, the kernel fills its addresses from the packet.
+const NET_HEALTH_ATTACHMENTS: [(&str, &str, &str); 1] =
+    [("tcp_send_reset", "tcp", "tcp_send_reset")];
+const NET_HEALTH_RAW_ATTACHMENTS: [&str; 3] =
+    ["tcp_retransmit_skb", "tcp_receive_reset", "kfree_skb"];
 
-/// RTT on every received segment, with [`CaptureOptions::rtt_every_segment`].
-const RTT_EVERY_SEGMENT: (&str, &str, &str) = ("tcp_probe", "tcp", "tcp_probe");
+/// RTT on every received segment (a raw tracepoint), with
+/// [`CaptureOptions::rtt_every_segment`].
+const RTT_EVERY_SEGMENT: &str = "tcp_probe";
 
 /// What to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +171,9 @@ pub struct KernelCounters {
     pub read_failed: u64,
     /// Data events lost because the data ring buffer was full.
     pub data_ringbuf_full: u64,
+    /// Program runs the kernel skipped because the program was already running on the CPU
+    /// (`recursion_misses`, summed over the programs): each is an event not seen.
+    pub program_misses: u64,
 }
 
 /// Loaded and attached capture programs.
@@ -175,6 +182,9 @@ pub struct Capture {
     data_ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     reasons: ReasonNames,
+    /// The last sum of the programs' `recursion_misses` and when it was read (it costs a
+    /// syscall per program, so it is read at most once per [`MISSES_EVERY`]).
+    misses: std::cell::Cell<(Option<std::time::Instant>, u64)>,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
 }
@@ -221,17 +231,17 @@ impl Capture {
             .override_global("RTT_SAMPLE_NS", &rtt_sample_ns, true)
             .override_global("IGNORED_DROP_REASON", &ignored_drop, true)
             .load(PROBES)?;
-        let health: &[_] = if options.net_health {
-            &NET_HEALTH_ATTACHMENTS
+        let (health, health_raw): (&[_], &[_]) = if options.net_health {
+            (&NET_HEALTH_ATTACHMENTS, &NET_HEALTH_RAW_ATTACHMENTS)
         } else {
-            &[]
+            (&[], &[])
         };
         let per_segment: &[_] = if options.net_health && options.rtt_every_segment {
             &[RTT_EVERY_SEGMENT]
         } else {
             &[]
         };
-        for &(program, category, name) in ATTACHMENTS.iter().chain(health).chain(per_segment) {
+        for &(program, category, name) in ATTACHMENTS.iter().chain(health) {
             let attach_err = |source| Error::Attach {
                 program,
                 tracepoint: format!("{category}/{name}"),
@@ -244,6 +254,20 @@ impl Capture {
                 .map_err(attach_err)?;
             tp.load().map_err(attach_err)?;
             tp.attach(category, name).map_err(attach_err)?;
+        }
+        for &program in RAW_ATTACHMENTS.iter().chain(health_raw).chain(per_segment) {
+            let attach_err = |source| Error::Attach {
+                program,
+                tracepoint: format!("raw_tp/{program}"),
+                source,
+            };
+            let tp: &mut RawTracePoint = ebpf
+                .program_mut(program)
+                .ok_or(Error::Map(program))?
+                .try_into()
+                .map_err(attach_err)?;
+            tp.load().map_err(attach_err)?;
+            tp.attach(program).map_err(attach_err)?;
         }
         let ring = RingBuf::try_from(
             ebpf.take_map("TCP_EVENTS")
@@ -263,6 +287,7 @@ impl Capture {
             data_ring,
             counters,
             reasons,
+            misses: std::cell::Cell::new((None, 0)),
             _ebpf: ebpf,
         })
     }
@@ -319,7 +344,24 @@ impl Capture {
             ringbuf_full: sum(counter::RINGBUF_FULL),
             read_failed: sum(counter::READ_FAILED),
             data_ringbuf_full: sum(counter::DATA_RINGBUF_FULL),
+            program_misses: self.program_misses(),
         }
+    }
+
+    /// The kernel's count of skipped runs, summed over every loaded program.
+    fn program_misses(&self) -> u64 {
+        let (read_at, last) = self.misses.get();
+        if read_at.is_some_and(|t| t.elapsed() < MISSES_EVERY) {
+            return last;
+        }
+        let total = self
+            ._ebpf
+            .programs()
+            .filter_map(|(_, program)| program.fd().ok())
+            .map(|fd| recursion_misses(fd.as_fd()))
+            .sum();
+        self.misses.set((Some(std::time::Instant::now()), total));
+        total
     }
 
     /// Waits up to `timeout_ms` for either ring buffer to become readable.
@@ -333,6 +375,38 @@ impl Capture {
         // SAFETY: two valid pollfds; a failed poll (EINTR) only shortens the wait.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
     }
+}
+
+/// How often the programs' skip counts are read.
+const MISSES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `recursion_misses` of one program (`BPF_OBJ_GET_INFO_BY_FD`); 0 if the kernel refuses.
+fn recursion_misses(fd: BorrowedFd<'_>) -> u64 {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: a plain C struct of integers, for which zero is valid.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of_val(&info) as u32,
+        info: &raw mut info as u64,
+    };
+    // SAFETY: attr points at a buffer of info_len bytes that lives through the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &raw mut attr,
+            size_of::<InfoAttr>(),
+        )
+    };
+    if ret == 0 { info.recursion_misses } else { 0 }
 }
 
 /// Reads a [`TcpEvent`] from ring-buffer bytes, or None if the size is wrong.
