@@ -342,7 +342,8 @@ pub fn state_name(state: u8) -> &'static str {
     }
 }
 
-pub(crate) fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
+/// A kernel address (4 or 16 bytes of `raw`, by `family`) as an [`IpAddr`].
+pub fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
     if family == AF_INET6 {
         let v6 = Ipv6Addr::from(*raw);
         // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; show them as IPv4.

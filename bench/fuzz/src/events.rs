@@ -27,20 +27,19 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
 
 use kindling_agent::{
     capture::{self, ReasonNames},
-    conntrack::{Clock, ConnTracker},
+    conntrack::{Clock, ConnTracker, ip},
     pipeline::Batcher,
     records::Endpoints,
     sessions::{self, Sessionizer},
     sockdiag::TcpInfo,
     store::{Compression, Store, StoreConfig},
 };
-use kindling_agent_common::{AF_INET6, DataEvent, SocketSyscall, TcpEvent, TcpEventKind};
+use kindling_agent_common::{DataEvent, SocketSyscall, TcpEvent, TcpEventKind};
 use kindling_wire::schema;
 
 /// Bound of the connection table (`--max-connections`).
@@ -432,15 +431,3 @@ fn record(body: &[u8], size: usize, exact: bool) -> Vec<u8> {
     r
 }
 
-/// The agent's address conversion (`conntrack::ip`, crate-private): IPv4-mapped IPv6 as IPv4.
-fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
-    if family == AF_INET6 {
-        let v6 = Ipv6Addr::from(*raw);
-        match v6.to_ipv4_mapped() {
-            Some(v4) => v4.into(),
-            None => v6.into(),
-        }
-    } else {
-        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
-    }
-}
