@@ -193,6 +193,14 @@ pub const PAYLOAD_MAX: usize = 1024;
 /// Size in bytes of the ring buffer that carries [`DataEvent`]s (a power of two).
 pub const DATA_RING_BYTES: u32 = 16 << 20;
 
+/// Most cgroups whose payload is not captured (`--no-payload-cgroup`, the map
+/// `NO_PAYLOAD_CGROUPS`).
+pub const MAX_NO_PAYLOAD_CGROUPS: u32 = 4096;
+
+/// cgroup levels checked against `NO_PAYLOAD_CGROUPS`, from the root down: an excluded cgroup
+/// at a depth of this or more is matched only as a task's own cgroup.
+pub const NO_PAYLOAD_CGROUP_LEVELS: i32 = 16;
+
 /// Which socket syscall a [`DataEvent`] comes from.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,17 +29,18 @@
 use aya_ebpf::{
     Global,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::bpf_probe_read_user as probe_read_user_raw,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user, generated::bpf_probe_read_user as probe_read_user_raw,
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use kindling_agent_common::{
     AF_INET, AF_INET6, COMM_LEN, DATA_RING_BYTES, DataEvent, EVENTS_RING_BYTES, KernelOffsets,
-    PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind, counter, tcp_state, tp::SYSCALL_ARG0,
+    MAX_NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SocketSyscall, TcpEvent,
+    TcpEventKind, counter, tcp_state, tp::SYSCALL_ARG0,
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -104,6 +105,43 @@ static PAYLOAD_BYTES: Global<u32> = Global::new(PAYLOAD_MAX as u32);
 /// The agent's own process id: its Flight traffic is not captured (it would feed itself).
 #[unsafe(no_mangle)]
 static AGENT_TGID: Global<u32> = Global::new(0);
+
+/// cgroup v2 ids whose tasks' payload is never copied, nor that of any cgroup below them
+/// (`--no-payload-cgroup`); filled by the agent before the programs attach.
+#[map]
+static NO_PAYLOAD_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_NO_PAYLOAD_CGROUPS, 0);
+
+/// Whether `NO_PAYLOAD_CGROUPS` holds anything (else no lookup is made).
+#[unsafe(no_mangle)]
+static NO_PAYLOAD_CHECK: Global<u32> = Global::new(0);
+
+/// Whether the current task's cgroup, or one above it, is in `NO_PAYLOAD_CGROUPS`.
+#[inline(always)]
+fn payload_excluded() -> bool {
+    if NO_PAYLOAD_CHECK.load() == 0 {
+        return false;
+    }
+    // SAFETY: plain helper calls.
+    let own = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the value is only tested for presence.
+    if unsafe { NO_PAYLOAD_CGROUPS.get(&own) }.is_some() {
+        return true;
+    }
+    let mut level = 0;
+    while level < NO_PAYLOAD_CGROUP_LEVELS {
+        // SAFETY: plain helper call; 0 past the task's own level.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if id == 0 || id == own {
+            return false;
+        }
+        // SAFETY: as above.
+        if unsafe { NO_PAYLOAD_CGROUPS.get(&id) }.is_some() {
+            return true;
+        }
+        level += 1;
+    }
+    false
+}
 
 #[inline(always)]
 fn is_agent() -> bool {
@@ -847,7 +885,11 @@ fn emit_data(p: &PendingIo, buf: u64, len: u64, sockaddr: u64) -> Result<(), i64
         (*ev).sport = 0;
         (*ev).dport = 0;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-        let mut n = PAYLOAD_BYTES.load() as u64;
+        let mut n = if payload_excluded() {
+            0
+        } else {
+            PAYLOAD_BYTES.load() as u64
+        };
         if n > len {
             n = len;
         }

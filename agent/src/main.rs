@@ -58,6 +58,11 @@ struct Args {
     /// and secrets (credential headers are masked even then; SQL literals are not).
     #[arg(long)]
     store_payloads: bool,
+    /// A cgroup v2 directory (e.g. a Kubernetes pod's, or a systemd service's) whose processes'
+    /// payloads are never copied out of the kernel, nor those of the cgroups below it: their
+    /// connections still give `flows` and `tcp_events`, but no L7 rows. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    no_payload_cgroup: Vec<std::path::PathBuf>,
     /// Seconds after which a DNS query without answer is recorded with rcode TIMEOUT.
     #[arg(long, default_value_t = 5)]
     dns_timeout: u64,
@@ -225,12 +230,19 @@ fn run(args: Args) -> anyhow::Result<()> {
                     kindling_agent::spill::max_conn_id(&store).map_err(anyhow::Error::msg)? + 1;
                 tracing::info!(dir = %dir.display(), ?loaded, first_conn_id, "Reloaded the spill of the last stop");
             }
+            let no_payload_cgroups = args
+                .no_payload_cgroup
+                .iter()
+                .map(|dir| kindling_agent::capture::cgroup_id(dir))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--no-payload-cgroup {e}"))?;
             let attaching = std::time::Instant::now();
             let capture = Capture::start(CaptureOptions {
                 payload_bytes: args.payload_bytes,
                 net_health: !args.no_net_health,
                 rtt_every_segment: args.rtt_every_segment,
                 rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
+                no_payload_cgroups,
             })?;
             tracing::info!(
                 attach_ms = attaching.elapsed().as_millis() as u64,

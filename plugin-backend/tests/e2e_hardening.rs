@@ -16,7 +16,9 @@ use std::{
 
 use kindling_plugin_backend::agents::{Agent, AgentSet, fetch_all};
 use serde_json::Value;
-use support::host::{AgentProcess, Killed, fixture, require_root, start_server, tempdir, tool};
+use support::host::{
+    AgentProcess, Killed, fixture, require_root, start_server, tempdir, tool, workspace_bin,
+};
 
 /// The HTTP fixture server (tests/fixtures/http_server.py) and its port.
 fn http_server() -> (Killed, u16) {
@@ -485,4 +487,87 @@ fn capture_keeps_up_while_queries_saturate_the_agent() {
     );
     let stats = agent_stats(&agent);
     assert_eq!(stat(&stats, "calls", "events_dropped"), 0);
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid host).
+fn cgroup2_root() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let dir = mounts
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| f[1].to_owned());
+    dir.expect("a cgroup v2 mount (this test needs one)").into()
+}
+
+/// Runs one `curl` GET as a process of cgroup `dir` (the shell moves itself there, then
+/// becomes curl); it must answer 200.
+fn curl_in_cgroup(dir: &std::path::Path, port: u16) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec curl -sS -o /dev/null -w '%{{http_code}}' \
+             http://127.0.0.1:{port}/ok",
+            dir.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn payloads_of_excluded_cgroups_never_leave_the_kernel() {
+    require_root();
+    tool("python3");
+    tool("curl");
+    let excluded = cgroup2_root().join(format!("kl-no-payload-{}", std::process::id()));
+    let below = excluded.join("below");
+    let elsewhere = cgroup2_root().join(format!("kl-payload-{}", std::process::id()));
+    for dir in [&below, &elsewhere] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let (_server, port) = http_server();
+    let agent = AgentProcess::start(
+        "no-payload",
+        &["--no-payload-cgroup", excluded.to_str().unwrap()],
+    );
+    // 3 clients in the excluded cgroup, 2 in a cgroup below it, 4 in another cgroup.
+    for _ in 0..3 {
+        curl_in_cgroup(&excluded, port);
+    }
+    for _ in 0..2 {
+        curl_in_cgroup(&below, port);
+    }
+    for _ in 0..4 {
+        curl_in_cgroup(&elsewhere, port);
+    }
+    // The server is not excluded: all 9 calls on its end. Every connection is followed on both
+    // ends. Only the 4 clients outside the excluded subtree give client-side calls: the others'
+    // bytes were never copied, so nothing could be parsed.
+    let count = |what: &str| format!("SELECT count(*) AS n FROM {what} AND dst_port = {port}");
+    wait_count(&agent, &count("calls WHERE role = 'server'"), 9);
+    wait_count(&agent, &count("flows WHERE role = 'client'"), 9);
+    wait_count(&agent, &count("flows WHERE role = 'server'"), 9);
+    wait_count(&agent, &count("calls WHERE role = 'client'"), 4);
+    // An agent refuses a directory that is not a cgroup, naming it.
+    let out = Command::new(workspace_bin("kindling-agent"))
+        .args(["--listen", "127.0.0.1:0", "--no-payload-cgroup", "/tmp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--no-payload-cgroup /tmp is not a cgroup v2 directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(agent);
+    for dir in [&below, &excluded, &elsewhere] {
+        std::fs::remove_dir(dir).unwrap();
+    }
 }

@@ -13,10 +13,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
-use kindling_agent_common::{DataEvent, KernelOffsets, PAYLOAD_MAX, TcpEvent, counter};
+use kindling_agent_common::{
+    DataEvent, KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, TcpEvent, counter,
+};
 
 /// Errors that stop capture from starting.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,9 @@ pub enum Error {
     /// A map the programs declare is missing or of another type.
     #[error("eBPF map {0} missing or of the wrong type")]
     Map(&'static str),
+    /// More cgroups to exclude from payload capture than the map holds.
+    #[error("{0} cgroups given without payload capture; at most {MAX_NO_PAYLOAD_CGROUPS}")]
+    TooManyCgroups(usize),
 }
 
 /// Result alias for this module.
@@ -111,7 +116,7 @@ const NET_HEALTH_RAW_ATTACHMENTS: [&str; 3] =
 const RTT_EVERY_SEGMENT: &str = "tcp_probe";
 
 /// What to capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureOptions {
     /// Payload bytes captured per socket syscall (clamped to [`PAYLOAD_MAX`]); 0 keeps the data
     /// events' metadata but no payload.
@@ -122,6 +127,9 @@ pub struct CaptureOptions {
     pub rtt_every_segment: bool,
     /// With `rtt_every_segment`: shortest time between two RTT samples of one socket.
     pub rtt_sample_interval: std::time::Duration,
+    /// cgroup v2 ids (see [`cgroup_id`]) whose tasks' payload is not copied, nor that of the
+    /// cgroups below them: their data events keep their metadata only.
+    pub no_payload_cgroups: Vec<u64>,
 }
 
 impl Default for CaptureOptions {
@@ -131,6 +139,7 @@ impl Default for CaptureOptions {
             net_health: true,
             rtt_every_segment: false,
             rtt_sample_interval: std::time::Duration::from_secs(1),
+            no_payload_cgroups: Vec::new(),
         }
     }
 }
@@ -230,7 +239,26 @@ impl Capture {
             .override_global("AGENT_TGID", &agent_tgid, true)
             .override_global("RTT_SAMPLE_NS", &rtt_sample_ns, true)
             .override_global("IGNORED_DROP_REASON", &ignored_drop, true)
+            .override_global(
+                "NO_PAYLOAD_CHECK",
+                &u32::from(!options.no_payload_cgroups.is_empty()),
+                true,
+            )
             .load(PROBES)?;
+        // Before any program attaches, so no byte of an excluded cgroup is ever copied.
+        if options.no_payload_cgroups.len() > MAX_NO_PAYLOAD_CGROUPS as usize {
+            return Err(Error::TooManyCgroups(options.no_payload_cgroups.len()));
+        }
+        let mut excluded: HashMap<_, u64, u8> = HashMap::try_from(
+            ebpf.map_mut("NO_PAYLOAD_CGROUPS")
+                .ok_or(Error::Map("NO_PAYLOAD_CGROUPS"))?,
+        )
+        .map_err(|_| Error::Map("NO_PAYLOAD_CGROUPS"))?;
+        for id in &options.no_payload_cgroups {
+            excluded
+                .insert(id, &1, 0)
+                .map_err(|_| Error::Map("NO_PAYLOAD_CGROUPS"))?;
+        }
         let (health, health_raw): (&[_], &[_]) = if options.net_health {
             (&NET_HEALTH_ATTACHMENTS, &NET_HEALTH_RAW_ATTACHMENTS)
         } else {
@@ -375,6 +403,34 @@ impl Capture {
         // SAFETY: two valid pollfds; a failed poll (EINTR) only shortens the wait.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
     }
+}
+
+/// The id of the cgroup v2 directory `path` (its inode number, which is what
+/// `bpf_get_current_cgroup_id` returns), or why it is not one.
+pub fn cgroup_id(path: &std::path::Path) -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{}: a NUL byte in the path", path.display()))?;
+    // SAFETY: an all-zero statfs is valid; the path is NUL-terminated.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `fs` is written by the call.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut fs) } != 0 {
+        return Err(format!(
+            "{}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    if !meta.is_dir() || fs.f_type as i64 != CGROUP2_SUPER_MAGIC {
+        return Err(format!(
+            "{} is not a cgroup v2 directory (on this host cgroup v2 is mounted where \
+             `mount -t cgroup2` says, e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified)",
+            path.display()
+        ));
+    }
+    Ok(meta.ino())
 }
 
 /// How often the programs' skip counts are read.
