@@ -3,7 +3,7 @@
 //! incidents offline (DuckDB, pandas, `kindling-agent --replay DIR`); tests and benchmarks use
 //! them as data slices.
 
-use std::{collections::BTreeMap, fs::File, path::Path};
+use std::{collections::BTreeMap, os::unix::fs::OpenOptionsExt, path::Path};
 
 use kindling_wire::schema;
 use parquet::arrow::ArrowWriter;
@@ -63,8 +63,14 @@ pub async fn dump(
             .await
             .map_err(|e| format!("{table}: {e}"))?;
         let path = out.join(format!("{table}.parquet"));
-        let file =
-            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        // Rows can hold personal data: readable by the owner only, whatever the umask.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let mut writer = ArrowWriter::try_new(file, std::sync::Arc::clone(&result.schema), None)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         for batch in &result.batches {

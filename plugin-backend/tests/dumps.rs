@@ -46,6 +46,15 @@ async fn a_dump_replayed_answers_exactly_as_the_agents_did() {
     assert_eq!(manifest["missing"], serde_json::json!([]));
     assert_eq!(manifest["since"], Value::Null);
     assert_eq!(manifest["tables"]["dns"], dns_rows);
+    // The rows can hold personal data: owner-only files, whatever the umask.
+    for table in schema::STORED_TABLES {
+        let meta = std::fs::metadata(dir.join(format!("{table}.parquet"))).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600,
+            "{table}"
+        );
+    }
 
     // A replayed agent: no capture, no root; exactly the same rows, node names included.
     let replay = AgentProcess::start("replay", &["--replay", out_dir]);
