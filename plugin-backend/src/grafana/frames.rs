@@ -96,7 +96,7 @@ fn text_values(a: &ArrayRef) -> Vec<Option<String>> {
 }
 
 /// The executed SQL, and a warning for a result cut off at `max_rows` or missing agents.
-fn metadata(sql: &str, out: &QueryOutput, max_rows: usize) -> Metadata {
+pub fn metadata(sql: &str, out: &QueryOutput, max_rows: usize) -> Metadata {
     let mut meta = Metadata::default();
     meta.executed_query_string = Some(sql.to_owned());
     let cut_off = out.truncated.then(|| {

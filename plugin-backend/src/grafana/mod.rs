@@ -8,6 +8,7 @@
 
 pub mod frames;
 pub mod query;
+pub mod service_map;
 
 use std::time::Duration;
 
@@ -128,21 +129,43 @@ impl KindlingPlugin {
         q: backend::DataQuery<serde_json::Value>,
     ) -> Result<backend::DataResponse, QueryError> {
         let ref_id = q.ref_id.clone();
-        let sql_query = query::parse(&q.query_type, &q.query)
+        let parsed = query::parse_any(&q.query_type, &q.query)
             .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
         let ctx = crate::macros::MacroContext {
             from_ns: q.time_range.from.timestamp_nanos_opt().unwrap_or(i64::MIN),
             to_ns: q.time_range.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
             interval_ms: (q.interval.as_millis() as i64).max(1),
         };
-        let sql = crate::macros::expand(&sql_query.raw_sql, &ctx)
-            .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
-        let out = engine
-            .query(&sql)
-            .await
-            .map_err(|e| QueryError::from_engine(&ref_id, &e))?;
-        let mut frames = frames::to_frames(&out, sql_query.format, &sql, self.limits.max_rows)
-            .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
+        let run = |raw: String| {
+            let ref_id = ref_id.clone();
+            async move {
+                let sql = crate::macros::expand(&raw, &ctx)
+                    .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
+                let out = engine
+                    .query(&sql)
+                    .await
+                    .map_err(|e| QueryError::from_engine(&ref_id, &e))?;
+                Ok::<_, QueryError>((sql, out))
+            }
+        };
+        let mut frames = match parsed {
+            query::Query::Sql(sql_query) => {
+                let (sql, out) = run(sql_query.raw_sql).await?;
+                frames::to_frames(&out, sql_query.format, &sql, self.limits.max_rows)
+            }
+            query::Query::ServiceMap(map) => {
+                let (edges_sql, edges) = run(map.edges_sql()).await?;
+                let (nodes_sql, nodes) = run(map.nodes_sql()).await?;
+                let meta = frames::metadata(
+                    &format!("{edges_sql};\n{nodes_sql}"),
+                    &edges,
+                    self.limits.max_rows,
+                );
+                let seconds = (ctx.to_ns.saturating_sub(ctx.from_ns)) as f64 / 1e9;
+                service_map::frames(&edges, &nodes, seconds, meta)
+            }
+        }
+        .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;
         let checked = frames
             .iter_mut()
             .map(|f| f.check().map_err(|e| e.to_string()))

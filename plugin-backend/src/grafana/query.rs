@@ -75,11 +75,38 @@ impl std::fmt::Debug for SecureSettings {
     }
 }
 
+/// A parsed query of any type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// `sql`
+    Sql(SqlQuery),
+    /// `service_map`
+    ServiceMap(super::service_map::ServiceMapQuery),
+}
+
 /// Parses one query's JSON; `query_type` is Grafana's `queryType` ("" means sql).
+pub fn parse_any(query_type: &str, json: &serde_json::Value) -> Result<Query, String> {
+    let malformed = |e: serde_json::Error| format!("malformed query JSON: {e}");
+    match query_type {
+        "" | "sql" => parse(query_type, json).map(Query::Sql),
+        "service_map" => serde_json::from_value(json.clone())
+            .map(Query::ServiceMap)
+            .map_err(malformed),
+        other => Err(format!(
+            "unknown queryType `{other}` (supported: sql, service_map)"
+        )),
+    }
+}
+
+/// Parses the JSON of an `sql` query.
 pub fn parse(query_type: &str, json: &serde_json::Value) -> Result<SqlQuery, String> {
     match query_type {
         "" | "sql" => {}
-        other => return Err(format!("unknown queryType `{other}` (supported: sql)")),
+        other => {
+            return Err(format!(
+                "unknown queryType `{other}` (supported: sql, service_map)"
+            ));
+        }
     }
     let q: SqlQuery =
         serde_json::from_value(json.clone()).map_err(|e| format!("malformed query JSON: {e}"))?;
@@ -122,7 +149,7 @@ mod tests {
         );
         assert_eq!(
             parse("graph", &json!({})).unwrap_err(),
-            "unknown queryType `graph` (supported: sql)"
+            "unknown queryType `graph` (supported: sql, service_map)"
         );
         let e = parse("sql", &json!({"rawSql": "x", "format": "pie"})).unwrap_err();
         assert!(

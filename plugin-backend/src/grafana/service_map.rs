@@ -1,0 +1,316 @@
+//! The `service_map` query type: who calls whom, as Grafana Node Graph frames.
+//!
+//! A node is a process on a node (`node/comm`, host mode) or, for an end no agent saw, its
+//! address (`ip:port` for a server, `ip` for a client). A call seen on both of its ends (a
+//! client row and a server row of the same connection 4-tuple, on one agent or two) is counted
+//! once, with the server's timing; a call seen on one end only is counted from that end.
+//!
+//! Two SQL queries run over every agent: the edges (source, target, protocol) and the served
+//! calls per target. Both are shown to the user as the frames' executed query.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::{
+    array::AsArray,
+    compute::{cast, concat_batches},
+    datatypes::{DataType, Float64Type, UInt64Type},
+};
+use grafana_plugin_sdk::{
+    data::{Field, FieldConfig, Frame, Metadata, VisType},
+    prelude::*,
+};
+use serde::Deserialize;
+
+use crate::QueryOutput;
+
+/// A query of type `service_map`; every filter is optional (empty: all).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMapQuery {
+    /// Only calls recorded by this agent node.
+    #[serde(default)]
+    pub node: String,
+    /// Only calls of this protocol (`http`, `dns`, `mysql`, `redis`, `postgresql`).
+    #[serde(default)]
+    pub protocol: String,
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl ServiceMapQuery {
+    /// The calls counted once each, with the names of both ends (`client`, `server`: null for
+    /// an end no agent saw), as SQL common table expressions ending in `counted`.
+    fn counted(&self) -> String {
+        let mut filters = String::new();
+        if !self.node.is_empty() {
+            filters.push_str(&format!(" AND node = {}", literal(&self.node)));
+        }
+        if !self.protocol.is_empty() {
+            filters.push_str(&format!(" AND protocol = {}", literal(&self.protocol)));
+        }
+        format!(
+            "WITH c AS (SELECT role, protocol, src_ip, src_port, dst_ip, dst_port, node, comm, \
+             duration_ns, is_error FROM calls WHERE $__timeFilter(ts){filters}), \
+             ends AS (SELECT src_ip, src_port, dst_ip, dst_port, \
+             min(CASE WHEN role = 'client' THEN node || '/' || comm END) AS client, \
+             min(CASE WHEN role = 'server' THEN node || '/' || comm END) AS server \
+             FROM c GROUP BY src_ip, src_port, dst_ip, dst_port), \
+             counted AS (SELECT c.protocol, c.duration_ns, c.is_error, \
+             coalesce(e.client, c.src_ip) AS source, \
+             coalesce(e.server, c.dst_ip || ':' || CAST(c.dst_port AS VARCHAR)) AS target \
+             FROM c JOIN ends e ON c.src_ip = e.src_ip AND c.src_port = e.src_port \
+             AND c.dst_ip = e.dst_ip AND c.dst_port = e.dst_port \
+             WHERE c.role = 'server' OR e.server IS NULL) "
+        )
+    }
+
+    /// Edges: one row per (source, target, protocol).
+    pub fn edges_sql(&self) -> String {
+        format!(
+            "{}SELECT source, target, protocol, count(*) AS calls, \
+             sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors, \
+             approx_percentile_cont(duration_ns, 0.95) AS p95_ns \
+             FROM counted GROUP BY source, target, protocol ORDER BY source, target, protocol",
+            self.counted()
+        )
+    }
+
+    /// Served calls per target node.
+    pub fn nodes_sql(&self) -> String {
+        format!(
+            "{}SELECT target AS id, count(*) AS calls, \
+             sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors, \
+             approx_percentile_cont(duration_ns, 0.95) AS p95_ns \
+             FROM counted GROUP BY target ORDER BY target",
+            self.counted()
+        )
+    }
+}
+
+/// Rows of one result: text, count and p95 columns by name.
+struct Table {
+    text: BTreeMap<String, Vec<String>>,
+    counts: BTreeMap<String, Vec<u64>>,
+    p95_ns: Vec<f64>,
+}
+
+fn table(out: &QueryOutput, text: &[&str], counts: &[&str]) -> Result<Table, String> {
+    let batch = concat_batches(&out.schema, &out.batches).map_err(|e| e.to_string())?;
+    let column = |name: &str, to: &DataType| {
+        let a = batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("service map: no column {name}"))?;
+        cast(a, to).map_err(|e| format!("service map: {name}: {e}"))
+    };
+    let mut t = Table {
+        text: BTreeMap::new(),
+        counts: BTreeMap::new(),
+        p95_ns: Vec::new(),
+    };
+    for &name in text {
+        let a = column(name, &DataType::Utf8)?;
+        let values = a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap_or("").to_owned());
+        t.text.insert(name.to_owned(), values.collect());
+    }
+    for &name in counts {
+        let a = column(name, &DataType::UInt64)?;
+        let values = a
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .map(|v| v.unwrap_or(0));
+        t.counts.insert(name.to_owned(), values.collect());
+    }
+    let p95 = column("p95_ns", &DataType::Float64)?;
+    t.p95_ns = p95
+        .as_primitive::<Float64Type>()
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect();
+    Ok(t)
+}
+
+fn with_unit(field: Field, display: &str, unit: Option<&str>) -> Field {
+    let mut config = FieldConfig::default();
+    config.display_name_from_ds = Some(display.to_owned());
+    config.unit = unit.map(str::to_owned);
+    field.with_config(config)
+}
+
+/// Node Graph frames (`nodes`, `edges`) from the two results; rates are per second of
+/// `range_seconds`.
+pub fn frames(
+    edges: &QueryOutput,
+    nodes: &QueryOutput,
+    range_seconds: f64,
+    meta: Metadata,
+) -> Result<Vec<Frame>, String> {
+    let e = table(
+        edges,
+        &["source", "target", "protocol"],
+        &["calls", "errors"],
+    )?;
+    let n = table(nodes, &["id"], &["calls", "errors"])?;
+    let rate = |calls: u64| calls as f64 / range_seconds.max(1e-9);
+    let ms = |ns: f64| ns / 1e6;
+
+    // Every end of an edge is a node; those that served calls carry their served stats.
+    let served: BTreeMap<&str, usize> = n.text["id"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut ids: Vec<&str> = e.text["source"]
+        .iter()
+        .chain(&e.text["target"])
+        .map(String::as_str)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let (mut title, mut subtitle) = (Vec::new(), Vec::new());
+    let (mut mainstat, mut secondarystat, mut ok_arc, mut err_arc, mut total) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for id in &ids {
+        // `node/comm` for a process an agent saw, else the address.
+        match id.split_once('/') {
+            Some((node, comm)) => {
+                title.push(comm.to_owned());
+                subtitle.push(node.to_owned());
+            }
+            None => {
+                title.push((*id).to_owned());
+                subtitle.push("not observed".to_owned());
+            }
+        }
+        match served.get(id) {
+            Some(&i) => {
+                let (calls, errors) = (n.counts["calls"][i], n.counts["errors"][i]);
+                mainstat.push(rate(calls));
+                secondarystat.push(Some(ms(n.p95_ns[i])));
+                err_arc.push(errors as f64 / calls.max(1) as f64);
+                ok_arc.push(calls.saturating_sub(errors) as f64 / calls.max(1) as f64);
+                total.push(calls);
+            }
+            None => {
+                mainstat.push(0.0);
+                secondarystat.push(None);
+                // A pure client: no calls served, the arcs are empty.
+                err_arc.push(0.0);
+                ok_arc.push(0.0);
+                total.push(0);
+            }
+        }
+    }
+    let mut node_meta = meta.clone();
+    node_meta.preferred_visualisation = Some(VisType::NodeGraph);
+    let nodes_frame = Frame::new("nodes")
+        .with_fields([
+            ids.iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<_>>()
+                .into_field("id"),
+            title.into_field("title"),
+            subtitle.into_field("subtitle"),
+            with_unit(
+                mainstat.into_field("mainstat"),
+                "Calls served",
+                Some("reqps"),
+            ),
+            with_unit(
+                secondarystat.into_opt_field("secondarystat"),
+                "p95 served",
+                Some("ms"),
+            ),
+            // The SDK cannot set a field's color: the frontend colours the arcs.
+            with_unit(
+                ok_arc.into_field("arc__success"),
+                "Success",
+                Some("percentunit"),
+            ),
+            with_unit(
+                err_arc.into_field("arc__errors"),
+                "Errors",
+                Some("percentunit"),
+            ),
+            with_unit(total.into_field("detail__calls"), "Calls served", None),
+        ])
+        .with_metadata(node_meta.clone());
+
+    let rows = e.text["source"].len();
+    let edge_ids: Vec<String> = (0..rows)
+        .map(|i| {
+            format!(
+                "{} -> {} ({})",
+                e.text["source"][i], e.text["target"][i], e.text["protocol"][i]
+            )
+        })
+        .collect();
+    let calls = &e.counts["calls"];
+    let errors = &e.counts["errors"];
+    let edges_frame = Frame::new("edges")
+        .with_fields([
+            edge_ids.into_field("id"),
+            e.text["source"].clone().into_field("source"),
+            e.text["target"].clone().into_field("target"),
+            with_unit(
+                calls
+                    .iter()
+                    .map(|&c| rate(c))
+                    .collect::<Vec<_>>()
+                    .into_field("mainstat"),
+                "Calls",
+                Some("reqps"),
+            ),
+            with_unit(
+                e.p95_ns
+                    .iter()
+                    .map(|&p| ms(p))
+                    .collect::<Vec<_>>()
+                    .into_field("secondarystat"),
+                "p95",
+                Some("ms"),
+            ),
+            with_unit(
+                e.text["protocol"].clone().into_field("detail__protocol"),
+                "Protocol",
+                None,
+            ),
+            with_unit(calls.clone().into_field("detail__calls"), "Calls", None),
+            with_unit(
+                calls
+                    .iter()
+                    .zip(errors)
+                    .map(|(&c, &e)| e as f64 / c.max(1) as f64)
+                    .collect::<Vec<_>>()
+                    .into_field("detail__error_rate"),
+                "Error rate",
+                Some("percentunit"),
+            ),
+        ])
+        .with_metadata(node_meta);
+    Ok(vec![nodes_frame, edges_frame])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_quoted_literals() {
+        let q = ServiceMapQuery {
+            node: "n'1".into(),
+            protocol: "http".into(),
+        };
+        let sql = q.edges_sql();
+        assert!(
+            sql.contains("WHERE $__timeFilter(ts) AND node = 'n''1' AND protocol = 'http')"),
+            "{sql}"
+        );
+        assert!(!ServiceMapQuery::default().nodes_sql().contains("AND node"));
+    }
+}
