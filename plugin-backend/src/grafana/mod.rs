@@ -9,6 +9,7 @@
 pub mod frames;
 pub mod query;
 pub mod service_map;
+pub mod trace;
 
 use std::time::Duration;
 
@@ -163,6 +164,36 @@ impl KindlingPlugin {
                 );
                 let seconds = (ctx.to_ns.saturating_sub(ctx.from_ns)) as f64 / 1e9;
                 service_map::frames(&edges, &nodes, seconds, meta)
+            }
+            query::Query::Trace(t) => {
+                let (call_sql, out) = run(t
+                    .call_sql()
+                    .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?)
+                .await?;
+                let calls =
+                    trace::rows(&out).map_err(|m| QueryError::new(&ref_id, Status::Internal, m))?;
+                let Some(call) = calls.first() else {
+                    return Err(QueryError::new(
+                        &ref_id,
+                        Status::UserError,
+                        format!(
+                            "trace: no call of connection {} at ts {} on node {:?} (its agent \
+                             may be down, or the call evicted)",
+                            t.conn_id, t.ts, t.node
+                        ),
+                    ));
+                };
+                let end = call.ts_ns.saturating_add(call.duration_ns as i64);
+                let (children_sql, out) =
+                    run(t.children_sql(call.tid, call.pid, call.ts_ns, end)).await?;
+                let children =
+                    trace::rows(&out).map_err(|m| QueryError::new(&ref_id, Status::Internal, m))?;
+                let meta = frames::metadata(
+                    &format!("{call_sql};\n{children_sql}"),
+                    &out,
+                    self.limits.max_rows,
+                );
+                Ok(vec![trace::frame(call, &children, meta)])
             }
         }
         .map_err(|m| QueryError::new(&ref_id, Status::UserError, m))?;

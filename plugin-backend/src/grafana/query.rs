@@ -82,6 +82,8 @@ pub enum Query {
     Sql(SqlQuery),
     /// `service_map`
     ServiceMap(super::service_map::ServiceMapQuery),
+    /// `trace`
+    Trace(super::trace::TraceQuery),
 }
 
 /// Parses one query's JSON; `query_type` is Grafana's `queryType` ("" means sql).
@@ -92,8 +94,11 @@ pub fn parse_any(query_type: &str, json: &serde_json::Value) -> Result<Query, St
         "service_map" => serde_json::from_value(json.clone())
             .map(Query::ServiceMap)
             .map_err(malformed),
+        "trace" => serde_json::from_value(json.clone())
+            .map(Query::Trace)
+            .map_err(malformed),
         other => Err(format!(
-            "unknown queryType `{other}` (supported: sql, service_map)"
+            "unknown queryType `{other}` (supported: sql, service_map, trace)"
         )),
     }
 }
@@ -104,7 +109,7 @@ pub fn parse(query_type: &str, json: &serde_json::Value) -> Result<SqlQuery, Str
         "" | "sql" => {}
         other => {
             return Err(format!(
-                "unknown queryType `{other}` (supported: sql, service_map)"
+                "unknown queryType `{other}` (supported: sql, service_map, trace)"
             ));
         }
     }
@@ -149,7 +154,7 @@ mod tests {
         );
         assert_eq!(
             parse("graph", &json!({})).unwrap_err(),
-            "unknown queryType `graph` (supported: sql, service_map)"
+            "unknown queryType `graph` (supported: sql, service_map, trace)"
         );
         let e = parse("sql", &json!({"rawSql": "x", "format": "pie"})).unwrap_err();
         assert!(

@@ -1,6 +1,10 @@
-//! The `service_map` query type through Grafana host emulation: two in-process agents hold calls
-//! whose ends the test places (seen on both ends across the two agents, on the client end only,
-//! on the server end only), so every node and edge of the Node Graph is known exactly.
+//! The builder query types through Grafana host emulation, over in-process agents whose rows
+//! the test places:
+//! - `service_map`: calls seen on both ends across two agents, on the client end only, on the
+//!   server end only, so every node and edge of the Node Graph is known exactly;
+//! - `trace`: a server call with the DNS lookup and the outgoing call its thread made inside
+//!   it (and others outside it or by another thread), a client's first and second call on a
+//!   new connection.
 
 mod support;
 
@@ -11,10 +15,15 @@ use datafusion::arrow::{
     compute::cast,
     datatypes::{DataType, Float64Type, UInt64Type},
 };
-use kindling_agent::records::{CallRecord, CallsBuilder, Endpoints, Owner, Role};
+use kindling_agent::records::{
+    CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowRecord, FlowsBuilder, Owner,
+    Role,
+};
 use kindling_wire::schema;
 use serde_json::{Value, json};
-use support::{InProcessAgent, empty_store, fixture_call, host::GrafanaHost, serve};
+use support::{
+    InProcessAgent, empty_store, fixture_call, fixture_dns, fixture_flow, host::GrafanaHost, serve,
+};
 
 /// One call as seen by `node` in `role`, from `src` to `dst`.
 struct Call {
@@ -368,6 +377,241 @@ async fn service_map_counts_each_call_once_and_names_both_ends() {
     );
     assert_eq!(
         responses["U"].error,
-        "unknown queryType `graph` (supported: sql, service_map)"
+        "unknown queryType `graph` (supported: sql, service_map, trace)"
+    );
+}
+
+/// A call of `comm` (pid 7) on thread `tid`, connection `conn_id`, starting `at_ms` after `t0`,
+/// with its three timing parts in µs.
+fn timed(
+    t0: i64,
+    at_us: i64,
+    role: Role,
+    tid: u32,
+    conn_id: u64,
+    parts_us: [u64; 3],
+    dst: ([u8; 4], u16),
+) -> CallRecord {
+    let ip = |a: [u8; 4]| Ipv4Addr::from(a).into();
+    CallRecord {
+        ts_ns: t0 + at_us * 1_000,
+        role,
+        method: "GET".into(),
+        resource: format!("/r{conn_id}"),
+        status: "200".into(),
+        is_error: false,
+        request_sent_ns: parts_us[0] * 1_000,
+        waiting_ttfb_ns: parts_us[1] * 1_000,
+        content_download_ns: parts_us[2] * 1_000,
+        endpoints: Endpoints {
+            src_ip: ip(FRONTEND),
+            src_port: 50_000 + conn_id as u16,
+            dst_ip: ip(dst.0),
+            dst_port: dst.1,
+        },
+        owner: Owner {
+            pid: 7,
+            tid,
+            comm: "api".to_owned(),
+        },
+        conn_id,
+        ..fixture_call(1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_shows_the_timing_parts_and_what_the_thread_did_inside_the_call() {
+    let t0 = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 600_000_000_000;
+    let store = empty_store();
+    let mut calls = CallsBuilder::new("n2");
+    // The traced server call: 1 ms sending, 8 ms waiting, 1 ms downloading, thread 77.
+    calls.append(&timed(
+        t0,
+        0,
+        Role::Server,
+        77,
+        21,
+        [1_000, 8_000, 1_000],
+        (API, 8080),
+    ));
+    // Inside it, by thread 77: a call to redis at +2 ms for 1.5 ms.
+    calls.append(&timed(
+        t0,
+        2_000,
+        Role::Client,
+        77,
+        22,
+        [100, 1_300, 100],
+        (REDIS, 6379),
+    ));
+    // Not its children: another thread inside the window, the same thread after it.
+    calls.append(&timed(
+        t0,
+        3_000,
+        Role::Client,
+        78,
+        23,
+        [10, 10, 10],
+        (REDIS, 6379),
+    ));
+    calls.append(&timed(
+        t0,
+        20_000,
+        Role::Client,
+        77,
+        24,
+        [10, 10, 10],
+        (REDIS, 6379),
+    ));
+    // A client's first and second calls on connection 31, which took 300 µs to connect.
+    calls.append(&timed(
+        t0,
+        50_000,
+        Role::Client,
+        90,
+        31,
+        [20, 200, 30],
+        (EXTERNAL_SERVER, 443),
+    ));
+    calls.append(&timed(
+        t0,
+        60_000,
+        Role::Client,
+        90,
+        31,
+        [20, 100, 30],
+        (EXTERNAL_SERVER, 443),
+    ));
+    store
+        .append(schema::CALLS, calls.finish().unwrap())
+        .unwrap();
+    // The process's DNS lookups: one inside the server call (+1 ms, 0.5 ms), one after it.
+    let mut dns = DnsBuilder::new("n2");
+    let lookup = |at_us: i64, domain: &str| DnsRecord {
+        ts_ns: t0 + at_us * 1_000,
+        domain: domain.to_owned(),
+        latency_ns: Some(500_000),
+        rcode: "NOERROR".into(),
+        owner: Owner {
+            pid: 7,
+            tid: 7,
+            comm: "api".to_owned(),
+        },
+        ..fixture_dns(1).remove(1)
+    };
+    dns.append(&lookup(1_000, "redis.local"));
+    dns.append(&lookup(30_000, "later.local"));
+    store.append(schema::DNS, dns.finish().unwrap()).unwrap();
+    let mut flows = FlowsBuilder::new("n2");
+    let mut flow = |conn_id: u64, connect_us: Option<u64>| {
+        let mut f: FlowRecord = fixture_flow(2);
+        f.conn_id = conn_id;
+        f.health.connect_latency_ns = connect_us.map(|us| us * 1_000);
+        flows.append(&f);
+    };
+    flow(31, Some(300));
+    flow(21, None);
+    store
+        .append(schema::FLOWS, flows.finish().unwrap())
+        .unwrap();
+    let agent = serve(store, "n2").await;
+
+    let host = GrafanaHost::start();
+    let trace = |conn_id: u64, at_us: i64| {
+        json!({"queryType": "trace", "node": "n2", "connId": conn_id,
+               "ts": (t0 + at_us * 1_000).to_string()})
+    };
+    let responses = host
+        .query_data(
+            &[&agent.addr],
+            &[
+                ("S", trace(21, 0)),
+                ("C1", trace(31, 50_000)),
+                ("C2", trace(31, 60_000)),
+                ("X", trace(21, 1)),
+                (
+                    "B",
+                    json!({"queryType": "trace", "node": "n2", "connId": 21, "ts": "soon"}),
+                ),
+            ],
+        )
+        .await;
+    let ms = |us: i64| (t0 + us * 1_000) as f64 / 1e6;
+    let spans = |ref_id: &str| {
+        assert_eq!(responses[ref_id].error, "", "{ref_id}");
+        let frames = support::host::decode_frames(&responses[ref_id]);
+        assert_eq!(frames.len(), 1);
+        let meta: Value = serde_json::from_str(&frames[0].metadata["meta"]).unwrap();
+        assert_eq!(meta["preferredVisualisationType"], "trace");
+        let b = &frames[0].batch;
+        let parents: Vec<String> = {
+            let a = cast(b.column_by_name("parentSpanID").unwrap(), &DataType::Utf8).unwrap();
+            a.as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap_or("-").to_owned())
+                .collect()
+        };
+        let trace_ids = text(b, "traceID");
+        assert!(trace_ids.iter().all(|t| *t == trace_ids[0]));
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    text(b, "spanID")[i].clone(),
+                    parents[i].clone(),
+                    text(b, "operationName")[i].clone(),
+                    text(b, "serviceName")[i].clone(),
+                    floats(b, "startTime")[i].unwrap(),
+                    floats(b, "duration")[i].unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let span = |id: &str, parent: &str, op: &str, start_us: i64, duration_us: f64| {
+        (
+            id.to_owned(),
+            parent.to_owned(),
+            op.to_owned(),
+            "n2/api".to_owned(),
+            ms(start_us),
+            duration_us / 1e3,
+        )
+    };
+    // The server call: its three parts back to back, then what thread 77 and process 7 did
+    // inside its 10 ms, in time order.
+    assert_eq!(
+        spans("S"),
+        [
+            span("call", "-", "http GET /r21", 0, 10_000.0),
+            span("sent", "call", "request sent", 0, 1_000.0),
+            span("waiting", "call", "waiting (TTFB)", 1_000, 8_000.0),
+            span("download", "call", "content download", 9_000, 1_000.0),
+            span("child-0", "call", "dns A redis.local", 1_000, 500.0),
+            span("child-1", "call", "http GET /r22", 2_000, 1_500.0),
+        ]
+    );
+    // The first call on a new connection: the handshake just before it.
+    assert_eq!(
+        spans("C1"),
+        [
+            span("call", "-", "http GET /r31", 50_000, 250.0),
+            span("connect", "call", "connect", 49_700, 300.0),
+            span("sent", "call", "request sent", 50_000, 20.0),
+            span("waiting", "call", "waiting (TTFB)", 50_020, 200.0),
+            span("download", "call", "content download", 50_220, 30.0),
+        ]
+    );
+    // The second: no handshake.
+    assert_eq!(spans("C2").len(), 4);
+    assert_eq!(
+        responses["X"].error,
+        format!(
+            "trace: no call of connection 21 at ts {} on node \"n2\" (its agent may be down, or the call evicted)",
+            t0 + 1_000
+        )
+    );
+    assert_eq!(
+        responses["B"].error,
+        "trace: ts must be the call's start in nanoseconds since the epoch, as a string of \
+         digits; got \"soon\""
     );
 }
