@@ -1,6 +1,6 @@
 import { ScopedVars } from '@grafana/data';
 
-import { DEFAULT_QUERY, FORMAT_OPTIONS, interpolateQuery, isRunnable } from './query';
+import { DEFAULT_QUERY, FORMAT_OPTIONS, QUERY_TYPE_OPTIONS, interpolateQuery, isRunnable } from './query';
 import { KindlingQuery } from './types';
 
 const query = (overrides: Partial<KindlingQuery> = {}): KindlingQuery => ({
@@ -51,5 +51,36 @@ describe('interpolateQuery', () => {
     expect(replace).toHaveBeenCalledTimes(1);
     expect(replace).toHaveBeenCalledWith('SELECT * FROM flows WHERE host = $host', scopedVars);
     expect(input.rawSql).toBe('SELECT * FROM flows WHERE host = $host');
+  });
+});
+
+describe('builder query types', () => {
+  it('offers exactly the query types the backend knows', () => {
+    expect(QUERY_TYPE_OPTIONS.map((o) => o.value)).toEqual(['sql', 'service_map', 'trace']);
+  });
+
+  it.each<[string, Partial<KindlingQuery>, boolean]>([
+    ['a service map without SQL', { queryType: 'service_map', rawSql: '' }, true],
+    ['a hidden service map', { queryType: 'service_map', hide: true }, false],
+    ['a trace naming its call', { queryType: 'trace', rawSql: '', node: 'n1', connId: 7, ts: '1700000000000000001' }, true],
+    ['a trace without ts', { queryType: 'trace', rawSql: '', node: 'n1', connId: 7 }, false],
+    ['a trace with a blank node', { queryType: 'trace', rawSql: '', node: ' ', connId: 7, ts: '1' }, false],
+    ['a trace with connection 0', { queryType: 'trace', rawSql: '', node: 'n1', connId: 0, ts: '1' }, true],
+  ])('%s -> %s', (_name, overrides, expected) => {
+    expect(isRunnable(query(overrides))).toBe(expected);
+  });
+
+  it('interpolates the builder fields and sends a templated connId as a number', () => {
+    const vars: Record<string, string> = { $node: 'n2', $conn: '21', $ts: '1700000000000000001' };
+    const replace = (text?: string) => (text ?? '').replace(/\$\w+/g, (v) => vars[v] ?? v);
+    const input = query({ queryType: 'trace', rawSql: '', node: '$node', connId: '$conn', ts: '$ts' });
+
+    expect(interpolateQuery(input, {}, { replace })).toEqual({
+      ...input,
+      node: 'n2',
+      connId: 21,
+      ts: '1700000000000000001',
+    });
+    expect(interpolateQuery(query({ connId: 'x$conn' }), {}, { replace }).connId).toBe('x21');
   });
 });

@@ -3,15 +3,26 @@ import { DataQuery, DataSourceJsonData } from '@grafana/data';
 /** How the backend shapes the result: a plain table, or a long-to-wide time series frame. */
 export type QueryFormat = 'table' | 'time_series';
 
+/** `sql`: the user's SQL; `service_map`: a Node Graph of who calls whom; `trace`: one call. */
+export type QueryType = 'sql' | 'service_map' | 'trace';
+
 /**
  * One panel query. This JSON is stored in users' dashboards and read by the Rust backend
  * (`gpx_kindling`): it is a stable contract (see README.md), so fields are only ever added.
  */
 export interface KindlingQuery extends DataQuery {
-  queryType: 'sql';
-  /** SQL over the agents' tables; Grafana template variables are interpolated before it is sent. */
+  queryType: QueryType;
+  /** `sql`: SQL over the agents' tables; Grafana template variables are interpolated before it is sent. */
   rawSql: string;
   format: QueryFormat;
+  /** `service_map`: only calls recorded by this node; `trace`: the node that recorded the call. */
+  node?: string;
+  /** `service_map`: only calls of this protocol. */
+  protocol?: string;
+  /** `trace`: the call's `conn_id` (a number, or a string of digits from a template). */
+  connId?: number | string;
+  /** `trace`: the call's `ts` in nanoseconds since the epoch, as a string of digits. */
+  ts?: string;
 }
 
 /** Datasource settings (`jsonData`). */

@@ -527,7 +527,16 @@ async fn trace_shows_the_timing_parts_and_what_the_thread_did_inside_the_call() 
             &[
                 ("S", trace(21, 0)),
                 ("C1", trace(31, 50_000)),
-                ("C2", trace(31, 60_000)),
+                // As the query editor stores it: connId a string.
+                (
+                    "C2",
+                    json!({"queryType": "trace", "node": "n2", "connId": "31",
+                           "ts": (t0 + 60_000_000).to_string()}),
+                ),
+                (
+                    "BC",
+                    json!({"queryType": "trace", "node": "n2", "connId": "x1", "ts": "1"}),
+                ),
                 ("X", trace(21, 1)),
                 (
                     "B",
@@ -602,6 +611,10 @@ async fn trace_shows_the_timing_parts_and_what_the_thread_did_inside_the_call() 
     );
     // The second: no handshake.
     assert_eq!(spans("C2").len(), 4);
+    assert_eq!(
+        responses["BC"].error,
+        "malformed query JSON: connId must be a connection number, got \"x1\""
+    );
     assert_eq!(
         responses["X"].error,
         format!(

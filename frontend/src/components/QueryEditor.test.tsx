@@ -59,3 +59,40 @@ describe('QueryEditor', () => {
     expect(onRunQuery).toHaveBeenCalledTimes(1);
   });
 });
+
+describe('QueryEditor query types', () => {
+  it('switches to a service map, hides the SQL and saves the filters', async () => {
+    const changes: KindlingQuery[] = [];
+    const onRunQuery = jest.fn();
+    render(<Harness changes={changes} onRunQuery={onRunQuery} />);
+    expect(screen.getByRole('radio', { name: 'SQL' })).toBeChecked();
+
+    await userEvent.click(screen.getByRole('radio', { name: 'Service map' }));
+    expect(changes).toEqual([{ ...initial, queryType: 'service_map' }]);
+    expect(onRunQuery).toHaveBeenCalledTimes(1);
+    expect(screen.queryByRole('textbox', { name: 'SQL' })).toBeNull();
+
+    await userEvent.type(screen.getByRole('textbox', { name: 'Protocol' }), 'http');
+    await userEvent.tab();
+    expect(changes[changes.length - 1]).toEqual({ ...initial, queryType: 'service_map', protocol: 'http' });
+    expect(onRunQuery).toHaveBeenCalledTimes(2);
+  });
+
+  it('names the call of a trace by node, connection and start', async () => {
+    const changes: KindlingQuery[] = [];
+    render(<Harness changes={changes} onRunQuery={jest.fn()} />);
+    await userEvent.click(screen.getByRole('radio', { name: 'Call trace' }));
+
+    await userEvent.type(screen.getByRole('textbox', { name: 'Node' }), 'n2');
+    await userEvent.type(screen.getByRole('textbox', { name: 'Connection' }), '21');
+    await userEvent.type(screen.getByRole('textbox', { name: 'Start (ns)' }), '1700000000000000001');
+
+    expect(changes[changes.length - 1]).toEqual({
+      ...initial,
+      queryType: 'trace',
+      node: 'n2',
+      connId: '21',
+      ts: '1700000000000000001',
+    });
+  });
+});

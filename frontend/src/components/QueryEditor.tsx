@@ -1,43 +1,133 @@
 import React from 'react';
 import { QueryEditorProps } from '@grafana/data';
-import { InlineField, InlineFieldRow, RadioButtonGroup, TextArea } from '@grafana/ui';
+import { InlineField, InlineFieldRow, Input, RadioButtonGroup, TextArea } from '@grafana/ui';
 
 import type { DataSource } from '../datasource';
-import { FORMAT_OPTIONS } from '../query';
-import { KindlingOptions, KindlingQuery, QueryFormat } from '../types';
+import { FORMAT_OPTIONS, QUERY_TYPE_OPTIONS } from '../query';
+import { KindlingOptions, KindlingQuery, QueryFormat, QueryType } from '../types';
 
 type Props = QueryEditorProps<DataSource, KindlingQuery, KindlingOptions>;
 
-/** SQL text and result format; the query runs when the SQL field loses focus or the format changes. */
+/** A text field of a builder query type, saved as typed and run when it loses focus. */
+function BuilderField(props: {
+  label: string;
+  value: string | number | undefined;
+  placeholder: string;
+  tooltip: string;
+  onChange: (value: string) => void;
+  onBlur: () => void;
+}) {
+  return (
+    <InlineField label={props.label} labelWidth={12} tooltip={props.tooltip}>
+      <Input
+        aria-label={props.label}
+        width={30}
+        value={props.value ?? ''}
+        placeholder={props.placeholder}
+        onChange={(event) => props.onChange(event.currentTarget.value)}
+        onBlur={props.onBlur}
+      />
+    </InlineField>
+  );
+}
+
+/**
+ * The query type, then its fields: SQL text and result format, the service map's filters, or the
+ * call a trace is of. Text runs the query when it loses focus; the radio groups run it at once.
+ */
 export function QueryEditor({ query, onChange, onRunQuery }: Props) {
-  // Format is a radio group, not a Select: @grafana/ui deprecates Select in favour of Combobox,
-  // which Grafana 10.4 (our oldest supported version) does not have.
+  // Radio groups, not Selects: @grafana/ui deprecates Select in favour of Combobox, which
+  // Grafana 10.4 (our oldest supported version) does not have.
   const onFormatChange = (format: QueryFormat) => {
     onChange({ ...query, format });
     onRunQuery();
   };
+  const onTypeChange = (queryType: QueryType) => {
+    onChange({ ...query, queryType });
+    onRunQuery();
+  };
+  const queryType = query.queryType ?? 'sql';
+  const field = (key: 'node' | 'protocol' | 'ts' | 'connId') => (value: string) =>
+    onChange({ ...query, [key]: value });
 
   return (
     <>
-      <TextArea
-        aria-label="SQL"
-        rows={6}
-        spellCheck={false}
-        style={{ fontFamily: 'monospace' }}
-        value={query.rawSql ?? ''}
-        placeholder="SELECT * FROM flows ORDER BY end_ts DESC LIMIT 100"
-        onChange={(event) => onChange({ ...query, rawSql: event.currentTarget.value })}
-        onBlur={onRunQuery}
-      />
       <InlineFieldRow>
-        <InlineField label="Format" labelWidth={12}>
-          <RadioButtonGroup<QueryFormat>
-            options={[...FORMAT_OPTIONS]}
-            value={query.format ?? 'table'}
-            onChange={onFormatChange}
-          />
+        <InlineField label="Query" labelWidth={12}>
+          <RadioButtonGroup<QueryType> options={[...QUERY_TYPE_OPTIONS]} value={queryType} onChange={onTypeChange} />
         </InlineField>
       </InlineFieldRow>
+      {queryType === 'sql' && (
+        <>
+          <TextArea
+            aria-label="SQL"
+            rows={6}
+            spellCheck={false}
+            style={{ fontFamily: 'monospace' }}
+            value={query.rawSql ?? ''}
+            placeholder="SELECT * FROM flows ORDER BY end_ts DESC LIMIT 100"
+            onChange={(event) => onChange({ ...query, rawSql: event.currentTarget.value })}
+            onBlur={onRunQuery}
+          />
+          <InlineFieldRow>
+            <InlineField label="Format" labelWidth={12}>
+              <RadioButtonGroup<QueryFormat>
+                options={[...FORMAT_OPTIONS]}
+                value={query.format ?? 'table'}
+                onChange={onFormatChange}
+              />
+            </InlineField>
+          </InlineFieldRow>
+        </>
+      )}
+      {queryType === 'service_map' && (
+        <InlineFieldRow>
+          <BuilderField
+            label="Node"
+            value={query.node}
+            placeholder="all nodes"
+            tooltip="Only calls recorded by this agent node"
+            onChange={field('node')}
+            onBlur={onRunQuery}
+          />
+          <BuilderField
+            label="Protocol"
+            value={query.protocol}
+            placeholder="all protocols"
+            tooltip="http, dns, mysql, redis or postgresql"
+            onChange={field('protocol')}
+            onBlur={onRunQuery}
+          />
+        </InlineFieldRow>
+      )}
+      {queryType === 'trace' && (
+        <InlineFieldRow>
+          <BuilderField
+            label="Node"
+            value={query.node}
+            placeholder="node"
+            tooltip="The agent node that recorded the call (calls.node)"
+            onChange={field('node')}
+            onBlur={onRunQuery}
+          />
+          <BuilderField
+            label="Connection"
+            value={query.connId}
+            placeholder="conn_id"
+            tooltip="calls.conn_id of the call"
+            onChange={field('connId')}
+            onBlur={onRunQuery}
+          />
+          <BuilderField
+            label="Start (ns)"
+            value={query.ts}
+            placeholder="1700000000123456789"
+            tooltip="calls.ts of the call, in nanoseconds since the epoch"
+            onChange={field('ts')}
+            onBlur={onRunQuery}
+          />
+        </InlineFieldRow>
+      )}
     </>
   );
 }

@@ -29,10 +29,27 @@ use crate::QueryOutput;
 pub struct TraceQuery {
     /// The agent node that recorded the call.
     pub node: String,
-    /// `calls.conn_id` of the call.
+    /// `calls.conn_id` of the call: a number, or a string of digits (what the query editor and
+    /// templated links store).
+    #[serde(deserialize_with = "number_or_digits")]
     pub conn_id: u64,
     /// `calls.ts` of the call in nanoseconds since the epoch, as a decimal string.
     pub ts: String,
+}
+
+fn number_or_digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(u64),
+        Text(String),
+    }
+    match Id::deserialize(d)? {
+        Id::Number(n) => Ok(n),
+        Id::Text(t) => t.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!("connId must be a connection number, got {t:?}"))
+        }),
+    }
 }
 
 fn literal(s: &str) -> String {
