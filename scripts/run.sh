@@ -112,5 +112,5 @@ cat <<MSG
 
 The agent keeps running (pid $(cat "$PIDFILE"), $LISTEN); stop it with: kill \$(cat $PIDFILE)
 Query it:   $BIN/kindling query --agent $LISTEN "SELECT * FROM flows LIMIT 10"
-Grafana:    frontend/dist is the plugin; provisioning/ has the datasource (see provisioning/README.md)
+Grafana:    frontend/dist is the plugin; provisioning/ has the datasource and dashboards (see provisioning/README.md)
 MSG

@@ -325,8 +325,19 @@ impl GrafanaHost {
         ds: &Datasource,
         queries: &[(&str, serde_json::Value)],
     ) -> HashMap<String, pluginv2::DataResponse> {
-        let mut client = DataClient::connect(self.endpoint.clone()).await.unwrap();
         let now = chrono::Utc::now().timestamp_millis();
+        self.query_range(ds, queries, now - 3_600_000, now).await
+    }
+
+    /// QueryData of the datasource `ds` over the time range [from_ms, to_ms].
+    pub async fn query_range(
+        &self,
+        ds: &Datasource,
+        queries: &[(&str, serde_json::Value)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> HashMap<String, pluginv2::DataResponse> {
+        let mut client = DataClient::connect(self.endpoint.clone()).await.unwrap();
         let request = pluginv2::QueryDataRequest {
             plugin_context: Some(Self::context(ds)),
             queries: queries
@@ -336,8 +347,8 @@ impl GrafanaHost {
                     max_data_points: 1000,
                     interval_ms: 1000,
                     time_range: Some(pluginv2::TimeRange {
-                        from_epoch_ms: now - 3_600_000,
-                        to_epoch_ms: now,
+                        from_epoch_ms: from_ms,
+                        to_epoch_ms: to_ms,
                     }),
                     query_type: json["queryType"].as_str().unwrap_or("").into(),
                     json: serde_json::to_vec(json).unwrap(),
