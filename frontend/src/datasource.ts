@@ -1,6 +1,9 @@
-import { CoreApp, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
+import { CoreApp, DataQueryRequest, DataQueryResponse, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
+import { Observable } from 'rxjs';
+import { map } from 'rxjs/operators';
 
+import { postProcessFrame } from './frames';
 import { DEFAULT_QUERY, interpolateQuery, isRunnable } from './query';
 import { KindlingOptions, KindlingQuery } from './types';
 
@@ -23,5 +26,12 @@ export class DataSource extends DataSourceWithBackend<KindlingQuery, KindlingOpt
 
   applyTemplateVariables(query: KindlingQuery, scopedVars: ScopedVars): KindlingQuery {
     return interpolateQuery(query, scopedVars, getTemplateSrv());
+  }
+
+  /** The backend's frames, with what only the browser can add (see ./frames). */
+  query(request: DataQueryRequest<KindlingQuery>): Observable<DataQueryResponse> {
+    return super
+      .query(request)
+      .pipe(map((response) => ({ ...response, data: response.data.map(postProcessFrame) })));
   }
 }
