@@ -56,7 +56,7 @@ describe('interpolateQuery', () => {
 
 describe('builder query types', () => {
   it('offers exactly the query types the backend knows', () => {
-    expect(QUERY_TYPE_OPTIONS.map((o) => o.value)).toEqual(['sql', 'service_map', 'trace']);
+    expect(QUERY_TYPE_OPTIONS.map((o) => o.value)).toEqual(['sql', 'calls', 'dns', 'tcp', 'service_map', 'trace']);
   });
 
   it.each<[string, Partial<KindlingQuery>, boolean]>([

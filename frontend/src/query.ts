@@ -17,6 +17,9 @@ export const FORMAT_OPTIONS: ReadonlyArray<{ label: string; value: QueryFormat }
 
 export const QUERY_TYPE_OPTIONS: ReadonlyArray<{ label: string; value: QueryType }> = [
   { label: 'SQL', value: 'sql' },
+  { label: 'Calls', value: 'calls' },
+  { label: 'DNS', value: 'dns' },
+  { label: 'TCP health', value: 'tcp' },
   { label: 'Service map', value: 'service_map' },
   { label: 'Call trace', value: 'trace' },
 ];
@@ -24,8 +27,8 @@ export const QUERY_TYPE_OPTIONS: ReadonlyArray<{ label: string; value: QueryType
 const filled = (value: unknown): boolean => value !== undefined && value !== null && String(value).trim() !== '';
 
 /**
- * Whether a query should be sent to the backend: not when hidden, nor an `sql` query with blank
- * SQL, nor a `trace` query that does not name its call (node, connId and ts).
+ * Whether a query should be sent to the backend: not when hidden, nor an `sql` or builder query
+ * with blank SQL, nor a `trace` query that does not name its call (node, connId and ts).
  */
 export function isRunnable(query: Pick<KindlingQuery, 'rawSql' | 'hide' | 'queryType' | 'node' | 'connId' | 'ts'>): boolean {
   if (query.hide) {

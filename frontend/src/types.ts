@@ -3,8 +3,11 @@ import { DataQuery, DataSourceJsonData } from '@grafana/data';
 /** How the backend shapes the result: a plain table, or a long-to-wide time series frame. */
 export type QueryFormat = 'table' | 'time_series';
 
-/** `sql`: the user's SQL; `service_map`: a Node Graph of who calls whom; `trace`: one call. */
-export type QueryType = 'sql' | 'service_map' | 'trace';
+/**
+ * `sql`: the user's SQL; `calls`, `dns`, `tcp`: builders whose SQL the editor generates into
+ * rawSql; `service_map`: a Node Graph of who calls whom; `trace`: one call's timing.
+ */
+export type QueryType = 'sql' | 'calls' | 'dns' | 'tcp' | 'service_map' | 'trace';
 
 /**
  * One panel query. This JSON is stored in users' dashboards and read by the Rust backend
@@ -15,10 +18,12 @@ export interface KindlingQuery extends DataQuery {
   /** `sql`: SQL over the agents' tables; Grafana template variables are interpolated before it is sent. */
   rawSql: string;
   format: QueryFormat;
-  /** `service_map`: only calls recorded by this node; `trace`: the node that recorded the call. */
+  /** Builders and `service_map`: only rows of this agent node; `trace`: the node that recorded the call. */
   node?: string;
-  /** `service_map`: only calls of this protocol. */
+  /** `service_map`, `calls`: only calls of this protocol. */
   protocol?: string;
+  /** `calls`, `dns`, `tcp`: which of the builder's views (see BUILDER_VIEWS). */
+  view?: string;
   /** `trace`: the call's `conn_id` (a number, or a string of digits from a template). */
   connId?: number | string;
   /** `trace`: the call's `ts` in nanoseconds since the epoch, as a string of digits. */

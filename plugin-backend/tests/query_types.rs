@@ -377,7 +377,7 @@ async fn service_map_counts_each_call_once_and_names_both_ends() {
     );
     assert_eq!(
         responses["U"].error,
-        "unknown queryType `graph` (supported: sql, service_map, trace)"
+        "unknown queryType `graph` (supported: sql, calls, dns, tcp, service_map, trace)"
     );
 }
 

@@ -96,3 +96,30 @@ describe('QueryEditor query types', () => {
     });
   });
 });
+
+describe('QueryEditor builders', () => {
+  it('generates the SQL of a view, shows it, and hands it over to the SQL editor', async () => {
+    const changes: KindlingQuery[] = [];
+    const onRunQuery = jest.fn();
+    render(<Harness changes={changes} onRunQuery={onRunQuery} />);
+
+    await userEvent.click(screen.getByRole('radio', { name: 'DNS' }));
+    const first = changes[changes.length - 1];
+    expect(first.queryType).toBe('dns');
+    expect(first.view).toBe('latency');
+    expect(first.format).toBe('time_series');
+    expect(screen.getByRole('textbox', { name: 'Generated SQL' })).toHaveValue(first.rawSql);
+
+    await userEvent.click(screen.getByRole('radio', { name: 'Failed lookups' }));
+    await userEvent.type(screen.getByRole('textbox', { name: 'Node' }), 'n1');
+    const last = changes[changes.length - 1];
+    expect(last.view).toBe('failures');
+    expect(last.format).toBe('table');
+    expect(last.rawSql).toContain("FROM dns WHERE $__timeFilter(ts) AND node = 'n1' AND rcode <> 'NOERROR'");
+    expect(onRunQuery).toHaveBeenCalledTimes(2);
+
+    await userEvent.click(screen.getByRole('button', { name: 'Edit as SQL' }));
+    expect(changes[changes.length - 1]).toEqual({ ...last, queryType: 'sql' });
+    expect(screen.getByRole('textbox', { name: 'SQL' })).toHaveValue(last.rawSql);
+  });
+});

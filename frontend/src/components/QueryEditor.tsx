@@ -1,7 +1,8 @@
 import React from 'react';
 import { QueryEditorProps } from '@grafana/data';
-import { InlineField, InlineFieldRow, Input, RadioButtonGroup, TextArea } from '@grafana/ui';
+import { Button, InlineField, InlineFieldRow, Input, RadioButtonGroup, TextArea } from '@grafana/ui';
 
+import { BUILDER_VIEWS, isBuilder, withBuilderSql } from '../builders';
 import type { DataSource } from '../datasource';
 import { FORMAT_OPTIONS, QUERY_TYPE_OPTIONS } from '../query';
 import { KindlingOptions, KindlingQuery, QueryFormat, QueryType } from '../types';
@@ -42,13 +43,18 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
     onChange({ ...query, format });
     onRunQuery();
   };
+  // A builder's SQL is regenerated from its fields on every change, and stored in rawSql.
   const onTypeChange = (queryType: QueryType) => {
-    onChange({ ...query, queryType });
+    onChange(withBuilderSql({ ...query, queryType }));
+    onRunQuery();
+  };
+  const onViewChange = (view: string) => {
+    onChange(withBuilderSql({ ...query, view }));
     onRunQuery();
   };
   const queryType = query.queryType ?? 'sql';
   const field = (key: 'node' | 'protocol' | 'ts' | 'connId') => (value: string) =>
-    onChange({ ...query, [key]: value });
+    onChange(withBuilderSql({ ...query, [key]: value }));
 
   return (
     <>
@@ -78,6 +84,49 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
               />
             </InlineField>
           </InlineFieldRow>
+        </>
+      )}
+      {isBuilder(queryType) && (
+        <>
+          <InlineFieldRow>
+            <InlineField label="View" labelWidth={12}>
+              <RadioButtonGroup<string>
+                options={BUILDER_VIEWS[queryType].map(({ label, value }) => ({ label, value }))}
+                value={query.view ?? BUILDER_VIEWS[queryType][0].value}
+                onChange={onViewChange}
+              />
+            </InlineField>
+          </InlineFieldRow>
+          <InlineFieldRow>
+            <BuilderField
+              label="Node"
+              value={query.node}
+              placeholder="all nodes"
+              tooltip="Only rows of this agent node (a $variable: empty means all)"
+              onChange={field('node')}
+              onBlur={onRunQuery}
+            />
+            {queryType === 'calls' && (
+              <BuilderField
+                label="Protocol"
+                value={query.protocol}
+                placeholder="all protocols"
+                tooltip="http, dns, mysql, redis or postgresql"
+                onChange={field('protocol')}
+                onBlur={onRunQuery}
+              />
+            )}
+          </InlineFieldRow>
+          <TextArea
+            aria-label="Generated SQL"
+            rows={4}
+            readOnly
+            style={{ fontFamily: 'monospace' }}
+            value={query.rawSql ?? ''}
+          />
+          <Button variant="secondary" size="sm" onClick={() => onChange({ ...query, queryType: 'sql' })}>
+            Edit as SQL
+          </Button>
         </>
       )}
       {queryType === 'service_map' && (

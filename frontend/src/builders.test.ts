@@ -1,0 +1,72 @@
+/// <reference types="node" />
+import { readFileSync, writeFileSync } from 'fs';
+import path from 'path';
+
+import { BUILDER_VIEWS, isBuilder, withBuilderSql } from './builders';
+import { KindlingQuery } from './types';
+
+const query = (overrides: Partial<KindlingQuery>): KindlingQuery => ({
+  refId: 'A',
+  queryType: 'calls',
+  rawSql: '',
+  format: 'table',
+  ...overrides,
+});
+
+describe('withBuilderSql', () => {
+  it('starts a builder at its first view, for every node and protocol', () => {
+    const q = withBuilderSql(query({ queryType: 'calls' }));
+    expect(q.view).toBe('rate');
+    expect(q.format).toBe('time_series');
+    expect(q.rawSql).toBe(
+      'SELECT $__timeGroup(ts, $__interval) AS time, protocol, count(*) / ($__interval_ms / 1000.0) AS calls_per_s ' +
+        'FROM calls WHERE $__timeFilter(ts) AND TRUE AND TRUE GROUP BY 1, 2 ORDER BY 1'
+    );
+  });
+
+  it('quotes literal filters and keeps variables optional', () => {
+    const literal = withBuilderSql(query({ view: 'endpoints', node: "n'1", protocol: 'http' })).rawSql;
+    expect(literal).toContain("AND node = 'n''1' AND protocol = 'http' GROUP BY");
+    const variable = withBuilderSql(query({ queryType: 'tcp', view: 'drops', node: '$node' })).rawSql;
+    expect(variable).toContain("AND ('$node' = '' OR node = '$node') AND event = 'drop'");
+  });
+
+  it('falls back to the first view for an unknown one, and leaves other types alone', () => {
+    expect(withBuilderSql(query({ queryType: 'dns', view: 'nope' })).view).toBe('latency');
+    const sql = query({ queryType: 'sql', rawSql: 'SELECT 1' });
+    expect(withBuilderSql(sql)).toBe(sql);
+    expect(isBuilder('service_map')).toBe(false);
+  });
+
+  it('has distinct views with SQL for each builder', () => {
+    for (const views of Object.values(BUILDER_VIEWS)) {
+      const names = views.map((v) => v.value);
+      expect(new Set(names).size).toBe(names.length);
+      for (const v of views) {
+        expect(v.sql('TRUE', 'TRUE')).toMatch(/^SELECT .* FROM (calls|dns|flows|tcp_events) WHERE \$__timeFilter/);
+      }
+    }
+  });
+});
+
+describe('the builder queries the backend runs', () => {
+  // plugin-backend/tests/dashboards.rs runs every query of this file against fixture agents
+  // through Grafana host emulation. Regenerate it after changing a view:
+  // UPDATE_BUILDER_QUERIES=1 npx jest builders
+  const file = path.join(__dirname, '../../plugin-backend/tests/fixtures/builder_queries.json');
+
+  it('are exactly what the builders generate now', () => {
+    const all = Object.entries(BUILDER_VIEWS).flatMap(([queryType, views]) =>
+      views.flatMap((v) =>
+        ['', '$node'].map((node) =>
+          withBuilderSql(query({ queryType: queryType as KindlingQuery['queryType'], view: v.value, node }))
+        )
+      )
+    );
+    const text = JSON.stringify(all, null, 2) + '\n';
+    if (process.env.UPDATE_BUILDER_QUERIES) {
+      writeFileSync(file, text);
+    }
+    expect(readFileSync(file, 'utf8')).toBe(text);
+  });
+});
