@@ -30,8 +30,9 @@ export class DataSource extends DataSourceWithBackend<KindlingQuery, KindlingOpt
 
   /** The backend's frames, with what only the browser can add (see ./frames). */
   query(request: DataQueryRequest<KindlingQuery>): Observable<DataQueryResponse> {
+    const target = { uid: this.uid, name: this.name };
     return super
       .query(request)
-      .pipe(map((response) => ({ ...response, data: response.data.map(postProcessFrame) })));
+      .pipe(map((response) => ({ ...response, data: response.data.map((f) => postProcessFrame(f, target)) })));
   }
 }

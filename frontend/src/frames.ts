@@ -1,4 +1,12 @@
-import { DataFrame, Field, FieldType } from '@grafana/data';
+import { DataFrame, DataLink, Field, FieldType } from '@grafana/data';
+
+import { KindlingQuery } from './types';
+
+/** The datasource that internal (Explore) links query. */
+export interface LinkTarget {
+  uid: string;
+  name: string;
+}
 
 /**
  * What the backend cannot put into its frames (the Rust SDK has no field colors and no JSON
@@ -8,15 +16,113 @@ import { DataFrame, Field, FieldType } from '@grafana/data';
  *   view reads.
  * Every other frame is returned as it is.
  */
-export function postProcessFrame(frame: DataFrame): DataFrame {
+export function postProcessFrame(frame: DataFrame, target?: LinkTarget): DataFrame {
+  const kind = frame.meta?.preferredVisualisationType;
+  let out = frame;
+  if (kind === 'nodeGraph' && frame.name === 'nodes') {
+    out = { ...frame, fields: frame.fields.map(colorArc) };
+  } else if (kind === 'trace') {
+    out = { ...frame, fields: frame.fields.map(parseTags) };
+  }
+  return target ? addDrilldown(out, target) : out;
+}
+
+const field = (name: string) => '${__data.fields.' + name + '}';
+const CALL_COLUMNS =
+  'ts, node, comm, role, protocol, method, resource, status, duration_ns / 1e6 AS duration_ms, ' +
+  'request_sent_ns / 1e6 AS request_sent_ms, waiting_ttfb_ns / 1e6 AS waiting_ms, ' +
+  'content_download_ns / 1e6 AS download_ms, conn_id, CAST(CAST(ts AS BIGINT) AS VARCHAR) AS ts_ns';
+
+const sqlLink = (title: string, rawSql: string, target: LinkTarget): DataLink<KindlingQuery> => ({
+  title,
+  url: '',
+  internal: {
+    datasourceUid: target.uid,
+    datasourceName: target.name,
+    query: { refId: 'A', queryType: 'sql', rawSql, format: 'table' },
+  },
+});
+
+/**
+ * Explore drilldown, as links on the fields a user clicks:
+ * - a service map node -> the calls it made and served; an edge -> the calls on it;
+ * - a call (a row with node, conn_id and ts_ns) -> its trace;
+ * - a flow (node, conn_id, end_ts) -> the connection's tcp_events;
+ * - a DNS row or domain (domain) -> the lookups of that domain.
+ */
+function addDrilldown(frame: DataFrame, target: LinkTarget): DataFrame {
+  const names = new Set(frame.fields.map((f) => f.name));
+  const links: Record<string, Array<DataLink<KindlingQuery>>> = {};
   const kind = frame.meta?.preferredVisualisationType;
   if (kind === 'nodeGraph' && frame.name === 'nodes') {
-    return { ...frame, fields: frame.fields.map(colorArc) };
+    const id = field('id');
+    links.id = [
+      sqlLink(
+        'Calls of this node',
+        `SELECT ${CALL_COLUMNS} FROM calls WHERE $__timeFilter(ts) AND (node || '/' || comm = '${id}' ` +
+          `OR src_ip = '${id}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${id}') ORDER BY ts DESC LIMIT 500`,
+        target
+      ),
+    ];
+  } else if (kind === 'nodeGraph' && frame.name === 'edges') {
+    const [source, dest, protocol] = [field('source'), field('target'), field('detail__protocol')];
+    links.id = [
+      sqlLink(
+        'Calls on this edge',
+        `SELECT ${CALL_COLUMNS} FROM calls WHERE $__timeFilter(ts) AND protocol = '${protocol}' AND ` +
+          `((role = 'client' AND (node || '/' || comm = '${source}' OR src_ip = '${source}')) OR ` +
+          `(role = 'server' AND (node || '/' || comm = '${dest}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${dest}'))) ` +
+          'ORDER BY ts DESC LIMIT 500',
+        target
+      ),
+    ];
+  } else if (names.has('node') && names.has('conn_id') && names.has('ts_ns')) {
+    links.conn_id = [
+      {
+        title: 'Trace of this call',
+        url: '',
+        internal: {
+          datasourceUid: target.uid,
+          datasourceName: target.name,
+          query: {
+            refId: 'A',
+            queryType: 'trace',
+            rawSql: '',
+            format: 'table',
+            node: field('node'),
+            connId: field('conn_id'),
+            ts: field('ts_ns'),
+          },
+        },
+      },
+    ];
+  } else if (names.has('node') && names.has('conn_id') && names.has('end_ts')) {
+    links.conn_id = [
+      sqlLink(
+        'TCP events of this connection',
+        `SELECT * FROM tcp_events WHERE node = '${field('node')}' AND conn_id = ${field('conn_id')} ORDER BY ts`,
+        target
+      ),
+    ];
   }
-  if (kind === 'trace') {
-    return { ...frame, fields: frame.fields.map(parseTags) };
+  if (names.has('domain')) {
+    links.domain = [
+      sqlLink(
+        'Lookups of this domain',
+        `SELECT * FROM dns WHERE $__timeFilter(ts) AND domain = '${field('domain')}' ORDER BY ts DESC LIMIT 500`,
+        target
+      ),
+    ];
   }
-  return frame;
+  if (Object.keys(links).length === 0) {
+    return frame;
+  }
+  return {
+    ...frame,
+    fields: frame.fields.map((f) =>
+      links[f.name] ? { ...f, config: { ...f.config, links: [...(f.config.links ?? []), ...links[f.name]] } } : f
+    ),
+  };
 }
 
 const ARC_COLORS: Record<string, string> = { arc__success: 'green', arc__errors: 'red' };

@@ -149,3 +149,43 @@ async fn every_builder_view_answers() {
         assert_eq!(rows == 0, empty_in_fixture, "{what}: {rows} rows");
     }
 }
+
+/// The Explore drilldown links' queries (tests/fixtures/drilldown_queries.json, kept identical to
+/// the frontend's links by its Jest test), filled in with the values of fixture connection 2 as
+/// Grafana fills in a clicked row: each answers, with rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_drilldown_link_answers() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/drilldown_queries.json");
+    let queries: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let titles: Vec<&str> = queries
+        .iter()
+        .map(|q| q["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Trace of this call",
+            "Lookups of this domain",
+            "TCP events of this connection",
+            "Calls of this node",
+            "Calls on this edge"
+        ]
+    );
+    let (n1, n2) = two_fixture_agents().await;
+    let ds = Datasource::agents(&[&n1.addr, &n2.addr]);
+    let host = GrafanaHost::start();
+    let (from_ms, to_ms) = (EPOCH_S * 1000, (EPOCH_S + 200) * 1000);
+    for query in &queries {
+        let what = format!("{}: {query}", query["title"]);
+        let responses = host
+            .query_range(&ds, &[("A", query.clone())], from_ms, to_ms)
+            .await;
+        assert_eq!(responses["A"].error, "", "{what}");
+        let rows: usize = decode_frames(&responses["A"])
+            .iter()
+            .map(|f| f.batch.num_rows())
+            .sum();
+        assert!(rows > 0, "{what}: no rows");
+    }
+}
