@@ -67,6 +67,7 @@ fn record(c: &Call, ts_ns: i64) -> CallRecord {
 const FRONTEND: [u8; 4] = [10, 0, 0, 1];
 const API: [u8; 4] = [10, 0, 0, 2];
 const REDIS: [u8; 4] = [10, 0, 0, 3];
+const DB: [u8; 4] = [10, 0, 0, 4];
 const EXTERNAL_SERVER: [u8; 4] = [10, 9, 9, 9];
 const EXTERNAL_CLIENT: [u8; 4] = [10, 7, 7, 7];
 
@@ -202,6 +203,40 @@ fn scenario() -> Vec<(u64, Call)> {
     ]
 }
 
+/// The connections `node` saw: frontend -> api (on which calls were parsed: conn_id 1 on
+/// both ends, as every scenario call), and frontend -> db at 10.0.0.4:5432, on which none
+/// was: n1 saw its client end (conn_id 500), n2 its server end (600, lasting 40 ms).
+fn scenario_flows(node: &str, end_ts: i64) -> RecordBatch {
+    let ip = |a: [u8; 4]| Ipv4Addr::from(a).into();
+    let flow = |conn_id: u64, role: Role, comm: &str, dst: ([u8; 4], u16), ms: i64| FlowRecord {
+        start_ts_ns: end_ts - ms * 1_000_000,
+        end_ts_ns: end_ts,
+        conn_id,
+        role,
+        owner: Owner {
+            pid: 9,
+            tid: 9,
+            comm: comm.to_owned(),
+        },
+        endpoints: Endpoints {
+            src_ip: ip(FRONTEND),
+            src_port: 50_900 + dst.1 % 100,
+            dst_ip: ip(dst.0),
+            dst_port: dst.1,
+        },
+        ..fixture_flow(1)
+    };
+    let mut flows = FlowsBuilder::new(node);
+    if node == "n1" {
+        flows.append(&flow(1, Role::Client, "frontend", (API, 8080), 50));
+        flows.append(&flow(500, Role::Client, "frontend", (DB, 5432), 45));
+    } else {
+        flows.append(&flow(1, Role::Server, "api", (API, 8080), 50));
+        flows.append(&flow(600, Role::Server, "db", (DB, 5432), 40));
+    }
+    flows.finish().unwrap()
+}
+
 /// Two agents, n1 and n2, holding their calls of the scenario, ten minutes ago.
 async fn agents() -> (InProcessAgent, InProcessAgent) {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
@@ -218,6 +253,9 @@ async fn agents() -> (InProcessAgent, InProcessAgent) {
         }
         store
             .append(schema::CALLS, calls.finish().unwrap())
+            .unwrap();
+        store
+            .append(schema::FLOWS, scenario_flows(node, ts))
             .unwrap();
         served.push(serve(store, node).await);
     }
@@ -280,77 +318,86 @@ async fn service_map_counts_each_call_once_and_names_both_ends() {
     let edges = &frames[1].batch;
     assert_eq!(
         text(edges, "source"),
-        ["10.7.7.7", "n1/frontend", "n1/frontend", "n2/api"]
-    );
-    assert_eq!(
-        text(edges, "target"),
-        ["n2/api", "10.9.9.9:443", "n2/api", "10.0.0.3:6379"]
-    );
-    assert_eq!(
-        text(edges, "detail__protocol"),
-        ["http", "http", "http", "redis"]
-    );
-    // frontend -> api: 4 calls, not 8, with the server's 10 ms; one error in four.
-    assert_eq!(counts(edges, "detail__calls"), [3, 2, 4, 5]);
-    assert_eq!(
-        floats(edges, "mainstat"),
-        [3.0, 2.0, 4.0, 5.0].map(|c| Some(per_s(c)))
-    );
-    assert_eq!(
-        floats(edges, "secondarystat"),
-        [5.0, 30.0, 10.0, 1.0].map(Some)
-    );
-    assert_eq!(
-        floats(edges, "detail__error_rate"),
-        [0.0, 0.0, 0.25, 0.0].map(Some)
-    );
-    assert_eq!(text(edges, "id")[2], "n1/frontend -> n2/api (http)");
-
-    let nodes = &frames[0].batch;
-    assert_eq!(
-        text(nodes, "id"),
         [
-            "10.0.0.3:6379",
             "10.7.7.7",
-            "10.9.9.9:443",
+            "n1/frontend",
+            "n1/frontend",
             "n1/frontend",
             "n2/api"
         ]
     );
     assert_eq!(
-        text(nodes, "title"),
-        [
-            "10.0.0.3:6379",
-            "10.7.7.7",
-            "10.9.9.9:443",
-            "frontend",
-            "api"
-        ]
+        text(edges, "target"),
+        ["n2/api", "10.9.9.9:443", "n2/api", "n2/db", "10.0.0.3:6379"]
     );
+    assert_eq!(
+        text(edges, "detail__protocol"),
+        ["http", "http", "http", "tcp", "redis"]
+    );
+    // frontend -> api: 4 calls, not 8, with the server's 10 ms; one error in four. The
+    // connection it was parsed on is no L4 edge; the one to db, seen on both ends, is one
+    // connection with the server end's 40 ms.
+    assert_eq!(counts(edges, "detail__calls"), [3, 2, 4, 1, 5]);
+    assert_eq!(
+        floats(edges, "mainstat"),
+        [3.0, 2.0, 4.0, 1.0, 5.0].map(|c| Some(per_s(c)))
+    );
+    assert_eq!(
+        floats(edges, "secondarystat"),
+        [5.0, 30.0, 10.0, 40.0, 1.0].map(Some)
+    );
+    assert_eq!(
+        floats(edges, "detail__error_rate"),
+        [0.0, 0.0, 0.25, 0.0, 0.0].map(Some)
+    );
+    assert_eq!(text(edges, "id")[2], "n1/frontend -> n2/api (http)");
+
+    let nodes = &frames[0].batch;
+    let ids = [
+        "10.0.0.3:6379",
+        "10.7.7.7",
+        "10.9.9.9:443",
+        "n1/frontend",
+        "n2/api",
+        "n2/db",
+    ];
+    assert_eq!(text(nodes, "id"), ids);
+    let titles = [
+        "10.0.0.3:6379",
+        "10.7.7.7",
+        "10.9.9.9:443",
+        "frontend",
+        "api",
+        "db",
+    ];
+    assert_eq!(text(nodes, "title"), titles);
+    let unseen = "not observed";
     assert_eq!(
         text(nodes, "subtitle"),
-        ["not observed", "not observed", "not observed", "n1", "n2"]
+        [unseen, unseen, unseen, "n1", "n2", "n2"]
     );
-    // api served 4 calls from frontend and 3 from the unseen client; pure clients serve none.
-    assert_eq!(counts(nodes, "detail__calls"), [5, 0, 2, 0, 7]);
+    // api served 4 calls from frontend and 3 from the unseen client, db one connection; pure
+    // clients serve none.
+    assert_eq!(counts(nodes, "detail__calls"), [5, 0, 2, 0, 7, 1]);
     assert_eq!(
         floats(nodes, "mainstat"),
-        [5.0, 0.0, 2.0, 0.0, 7.0].map(|c| Some(per_s(c)))
+        [5.0, 0.0, 2.0, 0.0, 7.0, 1.0].map(|c| Some(per_s(c)))
     );
     assert_eq!(
         floats(nodes, "secondarystat"),
-        [Some(1.0), None, Some(30.0), None, Some(10.0)]
+        [Some(1.0), None, Some(30.0), None, Some(10.0), Some(40.0)]
     );
     assert_eq!(
         floats(nodes, "arc__errors"),
-        [0.0, 0.0, 0.0, 0.0, 1.0 / 7.0].map(Some)
+        [0.0, 0.0, 0.0, 0.0, 1.0 / 7.0, 0.0].map(Some)
     );
     assert_eq!(
         floats(nodes, "arc__success"),
-        [1.0, 0.0, 1.0, 0.0, 6.0 / 7.0].map(Some)
+        [1.0, 0.0, 1.0, 0.0, 6.0 / 7.0, 1.0].map(Some)
     );
 
-    // Filters: only redis; only what n1 recorded (its frontend's client rows, unmatched now).
+    // Filters: only redis; only what n1 recorded (its frontend's client ends, unmatched now);
+    // only the L4 edges.
     let responses = host
         .query_data(
             &[&n1.addr, &n2.addr],
@@ -360,6 +407,7 @@ async fn service_map_counts_each_call_once_and_names_both_ends() {
                     json!({"queryType": "service_map", "protocol": "redis"}),
                 ),
                 ("N", json!({"queryType": "service_map", "node": "n1"})),
+                ("T", json!({"queryType": "service_map", "protocol": "tcp"})),
                 ("B", json!({"queryType": "service_map", "node": 5})),
                 ("U", json!({"queryType": "graph"})),
             ],
@@ -368,9 +416,17 @@ async fn service_map_counts_each_call_once_and_names_both_ends() {
     let edges = &support::host::decode_frames(&responses["R"])[1].batch;
     assert_eq!(text(edges, "target"), ["10.0.0.3:6379"]);
     let edges = &support::host::decode_frames(&responses["N"])[1].batch;
-    assert_eq!(text(edges, "target"), ["10.0.0.2:8080", "10.9.9.9:443"]);
-    assert_eq!(counts(edges, "detail__calls"), [4, 2]);
-    assert_eq!(floats(edges, "secondarystat"), [Some(12.0), Some(30.0)]);
+    assert_eq!(
+        text(edges, "target"),
+        ["10.0.0.2:8080", "10.0.0.4:5432", "10.9.9.9:443"]
+    );
+    assert_eq!(counts(edges, "detail__calls"), [4, 1, 2]);
+    assert_eq!(
+        floats(edges, "secondarystat"),
+        [Some(12.0), Some(45.0), Some(30.0)]
+    );
+    let edges = &support::host::decode_frames(&responses["T"])[1].batch;
+    assert_eq!(text(edges, "id"), ["n1/frontend -> n2/db (tcp)"]);
     assert_eq!(
         responses["B"].error,
         "malformed query JSON: invalid type: integer `5`, expected a string"

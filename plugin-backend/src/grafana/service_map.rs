@@ -4,6 +4,8 @@
 //! address (`ip:port` for a server, `ip` for a client). A call seen on both of its ends (a
 //! client row and a server row of the same connection 4-tuple, on one agent or two) is counted
 //! once, with the server's timing; a call seen on one end only is counted from that end.
+//! TCP connections on which no call was parsed (an unknown protocol, TLS without uprobes) are
+//! L4-only edges of protocol `tcp`: each connection counts as one, its lifetime as duration.
 //!
 //! Two SQL queries run over every agent: the edges (source, target, protocol) and the served
 //! calls per target. Both are shown to the user as the frames' executed query.
@@ -30,7 +32,8 @@ pub struct ServiceMapQuery {
     /// Only calls recorded by this agent node.
     #[serde(default)]
     pub node: String,
-    /// Only calls of this protocol (`http`, `dns`, `mysql`, `redis`, `postgresql`).
+    /// Only calls of this protocol (`http`, `dns`, `mysql`, `redis`, `postgresql`, or `tcp` for
+    /// the connections on which no call was parsed).
     #[serde(default)]
     pub protocol: String,
 }
@@ -41,29 +44,58 @@ fn literal(s: &str) -> String {
 }
 
 impl ServiceMapQuery {
-    /// The calls counted once each, with the names of both ends (`client`, `server`: null for
-    /// an end no agent saw), as SQL common table expressions ending in `counted`.
+    /// The calls counted once each, with the names of both ends, as SQL common table
+    /// expressions ending in `counted` (source, target, protocol, duration_ns, is_error). TCP
+    /// connections on which no call was parsed count too, as protocol `tcp`, with their
+    /// lifetime as duration: the L4-only edges.
     fn counted(&self) -> String {
-        let mut filters = String::new();
-        if !self.node.is_empty() {
-            filters.push_str(&format!(" AND node = {}", literal(&self.node)));
-        }
-        if !self.protocol.is_empty() {
-            filters.push_str(&format!(" AND protocol = {}", literal(&self.protocol)));
-        }
+        let node = if self.node.is_empty() {
+            String::new()
+        } else {
+            format!(" AND node = {}", literal(&self.node))
+        };
+        let protocol = if self.protocol.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE protocol = {}", literal(&self.protocol))
+        };
+        // The names of a connection's ends: `node/comm` where an agent saw that end.
+        let ends = |from: &str| {
+            format!(
+                "SELECT src_ip, src_port, dst_ip, dst_port, \
+                 min(CASE WHEN role = 'client' THEN node || '/' || comm END) AS client, \
+                 min(CASE WHEN role = 'server' THEN node || '/' || comm END) AS server \
+                 FROM {from} GROUP BY src_ip, src_port, dst_ip, dst_port"
+            )
+        };
+        // Each row once: from the server end where it was seen, else from the client end.
+        let once = |rows: &str, ends: &str, protocol: &str| {
+            format!(
+                "SELECT {protocol} AS protocol, r.duration_ns, r.is_error, \
+                 coalesce(e.client, r.src_ip) AS source, \
+                 coalesce(e.server, r.dst_ip || ':' || CAST(r.dst_port AS VARCHAR)) AS target \
+                 FROM {rows} r JOIN {ends} e ON r.src_ip = e.src_ip AND r.src_port = e.src_port \
+                 AND r.dst_ip = e.dst_ip AND r.dst_port = e.dst_port \
+                 WHERE r.role = 'server' OR e.server IS NULL"
+            )
+        };
         format!(
             "WITH c AS (SELECT role, protocol, src_ip, src_port, dst_ip, dst_port, node, comm, \
-             duration_ns, is_error FROM calls WHERE $__timeFilter(ts){filters}), \
-             ends AS (SELECT src_ip, src_port, dst_ip, dst_port, \
-             min(CASE WHEN role = 'client' THEN node || '/' || comm END) AS client, \
-             min(CASE WHEN role = 'server' THEN node || '/' || comm END) AS server \
-             FROM c GROUP BY src_ip, src_port, dst_ip, dst_port), \
-             counted AS (SELECT c.protocol, c.duration_ns, c.is_error, \
-             coalesce(e.client, c.src_ip) AS source, \
-             coalesce(e.server, c.dst_ip || ':' || CAST(c.dst_port AS VARCHAR)) AS target \
-             FROM c JOIN ends e ON c.src_ip = e.src_ip AND c.src_port = e.src_port \
-             AND c.dst_ip = e.dst_ip AND c.dst_port = e.dst_port \
-             WHERE c.role = 'server' OR e.server IS NULL) "
+             duration_ns, is_error FROM calls WHERE $__timeFilter(ts){node}), \
+             c_ends AS ({c_ends}), \
+             l7 AS (SELECT DISTINCT node, conn_id FROM calls WHERE $__timeFilter(ts)), \
+             f AS (SELECT f.role, f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.node, f.comm, \
+             f.duration_ns, false AS is_error FROM flows f LEFT JOIN l7 \
+             ON f.node = l7.node AND f.conn_id = l7.conn_id \
+             WHERE $__timeFilter(f.end_ts) AND l7.conn_id IS NULL{f_node}), \
+             f_ends AS ({f_ends}), \
+             all_rows AS ({calls} UNION ALL {conns}), \
+             counted AS (SELECT * FROM all_rows{protocol}) ",
+            c_ends = ends("c"),
+            f_ends = ends("f"),
+            f_node = node.replace("node", "f.node"),
+            calls = once("c", "c_ends", "r.protocol"),
+            conns = once("f", "f_ends", "'tcp'"),
         )
     }
 
@@ -308,7 +340,8 @@ mod tests {
         };
         let sql = q.edges_sql();
         assert!(
-            sql.contains("WHERE $__timeFilter(ts) AND node = 'n''1' AND protocol = 'http')"),
+            sql.contains("WHERE $__timeFilter(ts) AND node = 'n''1'), c_ends AS")
+                && sql.contains("SELECT * FROM all_rows WHERE protocol = 'http')"),
             "{sql}"
         );
         assert!(!ServiceMapQuery::default().nodes_sql().contains("AND node"));
