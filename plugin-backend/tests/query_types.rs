@@ -684,3 +684,72 @@ async fn trace_shows_the_timing_parts_and_what_the_thread_did_inside_the_call() 
          digits; got \"soon\""
     );
 }
+
+/// The `schema` resource the query editor's completion reads: every table with its time column
+/// and columns, as the agents serve them; an unknown resource is a 404 naming what exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_resource_lists_every_table_and_column() {
+    let host = GrafanaHost::start();
+    let (code, body) = host.call_resource(&["127.0.0.1:1"], "schema").await;
+    assert_eq!(code, 200);
+    let tables: Vec<&str> = body["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "agent_stats",
+            "calls",
+            "dns",
+            "flows",
+            "protocol_stats",
+            "tcp_events"
+        ]
+    );
+    for table in body["tables"].as_array().unwrap() {
+        let name = table["name"].as_str().unwrap();
+        let want = schema::by_name(name).unwrap();
+        let columns: Vec<(String, String, bool)> = table["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["type"].as_str().unwrap().to_owned(),
+                    c["nullable"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String, bool)> = want
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
+            .collect();
+        assert_eq!(columns, expected, "{name}");
+        assert_eq!(
+            table["timeColumn"].as_str(),
+            schema::time_column(name),
+            "{name}"
+        );
+    }
+    // A few columns, spelled out: the ground truth is the agents' schema, not this test.
+    let calls = &body["tables"][1]["columns"];
+    assert_eq!(
+        calls[0],
+        json!({"name": "ts", "type": "Timestamp(ns, \"UTC\")", "nullable": false})
+    );
+    assert_eq!(body["tables"][3]["timeColumn"], "end_ts");
+    assert_eq!(body["functions"][0]["name"], "dns_domains");
+    assert_eq!(body["macros"][0], "$__timeFilter(col)");
+
+    let (code, body) = host.call_resource(&["127.0.0.1:1"], "tables").await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        body,
+        json!({"error": "no resource \"tables\" (this datasource serves: schema)"})
+    );
+}

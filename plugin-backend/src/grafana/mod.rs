@@ -8,6 +8,7 @@
 
 pub mod frames;
 pub mod query;
+pub mod resource;
 pub mod service_map;
 pub mod trace;
 
@@ -294,5 +295,20 @@ impl backend::DiagnosticsService for KindlingPlugin {
         _request: backend::CollectMetricsRequest<Self>,
     ) -> Result<backend::CollectMetricsResponse, Self::CollectMetricsError> {
         Ok(backend::CollectMetricsResponse::new(None))
+    }
+}
+
+#[backend::async_trait]
+impl backend::ResourceService for KindlingPlugin {
+    type Error = resource::ResourceError;
+    type InitialResponse = serde_json::Value;
+    type Stream = backend::BoxResourceStream<Self::Error>;
+
+    async fn call_resource(
+        &self,
+        request: backend::CallResourceRequest<Self>,
+    ) -> Result<(Self::InitialResponse, Self::Stream), Self::Error> {
+        let body = resource::answer(request.request.uri().path())?;
+        Ok((body, Box::pin(futures::stream::empty())))
     }
 }

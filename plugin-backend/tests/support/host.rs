@@ -12,6 +12,7 @@ use std::{
 use datafusion::arrow::{ipc::reader::FileReader, record_batch::RecordBatch};
 use grafana_plugin_sdk::pluginv2::{
     self, data_client::DataClient, diagnostics_client::DiagnosticsClient,
+    resource_client::ResourceClient,
 };
 
 /// Fails the test unless it runs as root (the agent loads eBPF programs).
@@ -362,6 +363,26 @@ impl GrafanaHost {
             .unwrap()
             .into_inner()
             .responses
+    }
+
+    /// CallResource `GET path` of a datasource with `agents`: (HTTP status, body as JSON).
+    pub async fn call_resource(&self, agents: &[&str], path: &str) -> (i32, serde_json::Value) {
+        let mut client = ResourceClient::connect(self.endpoint.clone())
+            .await
+            .unwrap();
+        let mut stream = client
+            .call_resource(pluginv2::CallResourceRequest {
+                plugin_context: Some(Self::context(&Datasource::agents(agents))),
+                path: path.into(),
+                method: "GET".into(),
+                url: format!("/api/datasources/uid/kindling/resources/{path}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().expect("a response");
+        (first.code, serde_json::from_slice(&first.body).unwrap())
     }
 
     /// CheckHealth for a datasource with `agents`.
