@@ -3,6 +3,7 @@ import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
 import { Observable } from 'rxjs';
 import { map } from 'rxjs/operators';
 
+import { Schema } from './completion';
 import { postProcessFrame } from './frames';
 import { DEFAULT_QUERY, interpolateQuery, isRunnable } from './query';
 import { KindlingOptions, KindlingQuery } from './types';
@@ -26,6 +27,18 @@ export class DataSource extends DataSourceWithBackend<KindlingQuery, KindlingOpt
 
   applyTemplateVariables(query: KindlingQuery, scopedVars: ScopedVars): KindlingQuery {
     return interpolateQuery(query, scopedVars, getTemplateSrv());
+  }
+
+  private schema?: Promise<Schema>;
+
+  /** The tables and columns the agents serve (the backend's `schema` resource), fetched once. */
+  getSchema(): Promise<Schema> {
+    if (!this.schema) {
+      this.schema = this.getResource<Schema>('schema');
+      // A failed fetch is retried next time instead of being remembered.
+      this.schema.catch(() => (this.schema = undefined));
+    }
+    return this.schema;
   }
 
   /** The backend's frames, with what only the browser can add (see ./frames). */

@@ -123,3 +123,49 @@ describe('QueryEditor builders', () => {
     expect(screen.getByRole('textbox', { name: 'SQL' })).toHaveValue(last.rawSql);
   });
 });
+
+describe('QueryEditor completion', () => {
+  it('completes columns of the schema at the cursor', async () => {
+    const schema = {
+      tables: [
+        {
+          name: 'calls',
+          timeColumn: 'ts',
+          columns: [
+            { name: 'resource', type: 'Utf8', nullable: false },
+            { name: 'role', type: 'Utf8', nullable: false },
+          ],
+        },
+      ],
+      functions: [],
+      macros: [],
+    };
+    const datasource = { getSchema: jest.fn(() => Promise.resolve(schema)) } as unknown as DataSource;
+    const changes: KindlingQuery[] = [];
+    function WithSchema() {
+      const [query, setQuery] = useState(initial);
+      return (
+        <QueryEditor
+          datasource={datasource}
+          query={query}
+          onChange={(next) => {
+            changes.push(next);
+            setQuery(next);
+          }}
+          onRunQuery={jest.fn()}
+        />
+      );
+    }
+    render(<WithSchema />);
+    const sql = screen.getByRole('textbox', { name: 'SQL' });
+    await userEvent.clear(sql);
+    await userEvent.type(sql, 'SELECT re');
+
+    expect(await screen.findByRole('button', { name: 'resource' })).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'role' })).toBeNull();
+    await userEvent.click(screen.getByRole('button', { name: 'resource' }));
+
+    expect(changes[changes.length - 1].rawSql).toBe('SELECT resource');
+    expect(datasource.getSchema).toHaveBeenCalledTimes(1);
+  });
+});

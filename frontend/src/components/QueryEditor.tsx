@@ -1,8 +1,9 @@
-import React from 'react';
+import React, { useEffect, useState } from 'react';
 import { QueryEditorProps } from '@grafana/data';
 import { Button, InlineField, InlineFieldRow, Input, RadioButtonGroup, TextArea } from '@grafana/ui';
 
 import { BUILDER_VIEWS, isBuilder, withBuilderSql } from '../builders';
+import { completions, Schema } from '../completion';
 import type { DataSource } from '../datasource';
 import { FORMAT_OPTIONS, QUERY_TYPE_OPTIONS } from '../query';
 import { KindlingOptions, KindlingQuery, QueryFormat, QueryType } from '../types';
@@ -36,7 +37,30 @@ function BuilderField(props: {
  * The query type, then its fields: SQL text and result format, the service map's filters, or the
  * call a trace is of. Text runs the query when it loses focus; the radio groups run it at once.
  */
-export function QueryEditor({ query, onChange, onRunQuery }: Props) {
+export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) {
+  // Completion of tables and columns from the backend's schema, for the word at the cursor.
+  const [schema, setSchema] = useState<Schema>();
+  const [cursor, setCursor] = useState<number>();
+  useEffect(() => {
+    let live = true;
+    datasource.getSchema?.().then(
+      (s) => live && setSchema(s),
+      () => undefined
+    );
+    return () => {
+      live = false;
+    };
+  }, [datasource]);
+  const sql = query.rawSql ?? '';
+  const suggested = schema && cursor !== undefined ? completions(schema, sql, cursor) : undefined;
+  const complete = (text: string) => {
+    if (!suggested || cursor === undefined) {
+      return;
+    }
+    onChange({ ...query, rawSql: sql.slice(0, suggested.from) + text + sql.slice(cursor) });
+    setCursor(suggested.from + text.length);
+  };
+
   // Radio groups, not Selects: @grafana/ui deprecates Select in favour of Combobox, which
   // Grafana 10.4 (our oldest supported version) does not have.
   const onFormatChange = (format: QueryFormat) => {
@@ -72,9 +96,31 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
             style={{ fontFamily: 'monospace' }}
             value={query.rawSql ?? ''}
             placeholder="SELECT * FROM flows ORDER BY end_ts DESC LIMIT 100"
-            onChange={(event) => onChange({ ...query, rawSql: event.currentTarget.value })}
+            onChange={(event) => {
+              setCursor(event.currentTarget.selectionStart ?? undefined);
+              onChange({ ...query, rawSql: event.currentTarget.value });
+            }}
+            onSelect={(event) => setCursor(event.currentTarget.selectionStart ?? undefined)}
             onBlur={onRunQuery}
           />
+          {suggested && suggested.items.length > 0 && (
+            <div aria-label="Completions">
+              {suggested.items.map((item) => (
+                <Button
+                  key={item.text}
+                  variant="secondary"
+                  size="sm"
+                  fill="text"
+                  tooltip={item.detail}
+                  // Keep the focus (and the cursor) in the SQL field.
+                  onMouseDown={(event) => event.preventDefault()}
+                  onClick={() => complete(item.text)}
+                >
+                  {item.text}
+                </Button>
+              ))}
+            </div>
+          )}
           <InlineFieldRow>
             <InlineField label="Format" labelWidth={12}>
               <RadioButtonGroup<QueryFormat>
