@@ -23,7 +23,7 @@ APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config build-essential
   curl iproute2 procps python3 ca-certificates bpftool
   redis-server redis-tools mariadb-server mariadb-client postgresql postgresql-client
-  dnsmasq-base bind9-dnsutils wrk nftables openssl
+  dnsmasq-base bind9-dnsutils wrk nftables openssl chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -6,7 +6,8 @@
 # Rust: unit tests, the store and SQL (.slt) tests, and the end-to-end tests that load the eBPF
 # programs, drive real TCP traffic and query it through the `kindling` CLI and through Grafana
 # host emulation (gpx_kindling spoken to over the plugin protocol). Frontend: typecheck, Jest,
-# build. Ends with one line counting every test: "tests: N passed, M failed".
+# build, and the editors in Debian's Chromium (frontend/harness). Ends with one line counting
+# every test: "tests: N passed, M failed".
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -31,6 +32,10 @@ js_status=0
 (cd frontend && npm run --silent typecheck && npm test --silent -- --ci 2>&1) | tee "$LOGS/jest.txt" || js_status=$?
 (cd frontend && npm run --silent build) && bash scripts/package-plugin.sh --debug
 
+echo "== browser (Debian's Chromium driving the editors on the harness page)"
+browser_status=0
+(cd frontend && node harness/browser.test.mjs) || browser_status=$?
+
 # (grep finds nothing when a runner printed no such count: that is a zero, not a failure.)
 count() { grep -oE "$1" "$2" | awk "{s+=\$$3} END {print s+0}" || true; }
 passed=$(count 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGS/cargo.txt" 4)
@@ -38,5 +43,7 @@ failed=$(count '[0-9]+ failed;' "$LOGS/cargo.txt" 1)
 grep -E '^Tests:' "$LOGS/jest.txt" | tail -1 >"$LOGS/jest-line.txt" || true
 js_passed=$(count '[0-9]+ passed' "$LOGS/jest-line.txt" 1)
 js_failed=$(count '[0-9]+ failed' "$LOGS/jest-line.txt" 1)
-echo "tests: $((passed + ${js_passed:-0})) passed, $((failed + ${js_failed:-0})) failed"
-[[ $rust_status -eq 0 && $js_status -eq 0 ]]
+browser_passed=$((browser_status == 0 ? 1 : 0))
+browser_failed=$((browser_status == 0 ? 0 : 1))
+echo "tests: $((passed + ${js_passed:-0} + browser_passed)) passed, $((failed + ${js_failed:-0} + browser_failed)) failed"
+[[ $rust_status -eq 0 && $js_status -eq 0 && $browser_status -eq 0 ]]
