@@ -51,6 +51,12 @@ try {
   await sql.pressSequentially('SELECT re');
   await page.getByRole('button', { name: 'resource' }).click();
   assert.equal((await json('query')).rawSql, 'SELECT resource');
+  // Highlighted: the keyword is drawn in another colour than the column name, under the field.
+  const drawn = await page
+    .locator('#query-editor pre span')
+    .evaluateAll((spans) => spans.map((s) => [s.textContent, getComputedStyle(s).color]));
+  assert.deepEqual(drawn.map(([text]) => text), ['SELECT', ' resource']);
+  assert.notEqual(drawn[0][1], drawn[1][1]);
   await page.locator('#query-editor').screenshot({ path: join(shots, 'sql.png') });
 
   // A builder: its view's SQL is generated, shown and saved; Edit as SQL hands it over.

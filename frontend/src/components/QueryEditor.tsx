@@ -7,6 +7,7 @@ import { completions, Schema } from '../completion';
 import type { DataSource } from '../datasource';
 import { FORMAT_OPTIONS, QUERY_TYPE_OPTIONS } from '../query';
 import { KindlingOptions, KindlingQuery, QueryFormat, QueryType } from '../types';
+import { SqlField } from './SqlField';
 
 type Props = QueryEditorProps<DataSource, KindlingQuery, KindlingOptions>;
 
@@ -89,18 +90,14 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
       </InlineFieldRow>
       {queryType === 'sql' && (
         <>
-          <TextArea
-            aria-label="SQL"
-            rows={6}
-            spellCheck={false}
-            style={{ fontFamily: 'monospace' }}
-            value={query.rawSql ?? ''}
+          <SqlField
+            value={sql}
             placeholder="SELECT * FROM flows ORDER BY end_ts DESC LIMIT 100"
-            onChange={(event) => {
-              setCursor(event.currentTarget.selectionStart ?? undefined);
-              onChange({ ...query, rawSql: event.currentTarget.value });
+            onChange={(rawSql, at) => {
+              setCursor(at);
+              onChange({ ...query, rawSql });
             }}
-            onSelect={(event) => setCursor(event.currentTarget.selectionStart ?? undefined)}
+            onCursor={setCursor}
             onBlur={onRunQuery}
           />
           {suggested && suggested.items.length > 0 && (
