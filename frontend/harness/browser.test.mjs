@@ -43,6 +43,8 @@ try {
     (await page.getByRole('alert').textContent()).trim(),
     'Port must be a number from 1 to 65535, got "99999"'
   );
+  await page.getByRole('textbox', { name: 'Server name' }).fill('agents.kindling');
+  assert.equal((await json('options')).tlsServerName, 'agents.kindling');
   await page.locator('#config').screenshot({ path: join(shots, 'config.png') });
 
   // SQL with completion from the schema.

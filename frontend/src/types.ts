@@ -41,10 +41,14 @@ export interface KindlingOptions extends DataSourceJsonData {
   agentTimeoutSeconds?: number;
   /** Most agents queried at once (default 32). */
   fanout?: number;
+  /** With TLS: the name the agents' certificates must carry (default: each agent's host). */
+  tlsServerName?: string;
 }
 
 /** Datasource secrets (`secureJsonData`): write-only from the browser. */
 export interface KindlingSecureOptions {
   /** The agents' bearer token (`kindling-agent --token-file`). */
   token?: string;
+  /** PEM of the CA that signed the agents' TLS certificates; set, the plugin connects with TLS. */
+  tlsCACert?: string;
 }

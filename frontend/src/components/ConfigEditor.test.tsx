@@ -131,3 +131,28 @@ describe('ConfigEditor', () => {
     expect(changes[changes.length - 1]).toEqual({ agents: ['a:1'], agentTimeoutSeconds: undefined, fanout: 8 });
   });
 });
+
+describe('ConfigEditor TLS', () => {
+  it('stores the CA encrypted and the server name in jsonData, and resets a configured CA', async () => {
+    const full: Settings[] = [];
+    render(<Harness initial={settings(['agents.example:50051'])} changes={[]} full={full} />);
+    await userEvent.type(screen.getByLabelText('CA certificate'), 'PEM');
+    await userEvent.type(screen.getByLabelText('Server name'), 'agents.kindling');
+    const last = full[full.length - 1];
+    expect(last.secureJsonData).toEqual({ tlsCACert: 'PEM' });
+    expect(last.jsonData).toEqual({ agents: ['agents.example:50051'], tlsServerName: 'agents.kindling' });
+
+    await userEvent.clear(screen.getByLabelText('Server name'));
+    expect(full[full.length - 1].jsonData).toEqual({ agents: ['agents.example:50051'], tlsServerName: undefined });
+  });
+
+  it('resets a CA that was saved before', async () => {
+    const full: Settings[] = [];
+    const saved = { ...settings(['a:1']), secureJsonFields: { tlsCACert: true } } as unknown as Settings;
+    render(<Harness initial={saved} changes={[]} full={full} />);
+    const resets = screen.getAllByRole('button', { name: 'Reset' });
+    await userEvent.click(resets[resets.length - 1]);
+    expect(full[0].secureJsonFields).toEqual({ tlsCACert: false });
+    expect(full[0].secureJsonData).toEqual({ tlsCACert: '' });
+  });
+});

@@ -1,6 +1,6 @@
 import React, { useState } from 'react';
 import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
-import { Button, FieldSet, IconButton, InlineField, InlineFieldRow, Input, SecretInput } from '@grafana/ui';
+import { Button, FieldSet, IconButton, InlineField, InlineFieldRow, Input, SecretInput, SecretTextArea } from '@grafana/ui';
 
 import { agentListErrors } from '../agentAddress';
 import { KindlingOptions, KindlingSecureOptions } from '../types';
@@ -18,7 +18,8 @@ export function positiveNumber(text: string): number | undefined | 'invalid' {
 
 /**
  * Edits the agents (`jsonData.agents`, one HOST:PORT per row), their bearer token
- * (`secureJsonData.token`) and the fan-out bounds (`jsonData.agentTimeoutSeconds`, `fanout`).
+ * (`secureJsonData.token`), the fan-out bounds (`jsonData.agentTimeoutSeconds`, `fanout`) and
+ * TLS (`secureJsonData.tlsCACert`, `jsonData.tlsServerName`).
  */
 export function ConfigEditor({ options, onOptionsChange }: Props) {
   const agents = options.jsonData.agents ?? [];
@@ -64,6 +65,21 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
       secureJsonFields: { ...options.secureJsonFields, token: false },
       secureJsonData: { ...options.secureJsonData, token: '' },
     });
+  };
+  const caConfigured = options.secureJsonFields?.tlsCACert === true;
+  const setCa = (tlsCACert: string) => {
+    onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, tlsCACert } });
+  };
+  const resetCa = () => {
+    onOptionsChange({
+      ...options,
+      secureJsonFields: { ...options.secureJsonFields, tlsCACert: false },
+      secureJsonData: { ...options.secureJsonData, tlsCACert: '' },
+    });
+  };
+  const setServerName = (name: string) => {
+    const tlsServerName = name.trim() === '' ? undefined : name.trim();
+    onOptionsChange({ ...options, jsonData: { ...options.jsonData, tlsServerName } });
   };
 
   return (
@@ -147,6 +163,40 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           </InlineField>
         );
       })}
+    </FieldSet>
+    <FieldSet label="TLS">
+      <InlineField
+        label="CA certificate"
+        labelWidth={20}
+        tooltip="PEM of the CA that signed the agents' certificates (kindling-agent --tls-cert). Set, the plugin connects with TLS. Stored encrypted."
+        htmlFor="kindling-tls-ca"
+      >
+        <SecretTextArea
+          id="kindling-tls-ca"
+          aria-label="CA certificate"
+          cols={60}
+          rows={4}
+          isConfigured={caConfigured}
+          value={options.secureJsonData?.tlsCACert ?? ''}
+          placeholder="-----BEGIN CERTIFICATE-----"
+          onReset={resetCa}
+          onChange={(event) => setCa(event.currentTarget.value)}
+        />
+      </InlineField>
+      <InlineField
+        label="Server name"
+        labelWidth={20}
+        tooltip="The name the agents' certificates carry, when it is not the host of each agent address."
+        htmlFor="kindling-tls-server-name"
+      >
+        <Input
+          id="kindling-tls-server-name"
+          width={40}
+          value={options.jsonData.tlsServerName ?? ''}
+          placeholder="each agent's host"
+          onChange={(event) => setServerName(event.currentTarget.value)}
+        />
+      </InlineField>
     </FieldSet>
     </>
   );
