@@ -81,6 +81,28 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
   const field = (key: 'node' | 'protocol' | 'ts' | 'connId') => (value: string) =>
     onChange(withBuilderSql({ ...query, [key]: value }));
 
+  // The filters the builders and the service map share.
+  const nodeFilter = (
+    <BuilderField
+      label="Node"
+      value={query.node}
+      placeholder="all nodes"
+      tooltip="Only rows of this agent node (a $variable: empty means all)"
+      onChange={field('node')}
+      onBlur={onRunQuery}
+    />
+  );
+  const protocolFilter = (
+    <BuilderField
+      label="Protocol"
+      value={query.protocol}
+      placeholder="all protocols"
+      tooltip="http, dns, mysql, redis or postgresql (service map: also tcp, for connections without parsed calls)"
+      onChange={field('protocol')}
+      onBlur={onRunQuery}
+    />
+  );
+
   return (
     <>
       <InlineFieldRow>
@@ -141,24 +163,8 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
             </InlineField>
           </InlineFieldRow>
           <InlineFieldRow>
-            <BuilderField
-              label="Node"
-              value={query.node}
-              placeholder="all nodes"
-              tooltip="Only rows of this agent node (a $variable: empty means all)"
-              onChange={field('node')}
-              onBlur={onRunQuery}
-            />
-            {queryType === 'calls' && (
-              <BuilderField
-                label="Protocol"
-                value={query.protocol}
-                placeholder="all protocols"
-                tooltip="http, dns, mysql, redis or postgresql"
-                onChange={field('protocol')}
-                onBlur={onRunQuery}
-              />
-            )}
+            {nodeFilter}
+            {queryType === 'calls' && protocolFilter}
           </InlineFieldRow>
           <TextArea
             aria-label="Generated SQL"
@@ -174,22 +180,8 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
       )}
       {queryType === 'service_map' && (
         <InlineFieldRow>
-          <BuilderField
-            label="Node"
-            value={query.node}
-            placeholder="all nodes"
-            tooltip="Only calls recorded by this agent node"
-            onChange={field('node')}
-            onBlur={onRunQuery}
-          />
-          <BuilderField
-            label="Protocol"
-            value={query.protocol}
-            placeholder="all protocols"
-            tooltip="http, dns, mysql, redis or postgresql"
-            onChange={field('protocol')}
-            onBlur={onRunQuery}
-          />
+          {nodeFilter}
+          {protocolFilter}
         </InlineFieldRow>
       )}
       {queryType === 'trace' && (
