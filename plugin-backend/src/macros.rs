@@ -30,9 +30,15 @@ pub struct MacroContext {
 const MACROS: &str = "$__timeFilter(col), $__timeFrom(), $__timeTo(), $__interval, \
                       $__interval_ms, $__timeGroup(col, interval), $__timeGroupAlias(col, interval)";
 
-fn timestamp(ns: i64) -> String {
+/// A SQL timestamp literal for `ns` nanoseconds since the epoch (UTC, nanosecond precision).
+pub fn timestamp(ns: i64) -> String {
     let t = DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Nanos, true);
     format!("TIMESTAMP '{t}'")
+}
+
+/// A SQL string literal holding `s` (single quotes doubled).
+pub fn string_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Milliseconds of a Grafana duration (`500ms`, `30s`, `5m`, `1h`, `1d`, `1w`), quoted or not.

@@ -73,6 +73,32 @@ pub fn to_field(name: &str, a: &ArrayRef) -> Field {
     }
 }
 
+/// Column `name` of `batch` cast to `to`; errors name the query type (`what`) and the column.
+pub(super) fn column_as(
+    batch: &RecordBatch,
+    name: &str,
+    to: &DataType,
+    what: &str,
+) -> Result<ArrayRef, FrameError> {
+    let a = batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("{what}: no column {name}"))?;
+    cast(a, to).map_err(|e| format!("{what}: {name}: {e}"))
+}
+
+/// Column `name` of `batch` as strings, nulls empty.
+pub(super) fn column_texts(
+    batch: &RecordBatch,
+    name: &str,
+    what: &str,
+) -> Result<Vec<String>, FrameError> {
+    let a = column_as(batch, name, &DataType::Utf8, what)?;
+    Ok(a.as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap_or("").to_owned())
+        .collect())
+}
+
 /// Any column as text (strings as they are; other types as Arrow displays them).
 fn text_field(name: &str, a: &ArrayRef) -> Field {
     text_values(a).into_opt_field(name)

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use datafusion::arrow::{
     array::AsArray,
-    compute::{cast, concat_batches},
+    compute::concat_batches,
     datatypes::{DataType, Float64Type, UInt64Type},
 };
 use grafana_plugin_sdk::{
@@ -23,7 +23,8 @@ use grafana_plugin_sdk::{
 };
 use serde::Deserialize;
 
-use crate::QueryOutput;
+use super::frames::{column_as, column_texts};
+use crate::{QueryOutput, macros::string_literal as literal};
 
 /// A query of type `service_map`; every filter is optional (empty: all).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -36,11 +37,6 @@ pub struct ServiceMapQuery {
     /// the connections on which no call was parsed).
     #[serde(default)]
     pub protocol: String,
-}
-
-/// A SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 impl ServiceMapQuery {
@@ -131,24 +127,15 @@ struct Table {
 
 fn table(out: &QueryOutput, text: &[&str], counts: &[&str]) -> Result<Table, String> {
     let batch = concat_batches(&out.schema, &out.batches).map_err(|e| e.to_string())?;
-    let column = |name: &str, to: &DataType| {
-        let a = batch
-            .column_by_name(name)
-            .ok_or_else(|| format!("service map: no column {name}"))?;
-        cast(a, to).map_err(|e| format!("service map: {name}: {e}"))
-    };
+    let column = |name: &str, to: &DataType| column_as(&batch, name, to, "service map");
     let mut t = Table {
         text: BTreeMap::new(),
         counts: BTreeMap::new(),
         p95_ns: Vec::new(),
     };
     for &name in text {
-        let a = column(name, &DataType::Utf8)?;
-        let values = a
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap_or("").to_owned());
-        t.text.insert(name.to_owned(), values.collect());
+        t.text
+            .insert(name.to_owned(), column_texts(&batch, name, "service map")?);
     }
     for &name in counts {
         let a = column(name, &DataType::UInt64)?;

@@ -12,7 +12,7 @@
 
 use datafusion::arrow::{
     array::{Array, AsArray},
-    compute::{cast, concat_batches},
+    compute::concat_batches,
     datatypes::{DataType, Int64Type, UInt64Type},
 };
 use grafana_plugin_sdk::{
@@ -21,7 +21,11 @@ use grafana_plugin_sdk::{
 };
 use serde::Deserialize;
 
-use crate::QueryOutput;
+use super::frames::{column_as, column_texts};
+use crate::{
+    QueryOutput,
+    macros::{string_literal as literal, timestamp},
+};
 
 /// A query of type `trace`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -50,16 +54,6 @@ fn number_or_digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Er
             serde::de::Error::custom(format!("connId must be a connection number, got {t:?}"))
         }),
     }
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn timestamp(ns: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_nanos(ns)
-        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    format!("TIMESTAMP '{t}'")
 }
 
 /// Columns read from `calls` for the call and its downstream calls.
@@ -144,19 +138,8 @@ pub struct CallRow {
 /// The rows of a calls-shaped result.
 pub fn rows(out: &QueryOutput) -> Result<Vec<CallRow>, String> {
     let batch = concat_batches(&out.schema, &out.batches).map_err(|e| e.to_string())?;
-    let col = |name: &str, to: DataType| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| format!("trace: no column {name}"))
-            .and_then(|a| cast(a, &to).map_err(|e| format!("trace: {name}: {e}")))
-    };
-    let text = |name: &str| -> Result<Vec<String>, String> {
-        let a = col(name, DataType::Utf8)?;
-        Ok(a.as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap_or("").to_owned())
-            .collect())
-    };
+    let col = |name: &str, to: DataType| column_as(&batch, name, &to, "trace");
+    let text = |name: &str| column_texts(&batch, name, "trace");
     let unsigned = |name: &str| -> Result<Vec<Option<u64>>, String> {
         if batch.column_by_name(name).is_none() {
             return Ok(vec![None; batch.num_rows()]);
