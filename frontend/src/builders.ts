@@ -11,6 +11,15 @@ export interface BuilderView {
   sql: (node: string, protocol: string) => string;
 }
 
+/**
+ * The columns a list of calls shows: identity, timing parts in ms, and what a Call trace query
+ * needs (node, conn_id, ts_ns). Also used by the drilldown links (frames.ts).
+ */
+export const CALL_COLUMNS =
+  'ts, node, comm, role, protocol, method, resource, status, duration_ns / 1e6 AS duration_ms, ' +
+  'request_sent_ns / 1e6 AS request_sent_ms, waiting_ttfb_ns / 1e6 AS waiting_ms, ' +
+  'content_download_ns / 1e6 AS download_ms, conn_id, CAST(CAST(ts AS BIGINT) AS VARCHAR) AS ts_ns';
+
 const range = (col: string) => `$__timeFilter(${col})`;
 const bucket = (col: string) => `$__timeGroup(${col}, $__interval)`;
 
@@ -58,10 +67,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       label: 'Slowest calls',
       format: 'table',
       sql: (node, protocol) =>
-        'SELECT ts, node, comm, role, protocol, method, resource, status, duration_ns / 1e6 AS duration_ms, ' +
-        'request_sent_ns / 1e6 AS request_sent_ms, waiting_ttfb_ns / 1e6 AS waiting_ms, ' +
-        'content_download_ns / 1e6 AS download_ms, conn_id, CAST(CAST(ts AS BIGINT) AS VARCHAR) AS ts_ns ' +
-        `FROM calls WHERE ${range('ts')} AND ${node} AND ${protocol} ORDER BY duration_ns DESC LIMIT 50`,
+        `SELECT ${CALL_COLUMNS} FROM calls WHERE ${range('ts')} AND ${node} AND ${protocol} ORDER BY duration_ns DESC LIMIT 50`,
     },
   ],
   dns: [

@@ -1,5 +1,6 @@
 import { DataFrame, DataLink, Field, FieldType } from '@grafana/data';
 
+import { CALL_COLUMNS } from './builders';
 import { KindlingQuery } from './types';
 
 /** The datasource that internal (Explore) links query. */
@@ -28,10 +29,6 @@ export function postProcessFrame(frame: DataFrame, target?: LinkTarget): DataFra
 }
 
 const field = (name: string) => '${__data.fields.' + name + '}';
-const CALL_COLUMNS =
-  'ts, node, comm, role, protocol, method, resource, status, duration_ns / 1e6 AS duration_ms, ' +
-  'request_sent_ns / 1e6 AS request_sent_ms, waiting_ttfb_ns / 1e6 AS waiting_ms, ' +
-  'content_download_ns / 1e6 AS download_ms, conn_id, CAST(CAST(ts AS BIGINT) AS VARCHAR) AS ts_ns';
 
 const sqlLink = (title: string, rawSql: string, target: LinkTarget): DataLink<KindlingQuery> => ({
   title,
