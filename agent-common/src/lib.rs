@@ -152,6 +152,9 @@ pub struct TcpEvent {
     pub sk_err: i32,
     /// Drops: the kernel's `enum skb_drop_reason`; resets sent: `enum sk_rst_reason`.
     pub reason: u32,
+    /// cgroup v2 id of the current task (`bpf_get_current_cgroup_id`): meaningful where `pid`
+    /// is, i.e. for events that run in the connection's task (connect, accept, SYN_SENT).
+    pub cgroup_id: u64,
 }
 
 impl TcpEvent {
@@ -182,6 +185,7 @@ impl TcpEvent {
             retransmits: 0,
             sk_err: 0,
             reason: 0,
+            cgroup_id: 0,
         }
     }
 }
@@ -300,6 +304,8 @@ pub struct DataEvent {
     pub comm: [u8; COMM_LEN],
     /// The first `captured` bytes the syscall moved.
     pub payload: [u8; PAYLOAD_MAX],
+    /// cgroup v2 id of the task that made the syscall (`bpf_get_current_cgroup_id`).
+    pub cgroup_id: u64,
 }
 
 /// Byte offsets of the kernel struct fields the programs read, found in the running kernel's
@@ -458,5 +464,5 @@ unsafe impl aya::Pod for DataEvent {}
 // SAFETY: `#[repr(C)]` struct of u64s.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 128);
-const _: () = assert!(core::mem::size_of::<DataEvent>() == 104 + PAYLOAD_MAX);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 136);
+const _: () = assert!(core::mem::size_of::<DataEvent>() == 112 + PAYLOAD_MAX);

@@ -189,6 +189,8 @@ fn emit(fill: impl FnOnce(&mut TcpEvent)) {
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        // SAFETY: plain helper call.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         ..TcpEvent::zeroed()
     };
     let ev = entry.write(ev);
@@ -873,6 +875,7 @@ fn emit_data(p: &PendingIo, buf: u64, len: u64, sockaddr: u64) -> Result<(), i64
         (*ev).ts_exit_ns = bpf_ktime_get_ns();
         (*ev).skaddr = p.sk;
         (*ev).len = len;
+        (*ev).cgroup_id = bpf_get_current_cgroup_id();
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).tid = pid_tgid as u32;
         (*ev).fd = p.fd;

@@ -675,6 +675,7 @@ impl ConnTracker {
                     pid: ev.pid,
                     tid: ev.tid,
                     comm: comm(&ev.comm),
+                    cgroup_id: ev.cgroup_id,
                 };
                 (Role::Client, owner)
             } else if ev.new_state == tcp_state::SYN_RECV || self.listen_ports.contains(&ev.sport) {
@@ -776,6 +777,7 @@ impl ConnTracker {
             pid: ev.pid,
             tid: ev.tid,
             comm: comm(&ev.comm),
+            cgroup_id: ev.cgroup_id,
         };
         let event = match kind {
             TcpEventKind::Connect => TcpEventType::Connect,

@@ -117,6 +117,7 @@ mod tests {
                 pid,
                 tid: pid,
                 comm: "app".into(),
+                cgroup_id: 0,
             },
             client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
             search_expansion: false,

@@ -5,6 +5,7 @@
 //! - [`conntrack`]: joins the kernel's events into connections and emits rows ([`records`]).
 //! - [`sockdiag`]: byte counters of live sockets, for periodic rows of long-lived connections.
 //! - [`sessions`]: socket payloads into L7 calls (`calls`, `dns`), with `kindling_protocols`.
+//! - [`k8s`]: the rows' ends named by pod, workload and Service, from the API server.
 //! - [`pipeline`]: the capture thread that moves events through the tracker into the store.
 //! - [`store`]: time-partitioned Arrow chunks under a memory budget.
 //! - [`query`]: DataFusion over the store, read-only and bounded.
@@ -16,6 +17,7 @@
 pub mod capture;
 pub mod conntrack;
 pub mod dns_search;
+pub mod k8s;
 pub mod pipeline;
 pub mod query;
 pub mod records;

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kindling_agent::{
     capture::{Capture, CaptureOptions},
+    k8s::{self, Kubernetes},
     parse_bytes,
     pipeline::{Pipeline, PipelineConfig, PipelineCounters},
     query::{AgentInfo, LocalQueries, QueryLimits},
@@ -114,6 +115,23 @@ struct Args {
     /// spill of the last clean stop.
     #[arg(long)]
     spill_dir: Option<std::path::PathBuf>,
+    /// Kubeconfig of the cluster whose pods, Services and workloads name the rows' ends
+    /// (`src_pod` ... `dst_service`). In a pod the in-cluster config is used without it;
+    /// elsewhere, without it, the agent runs in host mode (those columns stay empty).
+    #[arg(long, conflicts_with = "no_kubernetes")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Host mode even in a pod: no Kubernetes enrichment.
+    #[arg(long)]
+    no_kubernetes: bool,
+    /// The host's cgroup v2 tree, walked to find which container (and so which pod) a
+    /// process belongs to (default: /sys/fs/cgroup/unified on hybrid hosts, else
+    /// /sys/fs/cgroup; in a DaemonSet, where the host's tree is mounted).
+    #[arg(long)]
+    cgroup_root: Option<std::path::PathBuf>,
+    /// Most Kubernetes objects (pods, Services, endpoints, owners, nodes) held for
+    /// enrichment; more are counted in agent_stats.kubernetes_objects_dropped.
+    #[arg(long, default_value_t = 500_000)]
+    kube_max_objects: usize,
 }
 
 /// `--chunk-compression`.
@@ -204,6 +222,39 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
     ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("query")
+        // Queries yield to capture: under a CPU-bound query the capture thread still drains
+        // the rings in time (e2e_hardening's saturated-agent test).
+        .on_thread_start(|| lower_priority(QUERY_NICE))
+        // Deep expression trees plan recursively (kindling_wire::guard bounds them for 2 MiB).
+        .thread_stack_size(8 << 20)
+        .enable_all()
+        .build()
+        .context("starting the query runtime")?;
+    // Kubernetes metadata is followed on the query runtime (at the queries' lower priority).
+    let kubernetes = if args.no_kubernetes || args.replay.is_some() {
+        None
+    } else {
+        runtime
+            .block_on(k8s::watch::client(args.kubeconfig.as_deref()))?
+            .map(|client| {
+                let k = Arc::new(Kubernetes::new(
+                    &node,
+                    args.cgroup_root
+                        .clone()
+                        .unwrap_or_else(k8s::cgroups::default_root),
+                    args.kube_max_objects,
+                ));
+                let _entered = runtime.enter();
+                k8s::watch::spawn(client, Arc::clone(&k));
+                k
+            })
+    };
+    if kubernetes.is_none() {
+        tracing::info!("Host mode: no Kubernetes enrichment (see --kubeconfig)");
+    }
     let counters = Arc::new(PipelineCounters::default());
     let pipeline = match &args.replay {
         Some(dir) => {
@@ -269,6 +320,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                             && !args.rtt_every_segment)
                             .then(|| Duration::from_millis(args.rtt_sample_ms)),
                         first_conn_id,
+                        kubernetes: kubernetes.clone(),
                     },
                 )
                 .context("starting the capture thread")?,
@@ -280,24 +332,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let queries = LocalQueries::new(
         Arc::clone(&store),
-        Arc::new(AgentInfo::new(&node, counters)),
+        Arc::new(AgentInfo::new(&node, counters).with_kubernetes(kubernetes)),
         QueryLimits {
             memory_bytes: args.query_memory as usize,
             timeout: Duration::from_secs(args.query_timeout),
         },
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("query")
-        // Queries yield to capture: under a CPU-bound query the capture thread still drains
-        // the rings in time (e2e_hardening's saturated-agent test).
-        .on_thread_start(|| lower_priority(QUERY_NICE))
-        // Deep expression trees plan recursively (kindling_wire::guard bounds them for 2 MiB).
-        .thread_stack_size(8 << 20)
-        .enable_all()
-        .build()
-        .context("starting the query runtime")?;
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

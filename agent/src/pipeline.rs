@@ -22,6 +22,7 @@ use crate::{
     capture::{Capture, KernelCounters},
     conntrack::{Clock, ConnTracker, RecordSink, TrackerStats},
     dns_search::DnsSearch,
+    k8s::Kubernetes,
     records::{
         CallRecord, CallsBuilder, DnsBuilder, DnsRecord, FlowRecord, FlowsBuilder, TcpEventRecord,
         TcpEventsBuilder,
@@ -56,6 +57,8 @@ pub struct PipelineConfig {
     pub rtt_sample_interval: Option<Duration>,
     /// The first `conn_id` given out (after those of reloaded rows).
     pub first_conn_id: u64,
+    /// Names rows' ends by pod and Service (None: host mode).
+    pub kubernetes: Option<Arc<Kubernetes>>,
 }
 
 /// Longest sleep between two drains of the rings (the data programs do not wake the thread
@@ -147,6 +150,7 @@ pub struct Batcher {
     calls: CallsBuilder,
     dns: DnsBuilder,
     dns_search: DnsSearch,
+    kubernetes: Option<Arc<Kubernetes>>,
 }
 
 /// Most NXDOMAIN rows held back at once by [`DnsSearch`].
@@ -167,13 +171,21 @@ impl Batcher {
             calls: CallsBuilder::new(node),
             dns: DnsBuilder::new(node),
             dns_search: DnsSearch::new(window.as_nanos() as i64, DNS_HELD_MAX),
+            kubernetes: None,
         }
+    }
+
+    /// Names every row's ends from `kubernetes`.
+    pub fn with_kubernetes(mut self, kubernetes: Option<Arc<Kubernetes>>) -> Self {
+        self.kubernetes = kubernetes;
+        self
     }
 
     /// Releases NXDOMAIN rows held since before `now_ns` minus the window (all with `all`).
     pub fn expire_dns(&mut self, now_ns: i64, all: bool) {
-        let dns = &mut self.dns;
-        self.dns_search.expire(now_ns, all, &mut |r| dns.append(&r));
+        let (dns, k8s) = (&mut self.dns, self.kubernetes.as_deref());
+        self.dns_search
+            .expire(now_ns, all, &mut |r| append_dns(dns, k8s, &r));
     }
 
     /// Rows waiting.
@@ -210,24 +222,51 @@ impl Batcher {
     }
 }
 
+fn append_dns(dns: &mut DnsBuilder, k8s: Option<&Kubernetes>, r: &DnsRecord) {
+    match k8s {
+        Some(k) => dns.append_with(r, &k.resolve_dns(r)),
+        None => dns.append(r),
+    }
+}
+
 impl CallSink for Batcher {
-    fn call(&mut self, record: CallRecord) {
-        self.calls.append(&record);
+    fn call(&mut self, r: CallRecord) {
+        match &self.kubernetes {
+            Some(k) => {
+                let ends = k.resolve(&r.owner, r.role, &r.endpoints, r.ts_ns);
+                self.calls.append_with(&r, &ends);
+            }
+            None => self.calls.append(&r),
+        }
     }
 
     fn dns(&mut self, record: DnsRecord) {
-        let dns = &mut self.dns;
-        self.dns_search.on_record(record, &mut |r| dns.append(&r));
+        let (dns, k8s) = (&mut self.dns, self.kubernetes.as_deref());
+        self.dns_search
+            .on_record(record, &mut |r| append_dns(dns, k8s, &r));
     }
 }
 
 impl RecordSink for Batcher {
-    fn tcp_event(&mut self, record: TcpEventRecord) {
-        self.tcp_events.append(&record);
+    fn tcp_event(&mut self, r: TcpEventRecord) {
+        match &self.kubernetes {
+            Some(k) => {
+                let ends = k.resolve(&r.owner, r.role, &r.endpoints, r.ts_ns);
+                self.tcp_events.append_with(&r, &ends);
+            }
+            None => self.tcp_events.append(&r),
+        }
     }
 
-    fn flow(&mut self, record: FlowRecord) {
-        self.flows.append(&record);
+    fn flow(&mut self, r: FlowRecord) {
+        match &self.kubernetes {
+            Some(k) => {
+                // A connection's ends at its start: a pod deleted since keeps its row.
+                let ends = k.resolve(&r.owner, r.role, &r.endpoints, r.start_ts_ns);
+                self.flows.append_with(&r, &ends);
+            }
+            None => self.flows.append(&r),
+        }
     }
 }
 
@@ -301,7 +340,8 @@ fn run(
     let mut last_sweep = Instant::now();
     let mut data_batch: Vec<DataEvent> = Vec::with_capacity(DATA_BATCH);
     let mut order: Vec<(u64, usize)> = Vec::with_capacity(DATA_BATCH);
-    let mut batcher = Batcher::with_dns_search(&config.node, config.dns_search_window);
+    let mut batcher = Batcher::with_dns_search(&config.node, config.dns_search_window)
+        .with_kubernetes(config.kubernetes.clone());
     let mut last_flush = Instant::now();
     let mut last_open_report = Instant::now();
     let mut last_rtt_sample = Instant::now();

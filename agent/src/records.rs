@@ -1,7 +1,10 @@
 //! Typed rows of the agent's tables and the Arrow builders that turn them into batches of
 //! exactly the schemas in `kindling_wire::schema`.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::IpAddr,
+    sync::{Arc, LazyLock},
+};
 
 use datafusion::arrow::{
     array::{
@@ -97,6 +100,94 @@ pub struct Owner {
     pub tid: u32,
     /// Command name.
     pub comm: String,
+    /// cgroup v2 id of the process (0 when not known): the key to its container and pod.
+    pub cgroup_id: u64,
+}
+
+/// The Kubernetes identity of one end of a row; "" where it is not known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndMeta {
+    /// Pod name.
+    pub pod: Arc<str>,
+    /// The pod's (or the dialled Service's) namespace.
+    pub namespace: Arc<str>,
+    /// The pod's workload: its top owner (Deployment, StatefulSet, ...), or the pod itself.
+    pub workload: Arc<str>,
+    /// Kind of `workload`.
+    pub workload_kind: Arc<str>,
+    /// The Service dialled, or a Service whose endpoints hold the pod.
+    pub service: Arc<str>,
+}
+
+static EMPTY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+static NO_ENDS: LazyLock<Ends> = LazyLock::new(Ends::default);
+
+impl Default for EndMeta {
+    fn default() -> Self {
+        let empty = || Arc::clone(&EMPTY);
+        Self {
+            pod: empty(),
+            namespace: empty(),
+            workload: empty(),
+            workload_kind: empty(),
+            service: empty(),
+        }
+    }
+}
+
+impl EndMeta {
+    /// Whether nothing is known about this end.
+    pub fn is_empty(&self) -> bool {
+        self.pod.is_empty() && self.workload.is_empty() && self.service.is_empty()
+    }
+}
+
+/// The Kubernetes identity of a row's client (`src`) and server (`dst`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ends {
+    /// The client end.
+    pub src: EndMeta,
+    /// The server end.
+    pub dst: EndMeta,
+}
+
+impl Ends {
+    /// Both ends unknown (host mode), without allocating.
+    pub fn none() -> &'static Ends {
+        &NO_ENDS
+    }
+}
+
+/// The `src_pod` ... `dst_service` columns.
+#[derive(Debug, Default)]
+struct KubernetesBuilder {
+    columns: [StringBuilder; 10],
+}
+
+impl KubernetesBuilder {
+    fn append(&mut self, e: &Ends) {
+        let values = [
+            &e.src.pod,
+            &e.src.namespace,
+            &e.src.workload,
+            &e.src.workload_kind,
+            &e.src.service,
+            &e.dst.pod,
+            &e.dst.namespace,
+            &e.dst.workload,
+            &e.dst.workload_kind,
+            &e.dst.service,
+        ];
+        for (b, v) in self.columns.iter_mut().zip(values) {
+            b.append_value(&**v);
+        }
+    }
+
+    fn finish(&mut self) -> impl Iterator<Item = ArrayRef> + '_ {
+        self.columns
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+    }
 }
 
 /// One row of `tcp_events`.
@@ -297,6 +388,7 @@ pub struct CallsBuilder {
     trace_id: StringBuilder,
     request_payload: StringBuilder,
     response_payload: StringBuilder,
+    k8s: KubernetesBuilder,
     len: usize,
 }
 
@@ -327,6 +419,7 @@ impl CallsBuilder {
             trace_id: StringBuilder::new(),
             request_payload: StringBuilder::new(),
             response_payload: StringBuilder::new(),
+            k8s: KubernetesBuilder::default(),
             len: 0,
         }
     }
@@ -341,8 +434,14 @@ impl CallsBuilder {
         self.len == 0
     }
 
-    /// Appends one row.
+    /// Appends one row without Kubernetes metadata.
     pub fn append(&mut self, r: &CallRecord) {
+        self.append_with(r, Ends::none());
+    }
+
+    /// Appends one row with the Kubernetes identity of its ends.
+    pub fn append_with(&mut self, r: &CallRecord, ends: &Ends) {
+        self.k8s.append(ends);
         self.ts.append_value(r.ts_ns);
         self.protocol.append_value(r.protocol);
         self.role.append_value(r.role.as_str());
@@ -375,37 +474,36 @@ impl CallsBuilder {
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let len = std::mem::take(&mut self.len);
         let [src_ip, src_port, dst_ip, dst_port] = self.ends.finish();
-        RecordBatch::try_new(
-            schema::calls(),
-            vec![
-                Arc::new(self.ts.finish()),
-                Arc::new(self.protocol.finish()),
-                Arc::new(self.role.finish()),
-                Arc::new(self.method.finish()),
-                Arc::new(self.resource.finish()),
-                Arc::new(self.status.finish()),
-                Arc::new(self.is_error.finish()),
-                Arc::new(self.error_message.finish()),
-                Arc::new(self.duration_ns.finish()),
-                Arc::new(self.request_sent_ns.finish()),
-                Arc::new(self.waiting_ttfb_ns.finish()),
-                Arc::new(self.content_download_ns.finish()),
-                Arc::new(self.request_bytes.finish()),
-                Arc::new(self.response_bytes.finish()),
-                src_ip,
-                src_port,
-                dst_ip,
-                dst_port,
-                Arc::new(self.pid.finish()),
-                Arc::new(self.tid.finish()),
-                Arc::new(self.comm.finish()),
-                Arc::new(self.conn_id.finish()),
-                node_column(&self.node, len),
-                Arc::new(self.trace_id.finish()),
-                Arc::new(self.request_payload.finish()),
-                Arc::new(self.response_payload.finish()),
-            ],
-        )
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.protocol.finish()),
+            Arc::new(self.role.finish()),
+            Arc::new(self.method.finish()),
+            Arc::new(self.resource.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.is_error.finish()),
+            Arc::new(self.error_message.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.request_sent_ns.finish()),
+            Arc::new(self.waiting_ttfb_ns.finish()),
+            Arc::new(self.content_download_ns.finish()),
+            Arc::new(self.request_bytes.finish()),
+            Arc::new(self.response_bytes.finish()),
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.conn_id.finish()),
+            node_column(&self.node, len),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.request_payload.finish()),
+            Arc::new(self.response_payload.finish()),
+        ];
+        columns.extend(self.k8s.finish());
+        RecordBatch::try_new(schema::calls(), columns)
     }
 }
 
@@ -426,6 +524,7 @@ pub struct DnsBuilder {
     client_ip: StringBuilder,
     search_expansion: BooleanBuilder,
     search_misses: UInt32Builder,
+    k8s: KubernetesBuilder,
     len: usize,
 }
 
@@ -447,6 +546,7 @@ impl DnsBuilder {
             client_ip: StringBuilder::new(),
             search_expansion: BooleanBuilder::new(),
             search_misses: UInt32Builder::new(),
+            k8s: KubernetesBuilder::default(),
             len: 0,
         }
     }
@@ -461,8 +561,14 @@ impl DnsBuilder {
         self.len == 0
     }
 
-    /// Appends one row.
+    /// Appends one row without Kubernetes metadata.
     pub fn append(&mut self, r: &DnsRecord) {
+        self.append_with(r, Ends::none());
+    }
+
+    /// Appends one row with the Kubernetes identity of its ends.
+    pub fn append_with(&mut self, r: &DnsRecord, ends: &Ends) {
+        self.k8s.append(ends);
         self.client_ip.append_value(r.client_ip.to_string());
         self.search_expansion.append_value(r.search_expansion);
         self.search_misses.append_value(r.search_misses);
@@ -482,25 +588,24 @@ impl DnsBuilder {
     /// The rows so far as a batch; the builder starts empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let len = std::mem::take(&mut self.len);
-        RecordBatch::try_new(
-            schema::dns(),
-            vec![
-                Arc::new(self.ts.finish()),
-                Arc::new(self.domain.finish()),
-                Arc::new(self.qtype.finish()),
-                Arc::new(self.rcode.finish()),
-                Arc::new(self.latency_ns.finish()),
-                Arc::new(self.answers.finish()),
-                Arc::new(self.server_ip.finish()),
-                Arc::new(self.transport.finish()),
-                Arc::new(self.pid.finish()),
-                Arc::new(self.comm.finish()),
-                node_column(&self.node, len),
-                Arc::new(self.client_ip.finish()),
-                Arc::new(self.search_expansion.finish()),
-                Arc::new(self.search_misses.finish()),
-            ],
-        )
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.domain.finish()),
+            Arc::new(self.qtype.finish()),
+            Arc::new(self.rcode.finish()),
+            Arc::new(self.latency_ns.finish()),
+            Arc::new(self.answers.finish()),
+            Arc::new(self.server_ip.finish()),
+            Arc::new(self.transport.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.comm.finish()),
+            node_column(&self.node, len),
+            Arc::new(self.client_ip.finish()),
+            Arc::new(self.search_expansion.finish()),
+            Arc::new(self.search_misses.finish()),
+        ];
+        columns.extend(self.k8s.finish());
+        RecordBatch::try_new(schema::dns(), columns)
     }
 }
 
@@ -522,6 +627,7 @@ pub struct TcpEventsBuilder {
     reason: StringBuilder,
     srtt_us: UInt32Builder,
     transport: StringBuilder,
+    k8s: KubernetesBuilder,
     len: usize,
 }
 
@@ -584,6 +690,7 @@ impl TcpEventsBuilder {
             reason: StringBuilder::new(),
             srtt_us: UInt32Builder::new(),
             transport: StringBuilder::new(),
+            k8s: KubernetesBuilder::default(),
             len: 0,
         }
     }
@@ -598,8 +705,14 @@ impl TcpEventsBuilder {
         self.len == 0
     }
 
-    /// Appends one row.
+    /// Appends one row without Kubernetes metadata.
     pub fn append(&mut self, r: &TcpEventRecord) {
+        self.append_with(r, Ends::none());
+    }
+
+    /// Appends one row with the Kubernetes identity of its ends.
+    pub fn append_with(&mut self, r: &TcpEventRecord, ends: &Ends) {
+        self.k8s.append(ends);
         self.ts.append_value(r.ts_ns);
         self.event.append_value(r.event.as_str());
         self.conn_id.append_value(r.conn_id);
@@ -621,29 +734,28 @@ impl TcpEventsBuilder {
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let len = std::mem::take(&mut self.len);
         let [src_ip, src_port, dst_ip, dst_port] = self.ends.finish();
-        RecordBatch::try_new(
-            schema::tcp_events(),
-            vec![
-                Arc::new(self.ts.finish()),
-                Arc::new(self.event.finish()),
-                Arc::new(self.conn_id.finish()),
-                Arc::new(self.role.finish()),
-                Arc::new(self.pid.finish()),
-                Arc::new(self.tid.finish()),
-                Arc::new(self.comm.finish()),
-                src_ip,
-                src_port,
-                dst_ip,
-                dst_port,
-                Arc::new(self.old_state.finish()),
-                Arc::new(self.new_state.finish()),
-                Arc::new(self.syscall_ret.finish()),
-                node_column(&self.node, len),
-                Arc::new(self.reason.finish()),
-                Arc::new(self.srtt_us.finish()),
-                Arc::new(self.transport.finish()),
-            ],
-        )
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.event.finish()),
+            Arc::new(self.conn_id.finish()),
+            Arc::new(self.role.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.comm.finish()),
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+            Arc::new(self.old_state.finish()),
+            Arc::new(self.new_state.finish()),
+            Arc::new(self.syscall_ret.finish()),
+            node_column(&self.node, len),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.srtt_us.finish()),
+            Arc::new(self.transport.finish()),
+        ];
+        columns.extend(self.k8s.finish());
+        RecordBatch::try_new(schema::tcp_events(), columns)
     }
 }
 
@@ -669,6 +781,7 @@ pub struct FlowsBuilder {
     resets: UInt32Builder,
     connect_latency_ns: UInt64Builder,
     close_reason: StringBuilder,
+    k8s: KubernetesBuilder,
     len: usize,
 }
 
@@ -695,6 +808,7 @@ impl FlowsBuilder {
             resets: UInt32Builder::new(),
             connect_latency_ns: UInt64Builder::new(),
             close_reason: StringBuilder::new(),
+            k8s: KubernetesBuilder::default(),
             len: 0,
         }
     }
@@ -709,8 +823,14 @@ impl FlowsBuilder {
         self.len == 0
     }
 
-    /// Appends one row.
+    /// Appends one row without Kubernetes metadata.
     pub fn append(&mut self, r: &FlowRecord) {
+        self.append_with(r, Ends::none());
+    }
+
+    /// Appends one row with the Kubernetes identity of its ends.
+    pub fn append_with(&mut self, r: &FlowRecord, ends: &Ends) {
+        self.k8s.append(ends);
         self.start_ts.append_value(r.start_ts_ns);
         self.end_ts.append_value(r.end_ts_ns);
         self.duration_ns
@@ -739,33 +859,32 @@ impl FlowsBuilder {
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let len = std::mem::take(&mut self.len);
         let [src_ip, src_port, dst_ip, dst_port] = self.ends.finish();
-        RecordBatch::try_new(
-            schema::flows(),
-            vec![
-                Arc::new(self.start_ts.finish()),
-                Arc::new(self.end_ts.finish()),
-                Arc::new(self.duration_ns.finish()),
-                Arc::new(self.conn_id.finish()),
-                Arc::new(self.pid.finish()),
-                Arc::new(self.comm.finish()),
-                Arc::new(self.role.finish()),
-                src_ip,
-                src_port,
-                dst_ip,
-                dst_port,
-                Arc::new(self.bytes_sent.finish()),
-                Arc::new(self.bytes_received.finish()),
-                Arc::new(self.status.finish()),
-                node_column(&self.node, len),
-                Arc::new(self.srtt_us.finish()),
-                Arc::new(self.srtt_min_us.finish()),
-                Arc::new(self.srtt_max_us.finish()),
-                Arc::new(self.retransmits.finish()),
-                Arc::new(self.resets.finish()),
-                Arc::new(self.connect_latency_ns.finish()),
-                Arc::new(self.close_reason.finish()),
-            ],
-        )
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.start_ts.finish()),
+            Arc::new(self.end_ts.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.conn_id.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.role.finish()),
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+            Arc::new(self.bytes_sent.finish()),
+            Arc::new(self.bytes_received.finish()),
+            Arc::new(self.status.finish()),
+            node_column(&self.node, len),
+            Arc::new(self.srtt_us.finish()),
+            Arc::new(self.srtt_min_us.finish()),
+            Arc::new(self.srtt_max_us.finish()),
+            Arc::new(self.retransmits.finish()),
+            Arc::new(self.resets.finish()),
+            Arc::new(self.connect_latency_ns.finish()),
+            Arc::new(self.close_reason.finish()),
+        ];
+        columns.extend(self.k8s.finish());
+        RecordBatch::try_new(schema::flows(), columns)
     }
 }
 
@@ -791,6 +910,7 @@ mod tests {
             pid: 42,
             tid: 43,
             comm: "curl".into(),
+            cgroup_id: 0,
         }
     }
 

@@ -328,11 +328,14 @@ impl Sessionizer {
         // The owner changes rarely (a fork inherits the socket): no allocation per event.
         let raw_comm = comm_bytes(&ev.comm);
         let owner = &mut session.owner;
-        if (owner.pid, owner.tid) != (ev.pid, ev.tid) || owner.comm.as_bytes() != raw_comm {
+        if (owner.pid, owner.tid, owner.cgroup_id) != (ev.pid, ev.tid, ev.cgroup_id)
+            || owner.comm.as_bytes() != raw_comm
+        {
             *owner = Owner {
                 pid: ev.pid,
                 tid: ev.tid,
                 comm: String::from_utf8_lossy(raw_comm).into_owned(),
+                cgroup_id: ev.cgroup_id,
             };
         }
         // Detect the protocol from the first bytes each way.

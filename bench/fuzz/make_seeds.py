@@ -159,12 +159,12 @@ T0 = 10_000_000_000  # ns since boot
 
 def tcp_ev(kind, sk, ts, old=0, new=0, sport=0, dport=0, saddr=LO, daddr=LO, family=AF_INET,
            pid=0, tid=0, comm=b"", ret=0, sent=0, received=0, srtt=0, rtt_min=0, rtt_max=0,
-           retrans=0, sk_err=0, reason=0, ip_protocol=0):
-    ev = struct.pack("<QQQQIIiHHHBBBB2s16s16s16sIIIIiI", ts, sk, sent, received, pid, tid, ret,
+           retrans=0, sk_err=0, reason=0, ip_protocol=0, cgroup=0):
+    ev = struct.pack("<QQQQIIiHHHBBBB2s16s16s16sIIIIiIQ", ts, sk, sent, received, pid, tid, ret,
                      sport, dport, family, kind, old, new, ip_protocol, b"\0\0",
                      saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm.ljust(16, b"\0"),
-                     srtt, rtt_min, rtt_max, retrans, sk_err, reason)
-    assert len(ev) == 128
+                     srtt, rtt_min, rtt_max, retrans, sk_err, reason, cgroup)
+    assert len(ev) == 136
     return ev
 
 

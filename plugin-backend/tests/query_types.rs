@@ -59,6 +59,7 @@ fn record(c: &Call, ts_ns: i64) -> CallRecord {
             pid: 7,
             tid: 7,
             comm: c.comm.to_owned(),
+            cgroup_id: 0,
         },
         ..fixture_call(1)
     }
@@ -217,6 +218,7 @@ fn scenario_flows(node: &str, end_ts: i64) -> RecordBatch {
             pid: 9,
             tid: 9,
             comm: comm.to_owned(),
+            cgroup_id: 0,
         },
         endpoints: Endpoints {
             src_ip: ip(FRONTEND),
@@ -469,6 +471,7 @@ fn timed(
             pid: 7,
             tid,
             comm: "api".to_owned(),
+            cgroup_id: 0,
         },
         conn_id,
         ..fixture_call(1)
@@ -552,6 +555,7 @@ async fn trace_shows_the_timing_parts_and_what_the_thread_did_inside_the_call() 
             pid: 7,
             tid: 7,
             comm: "api".to_owned(),
+            cgroup_id: 0,
         },
         ..fixture_dns(1).remove(1)
     };

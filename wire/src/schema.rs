@@ -47,6 +47,28 @@ fn endpoints() -> [Field; 4] {
     ]
 }
 
+/// Kubernetes identity of both ends, last in every captured table: "" where an end is not
+/// known (host mode, an address outside the cluster). `workload_kind` is the owner's kind
+/// (Deployment, StatefulSet, DaemonSet, CronJob, Job, ReplicaSet, Pod for a pod without
+/// owner, Node for a node's own address); `service` the Service dialled (its ClusterIP) or
+/// else a Service whose endpoints hold the pod.
+pub const KUBERNETES_COLUMNS: [&str; 10] = [
+    "src_pod",
+    "src_namespace",
+    "src_workload",
+    "src_workload_kind",
+    "src_service",
+    "dst_pod",
+    "dst_namespace",
+    "dst_workload",
+    "dst_workload_kind",
+    "dst_service",
+];
+
+fn kubernetes() -> impl Iterator<Item = Field> {
+    KUBERNETES_COLUMNS.into_iter().map(text)
+}
+
 static TCP_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         ts("ts"),
@@ -78,6 +100,7 @@ static TCP_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // tcp, or udp for drops of UDP packets.
         text("transport"),
     ]);
+    fields.extend(kubernetes());
     Arc::new(Schema::new(fields))
 });
 
@@ -115,6 +138,7 @@ static FLOWS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // (a connect the process gave up) | error ...; "" for open rows.
         text("close_reason"),
     ]);
+    fields.extend(kubernetes());
     Arc::new(Schema::new(fields))
 });
 
@@ -139,6 +163,16 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("bytes_evicted"),
         // Sealed chunks held compressed (--chunk-compression).
         count("chunks_compressed"),
+        // Kubernetes enrichment: off (host mode) | listing | synced | unreachable: <error>
+        // (the last-known metadata is kept meanwhile).
+        text("kubernetes_status"),
+        // Objects held (pods, services, endpoints, owners, nodes), of which pods.
+        count("kubernetes_objects"),
+        count("kubernetes_pods"),
+        // New objects not held because of the agent's bound (--kube-max-objects).
+        count("kubernetes_objects_dropped"),
+        // Watch events applied since the agent started.
+        count("kubernetes_updates"),
     ]))
 });
 
@@ -203,11 +237,13 @@ static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("request_payload", DataType::Utf8, true),
         Field::new("response_payload", DataType::Utf8, true),
     ]);
+    fields.extend(kubernetes());
     Arc::new(Schema::new(fields))
 });
 
 static DNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
+    // src: the querying end, dst: the DNS server.
+    let mut fields = vec![
         ts("ts"),
         text("domain"),
         text("qtype"),
@@ -230,7 +266,9 @@ static DNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("search_expansion", DataType::Boolean, false),
         // On the answer that resolved: how many search-list NXDOMAINs came before it.
         Field::new("search_misses", DataType::UInt32, false),
-    ]))
+    ];
+    fields.extend(kubernetes());
+    Arc::new(Schema::new(fields))
 });
 
 /// Schema of [`CALLS`].

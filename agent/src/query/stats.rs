@@ -23,7 +23,8 @@ use datafusion::{
 use kindling_wire::schema;
 
 use crate::{
-    conntrack::Clock, pipeline::PipelineCounters, sessions::ProtocolCounters, store::Store,
+    conntrack::Clock, k8s::Kubernetes, pipeline::PipelineCounters, sessions::ProtocolCounters,
+    store::Store,
 };
 
 /// Identity and counters of this agent.
@@ -37,6 +38,8 @@ pub struct AgentInfo {
     pub started: Instant,
     /// The pipeline's counters.
     pub counters: Arc<PipelineCounters>,
+    /// Kubernetes enrichment, when on.
+    pub kubernetes: Option<Arc<Kubernetes>>,
 }
 
 impl AgentInfo {
@@ -47,7 +50,14 @@ impl AgentInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started: Instant::now(),
             counters,
+            kubernetes: None,
         }
+    }
+
+    /// With the enrichment's counters.
+    pub fn with_kubernetes(mut self, kubernetes: Option<Arc<Kubernetes>>) -> Self {
+        self.kubernetes = kubernetes;
+        self
     }
 }
 
@@ -127,6 +137,16 @@ impl ComputedTable for AgentStatsTable {
             per_table(&|s| s.bytes_evicted),
             per_table(&|s| s.chunks_compressed),
         ];
+        let k8s = self.info.kubernetes.as_ref().map(|k| k.stats());
+        let status = k8s.as_ref().map_or("off", |k| k.status.as_str());
+        let mut columns = columns;
+        columns.extend([
+            Arc::new(StringArray::from(vec![status; n])) as ArrayRef,
+            repeat(k8s.as_ref().map_or(0, |k| k.counts.objects)),
+            repeat(k8s.as_ref().map_or(0, |k| k.counts.pods)),
+            repeat(k8s.as_ref().map_or(0, |k| k.counts.dropped)),
+            repeat(k8s.as_ref().map_or(0, |k| k.updates)),
+        ]);
         Ok(RecordBatch::try_new(schema::agent_stats(), columns)?)
     }
 }

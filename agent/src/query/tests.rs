@@ -38,6 +38,7 @@ fn flows_store(n: u16, chunk_rows: usize, compression: Compression) -> Arc<Store
                 pid: 100 + u32::from(i % 3),
                 tid: 1,
                 comm: format!("p{}", i % 3),
+                cgroup_id: 0,
             },
             role: if i % 2 == 0 {
                 Role::Client

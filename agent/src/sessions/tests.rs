@@ -43,6 +43,7 @@ fn event(
         ts_exit_ns: exit,
         skaddr: sk,
         len: len as u64,
+        cgroup_id: 0,
         pid: 42,
         tid: 43,
         fd: 5,

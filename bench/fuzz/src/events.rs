@@ -70,7 +70,7 @@ const SOCK_DIAG_MAX: usize = 64;
 
 // make_seeds.py writes records at these offsets.
 const _: () = {
-    assert!(size_of::<TcpEvent>() == 128);
+    assert!(size_of::<TcpEvent>() == 136);
     assert!(std::mem::offset_of!(TcpEvent, skaddr) == 8);
     assert!(std::mem::offset_of!(TcpEvent, pid) == 32);
     assert!(std::mem::offset_of!(TcpEvent, kind) == 50);
@@ -78,7 +78,7 @@ const _: () = {
     assert!(std::mem::offset_of!(TcpEvent, comm) == 88);
     assert!(std::mem::offset_of!(TcpEvent, srtt_us) == 104);
     assert!(std::mem::offset_of!(TcpEvent, reason) == 124);
-    assert!(size_of::<DataEvent>() == 1128);
+    assert!(size_of::<DataEvent>() == 1136);
     assert!(std::mem::offset_of!(DataEvent, len) == 24);
     assert!(std::mem::offset_of!(DataEvent, captured) == 44);
     assert!(std::mem::offset_of!(DataEvent, sport) == 48);

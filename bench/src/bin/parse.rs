@@ -108,6 +108,7 @@ fn data_event(sk: u64, syscall: SocketSyscall, sport: u16, dport: u16, bytes: &[
         ts_exit_ns: 0,
         skaddr: sk,
         len: bytes.len() as u64,
+        cgroup_id: 0,
         pid: if server { 2000 } else { 3000 },
         tid: if server { 2001 } else { 3001 },
         fd: 7,

@@ -1,7 +1,8 @@
 //! The `service_map` query type: who calls whom, as Grafana Node Graph frames.
 //!
-//! A node is a process on a node (`node/comm`, host mode) or, for an end no agent saw, its
-//! address (`ip:port` for a server, `ip` for a client). A call seen on both of its ends (a
+//! A node is a Kubernetes workload (`namespace/workload`, or `namespace/service` for a Service
+//! dialled by its ClusterIP), else a process on a node (`node/comm`, host mode), else, for an
+//! end no agent saw, its address (`ip:port` for a server, `ip` for a client). A call seen on both of its ends (a
 //! client row and a server row of the same connection 4-tuple, on one agent or two) is counted
 //! once, with the server's timing; a call seen on one end only is counted from that end.
 //! TCP connections on which no call was parsed (an unknown protocol, TLS without uprobes) are
@@ -65,28 +66,35 @@ impl ServiceMapQuery {
             )
         };
         // Each row once: from the server end where it was seen, else from the client end.
+        // An end Kubernetes names is its workload (`namespace/workload`), or for a Service
+        // dialled by its ClusterIP, the Service (`namespace/service`).
         let once = |rows: &str, ends: &str, protocol: &str| {
             format!(
                 "SELECT {protocol} AS protocol, r.duration_ns, r.is_error, \
-                 coalesce(e.client, r.src_ip) AS source, \
-                 coalesce(e.server, r.dst_ip || ':' || CAST(r.dst_port AS VARCHAR)) AS target \
+                 coalesce({src_k8s}, e.client, r.src_ip) AS source, \
+                 coalesce({dst_k8s}, e.server, \
+                 r.dst_ip || ':' || CAST(r.dst_port AS VARCHAR)) AS target \
                  FROM {rows} r JOIN {ends} e ON r.src_ip = e.src_ip AND r.src_port = e.src_port \
                  AND r.dst_ip = e.dst_ip AND r.dst_port = e.dst_port \
-                 WHERE r.role = 'server' OR e.server IS NULL"
+                 WHERE r.role = 'server' OR e.server IS NULL",
+                src_k8s = k8s_name("r.src_namespace", "r.src_workload", "r.src_service"),
+                dst_k8s = k8s_name("r.dst_namespace", "r.dst_workload", "r.dst_service"),
             )
         };
         format!(
             "WITH c AS (SELECT role, protocol, src_ip, src_port, dst_ip, dst_port, node, comm, \
-             duration_ns, is_error FROM calls WHERE $__timeFilter(ts){node}), \
+             duration_ns, is_error, {k8s} FROM calls WHERE $__timeFilter(ts){node}), \
              c_ends AS ({c_ends}), \
              l7 AS (SELECT DISTINCT node, conn_id FROM calls WHERE $__timeFilter(ts)), \
              f AS (SELECT f.role, f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.node, f.comm, \
-             f.duration_ns, false AS is_error FROM flows f LEFT JOIN l7 \
+             f.duration_ns, false AS is_error, {f_k8s} FROM flows f LEFT JOIN l7 \
              ON f.node = l7.node AND f.conn_id = l7.conn_id \
              WHERE $__timeFilter(f.end_ts) AND l7.conn_id IS NULL{f_node}), \
              f_ends AS ({f_ends}), \
              all_rows AS ({calls} UNION ALL {conns}), \
              counted AS (SELECT * FROM all_rows{protocol}) ",
+            k8s = K8S_COLUMNS.join(", "),
+            f_k8s = K8S_COLUMNS.map(|c| format!("f.{c}")).join(", "),
             c_ends = ends("c"),
             f_ends = ends("f"),
             f_node = node.replace("node", "f.node"),
@@ -116,6 +124,26 @@ impl ServiceMapQuery {
             self.counted()
         )
     }
+}
+
+/// The Kubernetes columns the map names ends with.
+const K8S_COLUMNS: [&str; 6] = [
+    "src_namespace",
+    "src_workload",
+    "src_service",
+    "dst_namespace",
+    "dst_workload",
+    "dst_service",
+];
+
+/// An end's Kubernetes name, NULL where there is none: `namespace/workload`, else
+/// `namespace/service`; a node (no namespace) by its name alone.
+fn k8s_name(namespace: &str, workload: &str, service: &str) -> String {
+    format!(
+        "CASE WHEN {workload} <> '' THEN \
+         CASE WHEN {namespace} = '' THEN {workload} ELSE {namespace} || '/' || {workload} END \
+         WHEN {service} <> '' THEN {namespace} || '/' || {service} END"
+    )
 }
 
 /// Rows of one result: text, count and p95 columns by name.

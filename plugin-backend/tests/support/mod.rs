@@ -135,6 +135,7 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
             pid: 100 + (id % 3) as u32,
             tid: 100 + (id % 3) as u32,
             comm: COMMS[(id % 3) as usize].to_owned(),
+            cgroup_id: 0,
         },
         role: if id.is_multiple_of(2) {
             Role::Client
