@@ -179,7 +179,10 @@ fn host_name() -> String {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // kube's client logs every failed connection attempt as an error; the agent
+                // reports the API server's state itself (agent_stats.kubernetes_status).
+                .unwrap_or_else(|_| "info,kube_client::client::builder=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

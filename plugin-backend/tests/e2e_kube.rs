@@ -352,20 +352,30 @@ fn wait_stat(agent: &AgentProcess, column: &str, secs: u64, ok: impl Fn(&Value) 
     }
 }
 
-/// Rows of `sql` grouped as text tuples with their counts.
-fn grouped(agent: &AgentProcess, sql: &str) -> BTreeMap<String, u64> {
+/// Rows of `table` matching `filter`, grouped by `columns` (comma-separated) as text tuples
+/// in that order, with their counts.
+fn grouped(
+    agent: &AgentProcess,
+    columns: &str,
+    table: &str,
+    filter: &str,
+) -> BTreeMap<String, u64> {
+    let names: Vec<&str> = columns.split(',').map(str::trim).collect();
     agent
-        .query_json(sql)
+        .query_json(&format!(
+            "SELECT {columns}, count(*) AS n FROM {table} WHERE {filter} GROUP BY {columns}"
+        ))
         .into_iter()
         .map(|row| {
-            let o = row.as_object().unwrap();
-            let key = o
+            let key = names
                 .iter()
-                .filter(|(k, _)| *k != "n")
-                .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .map(|c| {
+                    let v = &row[*c];
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                })
                 .collect::<Vec<_>>()
                 .join(" | ");
-            (key, o["n"].as_u64().unwrap())
+            (key, row["n"].as_u64().unwrap())
         })
         .collect()
 }
@@ -580,10 +590,7 @@ EOF"
     let db0 = "db-0 | kl-shop | db | StatefulSet | db";
     let cache = "cache-5f7b-x2 | kl-shop | cache | Deployment | cache";
     let none = " |  |  |  | ";
-    let calls = grouped(
-        &agent,
-        &format!("SELECT {ENDS}, count(*) AS n FROM calls WHERE {ours} GROUP BY {ENDS}"),
-    );
+    let calls = grouped(&agent, ENDS, "calls", ours);
     assert_eq!(
         calls,
         expected(&[
@@ -626,11 +633,9 @@ EOF"
     // Flows and TCP events carry the same names (one flow per call: HTTP/1.0).
     let flows = grouped(
         &agent,
-        &format!(
-            "SELECT role, dst_port, src_pod, src_workload, dst_pod, dst_workload, dst_service, count(*) AS n \
-             FROM flows WHERE src_ip LIKE '10.250.77.%' AND status = 'closed' \
-             GROUP BY role, dst_port, src_pod, src_workload, dst_pod, dst_workload, dst_service"
-        ),
+        "role, dst_port, src_pod, src_workload, dst_pod, dst_workload, dst_service",
+        "flows",
+        "src_ip LIKE '10.250.77.%' AND status = 'closed'",
     );
     assert_eq!(
         flows,
@@ -651,8 +656,9 @@ EOF"
     );
     let accepts = grouped(
         &agent,
-        "SELECT src_pod, dst_pod, dst_workload_kind, count(*) AS n FROM tcp_events \
-         WHERE event = 'accept' AND src_ip LIKE '10.250.77.%' GROUP BY src_pod, dst_pod, dst_workload_kind",
+        "src_pod, dst_pod, dst_workload_kind",
+        "tcp_events",
+        "event = 'accept' AND src_ip LIKE '10.250.77.%'",
     );
     assert_eq!(
         accepts,
