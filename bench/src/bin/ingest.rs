@@ -9,12 +9,22 @@
 //! decode alone, so the ratio shows what tracking and storage cost on top of reading.
 //!
 //!   cargo run --release -p kindling-bench --bin ingest -- [CONNECTIONS]
-use std::{hint::black_box, sync::Arc, time::Instant};
+use std::{
+    hint::black_box,
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+    time::Instant,
+};
 
 use kindling_agent::{
     capture::decode,
     conntrack::{Clock, ConnTracker},
+    k8s::{
+        Kind, Kubernetes,
+        index::{EndpointAddress, PodFacts},
+    },
     pipeline::Batcher,
+    records::{Endpoints, Owner, Role},
     store::{Store, StoreConfig},
 };
 use kindling_agent_common::{AF_INET, TcpEvent, TcpEventKind, tcp_state::*};
@@ -52,8 +62,70 @@ fn event(
         saddr,
         daddr,
         comm,
+        // 50 processes, each in a container of its own.
+        cgroup_id: CGROUP_BASE + sk % 50,
         ..TcpEvent::zeroed()
     }
+}
+
+/// cgroup ids of the synthetic processes' containers.
+const CGROUP_BASE: u64 = 7_000;
+
+/// Pods of the Kubernetes pass: as many as a large cluster's, so that lookups hit tables of
+/// that size.
+const PODS: u32 = 20_000;
+
+/// A Kubernetes view with [`PODS`] pods (10.0.0.0/16 and 10.1.0.0/16, the synthetic
+/// addresses among them), a Service per 20 pods with its endpoints, ReplicaSets owned by
+/// Deployments, and the 50 processes' cgroups mapped to pods.
+fn cluster() -> Arc<Kubernetes> {
+    let k = Kubernetes::new("bench-node", "/nonexistent".into(), 1 << 20);
+    let ip = |i: u32| IpAddr::V4(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8));
+    k.update(|ix| {
+        for i in 0..PODS {
+            let addr = if i < PODS / 2 {
+                ip(i)
+            } else {
+                ip((1 << 16) | (i - PODS / 2))
+            };
+            let ns = format!("ns-{}", i % 40);
+            let deployment = format!("app-{}", i / 20);
+            let rs = format!("{deployment}-5d8f");
+            ix.apply_owner(
+                Kind::ReplicaSet,
+                (ns.clone(), rs.clone()),
+                Some(("Deployment".into(), deployment.clone())),
+            );
+            ix.apply_pod(
+                PodFacts {
+                    uid: format!("uid-{i}"),
+                    namespace: ns.clone(),
+                    name: format!("{rs}-{i:05}"),
+                    owner: Some(("ReplicaSet".into(), rs)),
+                    created_ns: 1,
+                    ips: vec![addr],
+                    container_ids: vec![format!("{i:064x}")],
+                    ..PodFacts::default()
+                },
+                2,
+            );
+            ix.apply_endpoints(
+                (ns.clone(), format!("{deployment}-{i}")),
+                (ns, deployment),
+                vec![EndpointAddress {
+                    ip: addr,
+                    ports: vec![80],
+                }],
+            );
+        }
+        ix.apply_cgroup_scan(
+            (0..50)
+                .map(|i| (format!("{i:064x}"), CGROUP_BASE + i))
+                .collect(),
+            Vec::new(),
+        );
+    });
+    Arc::new(k)
 }
 
 fn bytes(ev: &TcpEvent) -> Vec<u8> {
@@ -119,7 +191,77 @@ fn main() {
     black_box(sum);
     let decode_s = start.elapsed().as_secs_f64();
 
-    // Decode -> tracker -> builders -> store, flushing every 8192 rows as the pipeline does.
+    // Decode -> tracker -> builders -> store, in host mode and with Kubernetes enrichment,
+    // side by side.
+    let (store, full_s) = full_path(&recs, n, None);
+    let k8s = cluster();
+    let (k8s_store, k8s_s) = full_path(&recs, n, Some(Arc::clone(&k8s)));
+    // The lookups the pass made are real ones: a client process's container and the server.
+    let ends = k8s.resolve(
+        &Owner {
+            cgroup_id: CGROUP_BASE,
+            ..Owner::default()
+        },
+        Role::Client,
+        &Endpoints {
+            src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 99, 1)),
+            src_port: 40_000,
+            dst_ip: IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)),
+            dst_port: 80,
+        },
+        3,
+    );
+    assert_eq!(&*ends.src.pod, "app-0-5d8f-00000");
+    assert_eq!(
+        [&*ends.dst.pod, &*ends.dst.workload, &*ends.dst.service],
+        ["app-500-5d8f-10001", "app-500", "app-500"]
+    );
+
+    println!("connections: {n}, events: {}", recs.len());
+    println!(
+        "decode only:            {:>12.0} events/s",
+        events / decode_s
+    );
+    println!("decode+track+store:     {:>12.0} events/s", events / full_s);
+    println!("ratio (full / decode):  {:>12.3}", decode_s / full_s);
+    println!(
+        "same, Kubernetes ({PODS} pods): {:>12.0} events/s",
+        events / k8s_s
+    );
+    println!("ratio (kubernetes / host mode): {:>6.3}", full_s / k8s_s);
+    // Bytes per row over sealed chunks only (the open chunk is still made of small batches),
+    // plain, then compressed as the agent's store-compress thread does it.
+    let sealed_bytes = |store: &Store, table: &str| {
+        let snap = store.snapshot(table).unwrap();
+        let sealed = &snap.chunks[..snap.chunks.len().saturating_sub(1)];
+        let bytes: u64 = sealed.iter().map(|c| c.bytes()).sum();
+        let rows: usize = sealed.iter().map(|c| c.rows()).sum();
+        (bytes as f64 / rows.max(1) as f64, rows, sealed.len())
+    };
+    let plain = [schema::TCP_EVENTS, schema::FLOWS].map(|t| sealed_bytes(&store, t));
+    for table in [schema::TCP_EVENTS, schema::FLOWS] {
+        let (bytes, rows, _) = sealed_bytes(&k8s_store, table);
+        println!(
+            "{table:<11} bytes/row with Kubernetes names (sealed, plain): {bytes:>6.1} ({rows} rows)"
+        );
+    }
+    let t = Instant::now();
+    store.compress_sealed().unwrap();
+    let compress_s = t.elapsed().as_secs_f64();
+    for (table, (plain, rows, chunks)) in [schema::TCP_EVENTS, schema::FLOWS].into_iter().zip(plain)
+    {
+        let (packed, _, _) = sealed_bytes(&store, table);
+        println!(
+            "{table:<11} bytes/row (sealed chunks): {plain:>6.1} plain, {packed:>6.1} {:?}  ({rows} rows in {chunks} chunks)",
+            store.config().compression
+        );
+    }
+    println!("compressing the sealed chunks took {compress_s:.2} s");
+}
+
+/// The agent's user-space path over `recs`: tracker -> builders -> store, flushing every
+/// 8192 rows as the pipeline does; returns the store and the seconds it took.
+fn full_path(recs: &[Vec<u8>], n: u64, k8s: Option<Arc<Kubernetes>>) -> (Arc<Store>, f64) {
     let store = Arc::new(Store::new(
         StoreConfig {
             budget_bytes: u64::MAX,
@@ -128,7 +270,7 @@ fn main() {
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
     ));
     let mut tracker = ConnTracker::new(Clock::with_offset(1_700_000_000_000_000_000), 1 << 20);
-    let mut batcher = Batcher::new("bench-node");
+    let mut batcher = Batcher::new("bench-node").with_kubernetes(k8s);
     let start = Instant::now();
     for (i, r) in recs.iter().enumerate() {
         tracker.on_event(&decode(r).expect("valid record"), &mut batcher);
@@ -157,33 +299,5 @@ fn main() {
         "every event but LISTEN gives a row"
     );
 
-    println!("connections: {n}, events: {}", recs.len());
-    println!(
-        "decode only:            {:>12.0} events/s",
-        events / decode_s
-    );
-    println!("decode+track+store:     {:>12.0} events/s", events / full_s);
-    println!("ratio (full / decode):  {:>12.3}", decode_s / full_s);
-    // Bytes per row over sealed chunks only (the open chunk is still made of small batches),
-    // plain, then compressed as the agent's store-compress thread does it.
-    let sealed_bytes = |table: &str| {
-        let snap = store.snapshot(table).unwrap();
-        let sealed = &snap.chunks[..snap.chunks.len().saturating_sub(1)];
-        let bytes: u64 = sealed.iter().map(|c| c.bytes()).sum();
-        let rows: usize = sealed.iter().map(|c| c.rows()).sum();
-        (bytes as f64 / rows.max(1) as f64, rows, sealed.len())
-    };
-    let plain = [schema::TCP_EVENTS, schema::FLOWS].map(sealed_bytes);
-    let t = Instant::now();
-    store.compress_sealed().unwrap();
-    let compress_s = t.elapsed().as_secs_f64();
-    for (table, (plain, rows, chunks)) in [schema::TCP_EVENTS, schema::FLOWS].into_iter().zip(plain)
-    {
-        let (packed, _, _) = sealed_bytes(table);
-        println!(
-            "{table:<11} bytes/row (sealed chunks): {plain:>6.1} plain, {packed:>6.1} {:?}  ({rows} rows in {chunks} chunks)",
-            store.config().compression
-        );
-    }
-    println!("compressing the sealed chunks took {compress_s:.2} s");
+    (store, full_s)
 }
