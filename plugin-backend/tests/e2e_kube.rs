@@ -410,7 +410,7 @@ fn expected(rows: &[(&str, u64)]) -> BTreeMap<String, u64> {
 #[test]
 fn rows_name_pods_workloads_and_services_on_both_ends() {
     require_root();
-    for t in ["curl", "python3", "nft", "ip", "ss"] {
+    for t in ["curl", "python3", "nft", "ip", "ss", "dnsmasq", "dig"] {
         tool(t);
     }
     let state = tempdir("kl-kube");
@@ -519,7 +519,7 @@ EOF"
     // Phase 1: db-0 serves. 3 calls through db's ClusterIP, 2 to the pod's IP, 1 from the
     // client's second address.
     let www = tempdir("kl-kube-www");
-    let server = http_server(&cg_b1, &*www);
+    let server = http_server(&cg_b1, &www);
     // The agent's first cgroup walk ran at start; give it the server's (already made) cgroup.
     for _ in 0..3 {
         get(&cg_a, &format!("http://{DB_CLUSTER_IP}/"), None);
@@ -558,10 +558,44 @@ EOF"
     wait_stat(&agent, "kubernetes_updates", 20, |v| {
         v.as_u64().unwrap() >= updates + 6
     });
-    let server = http_server(&cg_b2, &*www);
+    let server = http_server(&cg_b2, &www);
     for _ in 0..2 {
         get(&cg_a, &format!("http://{SERVER_IP}:8080/"), None);
     }
+    // A DNS server in the new pod, asked once by the client pod.
+    let dnsmasq = Proc(
+        cg_b2
+            .command(
+                "kl-kube-b",
+                &format!(
+                    "dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+                     --user=root --pid-file= --listen-address={SERVER_IP} \
+                     --address=/web.kl.test/10.250.77.1"
+                ),
+            )
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sh("ip netns exec kl-kube-b ss -lunH 'sport = :53'").contains(":53") {
+        assert!(Instant::now() < deadline, "dnsmasq did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = cg_a
+        .command(
+            "kl-kube-a",
+            &format!("dig @{SERVER_IP} web.kl.test +short +tries=1 +time=2"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer.stdout), "10.250.77.1\n");
+    drop(dnsmasq);
+    wait_rows(
+        &agent,
+        "SELECT count(*) AS n FROM dns WHERE domain = 'web.kl.test'",
+        1,
+    );
     wait_rows(
         &agent,
         &format!("SELECT count(*) AS n FROM calls WHERE {ours}"),
@@ -653,6 +687,22 @@ EOF"
                 4
             ),
         ]),
+    );
+    // The DNS server's own address belongs to its pod's Service whatever the port.
+    let dns = grouped(
+        &agent,
+        "client_ip, server_ip, rcode, src_pod, src_workload, src_service, dst_pod, dst_workload_kind, dst_service",
+        "dns",
+        "domain = 'web.kl.test'",
+    );
+    assert_eq!(
+        dns,
+        expected(&[(
+            &format!(
+                "{CLIENT_IP} | {SERVER_IP} | NOERROR | web-7c9d-a1 | web | web | cache-5f7b-x2 | Deployment | cache"
+            ),
+            1
+        )]),
     );
     let accepts = grouped(
         &agent,
