@@ -132,6 +132,11 @@ struct Args {
     /// enrichment; more are counted in agent_stats.kubernetes_objects_dropped.
     #[arg(long, default_value_t = 500_000)]
     kube_max_objects: usize,
+    /// A Kubernetes namespace whose pods' payloads are never copied out of the kernel (as
+    /// --no-payload-cgroup, for every container of its pods as they are found: from a second
+    /// or so after a container starts). Repeatable; needs Kubernetes enrichment.
+    #[arg(long, value_name = "NAMESPACE")]
+    no_payload_namespace: Vec<String>,
 }
 
 /// `--chunk-compression`.
@@ -290,14 +295,23 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .map(|dir| kindling_agent::capture::cgroup_id(dir))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("--no-payload-cgroup {e}"))?;
+            if !args.no_payload_namespace.is_empty() && kubernetes.is_none() {
+                anyhow::bail!(
+                    "--no-payload-namespace needs Kubernetes: --kubeconfig, or the in-cluster config"
+                );
+            }
             let attaching = std::time::Instant::now();
-            let capture = Capture::start(CaptureOptions {
+            let mut capture = Capture::start(CaptureOptions {
                 payload_bytes: args.payload_bytes,
                 net_health: !args.no_net_health,
                 rtt_every_segment: args.rtt_every_segment,
                 rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
                 no_payload_cgroups,
+                no_payload_updates: !args.no_payload_namespace.is_empty(),
             })?;
+            if let (Some(k), Some(exclusions)) = (&kubernetes, capture.take_payload_exclusions()) {
+                k.exclude_payload(args.no_payload_namespace.clone(), exclusions);
+            }
             tracing::info!(
                 attach_ms = attaching.elapsed().as_millis() as u64,
                 "eBPF programs loaded and attached"

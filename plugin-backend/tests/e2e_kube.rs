@@ -28,6 +28,11 @@ const CLIENT_IP: &str = "10.250.77.1";
 /// A second address of the client pod that no Pod object has: only its cgroup names it.
 const CLIENT_ALIAS_IP: &str = "10.250.77.11";
 const SERVER_IP: &str = "10.250.77.2";
+/// A pod of namespace kl-private (`--no-payload-namespace`), in the client's network
+/// namespace.
+const PRIVATE_IP: &str = "10.250.77.21";
+/// Rows of the test's pods, but the private one's.
+const OURS: &str = "src_ip LIKE '10.250.77.%' AND src_ip <> '10.250.77.21'";
 const DB_CLUSTER_IP: &str = "10.96.77.10";
 const CACHE_CLUSTER_IP: &str = "10.96.77.11";
 const WEB_CLUSTER_IP: &str = "10.96.77.12";
@@ -132,7 +137,7 @@ impl ApiServer {
         assert_eq!(code, 200, "DELETE {path}: {answer}");
     }
 
-    /// A Pod on NODE, owned by `owner` (kind, name), with one container per id, then its
+    /// A Pod on NODE in namespace NS, owned by `owner` (kind, name), with one container per id, then its
     /// status: its IP and container ids, as a kubelet would report them.
     fn pod(
         &self,
@@ -142,7 +147,20 @@ impl ApiServer {
         ip: &str,
         container_id: &str,
     ) {
-        let mut metadata = json!({"name": name, "namespace": NS, "labels": labels});
+        self.pod_in(NS, name, owner, labels, ip, container_id);
+    }
+
+    /// As [`ApiServer::pod`], in namespace `ns`.
+    fn pod_in(
+        &self,
+        ns: &str,
+        name: &str,
+        owner: Option<(&str, &str)>,
+        labels: Value,
+        ip: &str,
+        container_id: &str,
+    ) {
+        let mut metadata = json!({"name": name, "namespace": ns, "labels": labels});
         if let Some((kind, owner_name)) = owner {
             let api = if kind == "ReplicaSet" || kind == "StatefulSet" {
                 "apps/v1"
@@ -155,7 +173,7 @@ impl ApiServer {
             }]);
         }
         self.create(
-            &format!("/api/v1/namespaces/{NS}/pods"),
+            &format!("/api/v1/namespaces/{ns}/pods"),
             json!({
                 "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
                 "spec": {"nodeName": NODE, "containers": [{
@@ -165,7 +183,7 @@ impl ApiServer {
             }),
         );
         self.merge_patch(
-            &format!("/api/v1/namespaces/{NS}/pods/{name}/status"),
+            &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
             json!({"status": {
                 "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
                 "containerStatuses": [{
@@ -308,6 +326,18 @@ fn get(client: &Cgroup, url: &str, source: Option<&str>) {
     );
 }
 
+/// One HTTP GET by curl in the private pod (network namespace kl-kube-a, its own address).
+fn get_from(pod: &Cgroup, url: &str, source: &str) {
+    let out = pod
+        .command(
+            "kl-kube-a",
+            &format!("curl -sS -o /dev/null -w %{{http_code}} --interface {source} {url}"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "curl {url}");
+}
+
 /// The server pod's HTTP server (python's http.server, HTTP/1.0: one connection per call).
 fn http_server(cgroup: &Cgroup, dir: &Path) -> Proc {
     let child = cgroup
@@ -428,6 +458,7 @@ fn rows_name_pods_workloads_and_services_on_both_ends() {
     sh("ip link add klk-a netns kl-kube-a type veth peer name klk-b netns kl-kube-b");
     sh(&format!(
         "ip -n kl-kube-a addr add {CLIENT_IP}/24 dev klk-a && ip -n kl-kube-a addr add {CLIENT_ALIAS_IP}/24 dev klk-a \
+         && ip -n kl-kube-a addr add {PRIVATE_IP}/24 dev klk-a \
          && ip -n kl-kube-a link set klk-a up && ip -n kl-kube-a link set lo up \
          && ip -n kl-kube-a route add 10.96.77.0/24 dev klk-a \
          && ip -n kl-kube-b addr add {SERVER_IP}/24 dev klk-b && ip -n kl-kube-b link set klk-b up \
@@ -458,6 +489,8 @@ EOF"
     let cg_a = Cgroup::new(&tree, "kubepods/poda", &id_a);
     let cg_b1 = Cgroup::new(&tree, "kubepods/podb1", &id_b1);
     let cg_b2 = Cgroup::new(&tree, "kubepods/podb2", &id_b2);
+    let id_p = container_id(4);
+    let cg_p = Cgroup::new(&tree, "kubepods/podp", &id_p);
 
     // The cluster: web (a Deployment's pod, through its ReplicaSet), db-0 (a StatefulSet's),
     // Services web and db with their Endpoints.
@@ -498,6 +531,12 @@ EOF"
     api.endpoints("web", &[CLIENT_IP], true);
     api.service("db", DB_CLUSTER_IP, 80);
     api.endpoints("db", &[SERVER_IP], true);
+    // A pod whose payload the agent must not capture: its namespace is excluded.
+    api.create(
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kl-private"}}),
+    );
+    api.pod_in("kl-private", "secret-0", None, json!({}), PRIVATE_IP, &id_p);
 
     let kubeconfig = api.kubeconfig();
     let agent = AgentProcess::start(
@@ -507,13 +546,19 @@ EOF"
             &kubeconfig,
             "--cgroup-root",
             "/sys/fs/cgroup/unified",
+            "--no-payload-namespace",
+            "kl-private",
         ],
     );
     wait_stat(&agent, "kubernetes_status", 30, |v| v == "synced");
-    assert_eq!(stat(&agent, "kubernetes_pods"), json!(2));
-    // Objects: 2 pods, 3 Services (with the API server's own `kubernetes`), 2 Endpoints, 1
+    assert_eq!(stat(&agent, "kubernetes_pods"), json!(3));
+    // Objects: 3 pods, 3 Services (with the API server's own `kubernetes`), 2 Endpoints, 1
     // ReplicaSet.
-    assert_eq!(stat(&agent, "kubernetes_objects"), json!(8));
+    assert_eq!(stat(&agent, "kubernetes_objects"), json!(9));
+    // The private pod's container, once its cgroup was found.
+    wait_stat(&agent, "kubernetes_payload_excluded", 10, |v| {
+        v == &json!(1)
+    });
     assert_eq!(stat(&agent, "kubernetes_objects_dropped"), json!(0));
 
     // Phase 1: db-0 serves. 3 calls through db's ClusterIP, 2 to the pod's IP, 1 from the
@@ -532,11 +577,47 @@ EOF"
         &format!("http://{SERVER_IP}:8080/"),
         Some(CLIENT_ALIAS_IP),
     );
-    let ours = "protocol = 'http' AND (src_ip LIKE '10.250.77.%')";
+    let ours = &format!("protocol = 'http' AND {OURS}");
     wait_rows(
         &agent,
         &format!("SELECT count(*) AS n FROM calls WHERE {ours}"),
         12,
+    );
+    // The private pod calls db-0: the server's end gives its call; the private end gives its
+    // connection (flows) but no byte of payload, so no call.
+    get_from(&cg_p, &format!("http://{SERVER_IP}:8080/"), PRIVATE_IP);
+    wait_rows(
+        &agent,
+        &format!("SELECT count(*) AS n FROM flows WHERE src_ip = '{PRIVATE_IP}'"),
+        2,
+    );
+    wait_rows(
+        &agent,
+        &format!("SELECT count(*) AS n FROM calls WHERE src_ip = '{PRIVATE_IP}'"),
+        1,
+    );
+    let private = grouped(
+        &agent,
+        "role, src_pod, src_namespace, src_workload_kind, dst_pod",
+        "calls",
+        &format!("src_ip = '{PRIVATE_IP}'"),
+    );
+    assert_eq!(
+        private,
+        expected(&[("server | secret-0 | kl-private | Pod | db-0", 1)])
+    );
+    let private = grouped(
+        &agent,
+        "role, src_pod, src_namespace, dst_pod",
+        "flows",
+        &format!("src_ip = '{PRIVATE_IP}'"),
+    );
+    assert_eq!(
+        private,
+        expected(&[
+            ("client | secret-0 | kl-private | db-0", 1),
+            ("server | secret-0 | kl-private | db-0", 1),
+        ]),
     );
     drop(server);
 
@@ -669,7 +750,7 @@ EOF"
         &agent,
         "role, dst_port, src_pod, src_workload, dst_pod, dst_workload, dst_service",
         "flows",
-        "src_ip LIKE '10.250.77.%' AND status = 'closed'",
+        &format!("{OURS} AND status = 'closed'"),
     );
     assert_eq!(
         flows,
@@ -708,7 +789,7 @@ EOF"
         &agent,
         "src_pod, dst_pod, dst_workload_kind",
         "tcp_events",
-        "event = 'accept' AND src_ip LIKE '10.250.77.%'",
+        &format!("event = 'accept' AND {OURS}"),
     );
     assert_eq!(
         accepts,

@@ -173,6 +173,8 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("kubernetes_objects_dropped"),
         // Watch events applied since the agent started.
         count("kubernetes_updates"),
+        // Containers whose payload is not captured (--no-payload-namespace).
+        count("kubernetes_payload_excluded"),
     ]))
 });
 

@@ -130,6 +130,9 @@ pub struct CaptureOptions {
     /// cgroup v2 ids (see [`cgroup_id`]) whose tasks' payload is not copied, nor that of the
     /// cgroups below them: their data events keep their metadata only.
     pub no_payload_cgroups: Vec<u64>,
+    /// The set of excluded cgroups changes while capture runs
+    /// ([`Capture::take_payload_exclusions`]): the check is on even while it is empty.
+    pub no_payload_updates: bool,
 }
 
 impl Default for CaptureOptions {
@@ -140,6 +143,7 @@ impl Default for CaptureOptions {
             rtt_every_segment: false,
             rtt_sample_interval: std::time::Duration::from_secs(1),
             no_payload_cgroups: Vec::new(),
+            no_payload_updates: false,
         }
     }
 }
@@ -194,8 +198,59 @@ pub struct Capture {
     /// The last sum of the programs' `recursion_misses` and when it was read (it costs a
     /// syscall per program, so it is read at most once per [`MISSES_EVERY`]).
     misses: std::cell::Cell<(Option<std::time::Instant>, u64)>,
+    /// The excluded-cgroup map, while nobody took it to update it.
+    exclusions: Option<PayloadExclusions>,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
+}
+
+/// The kernel's set of cgroups whose tasks' payload is never copied: the fixed ones of
+/// `--no-payload-cgroup` and a set that follows the cluster (`--no-payload-namespace`).
+pub struct PayloadExclusions {
+    map: HashMap<MapData, u64, u8>,
+    fixed: std::collections::HashSet<u64>,
+    dynamic: std::collections::HashSet<u64>,
+}
+
+impl std::fmt::Debug for PayloadExclusions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadExclusions")
+            .field("fixed", &self.fixed.len())
+            .field("dynamic", &self.dynamic.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PayloadExclusions {
+    /// Makes the changing set `wanted`: adds what is new, removes what went. Returns how many
+    /// cgroups did not fit (the map holds [`MAX_NO_PAYLOAD_CGROUPS`]).
+    pub fn sync(&mut self, wanted: &std::collections::HashSet<u64>) -> usize {
+        let gone: Vec<u64> = self.dynamic.difference(wanted).copied().collect();
+        for id in gone {
+            if !self.fixed.contains(&id) {
+                let _ = self.map.remove(&id);
+            }
+            self.dynamic.remove(&id);
+        }
+        let mut refused = 0;
+        for id in wanted {
+            if self.dynamic.contains(id) || self.fixed.contains(id) {
+                continue;
+            }
+            match self.map.insert(id, &1, 0) {
+                Ok(()) => {
+                    self.dynamic.insert(*id);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        refused
+    }
+
+    /// cgroups in the changing set now.
+    pub fn dynamic(&self) -> usize {
+        self.dynamic.len()
+    }
 }
 
 impl std::fmt::Debug for Capture {
@@ -241,7 +296,7 @@ impl Capture {
             .override_global("IGNORED_DROP_REASON", &ignored_drop, true)
             .override_global(
                 "NO_PAYLOAD_CHECK",
-                &u32::from(!options.no_payload_cgroups.is_empty()),
+                &u32::from(!options.no_payload_cgroups.is_empty() || options.no_payload_updates),
                 true,
             )
             .load(PROBES)?;
@@ -259,6 +314,18 @@ impl Capture {
                 .insert(id, &1, 0)
                 .map_err(|_| Error::Map("NO_PAYLOAD_CGROUPS"))?;
         }
+        let exclusions = if options.no_payload_updates {
+            let map = ebpf
+                .take_map("NO_PAYLOAD_CGROUPS")
+                .ok_or(Error::Map("NO_PAYLOAD_CGROUPS"))?;
+            Some(PayloadExclusions {
+                map: HashMap::try_from(map).map_err(|_| Error::Map("NO_PAYLOAD_CGROUPS"))?,
+                fixed: options.no_payload_cgroups.iter().copied().collect(),
+                dynamic: std::collections::HashSet::new(),
+            })
+        } else {
+            None
+        };
         let (health, health_raw): (&[_], &[_]) = if options.net_health {
             (&NET_HEALTH_ATTACHMENTS, &NET_HEALTH_RAW_ATTACHMENTS)
         } else {
@@ -316,8 +383,15 @@ impl Capture {
             counters,
             reasons,
             misses: std::cell::Cell::new((None, 0)),
+            exclusions,
             _ebpf: ebpf,
         })
+    }
+
+    /// The map of cgroups whose payload is not captured, to update while capture runs (with
+    /// [`CaptureOptions::no_payload_updates`] only; once).
+    pub fn take_payload_exclusions(&mut self) -> Option<PayloadExclusions> {
+        self.exclusions.take()
     }
 
     /// Names of the kernel's drop and reset reasons.

@@ -388,6 +388,19 @@ impl Index {
         std::mem::take(&mut self.scan_wanted)
     }
 
+    /// cgroup ids of the containers of the pods in `namespaces`.
+    pub fn cgroups_in_namespaces(&self, namespaces: &HashSet<String>) -> HashSet<u64> {
+        self.cgroups
+            .iter()
+            .filter(|(_, uid)| {
+                self.pods
+                    .get(*uid)
+                    .is_some_and(|p| namespaces.contains(&p.facts.namespace))
+            })
+            .map(|(cgroup, _)| *cgroup)
+            .collect()
+    }
+
     /// Whether `cgroup_id` is neither a known pod's nor one the last scan found to be no
     /// container's: a new container may be behind it.
     pub fn cgroup_unknown(&self, cgroup_id: u64) -> bool {

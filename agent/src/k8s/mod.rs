@@ -15,6 +15,7 @@ pub mod index;
 pub mod watch;
 
 use std::{
+    collections::HashSet,
     path::PathBuf,
     sync::{
         Arc, Mutex, PoisonError, RwLock,
@@ -25,7 +26,10 @@ use std::{
 
 pub use index::{Index, IndexCounts, Kind};
 
-use crate::records::{DnsRecord, Endpoints, Ends, Owner, Role};
+use crate::{
+    capture::PayloadExclusions,
+    records::{DnsRecord, Endpoints, Ends, Owner, Role},
+};
 
 /// Most directories one walk of the cgroup tree visits.
 const CGROUP_SCAN_MAX_DIRS: usize = 200_000;
@@ -62,6 +66,10 @@ pub struct Kubernetes {
     updates: AtomicU64,
     /// Set by the capture thread for a cgroup no scan has seen: a new container, perhaps.
     unknown_cgroup: AtomicBool,
+    /// Namespaces whose pods' payload is not captured, and the kernel's map of them.
+    payload: Mutex<Option<(HashSet<String>, PayloadExclusions)>>,
+    /// The index changed since the payload exclusions were last synced.
+    payload_dirty: AtomicBool,
 }
 
 /// Enrichment counters for `agent_stats`.
@@ -73,6 +81,8 @@ pub struct KubernetesStats {
     pub counts: IndexCounts,
     /// Watch events applied since start.
     pub updates: u64,
+    /// Containers whose payload is not captured (`--no-payload-namespace`).
+    pub payload_excluded: u64,
 }
 
 impl Kubernetes {
@@ -91,6 +101,46 @@ impl Kubernetes {
             unreachable: Mutex::new(None),
             updates: AtomicU64::new(0),
             unknown_cgroup: AtomicBool::new(false),
+            payload: Mutex::new(None),
+            payload_dirty: AtomicBool::new(false),
+        }
+    }
+
+    /// Keeps the payload of every pod of `namespaces` out of capture: the containers' cgroups
+    /// go into the kernel's exclusion map as the pods and their cgroups are found.
+    pub fn exclude_payload(&self, namespaces: Vec<String>, exclusions: PayloadExclusions) {
+        *self.payload.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((namespaces.into_iter().collect(), exclusions));
+        self.payload_dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Brings the kernel's exclusion map up to date with the index.
+    fn sync_payload_exclusions(&self) {
+        if !self.payload_dirty.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut payload = self.payload.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((namespaces, exclusions)) = payload.as_mut() else {
+            return;
+        };
+        let wanted = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cgroups_in_namespaces(namespaces);
+        let before = exclusions.dynamic();
+        let refused = exclusions.sync(&wanted);
+        if refused > 0 {
+            tracing::error!(
+                refused,
+                "Payload exclusion map full: some excluded pods' payload is captured"
+            );
+        }
+        if exclusions.dynamic() != before {
+            tracing::info!(
+                cgroups = exclusions.dynamic(),
+                "Containers of the excluded namespaces: payload not captured"
+            );
         }
     }
 
@@ -119,6 +169,7 @@ impl Kubernetes {
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         f(&mut index);
         self.updates.fetch_add(1, Ordering::Relaxed);
+        self.payload_dirty.store(true, Ordering::Relaxed);
     }
 
     fn set_state(&self, kind: Kind, result: Result<(), String>) {
@@ -188,6 +239,12 @@ impl Kubernetes {
                 .unwrap_or_else(PoisonError::into_inner)
                 .counts(),
             updates: self.updates.load(Ordering::Relaxed),
+            payload_excluded: self
+                .payload
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map_or(0, |(_, e)| e.dynamic() as u64),
         }
     }
 
@@ -224,7 +281,8 @@ async fn probe(client: kube::Client, k8s: Arc<Kubernetes>) {
 }
 
 /// Walks the cgroup tree at start, and again when a pod of this node gained a container or
-/// the capture thread met an unknown cgroup (at most every [`CGROUP_SCAN_EVERY`]).
+/// the capture thread met an unknown cgroup (at most every [`CGROUP_SCAN_EVERY`]); then
+/// brings the payload exclusions up to date.
 async fn scan_cgroups(k8s: Arc<Kubernetes>) {
     let mut failing = false;
     let mut first = true;
@@ -247,6 +305,7 @@ async fn scan_cgroups(k8s: Arc<Kubernetes>) {
                 _ => {}
             }
         }
+        k8s.sync_payload_exclusions();
         tokio::time::sleep(CGROUP_SCAN_EVERY).await;
     }
 }

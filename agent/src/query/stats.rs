@@ -146,6 +146,7 @@ impl ComputedTable for AgentStatsTable {
             repeat(k8s.as_ref().map_or(0, |k| k.counts.pods)),
             repeat(k8s.as_ref().map_or(0, |k| k.counts.dropped)),
             repeat(k8s.as_ref().map_or(0, |k| k.updates)),
+            repeat(k8s.as_ref().map_or(0, |k| k.payload_excluded)),
         ]);
         Ok(RecordBatch::try_new(schema::agent_stats(), columns)?)
     }

@@ -242,6 +242,9 @@ fn the_local_end_is_found_by_cgroup() {
         &*ix.resolve(4242, Role::Client, &row, T0 + S).src.service,
         "web"
     );
+    let only = |ns: &str| ix.cgroups_in_namespaces(&[ns.to_owned()].into_iter().collect());
+    assert_eq!(only("shop"), [4242].into_iter().collect());
+    assert_eq!(only("other"), HashSet::new());
     // A cgroup that is another container's, not a known pod's: nothing.
     assert_eq!(&*ix.resolve(77, Role::Client, &row, T0 + S).src.pod, "");
     // Containers of a pod learnt after the scan are matched with it.
