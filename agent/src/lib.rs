@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod capture;
+pub mod cgroups;
 pub mod conntrack;
 pub mod dns_search;
 pub mod k8s;

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kindling_agent::{
     capture::{Capture, CaptureOptions},
+    cgroups::{self, CgroupNames},
     k8s::{self, Kubernetes},
     parse_bytes,
     pipeline::{Pipeline, PipelineConfig, PipelineCounters},
@@ -248,13 +249,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         runtime
             .block_on(k8s::watch::client(args.kubeconfig.as_deref()))?
             .map(|client| {
-                let k = Arc::new(Kubernetes::new(
-                    &node,
-                    args.cgroup_root
-                        .clone()
-                        .unwrap_or_else(k8s::cgroups::default_root),
-                    args.kube_max_objects,
-                ));
+                let k = Arc::new(Kubernetes::new(&node, args.kube_max_objects));
                 let _entered = runtime.enter();
                 k8s::watch::spawn(client, Arc::clone(&k));
                 k
@@ -263,6 +258,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     if kubernetes.is_none() {
         tracing::info!("Host mode: no Kubernetes enrichment (see --kubeconfig)");
     }
+    // The local process's cgroup names every captured row (and, with Kubernetes, its pod).
+    let cgroups = args.replay.is_none().then(|| {
+        let names = Arc::new(CgroupNames::new(
+            args.cgroup_root
+                .clone()
+                .unwrap_or_else(cgroups::default_root),
+        ));
+        runtime.spawn(cgroups::follow(Arc::clone(&names), kubernetes.clone()));
+        names
+    });
     let counters = Arc::new(PipelineCounters::default());
     let pipeline = match &args.replay {
         Some(dir) => {
@@ -338,6 +343,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                             .then(|| Duration::from_millis(args.rtt_sample_ms)),
                         first_conn_id,
                         kubernetes: kubernetes.clone(),
+                        cgroups: cgroups.clone(),
                     },
                 )
                 .context("starting the capture thread")?,

@@ -20,12 +20,13 @@ use kindling_wire::schema;
 
 use crate::{
     capture::{Capture, KernelCounters},
+    cgroups::CgroupNames,
     conntrack::{Clock, ConnTracker, RecordSink, TrackerStats},
     dns_search::DnsSearch,
     k8s::Kubernetes,
     records::{
-        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, FlowRecord, FlowsBuilder, TcpEventRecord,
-        TcpEventsBuilder,
+        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, Ends, FlowRecord, FlowsBuilder,
+        Owner, Role, TcpEventRecord, TcpEventsBuilder,
     },
     sessions::{self, CallSink, ProtocolCounters, SessionStats, Sessionizer},
     sockdiag,
@@ -59,6 +60,8 @@ pub struct PipelineConfig {
     pub first_conn_id: u64,
     /// Names rows' ends by pod and Service (None: host mode).
     pub kubernetes: Option<Arc<Kubernetes>>,
+    /// Names the local process's cgroup (None: the `cgroup` column stays empty).
+    pub cgroups: Option<Arc<CgroupNames>>,
 }
 
 /// Longest sleep between two drains of the rings (the data programs do not wake the thread
@@ -151,6 +154,7 @@ pub struct Batcher {
     dns: DnsBuilder,
     dns_search: DnsSearch,
     kubernetes: Option<Arc<Kubernetes>>,
+    cgroups: Option<Arc<CgroupNames>>,
 }
 
 /// Most NXDOMAIN rows held back at once by [`DnsSearch`].
@@ -172,6 +176,7 @@ impl Batcher {
             dns: DnsBuilder::new(node),
             dns_search: DnsSearch::new(window.as_nanos() as i64, DNS_HELD_MAX),
             kubernetes: None,
+            cgroups: None,
         }
     }
 
@@ -181,11 +186,29 @@ impl Batcher {
         self
     }
 
+    /// Names every row's local cgroup from `cgroups`.
+    pub fn with_cgroups(mut self, cgroups: Option<Arc<CgroupNames>>) -> Self {
+        self.cgroups = cgroups;
+        self
+    }
+
     /// Releases NXDOMAIN rows held since before `now_ns` minus the window (all with `all`).
     pub fn expire_dns(&mut self, now_ns: i64, all: bool) {
-        let (dns, k8s) = (&mut self.dns, self.kubernetes.as_deref());
-        self.dns_search
-            .expire(now_ns, all, &mut |r| append_dns(dns, k8s, &r));
+        let names = Names {
+            kubernetes: self.kubernetes.as_deref(),
+            cgroups: self.cgroups.as_deref(),
+        };
+        let dns = &mut self.dns;
+        self.dns_search.expire(now_ns, all, &mut |r| {
+            dns.append_with(&r, names.dns(&r).as_ref().unwrap_or(Ends::none()))
+        });
+    }
+
+    fn names(&self) -> Names<'_> {
+        Names {
+            kubernetes: self.kubernetes.as_deref(),
+            cgroups: self.cgroups.as_deref(),
+        }
     }
 
     /// Rows waiting.
@@ -222,51 +245,79 @@ impl Batcher {
     }
 }
 
-fn append_dns(dns: &mut DnsBuilder, k8s: Option<&Kubernetes>, r: &DnsRecord) {
-    match k8s {
-        Some(k) => dns.append_with(r, &k.resolve_dns(r)),
-        None => dns.append(r),
+/// What names rows' ends: the cgroup walk and Kubernetes, either of them absent.
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    kubernetes: Option<&'a Kubernetes>,
+    cgroups: Option<&'a CgroupNames>,
+}
+
+impl Names<'_> {
+    /// The ends of a row that `owner`'s process made or served as `role` (None: nothing
+    /// names them).
+    fn of(self, owner: &Owner, role: Role, endpoints: &Endpoints, ts_ns: i64) -> Option<Ends> {
+        if self.kubernetes.is_none() && self.cgroups.is_none() {
+            return None;
+        }
+        let mut ends = match self.kubernetes {
+            Some(k) => k.resolve(owner, role, endpoints, ts_ns),
+            None => Ends::default(),
+        };
+        if let Some(name) = self.cgroups.and_then(|c| c.name(owner.cgroup_id)) {
+            ends.cgroup = name;
+        }
+        Some(ends)
+    }
+
+    /// The ends of a `dns` row (None: nothing names them).
+    fn dns(self, r: &DnsRecord) -> Option<Ends> {
+        if self.kubernetes.is_none() && self.cgroups.is_none() {
+            return None;
+        }
+        let mut ends = match self.kubernetes {
+            Some(k) => k.resolve_dns(r),
+            None => Ends::default(),
+        };
+        if let Some(name) = self.cgroups.and_then(|c| c.name(r.owner.cgroup_id)) {
+            ends.cgroup = name;
+        }
+        Some(ends)
     }
 }
 
 impl CallSink for Batcher {
     fn call(&mut self, r: CallRecord) {
-        match &self.kubernetes {
-            Some(k) => {
-                let ends = k.resolve(&r.owner, r.role, &r.endpoints, r.ts_ns);
-                self.calls.append_with(&r, &ends);
-            }
-            None => self.calls.append(&r),
-        }
+        let ends = self.names().of(&r.owner, r.role, &r.endpoints, r.ts_ns);
+        self.calls
+            .append_with(&r, ends.as_ref().unwrap_or(Ends::none()));
     }
 
     fn dns(&mut self, record: DnsRecord) {
-        let (dns, k8s) = (&mut self.dns, self.kubernetes.as_deref());
-        self.dns_search
-            .on_record(record, &mut |r| append_dns(dns, k8s, &r));
+        let names = Names {
+            kubernetes: self.kubernetes.as_deref(),
+            cgroups: self.cgroups.as_deref(),
+        };
+        let dns = &mut self.dns;
+        self.dns_search.on_record(record, &mut |r| {
+            dns.append_with(&r, names.dns(&r).as_ref().unwrap_or(Ends::none()))
+        });
     }
 }
 
 impl RecordSink for Batcher {
     fn tcp_event(&mut self, r: TcpEventRecord) {
-        match &self.kubernetes {
-            Some(k) => {
-                let ends = k.resolve(&r.owner, r.role, &r.endpoints, r.ts_ns);
-                self.tcp_events.append_with(&r, &ends);
-            }
-            None => self.tcp_events.append(&r),
-        }
+        let ends = self.names().of(&r.owner, r.role, &r.endpoints, r.ts_ns);
+        self.tcp_events
+            .append_with(&r, ends.as_ref().unwrap_or(Ends::none()));
     }
 
     fn flow(&mut self, r: FlowRecord) {
-        match &self.kubernetes {
-            Some(k) => {
-                // A connection's ends at its start: a pod deleted since keeps its row.
-                let ends = k.resolve(&r.owner, r.role, &r.endpoints, r.start_ts_ns);
-                self.flows.append_with(&r, &ends);
-            }
-            None => self.flows.append(&r),
-        }
+        // A connection's ends at its start: a pod deleted since keeps its row.
+        let ends = self
+            .names()
+            .of(&r.owner, r.role, &r.endpoints, r.start_ts_ns);
+        self.flows
+            .append_with(&r, ends.as_ref().unwrap_or(Ends::none()));
     }
 }
 
@@ -341,7 +392,8 @@ fn run(
     let mut data_batch: Vec<DataEvent> = Vec::with_capacity(DATA_BATCH);
     let mut order: Vec<(u64, usize)> = Vec::with_capacity(DATA_BATCH);
     let mut batcher = Batcher::with_dns_search(&config.node, config.dns_search_window)
-        .with_kubernetes(config.kubernetes.clone());
+        .with_kubernetes(config.kubernetes.clone())
+        .with_cgroups(config.cgroups.clone());
     let mut last_flush = Instant::now();
     let mut last_open_report = Instant::now();
     let mut last_rtt_sample = Instant::now();

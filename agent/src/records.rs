@@ -142,13 +142,26 @@ impl EndMeta {
     }
 }
 
-/// The Kubernetes identity of a row's client (`src`) and server (`dst`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Who a row's ends are: the local process's cgroup, and the Kubernetes identity of the
+/// client (`src`) and the server (`dst`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ends {
+    /// The local process's cgroup path ("" when not known).
+    pub cgroup: Arc<str>,
     /// The client end.
     pub src: EndMeta,
     /// The server end.
     pub dst: EndMeta,
+}
+
+impl Default for Ends {
+    fn default() -> Self {
+        Self {
+            cgroup: Arc::clone(&EMPTY),
+            src: EndMeta::default(),
+            dst: EndMeta::default(),
+        }
+    }
 }
 
 impl Ends {
@@ -158,15 +171,16 @@ impl Ends {
     }
 }
 
-/// The `src_pod` ... `dst_service` columns.
+/// The `cgroup`, `src_pod` ... `dst_service` columns.
 #[derive(Debug, Default)]
 struct KubernetesBuilder {
-    columns: [StringBuilder; 10],
+    columns: [StringBuilder; 11],
 }
 
 impl KubernetesBuilder {
     fn append(&mut self, e: &Ends) {
         let values = [
+            &e.cgroup,
             &e.src.pod,
             &e.src.namespace,
             &e.src.workload,

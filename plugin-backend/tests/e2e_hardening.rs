@@ -554,6 +554,20 @@ fn payloads_of_excluded_cgroups_never_leave_the_kernel() {
     wait_count(&agent, &count("flows WHERE role = 'client'"), 9);
     wait_count(&agent, &count("flows WHERE role = 'server'"), 9);
     wait_count(&agent, &count("calls WHERE role = 'client'"), 4);
+    // Each client's flow names its cgroup (host mode: the `cgroup` column).
+    let rows = agent.query_json(&format!(
+        "SELECT cgroup, count(*) AS n FROM flows WHERE role = 'client' AND dst_port = {port} \
+         GROUP BY cgroup ORDER BY cgroup"
+    ));
+    let pid = std::process::id();
+    assert_eq!(
+        rows,
+        vec![
+            serde_json::json!({"cgroup": format!("/kl-no-payload-{pid}"), "n": 3}),
+            serde_json::json!({"cgroup": format!("/kl-no-payload-{pid}/below"), "n": 2}),
+            serde_json::json!({"cgroup": format!("/kl-payload-{pid}"), "n": 4}),
+        ]
+    );
     // An agent refuses a directory that is not a cgroup, naming it.
     let out = Command::new(workspace_bin("kindling-agent"))
         .args(["--listen", "127.0.0.1:0", "--no-payload-cgroup", "/tmp"])

@@ -745,6 +745,21 @@ EOF"
             ),
         ]),
     );
+    // Every row names its process's cgroup: the containers' scopes.
+    let scope = |pod: &str, id: &str| {
+        format!(
+            "/kindling-e2e-kube-{}/kubepods/{pod}/cri-containerd-{id}.scope",
+            std::process::id()
+        )
+    };
+    assert_eq!(
+        grouped(&agent, "role, cgroup", "calls", ours),
+        expected(&[
+            (&format!("client | {}", scope("poda", &id_a)), 10),
+            (&format!("server | {}", scope("podb1", &id_b1)), 6),
+            (&format!("server | {}", scope("podb2", &id_b2)), 4),
+        ]),
+    );
     // Flows and TCP events carry the same names (one flow per call: HTTP/1.0).
     let flows = grouped(
         &agent,

@@ -65,8 +65,12 @@ pub const KUBERNETES_COLUMNS: [&str; 10] = [
     "dst_service",
 ];
 
-fn kubernetes() -> impl Iterator<Item = Field> {
-    KUBERNETES_COLUMNS.into_iter().map(text)
+/// The local process's cgroup (its path in the cgroup v2 tree, `/system.slice/x.service` or a
+/// container's scope; "" when not known), then the [`KUBERNETES_COLUMNS`].
+fn identity() -> impl Iterator<Item = Field> {
+    std::iter::once("cgroup")
+        .chain(KUBERNETES_COLUMNS)
+        .map(text)
 }
 
 static TCP_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -100,7 +104,7 @@ static TCP_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // tcp, or udp for drops of UDP packets.
         text("transport"),
     ]);
-    fields.extend(kubernetes());
+    fields.extend(identity());
     Arc::new(Schema::new(fields))
 });
 
@@ -138,7 +142,7 @@ static FLOWS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // (a connect the process gave up) | error ...; "" for open rows.
         text("close_reason"),
     ]);
-    fields.extend(kubernetes());
+    fields.extend(identity());
     Arc::new(Schema::new(fields))
 });
 
@@ -239,7 +243,7 @@ static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("request_payload", DataType::Utf8, true),
         Field::new("response_payload", DataType::Utf8, true),
     ]);
-    fields.extend(kubernetes());
+    fields.extend(identity());
     Arc::new(Schema::new(fields))
 });
 
@@ -269,7 +273,7 @@ static DNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // On the answer that resolved: how many search-list NXDOMAINs came before it.
         Field::new("search_misses", DataType::UInt32, false),
     ];
-    fields.extend(kubernetes());
+    fields.extend(identity());
     Arc::new(Schema::new(fields))
 });
 

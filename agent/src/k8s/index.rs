@@ -157,8 +157,6 @@ pub struct Index {
     scanned: HashMap<String, u64>,
     /// cgroup id -> pod uid, for the containers of known pods.
     cgroups: HashMap<u64, String>,
-    /// cgroup ids the last scan found and that are no container's.
-    not_containers: HashSet<u64>,
     services: HashMap<Key, Vec<IpAddr>>,
     cluster_ips: HashMap<IpAddr, (Name, Name)>,
     /// Endpoints or EndpointSlice objects: their Service and addresses.
@@ -196,7 +194,6 @@ impl Index {
             containers: HashMap::new(),
             scanned: HashMap::new(),
             cgroups: HashMap::new(),
-            not_containers: HashSet::new(),
             services: HashMap::new(),
             cluster_ips: HashMap::new(),
             endpoints: HashMap::new(),
@@ -401,19 +398,9 @@ impl Index {
             .collect()
     }
 
-    /// Whether `cgroup_id` is neither a known pod's nor one the last scan found to be no
-    /// container's: a new container may be behind it.
-    pub fn cgroup_unknown(&self, cgroup_id: u64) -> bool {
-        cgroup_id != 0
-            && !self.cgroups.contains_key(&cgroup_id)
-            && !self.not_containers.contains(&cgroup_id)
-    }
-
-    /// The result of a scan of the cgroup tree: container ids with their cgroup ids, and
-    /// the cgroup ids of every other directory.
-    pub fn apply_cgroup_scan(&mut self, containers: Vec<(String, u64)>, others: Vec<u64>) {
+    /// The result of a walk of the cgroup tree: container ids with their cgroup ids.
+    pub fn apply_cgroup_scan(&mut self, containers: Vec<(String, u64)>) {
         self.scanned = containers.into_iter().collect();
-        self.not_containers = others.into_iter().collect();
         self.cgroups = self
             .scanned
             .iter()
@@ -552,6 +539,7 @@ impl Index {
             Role::Server => (None, local_by_cgroup),
         };
         Ends {
+            cgroup: Ends::none().cgroup.clone(),
             src: self.end(src_cgroup, ends.src_ip, ends.src_port, None, ts_ns),
             dst: self.end(
                 dst_cgroup,

@@ -4,19 +4,17 @@
 //! - [`watch`] follows the API server (a kubeconfig, or the in-cluster config) into an
 //!   [`Index`]; without either the agent runs in host mode and these columns stay "".
 //! - The local end of a row is found by its process's cgroup id (events carry it) -> the
-//!   container named by that cgroup's directory ([`cgroups`]) -> the pod whose
+//!   container named by that cgroup's directory ([`crate::cgroups`]) -> the pod whose
 //!   containerStatuses list it; failing that, like the remote end, by address: pod IP at the
 //!   row's time, node IP and port for hostNetwork pods, or a Service's ClusterIP.
 //! - The capture thread resolves every row as it is built, under a read lock the watchers
 //!   take for writing only for the time of one object.
 
-pub mod cgroups;
 pub mod index;
 pub mod watch;
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
     sync::{
         Arc, Mutex, PoisonError, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -30,12 +28,6 @@ use crate::{
     capture::PayloadExclusions,
     records::{DnsRecord, Endpoints, Ends, Owner, Role},
 };
-
-/// Most directories one walk of the cgroup tree visits.
-const CGROUP_SCAN_MAX_DIRS: usize = 200_000;
-
-/// Shortest time between two walks of the cgroup tree.
-const CGROUP_SCAN_EVERY: Duration = Duration::from_millis(500);
 
 /// Port of DNS servers (`dns` rows have no port columns).
 const DNS_PORT: u16 = 53;
@@ -59,13 +51,10 @@ enum WatchState {
 pub struct Kubernetes {
     index: RwLock<Index>,
     node: String,
-    cgroup_root: PathBuf,
     states: Mutex<Vec<(Kind, WatchState)>>,
     /// The last probe's error, while the API server does not answer.
     unreachable: Mutex<Option<String>>,
     updates: AtomicU64,
-    /// Set by the capture thread for a cgroup no scan has seen: a new container, perhaps.
-    unknown_cgroup: AtomicBool,
     /// Namespaces whose pods' payload is not captured, and the kernel's map of them.
     payload: Mutex<Option<(HashSet<String>, PayloadExclusions)>>,
     /// The index changed since the payload exclusions were last synced.
@@ -86,12 +75,11 @@ pub struct KubernetesStats {
 }
 
 impl Kubernetes {
-    /// An empty view for the agent on `node`, whose cgroup v2 tree is at `cgroup_root`.
-    pub fn new(node: &str, cgroup_root: PathBuf, max_objects: usize) -> Self {
+    /// An empty view for the agent on `node`.
+    pub fn new(node: &str, max_objects: usize) -> Self {
         Self {
             index: RwLock::new(Index::new(max_objects)),
             node: node.to_owned(),
-            cgroup_root,
             states: Mutex::new(
                 Kind::ALL
                     .iter()
@@ -100,7 +88,6 @@ impl Kubernetes {
             ),
             unreachable: Mutex::new(None),
             updates: AtomicU64::new(0),
-            unknown_cgroup: AtomicBool::new(false),
             payload: Mutex::new(None),
             payload_dirty: AtomicBool::new(false),
         }
@@ -115,7 +102,7 @@ impl Kubernetes {
     }
 
     /// Brings the kernel's exclusion map up to date with the index.
-    fn sync_payload_exclusions(&self) {
+    pub fn sync_payload_exclusions(&self) {
         if !self.payload_dirty.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -146,11 +133,10 @@ impl Kubernetes {
 
     /// Names the ends of a row that `owner`'s process made or served as `role`.
     pub fn resolve(&self, owner: &Owner, role: Role, ends: &Endpoints, ts_ns: i64) -> Ends {
-        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
-        if index.cgroup_unknown(owner.cgroup_id) {
-            self.unknown_cgroup.store(true, Ordering::Relaxed);
-        }
-        index.resolve(owner.cgroup_id, role, ends, ts_ns)
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolve(owner.cgroup_id, role, ends, ts_ns)
     }
 
     /// Names the ends of a `dns` row: the querying end and the server.
@@ -248,18 +234,17 @@ impl Kubernetes {
         }
     }
 
-    /// Walks the cgroup tree and hands the result to the index.
-    pub fn rescan_cgroups(&self) -> std::io::Result<()> {
-        let scan = cgroups::scan(&self.cgroup_root, CGROUP_SCAN_MAX_DIRS)?;
-        if scan.truncated {
-            tracing::warn!(
-                root = %self.cgroup_root.display(),
-                max = CGROUP_SCAN_MAX_DIRS,
-                "cgroup tree larger than the walk's bound; some containers are not matched"
-            );
-        }
-        self.update(|ix| ix.apply_cgroup_scan(scan.containers, scan.others));
-        Ok(())
+    /// Whether a local pod gained a container no walk of the cgroup tree has found.
+    pub fn take_scan_wanted(&self) -> bool {
+        self.index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_scan_wanted()
+    }
+
+    /// Hands the containers a walk of the cgroup tree found to the index.
+    pub fn apply_cgroup_scan(&self, containers: Vec<(String, u64)>) {
+        self.update(|ix| ix.apply_cgroup_scan(containers));
     }
 }
 
@@ -277,36 +262,6 @@ async fn probe(client: kube::Client, k8s: Arc<Kubernetes>) {
         };
         k8s.set_reachable(result);
         tokio::time::sleep(PROBE_EVERY).await;
-    }
-}
-
-/// Walks the cgroup tree at start, and again when a pod of this node gained a container or
-/// the capture thread met an unknown cgroup (at most every [`CGROUP_SCAN_EVERY`]); then
-/// brings the payload exclusions up to date.
-async fn scan_cgroups(k8s: Arc<Kubernetes>) {
-    let mut failing = false;
-    let mut first = true;
-    loop {
-        let wanted = k8s.unknown_cgroup.swap(false, Ordering::Relaxed)
-            | k8s
-                .index
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take_scan_wanted();
-        if wanted || first {
-            first = false;
-            let k = Arc::clone(&k8s);
-            match tokio::task::spawn_blocking(move || k.rescan_cgroups()).await {
-                Ok(Ok(())) => failing = false,
-                Ok(Err(e)) if !failing => {
-                    failing = true;
-                    tracing::warn!(root = %k8s.cgroup_root.display(), error = %e, "Cannot walk the cgroup tree (--cgroup-root); local ends are named by address only");
-                }
-                _ => {}
-            }
-        }
-        k8s.sync_payload_exclusions();
-        tokio::time::sleep(CGROUP_SCAN_EVERY).await;
     }
 }
 

@@ -108,8 +108,7 @@ pub fn spawn(client: Client, k8s: Arc<Kubernetes>) {
             }
         },
     ));
-    tokio::spawn(super::probe(client.clone(), Arc::clone(&k8s)));
-    tokio::spawn(super::scan_cgroups(k8s));
+    tokio::spawn(super::probe(client, k8s));
 }
 
 /// The key [`Index::keys`] uses for an object.

@@ -79,7 +79,7 @@ const PODS: u32 = 20_000;
 /// addresses among them), a Service per 20 pods with its endpoints, ReplicaSets owned by
 /// Deployments, and the 50 processes' cgroups mapped to pods.
 fn cluster() -> Arc<Kubernetes> {
-    let k = Kubernetes::new("bench-node", "/nonexistent".into(), 1 << 20);
+    let k = Kubernetes::new("bench-node", 1 << 20);
     let ip = |i: u32| IpAddr::V4(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8));
     k.update(|ix| {
         for i in 0..PODS {
@@ -122,7 +122,6 @@ fn cluster() -> Arc<Kubernetes> {
             (0..50)
                 .map(|i| (format!("{i:064x}"), CGROUP_BASE + i))
                 .collect(),
-            Vec::new(),
         );
     });
     Arc::new(k)

@@ -207,13 +207,9 @@ fn the_local_end_is_found_by_cgroup() {
     facts.container_ids = vec!["c1".into(), "c2".into()];
     ix.apply_pod(facts, T0);
     assert_eq!(ix.containers_without_cgroup(), 2);
-    assert!(ix.cgroup_unknown(4242));
-    ix.apply_cgroup_scan(vec![("c1".into(), 4242), ("zz".into(), 77)], vec![1, 2]);
+    ix.apply_cgroup_scan(vec![("c1".into(), 4242), ("zz".into(), 77)]);
     assert_eq!(ix.containers_without_cgroup(), 1);
-    assert!(!ix.cgroup_unknown(4242));
-    assert!(!ix.cgroup_unknown(1));
-    assert!(ix.cgroup_unknown(5));
-    assert!(!ix.cgroup_unknown(0));
+    assert_eq!(ix.cgroup_of("c1"), Some(4242));
     // The process is in web-0's container: its end is web-0 whatever its address (a client
     // behind a NAT, an address no pod has).
     let row = Endpoints {
