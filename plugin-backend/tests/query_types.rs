@@ -16,8 +16,8 @@ use datafusion::arrow::{
     datatypes::{DataType, Float64Type, UInt64Type},
 };
 use kindling_agent::records::{
-    CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowRecord, FlowsBuilder, Owner,
-    Role,
+    CallRecord, CallsBuilder, DnsBuilder, DnsRecord, EndMeta, Endpoints, Ends, FlowRecord,
+    FlowsBuilder, Owner, Role,
 };
 use kindling_wire::schema;
 use serde_json::{Value, json};
@@ -441,6 +441,119 @@ async fn service_map_counts_each_call_once_and_names_both_ends() {
 
 /// A call of `comm` (pid 7) on thread `tid`, connection `conn_id`, starting `at_ms` after `t0`,
 /// with its three timing parts in µs.
+/// One end's Kubernetes names.
+fn end_meta(namespace: &str, workload: &str, kind: &str, service: &str) -> EndMeta {
+    EndMeta {
+        pod: format!("{workload}-0").into(),
+        namespace: namespace.into(),
+        workload: workload.into(),
+        workload_kind: kind.into(),
+        service: service.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_map_names_kubernetes_workloads_and_services() {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 600_000_000_000;
+    let web = end_meta("shop", "web", "Deployment", "web");
+    let db = end_meta("shop", "db", "StatefulSet", "db");
+    let cache = EndMeta {
+        namespace: "shop".into(),
+        service: "cache".into(),
+        ..EndMeta::default()
+    };
+    let node = EndMeta {
+        workload: "node-a".into(),
+        workload_kind: "Node".into(),
+        ..EndMeta::default()
+    };
+    let call = |role, src: ([u8; 4], u16), dst: ([u8; 4], u16), ms| Call {
+        node: "n1",
+        role,
+        comm: "proc",
+        src,
+        dst,
+        protocol: "http",
+        duration_ms: ms,
+        is_error: false,
+    };
+    // web -> db seen on both ends (2 calls); web -> cache's ClusterIP, client end only (3);
+    // the node -> db, server end only (1).
+    let rows = [
+        (
+            2,
+            call(Role::Client, (FRONTEND, 50_001), (DB, 5432), 12),
+            &web,
+            &db,
+        ),
+        (
+            2,
+            call(Role::Server, (FRONTEND, 50_001), (DB, 5432), 10),
+            &web,
+            &db,
+        ),
+        (
+            3,
+            call(Role::Client, (FRONTEND, 50_002), (REDIS, 80), 3),
+            &web,
+            &cache,
+        ),
+        (
+            1,
+            call(Role::Server, (EXTERNAL_CLIENT, 40_000), (DB, 5432), 7),
+            &node,
+            &db,
+        ),
+    ];
+    let store = empty_store();
+    let mut calls = CallsBuilder::new("n1");
+    let mut ts = now;
+    for (count, c, src, dst) in &rows {
+        for _ in 0..*count {
+            ts += 1_000_000;
+            let ends = Ends {
+                src: (*src).clone(),
+                dst: (*dst).clone(),
+                ..Ends::default()
+            };
+            calls.append_with(&record(c, ts), &ends);
+        }
+    }
+    store
+        .append(schema::CALLS, calls.finish().unwrap())
+        .unwrap();
+    let agent = serve(store, "n1").await;
+    let host = GrafanaHost::start();
+    let responses = host
+        .query_data(
+            &[&agent.addr],
+            &[("M", json!({"refId": "M", "queryType": "service_map"}))],
+        )
+        .await;
+    assert_eq!(responses["M"].error, "");
+    let frames = support::host::decode_frames(&responses["M"]);
+    let edges = &frames[1].batch;
+    assert_eq!(
+        text(edges, "source"),
+        ["node/node-a", "shop/web", "shop/web"]
+    );
+    assert_eq!(text(edges, "target"), ["shop/db", "shop/cache", "shop/db"]);
+    assert_eq!(counts(edges, "detail__calls"), [1, 3, 2]);
+    // Seen on both ends: the server's 10 ms.
+    assert_eq!(
+        floats(edges, "secondarystat"),
+        [Some(7.0), Some(3.0), Some(10.0)]
+    );
+    let nodes = &frames[0].batch;
+    assert_eq!(
+        text(nodes, "id"),
+        ["node/node-a", "shop/cache", "shop/db", "shop/web"]
+    );
+    assert_eq!(text(nodes, "title"), ["node-a", "cache", "db", "web"]);
+    assert_eq!(text(nodes, "subtitle"), ["node", "shop", "shop", "shop"]);
+    assert_eq!(counts(nodes, "detail__calls"), [0, 3, 3, 0]);
+}
+
 fn timed(
     t0: i64,
     at_us: i64,

@@ -1,8 +1,10 @@
 //! The `service_map` query type: who calls whom, as Grafana Node Graph frames.
 //!
-//! A node is a Kubernetes workload (`namespace/workload`, or `namespace/service` for a Service
-//! dialled by its ClusterIP), else a process on a node (`node/comm`, host mode), else, for an
-//! end no agent saw, its address (`ip:port` for a server, `ip` for a client). A call seen on both of its ends (a
+//! A node is a Kubernetes workload (`namespace/workload`, `namespace/service` for a Service
+//! dialled by its ClusterIP, `node/NAME` for a node's own address), else a process on a node
+//! (`node/comm`, host mode), else, for an end no agent saw, its address (`ip:port` for a
+//! server, `ip` for a client). Rows name Kubernetes ends on both sides, so an end only one
+//! agent saw still gets its workload's name. A call seen on both of its ends (a
 //! client row and a server row of the same connection 4-tuple, on one agent or two) is counted
 //! once, with the server's timing; a call seen on one end only is counted from that end.
 //! TCP connections on which no call was parsed (an unknown protocol, TLS without uprobes) are
@@ -137,11 +139,12 @@ const K8S_COLUMNS: [&str; 6] = [
 ];
 
 /// An end's Kubernetes name, NULL where there is none: `namespace/workload`, else
-/// `namespace/service`; a node (no namespace) by its name alone.
+/// `namespace/service`; a node's own address (a workload without namespace) `node/NAME`.
 fn k8s_name(namespace: &str, workload: &str, service: &str) -> String {
     format!(
         "CASE WHEN {workload} <> '' THEN \
-         CASE WHEN {namespace} = '' THEN {workload} ELSE {namespace} || '/' || {workload} END \
+         CASE WHEN {namespace} = '' THEN 'node/' || {workload} \
+         ELSE {namespace} || '/' || {workload} END \
          WHEN {service} <> '' THEN {namespace} || '/' || {service} END"
     )
 }
@@ -223,7 +226,8 @@ pub fn frames(
     let (mut mainstat, mut secondarystat, mut ok_arc, mut err_arc, mut total) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for id in &ids {
-        // `node/comm` for a process an agent saw, else the address.
+        // `namespace/workload` (Kubernetes), `node/comm` for a process an agent saw, else the
+        // address.
         match id.split_once('/') {
             Some((node, comm)) => {
                 title.push(comm.to_owned());
