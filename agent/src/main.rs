@@ -255,9 +255,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 k
             })
     };
-    if kubernetes.is_none() {
-        tracing::info!("Host mode: no Kubernetes enrichment (see --kubeconfig)");
-    }
     // The local process's cgroup names every captured row (and, with Kubernetes, its pod).
     let cgroups = args.replay.is_none().then(|| {
         let names = Arc::new(CgroupNames::new(
@@ -321,6 +318,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 attach_ms = attaching.elapsed().as_millis() as u64,
                 "eBPF programs loaded and attached"
             );
+            if kubernetes.is_none() {
+                tracing::info!("Host mode: no Kubernetes enrichment (see --kubeconfig)");
+            }
             Some(
                 Pipeline::spawn(
                     capture,
