@@ -65,6 +65,13 @@ pub const KUBERNETES_COLUMNS: [&str; 10] = [
     "dst_service",
 ];
 
+/// Whether `column` is one of the identity columns every captured table ends with (`cgroup`
+/// and [`KUBERNETES_COLUMNS`]): text that is "" when not known, which is what rows of an agent
+/// older than them hold.
+pub fn is_identity_column(column: &str) -> bool {
+    column == "cgroup" || KUBERNETES_COLUMNS.contains(&column)
+}
+
 /// The local process's cgroup (its path in the cgroup v2 tree, `/system.slice/x.service` or a
 /// container's scope; "" when not known), then the [`KUBERNETES_COLUMNS`].
 fn identity() -> impl Iterator<Item = Field> {
