@@ -16,6 +16,21 @@ export PATH="$HOME/.cargo/bin:$PATH"
 LOGS="$(mktemp -d)"
 trap 'rm -rf "$LOGS"' EXIT
 
+# The real kube-apiserver the Kubernetes tests start: ../shared/kube beside the repository on
+# these machines, or the nearest shared/kube above a clone made elsewhere, or /work/shared/kube.
+if [[ -z "${KINDLING_KUBE_DIR:-}" ]]; then
+  dir="$ROOT"
+  while [[ "$dir" != / && -z "${KINDLING_KUBE_DIR:-}" ]]; do
+    dir="$(dirname "$dir")"
+    [[ -x "$dir/shared/kube/start-apiserver.sh" ]] && KINDLING_KUBE_DIR="$dir/shared/kube"
+  done
+  if [[ -z "${KINDLING_KUBE_DIR:-}" && -x /work/shared/kube/start-apiserver.sh ]]; then
+    KINDLING_KUBE_DIR=/work/shared/kube
+  fi
+fi
+# Unset when none was found: the Kubernetes tests then fail, naming what is missing.
+[[ -n "${KINDLING_KUBE_DIR:-}" ]] && export KINDLING_KUBE_DIR && echo "kube-apiserver scripts: $KINDLING_KUBE_DIR"
+
 echo "== cargo test --no-run (dev profile: the tests and every binary they start)"
 # Not `cargo build`: dev-dependencies unify features differently, so a separate `cargo build`
 # links a second copy of every binary (each links DataFusion) for nothing.

@@ -44,17 +44,23 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// The real kube-apiserver's scripts: `$KINDLING_KUBE_DIR` (scripts/test.sh finds it), else
 /// `../shared/kube` beside the repository (the project's machines carry it there).
 fn shared_kube() -> PathBuf {
-    let dir = repo()
-        .parent()
-        .expect("the repository has a parent directory")
-        .join("shared/kube");
+    let dir = std::env::var_os("KINDLING_KUBE_DIR").map_or_else(
+        || {
+            repo()
+                .parent()
+                .expect("the repository has a parent directory")
+                .join("shared/kube")
+        },
+        PathBuf::from,
+    );
     for script in ["start-apiserver.sh", "stop-apiserver.sh"] {
         assert!(
             dir.join(script).is_file(),
             "{} is missing: this test needs the real kube-apiserver of ../shared/kube \
-             (see ../shared/PLATFORM.md)",
+             (set KINDLING_KUBE_DIR to its directory; see ../shared/PLATFORM.md)",
             dir.join(script).display()
         );
     }

@@ -114,6 +114,13 @@ describe('drilldown links', () => {
     expect(edge.internal?.query.rawSql).toContain(
       "protocol = '${__data.fields.detail__protocol}' AND ((role = 'client' AND (node || '/' || comm = '${__data.fields.source}'"
     );
+    // Kubernetes workloads, as the backend names them.
+    expect(edge.internal?.query.rawSql).toContain(
+      "(CASE WHEN src_workload <> '' THEN CASE WHEN src_namespace = '' THEN 'node/' || src_workload " +
+        "ELSE src_namespace || '/' || src_workload END WHEN src_service <> '' THEN src_namespace || '/' || src_service END " +
+        "= '${__data.fields.source}' AND CASE WHEN dst_workload"
+    );
+    expect(node.internal?.query.rawSql).toContain("ELSE dst_namespace || '/' || dst_workload END");
   });
 
   it('adds nothing to frames without those fields', () => {

@@ -41,6 +41,16 @@ const sqlLink = (title: string, rawSql: string, target: LinkTarget): DataLink<Ki
 });
 
 /**
+ * The service map's Kubernetes name of a row's `src` or `dst` end (as the backend's
+ * service_map.rs names nodes): `namespace/workload`, `node/NAME` for a node's own address,
+ * `namespace/service` for a dialled ClusterIP; NULL where Kubernetes names nothing.
+ */
+const k8sName = (side: 'src' | 'dst') =>
+  `CASE WHEN ${side}_workload <> '' THEN CASE WHEN ${side}_namespace = '' THEN 'node/' || ${side}_workload ` +
+  `ELSE ${side}_namespace || '/' || ${side}_workload END ` +
+  `WHEN ${side}_service <> '' THEN ${side}_namespace || '/' || ${side}_service END`;
+
+/**
  * Explore drilldown, as links on the fields a user clicks:
  * - a service map node -> the calls it made and served; an edge -> the calls on it;
  * - a call (a row with node, conn_id and ts_ns) -> its trace;
@@ -57,7 +67,8 @@ function addDrilldown(frame: DataFrame, target: LinkTarget): DataFrame {
       sqlLink(
         'Calls of this node',
         `SELECT ${CALL_COLUMNS} FROM calls WHERE $__timeFilter(ts) AND (node || '/' || comm = '${id}' ` +
-          `OR src_ip = '${id}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${id}') ORDER BY ts DESC LIMIT 500`,
+          `OR src_ip = '${id}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${id}' ` +
+          `OR ${k8sName('src')} = '${id}' OR ${k8sName('dst')} = '${id}') ORDER BY ts DESC LIMIT 500`,
         target
       ),
     ];
@@ -68,7 +79,8 @@ function addDrilldown(frame: DataFrame, target: LinkTarget): DataFrame {
         'Calls on this edge',
         `SELECT ${CALL_COLUMNS} FROM calls WHERE $__timeFilter(ts) AND protocol = '${protocol}' AND ` +
           `((role = 'client' AND (node || '/' || comm = '${source}' OR src_ip = '${source}')) OR ` +
-          `(role = 'server' AND (node || '/' || comm = '${dest}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${dest}'))) ` +
+          `(role = 'server' AND (node || '/' || comm = '${dest}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${dest}')) OR ` +
+          `(${k8sName('src')} = '${source}' AND ${k8sName('dst')} = '${dest}')) ` +
           'ORDER BY ts DESC LIMIT 500',
         target
       ),

@@ -17,29 +17,13 @@ use std::{
 use kindling_plugin_backend::agents::{Agent, AgentSet, fetch_all};
 use serde_json::Value;
 use support::host::{
-    AgentProcess, Killed, fixture, require_root, start_server, tempdir, tool, workspace_bin,
+    AgentProcess, Killed, fixture, require_root, start_server, tempdir, tool, wait_count,
+    workspace_bin,
 };
 
 /// The HTTP fixture server (tests/fixtures/http_server.py) and its port.
 fn http_server() -> (Killed, u16) {
     start_server(Command::new("python3").arg(fixture("http_server.py")))
-}
-
-/// Polls `sql` (one row, column `n`) until it is `want`; fails past 20 s or above `want`.
-fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let n = agent.query_json(sql)[0]["n"].as_u64().unwrap();
-        assert!(n <= want, "{n} rows, more than {want}: {sql}");
-        if n == want {
-            // A late duplicate would show within a flush or two.
-            std::thread::sleep(Duration::from_millis(300));
-            assert_eq!(agent.query_json(sql)[0]["n"].as_u64(), Some(want), "{sql}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "{n} of {want} after 20 s: {sql}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `curl` GETs of `paths` on one keep-alive connection; each must answer 200.

@@ -18,7 +18,7 @@ use std::{
 
 use serde_json::{Value, json};
 use support::{
-    host::{AgentProcess, require_root, tempdir, tool},
+    host::{AgentProcess, require_root, tempdir, tool, wait_count},
     netlab::sh,
 };
 
@@ -39,6 +39,15 @@ const WEB_CLUSTER_IP: &str = "10.96.77.12";
 const APISERVER_PORT: u16 = 16473;
 const ETCD_PORT: u16 = 23873;
 
+/// The real kube-apiserver's scripts: `$KINDLING_KUBE_DIR` (scripts/test.sh finds it), else
+/// `../shared/kube` beside the repository.
+fn kube_dir() -> PathBuf {
+    std::env::var_os("KINDLING_KUBE_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/kube"),
+        PathBuf::from,
+    )
+}
+
 /// The API server of ../shared/kube, stopped on drop.
 struct ApiServer {
     state: PathBuf,
@@ -48,11 +57,11 @@ struct ApiServer {
 
 impl ApiServer {
     fn start(state: &Path) -> Self {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/kube/start-apiserver.sh");
+        let script = kube_dir().join("start-apiserver.sh");
         assert!(
             script.exists(),
-            "{} is missing: the Kubernetes tests need it",
+            "{} is missing: the Kubernetes tests need the real kube-apiserver of ../shared/kube \
+             (set KINDLING_KUBE_DIR to its directory)",
             script.display()
         );
         let out = Command::new(&script)
@@ -232,8 +241,7 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        let stop =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/kube/stop-apiserver.sh");
+        let stop = kube_dir().join("stop-apiserver.sh");
         let _ = Command::new(stop).arg(&self.state).output();
     }
 }
@@ -410,25 +418,6 @@ fn grouped(
         .collect()
 }
 
-/// Waits until `sql` (a `count(*) AS n`) reaches `want`, then checks it stays there.
-fn wait_rows(agent: &AgentProcess, sql: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let n = agent.query_json(sql)[0]["n"].as_u64().unwrap();
-        assert!(n <= want, "{n} rows, more than {want}: {sql}");
-        if n == want {
-            std::thread::sleep(Duration::from_millis(300));
-            assert_eq!(agent.query_json(sql)[0]["n"].as_u64(), Some(want), "{sql}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} of {want} rows after 20 s: {sql}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 const ENDS: &str = "role, src_ip, dst_ip, dst_port, \
     src_pod, src_namespace, src_workload, src_workload_kind, src_service, \
     dst_pod, dst_namespace, dst_workload, dst_workload_kind, dst_service";
@@ -578,7 +567,7 @@ EOF"
         Some(CLIENT_ALIAS_IP),
     );
     let ours = &format!("protocol = 'http' AND {OURS}");
-    wait_rows(
+    wait_count(
         &agent,
         &format!("SELECT count(*) AS n FROM calls WHERE {ours}"),
         12,
@@ -586,12 +575,12 @@ EOF"
     // The private pod calls db-0: the server's end gives its call; the private end gives its
     // connection (flows) but no byte of payload, so no call.
     get_from(&cg_p, &format!("http://{SERVER_IP}:8080/"), PRIVATE_IP);
-    wait_rows(
+    wait_count(
         &agent,
         &format!("SELECT count(*) AS n FROM flows WHERE src_ip = '{PRIVATE_IP}'"),
         2,
     );
-    wait_rows(
+    wait_count(
         &agent,
         &format!("SELECT count(*) AS n FROM calls WHERE src_ip = '{PRIVATE_IP}'"),
         1,
@@ -672,12 +661,12 @@ EOF"
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&answer.stdout), "10.250.77.1\n");
     drop(dnsmasq);
-    wait_rows(
+    wait_count(
         &agent,
         "SELECT count(*) AS n FROM dns WHERE domain = 'web.kl.test'",
         1,
     );
-    wait_rows(
+    wait_count(
         &agent,
         &format!("SELECT count(*) AS n FROM calls WHERE {ours}"),
         16,
@@ -694,7 +683,7 @@ EOF"
     for _ in 0..2 {
         get(&cg_a, &format!("http://{SERVER_IP}:8080/"), None);
     }
-    wait_rows(
+    wait_count(
         &agent,
         &format!("SELECT count(*) AS n FROM calls WHERE {ours}"),
         20,

@@ -153,12 +153,8 @@ where
         + Send
         + 'static,
 {
-    let events = watcher(
-        Api::<PartialObjectMeta<K>>::all(client),
-        watcher::Config::default(),
-    )
-    .default_backoff();
-    run(events, k8s, kind, move |ix, m: PartialObjectMeta<K>, _| {
+    let api = Api::<PartialObjectMeta<K>>::all(client);
+    follow(api, k8s, kind, move |ix, m: PartialObjectMeta<K>, _| {
         if let Some(key) = key(&m.metadata) {
             ix.apply_owner(kind, key, controller(&m.metadata));
         }

@@ -241,6 +241,24 @@ impl Drop for AgentProcess {
     }
 }
 
+/// Polls `sql` (one row, column `n`) until it is `want`, then checks that it stays there;
+/// fails past 20 s or above `want`.
+pub fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = agent.query_json(sql)[0]["n"].as_u64().unwrap();
+        assert!(n <= want, "{n} rows, more than {want}: {sql}");
+        if n == want {
+            // A late duplicate would show within a flush or two.
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(agent.query_json(sql)[0]["n"].as_u64(), Some(want), "{sql}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} of {want} after 20 s: {sql}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A datasource's settings as Grafana sends them.
 pub struct Datasource {
     /// `jsonData`.
