@@ -123,7 +123,8 @@ pub fn default_root() -> PathBuf {
 #[derive(Debug)]
 pub struct CgroupNames {
     root: PathBuf,
-    names: RwLock<HashMap<u64, Arc<str>>>,
+    /// Read for every row: a fast hasher (foldhash) over kernel-chosen ids.
+    names: RwLock<HashMap<u64, Arc<str>, foldhash::fast::RandomState>>,
     /// ids rows met that no walk has looked for yet, and those a walk did not find (not
     /// looked for again: a cgroup removed before the walk).
     asked: Mutex<(HashSet<u64>, HashSet<u64>)>,
@@ -136,7 +137,7 @@ impl CgroupNames {
     pub fn new(root: PathBuf) -> Self {
         Self {
             root,
-            names: RwLock::new(HashMap::new()),
+            names: RwLock::new(HashMap::default()),
             asked: Mutex::new((HashSet::new(), HashSet::new())),
             unknown: AtomicBool::new(false),
         }
@@ -176,7 +177,7 @@ impl CgroupNames {
         if scan.truncated {
             tracing::warn!(root = %self.root.display(), max = SCAN_MAX_DIRS, "cgroup tree larger than the walk's bound; some cgroups are not named");
         }
-        let names: HashMap<u64, Arc<str>> = scan
+        let names: HashMap<u64, Arc<str>, foldhash::fast::RandomState> = scan
             .dirs
             .iter()
             .map(|(id, path)| (*id, Arc::from(path.as_str())))

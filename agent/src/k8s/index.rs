@@ -14,6 +14,10 @@ use std::{
     sync::Arc,
 };
 
+/// The index's maps: looked up for every row, so with a fast hasher (foldhash; the keys are
+/// not chosen by an attacker who sees the hashes, and the index is bounded).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use crate::records::{EndMeta, Endpoints, Ends, Role};
 
 /// A name shared by every row that carries it.
@@ -146,27 +150,27 @@ pub struct IndexCounts {
 pub struct Index {
     max_objects: usize,
     dropped: u64,
-    pods: HashMap<String, Pod>,
+    pods: Map<String, Pod>,
     /// Pod IPs (not hostNetwork ones) and their holders over time, oldest first.
-    ips: HashMap<IpAddr, Vec<Holding>>,
+    ips: Map<IpAddr, Vec<Holding>>,
     /// hostNetwork pods by node IP and declared port.
-    host_ports: HashMap<(IpAddr, u16), Vec<Holding>>,
+    host_ports: Map<(IpAddr, u16), Vec<Holding>>,
     /// Container id -> pod uid.
-    containers: HashMap<String, String>,
+    containers: Map<String, String>,
     /// Container id -> cgroup id, from the last scan of the cgroup tree.
-    scanned: HashMap<String, u64>,
+    scanned: Map<String, u64>,
     /// cgroup id -> pod uid, for the containers of known pods.
-    cgroups: HashMap<u64, String>,
-    services: HashMap<Key, Vec<IpAddr>>,
-    cluster_ips: HashMap<IpAddr, (Name, Name)>,
+    cgroups: Map<u64, String>,
+    services: Map<Key, Vec<IpAddr>>,
+    cluster_ips: Map<IpAddr, (Name, Name)>,
     /// Endpoints or EndpointSlice objects: their Service and addresses.
-    endpoints: HashMap<Key, (Key, Vec<EndpointAddress>)>,
+    endpoints: Map<Key, (Key, Vec<EndpointAddress>)>,
     /// Address -> the Services (namespace, name) whose endpoints hold it, with their ports.
-    endpoint_ips: HashMap<IpAddr, Vec<(Name, Name, Vec<u16>)>>,
+    endpoint_ips: Map<IpAddr, Vec<(Name, Name, Vec<u16>)>>,
     /// ReplicaSets and Jobs -> their controller (kind, name).
-    owners: HashMap<(Kind, String, String), Option<(Name, Name)>>,
-    nodes: HashMap<String, Vec<IpAddr>>,
-    node_ips: HashMap<IpAddr, Name>,
+    owners: Map<(Kind, Name, Name), Option<(Name, Name)>>,
+    nodes: Map<String, Vec<IpAddr>>,
+    node_ips: Map<IpAddr, Name>,
     last_prune_ns: i64,
     /// A pod of this node has a container no scan has found yet.
     scan_wanted: bool,
@@ -188,19 +192,19 @@ impl Index {
         Self {
             max_objects,
             dropped: 0,
-            pods: HashMap::new(),
-            ips: HashMap::new(),
-            host_ports: HashMap::new(),
-            containers: HashMap::new(),
-            scanned: HashMap::new(),
-            cgroups: HashMap::new(),
-            services: HashMap::new(),
-            cluster_ips: HashMap::new(),
-            endpoints: HashMap::new(),
-            endpoint_ips: HashMap::new(),
-            owners: HashMap::new(),
-            nodes: HashMap::new(),
-            node_ips: HashMap::new(),
+            pods: Map::default(),
+            ips: Map::default(),
+            host_ports: Map::default(),
+            containers: Map::default(),
+            scanned: Map::default(),
+            cgroups: Map::default(),
+            services: Map::default(),
+            cluster_ips: Map::default(),
+            endpoints: Map::default(),
+            endpoint_ips: Map::default(),
+            owners: Map::default(),
+            nodes: Map::default(),
+            node_ips: Map::default(),
             last_prune_ns: 0,
             scan_wanted: false,
             kinds: Kinds {
@@ -265,7 +269,7 @@ impl Index {
             Kind::Endpoints => self.delete_endpoints(&split()),
             Kind::ReplicaSet | Kind::Job => {
                 let (ns, name) = split();
-                self.owners.remove(&(kind, ns, name));
+                self.owners.remove(&(kind, Arc::from(ns), Arc::from(name)));
             }
             Kind::Node => self.delete_node(key),
         }
@@ -471,7 +475,7 @@ impl Index {
     /// A ReplicaSet or Job (`kind`) was created or changed; `controller` is its controller
     /// ownerReference (kind, name).
     pub fn apply_owner(&mut self, kind: Kind, key: Key, controller: Option<(String, String)>) {
-        let k = (kind, key.0, key.1);
+        let k: (Kind, Name, Name) = (kind, Arc::from(key.0), Arc::from(key.1));
         if !self.admit(self.owners.contains_key(&k)) {
             return;
         }
@@ -620,7 +624,8 @@ impl Index {
             _ => None,
         };
         if let Some(k) = owner_kind {
-            let key = (k, pod.namespace.to_string(), name.to_string());
+            // Shared names as the key: no allocation per row.
+            let key = (k, Arc::clone(&pod.namespace), Arc::clone(name));
             match self.owners.get(&key) {
                 Some(Some((top_kind, top))) => return (Arc::clone(top), Arc::clone(top_kind)),
                 Some(None) => {}
@@ -659,7 +664,7 @@ fn addresses(facts: &PodFacts) -> (Vec<IpAddr>, Vec<(IpAddr, u16)>) {
 /// `uid` holds `key` from `from_ns`: after the previous holder let it go, and from now if
 /// that holder still has it (its deletion has not arrived yet: it ends now).
 fn hold<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Vec<Holding>>,
+    map: &mut Map<K, Vec<Holding>>,
     key: K,
     uid: &Name,
     pod: &Arc<PodName>,
@@ -691,7 +696,7 @@ fn hold<K: std::hash::Hash + Eq>(
 
 /// `uid` let `key` go at `now_ns`.
 fn release<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Vec<Holding>>,
+    map: &mut Map<K, Vec<Holding>>,
     key: K,
     uid: &Name,
     now_ns: i64,
