@@ -543,7 +543,7 @@ impl Index {
             Role::Server => (None, local_by_cgroup),
         };
         Ends {
-            cgroup: Ends::none().cgroup.clone(),
+            cgroup: Arc::clone(&Ends::none().cgroup),
             src: self.end(src_cgroup, ends.src_ip, ends.src_port, None, ts_ns),
             dst: self.end(
                 dst_cgroup,

@@ -28,7 +28,7 @@ use kube::{
 
 use super::{
     Kubernetes,
-    index::{EndpointAddress, Index, Kind, PodFacts},
+    index::{EndpointAddress, Index, Key, Kind, PodFacts},
     now_ns,
 };
 
@@ -368,9 +368,7 @@ pub fn endpoints_addresses(ep: &Endpoints) -> Vec<EndpointAddress> {
 
 /// An EndpointSlice's key, its Service (label `kubernetes.io/service-name`) and its ready
 /// addresses.
-pub fn slice_addresses(
-    slice: &EndpointSlice,
-) -> Option<((String, String), (String, String), Vec<EndpointAddress>)> {
+pub fn slice_addresses(slice: &EndpointSlice) -> Option<(Key, Key, Vec<EndpointAddress>)> {
     let key = key(&slice.metadata)?;
     let service = slice
         .metadata
