@@ -262,9 +262,9 @@ fn floods_stay_within_the_budget_keep_the_agent_answering_and_count_every_drop()
     // both ends seen), then closed. The agent follows at most 1,024 sockets; every other one
     // is counted as dropped, once, and not picked up half-way when room frees.
     raise_nofile(16_384);
-    let dropped_before: u64 = agent_stats(&storm_agent)["calls"]["events_dropped_user"]
-        .as_u64()
-        .unwrap();
+    let before = agent_stats(&storm_agent);
+    let dropped_before = stat(&before, "calls", "events_dropped_user");
+    let kernel_before = stat(&before, "calls", "events_dropped_kernel");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let storm_port = listener.local_addr().unwrap().port();
     let acceptor = std::thread::spawn(move || {
@@ -285,26 +285,29 @@ fn floods_stay_within_the_budget_keep_the_agent_answering_and_count_every_drop()
         let followed = storm_agent.query_json(&flows)[0]["n"].as_u64().unwrap();
         let stats = agent_stats(&storm_agent);
         let dropped = stat(&stats, "calls", "events_dropped_user") - dropped_before;
-        (followed, dropped, stats)
+        let kernel = stat(&stats, "calls", "events_dropped_kernel") - kernel_before;
+        (followed, dropped, kernel, stats)
     };
     for _ in 0..150 {
         std::thread::sleep(Duration::from_millis(200));
-        let (followed, dropped, _) = accounted();
-        if followed + dropped >= 2000 {
+        let (followed, dropped, kernel, _) = accounted();
+        if followed + dropped + kernel >= 2000 {
             break;
         }
     }
     // A moment more: anything counted twice would show now.
     std::thread::sleep(Duration::from_millis(500));
-    let (followed, dropped, stats) = accounted();
+    let (followed, dropped, kernel, stats) = accounted();
     assert!(followed <= MAX_CONNS, "{followed} sockets followed");
     // Evicted flows rows would break the sum; the budget holds far more than these.
     assert_eq!(stat(&stats, "flows", "rows_evicted"), 0);
-    assert_eq!(
-        followed + dropped,
-        2000,
-        "followed {followed} + dropped {dropped}"
-    );
+    // Every socket is followed or counted as dropped, once; a socket whose first event the
+    // kernel could not deliver (a full ring, a program run skipped) is in neither, but that
+    // loss is counted too. Without kernel drops (the usual case) the sum is exact.
+    let what = format!("followed {followed} + dropped {dropped}, kernel drops {kernel}");
+    assert!(followed + dropped <= 2000, "{what}");
+    assert!(followed + dropped + kernel >= 2000, "silent loss: {what}");
+    eprintln!("storm: {what}");
     assert!(storm_agent.terminate().success());
 
     // Then an agent with a 1 MiB budget, which the next floods overflow.
