@@ -245,6 +245,9 @@ impl Batcher {
     }
 }
 
+/// Port of DNS servers (`dns` rows have no port columns).
+const DNS_PORT: u16 = 53;
+
 /// What names rows' ends: the cgroup walk and Kubernetes, either of them absent.
 #[derive(Clone, Copy)]
 struct Names<'a> {
@@ -269,19 +272,15 @@ impl Names<'_> {
         Some(ends)
     }
 
-    /// The ends of a `dns` row (None: nothing names them).
+    /// The ends of a `dns` row: the querying end and the server (None: nothing names them).
     fn dns(self, r: &DnsRecord) -> Option<Ends> {
-        if self.kubernetes.is_none() && self.cgroups.is_none() {
-            return None;
-        }
-        let mut ends = match self.kubernetes {
-            Some(k) => k.resolve_dns(r),
-            None => Ends::default(),
+        let endpoints = Endpoints {
+            src_ip: r.client_ip,
+            src_port: 0,
+            dst_ip: r.server_ip,
+            dst_port: DNS_PORT,
         };
-        if let Some(name) = self.cgroups.and_then(|c| c.name(r.owner.cgroup_id)) {
-            ends.cgroup = name;
-        }
-        Some(ends)
+        self.of(&r.owner, Role::Client, &endpoints, r.ts_ns)
     }
 }
 

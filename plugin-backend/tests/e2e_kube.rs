@@ -12,14 +12,14 @@ mod support;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 use support::{
-    host::{AgentProcess, require_root, tempdir, tool, wait_count},
-    netlab::sh,
+    host::{AgentProcess, Killed, require_root, tempdir, tool, wait_count},
+    netlab::{Netns, sh},
 };
 
 const NS: &str = "kl-shop";
@@ -290,31 +290,13 @@ impl Drop for CgroupTree {
     }
 }
 
-/// A process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A network namespace, deleted on drop.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// A 64-hex container id unique to this run.
 fn container_id(n: u32) -> String {
     format!("{:056x}{n:08x}", u64::from(std::process::id()) << 20)
 }
 
-/// One HTTP GET by curl in the client pod (optionally from `source` address); must be 200.
+/// One HTTP GET by curl in a pod of network namespace kl-kube-a (optionally from its `source`
+/// address); must answer 200.
 fn get(client: &Cgroup, url: &str, source: Option<&str>) {
     let from = source
         .map(|s| format!("--interface {s} "))
@@ -334,20 +316,8 @@ fn get(client: &Cgroup, url: &str, source: Option<&str>) {
     );
 }
 
-/// One HTTP GET by curl in the private pod (network namespace kl-kube-a, its own address).
-fn get_from(pod: &Cgroup, url: &str, source: &str) {
-    let out = pod
-        .command(
-            "kl-kube-a",
-            &format!("curl -sS -o /dev/null -w %{{http_code}} --interface {source} {url}"),
-        )
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "curl {url}");
-}
-
 /// The server pod's HTTP server (python's http.server, HTTP/1.0: one connection per call).
-fn http_server(cgroup: &Cgroup, dir: &Path) -> Proc {
+fn http_server(cgroup: &Cgroup, dir: &Path) -> Killed {
     let child = cgroup
         .command(
             "kl-kube-b",
@@ -366,7 +336,7 @@ fn http_server(cgroup: &Cgroup, dir: &Path) -> Proc {
         assert!(Instant::now() < deadline, "http.server did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Proc(child)
+    Killed(child)
 }
 
 /// One number from agent_stats.
@@ -436,22 +406,17 @@ fn rows_name_pods_workloads_and_services_on_both_ends() {
     let api = ApiServer::start(&state);
 
     // Two pods on one veth pair: a (client, 10.250.77.1 and .11) and b (server, .2).
-    let _ = Command::new("ip")
-        .args(["netns", "del", "kl-kube-a"])
-        .status();
-    let _ = Command::new("ip")
-        .args(["netns", "del", "kl-kube-b"])
-        .status();
-    sh("ip netns add kl-kube-a && ip netns add kl-kube-b");
-    let _netns = (Netns("kl-kube-a".into()), Netns("kl-kube-b".into()));
+    let _netns = (
+        Netns::new("kl-kube-a".into()),
+        Netns::new("kl-kube-b".into()),
+    );
     sh("ip link add klk-a netns kl-kube-a type veth peer name klk-b netns kl-kube-b");
     sh(&format!(
         "ip -n kl-kube-a addr add {CLIENT_IP}/24 dev klk-a && ip -n kl-kube-a addr add {CLIENT_ALIAS_IP}/24 dev klk-a \
          && ip -n kl-kube-a addr add {PRIVATE_IP}/24 dev klk-a \
-         && ip -n kl-kube-a link set klk-a up && ip -n kl-kube-a link set lo up \
+         && ip -n kl-kube-a link set klk-a up \
          && ip -n kl-kube-a route add 10.96.77.0/24 dev klk-a \
-         && ip -n kl-kube-b addr add {SERVER_IP}/24 dev klk-b && ip -n kl-kube-b link set klk-b up \
-         && ip -n kl-kube-b link set lo up"
+         && ip -n kl-kube-b addr add {SERVER_IP}/24 dev klk-b && ip -n kl-kube-b link set klk-b up"
     ));
     // kube-proxy's part: the ClusterIPs DNAT'ed to the server pod, in the client's namespace.
     sh(&format!(
@@ -574,7 +539,11 @@ EOF"
     );
     // The private pod calls db-0: the server's end gives its call; the private end gives its
     // connection (flows) but no byte of payload, so no call.
-    get_from(&cg_p, &format!("http://{SERVER_IP}:8080/"), PRIVATE_IP);
+    get(
+        &cg_p,
+        &format!("http://{SERVER_IP}:8080/"),
+        Some(PRIVATE_IP),
+    );
     wait_count(
         &agent,
         &format!("SELECT count(*) AS n FROM flows WHERE src_ip = '{PRIVATE_IP}'"),
@@ -633,7 +602,7 @@ EOF"
         get(&cg_a, &format!("http://{SERVER_IP}:8080/"), None);
     }
     // A DNS server in the new pod, asked once by the client pod.
-    let dnsmasq = Proc(
+    let dnsmasq = Killed(
         cg_b2
             .command(
                 "kl-kube-b",
@@ -819,7 +788,7 @@ EOF"
         .spawn()
         .unwrap();
     std::fs::write(state.join("apiserver.pid"), restarted.id().to_string()).unwrap();
-    let _restarted = Proc(restarted);
+    let _restarted = Killed(restarted);
     wait_stat(&agent, "kubernetes_status", 30, |v| v == "synced");
     let objects = stat(&agent, "kubernetes_objects").as_u64().unwrap();
     api.service("late", "10.96.77.13", 80);

@@ -26,11 +26,8 @@ pub use index::{Index, IndexCounts, Kind};
 
 use crate::{
     capture::PayloadExclusions,
-    records::{DnsRecord, Endpoints, Ends, Owner, Role},
+    records::{Endpoints, Ends, Owner, Role},
 };
-
-/// Port of DNS servers (`dns` rows have no port columns).
-const DNS_PORT: u16 = 53;
 
 /// Where the watchers stand, per kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,17 +134,6 @@ impl Kubernetes {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .resolve(owner.cgroup_id, role, ends, ts_ns)
-    }
-
-    /// Names the ends of a `dns` row: the querying end and the server.
-    pub fn resolve_dns(&self, r: &DnsRecord) -> Ends {
-        let ends = Endpoints {
-            src_ip: r.client_ip,
-            src_port: 0,
-            dst_ip: r.server_ip,
-            dst_port: DNS_PORT,
-        };
-        self.resolve(&r.owner, Role::Client, &ends, r.ts_ns)
     }
 
     /// Applies a change to the index.

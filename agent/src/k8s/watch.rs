@@ -111,6 +111,27 @@ pub fn spawn(client: Client, k8s: Arc<Kubernetes>) {
     tokio::spawn(super::probe(client, k8s));
 }
 
+/// What a watcher can follow: an API object kube can list, watch and decode.
+trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static
+{
+}
+
 /// The key [`Index::keys`] uses for an object.
 fn index_key(kind: Kind, meta: &ObjectMeta) -> Option<String> {
     match kind {
@@ -132,12 +153,7 @@ async fn follow<K>(
     kind: Kind,
     apply: impl Fn(&mut Index, K, i64) + Send + 'static,
 ) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
+    K: Watched,
 {
     let events = watcher(api, watcher::Config::default()).default_backoff();
     run(events, k8s, kind, apply).await;
@@ -146,12 +162,7 @@ async fn follow<K>(
 /// As [`follow`], for kinds of which only the owner references count (metadata only).
 async fn follow_metadata<K>(client: Client, k8s: Arc<Kubernetes>, kind: Kind)
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
+    K: Watched,
 {
     let api = Api::<PartialObjectMeta<K>>::all(client);
     follow(api, k8s, kind, move |ix, m: PartialObjectMeta<K>, _| {

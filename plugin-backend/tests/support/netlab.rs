@@ -40,7 +40,8 @@ pub struct Netns {
 }
 
 impl Netns {
-    fn new(name: String) -> Self {
+    /// A fresh namespace `name` (one left by an earlier run is deleted first), loopback up.
+    pub fn new(name: String) -> Self {
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         sh(&format!(
             "ip netns add {name} && ip -n {name} link set lo up"
