@@ -61,7 +61,8 @@ pub struct Kubernetes {
 /// Enrichment counters for `agent_stats`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesStats {
-    /// synced | listing | unreachable: ... (the first failing watcher's error).
+    /// off is never here (host mode has no `Kubernetes`); listing until every watcher listed
+    /// its kind once; synced; unreachable: <error> while the API server's probe fails.
     pub status: String,
     /// Index counts.
     pub counts: IndexCounts,
