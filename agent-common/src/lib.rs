@@ -61,6 +61,16 @@ pub const AF_INET: u16 = 2;
 /// `AF_INET6`, as found in [`TcpEvent::family`].
 pub const AF_INET6: u16 = 10;
 
+/// `IPPROTO_TCP`: an IP header's protocol byte, and a socket's `sk_protocol`.
+pub const IPPROTO_TCP: u8 = 6;
+/// `IPPROTO_UDP`: an IP header's protocol byte, and a socket's `sk_protocol`.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// `SOCK_STREAM`, as found in a socket's `sk_type` and [`DataEvent::sock_type`].
+pub const SOCK_STREAM: u8 = 1;
+/// `SOCK_DGRAM`, as found in a socket's `sk_type` and [`DataEvent::sock_type`].
+pub const SOCK_DGRAM: u8 = 2;
+
 /// Kernel TCP states (`include/net/tcp_states.h`).
 pub mod tcp_state {
     /// TCP_ESTABLISHED
