@@ -1,5 +1,5 @@
 //! Builds the eBPF programs (`agent-ebpf`) for the bpfel target and leaves the object in
-//! OUT_DIR, where `capture.rs` embeds it with `include_bytes_aligned!`.
+//! OUT_DIR, where `src/capture/mod.rs` embeds it with `include_bytes_aligned!`.
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: sets everything up and runs the main job, as root.
 #
-#   sudo scripts/run.sh
+#   scripts/run.sh        (in a root shell; else: sudo scripts/run.sh)
 #
 # Builds Kindling, starts an agent on this host (left running, for a Grafana to query),
 # makes some HTTP, Redis and raw TCP traffic, and prints what the agent saw through the
@@ -44,15 +44,35 @@ echo "agent pid $(cat "$PIDFILE") serving on $LISTEN (log: $LOG)"
 
 echo "== traffic: python http.server on 127.0.0.1:18080 (20 requests, 3 of them 404), redis-server on"
 echo "   127.0.0.1:16379 (10 commands, 1 failing), 5 raw TCP sessions, 3 connects to a closed port"
-python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1 &
-HTTP_PID=$!
-redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null &
-REDIS_PID=$!
-trap 'kill $HTTP_PID $REDIS_PID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.1; done
+# A traffic server of ours, started and waited for: refused when its port is already taken
+# (the output would describe someone else's server), failed when it exits before answering.
+SERVER_PIDS=()
+trap 'kill "${SERVER_PIDS[@]}" 2>/dev/null || true' EXIT
+start_server() {
+  local name=$1 port=$2 ready=$3
+  shift 3
+  if ss -Hltn "sport = :$port" | grep -q .; then
+    echo "run.sh: port $port is taken, so $name cannot start; the listener is:" >&2
+    ss -Hltnp "sport = :$port" >&2
+    exit 1
+  fi
+  "$@" >/dev/null 2>&1 &
+  local pid=$!
+  SERVER_PIDS+=("$pid")
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || { echo "run.sh: $name exited at start (port $port)" >&2; exit 1; }
+    eval "$ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "run.sh: $name did not answer on port $port within 10 s" >&2
+  exit 1
+}
+start_server "python http.server" 18080 "curl -sf -o /dev/null http://127.0.0.1:18080/" \
+  python3 -m http.server 18080 --bind 127.0.0.1
+start_server redis-server 16379 "redis-cli -p 16379 PING" \
+  redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning
 for i in $(seq 17); do curl -s -o /dev/null "http://127.0.0.1:18080/?request=$i"; done
 for p in missing nothing-here gone; do curl -s -o /dev/null "http://127.0.0.1:18080/$p"; done
-for _ in $(seq 50); do redis-cli -p 16379 PING >/dev/null 2>&1 && break; sleep 0.1; done
 for i in $(seq 4); do redis-cli -p 16379 SET "key$i" "value$i" >/dev/null; done
 for i in $(seq 4); do redis-cli -p 16379 GET "key$i" >/dev/null; done
 redis-cli -p 16379 INCR key1 >/dev/null

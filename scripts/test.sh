@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: sets everything up and runs every test, as root.
 #
-#   sudo scripts/test.sh
+#   scripts/test.sh       (in a root shell; else: sudo scripts/test.sh)
 #
 # Rust: unit tests, the store and SQL (.slt) tests, and the end-to-end tests that load the eBPF
 # programs, drive real TCP traffic and query it through the `kindling` CLI and through Grafana
@@ -30,6 +30,10 @@ if [[ -z "${KINDLING_KUBE_DIR:-}" ]]; then
 fi
 # Unset when none was found: the Kubernetes tests then fail, naming what is missing.
 [[ -n "${KINDLING_KUBE_DIR:-}" ]] && export KINDLING_KUBE_DIR && echo "kube-apiserver scripts: $KINDLING_KUBE_DIR"
+
+echo "== module imports form a DAG (scripts/check_modules.py)"
+modules_status=0
+python3 scripts/check_modules.py || modules_status=$?
 
 echo "== cargo test --no-run (dev profile: the tests and every binary they start)"
 # Not `cargo build`: dev-dependencies unify features differently, so a separate `cargo build`
@@ -60,5 +64,7 @@ js_passed=$(count '[0-9]+ passed' "$LOGS/jest-line.txt" 1)
 js_failed=$(count '[0-9]+ failed' "$LOGS/jest-line.txt" 1)
 browser_passed=$((browser_status == 0 ? 1 : 0))
 browser_failed=$((browser_status == 0 ? 0 : 1))
-echo "tests: $((passed + ${js_passed:-0} + browser_passed)) passed, $((failed + ${js_failed:-0} + browser_failed)) failed"
-[[ $rust_status -eq 0 && $js_status -eq 0 && $browser_status -eq 0 ]]
+modules_passed=$((modules_status == 0 ? 1 : 0))
+modules_failed=$((modules_status == 0 ? 0 : 1))
+echo "tests: $((passed + ${js_passed:-0} + browser_passed + modules_passed)) passed, $((failed + ${js_failed:-0} + browser_failed + modules_failed)) failed"
+[[ $rust_status -eq 0 && $js_status -eq 0 && $browser_status -eq 0 && $modules_status -eq 0 ]]

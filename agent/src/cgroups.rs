@@ -205,8 +205,7 @@ impl CgroupNames {
 }
 
 /// Walks the cgroup tree at start and whenever rows met an unknown cgroup or a local pod
-/// gained a container (at most every [`SCAN_EVERY`]); hands the containers to `kubernetes`
-/// and brings its payload exclusions up to date.
+/// gained a container (at most every [`SCAN_EVERY`]); hands the containers to `kubernetes`.
 pub async fn follow(names: Arc<CgroupNames>, kubernetes: Option<Arc<Kubernetes>>) {
     let mut failing = false;
     let mut first = true;
@@ -229,9 +228,6 @@ pub async fn follow(names: Arc<CgroupNames>, kubernetes: Option<Arc<Kubernetes>>
                 }
                 _ => {}
             }
-        }
-        if let Some(k) = &kubernetes {
-            k.sync_payload_exclusions();
         }
         tokio::time::sleep(SCAN_EVERY).await;
     }

@@ -25,13 +25,13 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
 };
 
-use kindling_agent_common::{AF_INET, AF_INET6, TcpEvent, TcpEventKind, tcp_state};
+use kindling_agent_common::{AF_INET, AF_INET6, IPPROTO_UDP, TcpEvent, TcpEventKind, tcp_state};
 
 use crate::{
-    capture::ReasonNames,
+    decode::{Clock, ReasonNames, comm, ip, state_name},
     records::{Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType},
     sockdiag::TcpInfo,
 };
@@ -46,74 +46,33 @@ mod errno {
     pub(super) const EHOSTUNREACH: i32 = 113;
 }
 
-const IPPROTO_UDP: u8 = 17;
-
-/// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) into wall-clock nanoseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    realtime_minus_monotonic: i64,
-}
-
-impl Clock {
-    /// Measures the current offset between CLOCK_REALTIME and CLOCK_MONOTONIC.
-    pub fn now() -> Self {
-        let read = |clock| {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: valid pointer to a local timespec.
-            unsafe { libc::clock_gettime(clock, &mut ts) };
-            ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-        };
-        let mono = read(libc::CLOCK_MONOTONIC);
-        let real = read(libc::CLOCK_REALTIME);
-        Self {
-            realtime_minus_monotonic: real - mono,
-        }
-    }
-
-    /// A clock whose wall time equals monotonic time plus `offset` (for tests).
-    pub fn with_offset(offset: i64) -> Self {
-        Self {
-            realtime_minus_monotonic: offset,
-        }
-    }
-
-    /// Wall-clock ns for a kernel monotonic timestamp.
-    pub fn wall(&self, monotonic_ns: u64) -> i64 {
-        monotonic_ns as i64 + self.realtime_minus_monotonic
-    }
-
-    /// Kernel monotonic ns now (the clock of the events' `ts_ns`).
-    pub fn monotonic_now() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid pointer to a local timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        (ts.tv_sec * 1_000_000_000 + ts.tv_nsec) as u64
-    }
-
-    /// Wall-clock ns now.
-    pub fn wall_now(&self) -> i64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid pointer to a local timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-    }
-}
-
 /// Where the tracker's rows go.
 pub trait RecordSink {
     /// A `tcp_events` row.
     fn tcp_event(&mut self, record: TcpEventRecord);
     /// A `flows` row.
     fn flow(&mut self, record: FlowRecord);
+}
+
+/// What the sessionizer knows about a TCP connection from the connection tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    /// This node's end.
+    pub role: Role,
+    /// `flows.conn_id`.
+    pub conn_id: u64,
+    /// (local, remote) port as the tracker knows them; 0 where not known yet.
+    pub ports: (u16, u16),
+}
+
+impl ConnRef {
+    /// Whether this is the connection of an event with these ports. The two ring buffers are
+    /// drained one after the other, so a data event of a new socket can arrive while the
+    /// tracker still holds the previous connection of the same (reused) socket address.
+    pub fn matches(&self, local: u16, remote: u16) -> bool {
+        (self.ports.0 == 0 || self.ports.0 == local)
+            && (self.ports.1 == 0 || self.ports.1 == remote)
+    }
 }
 
 /// Counters of events the tracker could not use.
@@ -323,49 +282,6 @@ pub struct ConnTracker {
     closed: Vec<(u64, u64)>,
 }
 
-/// Name of a kernel TCP state, without the `TCP_` prefix.
-pub fn state_name(state: u8) -> &'static str {
-    match state {
-        tcp_state::ESTABLISHED => "ESTABLISHED",
-        tcp_state::SYN_SENT => "SYN_SENT",
-        tcp_state::SYN_RECV => "SYN_RECV",
-        tcp_state::FIN_WAIT1 => "FIN_WAIT1",
-        tcp_state::FIN_WAIT2 => "FIN_WAIT2",
-        tcp_state::TIME_WAIT => "TIME_WAIT",
-        tcp_state::CLOSE => "CLOSE",
-        tcp_state::CLOSE_WAIT => "CLOSE_WAIT",
-        tcp_state::LAST_ACK => "LAST_ACK",
-        tcp_state::LISTEN => "LISTEN",
-        tcp_state::CLOSING => "CLOSING",
-        tcp_state::NEW_SYN_RECV => "NEW_SYN_RECV",
-        _ => "UNKNOWN",
-    }
-}
-
-/// A kernel address (4 or 16 bytes of `raw`, by `family`) as an [`IpAddr`].
-pub fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
-    if family == AF_INET6 {
-        let v6 = Ipv6Addr::from(*raw);
-        // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; show them as IPv4.
-        match v6.to_ipv4_mapped() {
-            Some(v4) => v4.into(),
-            None => v6.into(),
-        }
-    } else {
-        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
-    }
-}
-
-fn comm(raw: &[u8; 16]) -> String {
-    String::from_utf8_lossy(comm_bytes(raw)).into_owned()
-}
-
-/// `comm` without its NUL padding.
-pub(crate) fn comm_bytes(raw: &[u8; 16]) -> &[u8] {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    &raw[..end]
-}
-
 fn endpoints(role: Role, ev: &TcpEvent) -> Endpoints {
     let local = (ip(ev.family, &ev.saddr), ev.sport);
     let remote = (ip(ev.family, &ev.daddr), ev.dport);
@@ -425,13 +341,13 @@ impl ConnTracker {
     }
 
     /// Role and id of the live connection of socket `skaddr`, if followed.
-    pub fn conn_ref(&self, skaddr: u64) -> Option<crate::sessions::ConnRef> {
+    pub fn conn_ref(&self, skaddr: u64) -> Option<ConnRef> {
         self.conns.get(&skaddr).map(|c| {
             let (local, remote) = match c.role {
                 Role::Client => (c.endpoints.src_port, c.endpoints.dst_port),
                 Role::Server => (c.endpoints.dst_port, c.endpoints.src_port),
             };
-            crate::sessions::ConnRef {
+            ConnRef {
                 role: c.role,
                 conn_id: c.conn_id,
                 ports: (local, remote),

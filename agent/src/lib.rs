@@ -1,28 +1,41 @@
-//! Kindling's per-node agent, read as a pipeline:
+//! Kindling's per-node agent, read in data-flow order:
 //!
-//! - [`capture`]: eBPF programs on TCP tracepoints, loaded and attached with aya; events come
-//!   up through one ring buffer ([`capture::btf`] finds the kernel struct offsets they need).
-//! - [`conntrack`]: joins the kernel's events into connections and emits rows ([`records`]).
-//! - [`sockdiag`]: byte counters of live sockets, for periodic rows of long-lived connections.
-//! - [`sessions`]: socket payloads into L7 calls (`calls`, `dns`), with `kindling_protocols`.
-//! - [`k8s`]: the rows' ends named by pod, workload and Service, from the API server.
-//! - [`pipeline`]: the capture thread that moves events through the tracker into the store.
-//! - [`store`]: time-partitioned Arrow chunks under a memory budget.
-//! - [`query`]: DataFusion over the store, read-only and bounded.
-//! - [`serve`]: the Arrow Flight endpoint coordinators query.
-//! - [`replay`]: a `kindling dump` directory served instead of capture (`--replay`).
-//! - [`spill`]: the store written on shutdown and reloaded on start (`--spill-dir`).
+//! - [`capture`]: the eBPF programs of `agent-ebpf`, loaded and attached with aya; their events
+//!   come up through two ring buffers, TCP lifecycle and socket data ([`capture::btf`] finds
+//!   the kernel struct offsets the programs need).
+//! - [`decode`]: ring-buffer records into events, and the kernel's raw values in them
+//!   (addresses, task names, TCP states, timestamps, reason codes) into what rows hold.
+//! - [`conntrack`]: joins TCP events into connections: `tcp_events` and `flows` rows;
+//!   [`sockdiag`] adds byte counters and RTT of live sockets for periodic rows.
+//! - [`sessions`]: socket payloads into L7 calls (`calls`, `dns`), with `kindling_protocols`;
+//!   [`dns_search`] recognizes NXDOMAINs of search-list expansions.
+//! - [`enrich`]: who the rows' ends are: the local cgroup ([`cgroups`]) and pod, workload and
+//!   Service from the API server ([`k8s`]).
+//! - [`records`]: the rows and their vocabulary; [`records::builders`] turns them into Arrow
+//!   batches, [`records::pending`] holds them until a flush.
+//! - [`round`]: one capture round over the tracker, the sessionizer and the pending rows;
+//!   [`pipeline`] runs rounds on the capture thread with its timers; [`counters`] counts what
+//!   came in and what was dropped, by cause.
+//! - [`store`]: time-partitioned Arrow chunks under a memory budget; [`spill`] writes it on
+//!   shutdown and reloads it on start (`--spill-dir`); [`replay`] serves a `kindling dump`
+//!   directory instead of capture (`--replay`).
+//! - [`query`]: DataFusion over the store, read-only and bounded; [`serve`]: the Arrow Flight
+//!   endpoint coordinators query.
 #![deny(missing_docs)]
 
 pub mod capture;
 pub mod cgroups;
 pub mod conntrack;
+pub mod counters;
+pub mod decode;
 pub mod dns_search;
+pub mod enrich;
 pub mod k8s;
 pub mod pipeline;
 pub mod query;
 pub mod records;
 pub mod replay;
+pub mod round;
 pub mod serve;
 pub mod sessions;
 pub mod sockdiag;

@@ -4,12 +4,17 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use kindling_agent::{
-    capture::{Capture, CaptureOptions},
+    capture::{
+        Capture, CaptureOptions,
+        exclusions::{self, NamespaceExclusions},
+    },
     cgroups::{self, CgroupNames},
+    counters::PipelineCounters,
     k8s::{self, Kubernetes},
     parse_bytes,
-    pipeline::{Pipeline, PipelineConfig, PipelineCounters},
+    pipeline::Pipeline,
     query::{AgentInfo, LocalQueries, QueryLimits},
+    round::CaptureConfig,
     serve::AgentFlightService,
     store::{Compression, Store, StoreConfig},
 };
@@ -312,7 +317,16 @@ fn run(args: Args) -> anyhow::Result<()> {
                 no_payload_updates: !args.no_payload_namespace.is_empty(),
             })?;
             if let (Some(k), Some(exclusions)) = (&kubernetes, capture.take_payload_exclusions()) {
-                k.exclude_payload(args.no_payload_namespace.clone(), exclusions);
+                let policy = NamespaceExclusions::new(
+                    args.no_payload_namespace.clone(),
+                    exclusions,
+                    Arc::clone(&counters.kubernetes_payload_excluded),
+                );
+                runtime.spawn(exclusions::follow(
+                    policy,
+                    Arc::clone(k),
+                    cgroups::SCAN_EVERY,
+                ));
             }
             tracing::info!(
                 attach_ms = attaching.elapsed().as_millis() as u64,
@@ -326,7 +340,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     capture,
                     Arc::clone(&store),
                     Arc::clone(&counters),
-                    PipelineConfig {
+                    CaptureConfig {
                         node: node.clone(),
                         flush_interval: Duration::from_millis(args.flush_ms),
                         flush_rows: 8192,

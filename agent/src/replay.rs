@@ -102,7 +102,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        records::{Endpoints, FlowHealth, FlowRecord, FlowsBuilder, Owner, Role},
+        records::{Endpoints, FlowHealth, FlowRecord, Owner, Role, builders::FlowsBuilder},
         store::StoreConfig,
     };
 

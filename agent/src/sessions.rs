@@ -21,13 +21,14 @@ use std::{
     time::Duration,
 };
 
-use kindling_agent_common::{DataEvent, SocketSyscall};
+use kindling_agent_common::{DataEvent, SOCK_DGRAM, SocketSyscall};
 use kindling_protocols::{
     Direction, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment, StreamParser, Transport,
 };
 
 use crate::{
-    conntrack::{Clock, comm_bytes, ip},
+    conntrack::ConnRef,
+    decode::{Clock, comm_bytes, ip},
     records::{CallRecord, DnsRecord, Endpoints, Owner, Role},
 };
 
@@ -42,27 +43,6 @@ pub trait CallSink {
     fn call(&mut self, record: CallRecord);
     /// A `dns` row.
     fn dns(&mut self, record: DnsRecord);
-}
-
-/// What the sessionizer knows about a TCP connection from the connection tracker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnRef {
-    /// This node's end.
-    pub role: Role,
-    /// `flows.conn_id`.
-    pub conn_id: u64,
-    /// (local, remote) port as the tracker knows them; 0 where not known yet.
-    pub ports: (u16, u16),
-}
-
-impl ConnRef {
-    /// Whether this is the connection of an event with these ports. The two ring buffers are
-    /// drained one after the other, so a data event of a new socket can arrive while the
-    /// tracker still holds the previous connection of the same (reused) socket address.
-    fn matches(&self, local: u16, remote: u16) -> bool {
-        (self.ports.0 == 0 || self.ports.0 == local)
-            && (self.ports.1 == 0 || self.ports.1 == remote)
-    }
 }
 
 /// Counters per protocol, for `agent_stats`.
@@ -227,7 +207,7 @@ impl Sessionizer {
             self.stats.malformed += 1;
             return;
         };
-        let transport = if ev.sock_type == 2 {
+        let transport = if ev.sock_type == SOCK_DGRAM {
             Transport::Udp
         } else {
             Transport::Tcp

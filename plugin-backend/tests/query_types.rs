@@ -16,8 +16,8 @@ use datafusion::arrow::{
     datatypes::{DataType, Float64Type, UInt64Type},
 };
 use kindling_agent::records::{
-    CallRecord, CallsBuilder, DnsBuilder, DnsRecord, EndMeta, Endpoints, Ends, FlowRecord,
-    FlowsBuilder, Owner, Role,
+    CallRecord, DnsRecord, EndMeta, Endpoints, Ends, FlowRecord, Owner, Role,
+    builders::{CallsBuilder, DnsBuilder, FlowsBuilder},
 };
 use kindling_wire::schema;
 use serde_json::{Value, json};

@@ -63,7 +63,7 @@ struct Type {
 }
 
 /// The names of an enum's values, e.g. `skb_drop_reason`: value -> name without `prefix`.
-pub type EnumNames = HashMap<u32, String>;
+pub use crate::decode::EnumNames;
 
 /// The types of one BTF blob, enough to resolve struct member offsets.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 //! the links; nothing is pinned).
 
 pub mod btf;
+pub mod exclusions;
 mod tracefs;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -18,6 +19,13 @@ use aya::{
 };
 use kindling_agent_common::{
     DataEvent, KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, TcpEvent, counter,
+};
+
+use exclusions::PayloadExclusions;
+
+use crate::{
+    counters::KernelCounters,
+    decode::{self, ReasonNames},
 };
 
 /// Errors that stop capture from starting.
@@ -148,47 +156,6 @@ impl Default for CaptureOptions {
     }
 }
 
-/// Names of the kernel's reason codes, from its BTF.
-#[derive(Debug, Clone, Default)]
-pub struct ReasonNames {
-    /// `enum skb_drop_reason` without the `SKB_DROP_REASON_` prefix.
-    pub drop: btf::EnumNames,
-    /// `enum sk_rst_reason` without the `SK_RST_REASON_` prefix.
-    pub reset: btf::EnumNames,
-}
-
-impl ReasonNames {
-    /// Name of drop reason `code`, or its number when this kernel does not name it.
-    pub fn drop_reason(&self, code: u32) -> String {
-        self.drop
-            .get(&code)
-            .cloned()
-            .unwrap_or_else(|| code.to_string())
-    }
-
-    /// Name of reset reason `code`, or its number.
-    pub fn reset_reason(&self, code: u32) -> String {
-        self.reset
-            .get(&code)
-            .cloned()
-            .unwrap_or_else(|| code.to_string())
-    }
-}
-
-/// Kernel-side counters, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KernelCounters {
-    /// Events lost to a full ring buffer.
-    pub ringbuf_full: u64,
-    /// Events lost to failed kernel reads.
-    pub read_failed: u64,
-    /// Data events lost because the data ring buffer was full.
-    pub data_ringbuf_full: u64,
-    /// Program runs the kernel skipped because the program was already running on the CPU
-    /// (`recursion_misses`, summed over the programs): each is an event not seen.
-    pub program_misses: u64,
-}
-
 /// Loaded and attached capture programs.
 pub struct Capture {
     ring: RingBuf<MapData>,
@@ -202,55 +169,6 @@ pub struct Capture {
     exclusions: Option<PayloadExclusions>,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
-}
-
-/// The kernel's set of cgroups whose tasks' payload is never copied: the fixed ones of
-/// `--no-payload-cgroup` and a set that follows the cluster (`--no-payload-namespace`).
-pub struct PayloadExclusions {
-    map: HashMap<MapData, u64, u8>,
-    fixed: std::collections::HashSet<u64>,
-    dynamic: std::collections::HashSet<u64>,
-}
-
-impl std::fmt::Debug for PayloadExclusions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayloadExclusions")
-            .field("fixed", &self.fixed.len())
-            .field("dynamic", &self.dynamic.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl PayloadExclusions {
-    /// Makes the changing set `wanted`: adds what is new, removes what went. Returns how many
-    /// cgroups did not fit (the map holds [`MAX_NO_PAYLOAD_CGROUPS`]).
-    pub fn sync(&mut self, wanted: &std::collections::HashSet<u64>) -> usize {
-        let gone: Vec<u64> = self.dynamic.difference(wanted).copied().collect();
-        for id in gone {
-            if !self.fixed.contains(&id) {
-                let _ = self.map.remove(&id);
-            }
-            self.dynamic.remove(&id);
-        }
-        let mut refused = 0;
-        for id in wanted {
-            if self.dynamic.contains(id) || self.fixed.contains(id) {
-                continue;
-            }
-            match self.map.insert(id, &1, 0) {
-                Ok(()) => {
-                    self.dynamic.insert(*id);
-                }
-                Err(_) => refused += 1,
-            }
-        }
-        refused
-    }
-
-    /// cgroups in the changing set now.
-    pub fn dynamic(&self) -> usize {
-        self.dynamic.len()
-    }
 }
 
 impl std::fmt::Debug for Capture {
@@ -270,7 +188,12 @@ impl Capture {
             return Err(Error::NotRoot(euid));
         }
         let tracing = tracefs::ensure_mounted().map_err(Error::Tracefs)?;
-        tracefs::check_offsets(&tracing, options.net_health)?;
+        tracefs::check_offsets(&tracing, options.net_health).map_err(|m| {
+            Error::TracepointFormat {
+                tracepoint: m.tracepoint,
+                detail: m.detail,
+            }
+        })?;
         let kernel_btf = btf::KernelBtf::from_sys_fs()?;
         let offsets: KernelOffsets = kernel_btf.kernel_offsets()?;
         let reasons = ReasonNames {
@@ -404,7 +327,7 @@ impl Capture {
     pub fn drain(&mut self, mut on_event: impl FnMut(&TcpEvent)) -> (u64, u64) {
         let (mut ok, mut bad) = (0, 0);
         while let Some(item) = self.ring.next() {
-            match decode(&item) {
+            match decode::tcp_event(&item) {
                 Some(ev) => {
                     on_event(&ev);
                     ok += 1;
@@ -423,7 +346,7 @@ impl Capture {
             let Some(item) = self.data_ring.next() else {
                 break;
             };
-            match decode_data(&item) {
+            match decode::data_event(&item) {
                 Some(ev) => {
                     on_event(ev);
                     ok += 1;
@@ -539,28 +462,6 @@ fn recursion_misses(fd: BorrowedFd<'_>) -> u64 {
     if ret == 0 { info.recursion_misses } else { 0 }
 }
 
-/// Reads a [`TcpEvent`] from ring-buffer bytes, or None if the size is wrong.
-pub fn decode(bytes: &[u8]) -> Option<TcpEvent> {
-    if bytes.len() != size_of::<TcpEvent>() {
-        return None;
-    }
-    // SAFETY: TcpEvent is repr(C) plain data, every bit pattern is valid, and the length was
-    // checked; read_unaligned copes with any alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TcpEvent>()) })
-}
-
-/// Views ring-buffer bytes as a [`DataEvent`], or None if the size is wrong.
-pub fn decode_data(bytes: &[u8]) -> Option<&DataEvent> {
-    if bytes.len() != size_of::<DataEvent>()
-        || bytes.as_ptr().align_offset(align_of::<DataEvent>()) != 0
-    {
-        return None;
-    }
-    // SAFETY: size and alignment checked (ring-buffer records are 8-byte aligned); DataEvent is
-    // repr(C) plain data, every bit pattern is valid; the borrow keeps the bytes alive.
-    Some(unsafe { &*bytes.as_ptr().cast::<DataEvent>() })
-}
-
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
 fn raise_memlock_limit() {
     let rlim = libc::rlimit {
@@ -571,19 +472,5 @@ fn raise_memlock_limit() {
     let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if ret != 0 {
         tracing::debug!("Could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decode_rejects_wrong_sizes() {
-        assert!(decode(&[0u8; 10]).is_none());
-        assert!(decode(&[0u8; size_of::<TcpEvent>() + 1]).is_none());
-        let mut raw = [0u8; size_of::<TcpEvent>()];
-        raw[0] = 7; // ts_ns little-endian
-        assert_eq!(decode(&raw).unwrap().ts_ns, 7);
     }
 }

@@ -5,7 +5,14 @@ use std::path::{Path, PathBuf};
 
 use kindling_agent_common::tp;
 
-use super::{Error, Result};
+/// A tracepoint whose format is not what the programs were built for.
+#[derive(Debug)]
+pub(super) struct FormatMismatch {
+    /// category/name
+    pub(super) tracepoint: String,
+    /// What differs.
+    pub(super) detail: String,
+}
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -51,7 +58,7 @@ pub(super) fn field_offset(format: &str, field: &str) -> Option<usize> {
 
 /// Checks the offsets of every tracepoint field the programs read (the network-health ones
 /// only when `net_health`).
-pub(super) fn check_offsets(root: &Path, net_health: bool) -> Result<()> {
+pub(super) fn check_offsets(root: &Path, net_health: bool) -> Result<(), FormatMismatch> {
     let mut expected: Vec<(String, &str, usize)> = Vec::new();
     expected.extend(
         tp::SYSCALLS
@@ -67,14 +74,14 @@ pub(super) fn check_offsets(root: &Path, net_health: bool) -> Result<()> {
     }
     for (tracepoint, field, want) in expected {
         let path = root.join("events").join(&tracepoint).join("format");
-        let format = std::fs::read_to_string(&path).map_err(|e| Error::TracepointFormat {
+        let format = std::fs::read_to_string(&path).map_err(|e| FormatMismatch {
             tracepoint: tracepoint.clone(),
             detail: format!("cannot read {}: {e}", path.display()),
         })?;
         match field_offset(&format, field) {
             Some(got) if got == want => {}
             got => {
-                return Err(Error::TracepointFormat {
+                return Err(FormatMismatch {
                     tracepoint,
                     detail: format!("field {field} is at {got:?}, the programs expect {want}"),
                 });

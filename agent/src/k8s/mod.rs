@@ -17,17 +17,14 @@ use std::{
     collections::HashSet,
     sync::{
         Arc, Mutex, PoisonError, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 pub use index::{Index, IndexCounts, Kind};
 
-use crate::{
-    capture::PayloadExclusions,
-    records::{Endpoints, Ends, Owner, Role},
-};
+use crate::records::{Endpoints, Ends, Owner, Role};
 
 /// Where the watchers stand, per kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +49,6 @@ pub struct Kubernetes {
     /// The last probe's error, while the API server does not answer.
     unreachable: Mutex<Option<String>>,
     updates: AtomicU64,
-    /// Namespaces whose pods' payload is not captured, and the kernel's map of them.
-    payload: Mutex<Option<(HashSet<String>, PayloadExclusions)>>,
-    /// The index changed since the payload exclusions were last synced.
-    payload_dirty: AtomicBool,
 }
 
 /// Enrichment counters for `agent_stats`.
@@ -68,8 +61,6 @@ pub struct KubernetesStats {
     pub counts: IndexCounts,
     /// Watch events applied since start.
     pub updates: u64,
-    /// Containers whose payload is not captured (`--no-payload-namespace`).
-    pub payload_excluded: u64,
 }
 
 impl Kubernetes {
@@ -86,47 +77,20 @@ impl Kubernetes {
             ),
             unreachable: Mutex::new(None),
             updates: AtomicU64::new(0),
-            payload: Mutex::new(None),
-            payload_dirty: AtomicBool::new(false),
         }
     }
 
-    /// Keeps the payload of every pod of `namespaces` out of capture: the containers' cgroups
-    /// go into the kernel's exclusion map as the pods and their cgroups are found.
-    pub fn exclude_payload(&self, namespaces: Vec<String>, exclusions: PayloadExclusions) {
-        *self.payload.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((namespaces.into_iter().collect(), exclusions));
-        self.payload_dirty.store(true, Ordering::Relaxed);
-    }
-
-    /// Brings the kernel's exclusion map up to date with the index.
-    pub fn sync_payload_exclusions(&self) {
-        if !self.payload_dirty.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        let mut payload = self.payload.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some((namespaces, exclusions)) = payload.as_mut() else {
-            return;
-        };
-        let wanted = self
-            .index
+    /// The cgroups of the containers of `namespaces`' pods (as far as the index knows them).
+    pub fn cgroups_in_namespaces(&self, namespaces: &HashSet<String>) -> HashSet<u64> {
+        self.index
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .cgroups_in_namespaces(namespaces);
-        let before = exclusions.dynamic();
-        let refused = exclusions.sync(&wanted);
-        if refused > 0 {
-            tracing::error!(
-                refused,
-                "Payload exclusion map full: some excluded pods' payload is captured"
-            );
-        }
-        if exclusions.dynamic() != before {
-            tracing::info!(
-                cgroups = exclusions.dynamic(),
-                "Containers of the excluded namespaces: payload not captured"
-            );
-        }
+            .cgroups_in_namespaces(namespaces)
+    }
+
+    /// Changes applied to the index so far: a new value means the index changed.
+    pub fn generation(&self) -> u64 {
+        self.updates.load(Ordering::Relaxed)
     }
 
     /// Names the ends of a row that `owner`'s process made or served as `role`.
@@ -142,7 +106,6 @@ impl Kubernetes {
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         f(&mut index);
         self.updates.fetch_add(1, Ordering::Relaxed);
-        self.payload_dirty.store(true, Ordering::Relaxed);
     }
 
     fn set_state(&self, kind: Kind, result: Result<(), String>) {
@@ -212,12 +175,6 @@ impl Kubernetes {
                 .unwrap_or_else(PoisonError::into_inner)
                 .counts(),
             updates: self.updates.load(Ordering::Relaxed),
-            payload_excluded: self
-                .payload
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .map_or(0, |(_, e)| e.dynamic() as u64),
         }
     }
 

@@ -23,7 +23,7 @@ use datafusion::{
 use kindling_wire::schema;
 
 use crate::{
-    conntrack::Clock, k8s::Kubernetes, pipeline::PipelineCounters, sessions::ProtocolCounters,
+    counters::PipelineCounters, decode::Clock, k8s::Kubernetes, sessions::ProtocolCounters,
     store::Store,
 };
 
@@ -146,7 +146,10 @@ impl ComputedTable for AgentStatsTable {
             repeat(k8s.as_ref().map_or(0, |k| k.counts.pods)),
             repeat(k8s.as_ref().map_or(0, |k| k.counts.dropped)),
             repeat(k8s.as_ref().map_or(0, |k| k.updates)),
-            repeat(k8s.as_ref().map_or(0, |k| k.payload_excluded)),
+            repeat(
+                k8s.as_ref()
+                    .map_or(0, |_| c.kubernetes_payload_excluded.load(Ordering::Relaxed)),
+            ),
         ]);
         Ok(RecordBatch::try_new(schema::agent_stats(), columns)?)
     }

@@ -5,8 +5,8 @@ use futures::TryStreamExt;
 
 use super::*;
 use crate::{
-    pipeline::PipelineCounters,
-    records::{Endpoints, FlowRecord, FlowsBuilder, Owner, Role},
+    counters::PipelineCounters,
+    records::{Endpoints, FlowRecord, Owner, Role, builders::FlowsBuilder},
     store::{Compression, StoreConfig},
 };
 

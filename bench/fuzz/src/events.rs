@@ -1,9 +1,9 @@
 //! The `events` target: ring-buffer records through the agent's user-space capture path, in
-//! the rounds of `kindling_agent::pipeline`'s capture loop: TCP records through
-//! [`capture::decode`] into the [`ConnTracker`], then `finish_closed`/`take_closed`, data records
-//! through [`capture::decode_data`] (from 8-byte aligned buffers, as the ring buffer hands them
-//! out) sorted by when their bytes moved into the [`Sessionizer`], then the periodic sweep,
-//! sock_diag reports, and flushes of the row builders ([`Batcher`]) into a small [`Store`].
+//! the agent's own capture rounds ([`CaptureState::round`], the step `pipeline::run` repeats):
+//! TCP records through [`decode::tcp_event`] into the connection tracker, data records through
+//! [`decode::data_event`] (from 8-byte aligned buffers, as the ring buffer hands them out) into
+//! the sessionizer, then what the round's timers say is due, and flushes of the pending rows
+//! into a small [`Store`]. The harness plays the kernel ([`Kernel`]): its rings and sock_diag.
 //!
 //! Input format:
 //!
@@ -27,15 +27,15 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    io,
     time::Duration,
 };
 
 use kindling_agent::{
-    capture::{self, ReasonNames},
-    conntrack::{Clock, ConnTracker, ip},
-    pipeline::Batcher,
+    counters::{KernelCounters, PipelineCounters},
+    decode::{self, Clock, ReasonNames, ip},
     records::Endpoints,
-    sessions::{self, Sessionizer},
+    round::{self, CaptureConfig, CaptureState, Due, Kernel},
     sockdiag::TcpInfo,
     store::{Compression, Store, StoreConfig},
 };
@@ -52,8 +52,6 @@ pub const FLUSH_ROWS: usize = 64;
 pub const STORE_BUDGET: u64 = 512 << 10;
 /// Rows per chunk: small, so that chunks are sealed and compressed.
 pub const CHUNK_ROWS: usize = 16;
-/// Data events taken off the ring per round (`pipeline::DATA_BATCH`).
-pub const DATA_BATCH: usize = 4096;
 /// `--open-flow-interval`, the least age of a connection reported open.
 pub const OPEN_FLOW_INTERVAL: Duration = Duration::from_secs(1);
 /// `--dns-timeout`.
@@ -121,21 +119,6 @@ fn socket(raw: u64) -> u64 {
     }
 }
 
-/// What the pipeline's timers say is due at the end of a round.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Due {
-    /// `sessions.sweep` and `expire_dns` (every 500 ms).
-    pub sweep: bool,
-    /// `report_open` (every `open_flow_interval`).
-    pub open_report: bool,
-    /// `sample_rtt` (every `rtt_sample_interval`).
-    pub rtt_sample: bool,
-    /// The flush interval passed.
-    pub flush: bool,
-    /// The compressor thread runs after the round.
-    pub compress: bool,
-}
-
 /// 8-byte aligned bytes, as the ring buffer hands records out.
 #[derive(Debug, Default)]
 struct AlignedBuf(Vec<u64>);
@@ -155,14 +138,10 @@ impl AlignedBuf {
     }
 }
 
-/// The capture thread's state for one input.
-#[derive(Debug)]
-pub struct Harness {
-    clock: Clock,
-    tracker: ConnTracker,
-    sessions: Sessionizer,
-    batcher: Batcher,
-    store: Store,
+/// The kernel as the harness plays it: the rings' records, sock_diag's sockets, and the
+/// counts of what the agent must find malformed.
+#[derive(Debug, Default)]
+struct FuzzKernel {
     /// Records waiting in each ring.
     tcp_ring: Vec<Vec<u8>>,
     data_ring: VecDeque<Vec<u8>>,
@@ -172,17 +151,129 @@ pub struct Harness {
     /// Expected counters, to check the tracker's and the sessionizer's.
     unknown_kinds: u64,
     unknown_syscalls: u64,
+}
+
+impl Kernel for FuzzKernel {
+    /// Every TCP record, each through `decode::tcp_event`.
+    fn drain_tcp(&mut self, mut on_event: impl FnMut(&TcpEvent)) -> (u64, u64) {
+        let (mut ok, mut bad) = (0, 0);
+        for raw in std::mem::take(&mut self.tcp_ring) {
+            let decoded = decode::tcp_event(&raw);
+            assert_eq!(
+                decoded.is_some(),
+                raw.len() == size_of::<TcpEvent>(),
+                "decode must accept exactly the records of TcpEvent's size ({} bytes given)",
+                raw.len()
+            );
+            let Some(mut ev) = decoded else {
+                bad += 1;
+                continue;
+            };
+            kernel_limits_tcp(&mut ev);
+            if TcpEventKind::from_u8(ev.kind).is_none() {
+                self.unknown_kinds += 1;
+            }
+            self.note_sock_diag(&ev);
+            on_event(&ev);
+            ok += 1;
+        }
+        (ok, bad)
+    }
+
+    /// At most `max` data records, each from an aligned buffer.
+    fn drain_data(&mut self, max: usize, mut on_event: impl FnMut(&DataEvent)) -> (u64, u64) {
+        let (mut ok, mut bad) = (0, 0);
+        let n = self.data_ring.len().min(max);
+        for raw in self.data_ring.drain(..n) {
+            let bytes = self.aligned.fill(&raw);
+            let decoded = decode::data_event(&bytes[..raw.len()]).copied();
+            assert_eq!(
+                decoded.is_some(),
+                raw.len() == size_of::<DataEvent>(),
+                "data_event must accept exactly aligned records of DataEvent's size ({} bytes)",
+                raw.len()
+            );
+            let Some(mut ev) = decoded else {
+                bad += 1;
+                continue;
+            };
+            assert!(
+                decode::data_event(&bytes[1..=raw.len()]).is_none(),
+                "data_event must refuse a misaligned record"
+            );
+            kernel_limits(&mut ev);
+            if SocketSyscall::from_u8(ev.syscall).is_none() {
+                self.unknown_syscalls += 1;
+            }
+            on_event(&ev);
+            ok += 1;
+        }
+        (ok, bad)
+    }
+
+    fn tcp_infos(&mut self) -> io::Result<HashMap<Endpoints, TcpInfo>> {
+        Ok(self.sock_diag.clone())
+    }
+
+    fn counters(&self) -> KernelCounters {
+        KernelCounters::default()
+    }
+}
+
+impl FuzzKernel {
+    /// A socket of a TCP event as sock_diag would list it (local view, `src` = local end).
+    fn note_sock_diag(&mut self, ev: &TcpEvent) {
+        if self.sock_diag.len() >= SOCK_DIAG_MAX {
+            return;
+        }
+        let key = Endpoints {
+            src_ip: ip(ev.family, &ev.saddr),
+            src_port: ev.sport,
+            dst_ip: ip(ev.family, &ev.daddr),
+            dst_port: ev.dport,
+        };
+        self.sock_diag.insert(
+            key,
+            TcpInfo {
+                bytes_sent: ev.bytes_sent,
+                bytes_received: ev.bytes_received,
+                srtt_us: ev.srtt_us,
+                min_rtt_us: ev.rtt_min_us,
+                retransmits: ev.retransmits,
+            },
+        );
+    }
+}
+
+/// The capture thread's state for one input.
+#[derive(Debug)]
+pub struct Harness {
+    state: CaptureState,
+    kernel: FuzzKernel,
+    store: Store,
+    counters: PipelineCounters,
     rounds: u64,
 }
 
 impl Harness {
-    /// A fresh pipeline, as `pipeline::run` sets it up, with this harness's limits.
+    /// A fresh capture state, as `pipeline::run` sets it up, with this harness's limits.
     pub fn new(store_payloads: bool) -> Self {
-        let clock = Clock::now();
-        let mut tracker = ConnTracker::new(clock, MAX_CONNS).with_reasons(ReasonNames::default());
-        tracker.seed_listen_ports(LISTEN_PORTS);
-        let sessions =
-            Sessionizer::new(clock, MAX_SESSIONS, DNS_TIMEOUT).with_payloads(store_payloads);
+        let config = CaptureConfig {
+            node: "fuzz".into(),
+            flush_interval: Duration::from_secs(1),
+            flush_rows: FLUSH_ROWS,
+            max_conns: MAX_CONNS,
+            open_flow_interval: OPEN_FLOW_INTERVAL,
+            max_sessions: MAX_SESSIONS,
+            dns_timeout: DNS_TIMEOUT,
+            store_payloads,
+            dns_search_window: DNS_SEARCH_WINDOW,
+            rtt_sample_interval: Some(Duration::from_secs(1)),
+            first_conn_id: 1,
+            kubernetes: None,
+            cgroups: None,
+        };
+        let state = CaptureState::new(&config, Clock::now(), ReasonNames::default(), LISTEN_PORTS);
         let store = Store::new(
             StoreConfig {
                 budget_bytes: STORE_BUDGET,
@@ -194,17 +285,10 @@ impl Harness {
             schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known"))),
         );
         Self {
-            clock,
-            tracker,
-            sessions,
-            batcher: Batcher::with_dns_search("fuzz", DNS_SEARCH_WINDOW),
+            state,
+            kernel: FuzzKernel::default(),
             store,
-            tcp_ring: Vec::new(),
-            data_ring: VecDeque::new(),
-            aligned: AlignedBuf::default(),
-            sock_diag: HashMap::new(),
-            unknown_kinds: 0,
-            unknown_syscalls: 0,
+            counters: PipelineCounters::default(),
             rounds: 0,
         }
     }
@@ -230,9 +314,9 @@ impl Harness {
                     input = rest;
                     let exact = tag & 4 != 0;
                     if ring == 0 {
-                        h.tcp_ring.push(record(body, size_of::<TcpEvent>(), exact));
+                        h.kernel.tcp_ring.push(record(body, size_of::<TcpEvent>(), exact));
                     } else {
-                        h.data_ring
+                        h.kernel.data_ring
                             .push_back(record(body, size_of::<DataEvent>(), exact));
                     }
                 }
@@ -242,182 +326,98 @@ impl Harness {
                         open_report: tag & 8 != 0,
                         rtt_sample: tag & 16 != 0,
                         flush: tag & 32 != 0,
-                        compress: end == 3,
+                        stopping: false,
                     },
-                    false,
+                    end == 3,
                 ),
             }
         }
         // Drained until the rings are empty, as the loop does before it stops.
-        while !h.data_ring.is_empty() {
+        while !h.kernel.data_ring.is_empty() {
             h.round(Due::default(), false);
         }
-        h.round(Due::default(), true);
+        h.round(
+            Due {
+                stopping: true,
+                ..Due::default()
+            },
+            false,
+        );
         if crate::ticket::debug() {
             eprintln!(
                 "events: {} rounds, tracker {:?}, sessions {:?}, store {:#?}",
                 h.rounds,
-                h.tracker.stats(),
-                h.sessions.stats(),
+                h.state.tracker().stats(),
+                h.state.sessions().stats(),
                 h.store.stats()
             );
         }
     }
 
-    /// One iteration of the capture loop (`pipeline::run`), in its order.
-    pub fn round(&mut self, due: Due, stopping: bool) {
+    /// One round of the agent's capture (`CaptureState::round`), then the store's compressor
+    /// when `compress`.
+    pub fn round(&mut self, due: Due, compress: bool) {
         self.rounds += 1;
-        // capture.drain: every TCP record, each through `decode`.
-        for raw in std::mem::take(&mut self.tcp_ring) {
-            let decoded = capture::decode(&raw);
+        let report = self
+            .state
+            .round(&mut self.kernel, due, &self.store, &self.counters);
+        assert!(report.data_events <= round::DATA_BATCH as u64);
+        if let Some(flush) = &report.flushed {
             assert_eq!(
-                decoded.is_some(),
-                raw.len() == size_of::<TcpEvent>(),
-                "decode must accept exactly the records of TcpEvent's size ({} bytes given)",
-                raw.len()
+                flush.lost, 0,
+                "the store refused {} of {} rows: a row builder's batch does not match its table's schema",
+                flush.lost, flush.rows
             );
-            let Some(mut ev) = decoded else { continue };
-            kernel_limits_tcp(&mut ev);
-            if TcpEventKind::from_u8(ev.kind).is_none() {
-                self.unknown_kinds += 1;
-            }
-            self.note_sock_diag(&ev);
-            self.tracker.on_event(&ev, &mut self.batcher);
-        }
-        self.tracker
-            .finish_closed(Clock::monotonic_now(), &mut self.batcher);
-        for (sk, conn_id) in self.tracker.take_closed() {
-            self.sessions.on_tcp_closed(sk, conn_id);
-        }
-        // capture.drain_data: at most DATA_BATCH records, each from an aligned buffer.
-        let n = self.data_ring.len().min(DATA_BATCH);
-        let mut data_batch: Vec<DataEvent> = Vec::with_capacity(n);
-        for raw in self.data_ring.drain(..n) {
-            let bytes = self.aligned.fill(&raw);
-            let decoded = capture::decode_data(&bytes[..raw.len()]).copied();
-            assert_eq!(
-                decoded.is_some(),
-                raw.len() == size_of::<DataEvent>(),
-                "decode_data must accept exactly aligned records of DataEvent's size ({} bytes)",
-                raw.len()
-            );
-            if decoded.is_some() {
-                assert!(
-                    capture::decode_data(&bytes[1..=raw.len()]).is_none(),
-                    "decode_data must refuse a misaligned record"
-                );
-            }
-            if let Some(mut ev) = decoded {
-                kernel_limits(&mut ev);
-                if SocketSyscall::from_u8(ev.syscall).is_none() {
-                    self.unknown_syscalls += 1;
-                }
-                data_batch.push(ev);
-            }
-        }
-        let mut order: Vec<(u64, usize)> = data_batch
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| (sessions::moved_at(ev), i))
-            .collect();
-        if !order.is_sorted() {
-            order.sort_unstable();
-        }
-        for ev in order.iter().map(|&(_, i)| &data_batch[i]) {
-            let conn = self.tracker.conn_ref(ev.skaddr);
-            self.sessions
-                .on_event(ev, conn, self.tracker.listen_ports(), &mut self.batcher);
-        }
-        if due.sweep {
-            self.sessions.sweep(&mut self.batcher);
-            self.batcher.expire_dns(self.clock.wall_now(), false);
-        }
-        if due.rtt_sample {
-            self.tracker.sample_rtt(&self.sock_diag, &mut self.batcher);
-        }
-        if due.open_report {
-            let min_age = OPEN_FLOW_INTERVAL.as_nanos() as i64;
-            self.tracker
-                .report_open(min_age, &self.sock_diag, &mut self.batcher);
-        }
-        if stopping {
-            self.tracker.finish_all_closed(&mut self.batcher);
-            self.batcher.expire_dns(0, true);
-        }
-        if stopping || self.batcher.pending() >= FLUSH_ROWS || due.flush {
-            let pending = self.batcher.pending();
-            let lost = self.batcher.flush(&self.store);
-            assert_eq!(
-                lost, 0,
-                "the store refused {lost} of {pending} rows: a row builder's batch does not match its table's schema"
-            );
-            assert_eq!(
-                self.batcher.pending(),
-                0,
+            assert_eq!(flush.seal_error, None, "sealing chunks");
+            assert!(
+                self.state.rows().is_empty(),
                 "rows left in the builders after a flush"
             );
-            self.store.roll().expect("sealing chunks");
         }
-        if due.compress {
+        if compress {
             self.store
                 .compress_sealed()
                 .expect("compressing sealed chunks");
         }
-        self.check(stopping);
-    }
-
-    /// A socket of a TCP event as sock_diag would list it (local view, `src` = local end).
-    fn note_sock_diag(&mut self, ev: &TcpEvent) {
-        if self.sock_diag.len() >= SOCK_DIAG_MAX {
-            return;
-        }
-        let key = Endpoints {
-            src_ip: ip(ev.family, &ev.saddr),
-            src_port: ev.sport,
-            dst_ip: ip(ev.family, &ev.daddr),
-            dst_port: ev.dport,
-        };
-        self.sock_diag.insert(
-            key,
-            TcpInfo {
-                bytes_sent: ev.bytes_sent,
-                bytes_received: ev.bytes_received,
-                srtt_us: ev.srtt_us,
-                min_rtt_us: ev.rtt_min_us,
-                retransmits: ev.retransmits,
-            },
-        );
+        self.check(due.stopping);
     }
 
     /// Cheap invariants after every round.
     fn check(&self, stopping: bool) {
+        let (tracker, sessions) = (self.state.tracker(), self.state.sessions());
         assert!(
-            self.tracker.live() <= MAX_CONNS,
+            tracker.live() <= MAX_CONNS,
             "{} connections tracked, limit {MAX_CONNS}",
-            self.tracker.live()
+            tracker.live()
         );
         assert!(
-            self.sessions.live() <= MAX_SESSIONS,
+            sessions.live() <= MAX_SESSIONS,
             "{} sessions, limit {MAX_SESSIONS}",
-            self.sessions.live()
+            sessions.live()
         );
         let held = self.store.bytes_held();
         assert!(
             held <= STORE_BUDGET,
             "the store holds {held} bytes after an append, over its budget of {STORE_BUDGET}"
         );
-        let stats = self.tracker.stats();
         assert_eq!(
-            stats.malformed, self.unknown_kinds,
+            tracker.stats().malformed,
+            self.kernel.unknown_kinds,
             "tracker's malformed count vs TCP events of unknown kind"
         );
         assert_eq!(
-            self.sessions.stats().malformed,
-            self.unknown_syscalls,
+            sessions.stats().malformed,
+            self.kernel.unknown_syscalls,
             "sessionizer's malformed count vs data events of unknown syscall"
         );
         if stopping {
-            assert_eq!(self.batcher.pending(), 0, "rows left unflushed at stop");
+            assert!(self.state.rows().is_empty(), "rows left unflushed at stop");
+            assert_eq!(
+                self.counters
+                    .rows_lost
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                0
+            );
         }
     }
 }

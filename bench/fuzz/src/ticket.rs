@@ -20,7 +20,7 @@ use std::{
 use arrow_flight::{Ticket, flight_service_server::FlightService};
 use futures::StreamExt;
 use kindling_agent::{
-    pipeline::PipelineCounters,
+    counters::PipelineCounters,
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
         CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowHealth, FlowRecord,

@@ -13,7 +13,7 @@
 //! the SPAN_SECONDS that end now (for queries with Grafana's time macros).
 use std::{fs::File, net::Ipv4Addr, path::Path, sync::Arc};
 
-use kindling_agent::records::{CallRecord, CallsBuilder, Endpoints, Owner, Role};
+use kindling_agent::records::{CallRecord, Endpoints, Owner, Role, builders::CallsBuilder};
 use parquet::arrow::ArrowWriter;
 
 /// xorshift64*: deterministic and fast.

@@ -17,14 +17,14 @@ use std::{
 };
 
 use kindling_agent::{
-    capture::decode,
-    conntrack::{Clock, ConnTracker},
+    conntrack::ConnTracker,
+    decode::{self, Clock},
+    enrich::Enricher,
     k8s::{
         Kind, Kubernetes,
         index::{EndpointAddress, PodFacts},
     },
-    pipeline::Batcher,
-    records::{Endpoints, Owner, Role},
+    records::{Endpoints, Owner, Role, pending::PendingRows},
     store::{Store, StoreConfig},
 };
 use kindling_agent_common::{AF_INET, TcpEvent, TcpEventKind, tcp_state::*};
@@ -185,7 +185,7 @@ fn main() {
     let start = Instant::now();
     let mut sum = 0u64;
     for r in &recs {
-        sum = sum.wrapping_add(decode(black_box(r)).expect("valid record").ts_ns);
+        sum = sum.wrapping_add(decode::tcp_event(black_box(r)).expect("valid record").ts_ns);
     }
     black_box(sum);
     let decode_s = start.elapsed().as_secs_f64();
@@ -269,20 +269,20 @@ fn full_path(recs: &[Vec<u8>], n: u64, k8s: Option<Arc<Kubernetes>>) -> (Arc<Sto
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
     ));
     let mut tracker = ConnTracker::new(Clock::with_offset(1_700_000_000_000_000_000), 1 << 20);
-    let mut batcher = Batcher::new("bench-node").with_kubernetes(k8s);
+    let mut rows = PendingRows::new("bench-node").with_enricher(Enricher::new(k8s, None));
     let start = Instant::now();
     for (i, r) in recs.iter().enumerate() {
-        tracker.on_event(&decode(r).expect("valid record"), &mut batcher);
+        tracker.on_event(&decode::tcp_event(r).expect("valid record"), &mut rows);
         // As the pipeline does once per drained batch (the events' times are synthetic).
         if i % 4096 == 4095 {
-            tracker.finish_closed(u64::MAX, &mut batcher);
+            tracker.finish_closed(u64::MAX, &mut rows);
         }
-        if batcher.pending() >= 8192 {
-            assert_eq!(batcher.flush(&store), 0);
+        if rows.len() >= 8192 {
+            assert_eq!(rows.flush(&store), 0);
         }
     }
-    tracker.finish_all_closed(&mut batcher);
-    assert_eq!(batcher.flush(&store), 0);
+    tracker.finish_all_closed(&mut rows);
+    assert_eq!(rows.flush(&store), 0);
     let full_s = start.elapsed().as_secs_f64();
 
     let stats = store.stats();

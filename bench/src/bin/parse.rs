@@ -22,9 +22,9 @@
 use std::{collections::HashSet, hint::black_box, time::Duration, time::Instant};
 
 use kindling_agent::{
-    conntrack::{Clock, ConnTracker},
-    pipeline::Batcher,
-    records::{CallRecord, CallsBuilder, DnsRecord},
+    conntrack::ConnTracker,
+    decode::Clock,
+    records::{CallRecord, DnsRecord, builders::CallsBuilder, pending::PendingRows},
     sessions::{CallSink, Sessionizer, moved_at},
 };
 use kindling_agent_common::{
@@ -161,7 +161,7 @@ fn setup(workload: Workload, base_sk: u64) -> Setup {
     use SocketSyscall::*;
     let port = workload.server_port();
     let mut tracker = ConnTracker::new(Clock::with_offset(1_700_000_000_000_000_000), 1 << 20);
-    let mut sink = Batcher::new("bench-node");
+    let mut sink = PendingRows::new("bench-node");
     tracker.on_event(&tcp_event(1, base_sk, CLOSE, LISTEN, port, 0), &mut sink);
     let mut conns = Vec::new();
     for i in 0..CONNECTIONS {

@@ -12,11 +12,12 @@ use datafusion::arrow::{
     util::display::{ArrayFormatter, FormatOptions},
 };
 use kindling_agent::{
-    pipeline::PipelineCounters,
+    counters::PipelineCounters,
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
-        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowHealth, FlowRecord,
-        FlowsBuilder, Owner, Role, TcpEventRecord, TcpEventType, TcpEventsBuilder,
+        CallRecord, DnsRecord, Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord,
+        TcpEventType,
+        builders::{CallsBuilder, DnsBuilder, FlowsBuilder, TcpEventsBuilder},
     },
     serve::AgentFlightService,
     store::{Store, StoreConfig},

@@ -1,0 +1,184 @@
+//! Decoding what the kernel hands up: ring-buffer records into the event structs of
+//! `kindling_agent_common`, and the kernel's raw values in them (addresses, task names, TCP
+//! states, monotonic timestamps, reason codes) into what rows hold.
+//!
+//! Pure functions and plain data: the capture side ([`crate::capture`]) reads the rings, the
+//! trackers ([`crate::conntrack`], [`crate::sessions`]) and the fuzzers use these to read what
+//! it read.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use kindling_agent_common::{AF_INET6, DataEvent, TcpEvent, tcp_state};
+
+/// Reads a [`TcpEvent`] from ring-buffer bytes, or None if the size is wrong.
+pub fn tcp_event(bytes: &[u8]) -> Option<TcpEvent> {
+    if bytes.len() != size_of::<TcpEvent>() {
+        return None;
+    }
+    // SAFETY: TcpEvent is repr(C) plain data, every bit pattern is valid, and the length was
+    // checked; read_unaligned copes with any alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TcpEvent>()) })
+}
+
+/// Views ring-buffer bytes as a [`DataEvent`], or None if the size is wrong.
+pub fn data_event(bytes: &[u8]) -> Option<&DataEvent> {
+    if bytes.len() != size_of::<DataEvent>()
+        || bytes.as_ptr().align_offset(align_of::<DataEvent>()) != 0
+    {
+        return None;
+    }
+    // SAFETY: size and alignment checked (ring-buffer records are 8-byte aligned); DataEvent is
+    // repr(C) plain data, every bit pattern is valid; the borrow keeps the bytes alive.
+    Some(unsafe { &*bytes.as_ptr().cast::<DataEvent>() })
+}
+
+/// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) into wall-clock nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    realtime_minus_monotonic: i64,
+}
+
+impl Clock {
+    /// Measures the current offset between CLOCK_REALTIME and CLOCK_MONOTONIC.
+    pub fn now() -> Self {
+        let read = |clock| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid pointer to a local timespec.
+            unsafe { libc::clock_gettime(clock, &mut ts) };
+            ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+        };
+        let mono = read(libc::CLOCK_MONOTONIC);
+        let real = read(libc::CLOCK_REALTIME);
+        Self {
+            realtime_minus_monotonic: real - mono,
+        }
+    }
+
+    /// A clock whose wall time equals monotonic time plus `offset` (for tests).
+    pub fn with_offset(offset: i64) -> Self {
+        Self {
+            realtime_minus_monotonic: offset,
+        }
+    }
+
+    /// Wall-clock ns for a kernel monotonic timestamp.
+    pub fn wall(&self, monotonic_ns: u64) -> i64 {
+        monotonic_ns as i64 + self.realtime_minus_monotonic
+    }
+
+    /// Kernel monotonic ns now (the clock of the events' `ts_ns`).
+    pub fn monotonic_now() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer to a local timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (ts.tv_sec * 1_000_000_000 + ts.tv_nsec) as u64
+    }
+
+    /// Wall-clock ns now.
+    pub fn wall_now(&self) -> i64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer to a local timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    }
+}
+
+/// Names of a kernel enum's values by number (from its BTF).
+pub type EnumNames = HashMap<u32, String>;
+
+/// Names of the kernel's reason codes, from its BTF.
+#[derive(Debug, Clone, Default)]
+pub struct ReasonNames {
+    /// `enum skb_drop_reason` without the `SKB_DROP_REASON_` prefix.
+    pub drop: EnumNames,
+    /// `enum sk_rst_reason` without the `SK_RST_REASON_` prefix.
+    pub reset: EnumNames,
+}
+
+impl ReasonNames {
+    /// Name of drop reason `code`, or its number when this kernel does not name it.
+    pub fn drop_reason(&self, code: u32) -> String {
+        self.drop
+            .get(&code)
+            .cloned()
+            .unwrap_or_else(|| code.to_string())
+    }
+
+    /// Name of reset reason `code`, or its number.
+    pub fn reset_reason(&self, code: u32) -> String {
+        self.reset
+            .get(&code)
+            .cloned()
+            .unwrap_or_else(|| code.to_string())
+    }
+}
+
+/// Name of a kernel TCP state, without the `TCP_` prefix.
+pub fn state_name(state: u8) -> &'static str {
+    match state {
+        tcp_state::ESTABLISHED => "ESTABLISHED",
+        tcp_state::SYN_SENT => "SYN_SENT",
+        tcp_state::SYN_RECV => "SYN_RECV",
+        tcp_state::FIN_WAIT1 => "FIN_WAIT1",
+        tcp_state::FIN_WAIT2 => "FIN_WAIT2",
+        tcp_state::TIME_WAIT => "TIME_WAIT",
+        tcp_state::CLOSE => "CLOSE",
+        tcp_state::CLOSE_WAIT => "CLOSE_WAIT",
+        tcp_state::LAST_ACK => "LAST_ACK",
+        tcp_state::LISTEN => "LISTEN",
+        tcp_state::CLOSING => "CLOSING",
+        tcp_state::NEW_SYN_RECV => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A kernel address (4 or 16 bytes of `raw`, by `family`) as an [`IpAddr`].
+pub fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*raw);
+        // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; show them as IPv4.
+        match v6.to_ipv4_mapped() {
+            Some(v4) => v4.into(),
+            None => v6.into(),
+        }
+    } else {
+        Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
+    }
+}
+
+/// A task's `comm` as text (lossy: the kernel does not promise UTF-8).
+pub fn comm(raw: &[u8; 16]) -> String {
+    String::from_utf8_lossy(comm_bytes(raw)).into_owned()
+}
+
+/// `comm` without its NUL padding.
+pub fn comm_bytes(raw: &[u8; 16]) -> &[u8] {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    &raw[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_rejects_wrong_sizes() {
+        assert!(tcp_event(&[0u8; 10]).is_none());
+        assert!(tcp_event(&[0u8; size_of::<TcpEvent>() + 1]).is_none());
+        let mut raw = [0u8; size_of::<TcpEvent>()];
+        raw[0] = 7; // ts_ns little-endian
+        assert_eq!(tcp_event(&raw).unwrap().ts_ns, 7);
+    }
+}
