@@ -242,7 +242,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         // Queries yield to capture: under a CPU-bound query the capture thread still drains
         // the rings in time (e2e_hardening's saturated-agent test).
         .on_thread_start(|| lower_priority(QUERY_NICE))
-        // Deep expression trees plan recursively (kindling_wire::guard bounds them for 2 MiB).
+        // Deep expression trees plan recursively (kindling_sql::guard bounds them for 2 MiB).
         .thread_stack_size(8 << 20)
         .enable_all()
         .build()

@@ -130,8 +130,8 @@ impl QueryEngine {
             .with_target_partitions(agents.agents.len().clamp(1, 16));
         // Over the memory limit a query fails (it never spills what was captured to disk);
         // joins yield so that the time limit can end them.
-        let ctx = kindling_wire::guard::bounded_context(config, self.limits.memory_bytes)?;
-        ctx.register_udaf(kindling_wire::digest::quantile_udaf());
+        let ctx = kindling_sql::guard::bounded_context(config, self.limits.memory_bytes)?;
+        ctx.register_udaf(kindling_sql::digest::quantile_udaf());
         if self.push_aggregates {
             ctx.add_optimizer_rule(Arc::new(crate::pushdown::push_aggregates()));
             ctx.add_optimizer_rule(Arc::new(crate::pushdown::push_top_k()));
@@ -157,7 +157,7 @@ impl QueryEngine {
     }
 
     async fn run(&self, sql: &str) -> Result<QueryOutput> {
-        kindling_wire::guard::check_sql(sql).map_err(Error::Query)?;
+        kindling_sql::guard::check_sql(sql).map_err(Error::Query)?;
         let (ctx, agents) = self.context().await?;
         let df = ctx.sql_with_options(sql, read_only()).await?;
         let mut stream = df.execute_stream().await?;

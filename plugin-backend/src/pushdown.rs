@@ -7,7 +7,7 @@
 //! filters, column projections and an alias, when every aggregate is COUNT, SUM, MIN, MAX,
 //! AVG (Float64) or `approx_percentile_cont` (two arguments) without DISTINCT, FILTER or
 //! ORDER BY, and the group keys, arguments and filters can be written as SQL. Percentiles
-//! travel as t-digests (`kindling_wire::digest`), one per group and column, merged on the
+//! travel as t-digests (`kindling_sql::digest`), one per group and column, merged on the
 //! coordinator. Anything else runs as before: the agents send the rows, the coordinator
 //! aggregates. (A single COUNT(DISTINCT x) qualifies: DataFusion first turns it into a GROUP
 //! BY x.)
@@ -49,7 +49,7 @@ use datafusion::{
     physical_plan::ExecutionPlan,
 };
 
-use kindling_wire::digest;
+use kindling_sql::digest;
 
 use crate::{
     agents::QueryAgents,

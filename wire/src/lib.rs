@@ -5,13 +5,12 @@
 //!   dashboards and users' SQL depend on them. Columns may be added, never renamed.
 //! - [`ticket`]: the Arrow Flight ticket that asks an agent to run a query fragment.
 //! - [`auth`]: the bearer token agents may require.
-//! - [`digest`]: the mergeable sketch behind percentiles computed across agents.
-//! - [`guard`]: the bounds both sides run every query within.
+//!
+//! The bounds both sides run queries within and the mergeable percentile sketch live in
+//! `kindling-sql`, so that this crate needs Arrow's schema types only, not DataFusion.
 #![deny(missing_docs)]
 
 pub mod auth;
-pub mod digest;
-pub mod guard;
 pub mod schema;
 pub mod ticket;
 

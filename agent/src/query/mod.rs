@@ -81,12 +81,12 @@ impl LocalQueries {
 
     /// A fresh session with every table registered and the memory limit applied, whose
     /// queries yield often enough for the time limit to end them
-    /// ([`kindling_wire::guard`]).
+    /// ([`kindling_sql::guard`]).
     pub fn context(&self) -> Result<SessionContext> {
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = kindling_wire::guard::bounded_context(config, self.limits.memory_bytes)?;
+        let ctx = kindling_sql::guard::bounded_context(config, self.limits.memory_bytes)?;
         // The partial side of percentiles computed across agents.
-        ctx.register_udaf(kindling_wire::digest::digest_udaf());
+        ctx.register_udaf(kindling_sql::digest::digest_udaf());
         for table in schema::STORED_TABLES {
             let schema = schema::by_name(table).expect("known table");
             ctx.register_table(
@@ -110,7 +110,7 @@ impl LocalQueries {
 
     /// Plans and starts `sql`, a read-only query; batches stream as they are produced.
     pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream> {
-        kindling_wire::guard::check_sql(sql).map_err(DataFusionError::Plan)?;
+        kindling_sql::guard::check_sql(sql).map_err(DataFusionError::Plan)?;
         let ctx = self.context()?;
         let df = tokio::time::timeout(self.limits.timeout, ctx.sql_with_options(sql, read_only()))
             .await
