@@ -8,16 +8,13 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use kindling_agent_common::{AF_INET, AF_INET6, TcpEventKind};
+use kindling_agent_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, TcpEventKind};
 
 use crate::{
     events::{done, emit},
     kernel::{Ends, read_kernel, sock_ends},
     maps::{IGNORED_DROP_REASON, KERNEL_OFFSETS, RTT, RTT_SAMPLE_NS, RttState},
 };
-
-const IPPROTO_UDP_U8: u8 = 17;
-const IPPROTO_TCP_U8: u8 = 6;
 
 /// Emits a network-health event of socket `skaddr` in TCP state `state`.
 #[inline(always)]
@@ -203,7 +200,7 @@ fn try_kfree_skb(ctx: &RawTracePointContext) -> Result<(), i64> {
         }
         _ => return Ok(()),
     };
-    if protocol != IPPROTO_TCP_U8 && protocol != IPPROTO_UDP_U8 {
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
         return Ok(());
     }
     let ports: [u8; 4] = read_kernel(l4)?;

@@ -7,8 +7,6 @@ use kindling_agent_common::{AF_INET, AF_INET6};
 
 use crate::maps::KERNEL_OFFSETS;
 
-pub(crate) const IPPROTO_TCP: u16 = 6;
-
 #[inline(always)]
 pub(crate) fn read_kernel<T>(addr: u64) -> Result<T, i64> {
     // SAFETY: bpf_probe_read_kernel faults safely on a bad address.

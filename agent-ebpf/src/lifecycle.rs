@@ -8,11 +8,13 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use kindling_agent_common::{AF_INET, AF_INET6, TcpEventKind, tcp_state, tp::SYSCALL_ARG0};
+use kindling_agent_common::{
+    AF_INET, AF_INET6, IPPROTO_TCP, TcpEventKind, tcp_state, tp::SYSCALL_ARG0,
+};
 
 use crate::{
     events::{done, emit},
-    kernel::{IPPROTO_TCP, read_kernel, sock_ends},
+    kernel::{read_kernel, sock_ends},
     maps::{KERNEL_OFFSETS, PENDING_FD, RTT},
 };
 
@@ -37,7 +39,7 @@ fn try_inet_sock_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
     let new_state: i32 = ctx.arg(2);
     let off = KERNEL_OFFSETS.load();
     let protocol: u16 = read_kernel(skaddr + off.sock_protocol)?;
-    if protocol != IPPROTO_TCP {
+    if protocol != u16::from(IPPROTO_TCP) {
         return Ok(());
     }
     let Some(ends) = sock_ends(skaddr)? else {

@@ -13,15 +13,15 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use kindling_agent_common::{
-    AF_INET, AF_INET6, COMM_LEN, DataEvent, NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SocketSyscall,
-    counter, tp::SYSCALL_ARG0,
+    AF_INET, AF_INET6, COMM_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP, NO_PAYLOAD_CGROUP_LEVELS,
+    PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, counter, tp::SYSCALL_ARG0,
 };
 
 use crate::{
     events::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, DATA_WAKEUP_BYTES, bump, done,
     },
-    kernel::{IPPROTO_TCP, read_kernel},
+    kernel::read_kernel,
     maps::{
         AGENT_TGID, DATA_EVENTS, KERNEL_OFFSETS, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK,
         PAYLOAD_BYTES, PENDING_IO, PendingIo, SOCK_FDS, SockRef,
@@ -30,9 +30,6 @@ use crate::{
 
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
-const SOCK_STREAM: u16 = 1;
-const SOCK_DGRAM: u16 = 2;
-const IPPROTO_UDP: u16 = 17;
 /// sizeof(struct mmsghdr): a 56-byte user_msghdr, the u32 msg_len, padding.
 const MMSGHDR_SIZE: u64 = 64;
 /// Messages of one sendmmsg/recvmmsg reported (glibc's resolver sends A and AAAA together).
@@ -115,8 +112,8 @@ fn classify_fd(fd: u64) -> Result<SockRef, i64> {
     let protocol: u16 = read_kernel(sk + off.sock_protocol)?;
     let family: u16 = read_kernel(sk + off.skc_family)?;
     let ip = family == AF_INET || family == AF_INET6;
-    let tcp = sock_type == SOCK_STREAM && protocol == IPPROTO_TCP;
-    let udp = sock_type == SOCK_DGRAM && protocol == IPPROTO_UDP;
+    let tcp = sock_type == u16::from(SOCK_STREAM) && protocol == u16::from(IPPROTO_TCP);
+    let udp = sock_type == u16::from(SOCK_DGRAM) && protocol == u16::from(IPPROTO_UDP);
     if !ip || !(tcp || udp) {
         return Ok(none);
     }
