@@ -1,0 +1,218 @@
+//! Connection lifecycle: every TCP state change (`inet_sock_set_state`, with the socket's byte
+//! counters, RTT and error on entry to TCP_CLOSE), and which process connected or accepted
+//! which socket (the syscall tracepoints of connect, accept and accept4, the socket found by
+//! walking the task's fd table to its `struct sock`).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use kindling_agent_common::{
+    AF_INET, AF_INET6, IPPROTO_TCP, TcpEventKind, tcp_state, tp::SYSCALL_ARG0,
+};
+
+use crate::{
+    events::{done, emit},
+    kernel::{read_kernel, sock_ends},
+    maps::{KERNEL_OFFSETS, PENDING_FD, RTT},
+};
+
+/// `sk_shutdown` bit for a closed receive side.
+const RCV_SHUTDOWN: u8 = 1;
+
+// The lifecycle and network-health programs run in softirq context, often on top of another
+// eBPF program (an interrupt arriving while a syscall program runs). A classic tracepoint
+// program is then skipped: the kernel allows one tracepoint program per CPU at a time. Raw
+// tracepoints only refuse to nest a program in itself, so a burst of closes is not lost while
+// payload capture is busy; the rare self-nesting skips are counted by the kernel per program
+// (`recursion_misses`) and reported by the agent as kernel drops.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
+    done(try_inet_sock_set_state(&ctx))
+}
+
+/// `inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)`
+fn try_inet_sock_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let skaddr: u64 = ctx.arg(0);
+    let old_state: i32 = ctx.arg(1);
+    let new_state: i32 = ctx.arg(2);
+    let off = KERNEL_OFFSETS.load();
+    let protocol: u16 = read_kernel(skaddr + off.sock_protocol)?;
+    if protocol != u16::from(IPPROTO_TCP) {
+        return Ok(());
+    }
+    let Some(ends) = sock_ends(skaddr)? else {
+        return Ok(());
+    };
+    let (mut bytes_sent, mut bytes_received) = (0u64, 0u64);
+    let mut close = CloseInfo::default();
+    if new_state as u8 == tcp_state::CLOSE {
+        close = close_info(skaddr)?;
+        // tcp_done() sets sk_shutdown only after this transition, so RCV_SHUTDOWN here means
+        // the peer's FIN arrived (and advanced bytes_received by one sequence number).
+        let sent: u64 = read_kernel(skaddr + off.tcp_bytes_sent)?;
+        let retrans: u64 = read_kernel(skaddr + off.tcp_bytes_retrans)?;
+        let received: u64 = read_kernel(skaddr + off.tcp_bytes_received)?;
+        let shutdown: u8 = read_kernel(skaddr + off.sock_shutdown)?;
+        bytes_sent = sent.saturating_sub(retrans);
+        bytes_received = received.saturating_sub(u64::from(shutdown & RCV_SHUTDOWN));
+    }
+    emit(|ev| {
+        ev.kind = TcpEventKind::StateChange as u8;
+        ev.skaddr = skaddr;
+        ev.old_state = old_state as u8;
+        ev.new_state = new_state as u8;
+        ev.sport = ends.sport;
+        ev.dport = ends.dport;
+        ev.family = ends.family;
+        ev.saddr = ends.saddr;
+        ev.daddr = ends.daddr;
+        ev.bytes_sent = bytes_sent;
+        ev.bytes_received = bytes_received;
+        ev.srtt_us = close.srtt_us;
+        ev.rtt_min_us = close.rtt_min_us;
+        ev.rtt_max_us = close.rtt_max_us;
+        ev.retransmits = close.retransmits;
+        ev.sk_err = close.sk_err;
+    });
+    Ok(())
+}
+
+#[derive(Default)]
+struct CloseInfo {
+    srtt_us: u32,
+    rtt_min_us: u32,
+    rtt_max_us: u32,
+    retransmits: u32,
+    sk_err: i32,
+}
+
+/// A closing socket's RTT, retransmissions and pending error; forgets its RTT state.
+#[inline(always)]
+fn close_info(skaddr: u64) -> Result<CloseInfo, i64> {
+    let off = KERNEL_OFFSETS.load();
+    let srtt8: u32 = read_kernel(skaddr + off.tcp_srtt_us)?;
+    let mut info = CloseInfo {
+        srtt_us: srtt8 >> 3,
+        rtt_min_us: read_kernel(skaddr + off.tcp_rtt_min)?,
+        retransmits: read_kernel(skaddr + off.tcp_total_retrans)?,
+        sk_err: read_kernel(skaddr + off.sock_err)?,
+        ..CloseInfo::default()
+    };
+    // With --rtt-every-segment, tcp_probe kept the socket's extremes.
+    // SAFETY: the value is copied out before the entry is removed.
+    if let Some(rtt) = unsafe { RTT.get(&skaddr) } {
+        if info.rtt_min_us == 0 || rtt.min_us < info.rtt_min_us {
+            info.rtt_min_us = rtt.min_us;
+        }
+        info.rtt_max_us = rtt.max_us;
+        let _ = RTT.remove(&skaddr);
+    }
+    Ok(info)
+}
+
+/// Remembers the fd argument of a connect/accept until its exit.
+#[inline(always)]
+fn remember_fd(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: first syscall argument, see SYSCALL_ARG0.
+    let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
+    PENDING_FD.insert(&bpf_get_current_pid_tgid(), &fd, 0)?;
+    Ok(())
+}
+
+/// Finds the `struct sock` behind `fd` of the current task:
+/// task->files->fdt->fd[fd]->private_data (a `struct socket`)->sk.
+#[inline(always)]
+fn sock_of_fd(fd: u64) -> Result<u64, i64> {
+    let off = KERNEL_OFFSETS.load();
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read_kernel(task + off.task_files)?;
+    let fdt: u64 = read_kernel(files + off.files_fdt)?;
+    let fd_array: u64 = read_kernel(fdt + off.fdtable_fd)?;
+    // Bounded so that a bogus fd cannot point far outside the array.
+    let file: u64 = read_kernel(fd_array + (fd & 0xf_ffff) * 8)?;
+    let socket: u64 = read_kernel(file + off.file_private_data)?;
+    read_kernel(socket + off.socket_sk)
+}
+
+/// At connect/accept exit: emits which task owns which socket.
+#[inline(always)]
+fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> {
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the map can change under us.
+    let Some(&arg_fd) = (unsafe { PENDING_FD.get(&key) }) else {
+        return Ok(());
+    };
+    let _ = PENDING_FD.remove(&key);
+    // SAFETY: `ret` of the syscall exit tracepoint.
+    let ret: i64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
+    let fd = match kind {
+        TcpEventKind::Accept if ret >= 0 => ret as u64,
+        // Non-blocking servers see a stream of EAGAIN accepts: nothing to report.
+        TcpEventKind::Accept => return Ok(()),
+        // A failed connect keeps its socket attached to the fd: report it with its result.
+        _ => arg_fd,
+    };
+    let skaddr = sock_of_fd(fd)?;
+    // The socket's addresses: a connecting socket's local port is bound only after its
+    // CLOSE -> SYN_SENT transition, so this is where a client's port is first known.
+    let Some(ends) = sock_ends(skaddr)? else {
+        return Ok(());
+    };
+    emit(|ev| {
+        ev.kind = kind as u8;
+        ev.skaddr = skaddr;
+        ev.ret = ret as i32;
+        ev.family = ends.family;
+        ev.sport = ends.sport;
+        ev.dport = ends.dport;
+        ev.saddr = ends.saddr;
+        ev.daddr = ends.daddr;
+    });
+    Ok(())
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_connect")]
+pub fn connect_enter(ctx: TracePointContext) -> u32 {
+    done(try_connect_enter(&ctx))
+}
+
+/// Only IP connects are followed: unix-socket connects are frequent and never TCP.
+fn try_connect_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: second argument of connect(2), the user's sockaddr.
+    let uservaddr: u64 = unsafe { ctx.read_at(SYSCALL_ARG0 + 8) }.map_err(|e| e as i64)?;
+    // SAFETY: bpf_probe_read_user faults safely.
+    let family: u16 =
+        unsafe { bpf_probe_read_user(uservaddr as *const u16) }.map_err(|e| e as i64)?;
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(());
+    }
+    remember_fd(ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_connect")]
+pub fn connect_exit(ctx: TracePointContext) -> u32 {
+    done(socket_owner(&ctx, TcpEventKind::Connect))
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_accept4")]
+pub fn accept4_enter(ctx: TracePointContext) -> u32 {
+    done(remember_fd(&ctx))
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_accept4")]
+pub fn accept4_exit(ctx: TracePointContext) -> u32 {
+    done(socket_owner(&ctx, TcpEventKind::Accept))
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_accept")]
+pub fn accept_enter(ctx: TracePointContext) -> u32 {
+    done(remember_fd(&ctx))
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_accept")]
+pub fn accept_exit(ctx: TracePointContext) -> u32 {
+    done(socket_owner(&ctx, TcpEventKind::Accept))
+}

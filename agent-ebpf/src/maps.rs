@@ -1,0 +1,138 @@
+//! Everything user space finds by name: the maps and ring buffers (`#[map]`, named after their
+//! statics) and the globals the agent sets before load (`#[unsafe(no_mangle)]`), with the
+//! types of the maps' values.
+
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use kindling_agent_common::{
+    DATA_RING_BYTES, EVENTS_RING_BYTES, KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, counter,
+};
+
+/// Kernel struct field offsets, found in the running kernel's BTF by the agent before load
+/// (Rust eBPF has no CO-RE relocations).
+#[unsafe(no_mangle)]
+pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_fd: 0,
+    file_private_data: 0,
+    socket_sk: 0,
+    tcp_bytes_sent: 0,
+    tcp_bytes_retrans: 0,
+    tcp_bytes_received: 0,
+    sock_shutdown: 0,
+    file_inode: 0,
+    inode_mode: 0,
+    sock_type: 0,
+    sock_protocol: 0,
+    skc_family: 0,
+    skc_daddr: 0,
+    skc_rcv_saddr: 0,
+    skc_dport: 0,
+    skc_num: 0,
+    skc_state: 0,
+    inet_sport: 0,
+    skc_v6_daddr: 0,
+    skc_v6_rcv_saddr: 0,
+    tcp_srtt_us: 0,
+    tcp_total_retrans: 0,
+    tcp_rtt_min: 0,
+    sock_err: 0,
+    skb_head: 0,
+    skb_network_header: 0,
+});
+
+/// A drop reason not reported: `QUEUE_PURGE`, the kernel freeing what a closing socket still
+/// held, which is socket teardown rather than a packet lost (its value comes from BTF).
+#[unsafe(no_mangle)]
+pub(crate) static IGNORED_DROP_REASON: Global<u32> = Global::new(u32::MAX);
+
+/// Shortest time between two RTT samples reported for one socket (`--rtt-sample-interval`).
+#[unsafe(no_mangle)]
+pub(crate) static RTT_SAMPLE_NS: Global<u64> = Global::new(1_000_000_000);
+
+/// Payload bytes captured per syscall (`--payload-bytes`, at most PAYLOAD_MAX); 0 turns
+/// payload capture off while keeping the data events' metadata.
+#[unsafe(no_mangle)]
+pub(crate) static PAYLOAD_BYTES: Global<u32> = Global::new(PAYLOAD_MAX as u32);
+
+/// The agent's own process id: its Flight traffic is not captured (it would feed itself).
+#[unsafe(no_mangle)]
+pub(crate) static AGENT_TGID: Global<u32> = Global::new(0);
+
+/// cgroup v2 ids whose tasks' payload is never copied, nor that of any cgroup below them
+/// (`--no-payload-cgroup`); filled by the agent before the programs attach.
+#[map]
+pub(crate) static NO_PAYLOAD_CGROUPS: HashMap<u64, u8> =
+    HashMap::with_max_entries(MAX_NO_PAYLOAD_CGROUPS, 0);
+
+/// Whether `NO_PAYLOAD_CGROUPS` holds anything (else no lookup is made).
+#[unsafe(no_mangle)]
+pub(crate) static NO_PAYLOAD_CHECK: Global<u32> = Global::new(0);
+
+/// Lifecycle and network-health events (`TcpEvent`) to user space.
+#[map]
+pub(crate) static TCP_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+/// Per-CPU counters of events lost in the kernel and of failed reads, indexed by `counter::*`.
+#[map]
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Payload events (`DataEvent`) to user space.
+#[map]
+pub(crate) static DATA_EVENTS: RingBuf = RingBuf::with_byte_size(DATA_RING_BYTES, 0);
+
+/// fd passed to a connect/accept in flight, keyed by pid_tgid, from enter to exit.
+#[map]
+pub(crate) static PENDING_FD: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// RTT seen for one socket since it was first sampled.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct RttState {
+    pub(crate) min_us: u32,
+    pub(crate) max_us: u32,
+    pub(crate) last_report_ns: u64,
+}
+
+/// skaddr -> RttState, removed when the socket enters TCP_CLOSE.
+#[map]
+pub(crate) static RTT: LruHashMap<u64, RttState> = LruHashMap::with_max_entries(65536, 0);
+
+/// A socket an fd refers to: `sk` 0 means "not a TCP or UDP socket" (cached too, so other
+/// fds cost one map lookup per syscall).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct SockRef {
+    pub(crate) sk: u64,
+    pub(crate) sock_type: u16,
+    pub(crate) family: u16,
+    pub(crate) _pad: u32,
+}
+
+/// (tgid << 32 | fd) -> SockRef; entries are removed at close(2).
+#[map]
+pub(crate) static SOCK_FDS: LruHashMap<u64, SockRef> = LruHashMap::with_max_entries(65536, 0);
+
+/// A socket syscall in flight, from enter to exit, keyed by pid_tgid.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct PendingIo {
+    pub(crate) ts_enter_ns: u64,
+    pub(crate) sk: u64,
+    /// Buffer, iovec array, msghdr or mmsghdr array, depending on the syscall.
+    pub(crate) arg_ptr: u64,
+    /// sockaddr of sendto/recvfrom (0 if none).
+    pub(crate) addr_ptr: u64,
+    pub(crate) fd: i32,
+    pub(crate) syscall: u8,
+    pub(crate) sock_type: u8,
+    pub(crate) family: u16,
+}
+
+/// pid_tgid -> PendingIo, from a socket syscall's enter to its exit.
+#[map]
+pub(crate) static PENDING_IO: LruHashMap<u64, PendingIo> = LruHashMap::with_max_entries(16384, 0);
