@@ -50,7 +50,7 @@ pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffs
 #[unsafe(no_mangle)]
 pub(crate) static IGNORED_DROP_REASON: Global<u32> = Global::new(u32::MAX);
 
-/// Shortest time between two RTT samples reported for one socket (`--rtt-sample-interval`).
+/// Shortest time between two RTT samples reported for one socket (`--rtt-sample-ms`).
 #[unsafe(no_mangle)]
 pub(crate) static RTT_SAMPLE_NS: Global<u64> = Global::new(1_000_000_000);
 
