@@ -1,12 +1,22 @@
-//! Builds the eBPF programs (`agent-ebpf`) for the bpfel target and leaves the object in
-//! OUT_DIR, where `src/capture/mod.rs` embeds it with `include_bytes_aligned!`.
-use anyhow::{Context as _, anyhow};
-use aya_build::Toolchain;
-
-/// Must equal rust-toolchain.toml: its LLVM has to match bpf-linker's.
-const EBPF_TOOLCHAIN: &str = "1.98.0";
+//! With the `capture` feature: builds the eBPF programs (`agent-ebpf`) for the bpfel target and
+//! leaves the object in OUT_DIR, where `src/capture/mod.rs` embeds it with
+//! `include_bytes_aligned!`. Without it there is nothing to build.
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "capture")]
+    build_ebpf()?;
+    Ok(())
+}
+
+/// Must equal rust-toolchain.toml: its LLVM has to match bpf-linker's.
+#[cfg(feature = "capture")]
+const EBPF_TOOLCHAIN: &str = "1.98.0";
+
+#[cfg(feature = "capture")]
+fn build_ebpf() -> anyhow::Result<()> {
+    use anyhow::{Context as _, anyhow};
+    use aya_build::Toolchain;
+
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

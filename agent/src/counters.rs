@@ -60,7 +60,7 @@ pub struct PipelineCounters {
     /// L7 sessions whose protocol was not recognized.
     pub sessions_undetected: AtomicU64,
     /// Containers whose payload is not captured (`--no-payload-namespace`), published by
-    /// [`crate::capture::exclusions`].
+    /// `capture::exclusions`.
     pub kubernetes_payload_excluded: Arc<AtomicU64>,
     /// L7 counters per protocol, published by the capture thread.
     pub protocols: std::sync::Mutex<BTreeMap<&'static str, ProtocolCounters>>,

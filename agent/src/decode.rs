@@ -2,7 +2,7 @@
 //! `kindling_agent_common`, and the kernel's raw values in them (addresses, task names, TCP
 //! states, monotonic timestamps, reason codes) into what rows hold.
 //!
-//! Pure functions and plain data: the capture side ([`crate::capture`]) reads the rings, the
+//! Pure functions and plain data: the capture side (`capture`) reads the rings, the
 //! trackers ([`crate::conntrack`], [`crate::sessions`]) and the fuzzers use these to read what
 //! it read.
 

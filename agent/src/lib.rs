@@ -1,8 +1,8 @@
 //! Kindling's per-node agent, read in data-flow order:
 //!
-//! - [`capture`]: the eBPF programs of `agent-ebpf`, loaded and attached with aya; their events
-//!   come up through two ring buffers, TCP lifecycle and socket data ([`capture::btf`] finds
-//!   the kernel struct offsets the programs need).
+//! - `capture` (feature `capture`, on by default): the eBPF programs of `agent-ebpf`, loaded
+//!   and attached with aya; their events come up through two ring buffers, TCP lifecycle and
+//!   socket data (`capture::btf` finds the kernel struct offsets the programs need).
 //! - [`decode`]: ring-buffer records into events, and the kernel's raw values in them
 //!   (addresses, task names, TCP states, timestamps, reason codes) into what rows hold.
 //! - [`conntrack`]: joins TCP events into connections: `tcp_events` and `flows` rows;
@@ -14,7 +14,7 @@
 //! - [`records`]: the rows and their vocabulary; [`records::builders`] turns them into Arrow
 //!   batches, [`records::pending`] holds them until a flush.
 //! - [`round`]: one capture round over the tracker, the sessionizer and the pending rows;
-//!   [`pipeline`] runs rounds on the capture thread with its timers; [`counters`] counts what
+//!   `pipeline` (feature `capture`) runs rounds on the capture thread with its timers; [`counters`] counts what
 //!   came in and what was dropped, by cause.
 //! - [`store`]: time-partitioned Arrow chunks under a memory budget; [`spill`] writes it on
 //!   shutdown and reloads it on start (`--spill-dir`); [`replay`] serves a `kindling dump`
@@ -23,6 +23,7 @@
 //!   endpoint coordinators query.
 #![deny(missing_docs)]
 
+#[cfg(feature = "capture")]
 pub mod capture;
 pub mod cgroups;
 pub mod conntrack;
@@ -31,6 +32,7 @@ pub mod decode;
 pub mod dns_search;
 pub mod enrich;
 pub mod k8s;
+#[cfg(feature = "capture")]
 pub mod pipeline;
 pub mod query;
 pub mod records;

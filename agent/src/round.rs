@@ -5,7 +5,7 @@
 //! events in their order (TCP events, then data events sorted by when their bytes moved), runs
 //! what the timers say is due ([`Due`]: sweeps, sock_diag reports, flushes) and moves rows into
 //! the store. Everything it reads from the kernel comes through [`Kernel`], so the same round
-//! runs on the real rings ([`crate::pipeline`]) and on a fuzzer's records (`bench/fuzz`); the
+//! runs on the real rings (`pipeline`) and on a fuzzer's records (`bench/fuzz`); the
 //! timers, the waiting and the thread stay in the pipeline.
 
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
