@@ -10,11 +10,15 @@
 //! - [`detect`]: which protocol a connection speaks, from its first bytes (never its port).
 //! - [`http`], [`redis`], [`dns`], [`mysql`], [`postgres`]: one parser each.
 //! - [`sql`]: SQL normalization (literals to `?`) shared by the SQL protocols.
+//! - `framing` (length-prefixed messages) and `bounded_map` (prepared statements): crate-private
+//!   pieces the MySQL and PostgreSQL parsers share.
 #![deny(missing_docs)]
 
 use std::fmt::Debug;
 
+mod bounded_map;
 pub mod dns;
+mod framing;
 pub mod http;
 pub mod mysql;
 pub mod postgres;

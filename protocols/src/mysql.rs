@@ -16,7 +16,9 @@ use std::collections::VecDeque;
 
 use crate::{
     Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
-    sql::{BoundedMap, Framer, Input, Message, Piece, Statement, text_field},
+    bounded_map::BoundedMap,
+    framing::{Framer, Input, Message, Piece},
+    sql::{Statement, text_field},
 };
 
 /// Packet header: payload length (3 bytes) and sequence id.

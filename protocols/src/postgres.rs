@@ -23,7 +23,9 @@ use std::collections::VecDeque;
 
 use crate::{
     Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
-    sql::{self, BoundedMap, Framer, Input, Message, Piece, Statement, text_field},
+    bounded_map::BoundedMap,
+    framing::{Framer, Input, Message, Piece},
+    sql::{self, Statement, text_field},
 };
 
 /// Protocol 3.x in a StartupMessage (major version in the high 16 bits).

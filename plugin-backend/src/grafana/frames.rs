@@ -17,12 +17,24 @@ use grafana_plugin_sdk::{
     data::{Field, Frame, Metadata, Notice, Severity},
     prelude::*,
 };
+use serde::Deserialize;
 
-use super::query::ResultFormat;
 use crate::QueryOutput;
 
 /// Errors shaping frames (the user's query does not fit the requested format).
 pub type FrameError = String;
+
+/// How a result is shaped into frames (the `format` of an `sql` query's JSON).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultFormat {
+    /// One frame with every column.
+    #[default]
+    Table,
+    /// Time series: a timestamp column, one series per numeric column and per combination of
+    /// the text columns' values (which become labels).
+    TimeSeries,
+}
 
 /// A primitive Arrow column as a field of the same Rust type.
 macro_rules! primitive_field {

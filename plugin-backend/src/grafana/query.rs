@@ -13,17 +13,7 @@
 
 use serde::Deserialize;
 
-/// How a result is shaped into frames.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResultFormat {
-    /// One frame with every column.
-    #[default]
-    Table,
-    /// Time series: a timestamp column, one series per numeric column and per combination of
-    /// the text columns' values (which become labels).
-    TimeSeries,
-}
+use super::frames::ResultFormat;
 
 /// A query of type `sql`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
