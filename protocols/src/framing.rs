@@ -2,7 +2,7 @@
 //! [`Framer`] splits one direction of a stream into messages through headers split over
 //! segments and bytes beyond the capture size, keeping a bounded prefix of each.
 
-use crate::Segment;
+use crate::stream::Segment;
 
 /// Most bytes of one message (header included) the framer keeps for the parser to read.
 const KEEP: usize = 2048;
@@ -216,7 +216,7 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Direction;
+    use crate::stream::Direction;
 
     /// Frames segments with a 2-byte big-endian length header (length of the body).
     fn frame(segments: &[(&[u8], usize)]) -> Vec<String> {

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use crate::{
+use crate::stream::{
     Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
 };
 

@@ -9,12 +9,12 @@
 //!
 //! - [`detect`]: which protocol a connection speaks, from its first bytes (never its port).
 //! - [`http`], [`redis`], [`dns`], [`mysql`], [`postgres`]: one parser each.
+//! - [`stream`]: the vocabulary every parser shares (segments, message events, the parser
+//!   trait), re-exported here.
 //! - [`sql`]: SQL normalization (literals to `?`) shared by the SQL protocols.
 //! - `framing` (length-prefixed messages) and `bounded_map` (prepared statements): crate-private
 //!   pieces the MySQL and PostgreSQL parsers share.
 #![deny(missing_docs)]
-
-use std::fmt::Debug;
 
 mod bounded_map;
 pub mod dns;
@@ -24,143 +24,14 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
+pub mod stream;
 #[cfg(test)]
 mod test_support;
 
-/// The transport a session runs over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// A TCP byte stream.
-    Tcp,
-    /// UDP datagrams: each segment is one whole datagram.
-    Udp,
-}
-
-/// Which way bytes move, in protocol terms (not socket terms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Client to server.
-    Request,
-    /// Server to client.
-    Response,
-}
-
-/// The protocols Kindling parses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// HTTP/1.0 and HTTP/1.1.
-    Http,
-    /// DNS over UDP or TCP.
-    Dns,
-    /// MySQL and MariaDB client/server protocol.
-    Mysql,
-    /// Redis RESP2/RESP3.
-    Redis,
-    /// PostgreSQL frontend/backend protocol v3.
-    Postgresql,
-}
-
-impl Protocol {
-    /// The name stored in the `protocol` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::Dns => "dns",
-            Self::Mysql => "mysql",
-            Self::Redis => "redis",
-            Self::Postgresql => "postgresql",
-        }
-    }
-}
-
-/// The bytes of one syscall (or, for UDP, one datagram).
-#[derive(Debug, Clone, Copy)]
-pub struct Segment<'a> {
-    /// Which way the bytes went.
-    pub direction: Direction,
-    /// The captured prefix of the bytes (possibly empty).
-    pub data: &'a [u8],
-    /// How many bytes the syscall really moved (`>= data.len()`); the rest were not captured.
-    pub len: usize,
-}
-
-impl Segment<'_> {
-    /// Whether bytes of this segment were not captured.
-    pub fn is_cut(&self) -> bool {
-        self.len > self.data.len()
-    }
-}
-
-/// What the `calls` row needs to know of a request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestInfo {
-    /// HTTP method, SQL verb (`SELECT`, ...), Redis command (`GET`), DNS qtype (`A`).
-    pub method: String,
-    /// URL path without query string, normalized SQL, Redis command name, DNS domain.
-    pub resource: String,
-    /// Trace id of a W3C `traceparent` header (32 lowercase hex digits).
-    pub trace_id: Option<String>,
-    /// DNS transaction id (responses are matched by it).
-    pub dns_id: Option<u16>,
-}
-
-/// What the `calls` row needs to know of a response.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResponseInfo {
-    /// HTTP status code, MySQL error number or PostgreSQL SQLSTATE, Redis error prefix, DNS
-    /// rcode name; empty when the protocol's answer has none (a SQL success).
-    pub status: String,
-    /// Whether the response is an error (HTTP status >= 400, any SQL or Redis error, DNS rcode
-    /// other than NOERROR).
-    pub is_error: bool,
-    /// The error's text, for SQL and Redis errors.
-    pub error_message: Option<String>,
-    /// DNS transaction id.
-    pub dns_id: Option<u16>,
-    /// DNS answer data as text (addresses, CNAME targets), in answer order.
-    pub dns_answers: Vec<String>,
-}
-
-/// One step of framing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MessageEvent {
-    /// A request began in this segment.
-    RequestStart(RequestInfo),
-    /// A response began in this segment.
-    ResponseStart(ResponseInfo),
-    /// The message in progress in this direction ended in this segment.
-    End {
-        /// Which message ended.
-        direction: Direction,
-    },
-}
-
-/// What one [`StreamParser::feed`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FeedOutcome {
-    /// Starts and ends, in byte order.
-    pub events: Vec<MessageEvent>,
-    /// Messages (or stretches of bytes) that could not be framed and were skipped.
-    pub unparsed: u32,
-    /// Messages whose header was cut by the capture size (framed from what was seen).
-    pub truncated: u32,
-}
-
-/// Frames one connection's (or UDP socket-and-peer's) bytes into messages.
-///
-/// Contract, relied on by the agent's sessionizer:
-/// - Each direction's messages are reported in order: `RequestStart` then, later or in the
-///   same segment, `End { Request }`; likewise for responses. A start without an end (for
-///   example a response cut short by a close) is allowed; an end without a start never is.
-/// - Several messages may start and end in one segment (pipelining).
-/// - Parsers never panic and never hold more than a bounded amount of bytes (a message header
-///   split over segments may be buffered up to a small fixed limit).
-/// - Bytes that cannot be framed are counted in `unparsed` and skipped; the parser then looks
-///   for the next message start.
-pub trait StreamParser: Debug + Send {
-    /// Feeds one segment, in the order the bytes moved in its direction.
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome;
-}
+pub use stream::{
+    Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,
+    StreamParser, Transport,
+};
 
 /// Recognizes the protocol of a session from its first request bytes and, when the server
 /// spoke first (MySQL's greeting), from its first response bytes.

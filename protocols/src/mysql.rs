@@ -15,10 +15,12 @@
 use std::collections::VecDeque;
 
 use crate::{
-    Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
     bounded_map::BoundedMap,
     framing::{Framer, Input, Message, Piece},
     sql::{Statement, text_field},
+    stream::{
+        Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
+    },
 };
 
 /// Packet header: payload length (3 bytes) and sequence id.

@@ -22,10 +22,12 @@
 use std::collections::VecDeque;
 
 use crate::{
-    Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
     bounded_map::BoundedMap,
     framing::{Framer, Input, Message, Piece},
     sql::{self, Statement, text_field},
+    stream::{
+        Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
+    },
 };
 
 /// Protocol 3.x in a StartupMessage (major version in the high 16 bits).

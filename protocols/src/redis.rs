@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::{
+use crate::stream::{
     Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
 };
 

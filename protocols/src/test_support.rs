@@ -1,6 +1,6 @@
 //! Helpers shared by the parsers' table-driven tests.
 
-use crate::{
+use crate::stream::{
     Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
 };
 
