@@ -295,8 +295,8 @@ fn floods_stay_within_the_budget_keep_the_agent_answering_and_count_every_drop()
             break;
         }
     }
-    // A moment more: anything counted twice would show now.
-    std::thread::sleep(Duration::from_millis(500));
+    // Everything the kernel reported is stored: anything counted twice would show now.
+    storm_agent.barrier();
     let (followed, dropped, kernel, stats) = accounted();
     assert!(followed <= MAX_CONNS, "{followed} sockets followed");
     // Evicted flows rows would break the sum; the budget holds far more than these.
@@ -458,7 +458,8 @@ fn capture_keeps_up_while_queries_saturate_the_agent() {
             [x.unwrap_err().message, y.unwrap_err().message]
         })
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // Both queries are executing on the agent's query threads before the traffic starts.
+    agent.wait_queries_running(2);
     // Meanwhile: 200 requests on one connection.
     curl_ok(port, &["/ok"; 200]);
     for message in heavy.join().unwrap() {

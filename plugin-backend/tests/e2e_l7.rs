@@ -791,10 +791,12 @@ fn dns_answers_nxdomain_and_timeouts() {
     }
     dig(silent_port, "silent.example");
 
+    // The timeout row comes after --dns-timeout (1 s), last.
+    let timeouts = "SELECT count(*) AS n FROM dns WHERE domain = 'silent.example' \
+                    AND rcode = 'TIMEOUT'";
+    wait_count(&agent, timeouts, 1);
     let q = "SELECT count(*) AS n FROM dns WHERE domain LIKE '%example'";
     wait_count(&agent, q, 6);
-    // The timeout row comes after --dns-timeout (1 s).
-    std::thread::sleep(Duration::from_millis(1500));
     let rows = agent.query_json(
         "SELECT domain, qtype, rcode, answers, server_ip, transport, comm, latency_ns FROM dns \
          WHERE domain LIKE '%example' ORDER BY ts",

@@ -208,6 +208,58 @@ impl AgentProcess {
         child.wait().unwrap();
     }
 
+    /// Returns once the agent has taken in and stored everything the kernel reported before
+    /// this call: a marker connection on loopback, opened and closed now, reaches the rings
+    /// after every earlier event, and its two `flows` rows (client and server) are written
+    /// only after its CLOSE was drained and the 100 ms close hold passed, by which time the
+    /// rounds have drained everything before it. The marker's rows name a port of its own, so
+    /// queries of other ports never see them.
+    pub fn barrier(&self) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a marker port");
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("marker connect");
+        let (server, _) = listener.accept().expect("marker accept");
+        drop((client, server, listener));
+        let sql = format!("SELECT count(*) AS n FROM flows WHERE dst_port = {port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.query_json(&sql)[0]["n"].as_u64() != Some(2) {
+            assert!(
+                Instant::now() < deadline,
+                "the marker connection on port {port} has no flows rows after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until at least `n` of the agent's query threads are running on a CPU (state R in
+    /// /proc): queries are then executing, not merely sent.
+    pub fn wait_queries_running(&self, n: usize) {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let running = || {
+            std::fs::read_dir(&tasks)
+                .expect("the agent's /proc tasks")
+                .filter_map(|t| {
+                    let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
+                    // pid (comm) state ...: comm is in parentheses and may hold spaces.
+                    let (comm, rest) = stat.split_once('(')?.1.rsplit_once(')')?;
+                    (comm == "query" && rest.trim_start().starts_with('R')).then_some(())
+                })
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = running();
+            if now >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{now} of {n} query threads running after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("agent running").id()
