@@ -205,3 +205,48 @@ async fn top_k_runs_on_agents_and_equals_datafusion_over_the_union() {
     let want = truth.sql(sql).await.unwrap().collect().await.unwrap();
     assert_eq!(support::rows(&got.batches), support::rows(&want));
 }
+
+/// Scans whose projection and filters (timestamp literals among them) reach the agents, with
+/// the fragment each agent runs.
+const SCANS: &[(&str, &str)] = &[
+    (
+        "SELECT conn_id, comm, dst_port, bytes_sent FROM flows WHERE dst_port = 443 ORDER BY conn_id",
+        "AgentScanExec: table=flows, agents=3, fragment=SELECT \"conn_id\", \"comm\", \"dst_port\", \
+         \"bytes_sent\" FROM \"flows\" WHERE ((dst_port = 443))\n",
+    ),
+    (
+        "SELECT conn_id, bytes_received FROM flows WHERE comm LIKE 'cu%' AND bytes_sent > 250 ORDER BY conn_id",
+        "AgentScanExec: table=flows, agents=3, fragment=SELECT \"conn_id\", \"comm\", \"bytes_sent\", \
+         \"bytes_received\" FROM \"flows\" WHERE ((bytes_sent > 250)) AND (comm LIKE 'cu%')\n",
+    ),
+    (
+        "SELECT conn_id, start_ts FROM flows WHERE start_ts BETWEEN TIMESTAMP '2023-11-14T22:14:00Z' \
+         AND TIMESTAMP '2023-11-14T22:14:20Z' ORDER BY conn_id",
+        "AgentScanExec: table=flows, agents=3, fragment=SELECT \"start_ts\", \"conn_id\" FROM \"flows\" \
+         WHERE ((start_ts >= CAST('2023-11-14T22:14:00+00:00' AS TIMESTAMP))) \
+         AND ((start_ts <= CAST('2023-11-14T22:14:20+00:00' AS TIMESTAMP)))\n",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_projection_filters_and_limit_agents_run() {
+    let agents = agents().await;
+    let engine = engine(&agents);
+    let truth = union_of(&agents).await;
+    for (sql, fragment) in SCANS {
+        let plan = assert_same_as_truth(&engine, &truth, sql).await;
+        assert!(plan.contains(fragment), "{sql}\n{plan}");
+    }
+    // A bare LIMIT: each agent sends at most that many rows (which ones is up to the agents,
+    // so only their number is compared).
+    let sql = "SELECT conn_id FROM flows LIMIT 4";
+    let got = engine.query(sql).await.unwrap();
+    assert_eq!(support::rows(&got.batches).len(), 4);
+    let plan = plan_of(&engine, sql).await;
+    assert!(
+        plan.contains(
+            "AgentScanExec: table=flows, agents=3, fragment=SELECT \"conn_id\" FROM \"flows\" LIMIT 4\n"
+        ),
+        "{sql}\n{plan}"
+    );
+}

@@ -1,18 +1,20 @@
 //! SQL behaviour of the coordinator over two fixture agents, in sqllogictest files
 //! (tests/slt/*.slt). Each file runs against a fresh pair of agents serving known rows (see
-//! support::fixture_flow), queried through Flight exactly as the CLI and plugin do.
+//! support::fixture_flow), queried through Flight exactly as the CLI and plugin do. A query's
+//! type letters are checked against its result's Arrow types ([`ColumnType`]).
 
 mod support;
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
 use kindling_plugin_backend::{
     EngineLimits, QueryEngine,
     agents::AgentSet,
     macros::{self, MacroContext},
 };
-use sqllogictest::{DBOutput, DefaultColumnType};
+use sqllogictest::DBOutput;
 
 /// The time range and interval of the Grafana macros in the .slt files: 2023-11-14T22:13:30Z
 /// (fixture EPOCH + 10 s) to 22:14:30Z, 30 s.
@@ -21,6 +23,76 @@ const MACRO_RANGE: MacroContext = MacroContext {
     to_ns: (support::EPOCH_S + 70) * 1_000_000_000,
     interval_ms: 30_000,
 };
+
+/// A result column's type letter in the .slt files (`query ITR`): `I` integers, `R` floating
+/// point and decimals, `T` text and times (timestamps, dates and times of day, which the
+/// files, like support::rows, show as text), `B` booleans, `?` anything else. Another letter
+/// is a parse error, and the runner's strict validator fails a query whose letters differ
+/// from its result's types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnType {
+    Integer,
+    Float,
+    Text,
+    Boolean,
+    Other,
+}
+
+impl ColumnType {
+    fn of(t: &DataType) -> Self {
+        match t {
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => Self::Integer,
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal32(_, _)
+            | DataType::Decimal64(_, _)
+            | DataType::Decimal128(_, _)
+            | DataType::Decimal256(_, _) => Self::Float,
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Timestamp(_, _)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Time32(_)
+            | DataType::Time64(_) => Self::Text,
+            DataType::Boolean => Self::Boolean,
+            DataType::Dictionary(_, values) => Self::of(values),
+            _ => Self::Other,
+        }
+    }
+}
+
+impl sqllogictest::ColumnType for ColumnType {
+    fn from_char(value: char) -> Option<Self> {
+        match value {
+            'I' => Some(Self::Integer),
+            'R' => Some(Self::Float),
+            'T' => Some(Self::Text),
+            'B' => Some(Self::Boolean),
+            '?' => Some(Self::Other),
+            _ => None,
+        }
+    }
+
+    fn to_char(&self) -> char {
+        match self {
+            Self::Integer => 'I',
+            Self::Float => 'R',
+            Self::Text => 'T',
+            Self::Boolean => 'B',
+            Self::Other => '?',
+        }
+    }
+}
 
 struct Coordinator {
     engine: QueryEngine,
@@ -33,16 +105,21 @@ struct SqlError(String);
 #[async_trait]
 impl sqllogictest::AsyncDB for Coordinator {
     type Error = SqlError;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = ColumnType;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<ColumnType>, SqlError> {
         let sql = macros::expand(sql, &MACRO_RANGE).map_err(SqlError)?;
         let out = self
             .engine
             .query(&sql)
             .await
             .map_err(|e| SqlError(e.to_string()))?;
-        let types = vec![DefaultColumnType::Any; out.schema.fields().len()];
+        let types = out
+            .schema
+            .fields()
+            .iter()
+            .map(|f| ColumnType::of(f.data_type()))
+            .collect();
         Ok(DBOutput::Rows {
             types,
             rows: support::rows(&out.batches),
@@ -73,7 +150,7 @@ async fn slt_files() {
             let engine = QueryEngine::new(AgentSet::new(agents.clone()), EngineLimits::default());
             async move { Ok(Coordinator { engine }) }
         });
-        runner.with_column_validator(sqllogictest::default_column_validator);
+        runner.with_column_validator(sqllogictest::strict_column_validator);
         if let Err(e) = runner.run_file_async(&file).await {
             panic!("{}: {e}", file.display());
         }
