@@ -16,7 +16,7 @@ use datafusion::{
         record_batch::{RecordBatch, RecordBatchOptions},
     },
     catalog::{Session, TableProvider},
-    common::{Result, tree_node::TreeNodeRecursion},
+    common::Result,
     datasource::TableType,
     error::DataFusionError,
     execution::{
@@ -24,7 +24,7 @@ use datafusion::{
         memory_pool::{MemoryConsumer, MemoryReservation},
     },
     logical_expr::{Expr, TableProviderFilterPushDown},
-    physical_expr::{EquivalenceProperties, PhysicalExpr},
+    physical_expr::EquivalenceProperties,
     physical_plan::{
         DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
         execution_plan::{Boundedness, EmissionType},

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use datafusion::{
     arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
     catalog::{Session, TableProvider},
-    common::{DataFusionError, Result, ScalarValue, tree_node::TreeNodeRecursion},
+    common::{DataFusionError, Result, ScalarValue},
     datasource::TableType,
     execution::{SendableRecordBatchStream, TaskContext, memory_pool::MemoryConsumer},
     logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown},
-    physical_expr::{EquivalenceProperties, PhysicalExpr},
+    physical_expr::EquivalenceProperties,
     physical_plan::{
         DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
         execution_plan::{Boundedness, EmissionType},
