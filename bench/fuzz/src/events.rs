@@ -314,9 +314,12 @@ impl Harness {
                     input = rest;
                     let exact = tag & 4 != 0;
                     if ring == 0 {
-                        h.kernel.tcp_ring.push(record(body, size_of::<TcpEvent>(), exact));
+                        h.kernel
+                            .tcp_ring
+                            .push(record(body, size_of::<TcpEvent>(), exact));
                     } else {
-                        h.kernel.data_ring
+                        h.kernel
+                            .data_ring
                             .push_back(record(body, size_of::<DataEvent>(), exact));
                     }
                 }
@@ -430,4 +433,3 @@ fn record(body: &[u8], size: usize, exact: bool) -> Vec<u8> {
     }
     r
 }
-
