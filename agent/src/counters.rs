@@ -85,6 +85,14 @@ impl PipelineCounters {
             + self.data_events_malformed.load(Ordering::Relaxed)
     }
 
+    /// Counts a drain of a ring: `handed` records into `received`, `malformed` ones (of the
+    /// wrong size) into `events_malformed`.
+    pub fn drained(&self, received: &AtomicU64, handed: u64, malformed: u64) {
+        received.fetch_add(handed, Ordering::Relaxed);
+        self.events_malformed
+            .fetch_add(malformed, Ordering::Relaxed);
+    }
+
     /// Publishes the capture thread's own counts (they are the source of truth; the query
     /// side only reads these).
     pub fn publish(&self, kernel: KernelCounters, tracker: TrackerStats, sessions: &SessionStats) {

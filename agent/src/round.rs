@@ -170,12 +170,7 @@ impl CaptureState {
     ) -> RoundReport {
         let (tracker, rows) = (&mut self.tracker, &mut self.rows);
         let (received, malformed) = kernel.drain_tcp(|ev| tracker.on_event(ev, rows));
-        counters
-            .events_received
-            .fetch_add(received, Ordering::Relaxed);
-        counters
-            .events_malformed
-            .fetch_add(malformed, Ordering::Relaxed);
+        counters.drained(&counters.events_received, received, malformed);
         self.tracker
             .finish_closed(Clock::monotonic_now(), &mut self.rows);
         for (sk, conn_id) in self.tracker.take_closed() {
@@ -205,12 +200,7 @@ impl CaptureState {
             self.sessions
                 .on_event(ev, conn, self.tracker.listen_ports(), &mut self.rows);
         }
-        counters
-            .data_events_received
-            .fetch_add(data, Ordering::Relaxed);
-        counters
-            .events_malformed
-            .fetch_add(data_malformed, Ordering::Relaxed);
+        counters.drained(&counters.data_events_received, data, data_malformed);
         if due.sweep {
             self.sessions.sweep(&mut self.rows);
             self.rows.expire_dns(self.clock.wall_now(), false);
