@@ -3,7 +3,7 @@
 //! Grafana would set them: empty (all) and to one node. No dashboard ships a broken query, and
 //! each panel answers the frames its visualisation needs.
 
-mod support;
+use kindling_testkit as support;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! are in-process fixture stores served over Flight (support::serve_with); each holds its own
 //! slice of fixture rows, so the exact answer of every subset of agents is known.
 
-mod support;
+use kindling_testkit as support;
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -2,7 +2,7 @@
 //! the union of the agents' rows. Three fixture agents each hold their own slice; the ground
 //! truth is a plain DataFusion session over in-memory copies of every agent's rows.
 
-mod support;
+use kindling_testkit as support;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //!   it (and others outside it or by another thread), a client's first and second call on a
 //!   new connection.
 
-mod support;
+use kindling_testkit as support;
 
 use std::net::Ipv4Addr;
 

@@ -3,7 +3,7 @@
 //! support::fixture_flow), queried through Flight exactly as the CLI and plugin do. A query's
 //! type letters are checked against its result's Arrow types ([`ColumnType`]).
 
-mod support;
+use kindling_testkit as support;
 
 use std::path::PathBuf;
 

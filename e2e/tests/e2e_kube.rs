@@ -7,7 +7,7 @@
 //! container ids), ReplicaSets, Services with ClusterIPs and Endpoints. A ClusterIP is dialled
 //! through an nftables DNAT rule in the client's namespace, as kube-proxy does.
 
-mod support;
+use kindling_testkit as support;
 
 use std::{
     collections::BTreeMap,

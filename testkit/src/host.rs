@@ -37,9 +37,13 @@ pub fn tool(name: &str) {
     );
 }
 
-/// Path of a file in tests/fixtures.
+/// Path of a test fixture (`plugin-backend/tests/fixtures`, beside the coordinator's tests
+/// that read them too; scripts/run.sh uses them as well).
 pub fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../plugin-backend/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Starts a fixture server that prints "port P" first; returns it and P.
@@ -68,13 +72,21 @@ impl Drop for Killed {
     }
 }
 
-/// Path of a binary of this workspace, next to the test's own binaries.
+/// Path of a binary of this workspace (`kindling`, `gpx_kindling`, `kindling-agent`): in the
+/// profile directory of the running test executable (`target/<profile>/deps/<test>`). Cargo
+/// builds a package's binaries for its own integration tests only, so a test of another
+/// package relies on the workspace build (`cargo test` of the workspace, as scripts/test.sh
+/// runs it); a missing binary fails the test, saying so.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let kindling = PathBuf::from(env!("CARGO_BIN_EXE_kindling"));
-    let path = kindling.with_file_name(name);
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the workspace binaries first (cargo build)",
+        "{} is missing: build the workspace first (cargo test --no-run, as scripts/test.sh does)",
         path.display()
     );
     path
@@ -91,7 +103,7 @@ pub fn free_port() -> u16 {
 
 /// The `kindling` CLI with `args`, not started yet.
 pub fn kindling<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindling"));
+    let mut cmd = Command::new(workspace_bin("kindling"));
     cmd.args(args);
     cmd
 }
@@ -338,7 +350,7 @@ pub struct GrafanaHost {
 impl GrafanaHost {
     /// Spawns the plugin with Grafana's go-plugin environment and reads its handshake line.
     pub fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gpx_kindling"))
+        let mut child = Command::new(workspace_bin("gpx_kindling"))
             .env("grafana_plugin_type", "datasource")
             .env("PLUGIN_PROTOCOL_VERSIONS", "2")
             .env("GF_PLUGIN_APP_CLIENT_SECRET", "")

@@ -5,7 +5,7 @@
 //! Ground truth: tests/fixtures/tcp_peer.py makes exactly N connections to a port of its own,
 //! connection i carrying 100*i request bytes and 50*i response bytes.
 
-mod support;
+use kindling_testkit as support;
 
 use std::{
     io::{BufRead, BufReader},
@@ -28,9 +28,9 @@ struct Traffic {
 
 /// Runs the fixture server and client to completion.
 fn make_traffic() -> Traffic {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tcp_peer.py");
+    let script = support::host::fixture("tcp_peer.py");
     let mut server = Command::new("python3")
-        .args([script, "server", &N.to_string()])
+        .args([&script, "server", &N.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 must be installed (scripts/setup.sh installs it)");
@@ -40,7 +40,7 @@ fn make_traffic() -> Traffic {
         .unwrap();
     let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
     let mut client = Command::new("python3")
-        .args([script, "client", &port.to_string(), &N.to_string()])
+        .args([&script, "client", &port.to_string(), &N.to_string()])
         .spawn()
         .unwrap();
     let client_pid = client.id();

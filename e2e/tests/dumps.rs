@@ -1,7 +1,7 @@
 //! `kindling dump` writes every table of every agent to Parquet, and `kindling-agent --replay`
 //! serves such a dump: the replayed agent answers exactly what the agents that were dumped did.
 
-mod support;
+use kindling_testkit as support;
 
 use kindling_plugin_backend::{EngineLimits, QueryEngine, agents::AgentSet};
 use kindling_wire::schema;

@@ -1,7 +1,7 @@
 //! L7 calls end to end: the agent's payload capture and parsers against real servers and
 //! clients on loopback, each test knowing exactly what it sent.
 
-mod support;
+use kindling_testkit as support;
 
 use std::{
     process::{Child, Command, Stdio},

@@ -4,7 +4,7 @@
 //! Ground truth per test: the delay the forwarder adds, the nftables rules and their counters,
 //! the number of connections made and how each ended, and the DNS records dnsmasq was given.
 
-mod support;
+use kindling_testkit as support;
 
 use std::{
     io::{ErrorKind, Read, Write},

@@ -4,7 +4,7 @@
 //! port) stay within the memory budget, keep the agent answering and count every drop; heavy
 //! queries do not starve capture.
 
-mod support;
+use kindling_testkit as support;
 
 use std::{
     collections::BTreeSet,

@@ -1,6 +1,8 @@
-//! Test support: agents served in-process from fixture stores, real agent and plugin processes
-//! (`host`), and text rendering of batches.
-#![allow(dead_code, unreachable_pub)]
+//! Test support shared by the coordinator's tests (`plugin-backend/tests`) and the agent's
+//! end-to-end tests (`e2e/tests`): agents served in-process from fixture stores, real agent and
+//! plugin processes ([`host`]), network namespaces and faults ([`netlab`]), and text rendering
+//! of batches. Not part of any shipped binary.
+#![allow(missing_debug_implementations)]
 
 pub mod host;
 pub mod netlab;
