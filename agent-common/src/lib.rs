@@ -275,23 +275,32 @@ impl SocketSyscall {
 ///
 /// `saddr`/`sport` are the local end, `daddr`/`dport` the remote one: from the socket, or for an
 /// unconnected UDP socket from the syscall's address argument when it has one.
+///
+/// The programs see a syscall only at its exit (its arguments are still in the registers saved
+/// at entry), so every timestamp is the moment the syscall returned. In the data ring a record
+/// is the first [`DATA_HEADER_LEN`] bytes of this struct followed by the `captured` payload
+/// bytes only; [`DataEvent::payload`] past `captured` is not part of the event.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DataEvent {
-    /// `bpf_ktime_get_ns()` at syscall entry.
-    pub ts_enter_ns: u64,
     /// `bpf_ktime_get_ns()` at syscall exit.
     pub ts_exit_ns: u64,
     /// Kernel address of the `struct sock`.
     pub skaddr: u64,
     /// Bytes the syscall moved (its return value; for *mmsg the message's length).
     pub len: u64,
+    /// cgroup v2 id of the task that made the syscall (`bpf_get_current_cgroup_id`).
+    pub cgroup_id: u64,
     /// Process id (tgid).
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
     /// The file descriptor.
     pub fd: i32,
+    /// TCP: where this syscall's bytes end in their direction's byte stream, as a sequence
+    /// number (mod 2^32; `tcp_sock.write_seq` after a send, `copied_seq` after a receive), so
+    /// that user space sees a lost event as a gap. 0 for UDP.
+    pub stream_end: u32,
     /// Bytes of `payload` filled (at most [`PAYLOAD_MAX`]).
     pub captured: u16,
     /// A [`SocketSyscall`] as a byte.
@@ -305,17 +314,52 @@ pub struct DataEvent {
     /// [`AF_INET`] or [`AF_INET6`].
     pub family: u16,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 6],
     /// Local address (4 bytes for IPv4, rest zero).
     pub saddr: [u8; 16],
     /// Remote address.
     pub daddr: [u8; 16],
     /// `comm` of the current task, NUL padded.
     pub comm: [u8; COMM_LEN],
-    /// The first `captured` bytes the syscall moved.
+    /// The first `captured` bytes the syscall moved (from as many of its buffers as they fill,
+    /// never past a buffer's length).
     pub payload: [u8; PAYLOAD_MAX],
-    /// cgroup v2 id of the task that made the syscall (`bpf_get_current_cgroup_id`).
-    pub cgroup_id: u64,
+}
+
+/// Bytes of a [`DataEvent`] before its payload: a data ring record is this many bytes plus
+/// `captured`.
+pub const DATA_HEADER_LEN: usize = core::mem::offset_of!(DataEvent, payload);
+
+impl DataEvent {
+    /// An event with every field zero.
+    pub const fn zeroed() -> Self {
+        Self {
+            ts_exit_ns: 0,
+            skaddr: 0,
+            len: 0,
+            cgroup_id: 0,
+            pid: 0,
+            tid: 0,
+            fd: 0,
+            stream_end: 0,
+            captured: 0,
+            syscall: 0,
+            sock_type: 0,
+            sport: 0,
+            dport: 0,
+            family: 0,
+            _pad: [0; 6],
+            saddr: [0; 16],
+            daddr: [0; 16],
+            comm: [0; COMM_LEN],
+            payload: [0; PAYLOAD_MAX],
+        }
+    }
+
+    /// The captured payload.
+    pub fn captured(&self) -> &[u8] {
+        &self.payload[..(self.captured as usize).min(PAYLOAD_MAX)]
+    }
 }
 
 /// Byte offsets of the kernel struct fields the programs read, found in the running kernel's
@@ -379,6 +423,10 @@ pub struct KernelOffsets {
     pub skb_head: u64,
     /// `sk_buff.network_header` (u16 offset from `head`)
     pub skb_network_header: u64,
+    /// `tcp_sock.copied_seq` (u32: the next byte a receive hands to the process)
+    pub tcp_copied_seq: u64,
+    /// `tcp_sock.write_seq` (u32: just past the last byte a send queued)
+    pub tcp_write_seq: u64,
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -426,39 +474,42 @@ pub mod tp {
     /// in every `syscalls/sys_exit_*` one.
     pub const SYSCALL_ARG0: usize = 16;
 
-    /// The syscall tracepoints and the fields read from each.
-    pub const SYSCALLS: [(&str, &str, usize); 30] = [
-        ("sys_enter_connect", "fd", SYSCALL_ARG0),
-        ("sys_enter_connect", "uservaddr", SYSCALL_ARG0 + 8),
+    /// The syscall tracepoints and the fields read from each. Only `close` is seen at its
+    /// entry; the other programs read `ret` at exit and the arguments from [`super::pt_regs`].
+    pub const SYSCALLS: [(&str, &str, usize); 14] = [
         ("sys_exit_connect", "ret", SYSCALL_ARG0),
-        ("sys_enter_accept4", "fd", SYSCALL_ARG0),
         ("sys_exit_accept4", "ret", SYSCALL_ARG0),
-        ("sys_enter_accept", "fd", SYSCALL_ARG0),
         ("sys_exit_accept", "ret", SYSCALL_ARG0),
-        ("sys_enter_read", "fd", SYSCALL_ARG0),
-        ("sys_enter_read", "buf", SYSCALL_ARG0 + 8),
-        ("sys_enter_write", "fd", SYSCALL_ARG0),
-        ("sys_enter_write", "buf", SYSCALL_ARG0 + 8),
-        ("sys_enter_readv", "fd", SYSCALL_ARG0),
-        ("sys_enter_readv", "vec", SYSCALL_ARG0 + 8),
-        ("sys_enter_writev", "fd", SYSCALL_ARG0),
-        ("sys_enter_writev", "vec", SYSCALL_ARG0 + 8),
-        ("sys_enter_sendto", "fd", SYSCALL_ARG0),
-        ("sys_enter_sendto", "buff", SYSCALL_ARG0 + 8),
-        ("sys_enter_sendto", "addr", SYSCALL_ARG0 + 32),
-        ("sys_enter_recvfrom", "fd", SYSCALL_ARG0),
-        ("sys_enter_recvfrom", "ubuf", SYSCALL_ARG0 + 8),
-        ("sys_enter_recvfrom", "addr", SYSCALL_ARG0 + 32),
-        ("sys_enter_sendmsg", "msg", SYSCALL_ARG0 + 8),
-        ("sys_enter_recvmsg", "msg", SYSCALL_ARG0 + 8),
-        ("sys_enter_sendmmsg", "mmsg", SYSCALL_ARG0 + 8),
-        ("sys_enter_recvmmsg", "mmsg", SYSCALL_ARG0 + 8),
         ("sys_exit_read", "ret", SYSCALL_ARG0),
-        ("sys_enter_close", "fd", SYSCALL_ARG0),
-        ("sys_exit_recvmmsg", "ret", SYSCALL_ARG0),
-        ("sys_exit_sendmmsg", "ret", SYSCALL_ARG0),
+        ("sys_exit_write", "ret", SYSCALL_ARG0),
+        ("sys_exit_readv", "ret", SYSCALL_ARG0),
+        ("sys_exit_writev", "ret", SYSCALL_ARG0),
+        ("sys_exit_sendto", "ret", SYSCALL_ARG0),
+        ("sys_exit_recvfrom", "ret", SYSCALL_ARG0),
+        ("sys_exit_sendmsg", "ret", SYSCALL_ARG0),
         ("sys_exit_recvmsg", "ret", SYSCALL_ARG0),
+        ("sys_exit_sendmmsg", "ret", SYSCALL_ARG0),
+        ("sys_exit_recvmmsg", "ret", SYSCALL_ARG0),
+        ("sys_enter_close", "fd", SYSCALL_ARG0),
     ];
+}
+
+/// Where x86_64's `struct pt_regs` keeps a syscall's arguments (the registers saved at entry,
+/// still there when its exit tracepoint runs). The agent checks them against the kernel's BTF
+/// before loading.
+pub mod pt_regs {
+    /// `r10`: the fourth argument.
+    pub const R10: u64 = 56;
+    /// `r8`: the fifth argument.
+    pub const R8: u64 = 72;
+    /// `dx`: the third argument.
+    pub const DX: u64 = 96;
+    /// `si`: the second argument.
+    pub const SI: u64 = 104;
+    /// `di`: the first argument.
+    pub const DI: u64 = 112;
+    /// The registers read in one copy: `r10` up to and including `di`.
+    pub const SPAN: usize = (DI + 8 - R10) as usize;
 }
 
 #[cfg(feature = "user")]
@@ -476,3 +527,4 @@ unsafe impl aya::Pod for KernelOffsets {}
 
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 136);
 const _: () = assert!(core::mem::size_of::<DataEvent>() == 112 + PAYLOAD_MAX);
+const _: () = assert!(DATA_HEADER_LEN == 112);

@@ -1,9 +1,13 @@
 //! Reads of kernel memory at the offsets the agent found in the kernel's BTF
-//! ([`KERNEL_OFFSETS`]): [`read_kernel`], used by every family, and a socket's addresses
+//! ([`KERNEL_OFFSETS`]): [`read_kernel`], used by every family, a syscall's arguments at its
+//! exit ([`syscall_args`]), the file behind an fd ([`fd_file`]), and a socket's addresses
 //! ([`sock_ends`]), used by the lifecycle and network-health programs.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
-use kindling_agent_common::{AF_INET, AF_INET6};
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_probe_read_kernel,
+    generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+};
+use kindling_agent_common::{AF_INET, AF_INET6, pt_regs};
 
 use crate::maps::KERNEL_OFFSETS;
 
@@ -11,6 +15,38 @@ use crate::maps::KERNEL_OFFSETS;
 pub(crate) fn read_kernel<T>(addr: u64) -> Result<T, i64> {
     // SAFETY: bpf_probe_read_kernel faults safely on a bad address.
     unsafe { bpf_probe_read_kernel(addr as *const T) }.map_err(|e| e as i64)
+}
+
+/// The current syscall's arguments 1-5 (di, si, dx, r10, r8), from the registers the kernel
+/// saved at its entry: a syscall leaves them as they were, so its exit tracepoint still finds
+/// them, and no enter program has to keep them in a map.
+#[inline(always)]
+pub(crate) fn syscall_args() -> Result<[u64; 5], i64> {
+    // SAFETY: plain helper calls; the current task's pt_regs always exist.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    // r10, r9, r8, ax, cx, dx, si, di: one copy.
+    let r: [u64; pt_regs::SPAN / 8] = read_kernel(regs + pt_regs::R10)?;
+    let at = |reg: u64| r[((reg - pt_regs::R10) / 8) as usize];
+    Ok([
+        at(pt_regs::DI),
+        at(pt_regs::SI),
+        at(pt_regs::DX),
+        at(pt_regs::R10),
+        at(pt_regs::R8),
+    ])
+}
+
+/// The `struct file` behind `fd` of the current task (task->files->fdt->fd[fd]), 0 if none.
+#[inline(always)]
+pub(crate) fn fd_file(fd: u64) -> Result<u64, i64> {
+    let off = KERNEL_OFFSETS.load();
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read_kernel(task + off.task_files)?;
+    let fdt: u64 = read_kernel(files + off.files_fdt)?;
+    let fd_array: u64 = read_kernel(fdt + off.fdtable_fd)?;
+    // Bounded so that a bogus fd cannot point far outside the array.
+    read_kernel(fd_array + (fd & 0xf_ffff) * 8)
 }
 
 /// A socket's addresses as a tracepoint reports them, local end first.

@@ -4,7 +4,7 @@
 //! walking the task's fd table to its `struct sock`).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user},
+    helpers::bpf_probe_read_user,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
@@ -14,8 +14,8 @@ use kindling_agent_common::{
 
 use crate::{
     events::{done, emit},
-    kernel::{read_kernel, sock_ends},
-    maps::{KERNEL_OFFSETS, PENDING_FD, RTT},
+    kernel::{fd_file, read_kernel, sock_ends, syscall_args},
+    maps::{KERNEL_OFFSETS, RTT},
 };
 
 /// `sk_shutdown` bit for a closed receive side.
@@ -112,40 +112,21 @@ fn close_info(skaddr: u64) -> Result<CloseInfo, i64> {
     Ok(info)
 }
 
-/// Remembers the fd argument of a connect/accept until its exit.
-#[inline(always)]
-fn remember_fd(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY: first syscall argument, see SYSCALL_ARG0.
-    let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
-    PENDING_FD.insert(&bpf_get_current_pid_tgid(), &fd, 0)?;
-    Ok(())
-}
-
-/// Finds the `struct sock` behind `fd` of the current task:
-/// task->files->fdt->fd[fd]->private_data (a `struct socket`)->sk.
+/// The `struct sock` behind `fd` of the current task: its file's `private_data` (a
+/// `struct socket`)->sk.
 #[inline(always)]
 fn sock_of_fd(fd: u64) -> Result<u64, i64> {
     let off = KERNEL_OFFSETS.load();
-    // SAFETY: plain helper call.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read_kernel(task + off.task_files)?;
-    let fdt: u64 = read_kernel(files + off.files_fdt)?;
-    let fd_array: u64 = read_kernel(fdt + off.fdtable_fd)?;
-    // Bounded so that a bogus fd cannot point far outside the array.
-    let file: u64 = read_kernel(fd_array + (fd & 0xf_ffff) * 8)?;
+    let file = fd_file(fd)?;
     let socket: u64 = read_kernel(file + off.file_private_data)?;
     read_kernel(socket + off.socket_sk)
 }
 
-/// At connect/accept exit: emits which task owns which socket.
+/// At connect/accept exit: emits which task owns which socket. The fd is accept's result,
+/// or connect's first argument (only IP connects are followed: unix-socket connects are
+/// frequent and never TCP).
 #[inline(always)]
 fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> {
-    let key = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the map can change under us.
-    let Some(&arg_fd) = (unsafe { PENDING_FD.get(&key) }) else {
-        return Ok(());
-    };
-    let _ = PENDING_FD.remove(&key);
     // SAFETY: `ret` of the syscall exit tracepoint.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
     let fd = match kind {
@@ -153,7 +134,16 @@ fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> 
         // Non-blocking servers see a stream of EAGAIN accepts: nothing to report.
         TcpEventKind::Accept => return Ok(()),
         // A failed connect keeps its socket attached to the fd: report it with its result.
-        _ => arg_fd,
+        _ => {
+            let args = syscall_args()?;
+            // SAFETY: bpf_probe_read_user faults safely on connect's sockaddr argument.
+            let family: u16 =
+                unsafe { bpf_probe_read_user(args[1] as *const u16) }.map_err(|e| e as i64)?;
+            if family != AF_INET && family != AF_INET6 {
+                return Ok(());
+            }
+            args[0]
+        }
     };
     let skaddr = sock_of_fd(fd)?;
     // The socket's addresses: a connecting socket's local port is bound only after its
@@ -174,42 +164,14 @@ fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> 
     Ok(())
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_connect")]
-pub fn connect_enter(ctx: TracePointContext) -> u32 {
-    done(try_connect_enter(&ctx))
-}
-
-/// Only IP connects are followed: unix-socket connects are frequent and never TCP.
-fn try_connect_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY: second argument of connect(2), the user's sockaddr.
-    let uservaddr: u64 = unsafe { ctx.read_at(SYSCALL_ARG0 + 8) }.map_err(|e| e as i64)?;
-    // SAFETY: bpf_probe_read_user faults safely.
-    let family: u16 =
-        unsafe { bpf_probe_read_user(uservaddr as *const u16) }.map_err(|e| e as i64)?;
-    if family != AF_INET && family != AF_INET6 {
-        return Ok(());
-    }
-    remember_fd(ctx)
-}
-
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn connect_exit(ctx: TracePointContext) -> u32 {
     done(socket_owner(&ctx, TcpEventKind::Connect))
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_accept4")]
-pub fn accept4_enter(ctx: TracePointContext) -> u32 {
-    done(remember_fd(&ctx))
-}
-
 #[tracepoint(category = "syscalls", name = "sys_exit_accept4")]
 pub fn accept4_exit(ctx: TracePointContext) -> u32 {
     done(socket_owner(&ctx, TcpEventKind::Accept))
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_accept")]
-pub fn accept_enter(ctx: TracePointContext) -> u32 {
-    done(remember_fd(&ctx))
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_accept")]

@@ -8,7 +8,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use kindling_agent_common::{
-    DATA_RING_BYTES, EVENTS_RING_BYTES, KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, counter,
+    DATA_RING_BYTES, DataEvent, EVENTS_RING_BYTES, KernelOffsets, MAX_NO_PAYLOAD_CGROUPS,
+    PAYLOAD_MAX, counter,
 };
 
 /// Kernel struct field offsets, found in the running kernel's BTF by the agent before load
@@ -43,6 +44,8 @@ pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffs
     sock_err: 0,
     skb_head: 0,
     skb_network_header: 0,
+    tcp_copied_seq: 0,
+    tcp_write_seq: 0,
 });
 
 /// A drop reason not reported: `QUEUE_PURGE`, the kernel freeing what a closing socket still
@@ -85,10 +88,6 @@ pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(cou
 #[map]
 pub(crate) static DATA_EVENTS: RingBuf = RingBuf::with_byte_size(DATA_RING_BYTES, 0);
 
-/// fd passed to a connect/accept in flight, keyed by pid_tgid, from enter to exit.
-#[map]
-pub(crate) static PENDING_FD: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
-
 /// RTT seen for one socket since it was first sampled.
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -102,37 +101,16 @@ pub(crate) struct RttState {
 #[map]
 pub(crate) static RTT: LruHashMap<u64, RttState> = LruHashMap::with_max_entries(65536, 0);
 
-/// A socket an fd refers to: `sk` 0 means "not a TCP or UDP socket" (cached too, so other
-/// fds cost one map lookup per syscall).
-#[derive(Clone, Copy)]
+/// The data event being built on this CPU, with room behind its payload so that the copy of a
+/// second or later buffer (at an offset below `PAYLOAD_MAX`, of at most `PAYLOAD_MAX` bytes)
+/// provably stays inside the value; only the header and the captured bytes go to the ring.
 #[repr(C)]
-pub(crate) struct SockRef {
-    pub(crate) sk: u64,
-    pub(crate) sock_type: u16,
-    pub(crate) family: u16,
-    pub(crate) _pad: u32,
+pub(crate) struct DataScratch {
+    pub(crate) ev: DataEvent,
+    pub(crate) spill: [u8; PAYLOAD_MAX],
 }
 
-/// (tgid << 32 | fd) -> SockRef; entries are removed at close(2).
+/// One [`DataScratch`] per CPU (programs on one CPU do not nest: the kernel runs one
+/// tracepoint program per CPU at a time).
 #[map]
-pub(crate) static SOCK_FDS: LruHashMap<u64, SockRef> = LruHashMap::with_max_entries(65536, 0);
-
-/// A socket syscall in flight, from enter to exit, keyed by pid_tgid.
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub(crate) struct PendingIo {
-    pub(crate) ts_enter_ns: u64,
-    pub(crate) sk: u64,
-    /// Buffer, iovec array, msghdr or mmsghdr array, depending on the syscall.
-    pub(crate) arg_ptr: u64,
-    /// sockaddr of sendto/recvfrom (0 if none).
-    pub(crate) addr_ptr: u64,
-    pub(crate) fd: i32,
-    pub(crate) syscall: u8,
-    pub(crate) sock_type: u8,
-    pub(crate) family: u16,
-}
-
-/// pid_tgid -> PendingIo, from a socket syscall's enter to its exit.
-#[map]
-pub(crate) static PENDING_IO: LruHashMap<u64, PendingIo> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);

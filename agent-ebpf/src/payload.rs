@@ -1,30 +1,36 @@
 //! Socket payload capture: read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg,
-//! sendmmsg, recvmmsg and close, on TCP and UDP sockets only. Each fd is classified once per
-//! process (TCP or UDP socket, or not) and cached in `SOCK_FDS`, so other fds cost one map
-//! lookup; the syscall's arguments wait in `PENDING_IO` from its enter to its exit.
+//! sendmmsg, recvmmsg and close, on TCP and UDP sockets only.
+//!
+//! Each program runs once per syscall, at its exit: the arguments are read from the registers
+//! the kernel saved at entry ([`syscall_args`]), so nothing waits in a map between enter and
+//! exit. The fd is resolved through the task's fd table on every call (no cache that a dup2,
+//! close_range or exec could leave pointing at the wrong file). The event is built in a per-CPU
+//! scratch value and only its header and the bytes captured go to the ring, following the
+//! syscall's buffers (iovecs) up to the payload limit and never past a buffer's length.
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_probe_read_user as probe_read_user_raw,
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use kindling_agent_common::{
-    AF_INET, AF_INET6, COMM_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP, NO_PAYLOAD_CGROUP_LEVELS,
-    PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, counter, tp::SYSCALL_ARG0,
+    AF_INET, AF_INET6, COMM_LEN, DATA_HEADER_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP,
+    NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, counter,
+    tp::SYSCALL_ARG0,
 };
 
 use crate::{
     events::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, DATA_WAKEUP_BYTES, bump, done,
     },
-    kernel::read_kernel,
+    kernel::{fd_file, read_kernel, syscall_args},
     maps::{
-        AGENT_TGID, DATA_EVENTS, KERNEL_OFFSETS, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK,
-        PAYLOAD_BYTES, PENDING_IO, PendingIo, SOCK_FDS, SockRef,
+        AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, KERNEL_OFFSETS, NO_PAYLOAD_CGROUPS,
+        NO_PAYLOAD_CHECK, PAYLOAD_BYTES,
     },
 };
 
@@ -34,6 +40,8 @@ const S_IFSOCK: u16 = 0o140000;
 const MMSGHDR_SIZE: u64 = 64;
 /// Messages of one sendmmsg/recvmmsg reported (glibc's resolver sends A and AAAA together).
 const MMSG_REPORTED: u64 = 2;
+/// Buffers of one iovec array followed (nginx answers with two: header and body).
+const MAX_IOVECS: u64 = 8;
 
 /// Whether the current task's cgroup, or one above it, is in `NO_PAYLOAD_CGROUPS`.
 #[inline(always)]
@@ -68,43 +76,33 @@ fn is_agent() -> bool {
     (bpf_get_current_pid_tgid() >> 32) as u32 == AGENT_TGID.load()
 }
 
-/// Looks up (and caches) what `fd` of the current process is.
 #[inline(always)]
-fn sock_ref(fd: u64) -> Result<SockRef, i64> {
-    let key = (bpf_get_current_pid_tgid() & 0xffff_ffff_0000_0000) | (fd & 0xffff_ffff);
-    // SAFETY: the value is copied out.
-    if let Some(r) = unsafe { SOCK_FDS.get(&key) } {
-        return Ok(*r);
-    }
-    let r = classify_fd(fd).unwrap_or(SockRef {
-        sk: 0,
-        sock_type: 0,
-        family: 0,
-        _pad: 0,
-    });
-    SOCK_FDS.insert(&key, &r, 0)?;
-    Ok(r)
+fn read_user<T>(addr: u64) -> Result<T, i64> {
+    // SAFETY: bpf_probe_read_user faults safely on a bad address.
+    unsafe { bpf_probe_read_user(addr as *const T) }.map_err(|e| e as i64)
 }
 
+/// A TCP or UDP socket an fd refers to.
+#[derive(Clone, Copy)]
+struct Sock {
+    sk: u64,
+    sock_type: u8,
+    family: u16,
+}
+
+/// What `fd` of the current task is now: task->files->fdt->fd[fd], a socket file's
+/// `struct sock`; None for anything that is not an IPv4/IPv6 TCP or UDP socket.
 #[inline(always)]
-fn classify_fd(fd: u64) -> Result<SockRef, i64> {
+fn sock_of_fd(fd: u64) -> Result<Option<Sock>, i64> {
     let off = KERNEL_OFFSETS.load();
-    // SAFETY: plain helper call.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read_kernel(task + off.task_files)?;
-    let fdt: u64 = read_kernel(files + off.files_fdt)?;
-    let fd_array: u64 = read_kernel(fdt + off.fdtable_fd)?;
-    let file: u64 = read_kernel(fd_array + (fd & 0xf_ffff) * 8)?;
+    let file = fd_file(fd)?;
+    if file == 0 {
+        return Ok(None);
+    }
     let inode: u64 = read_kernel(file + off.file_inode)?;
     let mode: u16 = read_kernel(inode + off.inode_mode)?;
-    let none = SockRef {
-        sk: 0,
-        sock_type: 0,
-        family: 0,
-        _pad: 0,
-    };
     if mode & S_IFMT != S_IFSOCK {
-        return Ok(none);
+        return Ok(None);
     }
     let socket: u64 = read_kernel(file + off.file_private_data)?;
     let sk: u64 = read_kernel(socket + off.socket_sk)?;
@@ -115,143 +113,168 @@ fn classify_fd(fd: u64) -> Result<SockRef, i64> {
     let tcp = sock_type == u16::from(SOCK_STREAM) && protocol == u16::from(IPPROTO_TCP);
     let udp = sock_type == u16::from(SOCK_DGRAM) && protocol == u16::from(IPPROTO_UDP);
     if !ip || !(tcp || udp) {
-        return Ok(none);
+        return Ok(None);
     }
-    Ok(SockRef {
+    Ok(Some(Sock {
         sk,
-        sock_type,
+        sock_type: sock_type as u8,
         family,
-        _pad: 0,
-    })
+    }))
 }
 
-#[inline(always)]
-fn io_enter(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
-    // SAFETY: syscall arguments at their format offsets (checked at start).
-    let (fd, arg_ptr): (u64, u64) = unsafe {
-        (
-            ctx.read_at(SYSCALL_ARG0).map_err(|e| e as i64)?,
-            ctx.read_at(SYSCALL_ARG0 + 8).map_err(|e| e as i64)?,
-        )
-    };
-    if is_agent() {
-        return Ok(());
-    }
-    let r = sock_ref(fd)?;
-    if r.sk == 0 {
-        return Ok(());
-    }
-    let addr_ptr: u64 = match syscall {
-        // SAFETY: fifth argument of sendto/recvfrom.
-        SocketSyscall::Sendto | SocketSyscall::Recvfrom => unsafe {
-            ctx.read_at(SYSCALL_ARG0 + 32).map_err(|e| e as i64)?
-        },
-        _ => 0,
-    };
-    let pending = PendingIo {
-        // SAFETY: plain helper call.
-        ts_enter_ns: unsafe { bpf_ktime_get_ns() },
-        sk: r.sk,
-        arg_ptr,
-        addr_ptr,
-        fd: fd as i32,
-        syscall: syscall as u8,
-        sock_type: r.sock_type as u8,
-        family: r.family,
-    };
-    PENDING_IO.insert(&bpf_get_current_pid_tgid(), &pending, 0)?;
-    Ok(())
+/// The first fields of `struct sock_common`, read in one copy: daddr, rcv_saddr, hash,
+/// dport (network order) and num (the local port), family. The agent checks this layout in
+/// the kernel's BTF before loading.
+#[repr(C)]
+struct SockHead {
+    daddr: [u8; 4],
+    rcv_saddr: [u8; 4],
+    _hash: u32,
+    dport: u16,
+    num: u16,
 }
 
+/// Fills the header of `ev` (everything but the payload and `len`) for `sock`.
 #[inline(always)]
-fn read_user<T>(addr: u64) -> Result<T, i64> {
-    // SAFETY: bpf_probe_read_user faults safely on a bad address.
-    unsafe { bpf_probe_read_user(addr as *const T) }.map_err(|e| e as i64)
-}
-
-/// Fills the socket addresses of `ev` from the socket; for an unconnected UDP socket, the
-/// remote end comes from the syscall's sockaddr when it has one.
-#[inline(always)]
-fn fill_addresses(ev: &mut DataEvent, p: &PendingIo, sockaddr: u64) -> Result<(), i64> {
+fn fill_header(ev: &mut DataEvent, sock: Sock, fd: u64, syscall: SocketSyscall) -> Result<(), i64> {
     let off = KERNEL_OFFSETS.load();
-    let sk = p.sk;
-    let dport: u16 = read_kernel(sk + off.skc_dport)?;
-    ev.dport = u16::from_be(dport);
-    ev.sport = read_kernel(sk + off.skc_num)?;
-    if p.family == AF_INET6 {
-        ev.saddr = read_kernel(sk + off.skc_v6_rcv_saddr)?;
-        ev.daddr = read_kernel(sk + off.skc_v6_daddr)?;
-    } else {
-        let s: [u8; 4] = read_kernel(sk + off.skc_rcv_saddr)?;
-        let d: [u8; 4] = read_kernel(sk + off.skc_daddr)?;
-        ev.saddr[..4].copy_from_slice(&s);
-        ev.daddr[..4].copy_from_slice(&d);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: plain helper calls.
+    unsafe {
+        ev.ts_exit_ns = bpf_ktime_get_ns();
+        ev.cgroup_id = bpf_get_current_cgroup_id();
     }
-    if sockaddr != 0 {
-        // struct sockaddr_in{,6}: family u16, port be16, then the address (v4 at 4, v6 at 8).
-        let family: u16 = read_user(sockaddr)?;
-        let port: u16 = read_user(sockaddr + 2)?;
-        if family == AF_INET {
-            let a: [u8; 4] = read_user(sockaddr + 4)?;
-            ev.daddr = [0; 16];
-            ev.daddr[..4].copy_from_slice(&a);
-            ev.dport = u16::from_be(port);
-        } else if family == AF_INET6 {
-            ev.daddr = read_user(sockaddr + 8)?;
-            ev.dport = u16::from_be(port);
-        }
+    ev.skaddr = sock.sk;
+    ev.pid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.fd = fd as i32;
+    ev.syscall = syscall as u8;
+    ev.sock_type = sock.sock_type;
+    ev.family = sock.family;
+    ev._pad = [0; 6];
+    ev.captured = 0;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    let head: SockHead = read_kernel(sock.sk + off.skc_daddr)?;
+    ev.dport = u16::from_be(head.dport);
+    ev.sport = head.num;
+    if sock.family == AF_INET6 {
+        ev.saddr = read_kernel(sock.sk + off.skc_v6_rcv_saddr)?;
+        ev.daddr = read_kernel(sock.sk + off.skc_v6_daddr)?;
+    } else {
+        ev.saddr = [0; 16];
+        ev.daddr = [0; 16];
+        ev.saddr[..4].copy_from_slice(&head.rcv_saddr);
+        ev.daddr[..4].copy_from_slice(&head.daddr);
+    }
+    ev.stream_end = 0;
+    if sock.sock_type == SOCK_STREAM {
+        let field = if syscall.is_send() {
+            off.tcp_write_seq
+        } else {
+            off.tcp_copied_seq
+        };
+        ev.stream_end = read_kernel(sock.sk + field)?;
     }
     Ok(())
 }
 
-/// Reserves, fills and submits one data event for `len` bytes at user address `buf`.
+/// For an unconnected UDP socket: the remote end from the syscall's sockaddr, when it has one.
 #[inline(always)]
-fn emit_data(p: &PendingIo, buf: u64, len: u64, sockaddr: u64) -> Result<(), i64> {
-    let Some(mut entry) = DATA_EVENTS.reserve::<DataEvent>(0) else {
-        bump(counter::DATA_RINGBUF_FULL);
+fn fill_peer(ev: &mut DataEvent, sockaddr: u64) -> Result<(), i64> {
+    if sockaddr == 0 {
         return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: `ev` points at a reserved, exclusively owned DataEvent-sized slot; every field is
-    // written before submit, the payload only up to `captured`.
-    let result = unsafe {
-        (*ev).ts_enter_ns = p.ts_enter_ns;
-        (*ev).ts_exit_ns = bpf_ktime_get_ns();
-        (*ev).skaddr = p.sk;
-        (*ev).len = len;
-        (*ev).cgroup_id = bpf_get_current_cgroup_id();
-        (*ev).pid = (pid_tgid >> 32) as u32;
-        (*ev).tid = pid_tgid as u32;
-        (*ev).fd = p.fd;
-        (*ev).syscall = p.syscall;
-        (*ev).sock_type = p.sock_type;
-        (*ev).family = p.family;
-        (*ev)._pad = [0; 2];
-        (*ev).saddr = [0; 16];
-        (*ev).daddr = [0; 16];
-        (*ev).sport = 0;
-        (*ev).dport = 0;
-        (*ev).comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-        let mut n = if payload_excluded() {
-            0
-        } else {
-            PAYLOAD_BYTES.load() as u64
-        };
-        if n > len {
-            n = len;
+    }
+    // struct sockaddr_in{,6}: family u16, port be16, then the address (v4 at 4, v6 at 8).
+    let family: u16 = read_user(sockaddr)?;
+    let port: u16 = read_user(sockaddr + 2)?;
+    if family == AF_INET {
+        let a: [u8; 4] = read_user(sockaddr + 4)?;
+        ev.daddr = [0; 16];
+        ev.daddr[..4].copy_from_slice(&a);
+        ev.dport = u16::from_be(port);
+    } else if family == AF_INET6 {
+        ev.daddr = read_user(sockaddr + 8)?;
+        ev.dport = u16::from_be(port);
+    }
+    Ok(())
+}
+
+/// Payload bytes to capture of a syscall that moved `len` bytes.
+#[inline(always)]
+fn payload_limit(len: u64) -> u64 {
+    if payload_excluded() {
+        return 0;
+    }
+    let mut n = PAYLOAD_BYTES.load() as u64;
+    if n > len {
+        n = len;
+    }
+    if n > PAYLOAD_MAX as u64 {
+        n = PAYLOAD_MAX as u64;
+    }
+    n
+}
+
+/// Copies `n` bytes of user memory at `src` to `off` bytes into the scratch payload.
+#[inline(always)]
+fn copy_user(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool {
+    let off = off & (PAYLOAD_MAX as u64 - 1);
+    if n == 0 {
+        return true;
+    }
+    if n > PAYLOAD_MAX as u64 || src == 0 {
+        return false;
+    }
+    // SAFETY: `off` < PAYLOAD_MAX and `n` <= PAYLOAD_MAX, and the scratch value has
+    // PAYLOAD_MAX spare bytes behind the payload; the helper faults safely on `src`.
+    unsafe {
+        let dst = (&raw mut (*scratch).ev.payload)
+            .cast::<u8>()
+            .add(off as usize)
+            .cast::<core::ffi::c_void>();
+        probe_read_user_raw(dst, n as u32, src as *const core::ffi::c_void) == 0
+    }
+}
+
+/// Copies up to `limit` bytes from the buffers of the iovec array `iov` (`iovcnt` of them),
+/// each only up to its length; returns the bytes copied.
+#[inline(always)]
+fn copy_iovecs(scratch: *mut DataScratch, iov: u64, iovcnt: u64, limit: u64) -> u64 {
+    let mut off = 0u64;
+    let mut i = 0u64;
+    while i < MAX_IOVECS {
+        if i >= iovcnt || off >= limit {
+            break;
         }
-        if n > PAYLOAD_MAX as u64 {
-            n = PAYLOAD_MAX as u64;
-        }
-        let copied = if n > 0 && buf != 0 {
-            let dst = (&raw mut (*ev).payload).cast::<core::ffi::c_void>();
-            probe_read_user_raw(dst, n as u32, buf as *const core::ffi::c_void) == 0
-        } else {
-            false
+        // struct iovec { void *base; size_t len; }
+        let Ok(v) = read_user::<[u64; 2]>(iov + i * 16) else {
+            break;
         };
-        (*ev).captured = if copied { n as u16 } else { 0 };
-        fill_addresses(&mut *ev, p, sockaddr)
+        let mut n = v[1];
+        if n > limit - off {
+            n = limit - off;
+        }
+        if !copy_user(scratch, off, v[0], n) {
+            break;
+        }
+        off += n;
+        i += 1;
+    }
+    off
+}
+
+/// Sends the scratch event (header and captured payload) to the data ring.
+#[inline(always)]
+fn output(scratch: *mut DataScratch) {
+    // SAFETY: the scratch value is this CPU's own; `captured` <= PAYLOAD_MAX.
+    let bytes = unsafe {
+        let captured = ((*scratch).ev.captured as usize) & (2 * PAYLOAD_MAX - 1);
+        let n = if captured > PAYLOAD_MAX {
+            PAYLOAD_MAX
+        } else {
+            captured
+        };
+        core::slice::from_raw_parts(scratch.cast::<u8>(), DATA_HEADER_LEN + n)
     };
     // Waking the agent from inside the application's syscall costs more than the copy: wake it
     // only when the ring holds DATA_WAKEUP_BYTES; it also drains on a short timer.
@@ -260,60 +283,86 @@ fn emit_data(p: &PendingIo, buf: u64, len: u64, sockaddr: u64) -> Result<(), i64
     } else {
         BPF_RB_NO_WAKEUP
     };
-    entry.submit(flags);
-    result
+    if DATA_EVENTS.output(bytes, flags).is_err() {
+        bump(counter::DATA_RINGBUF_FULL);
+    }
 }
 
+/// The exit of a socket syscall that moved `ret` bytes.
 #[inline(always)]
-fn io_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let key = bpf_get_current_pid_tgid();
-    // SAFETY: copied out before removal.
-    let Some(&p) = (unsafe { PENDING_IO.get(&key) }) else {
-        return Ok(());
-    };
-    let _ = PENDING_IO.remove(&key);
+fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
     // SAFETY: `ret` of the syscall exit tracepoint.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
-    if ret <= 0 {
+    if ret <= 0 || is_agent() {
         return Ok(());
     }
-    let syscall = SocketSyscall::from_u8(p.syscall).ok_or(-1i64)?;
+    let args = syscall_args()?;
+    let fd = args[0];
+    let Some(sock) = sock_of_fd(fd)? else {
+        return Ok(());
+    };
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
+    let ev = unsafe { &mut (*scratch).ev };
+    fill_header(ev, sock, fd, syscall)?;
+    let ret = ret as u64;
     match syscall {
-        SocketSyscall::Read | SocketSyscall::Write => emit_data(&p, p.arg_ptr, ret as u64, 0),
-        SocketSyscall::Sendto | SocketSyscall::Recvfrom => {
-            emit_data(&p, p.arg_ptr, ret as u64, p.addr_ptr)
+        SocketSyscall::Read
+        | SocketSyscall::Write
+        | SocketSyscall::Sendto
+        | SocketSyscall::Recvfrom => {
+            ev.len = ret;
+            if matches!(syscall, SocketSyscall::Sendto | SocketSyscall::Recvfrom) {
+                fill_peer(ev, args[4])?;
+            }
+            let n = payload_limit(ret);
+            if copy_user(scratch, 0, args[1], n) {
+                ev.captured = n as u16;
+            }
+            output(scratch);
         }
         SocketSyscall::Readv | SocketSyscall::Writev => {
-            // The first iovec: { void *base; size_t len; }.
-            let base: u64 = read_user(p.arg_ptr)?;
-            emit_data(&p, base, ret as u64, 0)
+            ev.len = ret;
+            ev.captured = copy_iovecs(scratch, args[1], args[2], payload_limit(ret)) as u16;
+            output(scratch);
         }
         SocketSyscall::Sendmsg | SocketSyscall::Recvmsg => {
-            // struct user_msghdr: msg_name at 0, msg_iov at 16.
-            let name: u64 = read_user(p.arg_ptr)?;
-            let iov: u64 = read_user(p.arg_ptr + 16)?;
-            let base: u64 = read_user(iov)?;
-            emit_data(&p, base, ret as u64, name)
+            // struct user_msghdr: msg_name at 0, msg_iov at 16, msg_iovlen at 24.
+            let name: u64 = read_user(args[1])?;
+            let iov: u64 = read_user(args[1] + 16)?;
+            let iovlen: u64 = read_user(args[1] + 24)?;
+            ev.len = ret;
+            fill_peer(ev, name)?;
+            ev.captured = copy_iovecs(scratch, iov, iovlen, payload_limit(ret)) as u16;
+            output(scratch);
         }
         SocketSyscall::Sendmmsg | SocketSyscall::Recvmmsg => {
             // ret is the number of messages; each mmsghdr ends with its byte count at 56.
             let mut i = 0u64;
             while i < MMSG_REPORTED {
-                if i >= ret as u64 {
+                if i >= ret {
                     break;
                 }
-                let hdr = p.arg_ptr + i * MMSGHDR_SIZE;
+                let hdr = args[1] + i * MMSGHDR_SIZE;
                 let name: u64 = read_user(hdr)?;
                 let iov: u64 = read_user(hdr + 16)?;
-                let base: u64 = read_user(iov)?;
+                let iovlen: u64 = read_user(hdr + 24)?;
                 let len: u32 = read_user(hdr + 56)?;
-                emit_data(&p, base, u64::from(len), name)?;
+                // SAFETY: as above.
+                let ev = unsafe { &mut (*scratch).ev };
+                ev.len = u64::from(len);
+                fill_peer(ev, name)?;
+                ev.captured =
+                    copy_iovecs(scratch, iov, iovlen, payload_limit(u64::from(len))) as u16;
+                output(scratch);
                 i += 1;
             }
-            Ok(())
         }
-        SocketSyscall::Close => Ok(()),
+        SocketSyscall::Close => {}
     }
+    Ok(())
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
@@ -321,115 +370,44 @@ pub fn close_enter(ctx: TracePointContext) -> u32 {
     done(try_close_enter(&ctx))
 }
 
-/// Forgets the fd and tells user space the socket's fd is gone (UDP flows end here).
+/// Tells user space a socket's fd is going away (UDP flows end here).
 fn try_close_enter(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: first syscall argument.
     let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
-    let key = (bpf_get_current_pid_tgid() & 0xffff_ffff_0000_0000) | (fd & 0xffff_ffff);
-    // SAFETY: copied out before removal.
-    let Some(&r) = (unsafe { SOCK_FDS.get(&key) }) else {
-        return Ok(());
-    };
-    let _ = SOCK_FDS.remove(&key);
-    if r.sk == 0 {
+    if is_agent() {
         return Ok(());
     }
-    let p = PendingIo {
-        // SAFETY: plain helper call.
-        ts_enter_ns: unsafe { bpf_ktime_get_ns() },
-        sk: r.sk,
-        arg_ptr: 0,
-        addr_ptr: 0,
-        fd: fd as i32,
-        syscall: SocketSyscall::Close as u8,
-        sock_type: r.sock_type as u8,
-        family: r.family,
+    let Some(sock) = sock_of_fd(fd)? else {
+        return Ok(());
     };
-    emit_data(&p, 0, 0, 0)
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
+    let ev = unsafe { &mut (*scratch).ev };
+    fill_header(ev, sock, fd, SocketSyscall::Close)?;
+    ev.len = 0;
+    output(scratch);
+    Ok(())
 }
 
-/// An enter/exit program pair for one socket syscall.
-macro_rules! io_programs {
-    ($enter:ident, $exit:ident, $tp_enter:literal, $tp_exit:literal, $kind:expr) => {
-        #[tracepoint(category = "syscalls", name = $tp_enter)]
-        pub fn $enter(ctx: TracePointContext) -> u32 {
-            done(io_enter(&ctx, $kind))
-        }
-
+/// The exit program of one socket syscall.
+macro_rules! io_program {
+    ($exit:ident, $tp_exit:literal, $kind:expr) => {
         #[tracepoint(category = "syscalls", name = $tp_exit)]
         pub fn $exit(ctx: TracePointContext) -> u32 {
-            done(io_exit(&ctx))
+            done(io_exit(&ctx, $kind))
         }
     };
 }
 
-io_programs!(
-    read_enter,
-    read_exit,
-    "sys_enter_read",
-    "sys_exit_read",
-    SocketSyscall::Read
-);
-io_programs!(
-    write_enter,
-    write_exit,
-    "sys_enter_write",
-    "sys_exit_write",
-    SocketSyscall::Write
-);
-io_programs!(
-    readv_enter,
-    readv_exit,
-    "sys_enter_readv",
-    "sys_exit_readv",
-    SocketSyscall::Readv
-);
-io_programs!(
-    writev_enter,
-    writev_exit,
-    "sys_enter_writev",
-    "sys_exit_writev",
-    SocketSyscall::Writev
-);
-io_programs!(
-    sendto_enter,
-    sendto_exit,
-    "sys_enter_sendto",
-    "sys_exit_sendto",
-    SocketSyscall::Sendto
-);
-io_programs!(
-    recvfrom_enter,
-    recvfrom_exit,
-    "sys_enter_recvfrom",
-    "sys_exit_recvfrom",
-    SocketSyscall::Recvfrom
-);
-io_programs!(
-    sendmsg_enter,
-    sendmsg_exit,
-    "sys_enter_sendmsg",
-    "sys_exit_sendmsg",
-    SocketSyscall::Sendmsg
-);
-io_programs!(
-    recvmsg_enter,
-    recvmsg_exit,
-    "sys_enter_recvmsg",
-    "sys_exit_recvmsg",
-    SocketSyscall::Recvmsg
-);
-io_programs!(
-    sendmmsg_enter,
-    sendmmsg_exit,
-    "sys_enter_sendmmsg",
-    "sys_exit_sendmmsg",
-    SocketSyscall::Sendmmsg
-);
-io_programs!(
-    recvmmsg_enter,
-    recvmmsg_exit,
-    "sys_enter_recvmmsg",
-    "sys_exit_recvmmsg",
-    SocketSyscall::Recvmmsg
-);
+io_program!(read_exit, "sys_exit_read", SocketSyscall::Read);
+io_program!(write_exit, "sys_exit_write", SocketSyscall::Write);
+io_program!(readv_exit, "sys_exit_readv", SocketSyscall::Readv);
+io_program!(writev_exit, "sys_exit_writev", SocketSyscall::Writev);
+io_program!(sendto_exit, "sys_exit_sendto", SocketSyscall::Sendto);
+io_program!(recvfrom_exit, "sys_exit_recvfrom", SocketSyscall::Recvfrom);
+io_program!(sendmsg_exit, "sys_exit_sendmsg", SocketSyscall::Sendmsg);
+io_program!(recvmsg_exit, "sys_exit_recvmsg", SocketSyscall::Recvmsg);
+io_program!(sendmmsg_exit, "sys_exit_sendmmsg", SocketSyscall::Sendmmsg);
+io_program!(recvmmsg_exit, "sys_exit_recvmmsg", SocketSyscall::Recvmmsg);

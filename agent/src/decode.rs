@@ -11,7 +11,9 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use kindling_agent_common::{AF_INET6, DataEvent, TcpEvent, tcp_state};
+use kindling_agent_common::{
+    AF_INET6, DATA_HEADER_LEN, DataEvent, PAYLOAD_MAX, TcpEvent, tcp_state,
+};
 
 /// Reads a [`TcpEvent`] from ring-buffer bytes, or None if the size is wrong.
 pub fn tcp_event(bytes: &[u8]) -> Option<TcpEvent> {
@@ -23,16 +25,25 @@ pub fn tcp_event(bytes: &[u8]) -> Option<TcpEvent> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TcpEvent>()) })
 }
 
-/// Views ring-buffer bytes as a [`DataEvent`], or None if the size is wrong.
-pub fn data_event(bytes: &[u8]) -> Option<&DataEvent> {
-    if bytes.len() != size_of::<DataEvent>()
-        || bytes.as_ptr().align_offset(align_of::<DataEvent>()) != 0
-    {
+/// Reads a data ring record (a [`DataEvent`]'s header and its captured bytes) into `out`, or
+/// None if its length does not match its `captured` field. Bytes of `out.payload` past
+/// `captured` keep whatever they held.
+pub fn data_event<'a>(bytes: &[u8], out: &'a mut DataEvent) -> Option<&'a DataEvent> {
+    let (header, payload) = bytes.split_at_checked(DATA_HEADER_LEN)?;
+    // SAFETY: DataEvent is repr(C) plain data and every bit pattern is valid; exactly
+    // DATA_HEADER_LEN bytes are written, all before the payload field.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            header.as_ptr(),
+            std::ptr::from_mut(out).cast::<u8>(),
+            DATA_HEADER_LEN,
+        );
+    }
+    if usize::from(out.captured) != payload.len() || payload.len() > PAYLOAD_MAX {
         return None;
     }
-    // SAFETY: size and alignment checked (ring-buffer records are 8-byte aligned); DataEvent is
-    // repr(C) plain data, every bit pattern is valid; the borrow keeps the bytes alive.
-    Some(unsafe { &*bytes.as_ptr().cast::<DataEvent>() })
+    out.payload[..payload.len()].copy_from_slice(payload);
+    Some(out)
 }
 
 /// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) into wall-clock nanoseconds.

@@ -20,7 +20,7 @@ use crate::{
     enrich::Enricher,
     k8s::Kubernetes,
     records::{Endpoints, pending::PendingRows},
-    sessions::{self, Sessionizer},
+    sessions::Sessionizer,
     sockdiag::TcpInfo,
     store::Store,
 };
@@ -120,7 +120,7 @@ pub struct CaptureState {
     rows: PendingRows,
     flush_rows: usize,
     open_flow_min_age_ns: i64,
-    /// The round's data events, and their (moved_at, index) order: kept to reuse their
+    /// The round's data events, and their (ts_exit_ns, index) order: kept to reuse their
     /// allocations.
     data_batch: Vec<DataEvent>,
     order: Vec<(u64, usize)>,
@@ -190,7 +190,7 @@ impl CaptureState {
             self.data_batch
                 .iter()
                 .enumerate()
-                .map(|(i, ev)| (sessions::moved_at(ev), i)),
+                .map(|(i, ev)| (ev.ts_exit_ns, i)),
         );
         if !self.order.is_sorted() {
             self.order.sort_unstable();

@@ -7,8 +7,8 @@
 //! order; each response completes the oldest open request (DNS pairs by transaction id, since
 //! UDP answers may come in any order).
 //!
-//! Timing, in the browser's terms, from the byte movements this end saw: a send's bytes move at
-//! its entry, a receive's at its exit. `request_sent` runs from the request's first byte to its
+//! Timing, in the browser's terms, from the byte movements this end saw, each at the return of
+//! its syscall (the programs see syscalls at their exit only). `request_sent` runs from the request's first byte to its
 //! last, `waiting_ttfb` to the response's first byte, `content_download` to its last; the three
 //! add up to the call's duration.
 //!
@@ -56,6 +56,8 @@ pub struct ProtocolCounters {
     pub truncated: u64,
     /// Responses with no open request, and requests dropped unanswered.
     pub unmatched: u64,
+    /// Times a session's parser started afresh after events of one direction were lost.
+    pub resynced: u64,
 }
 
 /// Counters of the sessionizer.
@@ -119,6 +121,10 @@ struct Session {
     /// when the first of them moved: a message whose header came in a segment of its own
     /// (MySQL's server reads the 4-byte header first) starts there.
     carry: [(u64, i64); 2],
+    /// TCP: where the next event's bytes should start in each direction's byte stream
+    /// (request, response), from the last event's `stream_end`; a different start means
+    /// events were lost in between.
+    stream_next: [Option<u32>; 2],
     last_seen_ns: i64,
 }
 
@@ -152,15 +158,6 @@ const CLOSE_GRACE_NS: i64 = 1_000_000_000;
 /// TCP sessions unknown to the connection tracker (opened before the agent) are forgotten
 /// after this long without data, since their close may never be seen.
 const UNTRACKED_IDLE_NS: i64 = 300_000_000_000;
-
-/// When the bytes of `ev` moved (monotonic ns): a send's at its entry, a receive's at its exit.
-pub fn moved_at(ev: &DataEvent) -> u64 {
-    match SocketSyscall::from_u8(ev.syscall) {
-        Some(s) if s.is_send() => ev.ts_enter_ns,
-        Some(SocketSyscall::Close) => ev.ts_enter_ns,
-        _ => ev.ts_exit_ns,
-    }
-}
 
 impl Sessionizer {
     /// A sessionizer following at most `max_sessions` sessions.
@@ -281,6 +278,7 @@ impl Sessionizer {
                 writing: None,
                 reading: None,
                 carry: [(0, 0); 2],
+                stream_next: [None; 2],
                 last_seen_ns: 0,
             };
             self.sessions.insert(key, session);
@@ -299,11 +297,14 @@ impl Sessionizer {
             (Role::Client, true) | (Role::Server, false) => Direction::Request,
             _ => Direction::Response,
         };
+        if transport == Transport::Tcp && stream_gap(session, direction, ev) {
+            resync(session, direction, &mut self.stats);
+        }
         let captured = &ev.payload[..usize::from(ev.captured).min(ev.payload.len())];
-        // The moment the bytes moved: a send's at its entry, a receive's at its exit.
-        let enter = self.clock.wall(ev.ts_enter_ns);
+        // The moment the bytes moved: when the syscall returned (the only moment the
+        // programs see; a send's bytes are then in the socket, a receive's in the process).
         let exit = self.clock.wall(ev.ts_exit_ns);
-        let (first_ns, last_ns) = if send { (enter, exit) } else { (exit, exit) };
+        let (first_ns, last_ns) = (exit, exit);
         session.last_seen_ns = exit;
         // The owner changes rarely (a fork inherits the socket): no allocation per event.
         let raw_comm = comm_bytes(&ev.comm);
@@ -619,6 +620,44 @@ fn payload_text(protocol: Protocol, captured: &[u8]) -> String {
         _ => captured.to_vec(),
     };
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Whether bytes of `direction` were lost before `ev`: its bytes do not start where the last
+/// event's ended (`stream_end` 0 is unknown and never checked). Moves the expectation on.
+fn stream_gap(session: &mut Session, direction: Direction, ev: &DataEvent) -> bool {
+    if ev.stream_end == 0 || ev.len == 0 {
+        return false;
+    }
+    let d = usize::from(direction == Direction::Response);
+    let start = ev.stream_end.wrapping_sub(ev.len as u32);
+    let expected = session.stream_next[d].replace(ev.stream_end);
+    // A start behind the expectation is a peek (MSG_PEEK moves no position), not a loss.
+    expected.is_some_and(|next| start != next && (start.wrapping_sub(next) as i32) > 0)
+}
+
+/// After lost events in `direction`: the parser starts afresh (it cannot know where the
+/// next message begins otherwise) and, when responses were lost, every open call but the
+/// newest is dropped as unmatched: their responses were among the lost bytes, and the next
+/// response is the newest request's (a client that does not pipeline waits for each
+/// response before its next request). Without this, each later response would pair with the
+/// request before its own.
+fn resync(session: &mut Session, direction: Direction, stats: &mut SessionStats) {
+    let Detection::Known(protocol, parser) = &mut session.detection else {
+        return;
+    };
+    *parser = kindling_protocols::parser(*protocol, session.transport);
+    session.carry = [(0, 0); 2];
+    let counters = stats.per_protocol.entry(protocol.as_str()).or_default();
+    counters.resynced += 1;
+    if direction == Direction::Response {
+        let lost = session.open.len().saturating_sub(1);
+        counters.unmatched += lost as u64;
+        session.open.drain(..lost);
+        session.reading = None;
+        session.writing = session.writing.and_then(|w| w.checked_sub(lost));
+    } else {
+        session.writing = None;
+    }
 }
 
 fn timeout_dns(session: &Session, call: OpenCall, sink: &mut impl CallSink) {

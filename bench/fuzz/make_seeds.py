@@ -171,10 +171,10 @@ def tcp_ev(kind, sk, ts, old=0, new=0, sport=0, dport=0, saddr=LO, daddr=LO, fam
 def data_ev(syscall, sk, ts, payload=b"", length=None, sport=0, dport=0, saddr=LO, daddr=LO,
             family=AF_INET, sock_type=1, pid=0, tid=0, comm=b"", fd=3, exit_after=20_000):
     length = len(payload) if length is None else length
-    hdr = struct.pack("<QQQQIIiHBBHHH2s16s16s16s", ts, ts + exit_after, sk, length, pid, tid, fd,
-                      len(payload), syscall, sock_type, sport, dport, family, b"\0\0",
+    hdr = struct.pack("<QQQQIIiIHBBHHH6s16s16s16s", ts + exit_after, sk, length, 0, pid, tid, fd,
+                      0, len(payload), syscall, sock_type, sport, dport, family, b"\0" * 6,
                       saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm.ljust(16, b"\0"))
-    assert len(hdr) == 104
+    assert len(hdr) == 112
     return hdr + payload
 
 

@@ -1029,3 +1029,85 @@ fn wrk_keep_alive_load_matches_the_server_count() {
     assert_eq!(dropped[0]["d"].as_u64(), Some(0));
     assert_timing_sums(&agent, port);
 }
+
+/// Requests sent with sendmsg of two buffers and read with readv and recvmsg into two
+/// buffers, answered with writev and sendmsg of two (tests/fixtures/syscall_shapes.py): every
+/// row's captured request and response are exactly the bytes that moved, buffer after buffer,
+/// and never memory past a buffer's end (the fixture surrounds each with '#' bytes).
+#[test]
+fn vectored_syscalls_are_captured_buffer_by_buffer() {
+    require_root();
+    let (_server, port) =
+        start_server(Command::new("python3").args([&fixture("syscall_shapes.py"), "server"]));
+    let agent = AgentProcess::start("l7-shapes", &["--store-payloads"]);
+    let n = 4;
+    let out = run_ok(Command::new("python3").args([
+        &fixture("syscall_shapes.py"),
+        "client",
+        &port.to_string(),
+        &n.to_string(),
+    ]));
+    // The client prints each exchange as two Python byte literals.
+    let unliteral = |s: &str| -> String {
+        s.trim_start_matches("b'")
+            .trim_end_matches('\'')
+            .replace("\\r", "\r")
+            .replace("\\n", "\n")
+    };
+    let exchanges: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let (req, resp) = l.split_once(' ').expect("two literals");
+            (unliteral(req), unliteral(resp))
+        })
+        .collect();
+    assert_eq!(exchanges.len(), n);
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 2 * n as u64);
+    let rows = agent.query_json(&format!(
+        "SELECT role, comm, resource, request_payload, response_payload, request_bytes, \
+                response_bytes FROM calls WHERE dst_port = {port} ORDER BY role, ts"
+    ));
+    let (clients, servers) = rows.split_at(n);
+    for side in [clients, servers] {
+        for (r, (req, resp)) in side.iter().zip(&exchanges) {
+            assert_eq!(r["comm"], "kl-shapes", "{r}");
+            assert_eq!(r["request_payload"].as_str(), Some(req.as_str()), "{r}");
+            assert_eq!(r["response_payload"].as_str(), Some(resp.as_str()), "{r}");
+            assert_eq!(r["request_bytes"].as_u64(), Some(req.len() as u64), "{r}");
+            assert_eq!(r["response_bytes"].as_u64(), Some(resp.len() as u64), "{r}");
+        }
+        let resources: Vec<_> = side
+            .iter()
+            .map(|r| r["resource"].as_str().unwrap())
+            .collect();
+        assert_eq!(resources, ["/shape/0", "/shape/1", "/shape/2", "/shape/3"]);
+    }
+}
+
+/// A socket's fd number reused for a file without close(2) (dup2 over it): what is written to
+/// and read from the file through that number is no traffic of the old socket. Only the real
+/// request makes calls.
+#[test]
+fn a_file_behind_a_reused_socket_fd_makes_no_call() {
+    require_root();
+    let (_server, port) =
+        start_server(Command::new("python3").args([&fixture("syscall_shapes.py"), "server"]));
+    let agent = AgentProcess::start("l7-fd-reuse", &[]);
+    let out = run_ok(Command::new("python3").args([
+        &fixture("syscall_shapes.py"),
+        "reuse",
+        &port.to_string(),
+    ]));
+    assert_eq!(out.trim(), "done");
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 2);
+    let rows = agent.query_json(&format!(
+        "SELECT role, resource FROM calls WHERE comm = 'kl-shapes' ORDER BY role"
+    ));
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (r["role"].as_str().unwrap(), r["resource"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [("client", "/real"), ("server", "/real")]);
+}

@@ -164,6 +164,13 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("events_dropped"),
         count("events_dropped_kernel"),
         count("events_dropped_user"),
+        // events_dropped_kernel by cause: the lifecycle ring full, the data ring full (the
+        // agent did not drain fast enough), failed reads of kernel memory, and program runs
+        // the kernel skipped (another program was running on that CPU).
+        count("kernel_events_ring_full"),
+        count("kernel_data_ring_full"),
+        count("kernel_read_failed"),
+        count("kernel_program_misses"),
         count("memory_budget_bytes"),
         // One row per table; the counters above repeat on every row.
         text("table_name"),
@@ -204,6 +211,10 @@ static PROTOCOL_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("truncated"),
         // Responses without a request, and requests never answered.
         count("unmatched"),
+        // Times a session's parser started afresh because events of one direction were lost
+        // (seen as a gap in the TCP byte stream); the calls that lost their response are in
+        // `unmatched`.
+        count("resynced"),
         // Agent-wide, repeated on every row: sessions never detected as any protocol and
         // sessions not followed because the session table was full.
         count("sessions_undetected"),

@@ -26,6 +26,18 @@ pub enum Error {
     /// A struct or member the programs need does not exist in this kernel.
     #[error("kernel BTF has no `{0}`: this kernel's layout is not supported")]
     Missing(String),
+    /// A layout the programs read in one copy is not the one they expect.
+    #[error(
+        "kernel BTF puts `{field}` at byte {got}, the programs expect {want}: this kernel's layout is not supported"
+    )]
+    Layout {
+        /// struct.member
+        field: String,
+        /// Its offset in this kernel.
+        got: u64,
+        /// The offset the programs read it at.
+        want: u64,
+    },
 }
 
 /// Result alias for this module.
@@ -291,7 +303,61 @@ impl KernelBtf {
             sock_err: self.member_offset("sock", "sk_err")?,
             skb_head: self.member_offset("sk_buff", "head")?,
             skb_network_header: self.member_offset("sk_buff", "network_header")?,
+            tcp_copied_seq: self.member_offset("tcp_sock", "copied_seq")?,
+            tcp_write_seq: self.member_offset("tcp_sock", "write_seq")?,
         })
+    }
+
+    /// Checks the layouts the programs read in one copy instead of field by field: the
+    /// registers of `struct pt_regs` that hold a syscall's arguments, and the head of
+    /// `struct sock_common` (daddr, rcv_saddr, then dport and num at 12 and 14).
+    pub fn check_fixed_layouts(&self, offsets: &KernelOffsets) -> Result<()> {
+        use kindling_agent_common::pt_regs;
+        let daddr = offsets.skc_daddr;
+        let expected = [
+            (
+                "pt_regs.di",
+                self.member_offset("pt_regs", "di")?,
+                pt_regs::DI,
+            ),
+            (
+                "pt_regs.si",
+                self.member_offset("pt_regs", "si")?,
+                pt_regs::SI,
+            ),
+            (
+                "pt_regs.dx",
+                self.member_offset("pt_regs", "dx")?,
+                pt_regs::DX,
+            ),
+            (
+                "pt_regs.r10",
+                self.member_offset("pt_regs", "r10")?,
+                pt_regs::R10,
+            ),
+            (
+                "pt_regs.r8",
+                self.member_offset("pt_regs", "r8")?,
+                pt_regs::R8,
+            ),
+            (
+                "sock_common.skc_rcv_saddr",
+                offsets.skc_rcv_saddr,
+                daddr + 4,
+            ),
+            ("sock_common.skc_dport", offsets.skc_dport, daddr + 12),
+            ("sock_common.skc_num", offsets.skc_num, daddr + 14),
+        ];
+        for (field, got, want) in expected {
+            if got != want {
+                return Err(Error::Layout {
+                    field: field.to_owned(),
+                    got,
+                    want,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -368,6 +434,10 @@ mod tests {
             ("minmax_sample", "v"),
             ("sock", "sk_err"),
             ("sk_buff", "head"),
+            ("tcp_sock", "copied_seq"),
+            ("tcp_sock", "write_seq"),
+            ("pt_regs", "di"),
+            ("pt_regs", "r10"),
         ] {
             assert_eq!(
                 btf.member_offset(s, m).unwrap(),
@@ -384,6 +454,20 @@ mod tests {
         assert_eq!(
             (off.skc_daddr, off.skc_rcv_saddr, off.skc_dport, off.skc_num),
             (0, 4, 12, 14)
+        );
+        btf.check_fixed_layouts(&off)
+            .expect("the running kernel has the layouts the programs read in one copy");
+    }
+
+    #[test]
+    fn a_layout_the_programs_do_not_expect_is_refused() {
+        let btf = KernelBtf::from_sys_fs().expect("kernel BTF");
+        let mut off = btf.kernel_offsets().expect("offsets");
+        off.skc_num += 2;
+        let err = btf.check_fixed_layouts(&off).unwrap_err().to_string();
+        assert!(
+            err.contains("sock_common.skc_num") && err.contains("expect 14"),
+            "{err}"
         );
     }
 

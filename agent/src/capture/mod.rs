@@ -81,32 +81,19 @@ static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ki
 const RAW_ATTACHMENTS: [&str; 1] = ["inet_sock_set_state"];
 
 /// (program, category, tracepoint)
-const ATTACHMENTS: [(&str, &str, &str); 27] = [
-    ("connect_enter", "syscalls", "sys_enter_connect"),
+const ATTACHMENTS: [(&str, &str, &str); 14] = [
     ("connect_exit", "syscalls", "sys_exit_connect"),
-    ("accept4_enter", "syscalls", "sys_enter_accept4"),
     ("accept4_exit", "syscalls", "sys_exit_accept4"),
-    ("accept_enter", "syscalls", "sys_enter_accept"),
     ("accept_exit", "syscalls", "sys_exit_accept"),
-    ("read_enter", "syscalls", "sys_enter_read"),
     ("read_exit", "syscalls", "sys_exit_read"),
-    ("write_enter", "syscalls", "sys_enter_write"),
     ("write_exit", "syscalls", "sys_exit_write"),
-    ("readv_enter", "syscalls", "sys_enter_readv"),
     ("readv_exit", "syscalls", "sys_exit_readv"),
-    ("writev_enter", "syscalls", "sys_enter_writev"),
     ("writev_exit", "syscalls", "sys_exit_writev"),
-    ("sendto_enter", "syscalls", "sys_enter_sendto"),
     ("sendto_exit", "syscalls", "sys_exit_sendto"),
-    ("recvfrom_enter", "syscalls", "sys_enter_recvfrom"),
     ("recvfrom_exit", "syscalls", "sys_exit_recvfrom"),
-    ("sendmsg_enter", "syscalls", "sys_enter_sendmsg"),
     ("sendmsg_exit", "syscalls", "sys_exit_sendmsg"),
-    ("recvmsg_enter", "syscalls", "sys_enter_recvmsg"),
     ("recvmsg_exit", "syscalls", "sys_exit_recvmsg"),
-    ("sendmmsg_enter", "syscalls", "sys_enter_sendmmsg"),
     ("sendmmsg_exit", "syscalls", "sys_exit_sendmmsg"),
-    ("recvmmsg_enter", "syscalls", "sys_enter_recvmmsg"),
     ("recvmmsg_exit", "syscalls", "sys_exit_recvmmsg"),
     ("close_enter", "syscalls", "sys_enter_close"),
 ];
@@ -160,6 +147,8 @@ impl Default for CaptureOptions {
 pub struct Capture {
     ring: RingBuf<MapData>,
     data_ring: RingBuf<MapData>,
+    /// The data event being read: a ring record holds its header and captured bytes only.
+    data_scratch: Box<DataEvent>,
     counters: PerCpuArray<MapData, u64>,
     reasons: ReasonNames,
     /// The last sum of the programs' `recursion_misses` and when it was read (it costs a
@@ -196,6 +185,7 @@ impl Capture {
         })?;
         let kernel_btf = btf::KernelBtf::from_sys_fs()?;
         let offsets: KernelOffsets = kernel_btf.kernel_offsets()?;
+        kernel_btf.check_fixed_layouts(&offsets)?;
         let reasons = ReasonNames {
             drop: kernel_btf.enum_names("skb_drop_reason", "SKB_DROP_REASON_"),
             reset: kernel_btf.enum_names("sk_rst_reason", "SK_RST_REASON_"),
@@ -303,6 +293,7 @@ impl Capture {
         Ok(Self {
             ring,
             data_ring,
+            data_scratch: Box::new(DataEvent::zeroed()),
             counters,
             reasons,
             misses: std::cell::Cell::new((None, 0)),
@@ -346,7 +337,7 @@ impl Capture {
             let Some(item) = self.data_ring.next() else {
                 break;
             };
-            match decode::data_event(&item) {
+            match decode::data_event(&item, &mut self.data_scratch) {
                 Some(ev) => {
                     on_event(ev);
                     ok += 1;

@@ -128,6 +128,10 @@ impl ComputedTable for AgentStatsTable {
             repeat(dropped_kernel + dropped_user),
             repeat(dropped_kernel),
             repeat(dropped_user),
+            repeat(c.kernel_ringbuf_full.load(Ordering::Relaxed)),
+            repeat(c.kernel_data_ringbuf_full.load(Ordering::Relaxed)),
+            repeat(c.kernel_read_failed.load(Ordering::Relaxed)),
+            repeat(c.kernel_program_misses.load(Ordering::Relaxed)),
             repeat(self.store.config().budget_bytes),
             Arc::new(StringArray::from_iter_values(stats.keys())),
             per_table(&|s| s.rows_held),
@@ -183,6 +187,7 @@ impl ComputedTable for ProtocolStatsTable {
             counts(&|p| p.unparsed),
             counts(&|p| p.truncated),
             counts(&|p| p.unmatched),
+            counts(&|p| p.resynced),
             repeat(c.sessions_undetected.load(Ordering::Relaxed)),
             repeat(c.sessions_full.load(Ordering::Relaxed)),
         ];

@@ -31,7 +31,7 @@ const SERVER: End = ([10, 0, 0, 2], 80);
 fn event(
     sk: u64,
     syscall: SocketSyscall,
-    (enter, exit): (u64, u64),
+    exit: u64,
     local: End,
     remote: End,
     udp: bool,
@@ -39,7 +39,6 @@ fn event(
     len: usize,
 ) -> DataEvent {
     let mut ev = DataEvent {
-        ts_enter_ns: enter,
         ts_exit_ns: exit,
         skaddr: sk,
         len: len as u64,
@@ -53,7 +52,8 @@ fn event(
         sport: local.1,
         dport: remote.1,
         family: AF_INET,
-        _pad: [0; 2],
+        _pad: [0; 6],
+        stream_end: 0,
         saddr: [0; 16],
         daddr: [0; 16],
         comm: [0; COMM_LEN],
@@ -70,7 +70,7 @@ fn event(
 fn tcp(
     sk: u64,
     syscall: SocketSyscall,
-    at: (u64, u64),
+    at: u64,
     local: End,
     remote: End,
     data: &[u8],
@@ -101,11 +101,11 @@ fn keep_alive_http_timing_sizes_and_query_strings() {
     for ev in [
         // The request is written from 1000 to 1100; the response's head and 4 body bytes are
         // read at 5000, the other 6 at 7000.
-        tcp(1, Sendto, (1000, 1100), CLIENT, SERVER, req1),
-        tcp(1, Recvfrom, (900, 5000), CLIENT, SERVER, head),
-        tcp(1, Recvfrom, (6000, 7000), CLIENT, SERVER, b"456789"),
-        tcp(1, Write, (8000, 8050), CLIENT, SERVER, req2),
-        tcp(1, Read, (8000, 9000), CLIENT, SERVER, resp2),
+        tcp(1, Sendto, 1100, CLIENT, SERVER, req1),
+        tcp(1, Recvfrom, 5000, CLIENT, SERVER, head),
+        tcp(1, Recvfrom, 7000, CLIENT, SERVER, b"456789"),
+        tcp(1, Write, 8050, CLIENT, SERVER, req2),
+        tcp(1, Read, 9000, CLIENT, SERVER, resp2),
     ] {
         s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
     }
@@ -178,11 +178,11 @@ fn a_response_ending_before_its_request_does_not_lose_the_session() {
     let resp2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     use SocketSyscall::*;
     for ev in [
-        tcp(1, Sendto, (1000, 1100), CLIENT, SERVER, head),
-        tcp(1, Recvfrom, (900, 2000), CLIENT, SERVER, refused),
+        tcp(1, Sendto, 1100, CLIENT, SERVER, head),
+        tcp(1, Recvfrom, 2000, CLIENT, SERVER, refused),
         // The client goes on sending the body it started.
-        tcp(1, Sendto, (3000, 3100), CLIENT, SERVER, &[b'x'; 512]),
-        tcp(1, Sendto, (4000, 4100), CLIENT, SERVER, &[b'x'; 512]),
+        tcp(1, Sendto, 3100, CLIENT, SERVER, &[b'x'; 512]),
+        tcp(1, Sendto, 4100, CLIENT, SERVER, &[b'x'; 512]),
     ] {
         s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
     }
@@ -194,8 +194,8 @@ fn a_response_ending_before_its_request_does_not_lose_the_session() {
     assert_eq!(got, [("POST", "/upload", "413")]);
     // A later session on another socket is parsed as usual.
     for ev in [
-        tcp(2, Sendto, (5000, 5100), CLIENT, SERVER, req2),
-        tcp(2, Recvfrom, (4900, 6000), CLIENT, SERVER, resp2),
+        tcp(2, Sendto, 5100, CLIENT, SERVER, req2),
+        tcp(2, Recvfrom, 6000, CLIENT, SERVER, resp2),
     ] {
         s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
     }
@@ -214,13 +214,13 @@ fn pipelined_redis_on_the_server_side() {
     let replies = b"$1\r\nx\r\n+PONG\r\n-ERR value is not an integer or out of range\r\n";
     // Not known to the tracker: the listening port makes it the server end.
     s.on_event(
-        &tcp(2, SocketSyscall::Read, (0, 100), local, CLIENT, commands),
+        &tcp(2, SocketSyscall::Read, 100, local, CLIENT, commands),
         None,
         &listen,
         &mut rows,
     );
     s.on_event(
-        &tcp(2, SocketSyscall::Write, (200, 250), local, CLIENT, replies),
+        &tcp(2, SocketSyscall::Write, 250, local, CLIENT, replies),
         None,
         &listen,
         &mut rows,
@@ -252,11 +252,7 @@ fn pipelined_redis_on_the_server_side() {
             .iter()
             .map(|c| (c.request_bytes, c.response_bytes))
             .collect::<Vec<_>>(),
-        [
-            (commands.len() as u64, replies.len() as u64),
-            (0, 0),
-            (0, 0)
-        ]
+        [(commands.len() as u64, replies.len() as u64), 0, (0, 0)]
     );
 }
 
@@ -268,7 +264,7 @@ fn a_reused_socket_address_starts_a_new_session() {
     // A client whose process exited with a request unanswered (no close(2) seen)...
     let req = b"GET /old HTTP/1.1\r\nHost: x\r\n\r\n";
     s.on_event(
-        &tcp(3, SocketSyscall::Write, (0, 10), CLIENT, SERVER, req),
+        &tcp(3, SocketSyscall::Write, 10, CLIENT, SERVER, req),
         CLIENT_CONN,
         &listen,
         &mut rows,
@@ -283,13 +279,13 @@ fn a_reused_socket_address_starts_a_new_session() {
     let new_req = b"GET /new HTTP/1.1\r\nHost: x\r\n\r\n";
     let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
     s.on_event(
-        &tcp(3, SocketSyscall::Read, (20, 30), SERVER, peer, new_req),
+        &tcp(3, SocketSyscall::Read, 30, SERVER, peer, new_req),
         server,
         &listen,
         &mut rows,
     );
     s.on_event(
-        &tcp(3, SocketSyscall::Write, (40, 50), SERVER, peer, resp),
+        &tcp(3, SocketSyscall::Write, 50, SERVER, peer, resp),
         server,
         &listen,
         &mut rows,
@@ -318,19 +314,19 @@ fn a_head_split_over_two_reads_starts_at_the_first() {
     let (a, b) = (&b"GET /split HTTP/1.1\r\n"[..], &b"Host: x\r\n\r\n"[..]);
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     s.on_event(
-        &tcp(4, SocketSyscall::Read, (0, 100), SERVER, CLIENT, a),
+        &tcp(4, SocketSyscall::Read, 100, SERVER, CLIENT, a),
         server,
         &listen,
         &mut rows,
     );
     s.on_event(
-        &tcp(4, SocketSyscall::Read, (150, 300), SERVER, CLIENT, b),
+        &tcp(4, SocketSyscall::Read, 300, SERVER, CLIENT, b),
         server,
         &listen,
         &mut rows,
     );
     s.on_event(
-        &tcp(4, SocketSyscall::Write, (400, 420), SERVER, CLIENT, resp),
+        &tcp(4, SocketSyscall::Write, 420, SERVER, CLIENT, resp),
         server,
         &listen,
         &mut rows,
@@ -381,12 +377,12 @@ fn dns_pairs_by_id_in_any_order_and_times_out() {
     );
     use SocketSyscall::*;
     for ev in [
-        udp(Sendmmsg, (100, 110), &q1),
-        udp(Sendmmsg, (100, 110), &q2),
+        udp(Sendmmsg, 110, &q1),
+        udp(Sendmmsg, 110, &q2),
         // The second query's answer comes first.
-        udp(Recvfrom, (120, 500), &dns_answer(&q2, true)),
-        udp(Recvfrom, (510, 900), &dns_answer(&q1, false)),
-        udp(Sendto, (1000, 1010), &q3),
+        udp(Recvfrom, 500, &dns_answer(&q2, true)),
+        udp(Recvfrom, 900, &dns_answer(&q1, false)),
+        udp(Sendto, 1010, &q3),
     ] {
         s.on_event(&ev, None, &listen, &mut rows);
     }
@@ -428,13 +424,6 @@ fn dns_pairs_by_id_in_any_order_and_times_out() {
 }
 
 #[test]
-fn bytes_move_at_a_send_entry_and_a_receive_exit() {
-    let send = tcp(1, SocketSyscall::Write, (10, 20), CLIENT, SERVER, b"x");
-    let recv = tcp(1, SocketSyscall::Read, (5, 15), CLIENT, SERVER, b"x");
-    assert_eq!((moved_at(&send), moved_at(&recv)), (10, 15));
-}
-
-#[test]
 fn tracker_info_of_a_previous_socket_at_the_same_address_is_ignored() {
     let mut s = sessionizer(Duration::from_secs(5));
     let mut rows = Rows::default();
@@ -448,7 +437,7 @@ fn tracker_info_of_a_previous_socket_at_the_same_address_is_ignored() {
     });
     let cmd = b"*1\r\n$4\r\nPING\r\n";
     s.on_event(
-        &tcp(6, SocketSyscall::Read, (0, 10), local, CLIENT, cmd),
+        &tcp(6, SocketSyscall::Read, 10, local, CLIENT, cmd),
         previous,
         &listen,
         &mut rows,
@@ -459,14 +448,7 @@ fn tracker_info_of_a_previous_socket_at_the_same_address_is_ignored() {
         ports: (6379, 40_000),
     });
     s.on_event(
-        &tcp(
-            6,
-            SocketSyscall::Write,
-            (20, 30),
-            local,
-            CLIENT,
-            b"+PONG\r\n",
-        ),
+        &tcp(6, SocketSyscall::Write, 30, local, CLIENT, b"+PONG\r\n"),
         current,
         &listen,
         &mut rows,
@@ -488,13 +470,109 @@ fn close_ends_every_session_of_the_socket_and_only_those() {
     use SocketSyscall::*;
     // One UDP socket asking two servers, and another socket asking one.
     for (sk, last) in [(7, 1), (7, 2), (8, 1)] {
-        let ev = event(sk, Sendto, (0, 10), CLIENT, server(last), true, &q, q.len());
+        let ev = event(sk, Sendto, 10, CLIENT, server(last), true, &q, q.len());
         s.on_event(&ev, None, &listen, &mut rows);
     }
     assert_eq!(s.live(), 3);
-    let close = event(7, Close, (20, 20), CLIENT, ([0; 4], 0), true, b"", 0);
+    let close = event(7, Close, 20, CLIENT, ([0; 4], 0), true, b"", 0);
     s.on_event(&close, None, &listen, &mut rows);
     assert_eq!(s.live(), 1);
     // Its two unanswered queries are DNS timeouts, not lost.
     assert_eq!(rows.dns.iter().filter(|d| d.rcode == "TIMEOUT").count(), 2);
+}
+
+/// Keep-alive requests R1..R4 and their responses, each event with its place in its
+/// direction's byte stream; the event of `lost` response (0-based) never reaches user space.
+fn exchanges_with_a_lost_response(lost: Option<usize>) -> (Rows, SessionStats) {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let (mut sent, mut received) = (1_000u32, 90_000u32);
+    let mut t = 0;
+    for i in 0..4 {
+        let request = format!("GET /r{i} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let response = format!("HTTP/1.1 20{i} OK\r\nContent-Length: 2\r\n\r\nok");
+        sent = sent.wrapping_add(request.len() as u32);
+        received = received.wrapping_add(response.len() as u32);
+        t += 1_000;
+        let mut req = tcp(
+            1,
+            SocketSyscall::Write,
+            t,
+            CLIENT,
+            SERVER,
+            request.as_bytes(),
+        );
+        req.stream_end = sent;
+        let mut resp = tcp(
+            1,
+            SocketSyscall::Read,
+            t + 500,
+            CLIENT,
+            SERVER,
+            response.as_bytes(),
+        );
+        resp.stream_end = received;
+        s.on_event(&req, CLIENT_CONN, &listen, &mut rows);
+        if lost != Some(i) {
+            s.on_event(&resp, CLIENT_CONN, &listen, &mut rows);
+        }
+    }
+    (rows, s.stats().clone())
+}
+
+#[test]
+fn a_lost_response_costs_its_own_call_only() {
+    let calls = |rows: &Rows| -> Vec<(String, String)> {
+        rows.calls
+            .iter()
+            .map(|c| (c.resource.clone(), c.status.clone()))
+            .collect()
+    };
+    let (all, stats) = exchanges_with_a_lost_response(None);
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        calls(&all),
+        pairs(&[
+            ("/r0", "200"),
+            ("/r1", "201"),
+            ("/r2", "202"),
+            ("/r3", "203")
+        ])
+    );
+    assert_eq!(stats.per_protocol["http"].resynced, 0);
+    // R1's response is lost: the gap in the response stream drops R1 (unmatched) and R2 and
+    // R3 keep their own responses (before, R2 was paired with R1's request, and so on).
+    let (rows, stats) = exchanges_with_a_lost_response(Some(1));
+    assert_eq!(
+        calls(&rows),
+        pairs(&[("/r0", "200"), ("/r2", "202"), ("/r3", "203")])
+    );
+    let http = &stats.per_protocol["http"];
+    assert_eq!((http.resynced, http.unmatched, http.calls), (1, 1, 3));
+}
+
+#[test]
+fn an_unknown_stream_position_is_no_gap() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let mut t = 0;
+    for end in [5_000 + request.len() as u32, 0, 9_999] {
+        t += 100;
+        let mut req = tcp(1, SocketSyscall::Write, t, CLIENT, SERVER, request);
+        // Known, then 0 (UDP or hand-made: unknown, unchecked), then a jump: the only gap.
+        req.stream_end = end;
+        s.on_event(&req, CLIENT_CONN, &listen, &mut rows);
+        let resp = tcp(1, SocketSyscall::Read, t + 50, CLIENT, SERVER, response);
+        s.on_event(&resp, CLIENT_CONN, &listen, &mut rows);
+    }
+    assert_eq!(rows.calls.len(), 3);
+    assert_eq!(s.stats().per_protocol["http"].resynced, 1);
 }

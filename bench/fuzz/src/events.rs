@@ -1,7 +1,7 @@
 //! The `events` target: ring-buffer records through the agent's user-space capture path, in
 //! the agent's own capture rounds ([`CaptureState::round`], the step `pipeline::run` repeats):
 //! TCP records through [`decode::tcp_event`] into the connection tracker, data records through
-//! [`decode::data_event`] (from 8-byte aligned buffers, as the ring buffer hands them out) into
+//! [`decode::data_event`] (a header and its captured bytes, as the data ring holds them) into
 //! the sessionizer, then what the round's timers say is due, and flushes of the pending rows
 //! into a small [`Store`]. The harness plays the kernel ([`Kernel`]): its rings and sock_diag.
 //!
@@ -13,6 +13,7 @@
 //!   tag & 3 == 0 | 1    a record of the TCP ring (0) or the data ring (1):
 //!                         size: u16 LE, then `size` bytes (clamped to what is left)
 //!                         tag bit 2 clear: padded with zeros or cut to the struct's size
+//!                         (data: to the header and the bytes its `captured` counts)
 //!                         tag bit 2 set:   exactly `size` bytes (a wrong size is malformed)
 //!   tag & 3 == 2 | 3    end of a round; what the pipeline's timers say is due:
 //!                         bit 2: sweep (500 ms passed), bit 3: open-flow report,
@@ -39,7 +40,9 @@ use kindling_agent::{
     sockdiag::TcpInfo,
     store::{Compression, Store, StoreConfig},
 };
-use kindling_agent_common::{DataEvent, SocketSyscall, TcpEvent, TcpEventKind};
+use kindling_agent_common::{
+    DATA_HEADER_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind,
+};
 use kindling_wire::schema;
 
 /// Bound of the connection table (`--max-connections`).
@@ -77,11 +80,11 @@ const _: () = {
     assert!(std::mem::offset_of!(TcpEvent, srtt_us) == 104);
     assert!(std::mem::offset_of!(TcpEvent, reason) == 124);
     assert!(size_of::<DataEvent>() == 1136);
-    assert!(std::mem::offset_of!(DataEvent, len) == 24);
-    assert!(std::mem::offset_of!(DataEvent, captured) == 44);
-    assert!(std::mem::offset_of!(DataEvent, sport) == 48);
-    assert!(std::mem::offset_of!(DataEvent, saddr) == 56);
-    assert!(std::mem::offset_of!(DataEvent, payload) == 104);
+    assert!(std::mem::offset_of!(DataEvent, len) == 16);
+    assert!(std::mem::offset_of!(DataEvent, captured) == 48);
+    assert!(std::mem::offset_of!(DataEvent, sport) == 52);
+    assert!(std::mem::offset_of!(DataEvent, saddr) == 64);
+    assert!(std::mem::offset_of!(DataEvent, payload) == 112);
 };
 
 /// Timestamps are `bpf_ktime_get_ns()`, nanoseconds since boot: kept below 2^56 (2.3 years
@@ -101,7 +104,6 @@ pub fn kernel_limits_tcp(ev: &mut TcpEvent) {
 /// As [`kernel_limits_tcp`], for data events: also `captured <= len` (the program copies at
 /// most `len` bytes); `captured > PAYLOAD_MAX` is left to the agent's own clamp.
 pub fn kernel_limits(ev: &mut DataEvent) {
-    ev.ts_enter_ns &= TS_MASK;
     ev.ts_exit_ns &= TS_MASK;
     ev.skaddr = socket(ev.skaddr);
     ev.len %= LEN_MAX + 1;
@@ -119,25 +121,6 @@ fn socket(raw: u64) -> u64 {
     }
 }
 
-/// 8-byte aligned bytes, as the ring buffer hands records out.
-#[derive(Debug, Default)]
-struct AlignedBuf(Vec<u64>);
-
-impl AlignedBuf {
-    /// `bytes` copied to an aligned buffer (plus 8 spare bytes for the misalignment check).
-    fn fill(&mut self, bytes: &[u8]) -> &[u8] {
-        self.0.clear();
-        self.0.resize(bytes.len().div_ceil(8) + 1, 0);
-        // SAFETY: the Vec holds (len / 8 + 1) * 8 initialized bytes; u8 has no alignment or
-        // validity requirement; the borrow of self keeps them alive and unaliased.
-        let all = unsafe {
-            std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.0.len() * 8)
-        };
-        all[..bytes.len()].copy_from_slice(bytes);
-        all
-    }
-}
-
 /// The kernel as the harness plays it: the rings' records, sock_diag's sockets, and the
 /// counts of what the agent must find malformed.
 #[derive(Debug, Default)]
@@ -145,7 +128,8 @@ struct FuzzKernel {
     /// Records waiting in each ring.
     tcp_ring: Vec<Vec<u8>>,
     data_ring: VecDeque<Vec<u8>>,
-    aligned: AlignedBuf,
+    /// The data event being decoded (a record is its header and captured bytes).
+    scratch: Option<Box<DataEvent>>,
     /// What sock_diag would report: the local view of sockets seen in TCP events.
     sock_diag: HashMap<Endpoints, TcpInfo>,
     /// Expected counters, to check the tracker's and the sessionizer's.
@@ -180,27 +164,25 @@ impl Kernel for FuzzKernel {
         (ok, bad)
     }
 
-    /// At most `max` data records, each from an aligned buffer.
+    /// At most `max` data records, each through `decode::data_event`.
     fn drain_data(&mut self, max: usize, mut on_event: impl FnMut(&DataEvent)) -> (u64, u64) {
         let (mut ok, mut bad) = (0, 0);
         let n = self.data_ring.len().min(max);
+        let scratch = self
+            .scratch
+            .get_or_insert_with(|| Box::new(DataEvent::zeroed()));
         for raw in self.data_ring.drain(..n) {
-            let bytes = self.aligned.fill(&raw);
-            let decoded = decode::data_event(&bytes[..raw.len()]).copied();
+            let decoded = decode::data_event(&raw, scratch).copied();
             assert_eq!(
                 decoded.is_some(),
-                raw.len() == size_of::<DataEvent>(),
-                "data_event must accept exactly aligned records of DataEvent's size ({} bytes)",
+                well_formed_data(&raw),
+                "data_event must accept exactly a header and its `captured` bytes ({} bytes)",
                 raw.len()
             );
             let Some(mut ev) = decoded else {
                 bad += 1;
                 continue;
             };
-            assert!(
-                decode::data_event(&bytes[1..=raw.len()]).is_none(),
-                "data_event must refuse a misaligned record"
-            );
             kernel_limits(&mut ev);
             if SocketSyscall::from_u8(ev.syscall).is_none() {
                 self.unknown_syscalls += 1;
@@ -318,9 +300,7 @@ impl Harness {
                             .tcp_ring
                             .push(record(body, size_of::<TcpEvent>(), exact));
                     } else {
-                        h.kernel
-                            .data_ring
-                            .push_back(record(body, size_of::<DataEvent>(), exact));
+                        h.kernel.data_ring.push_back(data_record(body, exact));
                     }
                 }
                 end => h.round(
@@ -426,6 +406,29 @@ impl Harness {
 }
 
 /// A ring record: `body` as given (`exact`), else padded with zeros or cut to `size`.
+/// Whether a data ring record is a [`DataEvent`] header followed by exactly its `captured`
+/// bytes (at most `PAYLOAD_MAX`).
+fn well_formed_data(raw: &[u8]) -> bool {
+    let at = std::mem::offset_of!(DataEvent, captured);
+    raw.len() >= DATA_HEADER_LEN
+        && usize::from(u16::from_le_bytes([raw[at], raw[at + 1]])) == raw.len() - DATA_HEADER_LEN
+        && raw.len() - DATA_HEADER_LEN <= PAYLOAD_MAX
+}
+
+/// A data ring record from `body`: exactly `body` when `exact`, else padded with zeros or cut
+/// to the header and the bytes its `captured` field counts (at most `PAYLOAD_MAX`).
+fn data_record(body: &[u8], exact: bool) -> Vec<u8> {
+    let mut r = body.to_vec();
+    if !exact {
+        r.resize(r.len().max(DATA_HEADER_LEN), 0);
+        let at = std::mem::offset_of!(DataEvent, captured);
+        let captured = usize::from(u16::from_le_bytes([r[at], r[at + 1]])).min(PAYLOAD_MAX);
+        r[at..at + 2].copy_from_slice(&(captured as u16).to_le_bytes());
+        r.resize(DATA_HEADER_LEN + captured, 0);
+    }
+    r
+}
+
 fn record(body: &[u8], size: usize, exact: bool) -> Vec<u8> {
     let mut r = body.to_vec();
     if !exact {

@@ -25,7 +25,7 @@ use kindling_agent::{
     conntrack::ConnTracker,
     decode::Clock,
     records::{CallRecord, DnsRecord, builders::CallsBuilder, pending::PendingRows},
-    sessions::{CallSink, Sessionizer, moved_at},
+    sessions::{CallSink, Sessionizer},
 };
 use kindling_agent_common::{
     AF_INET, COMM_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind, tcp_state::*,
@@ -104,7 +104,6 @@ fn data_event(sk: u64, syscall: SocketSyscall, sport: u16, dport: u16, bytes: &[
     payload[..captured].copy_from_slice(&bytes[..captured]);
     let server = sport == 8080 || sport == 6379;
     DataEvent {
-        ts_enter_ns: 0,
         ts_exit_ns: 0,
         skaddr: sk,
         len: bytes.len() as u64,
@@ -112,13 +111,14 @@ fn data_event(sk: u64, syscall: SocketSyscall, sport: u16, dport: u16, bytes: &[
         pid: if server { 2000 } else { 3000 },
         tid: if server { 2001 } else { 3001 },
         fd: 7,
+        stream_end: 0,
         captured: captured as u16,
         syscall: syscall as u8,
         sock_type: 1,
         sport,
         dport,
         family: AF_INET,
-        _pad: [0; 2],
+        _pad: [0; 6],
         saddr: addr(1),
         daddr: addr(1),
         comm: comm(if server { b"server" } else { b"client" }),
@@ -198,7 +198,7 @@ const DATA_BATCH: usize = 4096;
 /// Feeds `rounds` rounds (every connection does its exchanges once per round, connections
 /// interleaved by exchange) through `sessions`, stamping times as it goes. With `batched`, the
 /// events go as the pipeline sends them: copied into a batch of [`DATA_BATCH`], sorted by
-/// `moved_at`, then fed.
+/// `ts_exit_ns`, then fed.
 fn run(
     setup: &mut Setup,
     sessions: &mut Sessionizer,
@@ -217,7 +217,7 @@ fn run(
         listen: &HashSet<u16>,
         sink: &mut impl CallSink,
     ) {
-        batch.sort_by_key(moved_at);
+        batch.sort_by_key(|ev| ev.ts_exit_ns);
         for ev in batch.iter() {
             sessions.on_event(black_box(ev), tracker.conn_ref(ev.skaddr), listen, sink);
         }
@@ -228,7 +228,6 @@ fn run(
             for conn in &mut setup.conns {
                 for ev in &mut conn[4 * x..4 * x + 4] {
                     *t += 1_000;
-                    ev.ts_enter_ns = *t;
                     ev.ts_exit_ns = *t + 400;
                     if batched {
                         batch.push(*ev);
