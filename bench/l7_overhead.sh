@@ -19,6 +19,7 @@
 # KINDS ("baseline agent": the kinds of run alternated in each round; `agent-nohealth` is the
 # agent with --no-net-health, without the network-health programs, `agent-segment` the agent
 # with --rtt-every-segment, `agent-b` the agent binary in $BIN_B: another build, side by side,
+# `agent-wrap` the agent run under the command in $WRAP_B (e.g. "chrt -b 0": SCHED_BATCH),
 # `tcpdump` the libpcap approach writing every packet of the port to a file (`tcpdump -w`),
 # `tshark` the libpcap approach decoding HTTP live; for these two "observer cores" is their CPU
 # and what they saw is their packet and drop counts), BPF_STATS=1 (turn on
@@ -32,6 +33,9 @@ BIN="${BIN:-/work/target-release/release}"
 NGINX_SENDFILE="${NGINX_SENDFILE:-off}"
 WRK_CPU="${WRK_CPU:-0}"
 KINDS="${KINDS:-baseline agent}"
+if [[ " $KINDS " == *" agent-wrap "* && -z "${WRAP_B:-}" ]]; then
+  echo "KINDS has agent-wrap: set WRAP_B to the command to run the agent under" >&2; exit 1
+fi
 if [[ " $KINDS " == *" agent-b "* ]]; then
   [[ -x "${BIN_B:-}/kindling-agent" ]] || { echo "KINDS has agent-b: set BIN_B to a directory with kindling-agent" >&2; exit 1; }
 fi
@@ -125,6 +129,7 @@ run_one() { # $1: run number, $2: a kind of $KINDS
     agent-nohealth) start_agent --memory-budget 4GiB --no-net-health ;;
     agent-segment) start_agent --memory-budget 4GiB --rtt-every-segment ;;
     agent-b) AGENT_BIN="$BIN_B/kindling-agent" start_agent --memory-budget 4GiB ;;
+    agent-wrap) AGENT_WRAP="$WRAP_B" start_agent --memory-budget 4GiB ;;
     agent) start_agent --memory-budget 4GiB ;;
     tcpdump | tshark) start_pcap "$kind" ;;
   esac

@@ -14,6 +14,7 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_probe_read_user as probe_read_user_raw,
     },
+    EbpfContext,
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -71,9 +72,19 @@ fn payload_excluded() -> bool {
     false
 }
 
+/// A syscall tracepoint's first field after the common header (`ret` at exit, the first
+/// argument at entry), loaded from the context directly (no helper call).
 #[inline(always)]
-fn is_agent() -> bool {
-    (bpf_get_current_pid_tgid() >> 32) as u32 == AGENT_TGID.load()
+fn arg0(ctx: &TracePointContext) -> i64 {
+    // SAFETY: the tracepoint's record is at least SYSCALL_ARG0 + 8 bytes (checked against its
+    // format at start) and the verifier allows aligned loads from it.
+    unsafe { *(ctx.as_ptr().cast::<u8>().add(SYSCALL_ARG0).cast::<i64>()) }
+}
+
+/// Whether `pid_tgid` is the agent's own.
+#[inline(always)]
+fn is_agent(pid_tgid: u64) -> bool {
+    (pid_tgid >> 32) as u32 == AGENT_TGID.load()
 }
 
 #[inline(always)]
@@ -82,12 +93,27 @@ fn read_user<T>(addr: u64) -> Result<T, i64> {
     unsafe { bpf_probe_read_user(addr as *const T) }.map_err(|e| e as i64)
 }
 
-/// A TCP or UDP socket an fd refers to.
+/// A TCP or UDP socket an fd refers to, with the head of its `sock_common`.
 #[derive(Clone, Copy)]
 struct Sock {
     sk: u64,
     sock_type: u8,
+    head: SockHead,
+}
+
+/// The first fields of `struct sock_common`, read in one copy: daddr, rcv_saddr, hash,
+/// dport (network order), num (the local port) and family. The agent checks this layout in
+/// the kernel's BTF before loading.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct SockHead {
+    daddr: [u8; 4],
+    rcv_saddr: [u8; 4],
+    _hash: u32,
+    dport: u16,
+    num: u16,
     family: u16,
+    _state: u16,
 }
 
 /// What `fd` of the current task is now: task->files->fdt->fd[fd], a socket file's
@@ -106,10 +132,10 @@ fn sock_of_fd(fd: u64) -> Result<Option<Sock>, i64> {
     }
     let socket: u64 = read_kernel(file + off.file_private_data)?;
     let sk: u64 = read_kernel(socket + off.socket_sk)?;
-    let sock_type: u16 = read_kernel(sk + off.sock_type)?;
-    let protocol: u16 = read_kernel(sk + off.sock_protocol)?;
-    let family: u16 = read_kernel(sk + off.skc_family)?;
-    let ip = family == AF_INET || family == AF_INET6;
+    // sk_protocol and sk_type are adjacent u16s, in this order (checked in BTF): one copy.
+    let [protocol, sock_type]: [u16; 2] = read_kernel(sk + off.sock_protocol)?;
+    let head: SockHead = read_kernel(sk + off.skc_daddr)?;
+    let ip = head.family == AF_INET || head.family == AF_INET6;
     let tcp = sock_type == u16::from(SOCK_STREAM) && protocol == u16::from(IPPROTO_TCP);
     let udp = sock_type == u16::from(SOCK_DGRAM) && protocol == u16::from(IPPROTO_UDP);
     if !ip || !(tcp || udp) {
@@ -118,27 +144,21 @@ fn sock_of_fd(fd: u64) -> Result<Option<Sock>, i64> {
     Ok(Some(Sock {
         sk,
         sock_type: sock_type as u8,
-        family,
+        head,
     }))
-}
-
-/// The first fields of `struct sock_common`, read in one copy: daddr, rcv_saddr, hash,
-/// dport (network order) and num (the local port), family. The agent checks this layout in
-/// the kernel's BTF before loading.
-#[repr(C)]
-struct SockHead {
-    daddr: [u8; 4],
-    rcv_saddr: [u8; 4],
-    _hash: u32,
-    dport: u16,
-    num: u16,
 }
 
 /// Fills the header of `ev` (everything but the payload and `len`) for `sock`.
 #[inline(always)]
-fn fill_header(ev: &mut DataEvent, sock: Sock, fd: u64, syscall: SocketSyscall) -> Result<(), i64> {
+fn fill_header(
+    ev: &mut DataEvent,
+    sock: Sock,
+    fd: u64,
+    syscall: SocketSyscall,
+    pid_tgid: u64,
+) -> Result<(), i64> {
     let off = KERNEL_OFFSETS.load();
-    let pid_tgid = bpf_get_current_pid_tgid();
+    let head = sock.head;
     // SAFETY: plain helper calls.
     unsafe {
         ev.ts_exit_ns = bpf_ktime_get_ns();
@@ -150,14 +170,13 @@ fn fill_header(ev: &mut DataEvent, sock: Sock, fd: u64, syscall: SocketSyscall) 
     ev.fd = fd as i32;
     ev.syscall = syscall as u8;
     ev.sock_type = sock.sock_type;
-    ev.family = sock.family;
+    ev.family = head.family;
     ev._pad = [0; 6];
     ev.captured = 0;
     ev.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    let head: SockHead = read_kernel(sock.sk + off.skc_daddr)?;
     ev.dport = u16::from_be(head.dport);
     ev.sport = head.num;
-    if sock.family == AF_INET6 {
+    if head.family == AF_INET6 {
         ev.saddr = read_kernel(sock.sk + off.skc_v6_rcv_saddr)?;
         ev.daddr = read_kernel(sock.sk + off.skc_v6_daddr)?;
     } else {
@@ -167,7 +186,7 @@ fn fill_header(ev: &mut DataEvent, sock: Sock, fd: u64, syscall: SocketSyscall) 
         ev.daddr[..4].copy_from_slice(&head.daddr);
     }
     ev.stream_end = 0;
-    if sock.sock_type == SOCK_STREAM {
+    if sock.sock_type == SOCK_STREAM && syscall != SocketSyscall::Close {
         let field = if syscall.is_send() {
             off.tcp_write_seq
         } else {
@@ -291,9 +310,9 @@ fn output(scratch: *mut DataScratch) {
 /// The exit of a socket syscall that moved `ret` bytes.
 #[inline(always)]
 fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
-    // SAFETY: `ret` of the syscall exit tracepoint.
-    let ret: i64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
-    if ret <= 0 || is_agent() {
+    let ret = arg0(ctx);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if ret <= 0 || is_agent(pid_tgid) {
         return Ok(());
     }
     let args = syscall_args()?;
@@ -306,7 +325,7 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
     };
     // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
     let ev = unsafe { &mut (*scratch).ev };
-    fill_header(ev, sock, fd, syscall)?;
+    fill_header(ev, sock, fd, syscall, pid_tgid)?;
     let ret = ret as u64;
     match syscall {
         SocketSyscall::Read
@@ -372,9 +391,9 @@ pub fn close_enter(ctx: TracePointContext) -> u32 {
 
 /// Tells user space a socket's fd is going away (UDP flows end here).
 fn try_close_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY: first syscall argument.
-    let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
-    if is_agent() {
+    let fd = arg0(ctx) as u64;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_agent(pid_tgid) {
         return Ok(());
     }
     let Some(sock) = sock_of_fd(fd)? else {
@@ -385,7 +404,7 @@ fn try_close_enter(ctx: &TracePointContext) -> Result<(), i64> {
     };
     // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
     let ev = unsafe { &mut (*scratch).ev };
-    fill_header(ev, sock, fd, SocketSyscall::Close)?;
+    fill_header(ev, sock, fd, SocketSyscall::Close, pid_tgid)?;
     ev.len = 0;
     output(scratch);
     Ok(())

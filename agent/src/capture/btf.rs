@@ -309,8 +309,9 @@ impl KernelBtf {
     }
 
     /// Checks the layouts the programs read in one copy instead of field by field: the
-    /// registers of `struct pt_regs` that hold a syscall's arguments, and the head of
-    /// `struct sock_common` (daddr, rcv_saddr, then dport and num at 12 and 14).
+    /// registers of `struct pt_regs` that hold a syscall's arguments, the head of
+    /// `struct sock_common` (daddr, rcv_saddr, then dport, num and family at 12, 14 and 16)
+    /// and `sock.sk_protocol` with `sk_type` right behind it.
     pub fn check_fixed_layouts(&self, offsets: &KernelOffsets) -> Result<()> {
         use kindling_agent_common::pt_regs;
         let daddr = offsets.skc_daddr;
@@ -347,6 +348,8 @@ impl KernelBtf {
             ),
             ("sock_common.skc_dport", offsets.skc_dport, daddr + 12),
             ("sock_common.skc_num", offsets.skc_num, daddr + 14),
+            ("sock_common.skc_family", offsets.skc_family, daddr + 16),
+            ("sock.sk_type", offsets.sock_type, offsets.sock_protocol + 2),
         ];
         for (field, got, want) in expected {
             if got != want {
