@@ -157,6 +157,32 @@ async fn agent_stats_reports_store_and_counters() {
 }
 
 #[tokio::test]
+async fn agent_stats_splits_kernel_drops_by_cause() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let q = queries();
+    let c = &q.info().counters;
+    c.kernel_ringbuf_full.store(1, Relaxed);
+    c.kernel_data_ringbuf_full.store(20, Relaxed);
+    c.kernel_read_failed.store(300, Relaxed);
+    c.kernel_program_misses.store(4000, Relaxed);
+    let out = run(
+        &q,
+        "SELECT events_dropped_kernel, kernel_events_ring_full, kernel_data_ring_full, \
+                kernel_read_failed, kernel_program_misses \
+         FROM agent_stats WHERE table_name = 'calls'",
+    )
+    .await;
+    assert_eq!(
+        out,
+        "+-----------------------+-------------------------+-----------------------+--------------------+-----------------------+\n\
+         | events_dropped_kernel | kernel_events_ring_full | kernel_data_ring_full | kernel_read_failed | kernel_program_misses |\n\
+         +-----------------------+-------------------------+-----------------------+--------------------+-----------------------+\n\
+         | 4321                  | 1                       | 20                    | 300                | 4000                  |\n\
+         +-----------------------+-------------------------+-----------------------+--------------------+-----------------------+"
+    );
+}
+
+#[tokio::test]
 async fn protocol_stats_lists_every_protocol() {
     let q = queries();
     let c = &q.info().counters;
@@ -167,26 +193,28 @@ async fn protocol_stats_lists_every_protocol() {
             unparsed: 1,
             truncated: 2,
             unmatched: 3,
+            resynced: 6,
         },
     );
     c.sessions_undetected
         .store(4, std::sync::atomic::Ordering::Relaxed);
     let out = run(
         &q,
-        "SELECT node, protocol, calls, unparsed, truncated, unmatched, sessions_undetected          FROM protocol_stats ORDER BY protocol",
+        "SELECT node, protocol, calls, unparsed, truncated, unmatched, resynced, \
+         sessions_undetected FROM protocol_stats ORDER BY protocol",
     )
     .await;
     assert_eq!(
         out,
-        "+------+------------+-------+----------+-----------+-----------+---------------------+\n\
-         | node | protocol   | calls | unparsed | truncated | unmatched | sessions_undetected |\n\
-         +------+------------+-------+----------+-----------+-----------+---------------------+\n\
-         | n1   | dns        | 0     | 0        | 0         | 0         | 4                   |\n\
-         | n1   | http       | 0     | 0        | 0         | 0         | 4                   |\n\
-         | n1   | mysql      | 0     | 0        | 0         | 0         | 4                   |\n\
-         | n1   | postgresql | 0     | 0        | 0         | 0         | 4                   |\n\
-         | n1   | redis      | 5     | 1        | 2         | 3         | 4                   |\n\
-         +------+------------+-------+----------+-----------+-----------+---------------------+"
+        "+------+------------+-------+----------+-----------+-----------+----------+---------------------+\n\
+         | node | protocol   | calls | unparsed | truncated | unmatched | resynced | sessions_undetected |\n\
+         +------+------------+-------+----------+-----------+-----------+----------+---------------------+\n\
+         | n1   | dns        | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
+         | n1   | http       | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
+         | n1   | mysql      | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
+         | n1   | postgresql | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
+         | n1   | redis      | 5     | 1        | 2         | 3         | 6        | 4                   |\n\
+         +------+------------+-------+----------+-----------+-----------+----------+---------------------+"
     );
 }
 

@@ -79,6 +79,7 @@ fn setup() -> &'static Setup {
                     unparsed: 1,
                     truncated: 2,
                     unmatched: 0,
+                    resynced: 0,
                 },
             );
             protocols.insert(
@@ -88,6 +89,7 @@ fn setup() -> &'static Setup {
                     unparsed: 0,
                     truncated: 0,
                     unmatched: 1,
+                    resynced: 1,
                 },
             );
         }
