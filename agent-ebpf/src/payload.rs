@@ -9,12 +9,12 @@
 //! syscall's buffers (iovecs) up to the payload limit and never past a buffer's length.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_probe_read_user as probe_read_user_raw,
     },
-    EbpfContext,
     macros::tracepoint,
     programs::TracePointContext,
 };

@@ -1057,7 +1057,7 @@ fn vectored_syscalls_are_captured_buffer_by_buffer() {
     let exchanges: Vec<(String, String)> = out
         .lines()
         .map(|l| {
-            let (req, resp) = l.split_once(' ').expect("two literals");
+            let (req, resp) = l.split_once("' b'").expect("two literals");
             (unliteral(req), unliteral(resp))
         })
         .collect();
@@ -1102,9 +1102,8 @@ fn a_file_behind_a_reused_socket_fd_makes_no_call() {
     assert_eq!(out.trim(), "done");
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
     wait_count(&agent, &count, 2);
-    let rows = agent.query_json(&format!(
-        "SELECT role, resource FROM calls WHERE comm = 'kl-shapes' ORDER BY role"
-    ));
+    let rows =
+        agent.query_json("SELECT role, resource FROM calls WHERE comm = 'kl-shapes' ORDER BY role");
     let got: Vec<_> = rows
         .iter()
         .map(|r| (r["role"].as_str().unwrap(), r["resource"].as_str().unwrap()))

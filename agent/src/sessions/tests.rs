@@ -252,7 +252,11 @@ fn pipelined_redis_on_the_server_side() {
             .iter()
             .map(|c| (c.request_bytes, c.response_bytes))
             .collect::<Vec<_>>(),
-        [(commands.len() as u64, replies.len() as u64), (0, 0), (0, 0)]
+        [
+            (commands.len() as u64, replies.len() as u64),
+            (0, 0),
+            (0, 0)
+        ]
     );
 }
 
