@@ -3,10 +3,11 @@
 //!
 //! Each program runs once per syscall, at its exit: the arguments are read from the
 //! registers the kernel saved at entry (`kernel::syscall_args`), so nothing waits in a map
-//! between enter and exit. The fd is resolved through the task's fd table on every call (no cache that a dup2,
-//! close_range or exec could leave pointing at the wrong file). The event is built in a per-CPU
-//! scratch value and only its header and the bytes captured go to the ring, following the
-//! syscall's buffers (iovecs) up to the payload limit and never past a buffer's length.
+//! between enter and exit. The fd is resolved through the task's fd table on every call (no
+//! cache that a dup2, close_range or exec could leave pointing at the wrong file). The event is
+//! built in a per-CPU scratch value and only its header and the bytes captured go to the ring,
+//! following the syscall's buffers (iovecs) up to the payload limit and never past a buffer's
+//! length.
 
 use aya_ebpf::{
     EbpfContext,
