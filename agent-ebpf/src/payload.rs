@@ -45,14 +45,12 @@ const MMSG_REPORTED: u64 = 2;
 /// Buffers of one iovec array followed (nginx answers with two: header and body).
 const MAX_IOVECS: u64 = 8;
 
-/// Whether the current task's cgroup, or one above it, is in `NO_PAYLOAD_CGROUPS`.
+/// Whether the current task's cgroup (`own`), or one above it, is in `NO_PAYLOAD_CGROUPS`.
 #[inline(always)]
-fn payload_excluded() -> bool {
+fn payload_excluded(own: u64) -> bool {
     if NO_PAYLOAD_CHECK.load() == 0 {
         return false;
     }
-    // SAFETY: plain helper calls.
-    let own = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is only tested for presence.
     if unsafe { NO_PAYLOAD_CGROUPS.get(&own) }.is_some() {
         return true;
@@ -219,10 +217,10 @@ fn fill_peer(ev: &mut DataEvent, sockaddr: u64) -> Result<(), i64> {
     Ok(())
 }
 
-/// Payload bytes to capture of a syscall that moved `len` bytes.
+/// Payload bytes to capture of a syscall that moved `len` bytes, for the event's task.
 #[inline(always)]
-fn payload_limit(len: u64) -> u64 {
-    if payload_excluded() {
+fn payload_limit(ev: &DataEvent, len: u64) -> u64 {
+    if payload_excluded(ev.cgroup_id) {
         return 0;
     }
     let mut n = PAYLOAD_BYTES.load() as u64;
@@ -337,7 +335,7 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
             if matches!(syscall, SocketSyscall::Sendto | SocketSyscall::Recvfrom) {
                 fill_peer(ev, args[4])?;
             }
-            let n = payload_limit(ret);
+            let n = payload_limit(ev, ret);
             if copy_user(scratch, 0, args[1], n) {
                 ev.captured = n as u16;
             }
@@ -345,7 +343,7 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
         }
         SocketSyscall::Readv | SocketSyscall::Writev => {
             ev.len = ret;
-            ev.captured = copy_iovecs(scratch, args[1], args[2], payload_limit(ret)) as u16;
+            ev.captured = copy_iovecs(scratch, args[1], args[2], payload_limit(ev, ret)) as u16;
             output(scratch);
         }
         SocketSyscall::Sendmsg | SocketSyscall::Recvmsg => {
@@ -355,7 +353,7 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
             let iovlen: u64 = read_user(args[1] + 24)?;
             ev.len = ret;
             fill_peer(ev, name)?;
-            ev.captured = copy_iovecs(scratch, iov, iovlen, payload_limit(ret)) as u16;
+            ev.captured = copy_iovecs(scratch, iov, iovlen, payload_limit(ev, ret)) as u16;
             output(scratch);
         }
         SocketSyscall::Sendmmsg | SocketSyscall::Recvmmsg => {
@@ -375,7 +373,7 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
                 ev.len = u64::from(len);
                 fill_peer(ev, name)?;
                 ev.captured =
-                    copy_iovecs(scratch, iov, iovlen, payload_limit(u64::from(len))) as u16;
+                    copy_iovecs(scratch, iov, iovlen, payload_limit(ev, u64::from(len))) as u16;
                 output(scratch);
                 i += 1;
             }

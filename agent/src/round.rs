@@ -2,11 +2,11 @@
 //!
 //! [`CaptureState`] owns what capture keeps between rounds: the connection tracker, the
 //! sessionizer and the rows waiting for the store. [`CaptureState::round`] takes the kernel's
-//! events in their order (TCP events, then data events sorted by when their bytes moved), runs
-//! what the timers say is due ([`Due`]: sweeps, sock_diag reports, flushes) and moves rows into
-//! the store. Everything it reads from the kernel comes through [`Kernel`], so the same round
-//! runs on the real rings (`pipeline`) and on a fuzzer's records (`bench/fuzz`); the
-//! timers, the waiting and the thread stay in the pipeline.
+//! events in their order (TCP events, then data events sorted by when their syscalls
+//! returned), runs what the timers say is due ([`Due`]: sweeps, sock_diag reports, flushes)
+//! and moves rows into the store. Everything it reads from the kernel comes through
+//! [`Kernel`], so the same round runs on the real rings (`pipeline`) and on a fuzzer's records
+//! (`bench/fuzz`); the timers, the waiting and the thread stay in the pipeline.
 
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
 
@@ -179,7 +179,7 @@ impl CaptureState {
         // TCP events first: a data event's connection was announced on the other ring.
         // Events of one connection can reach the ring out of order when its threads run on
         // different CPUs (a reader's exit may be reserved before the writer's); within a
-        // batch they go to the sessionizer in the order their bytes moved.
+        // batch they go to the sessionizer in the order their syscalls returned.
         self.data_batch.clear();
         let batch = &mut self.data_batch;
         let (data, data_malformed) = kernel.drain_data(DATA_BATCH, |ev| batch.push(*ev));

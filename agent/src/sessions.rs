@@ -304,9 +304,8 @@ impl Sessionizer {
         let captured = &ev.payload[..usize::from(ev.captured).min(ev.payload.len())];
         // The moment the bytes moved: when the syscall returned (the only moment the
         // programs see; a send's bytes are then in the socket, a receive's in the process).
-        let exit = self.clock.wall(ev.ts_exit_ns);
-        let (first_ns, last_ns) = (exit, exit);
-        session.last_seen_ns = exit;
+        let moved_ns = self.clock.wall(ev.ts_exit_ns);
+        session.last_seen_ns = moved_ns;
         // The owner changes rarely (a fork inherits the socket): no allocation per event.
         let raw_comm = comm_bytes(&ev.comm);
         let owner = &mut session.owner;
@@ -384,14 +383,14 @@ impl Sessionizer {
                 if let Some(i) = session.writing {
                     let call = &mut session.open[i];
                     call.request_bytes += std::mem::take(&mut bytes_left);
-                    call.request_end_ns = last_ns;
+                    call.request_end_ns = moved_ns;
                 }
             }
             Direction::Response => {
                 if let Some(i) = session.reading {
                     let call = &mut session.open[i];
                     call.response_bytes += std::mem::take(&mut bytes_left);
-                    call.last_byte_ns = last_ns;
+                    call.last_byte_ns = moved_ns;
                 }
             }
         }
@@ -418,7 +417,7 @@ impl Sessionizer {
                         session.reading = session.reading.and_then(|i| i.checked_sub(1));
                     }
                     let (carry, since) = if started {
-                        (0, first_ns)
+                        (0, moved_ns)
                     } else {
                         (carried, carried_since)
                     };
@@ -426,8 +425,8 @@ impl Sessionizer {
                     session.open.push_back(OpenCall {
                         request,
                         tid,
-                        start_ns: if carry > 0 { since } else { first_ns },
-                        request_end_ns: last_ns,
+                        start_ns: if carry > 0 { since } else { moved_ns },
+                        request_end_ns: moved_ns,
                         request_bytes: std::mem::take(&mut bytes_left) + carry,
                         response: None,
                         first_byte_ns: 0,
@@ -446,15 +445,15 @@ impl Sessionizer {
                     match slot {
                         Some(i) => {
                             let (carry, since) = if started {
-                                (0, first_ns)
+                                (0, moved_ns)
                             } else {
                                 (carried, carried_since)
                             };
                             started = true;
                             let call = &mut session.open[i];
                             call.response = Some(response);
-                            call.first_byte_ns = if carry > 0 { since } else { first_ns };
-                            call.last_byte_ns = last_ns;
+                            call.first_byte_ns = if carry > 0 { since } else { moved_ns };
+                            call.last_byte_ns = moved_ns;
                             call.response_bytes = std::mem::take(&mut bytes_left) + carry;
                             call.response_payload = claim_payload();
                             session.reading = Some(i);
@@ -469,7 +468,7 @@ impl Sessionizer {
                     direction: Direction::Request,
                 } => {
                     if let Some(i) = session.writing.take() {
-                        session.open[i].request_end_ns = last_ns;
+                        session.open[i].request_end_ns = moved_ns;
                     }
                 }
                 MessageEvent::End {
@@ -496,7 +495,7 @@ impl Sessionizer {
         }
         if bytes_left > 0 && outcome.unparsed == 0 {
             if carry.0 == 0 {
-                carry.1 = first_ns;
+                carry.1 = moved_ns;
             }
             carry.0 += bytes_left;
         }
