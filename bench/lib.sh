@@ -30,7 +30,7 @@ bench_cleanup() {
 # nginx on a free 127.0.0.1 port: one worker pinned to CPU $1, keep-alive, access_log off,
 # sendfile ${NGINX_SENDFILE:-off}, /file.txt a 100-byte static file.
 start_nginx() {
-  command -v nginx >/dev/null || { echo "nginx is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+  command -v nginx >/dev/null || { echo "nginx is not installed (bench/run installs it)" >&2; exit 1; }
   NGINX_PORT="$(free_port)"
   mkdir -p "$TMP/www" "$TMP/temp"
   head -c 99 /dev/zero | tr '\0' 'k' >"$TMP/www/file.txt"

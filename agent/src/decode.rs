@@ -46,6 +46,48 @@ pub fn data_event<'a>(bytes: &[u8], out: &'a mut DataEvent) -> Option<&'a DataEv
     Some(out)
 }
 
+/// The data events of one capture round, decoded straight from their ring records into
+/// slots kept between rounds. A record is copied once, as its header and captured bytes; the
+/// rest of a slot's 1 KiB payload array is never touched (copying whole `DataEvent`s per event
+/// cost the capture thread more than parsing them).
+#[derive(Debug, Default)]
+pub struct DataBatch {
+    slots: Vec<DataEvent>,
+    len: usize,
+}
+
+impl DataBatch {
+    /// An empty batch with room for `n` events before it allocates.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            slots: Vec::with_capacity(n),
+            len: 0,
+        }
+    }
+
+    /// Forgets the events (keeps the slots).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Decodes a data ring record (see [`data_event`]) into the next slot and keeps it;
+    /// returns the event, or None (nothing kept) if the record is malformed.
+    pub fn push_record(&mut self, bytes: &[u8]) -> Option<&mut DataEvent> {
+        if self.len == self.slots.len() {
+            self.slots.push(DataEvent::zeroed());
+        }
+        let slot = &mut self.slots[self.len];
+        data_event(bytes, slot)?;
+        self.len += 1;
+        Some(slot)
+    }
+
+    /// The events kept since the last [`DataBatch::clear`], in the order they were pushed.
+    pub fn events(&self) -> &[DataEvent] {
+        &self.slots[..self.len]
+    }
+}
+
 /// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) into wall-clock nanoseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -191,5 +233,74 @@ mod tests {
         let mut raw = [0u8; size_of::<TcpEvent>()];
         raw[0] = 7; // ts_ns little-endian
         assert_eq!(tcp_event(&raw).unwrap().ts_ns, 7);
+    }
+
+    /// A data ring record: `ev`'s header with `captured` set, then `payload`.
+    fn record(ev: &DataEvent, payload: &[u8]) -> Vec<u8> {
+        let mut ev = *ev;
+        ev.captured = payload.len() as u16;
+        // SAFETY: DataEvent is repr(C) plain data; the header is its first DATA_HEADER_LEN bytes.
+        let header = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&ev).cast::<u8>(), DATA_HEADER_LEN)
+        };
+        [header, payload].concat()
+    }
+
+    #[test]
+    fn data_batch_keeps_header_and_captured_bytes_and_skips_malformed_records() {
+        let mut batch = DataBatch::with_capacity(1);
+        let mut ev = DataEvent::zeroed();
+        ev.ts_exit_ns = 11;
+        ev.skaddr = 0xffff_0000_1234;
+        ev.len = 4000;
+        ev.pid = 42;
+        assert!(
+            batch
+                .push_record(&record(&ev, b"GET /long/path HTTP/1.1\r\n"))
+                .is_some()
+        );
+        ev.ts_exit_ns = 12;
+        let mut short = record(&ev, b"HTTP/1.1 200 OK\r\n");
+        assert!(
+            batch.push_record(&short[..short.len() - 1]).is_none(),
+            "captured says one more"
+        );
+        assert!(
+            batch.push_record(&short[..DATA_HEADER_LEN - 1]).is_none(),
+            "no whole header"
+        );
+        short.push(b'x');
+        assert!(
+            batch.push_record(&short).is_none(),
+            "one byte more than captured"
+        );
+        let events = batch.events();
+        assert_eq!(events.len(), 1, "malformed records are not kept");
+        assert_eq!(
+            (
+                events[0].ts_exit_ns,
+                events[0].skaddr,
+                events[0].len,
+                events[0].pid
+            ),
+            (11, 0xffff_0000_1234, 4000, 42)
+        );
+        assert_eq!(
+            &events[0].payload[..usize::from(events[0].captured)],
+            b"GET /long/path HTTP/1.1\r\n"
+        );
+
+        // The next round reuses the slot: a shorter record replaces the header and its bytes.
+        batch.clear();
+        assert!(batch.events().is_empty());
+        ev.ts_exit_ns = 13;
+        batch.push_record(&record(&ev, b"OK")).unwrap();
+        ev.ts_exit_ns = 14;
+        batch.push_record(&record(&ev, b"")).unwrap();
+        let events = batch.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!((events[0].ts_exit_ns, events[0].captured), (13, 2));
+        assert_eq!(&events[0].payload[..2], b"OK");
+        assert_eq!((events[1].ts_exit_ns, events[1].captured), (14, 0));
     }
 }

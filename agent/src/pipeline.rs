@@ -16,12 +16,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kindling_agent_common::{DataEvent, TcpEvent};
+use kindling_agent_common::TcpEvent;
 
 use crate::{
     capture::Capture,
     counters::{KernelCounters, PipelineCounters},
-    decode::Clock,
+    decode::{Clock, DataBatch},
     records::Endpoints,
     round::{CaptureConfig, CaptureState, Due, Kernel},
     sockdiag::{self, TcpInfo},
@@ -40,8 +40,8 @@ impl Kernel for Capture {
         self.drain(on_event)
     }
 
-    fn drain_data(&mut self, max: usize, on_event: impl FnMut(&DataEvent)) -> (u64, u64) {
-        Capture::drain_data(self, max, on_event)
+    fn drain_data(&mut self, max: usize, batch: &mut DataBatch) -> (u64, u64) {
+        Capture::drain_data(self, max, batch)
     }
 
     fn tcp_infos(&mut self) -> std::io::Result<HashMap<Endpoints, TcpInfo>> {

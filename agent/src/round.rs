@@ -10,13 +10,13 @@
 
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
 
-use kindling_agent_common::{DataEvent, TcpEvent};
+use kindling_agent_common::TcpEvent;
 
 use crate::{
     cgroups::CgroupNames,
     conntrack::ConnTracker,
     counters::{KernelCounters, PipelineCounters},
-    decode::{Clock, ReasonNames},
+    decode::{Clock, DataBatch, ReasonNames},
     enrich::Enricher,
     k8s::Kubernetes,
     records::{Endpoints, pending::PendingRows},
@@ -63,8 +63,8 @@ pub struct CaptureConfig {
 pub trait Kernel {
     /// Hands every waiting TCP event to `on_event`; returns (handed, malformed).
     fn drain_tcp(&mut self, on_event: impl FnMut(&TcpEvent)) -> (u64, u64);
-    /// Hands at most `max` waiting data events to `on_event`; returns (handed, malformed).
-    fn drain_data(&mut self, max: usize, on_event: impl FnMut(&DataEvent)) -> (u64, u64);
+    /// Decodes at most `max` waiting data events into `batch`; returns (decoded, malformed).
+    fn drain_data(&mut self, max: usize, batch: &mut DataBatch) -> (u64, u64);
     /// TCP counters of every live socket, by its local view (sock_diag).
     fn tcp_infos(&mut self) -> std::io::Result<HashMap<Endpoints, TcpInfo>>;
     /// The kernel side's drop counters.
@@ -122,7 +122,7 @@ pub struct CaptureState {
     open_flow_min_age_ns: i64,
     /// The round's data events, and their (ts_exit_ns, index) order: kept to reuse their
     /// allocations.
-    data_batch: Vec<DataEvent>,
+    data_batch: DataBatch,
     order: Vec<(u64, usize)>,
 }
 
@@ -153,7 +153,7 @@ impl CaptureState {
             rows,
             flush_rows: config.flush_rows,
             open_flow_min_age_ns: config.open_flow_interval.as_nanos() as i64,
-            data_batch: Vec::with_capacity(DATA_BATCH),
+            data_batch: DataBatch::with_capacity(DATA_BATCH),
             order: Vec::with_capacity(DATA_BATCH),
         }
     }
@@ -181,13 +181,13 @@ impl CaptureState {
         // different CPUs (a reader's exit may be reserved before the writer's); within a
         // batch they go to the sessionizer in the order their syscalls returned.
         self.data_batch.clear();
-        let batch = &mut self.data_batch;
-        let (data, data_malformed) = kernel.drain_data(DATA_BATCH, |ev| batch.push(*ev));
+        let (data, data_malformed) = kernel.drain_data(DATA_BATCH, &mut self.data_batch);
         // Sort (key, index) pairs, not the 1 KiB events, and only when the batch is out of
         // order (it mostly is not).
         self.order.clear();
         self.order.extend(
             self.data_batch
+                .events()
                 .iter()
                 .enumerate()
                 .map(|(i, ev)| (ev.ts_exit_ns, i)),
@@ -195,7 +195,11 @@ impl CaptureState {
         if !self.order.is_sorted() {
             self.order.sort_unstable();
         }
-        for ev in self.order.iter().map(|&(_, i)| &self.data_batch[i]) {
+        for ev in self
+            .order
+            .iter()
+            .map(|&(_, i)| &self.data_batch.events()[i])
+        {
             let conn = self.tracker.conn_ref(ev.skaddr);
             self.sessions
                 .on_event(ev, conn, self.tracker.listen_ports(), &mut self.rows);

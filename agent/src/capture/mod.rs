@@ -18,14 +18,14 @@ use aya::{
     programs::{RawTracePoint, TracePoint},
 };
 use kindling_agent_common::{
-    DataEvent, KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, TcpEvent, counter,
+    KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, TcpEvent, counter,
 };
 
 use exclusions::PayloadExclusions;
 
 use crate::{
     counters::KernelCounters,
-    decode::{self, ReasonNames},
+    decode::{self, DataBatch, ReasonNames},
 };
 
 /// Errors that stop capture from starting.
@@ -147,8 +147,6 @@ impl Default for CaptureOptions {
 pub struct Capture {
     ring: RingBuf<MapData>,
     data_ring: RingBuf<MapData>,
-    /// The data event being read: a ring record holds its header and captured bytes only.
-    data_scratch: Box<DataEvent>,
     counters: PerCpuArray<MapData, u64>,
     reasons: ReasonNames,
     /// The last sum of the programs' `recursion_misses` and when it was read (it costs a
@@ -293,7 +291,6 @@ impl Capture {
         Ok(Self {
             ring,
             data_ring,
-            data_scratch: Box::new(DataEvent::zeroed()),
             counters,
             reasons,
             misses: std::cell::Cell::new((None, 0)),
@@ -329,19 +326,16 @@ impl Capture {
         (ok, bad)
     }
 
-    /// Hands every waiting data event to `on_event`, at most `max` of them (so TCP events,
-    /// drained in between, are not starved); returns (handed, malformed).
-    pub fn drain_data(&mut self, max: usize, mut on_event: impl FnMut(&DataEvent)) -> (u64, u64) {
+    /// Decodes waiting data events into `batch`, at most `max` of them (so TCP events,
+    /// drained in between, are not starved); returns (decoded, malformed).
+    pub fn drain_data(&mut self, max: usize, batch: &mut DataBatch) -> (u64, u64) {
         let (mut ok, mut bad) = (0, 0);
         while (ok + bad) < max as u64 {
             let Some(item) = self.data_ring.next() else {
                 break;
             };
-            match decode::data_event(&item, &mut self.data_scratch) {
-                Some(ev) => {
-                    on_event(ev);
-                    ok += 1;
-                }
+            match batch.push_record(&item) {
+                Some(_) => ok += 1,
                 None => bad += 1,
             }
         }

@@ -34,7 +34,7 @@ use std::{
 
 use kindling_agent::{
     counters::{KernelCounters, PipelineCounters},
-    decode::{self, Clock, ReasonNames, ip},
+    decode::{self, Clock, DataBatch, ReasonNames, ip},
     records::Endpoints,
     round::{self, CaptureConfig, CaptureState, Due, Kernel},
     sockdiag::TcpInfo,
@@ -128,8 +128,6 @@ struct FuzzKernel {
     /// Records waiting in each ring.
     tcp_ring: Vec<Vec<u8>>,
     data_ring: VecDeque<Vec<u8>>,
-    /// The data event being decoded (a record is its header and captured bytes).
-    scratch: Option<Box<DataEvent>>,
     /// What sock_diag would report: the local view of sockets seen in TCP events.
     sock_diag: HashMap<Endpoints, TcpInfo>,
     /// Expected counters, to check the tracker's and the sessionizer's.
@@ -164,30 +162,26 @@ impl Kernel for FuzzKernel {
         (ok, bad)
     }
 
-    /// At most `max` data records, each through `decode::data_event`.
-    fn drain_data(&mut self, max: usize, mut on_event: impl FnMut(&DataEvent)) -> (u64, u64) {
+    /// At most `max` data records, each through `DataBatch::push_record`.
+    fn drain_data(&mut self, max: usize, batch: &mut DataBatch) -> (u64, u64) {
         let (mut ok, mut bad) = (0, 0);
         let n = self.data_ring.len().min(max);
-        let scratch = self
-            .scratch
-            .get_or_insert_with(|| Box::new(DataEvent::zeroed()));
         for raw in self.data_ring.drain(..n) {
-            let decoded = decode::data_event(&raw, scratch).copied();
+            let decoded = batch.push_record(&raw);
             assert_eq!(
                 decoded.is_some(),
                 well_formed_data(&raw),
                 "data_event must accept exactly a header and its `captured` bytes ({} bytes)",
                 raw.len()
             );
-            let Some(mut ev) = decoded else {
+            let Some(ev) = decoded else {
                 bad += 1;
                 continue;
             };
-            kernel_limits(&mut ev);
+            kernel_limits(ev);
             if SocketSyscall::from_u8(ev.syscall).is_none() {
                 self.unknown_syscalls += 1;
             }
-            on_event(&ev);
             ok += 1;
         }
         (ok, bad)
