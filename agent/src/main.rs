@@ -163,8 +163,8 @@ impl From<ChunkCompression> for Compression {
     }
 }
 
-/// Compresses sealed chunks a few times a second, off the capture thread and outside the
-/// store's lock (the store's own module explains why).
+/// Compacts and compresses sealed chunks a few times a second, off the capture thread and
+/// outside the store's lock (the store's own module explains why).
 fn spawn_compressor(store: &Arc<Store>) -> anyhow::Result<()> {
     let store = Arc::clone(store);
     std::thread::Builder::new()
@@ -380,9 +380,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             )
         }
     };
-    if !matches!(args.chunk_compression, ChunkCompression::None) {
-        spawn_compressor(&store)?;
-    }
+    // Also with --chunk-compression none: the same thread compacts sealed chunks.
+    spawn_compressor(&store)?;
     let queries = LocalQueries::new(
         Arc::clone(&store),
         Arc::new(AgentInfo::new(&node, counters).with_kubernetes(kubernetes)),

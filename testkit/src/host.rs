@@ -306,7 +306,7 @@ impl Drop for AgentProcess {
 }
 
 /// Polls `sql` (one row, column `n`) until it is `want`, then checks that it stays there;
-/// fails past 20 s or above `want`.
+/// fails past 20 s (printing the agent's `agent_stats` and `protocol_stats`) or above `want`.
 pub fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -317,6 +317,14 @@ pub fn wait_count(agent: &AgentProcess, sql: &str, want: u64) {
             std::thread::sleep(Duration::from_millis(300));
             assert_eq!(agent.query_json(sql)[0]["n"].as_u64(), Some(want), "{sql}");
             return;
+        }
+        if Instant::now() >= deadline {
+            // What the agent counted (drops by cause, parsers' unmatched and resynced): the
+            // first thing to read when a count falls short.
+            for table in ["agent_stats", "protocol_stats"] {
+                let rows = agent.query_json(&format!("SELECT * FROM {table}"));
+                eprintln!("{table} at the timeout: {rows:?}");
+            }
         }
         assert!(Instant::now() < deadline, "{n} of {want} after 20 s: {sql}");
         std::thread::sleep(Duration::from_millis(100));

@@ -3,14 +3,14 @@
 //!
 //! Rows arrive as small [`RecordBatch`]es (the pipeline flushes its builders every few hundred
 //! milliseconds) and land in the table's *open* chunk, where scans see them at once. The open
-//! chunk is sealed, its batches concatenated into one, when it reaches `chunk_rows` rows or has
-//! been open for `chunk_duration`. After every append the store evicts sealed chunks, the oldest
+//! chunk is sealed when it reaches `chunk_rows` rows or has been open for `chunk_duration`. After every append the store evicts sealed chunks, the oldest
 //! across all tables first, until it holds at most `budget_bytes`; if only open chunks are left
 //! and the budget is still exceeded, the largest open chunk is sealed and evicted too. So the
 //! store never holds more than the budget plus the batch being appended.
 //!
-//! Sealed chunks are then compressed, outside the store's lock, by whoever calls
-//! [`Store::compress_sealed`] (the agent's `store-compress` thread): each becomes one Arrow IPC
+//! Sealed chunks are then compacted and compressed, outside the store's lock, by whoever calls
+//! [`Store::compress_sealed`] (the agent's `store-compress` thread, so that neither runs on the
+//! capture thread): each chunk's batches are concatenated into one, which becomes one Arrow IPC
 //! stream with LZ4 or zstd buffers, several times smaller than the plain arrays, and the budget
 //! counts the compressed bytes, so it holds that much more history. A scan decodes only the
 //! columns it needs, chunk by chunk ([`Chunk::batches`]).
@@ -61,7 +61,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// How sealed chunks are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
-    /// Plain Arrow arrays: no work to seal or to scan, the most bytes.
+    /// Plain Arrow arrays (each sealed chunk compacted into one batch): nothing to decode
+    /// in a scan, the most bytes.
     None,
     /// Arrow IPC with LZ4-frame buffers: fast to decode.
     #[default]
@@ -190,38 +191,47 @@ impl Chunk {
         }
     }
 
-    /// This sealed chunk compressed with `codec`, or settled as it is when that is not smaller.
+    /// This sealed chunk as it is kept: its batches concatenated into one, then compressed
+    /// with `codec`, or settled plain when that is not smaller. Runs outside the store's lock
+    /// and off the capture thread: concatenating a chunk writes all of it into fresh memory,
+    /// and that cost the capture thread more than any parser (BENCHMARKS.md).
     fn compressed(&self, schema: &SchemaRef, codec: Option<CompressionType>) -> Result<Self> {
         let Rows::Plain { batches, .. } = &self.data else {
             return Ok(self.clone());
         };
-        let settled = || Self {
-            data: Rows::Plain {
-                batches: batches.clone(),
-                settled: true,
-            },
-            bounds: self.bounds.clone(),
-            rows: self.rows,
-            bytes: self.bytes,
+        let one = match batches.as_slice() {
+            [one] => one.clone(),
+            _ => concat_batches(schema, batches.iter())?,
         };
-        let Some(codec) = codec else {
-            return Ok(settled());
+        let plain_bytes = one.get_array_memory_size() as u64;
+        let packed = match codec {
+            None => None,
+            Some(codec) => {
+                let options = IpcWriteOptions::default().try_with_compression(Some(codec))?;
+                let mut writer = StreamWriter::try_new_with_options(Vec::new(), schema, options)?;
+                writer.write(&one)?;
+                writer.finish()?;
+                Some(writer.into_inner()?.into_boxed_slice())
+            }
         };
-        let options = IpcWriteOptions::default().try_with_compression(Some(codec))?;
-        let mut writer = StreamWriter::try_new_with_options(Vec::new(), schema, options)?;
-        for b in batches {
-            writer.write(b)?;
-        }
-        writer.finish()?;
-        let bytes = writer.into_inner()?.into_boxed_slice();
-        if bytes.len() as u64 >= self.bytes {
-            return Ok(settled());
-        }
+        let (data, bytes) = match packed {
+            Some(ipc) if (ipc.len() as u64) < plain_bytes => {
+                let n = ipc.len() as u64;
+                (Rows::Ipc(ipc), n)
+            }
+            _ => (
+                Rows::Plain {
+                    batches: vec![one],
+                    settled: true,
+                },
+                plain_bytes,
+            ),
+        };
         Ok(Self {
-            bytes: bytes.len() as u64,
-            data: Rows::Ipc(bytes),
+            data,
             bounds: self.bounds.clone(),
             rows: self.rows,
+            bytes,
         })
     }
 
@@ -234,17 +244,6 @@ impl Chunk {
         if let Rows::Plain { batches, .. } = &mut self.data {
             batches.push(batch);
         }
-    }
-
-    fn compact(&mut self, schema: &SchemaRef) -> Result<()> {
-        if let Rows::Plain { batches, .. } = &mut self.data
-            && batches.len() > 1
-        {
-            let one = concat_batches(schema, batches.iter())?;
-            self.bytes = one.get_array_memory_size() as u64;
-            *batches = vec![one];
-        }
-        Ok(())
     }
 
     /// Whether [`Store::compress_sealed`] still has to look at this sealed chunk.
@@ -299,8 +298,7 @@ impl Table {
             self.opened_at = now;
             return Ok(());
         }
-        let mut chunk = std::mem::replace(&mut self.open, Chunk::new(&self.timestamp_columns));
-        chunk.compact(&self.schema)?;
+        let chunk = std::mem::replace(&mut self.open, Chunk::new(&self.timestamp_columns));
         self.sealed.push_back(Arc::new(chunk));
         self.opened_at = now;
         Ok(())

@@ -70,8 +70,13 @@ fn chunks_seal_at_row_limit_and_keep_time_bounds() {
     let snap = s.snapshot("a").unwrap();
     let rows: Vec<usize> = snap.chunks.iter().map(|c| c.rows()).collect();
     assert_eq!(rows, [100, 100, 50]);
-    // Sealed chunks are compacted into one batch.
+    // Sealing moves the open chunk's batches as they are (no work on the appending thread);
+    // compress_sealed then compacts each sealed chunk into one batch. The open chunk stays.
+    assert_eq!(snap.chunks[0].batches(None).unwrap().len(), 4);
+    assert_eq!(s.compress_sealed().unwrap(), 2);
+    let snap = s.snapshot("a").unwrap();
     assert_eq!(snap.chunks[0].batches(None).unwrap().len(), 1);
+    assert_eq!(snap.chunks[1].batches(None).unwrap().len(), 1);
     assert_eq!(snap.chunks[2].batches(None).unwrap().len(), 2);
     assert_eq!(
         snap.chunks[1].bounds[&0],
