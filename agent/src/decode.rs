@@ -48,8 +48,8 @@ pub fn data_event<'a>(bytes: &[u8], out: &'a mut DataEvent) -> Option<&'a DataEv
 
 /// The data events of one capture round, decoded straight from their ring records into
 /// slots kept between rounds. A record is copied once, as its header and captured bytes; the
-/// rest of a slot's 1 KiB payload array is never touched (copying whole `DataEvent`s per event
-/// cost the capture thread more than parsing them).
+/// rest of a slot's 1 KiB payload array is not touched (a 100-byte request moves 212 bytes,
+/// not the 1,136 of a whole `DataEvent`).
 #[derive(Debug, Default)]
 pub struct DataBatch {
     slots: Vec<DataEvent>,

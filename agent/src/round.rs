@@ -195,11 +195,8 @@ impl CaptureState {
         if !self.order.is_sorted() {
             self.order.sort_unstable();
         }
-        for ev in self
-            .order
-            .iter()
-            .map(|&(_, i)| &self.data_batch.events()[i])
-        {
+        let events = self.data_batch.events();
+        for ev in self.order.iter().map(|&(_, i)| &events[i]) {
             let conn = self.tracker.conn_ref(ev.skaddr);
             self.sessions
                 .on_event(ev, conn, self.tracker.listen_ports(), &mut self.rows);

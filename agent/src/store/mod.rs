@@ -3,10 +3,11 @@
 //!
 //! Rows arrive as small [`RecordBatch`]es (the pipeline flushes its builders every few hundred
 //! milliseconds) and land in the table's *open* chunk, where scans see them at once. The open
-//! chunk is sealed when it reaches `chunk_rows` rows or has been open for `chunk_duration`. After every append the store evicts sealed chunks, the oldest
-//! across all tables first, until it holds at most `budget_bytes`; if only open chunks are left
-//! and the budget is still exceeded, the largest open chunk is sealed and evicted too. So the
-//! store never holds more than the budget plus the batch being appended.
+//! chunk is sealed when it reaches `chunk_rows` rows or has been open for `chunk_duration`.
+//! After every append the store evicts sealed chunks, the oldest across all tables first, until
+//! it holds at most `budget_bytes`; if only open chunks are left and the budget is still
+//! exceeded, the largest open chunk is sealed and evicted too. So the store never holds more
+//! than the budget plus the batch being appended.
 //!
 //! Sealed chunks are then compacted and compressed, outside the store's lock, by whoever calls
 //! [`Store::compress_sealed`] (the agent's `store-compress` thread, so that neither runs on the
@@ -194,7 +195,8 @@ impl Chunk {
     /// This sealed chunk as it is kept: its batches concatenated into one, then compressed
     /// with `codec`, or settled plain when that is not smaller. Runs outside the store's lock
     /// and off the capture thread: concatenating a chunk writes all of it into fresh memory,
-    /// and that cost the capture thread more than any parser (BENCHMARKS.md).
+    /// and the kernel zeroing those pages was the capture thread's top symbol when sealing did
+    /// it (BENCHMARKS.md).
     fn compressed(&self, schema: &SchemaRef, codec: Option<CompressionType>) -> Result<Self> {
         let Rows::Plain { batches, .. } = &self.data else {
             return Ok(self.clone());
