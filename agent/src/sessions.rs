@@ -631,8 +631,14 @@ fn stream_gap(session: &mut Session, direction: Direction, ev: &DataEvent) -> bo
     let d = usize::from(direction == Direction::Response);
     let start = ev.stream_end.wrapping_sub(ev.len as u32);
     let expected = session.stream_next[d].replace(ev.stream_end);
+    // A receive that reached the peer's FIN counts it in `copied_seq` (one sequence number
+    // past its last byte): its start then looks one ahead, and that is no loss.
+    let fin = u32::from(SocketSyscall::from_u8(ev.syscall).is_some_and(|s| !s.is_send()));
     // A start behind the expectation is a peek (MSG_PEEK moves no position), not a loss.
-    expected.is_some_and(|next| start != next && (start.wrapping_sub(next) as i32) > 0)
+    expected.is_some_and(|next| {
+        let ahead = start.wrapping_sub(next) as i32;
+        ahead > 0 && ahead as u32 > fin
+    })
 }
 
 /// After lost events in `direction`: the parser starts afresh (it cannot know where the

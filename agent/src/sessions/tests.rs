@@ -580,3 +580,27 @@ fn an_unknown_stream_position_is_no_gap() {
     assert_eq!(rows.calls.len(), 3);
     assert_eq!(s.stats().per_protocol["http"].resynced, 1);
 }
+
+#[test]
+fn a_receive_that_reached_the_fin_is_no_gap() {
+    // The response comes in two reads; the second also reaches the server's FIN, which
+    // `copied_seq` counts: its end is one past its last byte.
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let request = b"GET /a HTTP/1.0\r\nHost: x\r\n\r\n";
+    let head = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n";
+    let mut req = tcp(1, SocketSyscall::Write, 100, CLIENT, SERVER, request);
+    req.stream_end = 7_000;
+    s.on_event(&req, CLIENT_CONN, &listen, &mut rows);
+    let mut first = tcp(1, SocketSyscall::Read, 200, CLIENT, SERVER, head);
+    first.stream_end = 50_000 + head.len() as u32;
+    s.on_event(&first, CLIENT_CONN, &listen, &mut rows);
+    let mut last = tcp(1, SocketSyscall::Read, 300, CLIENT, SERVER, b"ok");
+    last.stream_end = first.stream_end + 2 + 1;
+    s.on_event(&last, CLIENT_CONN, &listen, &mut rows);
+    let http = &s.stats().per_protocol["http"];
+    assert_eq!((http.resynced, http.unmatched, http.calls), (0, 0, 1));
+    assert_eq!(rows.calls.len(), 1);
+    assert_eq!(rows.calls[0].status, "200");
+}
