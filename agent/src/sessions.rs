@@ -298,7 +298,7 @@ impl Sessionizer {
             (Role::Client, true) | (Role::Server, false) => Direction::Request,
             _ => Direction::Response,
         };
-        if transport == Transport::Tcp && stream_gap(session, direction, ev) {
+        if transport == Transport::Tcp && stream_gap(session, direction, send, ev) {
             resync(session, direction, &mut self.stats);
         }
         let captured = &ev.payload[..usize::from(ev.captured).min(ev.payload.len())];
@@ -624,7 +624,7 @@ fn payload_text(protocol: Protocol, captured: &[u8]) -> String {
 
 /// Whether bytes of `direction` were lost before `ev`: its bytes do not start where the last
 /// event's ended (`stream_end` 0 is unknown and never checked). Moves the expectation on.
-fn stream_gap(session: &mut Session, direction: Direction, ev: &DataEvent) -> bool {
+fn stream_gap(session: &mut Session, direction: Direction, send: bool, ev: &DataEvent) -> bool {
     if ev.stream_end == 0 || ev.len == 0 {
         return false;
     }
@@ -633,7 +633,7 @@ fn stream_gap(session: &mut Session, direction: Direction, ev: &DataEvent) -> bo
     let expected = session.stream_next[d].replace(ev.stream_end);
     // A receive that reached the peer's FIN counts it in `copied_seq` (one sequence number
     // past its last byte): its start then looks one ahead, and that is no loss.
-    let fin = u32::from(SocketSyscall::from_u8(ev.syscall).is_some_and(|s| !s.is_send()));
+    let fin = u32::from(!send);
     // A start behind the expectation is a peek (MSG_PEEK moves no position), not a loss.
     expected.is_some_and(|next| {
         let ahead = start.wrapping_sub(next) as i32;
