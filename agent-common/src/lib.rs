@@ -427,6 +427,8 @@ pub struct KernelOffsets {
     pub tcp_copied_seq: u64,
     /// `tcp_sock.write_seq` (u32: just past the last byte a send queued)
     pub tcp_write_seq: u64,
+    /// `task_struct.flags` (u32; `PF_KTHREAD` marks a kernel thread)
+    pub task_flags: u64,
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -508,6 +510,8 @@ pub mod pt_regs {
     pub const SI: u64 = 104;
     /// `di`: the first argument.
     pub const DI: u64 = 112;
+    /// `orig_ax`: the number of the syscall the task is in.
+    pub const ORIG_AX: u64 = 120;
     /// The registers read in one copy: `r10` up to and including `di`.
     pub const SPAN: usize = (DI + 8 - R10) as usize;
 }

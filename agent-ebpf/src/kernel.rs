@@ -11,6 +11,39 @@ use kindling_agent_common::{AF_INET, AF_INET6, pt_regs};
 
 use crate::maps::KERNEL_OFFSETS;
 
+/// One field of [`KERNEL_OFFSETS`], read alone from the frozen global so that the verifier
+/// knows its value: a direct load through a BTF-typed pointer ([`load`]) needs an offset the
+/// verifier can check against the type.
+macro_rules! offset {
+    ($field:ident) => {{
+        // SAFETY: `Global<T>` holds just its `T` (at offset 0); the global is always
+        // initialised and never written by the programs.
+        #[allow(unused_unsafe)]
+        let value: u64 = unsafe {
+            core::ptr::read_volatile(
+                &raw const (*(&raw const $crate::maps::KERNEL_OFFSETS)
+                    .cast::<kindling_agent_common::KernelOffsets>())
+                .$field,
+            )
+        };
+        value
+    }};
+}
+pub(crate) use offset;
+
+/// A direct load of the field `off` bytes into the kernel object at `base`, a BTF-typed pointer
+/// (a tracepoint's typed argument, the current task, its registers): the verifier checks the
+/// access against the type and turns it into a faulting-safe load, with no helper call.
+///
+/// # Safety
+/// `base` must be a pointer the verifier knows the type of, and `off` a constant it can see
+/// ([`offset!`]) at which the type has a field of `T`'s size.
+#[inline(always)]
+pub(crate) unsafe fn load<T: Copy>(base: *const u8, off: u64) -> T {
+    // SAFETY: per the function's contract.
+    unsafe { core::ptr::read_volatile(base.add(off as usize).cast::<T>()) }
+}
+
 #[inline(always)]
 pub(crate) fn read_kernel<T>(addr: u64) -> Result<T, i64> {
     // SAFETY: bpf_probe_read_kernel faults safely on a bad address.

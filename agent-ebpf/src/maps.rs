@@ -46,6 +46,7 @@ pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffs
     skb_network_header: 0,
     tcp_copied_seq: 0,
     tcp_write_seq: 0,
+    task_flags: 0,
 });
 
 /// A drop reason not reported: `QUEUE_PURGE`, the kernel freeing what a closing socket still
@@ -110,7 +111,19 @@ pub(crate) struct DataScratch {
     pub(crate) spill: [u8; PAYLOAD_MAX],
 }
 
-/// One [`DataScratch`] per CPU (programs on one CPU do not nest: the kernel runs one
-/// tracepoint program per CPU at a time).
+/// One [`DataScratch`] per CPU. The programs that use it do not nest on a CPU: each runs in a
+/// task's syscall with preemption off, and the kernel never runs one program inside itself.
 #[map]
 pub(crate) static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Receives on an unconnected UDP socket seen by `sock_recv_length`, waiting for their
+/// syscall's exit, by pid_tgid: the kernel writes the sender's address to the caller's buffer
+/// only after the tracepoint (`__sys_recvfrom`, `___sys_recvmsg`), so the exit fills it in
+/// and sends the event. At most one per thread, for the few instructions between the two.
+#[map]
+pub(crate) static PENDING_RECV: HashMap<u64, DataEvent> =
+    HashMap::with_max_entries(PENDING_RECV_ENTRIES, 0);
+
+/// Threads at once between a UDP receive and its syscall's exit; beyond it a receive is sent
+/// without its sender's address (never lost).
+const PENDING_RECV_ENTRIES: u32 = 1024;

@@ -14,25 +14,27 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
-        generated::bpf_probe_read_user as probe_read_user_raw,
+        generated::{
+            bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw, bpf_task_pt_regs,
+        },
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use kindling_agent_common::{
     AF_INET, AF_INET6, COMM_LEN, DATA_HEADER_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP,
     NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, counter,
-    tp::SYSCALL_ARG0,
+    pt_regs, tp::SYSCALL_ARG0,
 };
 
 use crate::{
     events::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, DATA_WAKEUP_BYTES, bump, done,
     },
-    kernel::{fd_file, read_kernel, syscall_args},
+    kernel::{fd_file, load, offset, read_kernel, syscall_args},
     maps::{
         AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, KERNEL_OFFSETS, NO_PAYLOAD_CGROUPS,
-        NO_PAYLOAD_CHECK, PAYLOAD_BYTES,
+        NO_PAYLOAD_CHECK, PAYLOAD_BYTES, PENDING_RECV,
     },
 };
 
@@ -92,12 +94,41 @@ fn read_user<T>(addr: u64) -> Result<T, i64> {
     unsafe { bpf_probe_read_user(addr as *const T) }.map_err(|e| e as i64)
 }
 
-/// A TCP or UDP socket an fd refers to, with the head of its `sock_common`.
+/// A TCP or UDP socket, with its ends as the event reports them.
 #[derive(Clone, Copy)]
 struct Sock {
     sk: u64,
     sock_type: u8,
-    head: SockHead,
+    family: u16,
+    /// Remote port, host order.
+    dport: u16,
+    /// Local port, host order.
+    sport: u16,
+    /// IPv4 addresses (an IPv6 socket's are read in [`fill_header`]).
+    daddr: [u8; 4],
+    saddr: [u8; 4],
+}
+
+impl Sock {
+    /// The socket `sk` if its family, type and protocol make it an IPv4/IPv6 TCP or UDP one.
+    #[inline(always)]
+    fn of(sk: u64, family: u16, sock_type: u16, protocol: u16) -> Option<Sock> {
+        let ip = family == AF_INET || family == AF_INET6;
+        let tcp = sock_type == u16::from(SOCK_STREAM) && protocol == u16::from(IPPROTO_TCP);
+        let udp = sock_type == u16::from(SOCK_DGRAM) && protocol == u16::from(IPPROTO_UDP);
+        if !ip || !(tcp || udp) {
+            return None;
+        }
+        Some(Sock {
+            sk,
+            sock_type: sock_type as u8,
+            family,
+            dport: 0,
+            sport: 0,
+            daddr: [0; 4],
+            saddr: [0; 4],
+        })
+    }
 }
 
 /// The first fields of `struct sock_common`, read in one copy: daddr, rcv_saddr, hash,
@@ -134,17 +165,33 @@ fn sock_of_fd(fd: u64) -> Result<Option<Sock>, i64> {
     // sk_protocol and sk_type are adjacent u16s, in this order (checked in BTF): one copy.
     let [protocol, sock_type]: [u16; 2] = read_kernel(sk + off.sock_protocol)?;
     let head: SockHead = read_kernel(sk + off.skc_daddr)?;
-    let ip = head.family == AF_INET || head.family == AF_INET6;
-    let tcp = sock_type == u16::from(SOCK_STREAM) && protocol == u16::from(IPPROTO_TCP);
-    let udp = sock_type == u16::from(SOCK_DGRAM) && protocol == u16::from(IPPROTO_UDP);
-    if !ip || !(tcp || udp) {
+    let Some(mut sock) = Sock::of(sk, head.family, sock_type, protocol) else {
         return Ok(None);
+    };
+    sock.dport = u16::from_be(head.dport);
+    sock.sport = head.num;
+    sock.daddr = head.daddr;
+    sock.saddr = head.rcv_saddr;
+    Ok(Some(sock))
+}
+
+/// The socket a `sock_send_length` / `sock_recv_length` tracepoint reports, its fields read
+/// by direct loads through the typed pointer (no helper call); None as in [`sock_of_fd`].
+#[inline(always)]
+fn sock_of_sk(sk: *const u8) -> Option<Sock> {
+    // SAFETY: `sk` is the tracepoint's `struct sock *`, checked non-null by the caller; every
+    // offset is a `sock` field of the load's size (the agent read them from BTF).
+    unsafe {
+        let family: u16 = load(sk, offset!(skc_family));
+        let sock_type: u16 = load(sk, offset!(sock_type));
+        let protocol: u16 = load(sk, offset!(sock_protocol));
+        let mut sock = Sock::of(sk as u64, family, sock_type, protocol)?;
+        sock.dport = u16::from_be(load(sk, offset!(skc_dport)));
+        sock.sport = load(sk, offset!(skc_num));
+        sock.daddr = load::<u32>(sk, offset!(skc_daddr)).to_ne_bytes();
+        sock.saddr = load::<u32>(sk, offset!(skc_rcv_saddr)).to_ne_bytes();
+        Some(sock)
     }
-    Ok(Some(Sock {
-        sk,
-        sock_type: sock_type as u8,
-        head,
-    }))
 }
 
 /// Fills the header of `ev` (everything but the payload and `len`) for `sock`.
@@ -157,7 +204,6 @@ fn fill_header(
     pid_tgid: u64,
 ) -> Result<(), i64> {
     let off = KERNEL_OFFSETS.load();
-    let head = sock.head;
     // SAFETY: plain helper calls.
     unsafe {
         ev.ts_exit_ns = bpf_ktime_get_ns();
@@ -169,20 +215,20 @@ fn fill_header(
     ev.fd = fd as i32;
     ev.syscall = syscall as u8;
     ev.sock_type = sock.sock_type;
-    ev.family = head.family;
+    ev.family = sock.family;
     ev._pad = [0; 6];
     ev.captured = 0;
     ev.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    ev.dport = u16::from_be(head.dport);
-    ev.sport = head.num;
-    if head.family == AF_INET6 {
+    ev.dport = sock.dport;
+    ev.sport = sock.sport;
+    if sock.family == AF_INET6 {
         ev.saddr = read_kernel(sock.sk + off.skc_v6_rcv_saddr)?;
         ev.daddr = read_kernel(sock.sk + off.skc_v6_daddr)?;
     } else {
         ev.saddr = [0; 16];
         ev.daddr = [0; 16];
-        ev.saddr[..4].copy_from_slice(&head.rcv_saddr);
-        ev.daddr[..4].copy_from_slice(&head.daddr);
+        ev.saddr[..4].copy_from_slice(&sock.saddr);
+        ev.daddr[..4].copy_from_slice(&sock.daddr);
     }
     ev.stream_end = 0;
     if sock.sock_type == SOCK_STREAM && syscall != SocketSyscall::Close {
@@ -281,18 +327,19 @@ fn copy_iovecs(scratch: *mut DataScratch, iov: u64, iovcnt: u64, limit: u64) -> 
     off
 }
 
-/// Sends the scratch event (header and captured payload) to the data ring.
+/// Sends `ev` (its header and captured payload) to the data ring.
 #[inline(always)]
-fn output(scratch: *mut DataScratch) {
-    // SAFETY: the scratch value is this CPU's own; `captured` <= PAYLOAD_MAX.
+fn output(ev: *const DataEvent) {
+    // SAFETY: `ev` is a whole DataEvent (a scratch or map value); the length is clamped to its
+    // header plus at most PAYLOAD_MAX payload bytes.
     let bytes = unsafe {
-        let captured = ((*scratch).ev.captured as usize) & (2 * PAYLOAD_MAX - 1);
+        let captured = ((*ev).captured as usize) & (2 * PAYLOAD_MAX - 1);
         let n = if captured > PAYLOAD_MAX {
             PAYLOAD_MAX
         } else {
             captured
         };
-        core::slice::from_raw_parts(scratch.cast::<u8>(), DATA_HEADER_LEN + n)
+        core::slice::from_raw_parts(ev.cast::<u8>(), DATA_HEADER_LEN + n)
     };
     // Waking the agent from inside the application's syscall costs more than the copy: wake it
     // only when the ring holds DATA_WAKEUP_BYTES; it also drains on a short timer.
@@ -306,7 +353,62 @@ fn output(scratch: *mut DataScratch) {
     }
 }
 
-/// The exit of a socket syscall that moved `ret` bytes.
+/// Sends a received message, or, when it came to an unconnected UDP socket and the caller
+/// asked for the sender's address (`name`), keeps it in `PENDING_RECV` for the syscall's exit
+/// ([`pending_exit`]): the kernel writes that address only after the tracepoint.
+#[inline(always)]
+fn send_received(ev: *const DataEvent, pid_tgid: u64, name: u64) {
+    // SAFETY: `ev` is this CPU's scratch event.
+    let unconnected_udp = unsafe { (*ev).sock_type == SOCK_DGRAM && (*ev).dport == 0 };
+    if !unconnected_udp || name == 0 {
+        output(ev);
+        return;
+    }
+    // SAFETY: as above; the map copies the value.
+    if PENDING_RECV.insert(&pid_tgid, unsafe { &*ev }, 0).is_err() {
+        // Full: the message still counts, without its sender.
+        output(ev);
+    }
+}
+
+/// The exit of recvfrom/recvmsg: a pending UDP receive of this thread ([`send_received`])
+/// gets its sender's address, now in the caller's buffer, and goes to the ring.
+#[inline(always)]
+fn pending_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(ev) = PENDING_RECV.get_ptr_mut(&pid_tgid) else {
+        return Ok(());
+    };
+    // SAFETY: the map value of this thread, which only this thread's programs touch.
+    let pending = unsafe { &mut *ev };
+    if arg0(ctx) > 0 && pending.syscall == syscall as u8 {
+        let args = syscall_args()?;
+        let name = if syscall == SocketSyscall::Recvfrom {
+            args[4]
+        } else {
+            // struct user_msghdr: msg_name at 0.
+            read_user(args[1]).unwrap_or(0)
+        };
+        // An address that cannot be read leaves the event without one; it is still sent.
+        let _ = fill_peer(pending, name);
+        output(ev);
+    }
+    let _ = PENDING_RECV.remove(&pid_tgid);
+    Ok(())
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_recvfrom")]
+pub fn recvfrom_exit(ctx: TracePointContext) -> u32 {
+    done(pending_exit(&ctx, SocketSyscall::Recvfrom))
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
+pub fn recvmsg_exit(ctx: TracePointContext) -> u32 {
+    done(pending_exit(&ctx, SocketSyscall::Recvmsg))
+}
+
+/// The exit of a socket syscall that moved `ret` bytes (the *mmsg pair; the others are
+/// reported by the socket tracepoints, [`sock_io`]).
 #[inline(always)]
 fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
     let ret = arg0(ctx);
@@ -315,36 +417,130 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
         return Ok(());
     }
     let args = syscall_args()?;
-    let fd = args[0];
-    let Some(sock) = sock_of_fd(fd)? else {
+    let Some(sock) = sock_of_fd(args[0])? else {
         return Ok(());
     };
+    capture(sock, syscall, pid_tgid, args, ret as u64)
+}
+
+/// `recvmsg(..., MSG_PEEK)`: the bytes stay queued and are reported when they are read.
+const MSG_PEEK: i32 = 2;
+/// `task_struct.flags` of a kernel thread.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// The socket syscall a task is in, by its x86_64 number: those whose bytes the socket
+/// tracepoints report (*mmsg have their own exit programs; sendfile, splice and io_uring are
+/// not captured).
+#[inline(always)]
+fn socket_syscall(nr: u64) -> Option<SocketSyscall> {
+    Some(match nr {
+        0 => SocketSyscall::Read,
+        1 => SocketSyscall::Write,
+        19 => SocketSyscall::Readv,
+        20 => SocketSyscall::Writev,
+        44 => SocketSyscall::Sendto,
+        45 => SocketSyscall::Recvfrom,
+        46 => SocketSyscall::Sendmsg,
+        47 => SocketSyscall::Recvmsg,
+        _ => return None,
+    })
+}
+
+/// `sock_sendmsg` / `sock_recvmsg` moved `ret` bytes on `sk` (tracepoints `sock_send_length`,
+/// `sock_recv_length`): the socket is the tracepoint's typed argument, so there is no fd to
+/// resolve, and the syscall and its arguments are the task's saved registers, read directly.
+#[inline(always)]
+fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
+    let sk: *const u8 = ctx.arg(0);
+    let ret: i32 = ctx.arg(1);
+    let flags: i32 = ctx.arg(2);
+    if sk.is_null() || ret <= 0 || (!send && flags & MSG_PEEK != 0) {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_agent(pid_tgid) {
+        return Ok(());
+    }
+    // SAFETY: the current task and its saved registers are BTF-typed pointers (helpers that
+    // cannot fail); the offsets are fields of `task_struct` and `pt_regs`.
+    let (syscall, args) = unsafe {
+        let task = bpf_get_current_task_btf();
+        if load::<u32>(task.cast(), offset!(task_flags)) & PF_KTHREAD != 0 {
+            return Ok(());
+        }
+        let regs = bpf_task_pt_regs(task) as *const u8;
+        let Some(syscall) = socket_syscall(load(regs, pt_regs::ORIG_AX)) else {
+            return Ok(());
+        };
+        let args: [u64; 5] = [
+            load(regs, pt_regs::DI),
+            load(regs, pt_regs::SI),
+            load(regs, pt_regs::DX),
+            load(regs, pt_regs::R10),
+            load(regs, pt_regs::R8),
+        ];
+        (syscall, args)
+    };
+    if syscall.is_send() != send {
+        return Ok(());
+    }
+    let Some(sock) = sock_of_sk(sk) else {
+        return Ok(());
+    };
+    capture(sock, syscall, pid_tgid, args, ret as u64)
+}
+
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn sock_send_length(ctx: BtfTracePointContext) -> u32 {
+    done(sock_io(&ctx, true))
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn sock_recv_length(ctx: BtfTracePointContext) -> u32 {
+    done(sock_io(&ctx, false))
+}
+
+/// The data event(s) of a socket syscall with `args` that moved `ret` bytes (messages, for
+/// *mmsg) on `sock`.
+#[inline(always)]
+fn capture(
+    sock: Sock,
+    syscall: SocketSyscall,
+    pid_tgid: u64,
+    args: [u64; 5],
+    ret: u64,
+) -> Result<(), i64> {
+    let fd = args[0];
     let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
     // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
     let ev = unsafe { &mut (*scratch).ev };
     fill_header(ev, sock, fd, syscall, pid_tgid)?;
-    let ret = ret as u64;
+    let udp = sock.sock_type == SOCK_DGRAM;
     match syscall {
         SocketSyscall::Read
         | SocketSyscall::Write
         | SocketSyscall::Sendto
         | SocketSyscall::Recvfrom => {
             ev.len = ret;
-            if matches!(syscall, SocketSyscall::Sendto | SocketSyscall::Recvfrom) {
-                fill_peer(ev, args[4])?;
-            }
             let n = payload_limit(ev, ret);
             if copy_user(scratch, 0, args[1], n) {
                 ev.captured = n as u16;
             }
-            output(scratch);
+            if syscall == SocketSyscall::Sendto && udp {
+                fill_peer(ev, args[4])?;
+            }
+            if syscall == SocketSyscall::Recvfrom {
+                send_received(ev, pid_tgid, args[4]);
+            } else {
+                output(ev);
+            }
         }
         SocketSyscall::Readv | SocketSyscall::Writev => {
             ev.len = ret;
             ev.captured = copy_iovecs(scratch, args[1], args[2], payload_limit(ev, ret)) as u16;
-            output(scratch);
+            output(ev);
         }
         SocketSyscall::Sendmsg | SocketSyscall::Recvmsg => {
             // struct user_msghdr: msg_name at 0, msg_iov at 16, msg_iovlen at 24.
@@ -352,9 +548,15 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
             let iov: u64 = read_user(args[1] + 16)?;
             let iovlen: u64 = read_user(args[1] + 24)?;
             ev.len = ret;
-            fill_peer(ev, name)?;
             ev.captured = copy_iovecs(scratch, iov, iovlen, payload_limit(ev, ret)) as u16;
-            output(scratch);
+            if syscall == SocketSyscall::Recvmsg {
+                send_received(ev, pid_tgid, name);
+            } else {
+                if udp {
+                    fill_peer(ev, name)?;
+                }
+                output(ev);
+            }
         }
         SocketSyscall::Sendmmsg | SocketSyscall::Recvmmsg => {
             // ret is the number of messages; each mmsghdr ends with its byte count at 56.
@@ -371,10 +573,13 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
                 // SAFETY: as above.
                 let ev = unsafe { &mut (*scratch).ev };
                 ev.len = u64::from(len);
-                fill_peer(ev, name)?;
+                // At the exit a received message's sender is already in the caller's buffer.
+                if udp {
+                    fill_peer(ev, name)?;
+                }
                 ev.captured =
                     copy_iovecs(scratch, iov, iovlen, payload_limit(ev, u64::from(len))) as u16;
-                output(scratch);
+                output(ev);
                 i += 1;
             }
         }
@@ -405,7 +610,7 @@ fn try_close_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let ev = unsafe { &mut (*scratch).ev };
     fill_header(ev, sock, fd, SocketSyscall::Close, pid_tgid)?;
     ev.len = 0;
-    output(scratch);
+    output(ev);
     Ok(())
 }
 
@@ -419,13 +624,5 @@ macro_rules! io_program {
     };
 }
 
-io_program!(read_exit, "sys_exit_read", SocketSyscall::Read);
-io_program!(write_exit, "sys_exit_write", SocketSyscall::Write);
-io_program!(readv_exit, "sys_exit_readv", SocketSyscall::Readv);
-io_program!(writev_exit, "sys_exit_writev", SocketSyscall::Writev);
-io_program!(sendto_exit, "sys_exit_sendto", SocketSyscall::Sendto);
-io_program!(recvfrom_exit, "sys_exit_recvfrom", SocketSyscall::Recvfrom);
-io_program!(sendmsg_exit, "sys_exit_sendmsg", SocketSyscall::Sendmsg);
-io_program!(recvmsg_exit, "sys_exit_recvmsg", SocketSyscall::Recvmsg);
 io_program!(sendmmsg_exit, "sys_exit_sendmmsg", SocketSyscall::Sendmmsg);
 io_program!(recvmmsg_exit, "sys_exit_recvmmsg", SocketSyscall::Recvmmsg);

@@ -305,6 +305,7 @@ impl KernelBtf {
             skb_network_header: self.member_offset("sk_buff", "network_header")?,
             tcp_copied_seq: self.member_offset("tcp_sock", "copied_seq")?,
             tcp_write_seq: self.member_offset("tcp_sock", "write_seq")?,
+            task_flags: self.member_offset("task_struct", "flags")?,
         })
     }
 
@@ -325,6 +326,11 @@ impl KernelBtf {
                 "pt_regs.si",
                 self.member_offset("pt_regs", "si")?,
                 pt_regs::SI,
+            ),
+            (
+                "pt_regs.orig_ax",
+                self.member_offset("pt_regs", "orig_ax")?,
+                pt_regs::ORIG_AX,
             ),
             (
                 "pt_regs.dx",

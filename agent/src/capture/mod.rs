@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
 };
 use kindling_agent_common::{
     KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, TcpEvent, counter,
@@ -80,18 +80,16 @@ static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ki
 /// interrupted on that CPU; raw tracepoints are only skipped when nested in themselves.
 const RAW_ATTACHMENTS: [&str; 1] = ["inet_sock_set_state"];
 
+/// BTF-typed tracepoint programs (program = tracepoint): the bytes of every socket send and
+/// receive, with the `struct sock` as a typed argument (see `agent-ebpf/src/payload.rs`).
+const BTF_ATTACHMENTS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
+
 /// (program, category, tracepoint)
-const ATTACHMENTS: [(&str, &str, &str); 14] = [
+const ATTACHMENTS: [(&str, &str, &str); 8] = [
     ("connect_exit", "syscalls", "sys_exit_connect"),
     ("accept4_exit", "syscalls", "sys_exit_accept4"),
     ("accept_exit", "syscalls", "sys_exit_accept"),
-    ("read_exit", "syscalls", "sys_exit_read"),
-    ("write_exit", "syscalls", "sys_exit_write"),
-    ("readv_exit", "syscalls", "sys_exit_readv"),
-    ("writev_exit", "syscalls", "sys_exit_writev"),
-    ("sendto_exit", "syscalls", "sys_exit_sendto"),
     ("recvfrom_exit", "syscalls", "sys_exit_recvfrom"),
-    ("sendmsg_exit", "syscalls", "sys_exit_sendmsg"),
     ("recvmsg_exit", "syscalls", "sys_exit_recvmsg"),
     ("sendmmsg_exit", "syscalls", "sys_exit_sendmmsg"),
     ("recvmmsg_exit", "syscalls", "sys_exit_recvmmsg"),
@@ -274,6 +272,25 @@ impl Capture {
                 .map_err(attach_err)?;
             tp.load().map_err(attach_err)?;
             tp.attach(program).map_err(attach_err)?;
+        }
+        let btf = aya::Btf::from_sys_fs().map_err(|e| Error::Attach {
+            program: "sock_send_length",
+            tracepoint: "tp_btf (kernel BTF)".into(),
+            source: aya::programs::ProgramError::Btf(e),
+        })?;
+        for &program in &BTF_ATTACHMENTS {
+            let attach_err = |source| Error::Attach {
+                program,
+                tracepoint: format!("tp_btf/{program}"),
+                source,
+            };
+            let tp: &mut BtfTracePoint = ebpf
+                .program_mut(program)
+                .ok_or(Error::Map(program))?
+                .try_into()
+                .map_err(attach_err)?;
+            tp.load(program, &btf).map_err(attach_err)?;
+            tp.attach().map_err(attach_err)?;
         }
         let ring = RingBuf::try_from(
             ebpf.take_map("TCP_EVENTS")
