@@ -18,7 +18,8 @@
 # uncounted agent run with `perf record -a` for 5 s, top symbols printed), KEEP_TMP=1,
 # KINDS ("baseline agent": the kinds of run alternated in each round; `agent-nohealth` is the
 # agent with --no-net-health, without the network-health programs, `agent-segment` the agent
-# with --rtt-every-segment, `agent-b` the agent binary in $BIN_B: another build, side by side,
+# with --rtt-every-segment, `agent-b` the agent binary in $BIN_B: another build, side by side
+# (`agent-c`: a third one, in $BIN_C),
 # `agent-wrap` the agent run under the command in $WRAP_B (e.g. "chrt -b 0": SCHED_BATCH),
 # `tcpdump` the libpcap approach writing every packet of the port to a file (`tcpdump -w`),
 # `tshark` the libpcap approach decoding HTTP live; for these two "observer cores" is their CPU
@@ -36,9 +37,12 @@ KINDS="${KINDS:-baseline agent}"
 if [[ " $KINDS " == *" agent-wrap "* && -z "${WRAP_B:-}" ]]; then
   echo "KINDS has agent-wrap: set WRAP_B to the command to run the agent under" >&2; exit 1
 fi
-if [[ " $KINDS " == *" agent-b "* ]]; then
-  [[ -x "${BIN_B:-}/kindling-agent" ]] || { echo "KINDS has agent-b: set BIN_B to a directory with kindling-agent" >&2; exit 1; }
-fi
+for other in b c; do
+  if [[ " $KINDS " == *" agent-$other "* ]]; then
+    dir_var="BIN_${other^^}"
+    [[ -x "${!dir_var:-}/kindling-agent" ]] || { echo "KINDS has agent-$other: set $dir_var to a directory with kindling-agent" >&2; exit 1; }
+  fi
+done
 NGINX_CPU="${NGINX_CPU:-1}"
 
 TMP="$(mktemp -d /tmp/kindling-l7-overhead.XXXXXX)"
@@ -129,6 +133,7 @@ run_one() { # $1: run number, $2: a kind of $KINDS
     agent-nohealth) start_agent --memory-budget 4GiB --no-net-health ;;
     agent-segment) start_agent --memory-budget 4GiB --rtt-every-segment ;;
     agent-b) AGENT_BIN="$BIN_B/kindling-agent" start_agent --memory-budget 4GiB ;;
+    agent-c) AGENT_BIN="$BIN_C/kindling-agent" start_agent --memory-budget 4GiB ;;
     agent-wrap) AGENT_WRAP="$WRAP_B" start_agent --memory-budget 4GiB ;;
     agent) start_agent --memory-budget 4GiB ;;
     tcpdump | tshark) start_pcap "$kind" ;;

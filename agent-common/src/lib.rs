@@ -276,14 +276,15 @@ impl SocketSyscall {
 /// `saddr`/`sport` are the local end, `daddr`/`dport` the remote one: from the socket, or for an
 /// unconnected UDP socket from the syscall's address argument when it has one.
 ///
-/// The programs see a syscall only at its exit (its arguments are still in the registers saved
-/// at entry), so every timestamp is the moment the syscall returned. In the data ring a record
+/// The programs see a syscall once its bytes have moved (the socket layer's tracepoints, or the
+/// exit of sendmmsg/recvmmsg; its arguments are still in the registers saved at entry), so every
+/// timestamp is the moment the syscall was about to return. In the data ring a record
 /// is the first [`DATA_HEADER_LEN`] bytes of this struct followed by the `captured` payload
 /// bytes only; [`DataEvent::payload`] past `captured` is not part of the event.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DataEvent {
-    /// `bpf_ktime_get_ns()` at syscall exit.
+    /// `bpf_ktime_get_ns()` once the syscall's bytes moved, just before it returns.
     pub ts_exit_ns: u64,
     /// Kernel address of the `struct sock`.
     pub skaddr: u64,
@@ -478,17 +479,11 @@ pub mod tp {
 
     /// The syscall tracepoints and the fields read from each. Only `close` is seen at its
     /// entry; the other programs read `ret` at exit and the arguments from [`super::pt_regs`].
-    pub const SYSCALLS: [(&str, &str, usize); 14] = [
+    pub const SYSCALLS: [(&str, &str, usize); 8] = [
         ("sys_exit_connect", "ret", SYSCALL_ARG0),
         ("sys_exit_accept4", "ret", SYSCALL_ARG0),
         ("sys_exit_accept", "ret", SYSCALL_ARG0),
-        ("sys_exit_read", "ret", SYSCALL_ARG0),
-        ("sys_exit_write", "ret", SYSCALL_ARG0),
-        ("sys_exit_readv", "ret", SYSCALL_ARG0),
-        ("sys_exit_writev", "ret", SYSCALL_ARG0),
-        ("sys_exit_sendto", "ret", SYSCALL_ARG0),
         ("sys_exit_recvfrom", "ret", SYSCALL_ARG0),
-        ("sys_exit_sendmsg", "ret", SYSCALL_ARG0),
         ("sys_exit_recvmsg", "ret", SYSCALL_ARG0),
         ("sys_exit_sendmmsg", "ret", SYSCALL_ARG0),
         ("sys_exit_recvmmsg", "ret", SYSCALL_ARG0),

@@ -1,13 +1,15 @@
 //! Socket payload capture: read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg,
 //! sendmmsg, recvmmsg and close, on TCP and UDP sockets only.
 //!
-//! Each program runs once per syscall, at its exit: the arguments are read from the
-//! registers the kernel saved at entry (`kernel::syscall_args`), so nothing waits in a map
-//! between enter and exit. The fd is resolved through the task's fd table on every call (no
-//! cache that a dup2, close_range or exec could leave pointing at the wrong file). The event is
-//! built in a per-CPU scratch value and only its header and the bytes captured go to the ring,
-//! following the syscall's buffers (iovecs) up to the payload limit and never past a buffer's
-//! length.
+//! The bytes of a send or receive are taken at the socket layer's BTF-typed tracepoints
+//! `sock_send_length` / `sock_recv_length` ([`sock_io`]): they fire only for sockets, with the
+//! `struct sock` as an argument, so no file or pipe I/O runs a program and no fd is resolved.
+//! The syscall and its arguments come from the registers the kernel saved at entry. sendmmsg
+//! and recvmmsg (one tracepoint per message) and close are seen at the syscall instead, their
+//! fd resolved through the task's fd table on every call (no cache that a dup2, close_range or
+//! exec could leave pointing at the wrong file). The event is built in a per-CPU scratch value
+//! and only its header and the bytes captured go to the ring, following the syscall's buffers
+//! (iovecs) up to the payload limit and never past a buffer's length.
 
 use aya_ebpf::{
     EbpfContext,

@@ -842,6 +842,36 @@ fn dns_answers_nxdomain_and_timeouts() {
         (calls[0]["n"].as_u64(), calls[0]["errors"].as_i64()),
         (Some(5), Some(2))
     );
+    // dnsmasq's server rows: it reads each query with recvmsg on an unconnected socket, where
+    // the kernel writes the sender's address after the socket tracepoint; each of the five
+    // rows names the dig socket that asked (the same ports as the client rows).
+    let ports = |role: &str| -> Vec<(u64, u64)> {
+        agent
+            .query_json(&format!(
+                "SELECT src_port, dst_port FROM calls WHERE protocol = 'dns' \
+                 AND role = '{role}' AND dst_port = {port} ORDER BY src_port"
+            ))
+            .iter()
+            .map(|r| {
+                (
+                    r["src_port"].as_u64().unwrap(),
+                    r["dst_port"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    wait_count(
+        &agent,
+        &format!(
+            "SELECT count(*) AS n FROM calls WHERE protocol = 'dns' AND role = 'server' \
+             AND dst_port = {port}"
+        ),
+        5,
+    );
+    let client = ports("client");
+    assert_eq!(client.len(), 5);
+    assert!(client.iter().all(|&(src, _)| src != 0));
+    assert_eq!(ports("server"), client);
     drop(silent);
 }
 
