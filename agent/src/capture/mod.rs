@@ -246,51 +246,42 @@ impl Capture {
             &[]
         };
         for &(program, category, name) in ATTACHMENTS.iter().chain(health) {
-            let attach_err = |source| Error::Attach {
+            attach(
+                &mut ebpf,
                 program,
-                tracepoint: format!("{category}/{name}"),
-                source,
-            };
-            let tp: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or(Error::Map(program))?
-                .try_into()
-                .map_err(attach_err)?;
-            tp.load().map_err(attach_err)?;
-            tp.attach(category, name).map_err(attach_err)?;
+                format!("{category}/{name}"),
+                |tp: &mut TracePoint| {
+                    tp.load()?;
+                    tp.attach(category, name).map(drop)
+                },
+            )?;
         }
         for &program in RAW_ATTACHMENTS.iter().chain(health_raw).chain(per_segment) {
-            let attach_err = |source| Error::Attach {
+            attach(
+                &mut ebpf,
                 program,
-                tracepoint: format!("raw_tp/{program}"),
-                source,
-            };
-            let tp: &mut RawTracePoint = ebpf
-                .program_mut(program)
-                .ok_or(Error::Map(program))?
-                .try_into()
-                .map_err(attach_err)?;
-            tp.load().map_err(attach_err)?;
-            tp.attach(program).map_err(attach_err)?;
+                format!("raw_tp/{program}"),
+                |tp: &mut RawTracePoint| {
+                    tp.load()?;
+                    tp.attach(program).map(drop)
+                },
+            )?;
         }
         let btf = aya::Btf::from_sys_fs().map_err(|e| Error::Attach {
-            program: "sock_send_length",
+            program: BTF_ATTACHMENTS[0],
             tracepoint: "tp_btf (kernel BTF)".into(),
             source: aya::programs::ProgramError::Btf(e),
         })?;
         for &program in &BTF_ATTACHMENTS {
-            let attach_err = |source| Error::Attach {
+            attach(
+                &mut ebpf,
                 program,
-                tracepoint: format!("tp_btf/{program}"),
-                source,
-            };
-            let tp: &mut BtfTracePoint = ebpf
-                .program_mut(program)
-                .ok_or(Error::Map(program))?
-                .try_into()
-                .map_err(attach_err)?;
-            tp.load(program, &btf).map_err(attach_err)?;
-            tp.attach().map_err(attach_err)?;
+                format!("tp_btf/{program}"),
+                |tp: &mut BtfTracePoint| {
+                    tp.load(program, &btf)?;
+                    tp.attach().map(drop)
+                },
+            )?;
         }
         let ring = RingBuf::try_from(
             ebpf.take_map("TCP_EVENTS")
@@ -402,6 +393,33 @@ impl Capture {
         // SAFETY: two valid pollfds; a failed poll (EINTR) only shortens the wait.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
     }
+}
+
+/// Loads and attaches the program `program` of type `P` with `load_attach`; a failure names
+/// the program and `tracepoint`.
+fn attach<P>(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    tracepoint: String,
+    load_attach: impl FnOnce(&mut P) -> std::result::Result<(), aya::programs::ProgramError>,
+) -> Result<()>
+where
+    for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog: &mut P = ebpf
+        .program_mut(program)
+        .ok_or(Error::Map(program))?
+        .try_into()
+        .map_err(|source| Error::Attach {
+            program,
+            tracepoint: tracepoint.clone(),
+            source,
+        })?;
+    load_attach(prog).map_err(|source| Error::Attach {
+        program,
+        tracepoint,
+        source,
+    })
 }
 
 /// The id of the cgroup v2 directory `path` (its inode number, which is what
