@@ -634,7 +634,8 @@ fn stream_gap(session: &mut Session, direction: Direction, send: bool, ev: &Data
     // A receive that reached the peer's FIN counts it in `copied_seq` (one sequence number
     // past its last byte): its start then looks one ahead, and that is no loss.
     let fin = u32::from(!send);
-    // A start behind the expectation is a peek (MSG_PEEK moves no position), not a loss.
+    // A start behind the expectation (bytes reported twice: a recvmmsg with MSG_PEEK moves no
+    // position) is no loss.
     expected.is_some_and(|next| {
         let ahead = start.wrapping_sub(next) as i32;
         ahead > 0 && ahead as u32 > fin
