@@ -261,7 +261,9 @@ fn close_reason(sk_err: i32, resets: u32) -> &'static str {
 pub struct ConnTracker {
     clock: Clock,
     max_conns: usize,
-    conns: HashMap<u64, Conn>,
+    /// Looked up for every data event (by skaddr): a fast hasher (foldhash) over kernel
+    /// addresses.
+    conns: HashMap<u64, Conn, foldhash::fast::RandomState>,
     /// Listening sockets: skaddr -> local port.
     listeners: HashMap<u64, u16>,
     listen_ports: HashSet<u16>,
@@ -303,7 +305,7 @@ impl ConnTracker {
         Self {
             clock,
             max_conns,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             listeners: HashMap::new(),
             listen_ports: HashSet::new(),
             next_conn_id: 1,
