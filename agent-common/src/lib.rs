@@ -507,8 +507,6 @@ pub mod pt_regs {
     pub const DI: u64 = 112;
     /// `orig_ax`: the number of the syscall the task is in.
     pub const ORIG_AX: u64 = 120;
-    /// The registers read in one copy: `r10` up to and including `di`.
-    pub const SPAN: usize = (DI + 8 - R10) as usize;
 }
 
 #[cfg(feature = "user")]

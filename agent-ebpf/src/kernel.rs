@@ -1,7 +1,8 @@
 //! Reads of kernel memory at the offsets the agent found in the kernel's BTF
-//! ([`KERNEL_OFFSETS`]): [`read_kernel`], used by every family, a syscall's arguments at its
-//! exit ([`syscall_args`]), the file behind an fd ([`fd_file`]), and a socket's addresses
-//! ([`sock_ends`]), used by the lifecycle and network-health programs.
+//! ([`KERNEL_OFFSETS`]): [`read_kernel`], used by every family, direct loads through BTF-typed
+//! pointers ([`load`] at an [`offset!`]), a syscall's number and arguments ([`syscall_regs`]),
+//! the file behind an fd ([`fd_file`]), and a socket's addresses ([`sock_ends`]), used by the
+//! lifecycle and network-health programs.
 
 use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_probe_read_kernel,
@@ -50,23 +51,27 @@ pub(crate) fn read_kernel<T>(addr: u64) -> Result<T, i64> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.map_err(|e| e as i64)
 }
 
-/// The current syscall's arguments 1-5 (di, si, dx, r10, r8), from the registers the kernel
-/// saved at its entry: a syscall leaves them as they were, so its exit tracepoint still finds
-/// them, and no enter program has to keep them in a map.
+/// The current syscall's number (`orig_ax`) and arguments 1-5 (di, si, dx, r10, r8), from the
+/// registers the kernel saved at its entry: a syscall leaves them as they were, so a program
+/// inside it or at its exit still finds them, and no enter program has to keep them in a map.
+/// Direct loads through the task's BTF-typed `pt_regs` (offsets checked in BTF at start).
 #[inline(always)]
-pub(crate) fn syscall_args() -> Result<[u64; 5], i64> {
-    // SAFETY: plain helper calls; the current task's pt_regs always exist.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
-    // r10, r9, r8, ax, cx, dx, si, di: one copy.
-    let r: [u64; pt_regs::SPAN / 8] = read_kernel(regs + pt_regs::R10)?;
-    let at = |reg: u64| r[((reg - pt_regs::R10) / 8) as usize];
-    Ok([
-        at(pt_regs::DI),
-        at(pt_regs::SI),
-        at(pt_regs::DX),
-        at(pt_regs::R10),
-        at(pt_regs::R8),
-    ])
+pub(crate) fn syscall_regs() -> (u64, [u64; 5]) {
+    // SAFETY: the current task and its saved registers are BTF-typed pointers from helpers
+    // that cannot fail; every offset is a u64 field of `pt_regs`.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        (
+            load(regs, pt_regs::ORIG_AX),
+            [
+                load(regs, pt_regs::DI),
+                load(regs, pt_regs::SI),
+                load(regs, pt_regs::DX),
+                load(regs, pt_regs::R10),
+                load(regs, pt_regs::R8),
+            ],
+        )
+    }
 }
 
 /// The `struct file` behind `fd` of the current task (task->files->fdt->fd[fd]), 0 if none.

@@ -14,7 +14,7 @@ use kindling_agent_common::{
 
 use crate::{
     events::{done, emit},
-    kernel::{fd_file, read_kernel, sock_ends, syscall_args},
+    kernel::{fd_file, read_kernel, sock_ends, syscall_regs},
     maps::{KERNEL_OFFSETS, RTT},
 };
 
@@ -135,7 +135,7 @@ fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> 
         TcpEventKind::Accept => return Ok(()),
         // A failed connect keeps its socket attached to the fd: report it with its result.
         _ => {
-            let args = syscall_args()?;
+            let (_, args) = syscall_regs();
             // SAFETY: bpf_probe_read_user faults safely on connect's sockaddr argument.
             let family: u16 =
                 unsafe { bpf_probe_read_user(args[1] as *const u16) }.map_err(|e| e as i64)?;

@@ -16,9 +16,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
-        generated::{
-            bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw, bpf_task_pt_regs,
-        },
+        generated::{bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw},
     },
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
@@ -26,14 +24,14 @@ use aya_ebpf::{
 use kindling_agent_common::{
     AF_INET, AF_INET6, COMM_LEN, DATA_HEADER_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP,
     NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, counter,
-    pt_regs, tp::SYSCALL_ARG0,
+    tp::SYSCALL_ARG0,
 };
 
 use crate::{
     events::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, DATA_WAKEUP_BYTES, bump, done,
     },
-    kernel::{fd_file, load, offset, read_kernel, syscall_args},
+    kernel::{fd_file, load, offset, read_kernel, syscall_regs},
     maps::{
         AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, KERNEL_OFFSETS, NO_PAYLOAD_CGROUPS,
         NO_PAYLOAD_CHECK, PAYLOAD_BYTES, PENDING_RECV,
@@ -384,7 +382,7 @@ fn pending_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i
     // SAFETY: the map value of this thread, which only this thread's programs touch.
     let pending = unsafe { &mut *ev };
     if arg0(ctx) > 0 && pending.syscall == syscall as u8 {
-        let args = syscall_args()?;
+        let (_, args) = syscall_regs();
         let name = if syscall == SocketSyscall::Recvfrom {
             args[4]
         } else {
@@ -418,7 +416,7 @@ fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
     if ret <= 0 || is_agent(pid_tgid) {
         return Ok(());
     }
-    let args = syscall_args()?;
+    let (_, args) = syscall_regs();
     let Some(sock) = sock_of_fd(args[0])? else {
         return Ok(());
     };
@@ -463,25 +461,15 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     if is_agent(pid_tgid) {
         return Ok(());
     }
-    // SAFETY: the current task and its saved registers are BTF-typed pointers (helpers that
-    // cannot fail); the offsets are fields of `task_struct` and `pt_regs`.
-    let (syscall, args) = unsafe {
-        let task = bpf_get_current_task_btf();
-        if load::<u32>(task.cast(), offset!(task_flags)) & PF_KTHREAD != 0 {
-            return Ok(());
-        }
-        let regs = bpf_task_pt_regs(task) as *const u8;
-        let Some(syscall) = socket_syscall(load(regs, pt_regs::ORIG_AX)) else {
-            return Ok(());
-        };
-        let args: [u64; 5] = [
-            load(regs, pt_regs::DI),
-            load(regs, pt_regs::SI),
-            load(regs, pt_regs::DX),
-            load(regs, pt_regs::R10),
-            load(regs, pt_regs::R8),
-        ];
-        (syscall, args)
+    // SAFETY: the current task is a BTF-typed pointer from a helper that cannot fail;
+    // `task_flags` is the offset of its u32 `flags`.
+    let flags = unsafe { load::<u32>(bpf_get_current_task_btf().cast(), offset!(task_flags)) };
+    if flags & PF_KTHREAD != 0 {
+        return Ok(());
+    }
+    let (nr, args) = syscall_regs();
+    let Some(syscall) = socket_syscall(nr) else {
+        return Ok(());
     };
     if syscall.is_send() != send {
         return Ok(());
