@@ -453,8 +453,8 @@ fn socket_syscall(nr: u64) -> Option<SocketSyscall> {
 fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     let sk: *const u8 = ctx.arg(0);
     let ret: i32 = ctx.arg(1);
-    let flags: i32 = ctx.arg(2);
-    if sk.is_null() || ret <= 0 || (!send && flags & MSG_PEEK != 0) {
+    let msg_flags: i32 = ctx.arg(2);
+    if sk.is_null() || ret <= 0 || (!send && msg_flags & MSG_PEEK != 0) {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -463,8 +463,8 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     }
     // SAFETY: the current task is a BTF-typed pointer from a helper that cannot fail;
     // `task_flags` is the offset of its u32 `flags`.
-    let flags = unsafe { load::<u32>(bpf_get_current_task_btf().cast(), offset!(task_flags)) };
-    if flags & PF_KTHREAD != 0 {
+    let task_flags = unsafe { load::<u32>(bpf_get_current_task_btf().cast(), offset!(task_flags)) };
+    if task_flags & PF_KTHREAD != 0 {
         return Ok(());
     }
     let (nr, args) = syscall_regs();
