@@ -16,7 +16,10 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
-        generated::{bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw},
+        generated::{
+            bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw,
+            bpf_skc_to_tcp_sock,
+        },
     },
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
@@ -107,6 +110,10 @@ struct Sock {
     /// IPv4 addresses (an IPv6 socket's are read in [`fill_header`]).
     daddr: [u8; 4],
     saddr: [u8; 4],
+    /// A TCP socket's stream position for the event (`write_seq` for a send, `copied_seq`
+    /// for a receive) when a direct load could read it ([`sock_io`]); otherwise
+    /// [`fill_header`] reads it with a helper.
+    stream_end: Option<u32>,
 }
 
 impl Sock {
@@ -127,6 +134,7 @@ impl Sock {
             sport: 0,
             daddr: [0; 4],
             saddr: [0; 4],
+            stream_end: None,
         })
     }
 }
@@ -231,7 +239,9 @@ fn fill_header(
         ev.daddr[..4].copy_from_slice(&sock.daddr);
     }
     ev.stream_end = 0;
-    if sock.sock_type == SOCK_STREAM && syscall != SocketSyscall::Close {
+    if let Some(end) = sock.stream_end {
+        ev.stream_end = end;
+    } else if sock.sock_type == SOCK_STREAM && syscall != SocketSyscall::Close {
         let field = if syscall.is_send() {
             off.tcp_write_seq
         } else {
@@ -474,9 +484,25 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     if syscall.is_send() != send {
         return Ok(());
     }
-    let Some(sock) = sock_of_sk(sk) else {
+    let Some(mut sock) = sock_of_sk(sk) else {
         return Ok(());
     };
+    if sock.sock_type == SOCK_STREAM {
+        // SAFETY: `sk` is the tracepoint's BTF-typed socket; the helper returns it typed as a
+        // `tcp_sock` (or null when it is not one), so the verifier checks the load against that
+        // type; the offsets are u32 fields of `tcp_sock`.
+        unsafe {
+            let tcp = bpf_skc_to_tcp_sock(sk.cast_mut().cast()) as *const u8;
+            if !tcp.is_null() {
+                let field = if send {
+                    offset!(tcp_write_seq)
+                } else {
+                    offset!(tcp_copied_seq)
+                };
+                sock.stream_end = Some(load(tcp, field));
+            }
+        }
+    }
     capture(sock, syscall, pid_tgid, args, ret as u64)
 }
 

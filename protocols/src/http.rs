@@ -10,6 +10,8 @@
 
 use std::collections::VecDeque;
 
+use memchr::memchr;
+
 use crate::stream::{
     Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
 };
@@ -611,12 +613,9 @@ fn status_line(buf: &[u8]) -> StartLine {
     }
     match buf.get(code_at + 3) {
         None => StartLine::Prefix,
-        Some(b' ') => buf[code_at + 3..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(StartLine::Prefix, |i| {
-                StartLine::Complete(code_at + 3 + i + 1)
-            }),
+        Some(b' ') => memchr(b'\n', &buf[code_at + 3..]).map_or(StartLine::Prefix, |i| {
+            StartLine::Complete(code_at + 3 + i + 1)
+        }),
         Some(_) => match line_end(&buf[code_at + 3..], 0, |_| true) {
             StartLine::Complete(end) => StartLine::Complete(code_at + 3 + end),
             other => other,
@@ -643,7 +642,7 @@ fn scan_head(buf: &[u8], direction: Direction) -> HeadScan {
         if rest.starts_with(b"\n") {
             return HeadScan::Complete(at + 1);
         }
-        match rest.iter().position(|&b| b == b'\n') {
+        match memchr(b'\n', rest) {
             Some(i) => at += i + 1,
             None => return HeadScan::Partial,
         }
@@ -654,14 +653,11 @@ fn scan_head(buf: &[u8], direction: Direction) -> HeadScan {
 /// lines. Other complete lines are dropped, and other values of the line in progress too, so
 /// credentials (`Authorization`, `Cookie`, ...) are never kept.
 fn compact_head(buf: &[u8]) -> Vec<u8> {
-    let line_len = buf
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(buf.len(), |i| i + 1);
+    let line_len = memchr(b'\n', buf).map_or(buf.len(), |i| i + 1);
     let mut kept = buf[..line_len].to_vec();
-    for line in buf[line_len..].split_inclusive(|&b| b == b'\n') {
+    for line in lines(&buf[line_len..]) {
         let whole = line.ends_with(b"\n");
-        match line.iter().position(|&b| b == b':') {
+        match memchr(b':', line) {
             Some(colon) if needed_header(line[..colon].trim_ascii()) => {
                 kept.extend_from_slice(line);
             }
@@ -686,13 +682,26 @@ fn needed_header(name: &[u8]) -> bool {
         .any(|needed| name.eq_ignore_ascii_case(needed))
 }
 
+/// The lines of `buf`, each with its `\n` (the last one without, when cut): what
+/// `split_inclusive` gives, found with `memchr` (a head is scanned a few times per message,
+/// and a byte-at-a-time search was the parser's hottest loop).
+fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        let (line, after) = rest.split_at(end);
+        rest = after;
+        Some(line)
+    })
+}
+
 /// Takes what is needed from a head, whole or cut (then from its start line and the header
 /// lines seen whole); `None` when not even the start line's key fields are there.
 fn parse_head(buf: &[u8], direction: Direction) -> Option<Head> {
-    let line_len = buf
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(buf.len(), |i| i + 1);
+    let line_len = memchr(b'\n', buf).map_or(buf.len(), |i| i + 1);
     let line = &buf[..line_len];
     let start = match direction {
         Direction::Request => {
@@ -727,7 +736,7 @@ fn parse_head(buf: &[u8], direction: Direction) -> Option<Head> {
     let mut chunked = None;
     let mut bad_length = false;
     let mut trace_id = None;
-    for raw in buf[line_len..].split_inclusive(|&b| b == b'\n') {
+    for raw in lines(&buf[line_len..]) {
         let Some(field) = raw.strip_suffix(b"\n") else {
             // The line the capture cut.
             break;
@@ -736,7 +745,7 @@ fn parse_head(buf: &[u8], direction: Direction) -> Option<Head> {
         if field.is_empty() {
             break;
         }
-        let Some(colon) = field.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr(b':', field) else {
             continue;
         };
         let name = field[..colon].trim_ascii();
@@ -931,6 +940,23 @@ fn skip_unseen_chunked(chunk: &mut Chunk, mut unseen: u64) -> Unseen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_split_as_split_inclusive_does() {
+        for buf in [
+            &b""[..],
+            b"\n",
+            b"no newline",
+            b"Host: a\r\n",
+            b"Host: a\r\nContent-Length: 5\r\n\r\n",
+            b"a\n\nb",
+            b"cut: line\nHost: b",
+        ] {
+            let ours: Vec<&[u8]> = lines(buf).collect();
+            let std: Vec<&[u8]> = buf.split_inclusive(|&b| b == b'\n').collect();
+            assert_eq!(ours, std, "{:?}", String::from_utf8_lossy(buf));
+        }
+    }
     use crate::test_support::*;
 
     /// curl 7.88.1 `curl http://127.0.0.1:18080/api/users?id=7#frag`, as captured.

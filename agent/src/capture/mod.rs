@@ -8,6 +8,7 @@
 
 pub mod btf;
 pub mod exclusions;
+mod ring;
 mod tracefs;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -22,6 +23,7 @@ use kindling_agent_common::{
 };
 
 use exclusions::PayloadExclusions;
+use ring::DataRing;
 
 use crate::{
     counters::KernelCounters,
@@ -64,6 +66,9 @@ pub enum Error {
     /// A map the programs declare is missing or of another type.
     #[error("eBPF map {0} missing or of the wrong type")]
     Map(&'static str),
+    /// A ring buffer's pages could not be mapped.
+    #[error("mapping the pages of ring buffer {0} failed: {1}")]
+    RingMap(&'static str, std::io::Error),
     /// More cgroups to exclude from payload capture than the map holds.
     #[error("{0} cgroups given without payload capture; at most {MAX_NO_PAYLOAD_CGROUPS}")]
     TooManyCgroups(usize),
@@ -144,7 +149,7 @@ impl Default for CaptureOptions {
 /// Loaded and attached capture programs.
 pub struct Capture {
     ring: RingBuf<MapData>,
-    data_ring: RingBuf<MapData>,
+    data_ring: DataRing,
     counters: PerCpuArray<MapData, u64>,
     reasons: ReasonNames,
     /// The last sum of the programs' `recursion_misses` and when it was read (it costs a
@@ -288,11 +293,11 @@ impl Capture {
                 .ok_or(Error::Map("TCP_EVENTS"))?,
         )
         .map_err(|_| Error::Map("TCP_EVENTS"))?;
-        let data_ring = RingBuf::try_from(
+        let data_ring = DataRing::new(
             ebpf.take_map("DATA_EVENTS")
                 .ok_or(Error::Map("DATA_EVENTS"))?,
         )
-        .map_err(|_| Error::Map("DATA_EVENTS"))?;
+        .map_err(|e| Error::RingMap("DATA_EVENTS", e))?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(Error::Map("COUNTERS"))?)
                 .map_err(|_| Error::Map("COUNTERS"))?;
@@ -338,15 +343,11 @@ impl Capture {
     /// drained in between, are not starved); returns (decoded, malformed).
     pub fn drain_data(&mut self, max: usize, batch: &mut DataBatch) -> (u64, u64) {
         let (mut ok, mut bad) = (0, 0);
-        while (ok + bad) < max as u64 {
-            let Some(item) = self.data_ring.next() else {
-                break;
-            };
-            match batch.push_record(&item) {
+        self.data_ring
+            .drain(max, |record| match batch.push_record(record) {
                 Some(_) => ok += 1,
                 None => bad += 1,
-            }
-        }
+            });
         (ok, bad)
     }
 
