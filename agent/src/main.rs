@@ -209,15 +209,58 @@ fn main() {
 /// do not preempt the node's applications, it runs when their time slices end. Measured with
 /// nginx at saturation: 6.8% more requests/s than the same agent in SCHED_OTHER, side by side
 /// (BENCHMARKS.md). SCHED_IDLE was worse (the capture thread fell behind and dropped events).
+///
+/// With a time slice of [`SLICE_NS`] (`sched_setattr`'s `sched_runtime`, which the fair
+/// scheduler takes as the task's slice since Linux 6.12; older kernels refuse it and get plain
+/// SCHED_BATCH): the capture thread then runs in short bursts between the applications' own,
+/// instead of holding a CPU for a whole default slice while the application it displaced, and
+/// every client waiting on that one, stall.
 fn batch_scheduling() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-        tracing::warn!(
-            error = %std::io::Error::last_os_error(),
-            "Cannot switch to SCHED_BATCH; running in the default scheduling class"
-        );
+    if let Err(e) = set_batch(Some(SLICE_NS)) {
+        tracing::debug!(error = %e, "No custom time slice; SCHED_BATCH with the default one");
+        if let Err(e) = set_batch(None) {
+            tracing::warn!(
+                error = %e,
+                "Cannot switch to SCHED_BATCH; running in the default scheduling class"
+            );
+        }
     }
+}
+
+/// The agent's time slice: the fair scheduler's smallest (0.1 ms).
+const SLICE_NS: u64 = 100_000;
+
+/// `struct sched_attr` of `sched_setattr(2)` (the size of its first version plus the
+/// utilization clamps, `SCHED_ATTR_SIZE_VER1`).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+/// SCHED_BATCH for the calling thread, with a time slice of `slice_ns` if given.
+fn set_batch(slice_ns: Option<u64>) -> std::io::Result<()> {
+    let attr = SchedAttr {
+        size: size_of::<SchedAttr>() as u32,
+        policy: libc::SCHED_BATCH as u32,
+        runtime: slice_ns.unwrap_or(0),
+        ..SchedAttr::default()
+    };
+    // SAFETY: pid 0 is the calling thread; `attr` is a valid sched_attr of the size it says.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

@@ -477,6 +477,77 @@ fn capture_keeps_up_while_queries_saturate_the_agent() {
     assert_eq!(stat(&stats, "calls", "events_dropped"), 0);
 }
 
+/// `struct sched_attr` of `sched_getattr(2)` (`SCHED_ATTR_SIZE_VER1`).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+/// Every thread of the agent yields to the node's applications: SCHED_BATCH, with the fair
+/// scheduler's shortest time slice (0.1 ms; `sched_getattr` reports a fair task's slice as its
+/// runtime). This kernel (6.18) takes custom slices; an older one would fail here, and the
+/// agent would run with the default slice.
+#[test]
+fn every_agent_thread_runs_in_sched_batch_with_a_short_time_slice() {
+    require_root();
+    let agent = AgentProcess::start("sched", &[]);
+    // The query threads exist once the agent answers.
+    agent.query_json("SELECT 1 AS one");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{}/task", agent.pid())).unwrap() {
+        let tid: i32 = entry
+            .unwrap()
+            .file_name()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut attr = SchedAttr::default();
+        // SAFETY: `attr` is a writable sched_attr of the size passed.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getattr,
+                tid,
+                &raw mut attr,
+                size_of::<SchedAttr>() as u32,
+                0,
+            )
+        };
+        if ret != 0 {
+            // A thread that ended since the listing.
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::ESRCH)
+            );
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", agent.pid()))
+            .unwrap_or_default();
+        seen.push((comm.trim().to_owned(), attr.policy, attr.runtime));
+    }
+    assert!(
+        seen.iter().any(|(comm, ..)| comm == "capture"),
+        "no capture thread among {seen:?}"
+    );
+    for (comm, policy, runtime) in &seen {
+        assert_eq!(
+            (*policy, *runtime),
+            (libc::SCHED_BATCH as u32, 100_000),
+            "thread {comm}: {seen:?}"
+        );
+    }
+}
+
 /// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid host).
 fn cgroup2_root() -> std::path::PathBuf {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
