@@ -211,8 +211,9 @@ fn main() {
 /// (BENCHMARKS.md). SCHED_IDLE was worse (the capture thread fell behind and dropped events).
 ///
 /// With a time slice of [`SLICE_NS`] (`sched_setattr`'s `sched_runtime`, which the fair
-/// scheduler takes as the task's slice since Linux 6.12; older kernels refuse it and get plain
-/// SCHED_BATCH): the capture thread then runs in short bursts between the applications' own,
+/// scheduler takes as the task's slice since Linux 6.12; older kernels ignore or refuse it, and
+/// the agent runs with the default slice): the capture thread then runs in short bursts between
+/// the applications' own,
 /// instead of holding a CPU for a whole default slice while the application it displaced, and
 /// every client waiting on that one, stall.
 fn batch_scheduling() {
@@ -247,11 +248,14 @@ struct SchedAttr {
     util_max: u32,
 }
 
-/// SCHED_BATCH for the calling thread, with a time slice of `slice_ns` if given.
+/// SCHED_BATCH for the calling thread, with a time slice of `slice_ns` if given, at the nice
+/// value it was started with (`sched_setattr` sets that too).
 fn set_batch(slice_ns: Option<u64>) -> std::io::Result<()> {
     let attr = SchedAttr {
         size: size_of::<SchedAttr>() as u32,
         policy: libc::SCHED_BATCH as u32,
+        // SAFETY: plain libc call about the calling process.
+        nice: unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) },
         runtime: slice_ns.unwrap_or(0),
         ..SchedAttr::default()
     };
