@@ -18,10 +18,7 @@ pub const EVENTS_RING_BYTES: u32 = 4 << 20;
 pub enum TcpEventKind {
     /// `sock:inet_sock_set_state` fired for a TCP socket.
     StateChange = 1,
-    /// A `connect(2)` on a TCP socket returned; `ret` holds its result.
-    Connect = 2,
-    /// An `accept(2)`/`accept4(2)` returned a TCP socket; `ret` holds the new fd or an error.
-    Accept = 3,
+    // 2 and 3 were the exits of connect and accept (syscall tracepoints, no longer used).
     /// `tcp:tcp_retransmit_skb`: a segment of the socket was sent again; `old_state` holds
     /// the socket's state.
     Retransmit = 4,
@@ -37,6 +34,9 @@ pub enum TcpEventKind {
     /// `tcp:tcp_probe`: a smoothed RTT sample of the socket in `srtt_us`, reported at most
     /// once per sample interval per socket.
     Rtt = 8,
+    /// cgroup `sock_release`: the socket's last file went away, in the task that held it
+    /// (its pid, comm and cgroup are the event's).
+    Release = 9,
 }
 
 impl TcpEventKind {
@@ -44,13 +44,12 @@ impl TcpEventKind {
     pub fn from_u8(raw: u8) -> Option<Self> {
         match raw {
             1 => Some(Self::StateChange),
-            2 => Some(Self::Connect),
-            3 => Some(Self::Accept),
             4 => Some(Self::Retransmit),
             5 => Some(Self::ResetSent),
             6 => Some(Self::ResetReceived),
             7 => Some(Self::Drop),
             8 => Some(Self::Rtt),
+            9 => Some(Self::Release),
             _ => None,
         }
     }
@@ -122,8 +121,8 @@ pub struct TcpEvent {
     pub pid: u32,
     /// Thread id (kernel pid) of the current task.
     pub tid: u32,
-    /// Syscall result for connect/accept events, else 0.
-    pub ret: i32,
+    /// Always 0 (kept for the layout).
+    pub _reserved: i32,
     /// Local port, host byte order.
     pub sport: u16,
     /// Remote port, host byte order.
@@ -177,7 +176,7 @@ impl TcpEvent {
             bytes_received: 0,
             pid: 0,
             tid: 0,
-            ret: 0,
+            _reserved: 0,
             sport: 0,
             dport: 0,
             family: 0,
@@ -235,11 +234,11 @@ pub enum SocketSyscall {
     Sendmsg = 7,
     /// recvmsg(2)
     Recvmsg = 8,
-    /// sendmmsg(2), one event per message (the first few)
+    /// sendmmsg(2), one event per message
     Sendmmsg = 9,
-    /// recvmmsg(2), one event per message (the first few)
+    /// recvmmsg(2), one event per message
     Recvmmsg = 10,
-    /// close(2) of a TCP or UDP socket; no payload
+    /// The release of a TCP or UDP socket (its last close); no payload
     Close = 11,
 }
 
@@ -368,16 +367,6 @@ impl DataEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
-    /// `task_struct.files`
-    pub task_files: u64,
-    /// `files_struct.fdt`
-    pub files_fdt: u64,
-    /// `fdtable.fd`
-    pub fdtable_fd: u64,
-    /// `file.private_data`
-    pub file_private_data: u64,
-    /// `socket.sk`
-    pub socket_sk: u64,
     /// `tcp_sock.bytes_sent`
     pub tcp_bytes_sent: u64,
     /// `tcp_sock.bytes_retrans`
@@ -386,10 +375,6 @@ pub struct KernelOffsets {
     pub tcp_bytes_received: u64,
     /// `sock.sk_shutdown` (a u8; bit 0 is RCV_SHUTDOWN, set when the peer's FIN arrives)
     pub sock_shutdown: u64,
-    /// `file.f_inode`
-    pub file_inode: u64,
-    /// `inode.i_mode`
-    pub inode_mode: u64,
     /// `sock.sk_type` (u16)
     pub sock_type: u64,
     /// `sock.sk_protocol` (u16)
@@ -472,23 +457,6 @@ pub mod tp {
         /// `__u8 daddr[28]`
         pub const DADDR: usize = 60;
     }
-
-    /// Offset of the first argument of every `syscalls/sys_enter_*` tracepoint, and of `ret`
-    /// in every `syscalls/sys_exit_*` one.
-    pub const SYSCALL_ARG0: usize = 16;
-
-    /// The syscall tracepoints and the fields read from each. Only `close` is seen at its
-    /// entry; the other programs read `ret` at exit and the arguments from [`super::pt_regs`].
-    pub const SYSCALLS: [(&str, &str, usize); 8] = [
-        ("sys_exit_connect", "ret", SYSCALL_ARG0),
-        ("sys_exit_accept4", "ret", SYSCALL_ARG0),
-        ("sys_exit_accept", "ret", SYSCALL_ARG0),
-        ("sys_exit_recvfrom", "ret", SYSCALL_ARG0),
-        ("sys_exit_recvmsg", "ret", SYSCALL_ARG0),
-        ("sys_exit_sendmmsg", "ret", SYSCALL_ARG0),
-        ("sys_exit_recvmmsg", "ret", SYSCALL_ARG0),
-        ("sys_enter_close", "fd", SYSCALL_ARG0),
-    ];
 }
 
 /// Where x86_64's `struct pt_regs` keeps a syscall's arguments (the registers saved at entry,

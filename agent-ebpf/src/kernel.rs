@@ -1,11 +1,10 @@
 //! Reads of kernel memory at the offsets the agent found in the kernel's BTF
 //! ([`KERNEL_OFFSETS`]): [`read_kernel`], used by every family, direct loads through BTF-typed
 //! pointers ([`load`] at an [`offset!`]), a syscall's number and arguments ([`syscall_regs`]),
-//! the file behind an fd ([`fd_file`]), and a socket's addresses ([`sock_ends`]), used by the
-//! lifecycle and network-health programs.
+//! and a socket's addresses ([`sock_ends`]), used by the lifecycle and network-health programs.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_task, bpf_probe_read_kernel,
+    bpf_probe_read_kernel,
     generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
 };
 use kindling_agent_common::{AF_INET, AF_INET6, pt_regs};
@@ -72,19 +71,6 @@ pub(crate) fn syscall_regs() -> (u64, [u64; 5]) {
             ],
         )
     }
-}
-
-/// The `struct file` behind `fd` of the current task (task->files->fdt->fd[fd]), 0 if none.
-#[inline(always)]
-pub(crate) fn fd_file(fd: u64) -> Result<u64, i64> {
-    let off = KERNEL_OFFSETS.load();
-    // SAFETY: plain helper call.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read_kernel(task + off.task_files)?;
-    let fdt: u64 = read_kernel(files + off.files_fdt)?;
-    let fd_array: u64 = read_kernel(fdt + off.fdtable_fd)?;
-    // Bounded so that a bogus fd cannot point far outside the array.
-    read_kernel(fd_array + (fd & 0xf_ffff) * 8)
 }
 
 /// A socket's addresses as a tracepoint reports them, local end first.

@@ -1,20 +1,15 @@
 //! Connection lifecycle: every TCP state change (`inet_sock_set_state`, with the socket's byte
-//! counters, RTT and error on entry to TCP_CLOSE), and which process connected or accepted
-//! which socket (the syscall tracepoints of connect, accept and accept4, the socket found by
-//! walking the task's fd table to its `struct sock`).
+//! counters, RTT and error on entry to TCP_CLOSE). Its CLOSE -> SYN_SENT transition runs in the
+//! connecting task, whose pid, comm and cgroup the event carries: that is how user space knows
+//! who connected. Who accepted a socket is known from its first data event or its release
+//! (`sock_release` in payload.rs).
 
-use aya_ebpf::{
-    helpers::bpf_probe_read_user,
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
-};
-use kindling_agent_common::{
-    AF_INET, AF_INET6, IPPROTO_TCP, TcpEventKind, tcp_state, tp::SYSCALL_ARG0,
-};
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use kindling_agent_common::{IPPROTO_TCP, TcpEventKind, tcp_state};
 
 use crate::{
     events::{done, emit},
-    kernel::{fd_file, read_kernel, sock_ends, syscall_regs},
+    kernel::{read_kernel, sock_ends},
     maps::{KERNEL_OFFSETS, RTT},
 };
 
@@ -110,71 +105,4 @@ fn close_info(skaddr: u64) -> Result<CloseInfo, i64> {
         let _ = RTT.remove(&skaddr);
     }
     Ok(info)
-}
-
-/// The `struct sock` behind `fd` of the current task: its file's `private_data` (a
-/// `struct socket`)->sk.
-#[inline(always)]
-fn sock_of_fd(fd: u64) -> Result<u64, i64> {
-    let off = KERNEL_OFFSETS.load();
-    let file = fd_file(fd)?;
-    let socket: u64 = read_kernel(file + off.file_private_data)?;
-    read_kernel(socket + off.socket_sk)
-}
-
-/// At connect/accept exit: emits which task owns which socket. The fd is accept's result,
-/// or connect's first argument (only IP connects are followed: unix-socket connects are
-/// frequent and never TCP).
-#[inline(always)]
-fn socket_owner(ctx: &TracePointContext, kind: TcpEventKind) -> Result<(), i64> {
-    // SAFETY: `ret` of the syscall exit tracepoint.
-    let ret: i64 = unsafe { ctx.read_at(SYSCALL_ARG0) }.map_err(|e| e as i64)?;
-    let fd = match kind {
-        TcpEventKind::Accept if ret >= 0 => ret as u64,
-        // Non-blocking servers see a stream of EAGAIN accepts: nothing to report.
-        TcpEventKind::Accept => return Ok(()),
-        // A failed connect keeps its socket attached to the fd: report it with its result.
-        _ => {
-            let (_, args) = syscall_regs();
-            // SAFETY: bpf_probe_read_user faults safely on connect's sockaddr argument.
-            let family: u16 =
-                unsafe { bpf_probe_read_user(args[1] as *const u16) }.map_err(|e| e as i64)?;
-            if family != AF_INET && family != AF_INET6 {
-                return Ok(());
-            }
-            args[0]
-        }
-    };
-    let skaddr = sock_of_fd(fd)?;
-    // The socket's addresses: a connecting socket's local port is bound only after its
-    // CLOSE -> SYN_SENT transition, so this is where a client's port is first known.
-    let Some(ends) = sock_ends(skaddr)? else {
-        return Ok(());
-    };
-    emit(|ev| {
-        ev.kind = kind as u8;
-        ev.skaddr = skaddr;
-        ev.ret = ret as i32;
-        ev.family = ends.family;
-        ev.sport = ends.sport;
-        ev.dport = ends.dport;
-        ev.saddr = ends.saddr;
-        ev.daddr = ends.daddr;
-    });
-    Ok(())
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_connect")]
-pub fn connect_exit(ctx: TracePointContext) -> u32 {
-    done(socket_owner(&ctx, TcpEventKind::Connect))
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_accept4")]
-pub fn accept4_exit(ctx: TracePointContext) -> u32 {
-    done(socket_owner(&ctx, TcpEventKind::Accept))
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_accept")]
-pub fn accept_exit(ctx: TracePointContext) -> u32 {
-    done(socket_owner(&ctx, TcpEventKind::Accept))
 }

@@ -1,10 +1,8 @@
 //! Kindling's eBPF programs, one module per family:
 //!
 //! - `lifecycle`: `inet_sock_set_state` (raw tracepoint): every TCP state change, with the
-//!   socket's addresses; on entry to TCP_CLOSE also the socket's byte counters.
-//!   `connect_exit`, `accept_exit` and `accept4_exit` (the exit tracepoints of connect, accept
-//!   and accept4): which process connected or accepted which socket, found by walking the
-//!   task's fd table to the `struct sock`.
+//!   socket's addresses; on entry to TCP_CLOSE also the socket's byte counters. CLOSE ->
+//!   SYN_SENT runs in the connecting task, so it names who connected.
 //! - `health`: `tcp_retransmit_skb`, `tcp_receive_reset`, `kfree_skb` (raw tracepoints) and
 //!   `tcp_send_reset` (tracepoint `tcp/tcp_send_reset`, whose addresses the kernel takes from
 //!   the packet when no socket sent the RST): network health. Retransmissions, resets and drops of
@@ -12,16 +10,15 @@
 //!   the socket at close (and by the agent from sock_diag while it lives); only with
 //!   `--rtt-every-segment` does `tcp_probe` keep it per socket in a map (min, max) and sample
 //!   it at most once per interval per socket.
-//! - `payload`: `*_exit` of read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg,
-//!   sendmmsg, recvmmsg, and `close_enter`: socket payload capture, one program run per
-//!   syscall. The arguments come from the registers saved at the syscall's entry, the fd is
-//!   resolved through the task's fd table each time, and a record carries only the bytes
-//!   captured.
+//! - `payload`: `sock_send_length` / `sock_recv_length` (tp_btf): socket payload capture, one
+//!   program run per socket send or receive (per message of sendmmsg/recvmmsg), the syscall's
+//!   arguments from the registers saved at its entry, a record carrying only the bytes
+//!   captured; the cgroup v2 hooks `recvmsg4`/`recvmsg6` (a UDP sender's address) and
+//!   `sock_release` (a socket's end, and who held it). No syscall tracepoint is used.
 //!
 //! Shared by them: `maps` (every map, ring buffer and global that user space names),
 //! `events` (submitting TCP events, counting losses) and `kernel` (kernel reads at the
-//! offsets found in BTF, a syscall's arguments at its exit, an fd's file, a socket's
-//! addresses).
+//! offsets found in BTF, a syscall's arguments, a socket's addresses).
 //!
 //! Lifecycle events and data events go to user space through two ring buffers. A full ring
 //! buffer drops the newest event and bumps its counter; nothing blocks and nothing loops

@@ -16,17 +16,10 @@ use kindling_agent_common::{
 /// (Rust eBPF has no CO-RE relocations).
 #[unsafe(no_mangle)]
 pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
-    task_files: 0,
-    files_fdt: 0,
-    fdtable_fd: 0,
-    file_private_data: 0,
-    socket_sk: 0,
     tcp_bytes_sent: 0,
     tcp_bytes_retrans: 0,
     tcp_bytes_received: 0,
     sock_shutdown: 0,
-    file_inode: 0,
-    inode_mode: 0,
     sock_type: 0,
     sock_protocol: 0,
     skc_family: 0,
@@ -116,14 +109,35 @@ pub(crate) struct DataScratch {
 #[map]
 pub(crate) static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Receives on an unconnected UDP socket seen by `sock_recv_length`, waiting for their
-/// syscall's exit, by pid_tgid: the kernel writes the sender's address to the caller's buffer
-/// only after the tracepoint (`__sys_recvfrom`, `___sys_recvmsg`), so the exit fills it in
-/// and sends the event. At most one per thread, for the few instructions between the two.
-#[map]
-pub(crate) static PENDING_RECV: HashMap<u64, DataEvent> =
-    HashMap::with_max_entries(PENDING_RECV_ENTRIES, 0);
+/// The sender of the UDP message a thread is receiving on an unconnected socket, from the
+/// cgroup `recvmsg4`/`recvmsg6` hook, for the `sock_recv_length` that follows (payload.rs).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct UdpPeer {
+    /// The receiving socket (checked by the taker).
+    pub(crate) sk: u64,
+    /// Host order.
+    pub(crate) port: u16,
+    pub(crate) _pad: [u8; 6],
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub(crate) addr: [u8; 16],
+}
 
-/// Threads at once between a UDP receive and its syscall's exit; beyond it a receive is sent
-/// without its sender's address (never lost).
-const PENDING_RECV_ENTRIES: u32 = 1024;
+/// pid_tgid -> UdpPeer, at most one per thread, taken by the next receive. LRU: an entry
+/// whose receive was not reported (the agent's own, MSG_PEEK) is replaced or aged out.
+#[map]
+pub(crate) static UDP_PEERS: LruHashMap<u64, UdpPeer> = LruHashMap::with_max_entries(4096, 0);
+
+/// A thread's place in its sendmmsg/recvmmsg: the `struct mmsghdr` array and the index of the
+/// message the socket tracepoint reports next.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct MmsgCursor {
+    pub(crate) vec: u64,
+    pub(crate) next: u64,
+}
+
+/// pid_tgid -> MmsgCursor, while a thread is inside a sendmmsg/recvmmsg of more than one
+/// message; removed after its last message or its first failure (payload.rs).
+#[map]
+pub(crate) static MMSG_CURSORS: LruHashMap<u64, MmsgCursor> = LruHashMap::with_max_entries(4096, 0);

@@ -1,18 +1,21 @@
 //! Socket payload capture: read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg,
-//! sendmmsg, recvmmsg and close, on TCP and UDP sockets only.
+//! sendmmsg and recvmmsg on TCP and UDP sockets, and their release.
 //!
 //! The bytes of a send or receive are taken at the socket layer's BTF-typed tracepoints
 //! `sock_send_length` / `sock_recv_length` ([`sock_io`]): they fire only for sockets, with the
 //! `struct sock` as an argument, so no file or pipe I/O runs a program and no fd is resolved.
-//! The syscall and its arguments come from the registers the kernel saved at entry. sendmmsg
-//! and recvmmsg (one tracepoint per message) and close are seen at the syscall instead, their
-//! fd resolved through the task's fd table on every call (no cache that a dup2, close_range or
-//! exec could leave pointing at the wrong file). The event is built in a per-CPU scratch value
-//! and only its header and the bytes captured go to the ring, following the syscall's buffers
-//! (iovecs) up to the payload limit and never past a buffer's length.
+//! The syscall and its arguments come from the registers the kernel saved at entry; a
+//! sendmmsg/recvmmsg fires them once per message, and a per-thread cursor says which
+//! ([`next_message`]). The event is built in a per-CPU scratch value and only its header and
+//! the bytes captured go to the ring, following the syscall's buffers (iovecs) up to the payload
+//! limit and never past a buffer's length.
+//!
+//! No program is attached to a syscall tracepoint: one such program makes every syscall of
+//! every task take the kernel's slow path (measured, BENCHMARKS.md). What the syscall exits
+//! used to give comes from the cgroup v2 socket hooks instead: a UDP sender's address from
+//! `recvmsg4`/`recvmsg6` ([`remember_peer`]), and the end of a socket from `sock_release`.
 
 use aya_ebpf::{
-    EbpfContext,
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
@@ -21,32 +24,29 @@ use aya_ebpf::{
             bpf_skc_to_tcp_sock,
         },
     },
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, cgroup_sock, cgroup_sock_addr},
+    programs::{BtfTracePointContext, SockAddrContext, SockContext},
 };
 use kindling_agent_common::{
     AF_INET, AF_INET6, COMM_LEN, DATA_HEADER_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP,
-    NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, counter,
-    tp::SYSCALL_ARG0,
+    NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, TcpEventKind,
+    counter,
 };
 
 use crate::{
     events::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, DATA_WAKEUP_BYTES, bump, done,
+        emit,
     },
-    kernel::{fd_file, load, offset, read_kernel, syscall_regs},
+    kernel::{load, offset, read_kernel, syscall_regs},
     maps::{
-        AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, KERNEL_OFFSETS, NO_PAYLOAD_CGROUPS,
-        NO_PAYLOAD_CHECK, PAYLOAD_BYTES, PENDING_RECV,
+        AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, KERNEL_OFFSETS, MMSG_CURSORS,
+        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, UDP_PEERS, UdpPeer,
     },
 };
 
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
 /// sizeof(struct mmsghdr): a 56-byte user_msghdr, the u32 msg_len, padding.
 const MMSGHDR_SIZE: u64 = 64;
-/// Messages of one sendmmsg/recvmmsg reported (glibc's resolver sends A and AAAA together).
-const MMSG_REPORTED: u64 = 2;
 /// Buffers of one iovec array followed (nginx answers with two: header and body).
 const MAX_IOVECS: u64 = 8;
 
@@ -74,15 +74,6 @@ fn payload_excluded(own: u64) -> bool {
         level += 1;
     }
     false
-}
-
-/// A syscall tracepoint's first field after the common header (`ret` at exit, the first
-/// argument at entry), loaded from the context directly (no helper call).
-#[inline(always)]
-fn arg0(ctx: &TracePointContext) -> i64 {
-    // SAFETY: the tracepoint's record is at least SYSCALL_ARG0 + 8 bytes (checked against its
-    // format at start) and the verifier allows aligned loads from it.
-    unsafe { *(ctx.as_ptr().cast::<u8>().add(SYSCALL_ARG0).cast::<i64>()) }
 }
 
 /// Whether `pid_tgid` is the agent's own.
@@ -137,50 +128,6 @@ impl Sock {
             stream_end: None,
         })
     }
-}
-
-/// The first fields of `struct sock_common`, read in one copy: daddr, rcv_saddr, hash,
-/// dport (network order), num (the local port) and family. The agent checks this layout in
-/// the kernel's BTF before loading.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct SockHead {
-    daddr: [u8; 4],
-    rcv_saddr: [u8; 4],
-    _hash: u32,
-    dport: u16,
-    num: u16,
-    family: u16,
-    _state: u16,
-}
-
-/// What `fd` of the current task is now: task->files->fdt->fd[fd], a socket file's
-/// `struct sock`; None for anything that is not an IPv4/IPv6 TCP or UDP socket.
-#[inline(always)]
-fn sock_of_fd(fd: u64) -> Result<Option<Sock>, i64> {
-    let off = KERNEL_OFFSETS.load();
-    let file = fd_file(fd)?;
-    if file == 0 {
-        return Ok(None);
-    }
-    let inode: u64 = read_kernel(file + off.file_inode)?;
-    let mode: u16 = read_kernel(inode + off.inode_mode)?;
-    if mode & S_IFMT != S_IFSOCK {
-        return Ok(None);
-    }
-    let socket: u64 = read_kernel(file + off.file_private_data)?;
-    let sk: u64 = read_kernel(socket + off.socket_sk)?;
-    // sk_protocol and sk_type are adjacent u16s, in this order (checked in BTF): one copy.
-    let [protocol, sock_type]: [u16; 2] = read_kernel(sk + off.sock_protocol)?;
-    let head: SockHead = read_kernel(sk + off.skc_daddr)?;
-    let Some(mut sock) = Sock::of(sk, head.family, sock_type, protocol) else {
-        return Ok(None);
-    };
-    sock.dport = u16::from_be(head.dport);
-    sock.sport = head.num;
-    sock.daddr = head.daddr;
-    sock.saddr = head.rcv_saddr;
-    Ok(Some(sock))
 }
 
 /// The socket a `sock_send_length` / `sock_recv_length` tracepoint reports, its fields read
@@ -363,84 +310,35 @@ fn output(ev: *const DataEvent) {
     }
 }
 
-/// Sends a received message, or, when it came to an unconnected UDP socket and the caller
-/// asked for the sender's address (`name`), keeps it in `PENDING_RECV` for the syscall's exit
-/// ([`pending_exit`]): the kernel writes that address only after the tracepoint.
+/// For a message received on an unconnected UDP socket: the sender's address, which the
+/// `recvmsg4`/`recvmsg6` program of this thread kept just before ([`remember_peer`]); the
+/// entry is taken either way. No entry (the caller asked for no address) leaves the event
+/// without one.
 #[inline(always)]
-fn send_received(ev: *const DataEvent, pid_tgid: u64, name: u64) {
-    // SAFETY: `ev` is this CPU's scratch event.
-    let unconnected_udp = unsafe { (*ev).sock_type == SOCK_DGRAM && (*ev).dport == 0 };
-    if !unconnected_udp || name == 0 {
-        output(ev);
+fn take_peer(ev: &mut DataEvent, pid_tgid: u64) {
+    let Some(peer) = UDP_PEERS.get_ptr(&pid_tgid) else {
         return;
-    }
-    // SAFETY: as above; the map copies the value.
-    if PENDING_RECV.insert(&pid_tgid, unsafe { &*ev }, 0).is_err() {
-        // Full: the message still counts, without its sender.
-        output(ev);
-    }
-}
-
-/// The exit of recvfrom/recvmsg: a pending UDP receive of this thread ([`send_received`])
-/// gets its sender's address, now in the caller's buffer, and goes to the ring.
-#[inline(always)]
-fn pending_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(ev) = PENDING_RECV.get_ptr_mut(&pid_tgid) else {
-        return Ok(());
     };
-    // SAFETY: the map value of this thread, which only this thread's programs touch.
-    let pending = unsafe { &mut *ev };
-    if arg0(ctx) > 0 && pending.syscall == syscall as u8 {
-        let (_, args) = syscall_regs();
-        let name = if syscall == SocketSyscall::Recvfrom {
-            args[4]
-        } else {
-            // struct user_msghdr: msg_name at 0.
-            read_user(args[1]).unwrap_or(0)
-        };
-        // An address that cannot be read leaves the event without one; it is still sent.
-        let _ = fill_peer(pending, name);
-        output(ev);
+    // SAFETY: this thread's entry, which only this thread's programs write; copied out
+    // before it is removed.
+    let peer = unsafe { *peer };
+    let _ = UDP_PEERS.remove(&pid_tgid);
+    if peer.sk == ev.skaddr {
+        ev.daddr = peer.addr;
+        ev.dport = peer.port;
     }
-    let _ = PENDING_RECV.remove(&pid_tgid);
-    Ok(())
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_recvfrom")]
-pub fn recvfrom_exit(ctx: TracePointContext) -> u32 {
-    done(pending_exit(&ctx, SocketSyscall::Recvfrom))
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
-pub fn recvmsg_exit(ctx: TracePointContext) -> u32 {
-    done(pending_exit(&ctx, SocketSyscall::Recvmsg))
-}
-
-/// The exit of a socket syscall that moved `ret` bytes (the *mmsg pair; the others are
-/// reported by the socket tracepoints, [`sock_io`]).
-#[inline(always)]
-fn io_exit(ctx: &TracePointContext, syscall: SocketSyscall) -> Result<(), i64> {
-    let ret = arg0(ctx);
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if ret <= 0 || is_agent(pid_tgid) {
-        return Ok(());
-    }
-    let (_, args) = syscall_regs();
-    let Some(sock) = sock_of_fd(args[0])? else {
-        return Ok(());
-    };
-    capture(sock, syscall, pid_tgid, args, ret as u64)
 }
 
 /// `recvmsg(..., MSG_PEEK)`: the bytes stay queued and are reported when they are read.
 const MSG_PEEK: i32 = 2;
 /// `task_struct.flags` of a kernel thread.
 const PF_KTHREAD: u32 = 0x0020_0000;
+/// x86_64 syscall numbers of recvmmsg and sendmmsg.
+const NR_RECVMMSG: u64 = 299;
+const NR_SENDMMSG: u64 = 307;
 
 /// The socket syscall a task is in, by its x86_64 number: those whose bytes the socket
-/// tracepoints report (*mmsg have their own exit programs; sendfile, splice and io_uring are
-/// not captured).
+/// tracepoints report (sendfile, splice and io_uring are not captured).
 #[inline(always)]
 fn socket_syscall(nr: u64) -> Option<SocketSyscall> {
     Some(match nr {
@@ -452,6 +350,8 @@ fn socket_syscall(nr: u64) -> Option<SocketSyscall> {
         45 => SocketSyscall::Recvfrom,
         46 => SocketSyscall::Sendmsg,
         47 => SocketSyscall::Recvmsg,
+        NR_RECVMMSG => SocketSyscall::Recvmmsg,
+        NR_SENDMMSG => SocketSyscall::Sendmmsg,
         _ => return None,
     })
 }
@@ -464,7 +364,16 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     let sk: *const u8 = ctx.arg(0);
     let ret: i32 = ctx.arg(1);
     let msg_flags: i32 = ctx.arg(2);
-    if sk.is_null() || ret <= 0 || (!send && msg_flags & MSG_PEEK != 0) {
+    if ret <= 0 {
+        // A failed message ends a sendmmsg/recvmmsg: the thread's next one starts at its first
+        // message again.
+        let nr = syscall_regs().0;
+        if nr == NR_RECVMMSG || nr == NR_SENDMMSG {
+            let _ = MMSG_CURSORS.remove(&bpf_get_current_pid_tgid());
+        }
+        return Ok(());
+    }
+    if sk.is_null() || (!send && msg_flags & MSG_PEEK != 0) {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -516,8 +425,31 @@ pub fn sock_recv_length(ctx: BtfTracePointContext) -> u32 {
     done(sock_io(&ctx, false))
 }
 
-/// The data event(s) of a socket syscall with `args` that moved `ret` bytes (messages, for
-/// *mmsg) on `sock`.
+/// Which message of the thread's sendmmsg/recvmmsg (whose `struct mmsghdr` array is at `vec`,
+/// `vlen` long) the socket tracepoint reports now, and the cursor moved past it. The kernel
+/// sends or receives the messages in order, one tracepoint each, and the syscall ends after
+/// the last one or at the first that fails (which resets the cursor, see [`sock_io`]).
+#[inline(always)]
+fn next_message(pid_tgid: u64, vec: u64, vlen: u64) -> u64 {
+    let index = match MMSG_CURSORS.get_ptr(&pid_tgid) {
+        // SAFETY: this thread's entry, which only this thread's programs touch.
+        Some(cursor) if unsafe { (*cursor).vec } == vec => unsafe { (*cursor).next },
+        _ => 0,
+    };
+    if index + 1 >= vlen {
+        let _ = MMSG_CURSORS.remove(&pid_tgid);
+    } else {
+        let cursor = MmsgCursor {
+            vec,
+            next: index + 1,
+        };
+        let _ = MMSG_CURSORS.insert(&pid_tgid, &cursor, 0);
+    }
+    index
+}
+
+/// The data event of a socket syscall with `args` that moved `ret` bytes on `sock` (for
+/// sendmmsg/recvmmsg, one message of it).
 #[inline(always)]
 fn capture(
     sock: Sock,
@@ -533,112 +465,147 @@ fn capture(
     // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
     let ev = unsafe { &mut (*scratch).ev };
     fill_header(ev, sock, fd, syscall, pid_tgid)?;
+    ev.len = ret;
     let udp = sock.sock_type == SOCK_DGRAM;
-    match syscall {
+    let limit = payload_limit(ev, ret);
+    // The message's user_msghdr (msg_name at 0, msg_iov at 16, msg_iovlen at 24).
+    let msghdr = match syscall {
+        SocketSyscall::Sendmsg | SocketSyscall::Recvmsg => args[1],
+        SocketSyscall::Sendmmsg | SocketSyscall::Recvmmsg => {
+            args[1] + next_message(pid_tgid, args[1], args[2]) * MMSGHDR_SIZE
+        }
+        _ => 0,
+    };
+    let sockaddr = match syscall {
         SocketSyscall::Read
         | SocketSyscall::Write
         | SocketSyscall::Sendto
         | SocketSyscall::Recvfrom => {
-            ev.len = ret;
-            let n = payload_limit(ev, ret);
-            if copy_user(scratch, 0, args[1], n) {
-                ev.captured = n as u16;
+            if copy_user(scratch, 0, args[1], limit) {
+                ev.captured = limit as u16;
             }
-            if syscall == SocketSyscall::Sendto && udp {
-                fill_peer(ev, args[4])?;
-            }
-            if syscall == SocketSyscall::Recvfrom {
-                send_received(ev, pid_tgid, args[4]);
-            } else {
-                output(ev);
-            }
+            args[4]
         }
         SocketSyscall::Readv | SocketSyscall::Writev => {
-            ev.len = ret;
-            ev.captured = copy_iovecs(scratch, args[1], args[2], payload_limit(ev, ret)) as u16;
-            output(ev);
+            ev.captured = copy_iovecs(scratch, args[1], args[2], limit) as u16;
+            0
         }
-        SocketSyscall::Sendmsg | SocketSyscall::Recvmsg => {
-            // struct user_msghdr: msg_name at 0, msg_iov at 16, msg_iovlen at 24.
-            let name: u64 = read_user(args[1])?;
-            let iov: u64 = read_user(args[1] + 16)?;
-            let iovlen: u64 = read_user(args[1] + 24)?;
-            ev.len = ret;
-            ev.captured = copy_iovecs(scratch, iov, iovlen, payload_limit(ev, ret)) as u16;
-            if syscall == SocketSyscall::Recvmsg {
-                send_received(ev, pid_tgid, name);
-            } else {
-                if udp {
-                    fill_peer(ev, name)?;
-                }
-                output(ev);
-            }
+        _ => {
+            let iov: u64 = read_user(msghdr + 16)?;
+            let iovlen: u64 = read_user(msghdr + 24)?;
+            ev.captured = copy_iovecs(scratch, iov, iovlen, limit) as u16;
+            read_user(msghdr)?
         }
-        SocketSyscall::Sendmmsg | SocketSyscall::Recvmmsg => {
-            // ret is the number of messages; each mmsghdr ends with its byte count at 56.
-            let mut i = 0u64;
-            while i < MMSG_REPORTED {
-                if i >= ret {
-                    break;
-                }
-                let hdr = args[1] + i * MMSGHDR_SIZE;
-                let name: u64 = read_user(hdr)?;
-                let iov: u64 = read_user(hdr + 16)?;
-                let iovlen: u64 = read_user(hdr + 24)?;
-                let len: u32 = read_user(hdr + 56)?;
-                // SAFETY: as above.
-                let ev = unsafe { &mut (*scratch).ev };
-                ev.len = u64::from(len);
-                // At the exit a received message's sender is already in the caller's buffer.
-                if udp {
-                    fill_peer(ev, name)?;
-                }
-                ev.captured =
-                    copy_iovecs(scratch, iov, iovlen, payload_limit(ev, u64::from(len))) as u16;
-                output(ev);
-                i += 1;
-            }
-        }
-        SocketSyscall::Close => {}
-    }
-    Ok(())
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_close")]
-pub fn close_enter(ctx: TracePointContext) -> u32 {
-    done(try_close_enter(&ctx))
-}
-
-/// Tells user space a socket's fd is going away (UDP flows end here).
-fn try_close_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    let fd = arg0(ctx) as u64;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_agent(pid_tgid) {
-        return Ok(());
-    }
-    let Some(sock) = sock_of_fd(fd)? else {
-        return Ok(());
     };
-    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
-        return Ok(());
-    };
-    // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
-    let ev = unsafe { &mut (*scratch).ev };
-    fill_header(ev, sock, fd, SocketSyscall::Close, pid_tgid)?;
-    ev.len = 0;
+    if udp && ev.dport == 0 {
+        // An unconnected UDP socket: a send names its receiver in the syscall's sockaddr, a
+        // receive's sender was kept by the recvmsg4/6 program.
+        if syscall.is_send() {
+            fill_peer(ev, sockaddr)?;
+        } else {
+            take_peer(ev, pid_tgid);
+        }
+    }
     output(ev);
     Ok(())
 }
 
-/// The exit program of one socket syscall.
-macro_rules! io_program {
-    ($exit:ident, $tp_exit:literal, $kind:expr) => {
-        #[tracepoint(category = "syscalls", name = $tp_exit)]
-        pub fn $exit(ctx: TracePointContext) -> u32 {
-            done(io_exit(&ctx, $kind))
+/// The sender of a UDP message to an unconnected socket, kept for the socket tracepoint that
+/// follows in the same thread ([`take_peer`]): `udp_recvmsg` runs the cgroup `recvmsg4`/`6`
+/// programs once it has written the address for the caller (only when the caller asked for
+/// it), and returns to `sock_recvmsg`, which fires `sock_recv_length`.
+#[inline(always)]
+fn remember_peer(ctx: &SockAddrContext, family: u16) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_agent(pid_tgid) {
+        return;
+    }
+    // SAFETY: the program's context, whose fields the verifier checks; `sk` is always set
+    // for these attach types.
+    unsafe {
+        let sa = &*ctx.sock_addr;
+        let sk = sa.__bindgen_anon_1.sk;
+        if sk.is_null() || (*sk).dst_port != 0 {
+            return;
         }
-    };
+        let mut peer = UdpPeer {
+            sk: sk as u64,
+            port: u16::from_be(sa.user_port as u16),
+            _pad: [0; 6],
+            addr: [0; 16],
+        };
+        if family == AF_INET {
+            peer.addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
+        } else {
+            let mut i = 0;
+            while i < 4 {
+                peer.addr[i * 4..i * 4 + 4].copy_from_slice(&sa.user_ip6[i].to_ne_bytes());
+                i += 1;
+            }
+        }
+        let _ = UDP_PEERS.insert(&pid_tgid, &peer, 0);
+    }
 }
 
-io_program!(sendmmsg_exit, "sys_exit_sendmmsg", SocketSyscall::Sendmmsg);
-io_program!(recvmmsg_exit, "sys_exit_recvmmsg", SocketSyscall::Recvmmsg);
+#[cgroup_sock_addr(recvmsg4)]
+pub fn udp_recvmsg4(ctx: SockAddrContext) -> i32 {
+    remember_peer(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn udp_recvmsg6(ctx: SockAddrContext) -> i32 {
+    remember_peer(&ctx, AF_INET6);
+    1
+}
+
+/// A TCP or UDP socket released by its last file (its last close, or the exit of the last
+/// process that held it), in the releasing task: user space ends the socket's sessions (UDP
+/// flows end here), and for TCP learns who held it (an accepted socket's owner when it moved no
+/// data; see `Release` in the TCP events).
+#[cgroup_sock(sock_release)]
+pub fn sock_release(ctx: SockContext) -> i32 {
+    // SAFETY: the program's context, whose fields the verifier checks.
+    let (family, sock_type, protocol) = unsafe {
+        let sk = &*ctx.sock;
+        (sk.family as u16, sk.type_ as u16, sk.protocol as u16)
+    };
+    let skaddr = ctx.sock as u64;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(sock) = Sock::of(skaddr, family, sock_type, protocol) else {
+        return 1;
+    };
+    if is_agent(pid_tgid) {
+        return 1;
+    }
+    // Header only, written in place: no payload and no shared scratch (this program can be
+    // preempted).
+    match DATA_EVENTS.reserve::<[u8; DATA_HEADER_LEN]>(0) {
+        Some(mut entry) => {
+            let ev = entry.as_mut_ptr().cast::<DataEvent>();
+            // SAFETY: the reservation holds DATA_HEADER_LEN bytes, every field written here
+            // lies in them (the payload is not touched).
+            unsafe {
+                core::ptr::write_bytes(ev.cast::<u8>(), 0, DATA_HEADER_LEN);
+                (*ev).ts_exit_ns = bpf_ktime_get_ns();
+                (*ev).skaddr = skaddr;
+                (*ev).pid = (pid_tgid >> 32) as u32;
+                (*ev).tid = pid_tgid as u32;
+                (*ev).fd = -1;
+                (*ev).syscall = SocketSyscall::Close as u8;
+                (*ev).sock_type = sock.sock_type;
+                (*ev).family = family;
+            }
+            entry.submit(BPF_RB_NO_WAKEUP);
+        }
+        None => bump(counter::DATA_RINGBUF_FULL),
+    }
+    if sock.sock_type == SOCK_STREAM {
+        emit(|ev| {
+            ev.kind = TcpEventKind::Release as u8;
+            ev.skaddr = skaddr;
+            ev.family = family;
+        });
+    }
+    1
+}

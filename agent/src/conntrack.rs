@@ -28,7 +28,9 @@ use std::{
     net::IpAddr,
 };
 
-use kindling_agent_common::{AF_INET, AF_INET6, IPPROTO_UDP, TcpEvent, TcpEventKind, tcp_state};
+use kindling_agent_common::{
+    AF_INET, AF_INET6, DataEvent, IPPROTO_UDP, TcpEvent, TcpEventKind, tcp_state,
+};
 
 use crate::{
     decode::{Clock, ReasonNames, comm, ip, state_name},
@@ -81,8 +83,6 @@ pub struct TrackerStats {
     /// New connections not tracked because the table was full (each counted once, at its
     /// SYN_SENT or SYN_RECV).
     pub table_full: u64,
-    /// Connect/accept events for sockets with no known state (not TCP, or state events lost).
-    pub unmatched_syscalls: u64,
     /// Events with an unknown kind byte.
     pub malformed: u64,
     /// RTT samples of sockets the tracker does not follow (they predate the agent and have
@@ -99,6 +99,9 @@ struct Conn {
     start_ts_ns: i64,
     /// When the client sent its SYN.
     syn_sent_ts_ns: Option<i64>,
+    /// A client connection's `connect` row waits for its local port (bound just after the
+    /// SYN_SENT transition), so it is written at the next transition.
+    connect_row_due: bool,
     connect_latency_ns: Option<u64>,
     retransmits: u32,
     resets: u32,
@@ -107,6 +110,18 @@ struct Conn {
 }
 
 impl Conn {
+    fn conn_ref(&self) -> ConnRef {
+        let (local, remote) = match self.role {
+            Role::Client => (self.endpoints.src_port, self.endpoints.dst_port),
+            Role::Server => (self.endpoints.dst_port, self.endpoints.src_port),
+        };
+        ConnRef {
+            role: self.role,
+            conn_id: self.conn_id,
+            ports: (local, remote),
+        }
+    }
+
     /// A `tcp_events` row of this connection.
     fn row(&self, ts_ns: i64, event: TcpEventType, endpoints: Endpoints) -> TcpEventRecord {
         TcpEventRecord::new(
@@ -169,6 +184,13 @@ struct Closing {
     ev: TcpEvent,
     ts: i64,
     seen: Endpoints,
+}
+
+/// `owner` accepted the server connection `conn` (seen first at `ts_ns`): it owns the
+/// connection's rows from now on, and the `accept` row says so.
+fn claim(conn: &mut Conn, owner: Owner, ts_ns: i64, sink: &mut impl RecordSink) {
+    conn.owner = owner;
+    sink.tcp_event(conn.row(ts_ns, TcpEventType::Accept, conn.endpoints));
 }
 
 /// Writes a closed connection's `connect_failed` (for a connect that never got through),
@@ -344,17 +366,7 @@ impl ConnTracker {
 
     /// Role and id of the live connection of socket `skaddr`, if followed.
     pub fn conn_ref(&self, skaddr: u64) -> Option<ConnRef> {
-        self.conns.get(&skaddr).map(|c| {
-            let (local, remote) = match c.role {
-                Role::Client => (c.endpoints.src_port, c.endpoints.dst_port),
-                Role::Server => (c.endpoints.dst_port, c.endpoints.src_port),
-            };
-            ConnRef {
-                role: c.role,
-                conn_id: c.conn_id,
-                ports: (local, remote),
-            }
-        })
+        self.conns.get(&skaddr).map(Conn::conn_ref)
     }
 
     /// Sockets whose connection closed since the last call, as (skaddr, conn_id); the caller
@@ -378,9 +390,7 @@ impl ConnTracker {
     pub fn on_event(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
         match TcpEventKind::from_u8(ev.kind) {
             Some(TcpEventKind::StateChange) => self.on_state_change(ev, sink),
-            Some(kind @ (TcpEventKind::Connect | TcpEventKind::Accept)) => {
-                self.on_syscall(kind, ev, sink)
-            }
+            Some(TcpEventKind::Release) => self.on_release(ev, sink),
             Some(kind @ (TcpEventKind::Retransmit | TcpEventKind::ResetReceived)) => {
                 self.on_socket_health(kind, ev, sink)
             }
@@ -608,6 +618,7 @@ impl ConnTracker {
                 endpoints: endpoints(role, ev),
                 start_ts_ns: ts,
                 syn_sent_ts_ns: (ev.new_state == tcp_state::SYN_SENT).then_some(ts),
+                connect_row_due: ev.new_state == tcp_state::SYN_SENT,
                 connect_latency_ns: None,
                 retransmits: 0,
                 resets: 0,
@@ -625,6 +636,12 @@ impl ConnTracker {
         }
         if ev.old_state == tcp_state::SYN_SENT && ev.new_state == tcp_state::ESTABLISHED {
             conn.connect_latency_ns = conn.syn_sent_ts_ns.map(|t| (ts - t).max(0) as u64);
+        }
+        if conn.connect_row_due && ev.old_state == tcp_state::SYN_SENT {
+            // Who connected: the task the SYN_SENT transition ran in, at that time.
+            conn.connect_row_due = false;
+            let at = conn.syn_sent_ts_ns.unwrap_or(ts);
+            sink.tcp_event(conn.row(at, TcpEventType::Connect, conn.endpoints));
         }
         if ev.new_state == tcp_state::CLOSE {
             // The rows wait for events the kernel reports right after CLOSE (the RST that
@@ -683,28 +700,40 @@ impl ConnTracker {
         }
     }
 
-    fn on_syscall(&mut self, kind: TcpEventKind, ev: &TcpEvent, sink: &mut impl RecordSink) {
-        self.learn_endpoints(ev);
+    /// The connection a data event of socket `skaddr` belongs to, for the sessionizer (live
+    /// connections only). A server connection whose owner is not known yet takes the event's
+    /// task as its owner: the process that accepted it, which user space sees only at its first
+    /// read or write (or its release, [`TcpEventKind::Release`]), and gets its `accept` row.
+    pub fn conn_for_data(&mut self, ev: &DataEvent, sink: &mut impl RecordSink) -> Option<ConnRef> {
+        let conn = self.conns.get_mut(&ev.skaddr)?;
+        if conn.role == Role::Server && conn.owner.pid == 0 {
+            let owner = Owner {
+                pid: ev.pid,
+                tid: ev.tid,
+                comm: comm(&ev.comm),
+                cgroup_id: ev.cgroup_id,
+            };
+            claim(conn, owner, self.clock.wall(ev.ts_exit_ns), sink);
+        }
+        Some(conn.conn_ref())
+    }
+
+    /// A TCP socket released by its last file, in the task that held it: a server connection
+    /// that moved no data learns who accepted it here (see [`Self::conn_for_data`]).
+    fn on_release(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
         let ts = self.clock.wall(ev.ts_ns);
-        // A blocking connect that failed returns after its socket's CLOSE: still held.
         let Some(conn) = self.conn_mut(ev.skaddr) else {
-            self.stats.unmatched_syscalls += 1;
             return;
         };
-        conn.owner = Owner {
-            pid: ev.pid,
-            tid: ev.tid,
-            comm: comm(&ev.comm),
-            cgroup_id: ev.cgroup_id,
-        };
-        let event = match kind {
-            TcpEventKind::Connect => TcpEventType::Connect,
-            _ => TcpEventType::Accept,
-        };
-        sink.tcp_event(TcpEventRecord {
-            syscall_ret: Some(ev.ret),
-            ..conn.row(ts, event, conn.endpoints)
-        });
+        if conn.role == Role::Server && conn.owner.pid == 0 {
+            let owner = Owner {
+                pid: ev.pid,
+                tid: ev.tid,
+                comm: comm(&ev.comm),
+                cgroup_id: ev.cgroup_id,
+            };
+            claim(conn, owner, ts, sink);
+        }
     }
 
     /// A `flows` row with status `open` for every connection that has lived longer than

@@ -45,8 +45,6 @@ pub struct PipelineCounters {
     pub conn_table_full: AtomicU64,
     /// User space: TCP events of an unknown kind (a build mismatch with the eBPF object).
     pub tcp_events_malformed: AtomicU64,
-    /// User space: connect/accept events for unknown sockets.
-    pub unmatched_syscalls: AtomicU64,
     /// Rows the store refused (schema mismatch, a bug) and that were therefore lost.
     pub rows_lost: AtomicU64,
     /// Kernel: data events lost to a full data ring buffer.
@@ -115,7 +113,5 @@ impl PipelineCounters {
             .store(tracker.table_full, Ordering::Relaxed);
         self.tcp_events_malformed
             .store(tracker.malformed, Ordering::Relaxed);
-        self.unmatched_syscalls
-            .store(tracker.unmatched_syscalls, Ordering::Relaxed);
     }
 }

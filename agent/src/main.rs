@@ -130,8 +130,8 @@ struct Args {
     #[arg(long)]
     no_kubernetes: bool,
     /// The host's cgroup v2 tree, walked to find which container (and so which pod) a
-    /// process belongs to (default: /sys/fs/cgroup/unified on hybrid hosts, else
-    /// /sys/fs/cgroup; in a DaemonSet, where the host's tree is mounted).
+    /// process belongs to, and where the socket hooks attach (default: /sys/fs/cgroup/unified
+    /// on hybrid hosts, else /sys/fs/cgroup; in a DaemonSet, where the host's tree is mounted).
     #[arg(long)]
     cgroup_root: Option<std::path::PathBuf>,
     /// Most Kubernetes objects (pods, Services, endpoints, owners, nodes) held for
@@ -378,6 +378,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
                 no_payload_cgroups,
                 no_payload_updates: !args.no_payload_namespace.is_empty(),
+                cgroup_root: args
+                    .cgroup_root
+                    .clone()
+                    .unwrap_or_else(cgroups::default_root),
             })?;
             if let (Some(k), Some(exclusions)) = (&kubernetes, capture.take_payload_exclusions()) {
                 let policy = NamespaceExclusions::new(

@@ -197,7 +197,7 @@ impl CaptureState {
         }
         let events = self.data_batch.events();
         for ev in self.order.iter().map(|&(_, i)| &events[i]) {
-            let conn = self.tracker.conn_ref(ev.skaddr);
+            let conn = self.tracker.conn_for_data(ev, &mut self.rows);
             self.sessions
                 .on_event(ev, conn, self.tracker.listen_ports(), &mut self.rows);
         }

@@ -28,9 +28,15 @@ struct Traffic {
 
 /// Runs the fixture server and client to completion.
 fn make_traffic() -> Traffic {
+    traffic(&[])
+}
+
+/// The fixture's server and client, with `extra` arguments (`empty`: no bytes).
+fn traffic(extra: &[&str]) -> Traffic {
     let script = support::host::fixture("tcp_peer.py");
     let mut server = Command::new("python3")
         .args([&script, "server", &N.to_string()])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 must be installed (scripts/setup.sh installs it)");
@@ -41,6 +47,7 @@ fn make_traffic() -> Traffic {
     let port: u16 = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
     let mut client = Command::new("python3")
         .args([&script, "client", &port.to_string(), &N.to_string()])
+        .args(extra)
         .spawn()
         .unwrap();
     let client_pid = client.id();
@@ -104,6 +111,78 @@ fn expected_flows(t: &Traffic) -> Vec<(String, u32, String, u64, u64)> {
     rows
 }
 
+/// (event, role, pid, comm, rows) of `tcp_events` for the port's connect, accept and close
+/// rows.
+fn lifecycle_summary(agent: &AgentProcess, port: u16) -> Vec<(String, String, u64, String, u64)> {
+    agent
+        .query_json(&format!(
+            "SELECT event, role, pid, comm, count(*) AS n FROM tcp_events \
+             WHERE dst_port = {port} AND event IN ('connect', 'accept', 'close') \
+             GROUP BY event, role, pid, comm ORDER BY event, role"
+        ))
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["role"].as_str().unwrap().to_owned(),
+                r["pid"].as_u64().unwrap(),
+                r["comm"].as_str().unwrap().to_owned(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// One connect per client connection and one accept per server one, each attributed to the
+/// process that made it, and the close rows of both ends.
+fn expected_lifecycle(t: &Traffic) -> Vec<(String, String, u64, String, u64)> {
+    let (c, s) = (u64::from(t.client_pid), u64::from(t.server_pid));
+    let row = |event: &str, role: &str, pid: u64, comm: &str| {
+        (event.into(), role.into(), pid, comm.into(), N)
+    };
+    vec![
+        row("accept", "server", s, "kl-e2e-server"),
+        row("close", "client", c, "kl-e2e-client"),
+        row("close", "server", s, "kl-e2e-server"),
+        row("connect", "client", c, "kl-e2e-client"),
+    ]
+}
+
+#[test]
+fn connections_that_move_no_data_are_owned_by_the_processes_at_both_ends() {
+    require_root();
+    let agent = AgentProcess::start("e2e-empty", &[]);
+    // No byte moves: who accepted each connection is known only from the server's close (the
+    // socket's release, in its task).
+    let t = traffic(&["empty"]);
+    wait_for_flows(&agent, t.port, 2 * N as usize);
+    agent.barrier();
+    assert_eq!(lifecycle_summary(&agent, t.port), expected_lifecycle(&t));
+    let flows: Vec<(String, u64, u64, u64)> = agent
+        .query_json(&format!(
+            "SELECT role, pid, sum(bytes_sent + bytes_received) AS bytes, count(*) AS n \
+             FROM flows WHERE dst_port = {} GROUP BY role, pid ORDER BY role",
+            t.port
+        ))
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap().to_owned(),
+                r["pid"].as_u64().unwrap(),
+                r["bytes"].as_u64().unwrap(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flows,
+        [
+            ("client".to_owned(), u64::from(t.client_pid), 0, N),
+            ("server".to_owned(), u64::from(t.server_pid), 0, N),
+        ]
+    );
+}
+
 #[test]
 fn loopback_connections_through_cli_and_grafana_host_emulation() {
     require_root();
@@ -139,58 +218,7 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
 
     // tcp_events: exactly one connect per client connection and one accept per server one, each
     // attributed to the process that made the syscall.
-    let events = agent.query_json(&format!(
-        "SELECT event, role, pid, comm, count(*) AS n FROM tcp_events \
-         WHERE dst_port = {} AND event IN ('connect', 'accept', 'close') \
-         GROUP BY event, role, pid, comm ORDER BY event, role",
-        t.port
-    ));
-    let summary: Vec<(String, String, u64, String, u64)> = events
-        .iter()
-        .map(|r| {
-            (
-                r["event"].as_str().unwrap().to_owned(),
-                r["role"].as_str().unwrap().to_owned(),
-                r["pid"].as_u64().unwrap(),
-                r["comm"].as_str().unwrap().to_owned(),
-                r["n"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let (c, s) = (u64::from(t.client_pid), u64::from(t.server_pid));
-    assert_eq!(
-        summary,
-        vec![
-            (
-                "accept".into(),
-                "server".into(),
-                s,
-                "kl-e2e-server".into(),
-                N
-            ),
-            (
-                "close".into(),
-                "client".into(),
-                c,
-                "kl-e2e-client".into(),
-                N
-            ),
-            (
-                "close".into(),
-                "server".into(),
-                s,
-                "kl-e2e-server".into(),
-                N
-            ),
-            (
-                "connect".into(),
-                "client".into(),
-                c,
-                "kl-e2e-client".into(),
-                N
-            ),
-        ]
-    );
+    assert_eq!(lifecycle_summary(&agent, t.port), expected_lifecycle(&t));
 
     // Durations are positive and end after start.
     let bad = agent.query_json(&format!(
@@ -416,7 +444,12 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         .output()
         .unwrap();
     let progs = String::from_utf8_lossy(&progs.stdout);
-    for name in ["inet_sock_set_s", "connect_enter", "accept4_exit"] {
+    for name in [
+        "inet_sock_set_s",
+        "sock_send_lengt",
+        "sock_release",
+        "udp_recvmsg4",
+    ] {
         assert!(
             !progs.contains(&format!("name {name}")),
             "{name} still loaded:\n{progs}"

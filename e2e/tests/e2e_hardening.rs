@@ -485,6 +485,65 @@ fn sched_field(text: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// (link type, what it attaches to) of every eBPF link on the host, from `bpftool link show`:
+/// the tracepoint of a raw tracepoint link, the attach type of a cgroup link, the type alone
+/// for the rest (a classic tracepoint is a `perf_event` link, whatever it traces).
+fn links() -> Vec<(String, String)> {
+    let out = Command::new("bpftool")
+        .args(["link", "show", "--json"])
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "{out:?}");
+    let links: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    links
+        .iter()
+        .map(|l| {
+            let kind = l["type"].as_str().unwrap().to_owned();
+            let target = l["tp_name"]
+                .as_str()
+                .or(l["attach_type"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            (kind, target)
+        })
+        .collect()
+}
+
+/// Any program attached to a syscall tracepoint, however selective, puts every syscall of every
+/// task on the kernel's slow path (BENCHMARKS.md). The agent attaches none: payload comes from
+/// the socket tracepoints, a UDP sender and a socket's end from cgroup socket hooks. With the
+/// network-health programs off, it adds no `perf_event` link (the kind every classic tracepoint
+/// attachment is) at all.
+#[test]
+fn no_agent_program_is_attached_to_a_syscall() {
+    require_root();
+    tool("bpftool");
+    let before = links();
+    let agent = AgentProcess::start("no-syscalls", &["--no-net-health"]);
+    let mut added = links();
+    for link in &before {
+        let at = added
+            .iter()
+            .position(|l| l == link)
+            .expect("a link went away");
+        added.remove(at);
+    }
+    added.sort();
+    let link = |kind: &str, target: &str| (kind.to_owned(), target.to_owned());
+    assert_eq!(
+        added,
+        [
+            link("cgroup", "cgroup_inet_sock_release"),
+            link("cgroup", "cgroup_udp4_recvmsg"),
+            link("cgroup", "cgroup_udp6_recvmsg"),
+            link("raw_tracepoint", "inet_sock_set_state"),
+            link("raw_tracepoint", "sock_recv_length"),
+            link("raw_tracepoint", "sock_send_length"),
+        ]
+    );
+    assert!(agent.terminate().success());
+}
+
 /// Every thread of the agent yields to the node's applications: SCHED_BATCH, with the fair
 /// scheduler's shortest time slice (0.1 ms). This kernel (6.18) takes custom slices; an older
 /// one would fail here, and the agent would run with the default slice (1.4 ms on these

@@ -731,14 +731,11 @@ fn postgresql_simple_queries_errors_and_pgbench() {
     assert_no_secret(&agent, &["kl-secret-literal", "kl-secret-cast"]);
 }
 
-#[test]
-fn dns_answers_nxdomain_and_timeouts() {
-    require_root();
-    tool("dnsmasq");
-    tool("dig");
-    // dnsmasq answers kl-test.example itself and is authoritative-local for nx.example.
+/// dnsmasq on a free port of 127.0.0.1, answering kl-test.example (and every name under it)
+/// with 10.1.2.3 and authoritative-local for nx.example.
+fn dnsmasq() -> (Killed, u16) {
     let port = support::host::free_port();
-    let _dnsmasq = Killed(
+    let dnsmasq = Killed(
         Command::new("dnsmasq")
             .args([
                 "--keep-in-foreground",
@@ -761,6 +758,162 @@ fn dns_answers_nxdomain_and_timeouts() {
             .expect("spawn dnsmasq"),
     );
     wait_listening(port, "dnsmasq");
+    (dnsmasq, port)
+}
+
+/// A DNS query for an A record of `name`, with id `id` and recursion desired.
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn dns_lookups_batched_in_sendmmsg_and_recvmmsg_are_each_a_call() {
+    require_root();
+    tool("dnsmasq");
+    let (_dnsmasq, port) = dnsmasq();
+    let agent = AgentProcess::start("l7-mmsg", &[]);
+    // This test is the client: one unconnected UDP socket sends four queries with one
+    // sendmmsg (each message names dnsmasq) and reads the four answers with one recvmmsg,
+    // twice over the same message arrays. The kernel reports each message on its own; which
+    // message of the batch it is comes from a per-thread cursor in the programs.
+    let names = [
+        "a.kl-test.example",
+        "b.kl-test.example",
+        "c.kl-test.example",
+        "d.kl-test.example",
+    ];
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let client_port = socket.local_addr().unwrap().port();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    // SAFETY: zeroed sockaddr_in is valid; the fields are set below.
+    let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    to.sin_family = libc::AF_INET as libc::sa_family_t;
+    to.sin_port = port.to_be();
+    to.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+    let mut queries: Vec<Vec<u8>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| dns_query(0x4b00 + i as u16, name))
+        .collect();
+    let mut answers = vec![[0u8; 512]; names.len()];
+    let mut from: Vec<libc::sockaddr_in> = vec![
+        // SAFETY: as above.
+        unsafe { std::mem::zeroed() };
+        names.len()
+    ];
+    let mut send_iov: Vec<libc::iovec> = queries
+        .iter_mut()
+        .map(|q| libc::iovec {
+            iov_base: q.as_mut_ptr().cast(),
+            iov_len: q.len(),
+        })
+        .collect();
+    let mut recv_iov: Vec<libc::iovec> = answers
+        .iter_mut()
+        .map(|a| libc::iovec {
+            iov_base: a.as_mut_ptr().cast(),
+            iov_len: a.len(),
+        })
+        .collect();
+    let mmsg = |iov: &mut libc::iovec, name: *mut libc::sockaddr_in| {
+        // SAFETY: a zeroed mmsghdr is valid; the pointers outlive the syscalls below.
+        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        m.msg_hdr.msg_name = name.cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        m
+    };
+    let mut sends: Vec<libc::mmsghdr> = send_iov
+        .iter_mut()
+        .map(|iov| mmsg(iov, &raw mut to))
+        .collect();
+    let mut recvs: Vec<libc::mmsghdr> = recv_iov
+        .iter_mut()
+        .zip(from.iter_mut())
+        .map(|(iov, name)| mmsg(iov, name))
+        .collect();
+    let n = names.len() as u32;
+    for round in 0..2 {
+        // SAFETY: the arrays hold `n` valid messages.
+        let sent = unsafe { libc::sendmmsg(fd, sends.as_mut_ptr(), n, 0) };
+        assert_eq!(sent, n as i32, "sendmmsg, round {round}");
+        let mut got = 0;
+        while got < n {
+            // SAFETY: as above; a blocking call returns once the rest have come (or times out).
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    recvs.as_mut_ptr().add(got as usize),
+                    n - got,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            assert!(
+                r > 0,
+                "recvmmsg, round {round}: {}",
+                std::io::Error::last_os_error()
+            );
+            got += r as u32;
+        }
+    }
+    // Every lookup is a client call (this process) and a server call (dnsmasq), named by its
+    // domain, between the client's port and dnsmasq's.
+    let sql = format!(
+        "SELECT role, resource, src_port, count(*) AS n FROM calls WHERE protocol = 'dns' \
+         AND dst_port = {port} GROUP BY role, resource, src_port ORDER BY role, resource"
+    );
+    wait_count(
+        &agent,
+        &format!("SELECT count(*) AS n FROM calls WHERE protocol = 'dns' AND dst_port = {port}"),
+        16,
+    );
+    let got: Vec<(String, String, u64, u64)> = agent
+        .query_json(&sql)
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap().to_owned(),
+                r["resource"].as_str().unwrap().to_owned(),
+                r["src_port"].as_u64().unwrap(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<_> = ["client", "server"]
+        .iter()
+        .flat_map(|role| {
+            names.iter().map(move |name| {
+                (
+                    role.to_string(),
+                    name.to_string(),
+                    u64::from(client_port),
+                    2,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn dns_answers_nxdomain_and_timeouts() {
+    require_root();
+    tool("dnsmasq");
+    tool("dig");
+    // dnsmasq answers kl-test.example itself and is authoritative-local for nx.example.
+    let (_dnsmasq, port) = dnsmasq();
     // A UDP port that reads queries and never answers.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();

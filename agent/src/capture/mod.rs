@@ -16,7 +16,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, RawTracePoint, TracePoint},
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr, RawTracePoint, TracePoint,
+    },
 };
 use kindling_agent_common::{
     KernelOffsets, MAX_NO_PAYLOAD_CGROUPS, PAYLOAD_MAX, TcpEvent, counter,
@@ -54,11 +56,11 @@ pub enum Error {
     #[error("loading eBPF programs failed (is BPF available to this process?): {0}")]
     Load(#[from] aya::EbpfError),
     /// Attaching a program failed.
-    #[error("attaching {program} to tracepoint {tracepoint} failed: {source}")]
+    #[error("attaching {program} to {tracepoint} failed: {source}")]
     Attach {
         /// Program name.
         program: &'static str,
-        /// category/name
+        /// Where: tracepoint category/name, raw_tp/, tp_btf/ or the cgroup
         tracepoint: String,
         /// Why.
         source: aya::programs::ProgramError,
@@ -69,6 +71,17 @@ pub enum Error {
     /// A ring buffer's pages could not be mapped.
     #[error("mapping the pages of ring buffer {0} failed: {1}")]
     RingMap(&'static str, std::io::Error),
+    /// The cgroup v2 root for the socket hooks cannot be opened.
+    #[error(
+        "cannot open the cgroup v2 root {path} for the socket hooks: {source} (--cgroup-root \
+         names the host's cgroup v2 tree, as `mount -t cgroup2` shows it)"
+    )]
+    CgroupRoot {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// More cgroups to exclude from payload capture than the map holds.
     #[error("{0} cgroups given without payload capture; at most {MAX_NO_PAYLOAD_CGROUPS}")]
     TooManyCgroups(usize),
@@ -89,17 +102,13 @@ const RAW_ATTACHMENTS: [&str; 1] = ["inet_sock_set_state"];
 /// receive, with the `struct sock` as a typed argument (see `agent-ebpf/src/payload.rs`).
 const BTF_ATTACHMENTS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
 
-/// (program, category, tracepoint)
-const ATTACHMENTS: [(&str, &str, &str); 8] = [
-    ("connect_exit", "syscalls", "sys_exit_connect"),
-    ("accept4_exit", "syscalls", "sys_exit_accept4"),
-    ("accept_exit", "syscalls", "sys_exit_accept"),
-    ("recvfrom_exit", "syscalls", "sys_exit_recvfrom"),
-    ("recvmsg_exit", "syscalls", "sys_exit_recvmsg"),
-    ("sendmmsg_exit", "syscalls", "sys_exit_sendmmsg"),
-    ("recvmmsg_exit", "syscalls", "sys_exit_recvmmsg"),
-    ("close_enter", "syscalls", "sys_enter_close"),
-];
+/// cgroup v2 socket hooks, attached to the root of the host's tree
+/// ([`CaptureOptions::cgroup_root`]) through BPF links, which run beside any other program
+/// there (a link's "single" mode sets no flag; links always coexist): a UDP sender's address
+/// (`recvmsg4`/`recvmsg6`) and a socket's release. No program is attached to a syscall
+/// tracepoint: one would put every syscall of every task on the kernel's slow path.
+const CGROUP_SOCK_ADDR_ATTACHMENTS: [&str; 2] = ["udp_recvmsg4", "udp_recvmsg6"];
+const CGROUP_SOCK_ATTACHMENTS: [&str; 1] = ["sock_release"];
 
 /// Network-health programs, attached unless [`CaptureOptions::net_health`] is off. None of
 /// them runs on a connection without retransmissions, resets or drops. `tcp_send_reset` stays
@@ -131,6 +140,9 @@ pub struct CaptureOptions {
     /// The set of excluded cgroups changes while capture runs
     /// ([`Capture::take_payload_exclusions`]): the check is on even while it is empty.
     pub no_payload_updates: bool,
+    /// The root of the host's cgroup v2 tree, where the socket hooks attach (they then see
+    /// every socket of the host).
+    pub cgroup_root: std::path::PathBuf,
 }
 
 impl Default for CaptureOptions {
@@ -142,6 +154,7 @@ impl Default for CaptureOptions {
             rtt_sample_interval: std::time::Duration::from_secs(1),
             no_payload_cgroups: Vec::new(),
             no_payload_updates: false,
+            cgroup_root: crate::cgroups::default_root(),
         }
     }
 }
@@ -250,11 +263,38 @@ impl Capture {
         } else {
             &[]
         };
-        for &(program, category, name) in ATTACHMENTS.iter().chain(health) {
+        let cgroup = std::fs::File::open(&options.cgroup_root).map_err(|e| Error::CgroupRoot {
+            path: options.cgroup_root.clone(),
+            source: e,
+        })?;
+        let at_root = |program| format!("cgroup {} ({program})", options.cgroup_root.display());
+        for &program in &CGROUP_SOCK_ADDR_ATTACHMENTS {
             attach(
                 &mut ebpf,
                 program,
-                format!("{category}/{name}"),
+                at_root(program),
+                |p: &mut CgroupSockAddr| {
+                    p.load()?;
+                    p.attach(&cgroup, CgroupAttachMode::Single).map(drop)
+                },
+            )?;
+        }
+        for &program in &CGROUP_SOCK_ATTACHMENTS {
+            attach(
+                &mut ebpf,
+                program,
+                at_root(program),
+                |p: &mut CgroupSock| {
+                    p.load()?;
+                    p.attach(&cgroup, CgroupAttachMode::Single).map(drop)
+                },
+            )?;
+        }
+        for &(program, category, name) in health {
+            attach(
+                &mut ebpf,
+                program,
+                format!("tracepoint {category}/{name}"),
                 |tp: &mut TracePoint| {
                     tp.load()?;
                     tp.attach(category, name).map(drop)

@@ -100,7 +100,7 @@ impl DataRing {
         let size = map.info().map_err(std::io::Error::other)?.max_entries() as usize;
         // SAFETY: plain libc call.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        if !size.is_power_of_two() || size % page != 0 {
+        if !size.is_power_of_two() || !size.is_multiple_of(page) {
             return Err(std::io::Error::other(format!(
                 "ring buffer size {size} is not a power-of-two multiple of the page size"
             )));

@@ -60,11 +60,6 @@ pub(super) fn field_offset(format: &str, field: &str) -> Option<usize> {
 /// only when `net_health`).
 pub(super) fn check_offsets(root: &Path, net_health: bool) -> Result<(), FormatMismatch> {
     let mut expected: Vec<(String, &str, usize)> = Vec::new();
-    expected.extend(
-        tp::SYSCALLS
-            .iter()
-            .map(|&(name, field, off)| (format!("syscalls/{name}"), field, off)),
-    );
     if net_health {
         expected.extend(
             tp::NET_HEALTH

@@ -40,7 +40,6 @@ impl Ev {
             bytes_received: 0,
             pid: 999,
             tid: 999,
-            ret: 0,
             sport: local,
             dport: remote,
             family: AF_INET,
@@ -54,13 +53,13 @@ impl Ev {
         })
     }
 
-    fn syscall(ts: u64, sk: u64, kind: TcpEventKind, pid: u32, comm: &str, ret: i32) -> Self {
+    /// The socket's release by its last file, in task `pid` (thread pid + 1).
+    fn release(ts: u64, sk: u64, pid: u32, comm: &str) -> Self {
         let mut e = Self::state(ts, sk, 0, 0, 0, 0).0;
-        e.kind = kind as u8;
+        e.kind = TcpEventKind::Release as u8;
         e.pid = pid;
         e.tid = pid + 1;
         e.comm = comm_bytes(comm);
-        e.ret = ret;
         Ev(e)
     }
 
@@ -99,7 +98,6 @@ fn client_connection_has_connecting_task_and_final_bytes() {
         // The source port is bound after CLOSE -> SYN_SENT fires.
         Ev::state(100, sk, CLOSE, SYN_SENT, 0, SERVER_PORT).task(42, "curl"),
         Ev::state(150, sk, SYN_SENT, ESTABLISHED, CLIENT_PORT, SERVER_PORT),
-        Ev::syscall(160, sk, TcpEventKind::Connect, 42, "curl", 0),
         Ev::state(300, sk, ESTABLISHED, FIN_WAIT1, CLIENT_PORT, SERVER_PORT),
         Ev::state(310, sk, FIN_WAIT1, FIN_WAIT2, CLIENT_PORT, SERVER_PORT),
         Ev::state(320, sk, FIN_WAIT2, CLOSE, CLIENT_PORT, SERVER_PORT).bytes(1234, 567),
@@ -110,8 +108,9 @@ fn client_connection_has_connecting_task_and_final_bytes() {
         kinds,
         [
             (TcpEventType::StateChange, "SYN_SENT"),
-            (TcpEventType::StateChange, "ESTABLISHED"),
+            // Written once the local port is known, at the time of the SYN.
             (TcpEventType::Connect, ""),
+            (TcpEventType::StateChange, "ESTABLISHED"),
             (TcpEventType::StateChange, "FIN_WAIT1"),
             (TcpEventType::StateChange, "FIN_WAIT2"),
             (TcpEventType::Close, "CLOSE"),
@@ -122,13 +121,19 @@ fn client_connection_has_connecting_task_and_final_bytes() {
             .iter()
             .all(|e| e.owner.pid == 42 && e.role == Role::Client)
     );
-    assert_eq!(rows.events[2].syscall_ret, Some(0));
+    let connect = &rows.events[1];
+    assert_eq!(connect.ts_ns, 1_000_100);
+    assert_eq!(
+        (connect.endpoints.src_port, connect.endpoints.dst_port),
+        (CLIENT_PORT, SERVER_PORT)
+    );
+    assert_eq!(connect.syscall_ret, None);
     assert_eq!(rows.flows.len(), 1);
     let f = &rows.flows[0];
     assert_eq!(f.role, Role::Client);
     assert_eq!(
         (f.owner.pid, f.owner.tid, f.owner.comm.as_str()),
-        (42, 43, "curl")
+        (42, 42, "curl")
     );
     assert_eq!((f.start_ts_ns, f.end_ts_ns), (1_000_100, 1_000_320));
     assert_eq!((f.bytes_sent, f.bytes_received), (1234, 567));
@@ -141,7 +146,7 @@ fn client_connection_has_connecting_task_and_final_bytes() {
 }
 
 #[test]
-fn server_connection_is_owned_by_the_accepting_task() {
+fn server_connection_that_moved_no_data_is_owned_by_the_task_that_released_it() {
     use tcp_state::*;
     let (listener, sk) = (0xffff_1000, 0xffff_2000);
     let (rows, _) = run(vec![
@@ -149,17 +154,30 @@ fn server_connection_is_owned_by_the_accepting_task() {
         // Child socket events run in softirq: the current task is unrelated.
         Ev::state(10, sk, LISTEN, SYN_RECV, SERVER_PORT, CLIENT_PORT),
         Ev::state(11, sk, SYN_RECV, ESTABLISHED, SERVER_PORT, CLIENT_PORT),
-        Ev::syscall(12, sk, TcpEventKind::Accept, 7, "nginx", 5),
         Ev::state(20, sk, ESTABLISHED, CLOSE_WAIT, SERVER_PORT, CLIENT_PORT),
-        Ev::state(21, sk, CLOSE_WAIT, LAST_ACK, SERVER_PORT, CLIENT_PORT),
-        Ev::state(22, sk, LAST_ACK, CLOSE, SERVER_PORT, CLIENT_PORT).bytes(10, 20),
+        // The server closes its end: the release comes first, in its task.
+        Ev::release(21, sk, 7, "nginx"),
+        Ev::state(22, sk, CLOSE_WAIT, LAST_ACK, SERVER_PORT, CLIENT_PORT),
+        Ev::state(23, sk, LAST_ACK, CLOSE, SERVER_PORT, CLIENT_PORT).bytes(10, 20),
+        // A second release (another process held the socket too) changes nothing.
+        Ev::release(24, sk, 8, "other"),
     ]);
     // The listener's own transitions are not connection events.
-    assert_eq!(rows.events.len(), 6);
-    assert_eq!(rows.events[0].owner.pid, 0, "owner unknown before accept");
-    assert_eq!(rows.events[2].event, TcpEventType::Accept);
-    assert_eq!(rows.events[2].syscall_ret, Some(5));
-    assert_eq!(rows.events[5].owner.comm, "nginx");
+    let kinds: Vec<_> = rows.events.iter().map(|e| (e.event, e.owner.pid)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (TcpEventType::StateChange, 0),
+            (TcpEventType::StateChange, 0),
+            (TcpEventType::StateChange, 0),
+            (TcpEventType::Accept, 7),
+            (TcpEventType::StateChange, 7),
+            (TcpEventType::Close, 7),
+        ]
+    );
+    let accept = &rows.events[3];
+    assert_eq!((accept.ts_ns, accept.syscall_ret), (1_000_021, None));
+    assert_eq!((accept.owner.tid, accept.owner.comm.as_str()), (8, "nginx"));
     let f = &rows.flows[0];
     assert_eq!(f.role, Role::Server);
     assert_eq!((f.owner.pid, f.owner.comm.as_str()), (7, "nginx"));
@@ -171,6 +189,95 @@ fn server_connection_is_owned_by_the_accepting_task() {
     );
     assert_eq!(f.endpoints.dst_ip.to_string(), "10.0.0.1");
     assert_eq!((f.bytes_sent, f.bytes_received), (10, 20));
+}
+
+#[test]
+fn server_connection_is_owned_by_the_task_of_its_first_data_event() {
+    use tcp_state::*;
+    let sk = 0xffff_3000;
+    let mut t = ConnTracker::new(Clock::with_offset(1_000_000), 16);
+    let mut rows = Rows::default();
+    for e in [
+        Ev::state(1, 0xffff_1000, CLOSE, LISTEN, SERVER_PORT, 0),
+        Ev::state(10, sk, LISTEN, SYN_RECV, SERVER_PORT, CLIENT_PORT),
+        Ev::state(11, sk, SYN_RECV, ESTABLISHED, SERVER_PORT, CLIENT_PORT),
+    ] {
+        t.on_event(&e.0, &mut rows);
+    }
+    let read = |ts: u64, pid: u32, comm: &str| DataEvent {
+        ts_exit_ns: ts,
+        skaddr: sk,
+        pid,
+        tid: pid + 1,
+        cgroup_id: 77,
+        comm: comm_bytes(comm),
+        ..DataEvent::zeroed()
+    };
+    // The worker's first read names the connection's owner; later events (another process
+    // writing to an inherited socket) do not change it.
+    let conn = t.conn_for_data(&read(30, 12, "worker"), &mut rows).unwrap();
+    assert_eq!(
+        (conn.role, conn.ports),
+        (Role::Server, (SERVER_PORT, CLIENT_PORT))
+    );
+    t.conn_for_data(&read(31, 13, "other"), &mut rows).unwrap();
+    t.on_event(&Ev::release(40, sk, 12, "worker").0, &mut rows);
+    assert!(
+        t.conn_for_data(&read(41, 12, "worker"), &mut DataEventRows)
+            .is_some()
+    );
+    t.on_event(
+        &Ev::state(50, sk, ESTABLISHED, CLOSE, SERVER_PORT, CLIENT_PORT).0,
+        &mut rows,
+    );
+    t.finish_all_closed(&mut rows);
+    let accepts: Vec<_> = rows
+        .events
+        .iter()
+        .filter(|e| e.event == TcpEventType::Accept)
+        .map(|e| (e.ts_ns, e.owner.clone()))
+        .collect();
+    let worker = Owner {
+        pid: 12,
+        tid: 13,
+        comm: "worker".into(),
+        cgroup_id: 77,
+    };
+    assert_eq!(accepts, [(1_000_030, worker.clone())]);
+    assert_eq!(rows.flows[0].owner, worker);
+    // A client connection keeps the task that connected.
+    let client = 0xffff_4000;
+    t.on_event(
+        &Ev::state(60, client, CLOSE, SYN_SENT, 0, 80)
+            .task(5, "curl")
+            .0,
+        &mut rows,
+    );
+    t.conn_for_data(&read(61, 12, "worker").with_sk(client), &mut rows);
+    assert_eq!(rows.events.last().unwrap().owner.comm, "curl");
+}
+
+/// A sink that must not be written to.
+struct DataEventRows;
+
+impl RecordSink for DataEventRows {
+    fn tcp_event(&mut self, record: TcpEventRecord) {
+        panic!("unexpected row {record:?}");
+    }
+    fn flow(&mut self, record: FlowRecord) {
+        panic!("unexpected row {record:?}");
+    }
+}
+
+trait WithSk {
+    fn with_sk(self, sk: u64) -> Self;
+}
+
+impl WithSk for DataEvent {
+    fn with_sk(mut self, sk: u64) -> Self {
+        self.skaddr = sk;
+        self
+    }
 }
 
 #[test]
@@ -213,20 +320,21 @@ fn table_bound_and_unknown_events_are_counted() {
     events.extend((16..20).map(|i| Ev::state(20 + i, 0x100 + i, SYN_SENT, ESTABLISHED, 0, 80)));
     events.push(Ev::state(40, 0x100, SYN_SENT, CLOSE, 0, 80));
     events.push(Ev::state(41, 0x110, ESTABLISHED, FIN_WAIT1, 0, 80));
-    events.push(Ev::syscall(30, 0xdead, TcpEventKind::Accept, 1, "x", 3));
+    // The release of a socket never followed (a UDP or listening one, say) is no row.
+    events.push(Ev::release(30, 0xdead, 1, "x"));
     let mut junk = Ev::state(31, 0x1, 0, 0, 0, 0);
     junk.0.kind = 99;
     events.push(junk);
     let (rows, t) = run(events);
     assert_eq!(t.live(), 15);
-    // 16 starts, then the closed one's CLOSE state change and its close row.
-    assert_eq!(rows.events.len(), 18);
+    // 16 starts, then the closed one's connect row (its SYN_SENT ended), its CLOSE state
+    // change and its close row.
+    assert_eq!(rows.events.len(), 19);
     assert_eq!(rows.flows.len(), 1);
     assert_eq!(
         t.stats(),
         TrackerStats {
             table_full: 4,
-            unmatched_syscalls: 1,
             malformed: 1,
             untracked_rtt: 0,
         }
@@ -393,6 +501,7 @@ fn flow_health_from_samples_retransmits_and_close() {
         events_of(&rows),
         vec![
             ("state_change", 1, None, None),
+            ("connect", 1, None, None),
             ("state_change", 1, None, None),
             ("rtt", 1, None, Some(2_400)),
             ("retransmit", 1, None, None),
@@ -431,34 +540,21 @@ fn failed_connects_get_their_reason_from_the_socket_error() {
             Ev::state(t + 2, sk, SYN_SENT, CLOSE, 41000 + i as u16, 80)
                 .close_info(0, 0, 0, 0, sk_err),
         );
-        // A blocking connect returns after the CLOSE.
-        events.push(Ev::syscall(
-            t + 3,
-            sk,
-            TcpEventKind::Connect,
-            9,
-            "app",
-            -sk_err,
-        ));
     }
-    let (rows, t) = run_with_reasons(events);
+    let (rows, _) = run_with_reasons(events);
     let connects: Vec<_> = rows
         .events
         .iter()
         .filter(|e| e.event == TcpEventType::Connect)
-        .map(|e| (e.conn_id, e.syscall_ret))
+        .map(|e| (e.conn_id, e.ts_ns, e.owner.pid))
         .collect();
+    // One connect row per connection, at its SYN, written when its SYN_SENT ended.
     assert_eq!(
         connects,
-        vec![
-            (1, Some(-111)),
-            (2, Some(-110)),
-            (3, Some(-113)),
-            (4, Some(0)),
-            (5, Some(-13))
-        ]
+        (0..5)
+            .map(|i| (i + 1, 1_000 * i as i64, 9))
+            .collect::<Vec<_>>()
     );
-    assert_eq!(t.stats().unmatched_syscalls, 0);
     let failed: Vec<_> = rows
         .events
         .iter()
@@ -537,7 +633,7 @@ fn resets_and_drops_are_charged_to_their_connection() {
         Ev::state(10, 0xc, ESTABLISHED, CLOSE, 40000, 80).close_info(50, 40, 60, 0, 104),
     ]);
     assert_eq!(
-        events_of(&rows)[2..],
+        events_of(&rows)[3..],
         [
             ("drop", 1, Some("NETFILTER_DROP"), None),
             ("drop", 1, Some("NETFILTER_DROP"), None),
@@ -549,9 +645,9 @@ fn resets_and_drops_are_charged_to_their_connection() {
             ("close", 1, Some("rst"), Some(50)),
         ]
     );
-    let udp = &rows.events[5];
+    let udp = &rows.events[6];
     assert_eq!((udp.transport, udp.endpoints.dst_port), ("udp", 53));
-    let closed_port = &rows.events[7];
+    let closed_port = &rows.events[8];
     assert_eq!(
         (
             closed_port.role,

@@ -4,8 +4,9 @@
 //!
 //! The events are synthetic but shaped like real ones: every connection is a client and a
 //! server socket going through the lifecycle the kernel reports on loopback (SYN_SENT,
-//! ESTABLISHED, connect, FIN_WAIT1, FIN_WAIT2, CLOSE; LISTEN->SYN_RECV, ESTABLISHED, accept,
-//! CLOSE_WAIT, LAST_ACK, CLOSE). Side by side in the same run, the same records go through
+//! ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE; LISTEN->SYN_RECV, ESTABLISHED, CLOSE_WAIT,
+//! LAST_ACK, CLOSE; and each socket's release, the server's naming who accepted it: the
+//! `connect` and `accept` rows). Side by side in the same run, the same records go through
 //! decode alone, so the ratio shows what tracking and storage cost on top of reading.
 //!
 //!   cargo run --release -p kindling-bench --bin ingest -- [CONNECTIONS]
@@ -52,7 +53,6 @@ fn event(
         bytes_received: if new == CLOSE { 5678 } else { 0 },
         pid: 1000 + (sk % 50) as u32,
         tid: 1000 + (sk % 50) as u32,
-        ret: 0,
         sport: local,
         dport: remote,
         family: AF_INET,
@@ -149,8 +149,9 @@ fn records(n: u64) -> Vec<Vec<u8>> {
             event(t + 1, s, StateChange, LISTEN, SYN_RECV, 80, port),
             event(t + 2, s, StateChange, SYN_RECV, ESTABLISHED, 80, port),
             event(t + 3, c, StateChange, SYN_SENT, ESTABLISHED, port, 80),
-            event(t + 4, c, Connect, 0, 0, 0, 0),
-            event(t + 5, s, Accept, 0, 0, 0, 0),
+            // Both ends' releases by their last close (the server's names who accepted it).
+            event(t + 4, c, Release, 0, 0, 0, 0),
+            event(t + 5, s, Release, 0, 0, 0, 0),
             event(t + 6, s, StateChange, ESTABLISHED, FIN_WAIT1, 80, port),
             event(t + 7, c, StateChange, ESTABLISHED, CLOSE_WAIT, port, 80),
             event(t + 8, s, StateChange, FIN_WAIT1, FIN_WAIT2, 80, port),

@@ -134,7 +134,6 @@ fn tcp_event(ts: u64, sk: u64, old: u8, new: u8, sport: u16, dport: u16) -> TcpE
         bytes_received: 0,
         pid: 3000,
         tid: 3001,
-        ret: 0,
         sport,
         dport,
         family: AF_INET,
