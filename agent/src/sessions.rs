@@ -8,10 +8,11 @@
 //! UDP answers may come in any order).
 //!
 //! Timing, in the browser's terms, from the byte movements this end saw, each at the return of
-//! its syscall (the programs see syscalls at their exit only). `request_sent` runs from the
-//! request's first byte to its last, `waiting_ttfb` to the response's first byte,
-//! `content_download` to its last; the three add up to the call's duration. A lost event shows
-//! as a gap in a TCP direction's byte stream (`stream_end`); the session then resyncs.
+//! its syscall (the programs see the bytes at the socket layer, just before the syscall
+//! returns). `request_sent` runs from the request's first byte to its last, `waiting_ttfb` to
+//! the response's first byte, `content_download` to its last; the three add up to the call's
+//! duration. A lost event shows as a gap in a TCP direction's byte stream (`stream_end`); the
+//! session then resyncs.
 //!
 //! Bounds: at most `max_sessions` sessions and `MAX_PENDING` open requests per session; DNS
 //! queries unanswered after `dns_timeout` become TIMEOUT rows. Everything dropped is counted.

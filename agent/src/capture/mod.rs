@@ -1,8 +1,10 @@
-//! Capture: loads the eBPF programs of `agent-ebpf`, attaches them to their tracepoints and
-//! drains their two ring buffers: TCP lifecycle events and socket data events.
+//! Capture: loads the eBPF programs of `agent-ebpf`, attaches them to their tracepoints and to
+//! the cgroup v2 root's socket hooks, and drains their two ring buffers: TCP lifecycle events
+//! and socket data events.
 //!
 //! Before loading, every precondition is checked so that a failure names what is missing:
-//! root, tracefs, the tracepoints' field offsets and the kernel's BTF. The programs stay
+//! root, tracefs, the tracepoints' field offsets, the kernel's BTF and the cgroup v2 root
+//! (`--cgroup-root`). The programs stay
 //! attached while [`Capture`] lives; dropping it detaches and unloads everything (aya owns
 //! the links; nothing is pinned).
 
