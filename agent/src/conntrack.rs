@@ -29,7 +29,7 @@ use std::{
 };
 
 use kindling_agent_common::{
-    AF_INET, AF_INET6, DataEvent, IPPROTO_UDP, TcpEvent, TcpEventKind, tcp_state,
+    AF_INET, AF_INET6, COMM_LEN, DataEvent, IPPROTO_UDP, TcpEvent, TcpEventKind, tcp_state,
 };
 
 use crate::{
@@ -110,6 +110,11 @@ struct Conn {
 }
 
 impl Conn {
+    /// A server connection whose accepting process is not known yet.
+    fn unowned_server(&self) -> bool {
+        self.role == Role::Server && self.owner.pid == 0
+    }
+
     fn conn_ref(&self) -> ConnRef {
         let (local, remote) = match self.role {
             Role::Client => (self.endpoints.src_port, self.endpoints.dst_port),
@@ -184,6 +189,16 @@ struct Closing {
     ev: TcpEvent,
     ts: i64,
     seen: Endpoints,
+}
+
+/// The task an event ran in.
+fn task_owner(pid: u32, tid: u32, raw_comm: &[u8; COMM_LEN], cgroup_id: u64) -> Owner {
+    Owner {
+        pid,
+        tid,
+        comm: comm(raw_comm),
+        cgroup_id,
+    }
 }
 
 /// `owner` accepted the server connection `conn` (seen first at `ts_ns`): it owns the
@@ -599,13 +614,10 @@ impl ConnTracker {
                 return;
             }
             let (role, owner) = if ev.new_state == tcp_state::SYN_SENT {
-                let owner = Owner {
-                    pid: ev.pid,
-                    tid: ev.tid,
-                    comm: comm(&ev.comm),
-                    cgroup_id: ev.cgroup_id,
-                };
-                (Role::Client, owner)
+                (
+                    Role::Client,
+                    task_owner(ev.pid, ev.tid, &ev.comm, ev.cgroup_id),
+                )
             } else if ev.new_state == tcp_state::SYN_RECV || self.listen_ports.contains(&ev.sport) {
                 (Role::Server, Owner::default())
             } else {
@@ -706,13 +718,8 @@ impl ConnTracker {
     /// read or write (or its release, [`TcpEventKind::Release`]), and gets its `accept` row.
     pub fn conn_for_data(&mut self, ev: &DataEvent, sink: &mut impl RecordSink) -> Option<ConnRef> {
         let conn = self.conns.get_mut(&ev.skaddr)?;
-        if conn.role == Role::Server && conn.owner.pid == 0 {
-            let owner = Owner {
-                pid: ev.pid,
-                tid: ev.tid,
-                comm: comm(&ev.comm),
-                cgroup_id: ev.cgroup_id,
-            };
+        if conn.unowned_server() {
+            let owner = task_owner(ev.pid, ev.tid, &ev.comm, ev.cgroup_id);
             claim(conn, owner, self.clock.wall(ev.ts_exit_ns), sink);
         }
         Some(conn.conn_ref())
@@ -725,14 +732,13 @@ impl ConnTracker {
         let Some(conn) = self.conn_mut(ev.skaddr) else {
             return;
         };
-        if conn.role == Role::Server && conn.owner.pid == 0 {
-            let owner = Owner {
-                pid: ev.pid,
-                tid: ev.tid,
-                comm: comm(&ev.comm),
-                cgroup_id: ev.cgroup_id,
-            };
-            claim(conn, owner, ts, sink);
+        if conn.unowned_server() {
+            claim(
+                conn,
+                task_owner(ev.pid, ev.tid, &ev.comm, ev.cgroup_id),
+                ts,
+                sink,
+            );
         }
     }
 
