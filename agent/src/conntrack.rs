@@ -718,11 +718,13 @@ impl ConnTracker {
     /// read or write (or its release, [`TcpEventKind::Release`]), and gets its `accept` row.
     pub fn conn_for_data(&mut self, ev: &DataEvent, sink: &mut impl RecordSink) -> Option<ConnRef> {
         let conn = self.conns.get_mut(&ev.skaddr)?;
-        if conn.unowned_server() {
+        let conn_ref = conn.conn_ref();
+        // Only an event of this very socket (not of a new one at a reused address) names it.
+        if conn.unowned_server() && conn_ref.matches(ev.sport, ev.dport) {
             let owner = task_owner(ev.pid, ev.tid, &ev.comm, ev.cgroup_id);
             claim(conn, owner, self.clock.wall(ev.ts_exit_ns), sink);
         }
-        Some(conn.conn_ref())
+        Some(conn_ref)
     }
 
     /// A TCP socket released by its last file, in the task that held it: a server connection

@@ -436,24 +436,34 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         "kindling-agent: kindling-agent must run as root (it loads eBPF programs); effective uid is 65534\n"
     );
 
-    // --- Stop: exit 0 and no program of ours left attached.
+    // --- Stop: exit 0 and no program of ours left loaded (the kernel frees them once their
+    // links are gone, after a grace period: waited for, at most 5 s).
     let status = agent.terminate();
     assert!(status.success(), "agent exit status {status:?}");
-    let progs = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .unwrap();
-    let progs = String::from_utf8_lossy(&progs.stdout);
-    for name in [
-        "inet_sock_set_s",
-        "sock_send_lengt",
-        "sock_release",
-        "udp_recvmsg4",
-    ] {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let progs = Command::new("bpftool")
+            .args(["prog", "show"])
+            .output()
+            .unwrap();
+        let progs = String::from_utf8_lossy(&progs.stdout);
+        let left: Vec<_> = [
+            "inet_sock_set_s",
+            "sock_send_lengt",
+            "sock_release",
+            "udp_recvmsg4",
+        ]
+        .into_iter()
+        .filter(|name| progs.contains(&format!("name {name}")))
+        .collect();
+        if left.is_empty() {
+            break;
+        }
         assert!(
-            !progs.contains(&format!("name {name}")),
-            "{name} still loaded:\n{progs}"
+            Instant::now() < deadline,
+            "{left:?} still loaded 5 s after the agent stopped:\n{progs}"
         );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

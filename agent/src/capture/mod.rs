@@ -269,12 +269,12 @@ impl Capture {
             path: options.cgroup_root.clone(),
             source: e,
         })?;
-        let at_root = |program| format!("cgroup {} ({program})", options.cgroup_root.display());
+        let at_root = format!("cgroup {}", options.cgroup_root.display());
         for &program in &CGROUP_SOCK_ADDR_ATTACHMENTS {
             attach(
                 &mut ebpf,
                 program,
-                at_root(program),
+                at_root.clone(),
                 |p: &mut CgroupSockAddr| {
                     p.load()?;
                     p.attach(&cgroup, CgroupAttachMode::Single).map(drop)
@@ -282,15 +282,10 @@ impl Capture {
             )?;
         }
         for &program in &CGROUP_SOCK_ATTACHMENTS {
-            attach(
-                &mut ebpf,
-                program,
-                at_root(program),
-                |p: &mut CgroupSock| {
-                    p.load()?;
-                    p.attach(&cgroup, CgroupAttachMode::Single).map(drop)
-                },
-            )?;
+            attach(&mut ebpf, program, at_root.clone(), |p: &mut CgroupSock| {
+                p.load()?;
+                p.attach(&cgroup, CgroupAttachMode::Single).map(drop)
+            })?;
         }
         for &(program, category, name) in health {
             attach(

@@ -207,12 +207,18 @@ fn server_connection_is_owned_by_the_task_of_its_first_data_event() {
     let read = |ts: u64, pid: u32, comm: &str| DataEvent {
         ts_exit_ns: ts,
         skaddr: sk,
+        sport: SERVER_PORT,
+        dport: CLIENT_PORT,
         pid,
         tid: pid + 1,
         cgroup_id: 77,
         comm: comm_bytes(comm),
         ..DataEvent::zeroed()
     };
+    // An event of another socket at the same (reused) address does not name it.
+    let mut stranger = read(29, 66, "stranger");
+    (stranger.sport, stranger.dport) = (SERVER_PORT, CLIENT_PORT + 1);
+    t.conn_for_data(&stranger, &mut DataEventRows);
     // The worker's first read names the connection's owner; later events (another process
     // writing to an inherited socket) do not change it.
     let conn = t.conn_for_data(&read(30, 12, "worker"), &mut rows).unwrap();
