@@ -213,9 +213,8 @@ fn main() {
 /// With a time slice of [`SLICE_NS`] (`sched_setattr`'s `sched_runtime`, which the fair
 /// scheduler takes as the task's slice since Linux 6.12; older kernels ignore or refuse it, and
 /// the agent runs with the default slice): the capture thread then runs in short bursts between
-/// the applications' own,
-/// instead of holding a CPU for a whole default slice while the application it displaced, and
-/// every client waiting on that one, stall.
+/// the applications' own, instead of holding a CPU for a whole default slice while the
+/// application it displaced, and every client waiting on that one, stall.
 fn batch_scheduling() {
     if let Err(e) = set_batch(Some(SLICE_NS)) {
         tracing::debug!(error = %e, "No custom time slice; SCHED_BATCH with the default one");
@@ -323,13 +322,14 @@ fn run(args: Args) -> anyhow::Result<()> {
                 k
             })
     };
-    // The local process's cgroup names every captured row (and, with Kubernetes, its pod).
+    // The host's cgroup v2 tree: walked to name each row's local process (and, with Kubernetes,
+    // its pod), and where the socket hooks attach.
+    let cgroup_root = args
+        .cgroup_root
+        .clone()
+        .unwrap_or_else(cgroups::default_root);
     let cgroups = args.replay.is_none().then(|| {
-        let names = Arc::new(CgroupNames::new(
-            args.cgroup_root
-                .clone()
-                .unwrap_or_else(cgroups::default_root),
-        ));
+        let names = Arc::new(CgroupNames::new(cgroup_root.clone()));
         runtime.spawn(cgroups::follow(Arc::clone(&names), kubernetes.clone()));
         names
     });
@@ -378,10 +378,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 rtt_sample_interval: Duration::from_millis(args.rtt_sample_ms.max(1)),
                 no_payload_cgroups,
                 no_payload_updates: !args.no_payload_namespace.is_empty(),
-                cgroup_root: args
-                    .cgroup_root
-                    .clone()
-                    .unwrap_or_else(cgroups::default_root),
+                cgroup_root,
             })?;
             if let (Some(k), Some(exclusions)) = (&kubernetes, capture.take_payload_exclusions()) {
                 let policy = NamespaceExclusions::new(

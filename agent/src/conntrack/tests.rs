@@ -218,7 +218,7 @@ fn server_connection_is_owned_by_the_task_of_its_first_data_event() {
     // An event of another socket at the same (reused) address does not name it.
     let mut stranger = read(29, 66, "stranger");
     (stranger.sport, stranger.dport) = (SERVER_PORT, CLIENT_PORT + 1);
-    t.conn_for_data(&stranger, &mut DataEventRows);
+    t.conn_for_data(&stranger, &mut NoRows);
     // The worker's first read names the connection's owner; later events (another process
     // writing to an inherited socket) do not change it.
     let conn = t.conn_for_data(&read(30, 12, "worker"), &mut rows).unwrap();
@@ -229,7 +229,7 @@ fn server_connection_is_owned_by_the_task_of_its_first_data_event() {
     t.conn_for_data(&read(31, 13, "other"), &mut rows).unwrap();
     t.on_event(&Ev::release(40, sk, 12, "worker").0, &mut rows);
     assert!(
-        t.conn_for_data(&read(41, 12, "worker"), &mut DataEventRows)
+        t.conn_for_data(&read(41, 12, "worker"), &mut NoRows)
             .is_some()
     );
     t.on_event(
@@ -259,30 +259,23 @@ fn server_connection_is_owned_by_the_task_of_its_first_data_event() {
             .0,
         &mut rows,
     );
-    t.conn_for_data(&read(61, 12, "worker").with_sk(client), &mut rows);
+    let client_read = DataEvent {
+        skaddr: client,
+        ..read(61, 12, "worker")
+    };
+    t.conn_for_data(&client_read, &mut rows);
     assert_eq!(rows.events.last().unwrap().owner.comm, "curl");
 }
 
 /// A sink that must not be written to.
-struct DataEventRows;
+struct NoRows;
 
-impl RecordSink for DataEventRows {
+impl RecordSink for NoRows {
     fn tcp_event(&mut self, record: TcpEventRecord) {
         panic!("unexpected row {record:?}");
     }
     fn flow(&mut self, record: FlowRecord) {
         panic!("unexpected row {record:?}");
-    }
-}
-
-trait WithSk {
-    fn with_sk(self, sk: u64) -> Self;
-}
-
-impl WithSk for DataEvent {
-    fn with_sk(mut self, sk: u64) -> Self {
-        self.skaddr = sk;
-        self
     }
 }
 
