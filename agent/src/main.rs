@@ -170,6 +170,7 @@ fn spawn_compressor(store: &Arc<Store>) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("store-compress".into())
         .spawn(move || {
+            lower_priority(COMPRESS_NICE);
             loop {
                 if let Err(e) = store.compress_sealed() {
                     tracing::error!(error = %e, "Compressing sealed chunks failed");
@@ -229,6 +230,11 @@ fn batch_scheduling() {
 
 /// The agent's time slice: the fair scheduler's smallest (0.1 ms).
 const SLICE_NS: u64 = 100_000;
+
+/// Longest run of capture work before the capture thread yields its CPU: the scheduler
+/// enforces a slice only at its tick (4 ms on HZ=250 kernels), so the thread keeps its runs
+/// short itself (`round::Pacer`).
+const CAPTURE_YIELD_AFTER: Duration = Duration::from_micros(250);
 
 /// `struct sched_attr` of `sched_setattr(2)` (the size of its first version plus the
 /// utilization clamps, `SCHED_ATTR_SIZE_VER1`).
@@ -422,6 +428,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                         first_conn_id,
                         kubernetes: kubernetes.clone(),
                         cgroups: cgroups.clone(),
+                        yield_after: Some(CAPTURE_YIELD_AFTER),
                     },
                 )
                 .context("starting the capture thread")?,
@@ -472,6 +479,11 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 /// Nice value of the query threads, relative to the capture thread's 0.
 const QUERY_NICE: i32 = 10;
+
+/// Nice value of the compressor thread: the lowest. Compressing a chunk is milliseconds of
+/// work in one call that nothing waits for; at the lowest weight the scheduler takes the CPU
+/// back for any application that wakes, instead of at its next tick.
+const COMPRESS_NICE: i32 = 19;
 
 /// Lowers the calling thread's scheduling priority to `nice` (Linux schedules threads by
 /// their own nice value).

@@ -8,7 +8,12 @@
 //! [`Kernel`], so the same round runs on the real rings (`pipeline`) and on a fuzzer's records
 //! (`bench/fuzz`); the timers, the waiting and the thread stay in the pipeline.
 
-use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use kindling_agent_common::TcpEvent;
 
@@ -57,6 +62,8 @@ pub struct CaptureConfig {
     pub kubernetes: Option<Arc<Kubernetes>>,
     /// Names the local process's cgroup (None: the `cgroup` column stays empty).
     pub cgroups: Option<Arc<CgroupNames>>,
+    /// Longest run of capture work before the thread yields its CPU (None: never yields).
+    pub yield_after: Option<Duration>,
 }
 
 /// What a round reads from the kernel.
@@ -124,6 +131,40 @@ pub struct CaptureState {
     /// allocations.
     data_batch: DataBatch,
     order: Vec<(u64, usize)>,
+    pacer: Pacer,
+}
+
+/// Data events handled between two looks at the clock for [`Pacer::check`].
+const PACE_EVERY: usize = 64;
+
+/// Keeps the capture thread's runs of work short, so that an application it displaced waits
+/// at most about that long.
+///
+/// The scheduler takes the CPU back from a thread only at its tick (4 ms at HZ=250) unless
+/// the thread sleeps or yields, whatever time slice the thread asked for; a capture round at
+/// saturation is a few milliseconds of work, during which the application on that CPU (and
+/// every client waiting on it) stood still. Yielding after `after` of work lets it run
+/// again, and lets the scheduler move capture to a CPU with idle time.
+#[derive(Debug)]
+struct Pacer {
+    after: Option<Duration>,
+    since: Instant,
+}
+
+impl Pacer {
+    /// Yields the CPU when the thread has worked `after` since it last slept or yielded.
+    fn check(&mut self) {
+        let Some(after) = self.after else { return };
+        if self.since.elapsed() >= after {
+            std::thread::yield_now();
+            self.since = Instant::now();
+        }
+    }
+
+    /// The thread is about to sleep: its next run of work starts when it wakes.
+    fn rested(&mut self) {
+        self.since = Instant::now();
+    }
 }
 
 impl CaptureState {
@@ -155,7 +196,17 @@ impl CaptureState {
             open_flow_min_age_ns: config.open_flow_interval.as_nanos() as i64,
             data_batch: DataBatch::with_capacity(DATA_BATCH),
             order: Vec::with_capacity(DATA_BATCH),
+            pacer: Pacer {
+                after: config.yield_after,
+                since: Instant::now(),
+            },
         }
+    }
+
+    /// The capture thread goes to sleep (the pacer counts its next run of work from when it
+    /// wakes).
+    pub fn resting(&mut self) {
+        self.pacer.rested();
     }
 
     /// One round: the kernel's events through the tracker and the sessionizer, what is `due`,
@@ -196,7 +247,10 @@ impl CaptureState {
             self.order.sort_unstable();
         }
         let events = self.data_batch.events();
-        for ev in self.order.iter().map(|&(_, i)| &events[i]) {
+        for (n, ev) in self.order.iter().map(|&(_, i)| &events[i]).enumerate() {
+            if n % PACE_EVERY == PACE_EVERY - 1 {
+                self.pacer.check();
+            }
             let conn = self.tracker.conn_for_data(ev, &mut self.rows);
             self.sessions
                 .on_event(ev, conn, self.tracker.listen_ports(), &mut self.rows);
@@ -233,6 +287,7 @@ impl CaptureState {
             self.rows.expire_dns(0, true);
         }
         if due.stopping || due.flush || self.rows.len() >= self.flush_rows {
+            self.pacer.check();
             let waiting = self.rows.len();
             let lost = self.rows.flush(store);
             counters.rows_lost.fetch_add(lost, Ordering::Relaxed);

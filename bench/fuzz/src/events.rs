@@ -248,6 +248,7 @@ impl Harness {
             first_conn_id: 1,
             kubernetes: None,
             cgroups: None,
+            yield_after: None,
         };
         let state = CaptureState::new(&config, Clock::now(), ReasonNames::default(), LISTEN_PORTS);
         let store = Store::new(
