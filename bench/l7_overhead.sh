@@ -15,7 +15,9 @@
 #
 # Environment: PAIRS (3), DURATION (wrk seconds, 20), CONNS (16), BIN (directory of the
 # release binaries, /work/target-release/release), NGINX_SENDFILE (off), PROFILE=1 (one more,
-# uncounted agent run with `perf record -a` for 5 s, top symbols printed), KEEP_TMP=1,
+# uncounted agent run with `perf record -a` for 5 s, top symbols printed), SCHED=1 (one more,
+# uncounted agent run with `perf sched record` for 2 s: each thread's waits for a CPU and its
+# CPU time per CPU), KEEP_TMP=1,
 # KINDS ("baseline agent": the kinds of run alternated in each round; `agent-nohealth` is the
 # agent with --no-net-health, without the network-health programs, `agent-segment` the agent
 # with --rtt-every-segment, `agent-b` the agent binary in $BIN_B: another build, side by side
@@ -186,6 +188,24 @@ for _ in $(seq "$PAIRS"); do
     n=$((n + 1)); run_one "$n" "$kind"
   done
 done
+
+if [[ "${SCHED:-0}" == 1 ]] && command -v perf >/dev/null; then
+  echo "== scheduler trace: one more agent run (not counted), perf sched record for 2 s in its middle"
+  start_agent --memory-budget 4GiB
+  sleep 1
+  taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d8s "$URL" >/dev/null &
+  WRK_PID=$!
+  sleep 3
+  perf sched record -o "$TMP/sched.data" -- sleep 2 >/dev/null 2>&1
+  wait "$WRK_PID"
+  stop_agent
+  echo "-- waits for a CPU, per thread (the applications' are what the agent costs in latency)"
+  perf sched latency -i "$TMP/sched.data" --sort max 2>/dev/null | grep -E 'nginx|wrk|capture|store-compress|query' || true
+  echo "-- CPU time per thread and CPU (ms)"
+  perf sched timehist -i "$TMP/sched.data" 2>/dev/null | awk 'NR > 3 && $3 ~ /nginx|wrk|capture|store-compress|idle/ {
+    split($3, name, "["); k = sprintf("%-16s %s", name[1], $2); t[k] += $NF }
+    END { for (k in t) printf "   %s %9.1f\n", k, t[k] }' | sort || true
+fi
 
 if [[ "${PROFILE:-0}" == 1 ]] && command -v perf >/dev/null; then
   echo "== profile: one more agent run (not counted), perf record -a -g for 5 s in its middle"
