@@ -124,14 +124,14 @@ enum StartLine {
 }
 
 /// How far bytes go toward a whole head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum HeadScan {
     /// Not an HTTP message start.
     Invalid,
     /// Valid so far, without the blank line yet.
     Partial,
-    /// A whole head of this many bytes, blank line included.
-    Complete(usize),
+    /// A whole head of this many bytes, blank line included, and what its header lines say.
+    Complete(usize, HeaderFields),
 }
 
 /// What the framing headers say about the body.
@@ -352,10 +352,10 @@ impl HttpParser {
                 *unseen = 0;
                 false
             }
-            HeadScan::Complete(len) => {
+            HeadScan::Complete(len, fields) => {
                 *pos += len.saturating_sub(buffered);
-                match parse_head(&buf[..len], direction) {
-                    Some(parsed) => self.begin(direction, parsed, true, out),
+                match parse_start(buf, direction) {
+                    Some(start) => self.begin(direction, fields.head(start), true, out),
                     None => out.unparsed += 1,
                 }
                 true
@@ -623,7 +623,8 @@ fn status_line(buf: &[u8]) -> StartLine {
     }
 }
 
-/// How far `buf` goes toward a whole head in `direction`.
+/// How far `buf` goes toward a whole head in `direction`; the header lines are read as they
+/// are found, so that a whole head is searched once.
 fn scan_head(buf: &[u8], direction: Direction) -> HeadScan {
     let line = match direction {
         Direction::Request => request_line(buf),
@@ -634,16 +635,20 @@ fn scan_head(buf: &[u8], direction: Direction) -> HeadScan {
         StartLine::Prefix => return HeadScan::Partial,
         StartLine::Complete(end) => end,
     };
+    let mut fields = HeaderFields::default();
     loop {
         let rest = &buf[at..];
         if rest.starts_with(b"\r\n") {
-            return HeadScan::Complete(at + 2);
+            return HeadScan::Complete(at + 2, fields);
         }
         if rest.starts_with(b"\n") {
-            return HeadScan::Complete(at + 1);
+            return HeadScan::Complete(at + 1, fields);
         }
         match memchr(b'\n', rest) {
-            Some(i) => at += i + 1,
+            Some(i) => {
+                fields.read(&rest[..i]);
+                at += i + 1;
+            }
             None => return HeadScan::Partial,
         }
     }
@@ -698,12 +703,30 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Takes what is needed from a head, whole or cut (then from its start line and the header
-/// lines seen whole); `None` when not even the start line's key fields are there.
+/// Takes what is needed from a cut head (its start line and the header lines seen whole);
+/// `None` when not even the start line's key fields are there.
 fn parse_head(buf: &[u8], direction: Direction) -> Option<Head> {
+    let start = parse_start(buf, direction)?;
+    let line_len = memchr(b'\n', buf).map_or(buf.len(), |i| i + 1);
+    let mut fields = HeaderFields::default();
+    for raw in lines(&buf[line_len..]) {
+        let Some(field) = raw.strip_suffix(b"\n") else {
+            // The line the capture cut.
+            break;
+        };
+        if matches!(field, b"" | b"\r") {
+            break;
+        }
+        fields.read(field);
+    }
+    Some(fields.head(start))
+}
+
+/// The key fields of a head's start line (the first line of `buf`, or all of it when cut).
+fn parse_start(buf: &[u8], direction: Direction) -> Option<Start> {
     let line_len = memchr(b'\n', buf).map_or(buf.len(), |i| i + 1);
     let line = &buf[..line_len];
-    let start = match direction {
+    Some(match direction {
         Direction::Request => {
             let space = line.iter().position(|&b| b == b' ')?;
             let method = &line[..space];
@@ -731,51 +754,57 @@ fn parse_head(buf: &[u8], direction: Direction) -> Option<Head> {
             let code = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
             Start::Response { code }
         }
-    };
-    let mut length = None;
-    let mut chunked = None;
-    let mut bad_length = false;
-    let mut trace_id = None;
-    for raw in lines(&buf[line_len..]) {
-        let Some(field) = raw.strip_suffix(b"\n") else {
-            // The line the capture cut.
-            break;
-        };
-        let field = field.strip_suffix(b"\r").unwrap_or(field);
-        if field.is_empty() {
-            break;
-        }
+    })
+}
+
+/// What a head's header lines say about framing and tracing. Only these three headers are
+/// read; every other value (credentials included) is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct HeaderFields {
+    length: Option<u64>,
+    chunked: Option<bool>,
+    bad_length: bool,
+    trace_id: Option<String>,
+}
+
+impl HeaderFields {
+    /// Reads one header line, without its `\n` (a `\r` before it is allowed).
+    fn read(&mut self, line: &[u8]) {
+        let field = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = memchr(b':', field) else {
-            continue;
+            return;
         };
         let name = field[..colon].trim_ascii();
         let value = field[colon + 1..].trim_ascii();
-        // Only these three are read; every other value (credentials included) is ignored.
         if name.eq_ignore_ascii_case(b"content-length") {
             match parse_length(value) {
-                Some(n) if length.is_none_or(|old| old == n) => length = Some(n),
-                _ => bad_length = true,
+                Some(n) if self.length.is_none_or(|old| old == n) => self.length = Some(n),
+                _ => self.bad_length = true,
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"traceparent") && trace_id.is_none() {
-            trace_id = parse_traceparent(value);
+            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"traceparent") && self.trace_id.is_none() {
+            self.trace_id = parse_traceparent(value);
         }
     }
-    // Transfer-Encoding overrides Content-Length.
-    let framing = match (chunked, length, bad_length) {
-        (Some(true), _, _) => Framing::Chunked,
-        (Some(false), _, _) => Framing::OtherCoding,
-        (None, _, true) => Framing::Bad,
-        (None, Some(n), false) => Framing::Length(n),
-        (None, None, false) => Framing::Absent,
-    };
-    Some(Head {
-        start,
-        framing,
-        trace_id,
-    })
+
+    /// The head these fields and `start` make.
+    fn head(self, start: Start) -> Head {
+        // Transfer-Encoding overrides Content-Length.
+        let framing = match (self.chunked, self.length, self.bad_length) {
+            (Some(true), _, _) => Framing::Chunked,
+            (Some(false), _, _) => Framing::OtherCoding,
+            (None, _, true) => Framing::Bad,
+            (None, Some(n), false) => Framing::Length(n),
+            (None, None, false) => Framing::Absent,
+        };
+        Head {
+            start,
+            framing,
+            trace_id: self.trace_id,
+        }
+    }
 }
 
 /// A `Content-Length` value: decimal digits only.
@@ -957,6 +986,58 @@ mod tests {
             assert_eq!(ours, std, "{:?}", String::from_utf8_lossy(buf));
         }
     }
+
+    /// A whole head's header lines are read while its end is searched; a cut head's by
+    /// `parse_head`. Both read the same lines the same way.
+    #[test]
+    fn whole_and_cut_heads_read_the_same_fields() {
+        const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let cases: &[(&[u8], Framing, Option<&str>)] = &[
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", Framing::Length(100), None),
+            (b"HTTP/1.1 200 OK\nContent-Length:7\n\n", Framing::Length(7), None),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nContent-Length: 6\r\n\r\n",
+                Framing::Bad,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Framing::Chunked,
+                None,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nNo colon here\r\n\r\r\n\r\n",
+                Framing::Absent,
+                None,
+            ),
+            (
+                b"POST /p HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\
+                  Transfer-Encoding: br\r\n\r\n",
+                Framing::OtherCoding,
+                Some(TRACE),
+            ),
+        ];
+        for &(head, framing, trace_id) in cases {
+            let direction = if head.starts_with(b"HTTP/") {
+                Direction::Response
+            } else {
+                Direction::Request
+            };
+            let what = String::from_utf8_lossy(head);
+            let HeadScan::Complete(len, fields) = scan_head(head, direction) else {
+                panic!("not a whole head: {what:?}");
+            };
+            assert_eq!(len, head.len(), "{what:?}");
+            let whole = fields.head(parse_start(head, direction).unwrap());
+            // The same bytes without their last line's end are a head the capture cut.
+            let cut = parse_head(&head[..head.len() - 1], direction).unwrap();
+            for read in [whole, cut] {
+                assert_eq!(read.framing, framing, "{what:?}");
+                assert_eq!(read.trace_id.as_deref(), trace_id, "{what:?}");
+            }
+        }
+    }
+
     use crate::test_support::*;
 
     /// curl 7.88.1 `curl http://127.0.0.1:18080/api/users?id=7#frag`, as captured.
