@@ -189,16 +189,22 @@ for _ in $(seq "$PAIRS"); do
   done
 done
 
-if [[ "${SCHED:-0}" == 1 ]] && command -v perf >/dev/null; then
-  echo "== scheduler trace: one more agent run (not counted), perf sched record for 2 s in its middle"
+# One more agent run, not counted: wrk for $1 seconds, and the recorder "${@:2}" from its
+# third second.
+recorded_agent_run() {
   start_agent --memory-budget 4GiB
   sleep 1
-  taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d8s "$URL" >/dev/null &
+  taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"${1}s" "$URL" >/dev/null &
   WRK_PID=$!
   sleep 3
-  perf sched record -o "$TMP/sched.data" -- sleep 2 >/dev/null 2>&1
+  "${@:2}" >/dev/null 2>&1
   wait "$WRK_PID"
   stop_agent
+}
+
+if [[ "${SCHED:-0}" == 1 ]] && command -v perf >/dev/null; then
+  echo "== scheduler trace: one more agent run (not counted), perf sched record for 2 s in its middle"
+  recorded_agent_run 8 perf sched record -o "$TMP/sched.data" -- sleep 2
   echo "-- waits for a CPU, per thread (the applications' are what the agent costs in latency)"
   perf sched latency -i "$TMP/sched.data" --sort max 2>/dev/null | grep -E 'nginx|wrk|capture|store-compress|query' || true
   echo "-- CPU time per thread and CPU (ms)"
@@ -209,14 +215,7 @@ fi
 
 if [[ "${PROFILE:-0}" == 1 ]] && command -v perf >/dev/null; then
   echo "== profile: one more agent run (not counted), perf record -a -g for 5 s in its middle"
-  start_agent --memory-budget 4GiB
-  sleep 1
-  taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d12s "$URL" >/dev/null &
-  WRK_PID=$!
-  sleep 3
-  perf record -a -g -F 999 -o "$TMP/perf.data" -- sleep 5 >/dev/null 2>&1
-  wait "$WRK_PID"
-  stop_agent
+  recorded_agent_run 12 perf record -a -g -F 999 -o "$TMP/perf.data" -- sleep 5
   echo "-- by command (share of all samples, both CPUs)"
   perf report -i "$TMP/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8 || true
   echo "-- top symbols"
