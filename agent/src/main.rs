@@ -213,9 +213,9 @@ fn main() {
 ///
 /// With a time slice of [`SLICE_NS`] (`sched_setattr`'s `sched_runtime`, which the fair
 /// scheduler takes as the task's slice since Linux 6.12; older kernels ignore or refuse it, and
-/// the agent runs with the default slice): the capture thread then runs in short bursts between
-/// the applications' own, instead of holding a CPU for a whole default slice while the
-/// application it displaced, and every client waiting on that one, stall.
+/// the agent runs with the default slice): an application that wakes, or the next tick, takes
+/// the CPU back sooner. The scheduler enforces a slice only at its tick, though, so the capture
+/// round also yields after [`CAPTURE_YIELD_AFTER`] of work (`round::Pacer`).
 fn batch_scheduling() {
     if let Err(e) = set_batch(Some(SLICE_NS)) {
         tracing::debug!(error = %e, "No custom time slice; SCHED_BATCH with the default one");

@@ -124,14 +124,15 @@ enum StartLine {
 }
 
 /// How far bytes go toward a whole head.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 enum HeadScan {
     /// Not an HTTP message start.
     Invalid,
     /// Valid so far, without the blank line yet.
     Partial,
-    /// A whole head of this many bytes, blank line included, and what its header lines say.
-    Complete(usize, HeaderFields),
+    /// A whole head of this many bytes, blank line included, and what it says (`None`: its
+    /// start line lacks a key field).
+    Complete(usize, Option<Head>),
 }
 
 /// What the framing headers say about the body.
@@ -352,10 +353,10 @@ impl HttpParser {
                 *unseen = 0;
                 false
             }
-            HeadScan::Complete(len, fields) => {
+            HeadScan::Complete(len, head) => {
                 *pos += len.saturating_sub(buffered);
-                match parse_start(buf, direction) {
-                    Some(start) => self.begin(direction, fields.head(start), true, out),
+                match head {
+                    Some(head) => self.begin(direction, head, true, out),
                     None => out.unparsed += 1,
                 }
                 true
@@ -623,26 +624,32 @@ fn status_line(buf: &[u8]) -> StartLine {
     }
 }
 
-/// How far `buf` goes toward a whole head in `direction`; the header lines are read as they
-/// are found, so that a whole head is searched once.
+/// How far `buf` goes toward a whole head in `direction`, and a whole head's fields: its
+/// lines are read as they are found, so that a whole head is searched once.
 fn scan_head(buf: &[u8], direction: Direction) -> HeadScan {
     let line = match direction {
         Direction::Request => request_line(buf),
         Direction::Response => status_line(buf),
     };
-    let mut at = match line {
+    let start_len = match line {
         StartLine::Invalid => return HeadScan::Invalid,
         StartLine::Prefix => return HeadScan::Partial,
         StartLine::Complete(end) => end,
     };
+    let mut at = start_len;
     let mut fields = HeaderFields::default();
     loop {
         let rest = &buf[at..];
-        if rest.starts_with(b"\r\n") {
-            return HeadScan::Complete(at + 2, fields);
-        }
-        if rest.starts_with(b"\n") {
-            return HeadScan::Complete(at + 1, fields);
+        let blank = if rest.starts_with(b"\r\n") {
+            2
+        } else if rest.starts_with(b"\n") {
+            1
+        } else {
+            0
+        };
+        if blank > 0 {
+            let head = parse_start(&buf[..start_len], direction).map(|start| fields.head(start));
+            return HeadScan::Complete(at + blank, head);
         }
         match memchr(b'\n', rest) {
             Some(i) => {
@@ -706,8 +713,8 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Takes what is needed from a cut head (its start line and the header lines seen whole);
 /// `None` when not even the start line's key fields are there.
 fn parse_head(buf: &[u8], direction: Direction) -> Option<Head> {
-    let start = parse_start(buf, direction)?;
     let line_len = memchr(b'\n', buf).map_or(buf.len(), |i| i + 1);
+    let start = parse_start(&buf[..line_len], direction)?;
     let mut fields = HeaderFields::default();
     for raw in lines(&buf[line_len..]) {
         let Some(field) = raw.strip_suffix(b"\n") else {
@@ -722,10 +729,8 @@ fn parse_head(buf: &[u8], direction: Direction) -> Option<Head> {
     Some(fields.head(start))
 }
 
-/// The key fields of a head's start line (the first line of `buf`, or all of it when cut).
-fn parse_start(buf: &[u8], direction: Direction) -> Option<Start> {
-    let line_len = memchr(b'\n', buf).map_or(buf.len(), |i| i + 1);
-    let line = &buf[..line_len];
+/// The key fields of a head's start line `line` (whole, or cut by the capture).
+fn parse_start(line: &[u8], direction: Direction) -> Option<Start> {
     Some(match direction {
         Direction::Request => {
             let space = line.iter().position(|&b| b == b' ')?;
@@ -759,7 +764,7 @@ fn parse_start(buf: &[u8], direction: Direction) -> Option<Start> {
 
 /// What a head's header lines say about framing and tracing. Only these three headers are
 /// read; every other value (credentials included) is ignored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct HeaderFields {
     length: Option<u64>,
     chunked: Option<bool>,
@@ -1024,11 +1029,10 @@ mod tests {
                 Direction::Request
             };
             let what = String::from_utf8_lossy(head);
-            let HeadScan::Complete(len, fields) = scan_head(head, direction) else {
+            let HeadScan::Complete(len, Some(whole)) = scan_head(head, direction) else {
                 panic!("not a whole head: {what:?}");
             };
             assert_eq!(len, head.len(), "{what:?}");
-            let whole = fields.head(parse_start(head, direction).unwrap());
             // The same bytes without their last line's end are a head the capture cut.
             let cut = parse_head(&head[..head.len() - 1], direction).unwrap();
             for read in [whole, cut] {
