@@ -78,6 +78,9 @@ pub struct SessionStats {
 #[derive(Debug)]
 struct OpenCall {
     request: RequestInfo,
+    /// The stream of a multiplexed protocol (HTTP/2) the call is on, and the call's own
+    /// protocol (gRPC on an HTTP/2 connection).
+    stream: Option<(u32, Protocol)>,
     tid: u32,
     start_ns: i64,
     request_end_ns: i64,
@@ -427,6 +430,7 @@ impl Sessionizer {
                     started = true;
                     session.open.push_back(OpenCall {
                         request,
+                        stream: None,
                         tid,
                         start_ns: if carry > 0 { since } else { moved_ns },
                         request_end_ns: moved_ns,
@@ -443,7 +447,9 @@ impl Sessionizer {
                 MessageEvent::ResponseStart(response) => {
                     let dns_id = response.dns_id;
                     let slot = session.open.iter().position(|c| {
-                        c.response.is_none() && (dns_id.is_none() || c.request.dns_id == dns_id)
+                        c.stream.is_none()
+                            && c.response.is_none()
+                            && (dns_id.is_none() || c.request.dns_id == dns_id)
                     });
                     match slot {
                         Some(i) => {
@@ -486,6 +492,73 @@ impl Sessionizer {
                             Some(w) if w == i => None,
                             other => other,
                         };
+                        counters.calls += 1;
+                        emit(session, protocol, call, sink);
+                    }
+                }
+                // Streams of a multiplexed connection pair by id, and count their own bytes.
+                MessageEvent::StreamRequest {
+                    stream,
+                    protocol: call_protocol,
+                    info,
+                } => {
+                    if session.open.len() >= MAX_PENDING {
+                        counters.unmatched += 1;
+                        session.open.pop_front();
+                    }
+                    started = true;
+                    session.open.push_back(OpenCall {
+                        request: info,
+                        stream: Some((stream, call_protocol)),
+                        tid,
+                        start_ns: moved_ns,
+                        request_end_ns: moved_ns,
+                        request_bytes: 0,
+                        response: None,
+                        first_byte_ns: 0,
+                        last_byte_ns: 0,
+                        response_bytes: 0,
+                        request_payload: None,
+                        response_payload: None,
+                    });
+                }
+                MessageEvent::StreamResponse { stream, info } => {
+                    match stream_call(session, stream) {
+                        Some(call) if call.response.is_none() => {
+                            call.response = Some(info);
+                            call.first_byte_ns = moved_ns;
+                            call.last_byte_ns = moved_ns;
+                        }
+                        _ => counters.unmatched += 1,
+                    }
+                    started = true;
+                }
+                MessageEvent::StreamEnd {
+                    direction,
+                    stream,
+                    bytes,
+                    response,
+                } => {
+                    let Some(i) = session
+                        .open
+                        .iter()
+                        .position(|c| c.stream.is_some_and(|(id, _)| id == stream))
+                    else {
+                        continue;
+                    };
+                    let call = &mut session.open[i];
+                    if direction == Direction::Request {
+                        call.request_end_ns = moved_ns;
+                        call.request_bytes = bytes;
+                        continue;
+                    }
+                    call.last_byte_ns = moved_ns;
+                    call.response_bytes = bytes;
+                    if response.is_some() {
+                        call.response = response;
+                    }
+                    if call.response.is_some() {
+                        let call = session.open.remove(i).expect("index in range");
                         counters.calls += 1;
                         emit(session, protocol, call, sink);
                     }
@@ -625,6 +698,14 @@ fn payload_text(protocol: Protocol, captured: &[u8]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The open call on `stream` of a multiplexed session.
+fn stream_call(session: &mut Session, stream: u32) -> Option<&mut OpenCall> {
+    session
+        .open
+        .iter_mut()
+        .find(|c| c.stream.is_some_and(|(id, _)| id == stream))
+}
+
 /// Whether bytes of `direction` were lost before `ev`: its bytes do not start where the last
 /// event's ended (`stream_end` 0 is unknown and never checked). Moves the expectation on.
 fn stream_gap(session: &mut Session, direction: Direction, send: bool, ev: &DataEvent) -> bool {
@@ -726,7 +807,7 @@ fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl C
     }
     sink.call(CallRecord {
         ts_ns: start,
-        protocol: protocol.as_str(),
+        protocol: call.stream.map_or(protocol, |(_, p)| p).as_str(),
         role: session.role,
         method: call.request.method,
         resource: call.request.resource,

@@ -103,7 +103,7 @@ const CHUNK_SIZE: Chunk = Chunk::Size {
 
 /// What a response's framing depends on in its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MethodKind {
+pub(crate) enum MethodKind {
     /// Its response has no body.
     Head,
     /// A 2xx response turns the connection into a tunnel.
@@ -826,7 +826,7 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 
 /// The path of a request target, without query string or fragment; the authority for
 /// `CONNECT`.
-fn resource(kind: MethodKind, target: &[u8]) -> String {
+pub(crate) fn resource(kind: MethodKind, target: &[u8]) -> String {
     if kind == MethodKind::Connect {
         return String::from_utf8_lossy(target).into_owned();
     }
@@ -850,7 +850,7 @@ fn resource(kind: MethodKind, target: &[u8]) -> String {
 
 /// The trace id of a W3C `traceparent` value (`version-traceid-parentid-flags`), lowercased;
 /// `None` when malformed or all zeros.
-fn parse_traceparent(value: &[u8]) -> Option<String> {
+pub(crate) fn parse_traceparent(value: &[u8]) -> Option<String> {
     let hex = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_hexdigit);
     let nonzero = |b: &[u8]| b.iter().any(|&d| d != b'0');
     let version = value.get(0..2)?;
@@ -2126,6 +2126,7 @@ mod tests {
                         MessageEvent::End {
                             direction: Direction::Response,
                         } => (1, false),
+                        other => panic!("a stream event from an ordered parser: {other:?}"),
                     };
                     assert_ne!(
                         open[index], starts,

@@ -1,4 +1,5 @@
-//! L7 protocol detection and stream framing, with no I/O and no dependencies.
+//! L7 protocol detection and stream framing, with no I/O (dependencies: `memchr`, and
+//! `loona-hpack` for HTTP/2 header blocks).
 //!
 //! The agent sees a connection as a sequence of [`Segment`]s: the first bytes (at most the
 //! capture size) of each socket syscall, with the syscall's full length. A [`StreamParser`]
@@ -8,7 +9,8 @@
 //! unseen bytes against them.
 //!
 //! - [`detect`]: which protocol a connection speaks, from its first bytes (never its port).
-//! - [`http`], [`redis`], [`dns`], [`mysql`], [`postgres`]: one parser each.
+//! - [`http`], [`http2`] (with gRPC), [`redis`], [`dns`], [`mysql`], [`postgres`]: one parser
+//!   each.
 //! - [`stream`]: the vocabulary every parser shares (segments, message events, the parser
 //!   trait), re-exported here.
 //! - [`sql`]: SQL normalization (literals to `?`) shared by the SQL protocols.
@@ -20,6 +22,7 @@ mod bounded_map;
 pub mod dns;
 mod framing;
 pub mod http;
+pub mod http2;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
@@ -48,7 +51,9 @@ pub fn detect(
             {
                 return Some(Protocol::Mysql);
             }
-            if http::looks_like_request(first_request) {
+            if http2::looks_like_preface(first_request) {
+                Some(Protocol::Http2)
+            } else if http::looks_like_request(first_request) {
                 Some(Protocol::Http)
             } else if postgres::looks_like_startup(first_request) {
                 Some(Protocol::Postgresql)
@@ -70,6 +75,7 @@ pub fn detect(
 pub fn parser(protocol: Protocol, transport: Transport) -> Box<dyn StreamParser> {
     match protocol {
         Protocol::Http => Box::new(http::HttpParser::default()),
+        Protocol::Http2 | Protocol::Grpc => Box::new(http2::Http2Parser::default()),
         Protocol::Dns => Box::new(dns::DnsParser::new(transport)),
         Protocol::Mysql => Box::new(mysql::MysqlParser::default()),
         Protocol::Redis => Box::new(redis::RedisParser::default()),

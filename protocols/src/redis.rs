@@ -1554,6 +1554,7 @@ mod tests {
                         MessageEvent::End {
                             direction: Direction::Response,
                         } => (1, false),
+                        other => panic!("a stream event from an ordered parser: {other:?}"),
                     };
                     if start {
                         assert_eq!(open[i], 0, "start while open");

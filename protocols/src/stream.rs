@@ -34,6 +34,11 @@ pub enum Protocol {
     Redis,
     /// PostgreSQL frontend/backend protocol v3.
     Postgresql,
+    /// HTTP/2 over cleartext TCP (h2c).
+    Http2,
+    /// gRPC: an HTTP/2 stream whose request has `content-type: application/grpc`. Never a
+    /// session's protocol, only a call's.
+    Grpc,
 }
 
 impl Protocol {
@@ -45,6 +50,8 @@ impl Protocol {
             Self::Mysql => "mysql",
             Self::Redis => "redis",
             Self::Postgresql => "postgresql",
+            Self::Http2 => "http2",
+            Self::Grpc => "grpc",
         }
     }
 }
@@ -108,6 +115,35 @@ pub enum MessageEvent {
     End {
         /// Which message ended.
         direction: Direction,
+    },
+    /// A request began on a stream of a multiplexed connection (HTTP/2). Streams interleave:
+    /// the response with the same `stream` completes it, whatever the order.
+    StreamRequest {
+        /// Stream id.
+        stream: u32,
+        /// The call's protocol (gRPC or plain HTTP/2).
+        protocol: Protocol,
+        /// What the row needs of the request.
+        info: RequestInfo,
+    },
+    /// The response of `stream` began.
+    StreamResponse {
+        /// Stream id.
+        stream: u32,
+        /// What the row needs of the response, as far as its headers tell.
+        info: ResponseInfo,
+    },
+    /// One direction of `stream` ended (or the stream was reset).
+    StreamEnd {
+        /// Which message ended.
+        direction: Direction,
+        /// Stream id.
+        stream: u32,
+        /// The message's body bytes (HTTP/2 DATA payload), seen or not.
+        bytes: u64,
+        /// For a response: what its trailers (gRPC status) or a reset changed in what
+        /// [`MessageEvent::StreamResponse`] said.
+        response: Option<ResponseInfo>,
     },
 }
 

@@ -126,6 +126,7 @@ pub(crate) fn assert_random_segments_keep_the_contract(
                     MessageEvent::End {
                         direction: Direction::Response,
                     } => assert!(std::mem::take(&mut resp_open)),
+                    other => panic!("a stream event from an ordered parser: {other:?}"),
                 }
             }
         }

@@ -76,7 +76,7 @@ impl AgentStatsTable {
 }
 
 /// Every protocol the parsers know, in the order `protocol_stats` lists them.
-const PROTOCOLS: [&str; 5] = ["dns", "http", "mysql", "postgresql", "redis"];
+const PROTOCOLS: [&str; 6] = ["dns", "http", "http2", "mysql", "postgresql", "redis"];
 
 /// The `protocol_stats` table.
 #[derive(Debug)]

@@ -604,3 +604,75 @@ fn a_receive_that_reached_the_fin_is_no_gap() {
     assert_eq!(rows.calls.len(), 1);
     assert_eq!(rows.calls[0].status, "200");
 }
+
+/// An HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A GET request's HEADERS (END_STREAM, END_HEADERS): `:method GET` and `:scheme http` from
+/// the HPACK static table, `:path` a literal with an indexed name (RFC 7541 §6.2.2).
+fn h2_get(stream: u32, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    h2_frame(1, 0x5, stream, &block)
+}
+
+#[test]
+fn http2_streams_are_calls_paired_by_stream_with_their_own_timing() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let mut first = kindling_protocols::http2::PREFACE.to_vec();
+    first.extend(h2_frame(4, 0, 0, &[]));
+    first.extend(h2_get(1, "/a?q=1"));
+    // `:status 404` and `:status 200` are static entries 13 and 8.
+    let mut answer_b = h2_frame(1, 0x4, 3, &[0x8d]);
+    answer_b.extend(h2_frame(0, 0x1, 3, b"nope"));
+    use SocketSyscall::*;
+    for ev in [
+        tcp(1, Write, 1000, CLIENT, SERVER, &first),
+        tcp(1, Write, 1100, CLIENT, SERVER, &h2_get(3, "/b")),
+        tcp(1, Read, 2000, CLIENT, SERVER, &answer_b),
+        tcp(1, Read, 3000, CLIENT, SERVER, &h2_frame(1, 0x4, 1, &[0x88])),
+        tcp(
+            1,
+            Read,
+            5000,
+            CLIENT,
+            SERVER,
+            &h2_frame(0, 0x1, 1, b"0123456789"),
+        ),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    let got: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                c.ts_ns,
+                c.protocol,
+                c.resource.as_str(),
+                c.status.as_str(),
+                c.is_error,
+                (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
+                (c.request_bytes, c.response_bytes),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1100, "http2", "/b", "404", true, (0, 900, 0), (0, 4)),
+            (1000, "http2", "/a", "200", false, (0, 2000, 2000), (0, 10)),
+        ]
+    );
+    assert_eq!(rows.calls[0].method, "GET");
+    let stats = s.stats().per_protocol["http2"];
+    assert_eq!((stats.calls, stats.unmatched, stats.unparsed), (2, 0, 0));
+}

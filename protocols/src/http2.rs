@@ -1,0 +1,671 @@
+//! HTTP/2 over cleartext TCP (h2c with prior knowledge) and gRPC on it: one call per stream.
+//!
+//! Each direction is a sequence of frames (RFC 9113 §4): a 9-byte header (length, type, flags,
+//! stream id) and its payload. Requests open streams with a HEADERS block (plus CONTINUATION
+//! frames), bodies are DATA frames, and END_STREAM or RST_STREAM ends a direction of a stream.
+//! Streams interleave on the connection, so the parser reports stream events
+//! ([`MessageEvent::StreamRequest`], [`MessageEvent::StreamResponse`],
+//! [`MessageEvent::StreamEnd`]) that the sessionizer pairs by stream id. A stream whose request
+//! has `content-type: application/grpc` is a gRPC call: its status is the `grpc-status` of the
+//! response's trailers, by name (`OK`, `NOT_FOUND`, ...), with `grpc-message` as the error text.
+//!
+//! Header blocks are decoded with `loona-hpack`, one decoder per direction (each end's encoder
+//! keeps its own dynamic table). Only the fields a row needs are copied (`:method`, `:path`
+//! without its query, `:status`, `content-type`, `traceparent`, `grpc-status`,
+//! `grpc-message`); no other header value, credentials included, is ever kept.
+//!
+//! The framing is written here, not taken from an HTTP/2 library, because it must cope with
+//! what a capture loses: only the first bytes of each syscall are seen. A frame's unseen
+//! payload is skipped by its length (so DATA frames far beyond the capture are still counted
+//! whole), but when a frame header itself lies in unseen bytes that direction's framing is
+//! lost; each later segment is then tried as the start of a frame (a plausible type, flags and
+//! stream id) and parsing resumes at the first that is. A header block cut by the capture, one
+//! the decoder refuses, or one that may have passed while framing was lost leaves the
+//! direction's HPACK table behind its encoder's, and a table behind resolves indices to the
+//! wrong fields: from then on that direction's headers are not decoded. Its streams are still
+//! calls, with their timing and sizes, and empty method, path or status; each such message is
+//! counted in `truncated`.
+
+use std::{borrow::Cow, collections::HashMap, fmt};
+
+use loona_hpack::Decoder;
+
+use crate::{
+    http::{MethodKind, parse_traceparent, resource},
+    stream::{
+        Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,
+        StreamParser,
+    },
+};
+
+/// The client connection preface (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const FRAME_HEADER: usize = 9;
+/// Most bytes of one header block (HEADERS and its CONTINUATIONs) assembled; a bigger block
+/// is taken as cut.
+const MAX_BLOCK: usize = 16 * 1024;
+/// Most streams open at once on one connection; a stream beyond is not followed (counted in
+/// `unparsed`).
+const MAX_STREAMS: usize = 1024;
+/// Largest dynamic table an encoder may ask for (a size update beyond is refused, and the
+/// direction's headers are lost). Peers use 4 KiB, some 64 KiB.
+const MAX_TABLE: usize = 64 * 1024;
+/// Frame lengths a lost direction accepts as a frame start (the default
+/// SETTINGS_MAX_FRAME_SIZE).
+const RESYNC_MAX_LEN: u32 = 16 * 1024;
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PUSH_PROMISE: u8 = 5;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY_FLAG: u8 = 0x20;
+
+/// Whether `data` starts with the client preface (or is a prefix of it, when the client's
+/// first write was split).
+pub fn looks_like_preface(data: &[u8]) -> bool {
+    if data.len() >= PREFACE.len() {
+        data.starts_with(PREFACE)
+    } else {
+        data.len() >= 8 && PREFACE.starts_with(data)
+    }
+}
+
+/// HTTP/2 framing of one connection.
+#[derive(Debug)]
+pub struct Http2Parser {
+    /// Request (client to server) and response directions.
+    sides: [Side; 2],
+    streams: HashMap<u32, Stream>,
+}
+
+impl Default for Http2Parser {
+    fn default() -> Self {
+        let mut request = Side::default();
+        request.preface = PREFACE.len();
+        Self {
+            sides: [request, Side::default()],
+            streams: HashMap::new(),
+        }
+    }
+}
+
+/// One direction's framing and header decoding.
+#[derive(Debug, Default)]
+struct Side {
+    /// Bytes of the client preface still to pass (request direction, at the start).
+    preface: usize,
+    /// A frame header split over segments.
+    header: [u8; FRAME_HEADER],
+    have: usize,
+    /// The frame whose payload is arriving.
+    frame: Option<Frame>,
+    /// A header block waiting for its CONTINUATION frames.
+    block: Option<Block>,
+    hpack: Hpack,
+    /// Headers are no longer decoded (see the module doc).
+    hpack_lost: bool,
+    /// A frame header was not captured: looking for a frame start.
+    framing_lost: bool,
+}
+
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    len: u32,
+    /// Payload bytes still to come.
+    left: u32,
+    /// The payload as far as it is kept (header blocks, RST_STREAM's code, DATA's pad length).
+    payload: Vec<u8>,
+    /// Payload bytes were not captured (or beyond [`MAX_BLOCK`]).
+    cut: bool,
+}
+
+impl Frame {
+    /// Payload bytes worth keeping.
+    fn keep(&self) -> usize {
+        match self.kind {
+            HEADERS | CONTINUATION | PUSH_PROMISE => MAX_BLOCK,
+            RST_STREAM => 4,
+            DATA if self.flags & PADDED != 0 => 1,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    stream: u32,
+    end_stream: bool,
+    /// A PUSH_PROMISE's block: decoded only to keep the table in step.
+    push: bool,
+    fragment: Vec<u8>,
+    cut: bool,
+}
+
+/// One open stream.
+#[derive(Debug, Default)]
+struct Stream {
+    grpc: bool,
+    /// DATA payload bytes per direction (request, response).
+    bytes: [u64; 2],
+    ended: [bool; 2],
+    response_started: bool,
+    /// What the trailers or a reset said, once they changed the response.
+    update: Option<ResponseInfo>,
+}
+
+/// The fields of a header block a row needs.
+#[derive(Debug, Default)]
+struct Fields {
+    method: Option<String>,
+    path: Option<Vec<u8>>,
+    status: Option<u16>,
+    grpc: bool,
+    trace_id: Option<String>,
+    grpc_status: Option<u32>,
+    grpc_message: Option<String>,
+}
+
+/// A direction's HPACK decoder (the crate's type has no `Debug`).
+struct Hpack(Decoder<'static>);
+
+impl Default for Hpack {
+    fn default() -> Self {
+        let mut decoder = Decoder::new();
+        decoder.set_max_allowed_table_size(MAX_TABLE);
+        Self(decoder)
+    }
+}
+
+impl fmt::Debug for Hpack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hpack")
+    }
+}
+
+impl StreamParser for Http2Parser {
+    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
+        let mut out = FeedOutcome::default();
+        let data = &segment.data[..segment.data.len().min(segment.len)];
+        let d = side_index(segment.direction);
+        let mut pos = 0;
+        let side = &mut self.sides[d];
+        if side.preface > 0 {
+            let n = side.preface.min(segment.len);
+            side.preface -= n;
+            pos = n;
+        }
+        if side.framing_lost {
+            match data.get(pos..) {
+                Some(rest) if plausible_frame(rest, segment.direction) => {
+                    side.framing_lost = false;
+                }
+                _ => {
+                    out.unparsed += 1;
+                    return out;
+                }
+            }
+        }
+        while pos < segment.len {
+            let side = &mut self.sides[d];
+            if let Some(frame) = &mut side.frame {
+                let n = (frame.left as usize).min(segment.len - pos);
+                let seen = &data[pos.min(data.len())..(pos + n).min(data.len())];
+                let keep = frame.keep();
+                let room = keep.saturating_sub(frame.payload.len());
+                let wanted = n.min(room);
+                frame
+                    .payload
+                    .extend_from_slice(&seen[..seen.len().min(wanted)]);
+                // Bytes to keep were not captured, or a header block outgrew its bound.
+                if seen.len() < wanted || (keep == MAX_BLOCK && n > room) {
+                    frame.cut = true;
+                }
+                frame.left -= n as u32;
+                pos += n;
+                if frame.left == 0 {
+                    let frame = side.frame.take().expect("checked above");
+                    self.on_frame(segment.direction, frame, &mut out);
+                }
+                continue;
+            }
+            if pos >= data.len() {
+                // The next frame header was not captured.
+                side.framing_lost = true;
+                side.have = 0;
+                side.block = None;
+                side.hpack_lost = true;
+                out.unparsed += 1;
+                return out;
+            }
+            let n = (FRAME_HEADER - side.have).min(data.len() - pos);
+            side.header[side.have..side.have + n].copy_from_slice(&data[pos..pos + n]);
+            side.have += n;
+            pos += n;
+            if side.have < FRAME_HEADER {
+                continue;
+            }
+            side.have = 0;
+            let h = side.header;
+            let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
+            let frame = Frame {
+                kind: h[3],
+                flags: h[4],
+                stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+                len,
+                left: len,
+                payload: Vec::new(),
+                cut: false,
+            };
+            if len == 0 {
+                self.on_frame(segment.direction, frame, &mut out);
+            } else {
+                side.frame = Some(frame);
+            }
+        }
+        out
+    }
+}
+
+impl Http2Parser {
+    /// A whole frame arrived (its payload as far as it was kept).
+    fn on_frame(&mut self, direction: Direction, frame: Frame, out: &mut FeedOutcome) {
+        let side = &mut self.sides[side_index(direction)];
+        if side.block.is_some() && frame.kind != CONTINUATION {
+            // A header block interrupted: a protocol error, or frames lost.
+            side.block = None;
+            side.hpack_lost = true;
+            out.unparsed += 1;
+        }
+        match frame.kind {
+            DATA => {
+                let mut body = u64::from(frame.len);
+                if frame.flags & PADDED != 0 {
+                    let pad = frame.payload.first().map_or(0, |&p| u64::from(p));
+                    body = body.saturating_sub(1 + pad);
+                }
+                if let Some(stream) = self.streams.get_mut(&frame.stream) {
+                    stream.bytes[side_index(direction)] += body;
+                }
+                if frame.flags & END_STREAM != 0 {
+                    self.end(direction, frame.stream, out);
+                }
+            }
+            HEADERS | PUSH_PROMISE => {
+                let push = frame.kind == PUSH_PROMISE;
+                let fragment = block_fragment(&frame);
+                let block = Block {
+                    stream: frame.stream,
+                    end_stream: !push && frame.flags & END_STREAM != 0,
+                    push,
+                    cut: frame.cut || fragment.is_none(),
+                    fragment: fragment.unwrap_or_default(),
+                };
+                if frame.flags & END_HEADERS != 0 {
+                    self.on_block(direction, block, out);
+                } else {
+                    side.block = Some(block);
+                }
+            }
+            CONTINUATION => match side.block.take() {
+                Some(mut block) if block.stream == frame.stream => {
+                    block.cut |=
+                        frame.cut || block.fragment.len() + frame.payload.len() > MAX_BLOCK;
+                    if !block.cut {
+                        block.fragment.extend_from_slice(&frame.payload);
+                    }
+                    if frame.flags & END_HEADERS != 0 {
+                        self.on_block(direction, block, out);
+                    } else {
+                        side.block = Some(block);
+                    }
+                }
+                _ => {
+                    side.hpack_lost = true;
+                    out.unparsed += 1;
+                }
+            },
+            RST_STREAM => {
+                let code = <[u8; 4]>::try_from(frame.payload.as_slice())
+                    .map_or(u32::MAX, u32::from_be_bytes);
+                self.reset(frame.stream, code, out);
+            }
+            PRIORITY | SETTINGS | PING | GOAWAY | WINDOW_UPDATE => {}
+            // Extension frames are ignored (RFC 9113 §5.5).
+            _ => {}
+        }
+    }
+
+    /// A whole header block of `direction`.
+    fn on_block(&mut self, direction: Direction, block: Block, out: &mut FeedOutcome) {
+        let side = &mut self.sides[side_index(direction)];
+        side.hpack_lost |= block.cut;
+        let fields = if side.hpack_lost {
+            None
+        } else {
+            let fields = decode(&mut side.hpack, &block.fragment);
+            side.hpack_lost = fields.is_none();
+            fields
+        };
+        if block.push {
+            return;
+        }
+        let known = fields.is_some();
+        let fields = fields.unwrap_or_default();
+        let id = block.stream;
+        match direction {
+            Direction::Request => {
+                if !self.streams.contains_key(&id) {
+                    if self.streams.len() >= MAX_STREAMS || id == 0 {
+                        out.unparsed += 1;
+                        return;
+                    }
+                    if !known {
+                        out.truncated += 1;
+                    }
+                    let protocol = if fields.grpc {
+                        Protocol::Grpc
+                    } else {
+                        Protocol::Http2
+                    };
+                    let resource = fields
+                        .path
+                        .as_deref()
+                        .map_or_else(String::new, |p| resource(MethodKind::Other, p));
+                    self.streams.insert(
+                        id,
+                        Stream {
+                            grpc: fields.grpc,
+                            ..Stream::default()
+                        },
+                    );
+                    out.events.push(MessageEvent::StreamRequest {
+                        stream: id,
+                        protocol,
+                        info: RequestInfo {
+                            method: fields.method.unwrap_or_default(),
+                            resource,
+                            trace_id: fields.trace_id,
+                            dns_id: None,
+                        },
+                    });
+                }
+                if block.end_stream {
+                    self.end(direction, id, out);
+                }
+            }
+            Direction::Response => {
+                let Some(stream) = self.streams.get_mut(&id) else {
+                    // A stream opened before the agent saw the connection, or not followed.
+                    out.unparsed += 1;
+                    return;
+                };
+                let informational = fields.status.is_some_and(|s| s < 200);
+                if !stream.response_started && !informational {
+                    stream.response_started = true;
+                    if !known {
+                        out.truncated += 1;
+                    }
+                    let info = response_info(stream.grpc, &fields);
+                    if fields.grpc_status.is_some() {
+                        // Trailers-only: a gRPC answer with no body.
+                        stream.update = Some(info.clone());
+                    }
+                    out.events
+                        .push(MessageEvent::StreamResponse { stream: id, info });
+                } else if stream.response_started && fields.grpc_status.is_some() {
+                    stream.update = Some(response_info(stream.grpc, &fields));
+                } else if stream.response_started && !known && stream.grpc {
+                    // Trailers not decoded: the gRPC status is unknown.
+                    out.truncated += 1;
+                    stream.update = Some(ResponseInfo::default());
+                }
+                if block.end_stream {
+                    self.end(direction, id, out);
+                }
+            }
+        }
+    }
+
+    /// `direction` of stream `id` ended.
+    fn end(&mut self, direction: Direction, id: u32, out: &mut FeedOutcome) {
+        let d = side_index(direction);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.ended[d] {
+            return;
+        }
+        if direction == Direction::Response && !stream.response_started {
+            // A body-less end with no response headers seen: nothing to pair.
+            return;
+        }
+        stream.ended[d] = true;
+        out.events.push(MessageEvent::StreamEnd {
+            direction,
+            stream: id,
+            bytes: stream.bytes[d],
+            response: match direction {
+                Direction::Request => None,
+                Direction::Response => stream.update.take(),
+            },
+        });
+        if stream.ended == [true, true] {
+            self.streams.remove(&id);
+        }
+    }
+
+    /// Stream `id` was reset with error `code` (either end).
+    fn reset(&mut self, id: u32, code: u32, out: &mut FeedOutcome) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if code != 0 && !stream.ended[1] {
+            let name = error_name(code);
+            let info = ResponseInfo {
+                status: name.to_owned(),
+                is_error: true,
+                error_message: Some(format!("stream reset: {name}")),
+                ..ResponseInfo::default()
+            };
+            if !stream.response_started {
+                stream.response_started = true;
+                out.events.push(MessageEvent::StreamResponse {
+                    stream: id,
+                    info: info.clone(),
+                });
+            }
+            stream.update = Some(info);
+        }
+        self.end(Direction::Request, id, out);
+        self.end(Direction::Response, id, out);
+        self.streams.remove(&id);
+    }
+}
+
+fn side_index(direction: Direction) -> usize {
+    usize::from(direction == Direction::Response)
+}
+
+/// The header block fragment of a HEADERS or PUSH_PROMISE frame: its payload without padding,
+/// priority or promised stream id; `None` when those do not fit.
+fn block_fragment(frame: &Frame) -> Option<Vec<u8>> {
+    let p = &frame.payload;
+    let mut start = 0;
+    let mut pad = 0;
+    if frame.flags & PADDED != 0 {
+        pad = usize::from(*p.first()?);
+        start = 1;
+    }
+    if frame.kind == HEADERS && frame.flags & PRIORITY_FLAG != 0 {
+        start += 5;
+    }
+    if frame.kind == PUSH_PROMISE {
+        start += 4;
+    }
+    // The fragment ends `pad` bytes before the frame does.
+    let end = (frame.len as usize).checked_sub(pad)?;
+    if start > end {
+        return None;
+    }
+    Some(p.get(start..end.min(p.len()))?.to_vec())
+}
+
+/// Decodes one header block, keeping only the fields a row needs; `None` when the decoder
+/// refuses it.
+fn decode(hpack: &mut Hpack, block: &[u8]) -> Option<Fields> {
+    let mut fields = Fields::default();
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    hpack
+        .0
+        .decode_with_cb(block, |name: Cow<[u8]>, value: Cow<[u8]>| match &*name {
+            b":method" => fields.method = Some(text(&value)),
+            b":path" => fields.path = Some(value.into_owned()),
+            b":status" => {
+                fields.status = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|s| s.parse().ok());
+            }
+            b"content-type" => fields.grpc = value.starts_with(b"application/grpc"),
+            b"traceparent" => fields.trace_id = parse_traceparent(&value),
+            b"grpc-status" => {
+                fields.grpc_status = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|s| s.parse().ok());
+            }
+            b"grpc-message" => fields.grpc_message = Some(percent_decode(&value)),
+            _ => {}
+        })
+        .ok()?;
+    Some(fields)
+}
+
+/// What a response's headers (or a gRPC call's trailers) say.
+fn response_info(grpc: bool, fields: &Fields) -> ResponseInfo {
+    match (grpc, fields.grpc_status) {
+        (true, Some(code)) => ResponseInfo {
+            status: grpc_status_name(code).to_owned(),
+            is_error: code != 0,
+            error_message: fields.grpc_message.clone().filter(|_| code != 0),
+            ..ResponseInfo::default()
+        },
+        _ => {
+            let status = fields.status.unwrap_or(0);
+            ResponseInfo {
+                status: fields.status.map(|s| s.to_string()).unwrap_or_default(),
+                is_error: status >= 400,
+                ..ResponseInfo::default()
+            }
+        }
+    }
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
+fn percent_decode(value: &[u8]) -> String {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (value[i], value.get(i + 1), value.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The name of a gRPC status code.
+fn grpc_status_name(code: u32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
+}
+
+/// The name of an HTTP/2 error code (RFC 9113 §7).
+fn error_name(code: u32) -> &'static str {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN_ERROR")
+}
+
+/// Whether `data` starts with a frame header that `direction` could send: a known type other
+/// than CONTINUATION (which only follows a block), flags that type defines, a length within
+/// the default maximum, and a stream id where the type needs one (odd for a client's HEADERS).
+fn plausible_frame(data: &[u8], direction: Direction) -> bool {
+    let Some(h) = data.get(..FRAME_HEADER) else {
+        return false;
+    };
+    let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
+    let (kind, flags) = (h[3], h[4]);
+    let raw_stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+    if raw_stream & 0x8000_0000 != 0 || len > RESYNC_MAX_LEN {
+        return false;
+    }
+    let stream = raw_stream;
+    let (allowed, needs_stream) = match kind {
+        DATA => (END_STREAM | PADDED, true),
+        HEADERS => (END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG, true),
+        PRIORITY => (0, true),
+        RST_STREAM => (0, true),
+        SETTINGS => (1, false),
+        PUSH_PROMISE => (END_HEADERS | PADDED, true),
+        PING => (1, false),
+        GOAWAY => (0, false),
+        WINDOW_UPDATE => (0, stream != 0),
+        _ => return false,
+    };
+    let odd_request = !(kind == HEADERS && direction == Direction::Request) || stream % 2 == 1;
+    flags & !allowed == 0 && needs_stream == (stream != 0) && odd_request
+}
+
+#[cfg(test)]
+mod tests;

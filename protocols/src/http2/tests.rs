@@ -1,0 +1,540 @@
+use loona_hpack::Encoder;
+
+use super::*;
+use crate::test_support::{Step, feed_all, req, resp};
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HEADERS with END_HEADERS (and END_STREAM when `end`), its block from `encoder`.
+fn headers(encoder: &mut Encoder<'_>, stream: u32, end: bool, fields: &[(&str, &str)]) -> Vec<u8> {
+    let block = encoder.encode(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    let flags = END_HEADERS | if end { END_STREAM } else { 0 };
+    frame(HEADERS, flags, stream, &block)
+}
+
+fn data(stream: u32, end: bool, payload: &[u8]) -> Vec<u8> {
+    frame(DATA, if end { END_STREAM } else { 0 }, stream, payload)
+}
+
+/// The preface and an empty SETTINGS frame, as a client opens.
+fn client_start() -> Vec<u8> {
+    let mut b = PREFACE.to_vec();
+    b.extend(frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0xff, 0xff]));
+    b
+}
+
+fn get(path: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (":method", "GET".into()),
+        (":scheme", "http".into()),
+        (":path", path.into()),
+        (":authority", "svc:8080".into()),
+    ]
+}
+
+fn enc(encoder: &mut Encoder<'_>, stream: u32, end: bool, fields: &[(&str, String)]) -> Vec<u8> {
+    let f: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    headers(encoder, stream, end, &f)
+}
+
+fn request(stream: u32, protocol: Protocol, method: &str, resource: &str) -> MessageEvent {
+    MessageEvent::StreamRequest {
+        stream,
+        protocol,
+        info: RequestInfo {
+            method: method.into(),
+            resource: resource.into(),
+            ..RequestInfo::default()
+        },
+    }
+}
+
+fn response(stream: u32, status: &str) -> MessageEvent {
+    MessageEvent::StreamResponse {
+        stream,
+        info: ResponseInfo {
+            status: status.into(),
+            is_error: status >= "400",
+            ..ResponseInfo::default()
+        },
+    }
+}
+
+fn end(direction: Direction, stream: u32, bytes: u64) -> MessageEvent {
+    MessageEvent::StreamEnd {
+        direction,
+        stream,
+        bytes,
+        response: None,
+    }
+}
+
+fn events(steps: &[Step]) -> (Vec<MessageEvent>, u32, u32) {
+    let mut parser = Http2Parser::default();
+    let outcomes = feed_all(&mut parser, steps);
+    let unparsed = outcomes.iter().map(|o| o.unparsed).sum();
+    let truncated = outcomes.iter().map(|o| o.truncated).sum();
+    (
+        outcomes.into_iter().flat_map(|o| o.events).collect(),
+        unparsed,
+        truncated,
+    )
+}
+
+#[test]
+fn preface_is_detected_whole_or_split() {
+    assert!(looks_like_preface(PREFACE));
+    assert!(looks_like_preface(&client_start()));
+    assert!(looks_like_preface(&PREFACE[..10]));
+    assert!(!looks_like_preface(&PREFACE[..4]));
+    assert!(!looks_like_preface(b"PRI * HTTP/1.1\r\n"));
+    assert!(!looks_like_preface(b"GET / HTTP/1.1\r\n\r\n"));
+}
+
+#[test]
+fn one_stream_is_one_call_with_its_body_bytes() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut first = client_start();
+    first.extend(enc(&mut c, 1, true, &get("/items?id=7")));
+    let mut answer = frame(SETTINGS, 0, 0, &[]);
+    answer.extend(headers(&mut s, 1, false, &[(":status", "200")]));
+    answer.extend(data(1, false, b"hello"));
+    answer.extend(data(1, true, b" world"));
+    let (ev, unparsed, truncated) = events(&[req(first), resp(answer)]);
+    assert_eq!(
+        ev,
+        vec![
+            request(1, Protocol::Http2, "GET", "/items"),
+            end(Direction::Request, 1, 0),
+            response(1, "200"),
+            end(Direction::Response, 1, 11),
+        ]
+    );
+    assert_eq!((unparsed, truncated), (0, 0));
+}
+
+#[test]
+fn interleaved_streams_pair_by_id_and_reuse_the_dynamic_table() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut first = client_start();
+    first.extend(enc(&mut c, 1, true, &get("/a")));
+    first.extend(enc(&mut c, 3, true, &get("/b")));
+    // The second request's method, scheme and authority now come from the dynamic table.
+    let mut answers = headers(&mut s, 3, false, &[(":status", "404")]);
+    answers.extend(headers(&mut s, 1, false, &[(":status", "200")]));
+    answers.extend(data(1, false, b"abc"));
+    answers.extend(data(3, true, b"nope"));
+    let again = enc(&mut c, 5, true, &get("/a"));
+    let last = [
+        data(1, true, b"de"),
+        headers(&mut s, 5, true, &[(":status", "200")]),
+    ]
+    .concat();
+    let (ev, unparsed, truncated) = events(&[req(first), resp(answers), req(again), resp(last)]);
+    assert_eq!(
+        ev,
+        vec![
+            request(1, Protocol::Http2, "GET", "/a"),
+            end(Direction::Request, 1, 0),
+            request(3, Protocol::Http2, "GET", "/b"),
+            end(Direction::Request, 3, 0),
+            response(3, "404"),
+            response(1, "200"),
+            end(Direction::Response, 3, 4),
+            request(5, Protocol::Http2, "GET", "/a"),
+            end(Direction::Request, 5, 0),
+            end(Direction::Response, 1, 5),
+            response(5, "200"),
+            end(Direction::Response, 5, 0),
+        ]
+    );
+    assert_eq!((unparsed, truncated), (0, 0));
+}
+
+fn grpc_request(encoder: &mut Encoder<'_>, stream: u32, method: &str) -> Vec<u8> {
+    let fields = [
+        (":method", "POST".to_owned()),
+        (":scheme", "http".into()),
+        (":path", method.into()),
+        (":authority", "greeter:50051".into()),
+        ("content-type", "application/grpc".into()),
+        ("te", "trailers".into()),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        ),
+        ("authorization", "Bearer secret".into()),
+    ];
+    let mut f = enc(encoder, stream, false, &fields);
+    f.extend(data(stream, true, &[0, 0, 0, 0, 3, 10, 1, b'x']));
+    f
+}
+
+#[test]
+fn grpc_status_and_message_come_from_the_trailers() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut first = client_start();
+    first.extend(grpc_request(&mut c, 1, "/helloworld.Greeter/SayHello"));
+    let mut answer = headers(
+        &mut s,
+        1,
+        false,
+        &[(":status", "200"), ("content-type", "application/grpc")],
+    );
+    answer.extend(data(1, false, &[0, 0, 0, 0, 2, 10, 0]));
+    answer.extend(headers(
+        &mut s,
+        1,
+        true,
+        &[("grpc-status", "5"), ("grpc-message", "no%20such%20user")],
+    ));
+    let (ev, unparsed, truncated) = events(&[req(first), resp(answer)]);
+    assert_eq!(
+        ev,
+        vec![
+            MessageEvent::StreamRequest {
+                stream: 1,
+                protocol: Protocol::Grpc,
+                info: RequestInfo {
+                    method: "POST".into(),
+                    resource: "/helloworld.Greeter/SayHello".into(),
+                    trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+                    dns_id: None,
+                },
+            },
+            end(Direction::Request, 1, 8),
+            response(1, "200"),
+            MessageEvent::StreamEnd {
+                direction: Direction::Response,
+                stream: 1,
+                bytes: 7,
+                response: Some(ResponseInfo {
+                    status: "NOT_FOUND".into(),
+                    is_error: true,
+                    error_message: Some("no such user".into()),
+                    ..ResponseInfo::default()
+                }),
+            },
+        ]
+    );
+    assert_eq!((unparsed, truncated), (0, 0));
+    // No header value but those the row needs is kept anywhere in the events.
+    assert!(!format!("{ev:?}").contains("secret"));
+}
+
+#[test]
+fn a_trailers_only_grpc_answer_is_one_headers_frame() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut first = client_start();
+    first.extend(grpc_request(&mut c, 1, "/pkg.Svc/Get"));
+    let answer = headers(
+        &mut s,
+        1,
+        true,
+        &[
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", "0"),
+        ],
+    );
+    let (ev, _, _) = events(&[req(first), resp(answer)]);
+    let ok = ResponseInfo {
+        status: "OK".into(),
+        ..ResponseInfo::default()
+    };
+    assert_eq!(
+        ev[2..],
+        [
+            MessageEvent::StreamResponse {
+                stream: 1,
+                info: ok.clone(),
+            },
+            MessageEvent::StreamEnd {
+                direction: Direction::Response,
+                stream: 1,
+                bytes: 0,
+                response: Some(ok),
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_reset_stream_is_a_call_with_its_error_code() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut first = client_start();
+    first.extend(enc(&mut c, 1, false, &get("/slow")));
+    first.extend(enc(&mut c, 3, true, &get("/fast")));
+    let cancel = frame(RST_STREAM, 0, 1, &8u32.to_be_bytes());
+    let answer = headers(&mut s, 3, true, &[(":status", "204")]);
+    let (ev, unparsed, _) = events(&[req(first), req(cancel), resp(answer)]);
+    let cancelled = ResponseInfo {
+        status: "CANCEL".into(),
+        is_error: true,
+        error_message: Some("stream reset: CANCEL".into()),
+        ..ResponseInfo::default()
+    };
+    assert_eq!(
+        ev,
+        vec![
+            request(1, Protocol::Http2, "GET", "/slow"),
+            request(3, Protocol::Http2, "GET", "/fast"),
+            end(Direction::Request, 3, 0),
+            MessageEvent::StreamResponse {
+                stream: 1,
+                info: cancelled.clone(),
+            },
+            end(Direction::Request, 1, 0),
+            MessageEvent::StreamEnd {
+                direction: Direction::Response,
+                stream: 1,
+                bytes: 0,
+                response: Some(cancelled),
+            },
+            response(3, "204"),
+            end(Direction::Response, 3, 0),
+        ]
+    );
+    assert_eq!(unparsed, 0);
+}
+
+#[test]
+fn frames_split_anywhere_over_segments_read_the_same() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut up = client_start();
+    up.extend(enc(&mut c, 1, true, &get("/split")));
+    let mut down = headers(&mut s, 1, false, &[(":status", "200")]);
+    down.extend(data(1, true, &[7; 300]));
+    let whole = events(&[req(up.clone()), resp(down.clone())]);
+    for cut in 1..up.len() {
+        let steps = [
+            req(up[..cut].to_vec()),
+            req(up[cut..].to_vec()),
+            resp(down.clone()),
+        ];
+        assert_eq!(events(&steps), whole, "request cut at {cut}");
+    }
+    for cut in 1..down.len() {
+        let steps = [
+            req(up.clone()),
+            resp(down[..cut].to_vec()),
+            resp(down[cut..].to_vec()),
+        ];
+        assert_eq!(events(&steps), whole, "response cut at {cut}");
+    }
+}
+
+#[test]
+fn padded_and_prioritized_headers_and_continuations_are_read() {
+    let mut c = Encoder::new();
+    let fields = get("/padded");
+    let block = c.encode(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    let (a, b) = block.split_at(5);
+    // PADDED (3 bytes of padding) and PRIORITY (5 bytes), no END_HEADERS: a CONTINUATION ends
+    // the block.
+    let mut payload = vec![3];
+    payload.extend_from_slice(&[0, 0, 0, 0, 16]);
+    payload.extend_from_slice(a);
+    payload.extend_from_slice(&[0; 3]);
+    let mut up = client_start();
+    up.extend(frame(
+        HEADERS,
+        END_STREAM | PADDED | PRIORITY_FLAG,
+        1,
+        &payload,
+    ));
+    up.extend(frame(CONTINUATION, END_HEADERS, 1, b));
+    let mut s = Encoder::new();
+    let mut down = headers(&mut s, 1, false, &[(":status", "200")]);
+    let mut padded = vec![10];
+    padded.extend_from_slice(b"body");
+    padded.extend_from_slice(&[0; 10]);
+    down.extend(frame(DATA, END_STREAM | PADDED, 1, &padded));
+    let (ev, unparsed, truncated) = events(&[req(up), resp(down)]);
+    assert_eq!(
+        ev,
+        vec![
+            request(1, Protocol::Http2, "GET", "/padded"),
+            end(Direction::Request, 1, 0),
+            response(1, "200"),
+            end(Direction::Response, 1, 4),
+        ]
+    );
+    assert_eq!((unparsed, truncated), (0, 0));
+}
+
+#[test]
+fn unseen_data_payload_is_counted_and_framing_goes_on() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut up = client_start();
+    up.extend(enc(&mut c, 1, true, &get("/big")));
+    let mut down = headers(&mut s, 1, false, &[(":status", "200")]);
+    down.extend(data(1, false, &[1; 16384]));
+    // The capture kept 100 bytes of the response write; the next write is seen whole.
+    let captured = down[..100].to_vec();
+    let len = down.len();
+    let last = data(1, true, b"tail");
+    let steps = [req(up), (Direction::Response, captured, len), resp(last)];
+    let (ev, unparsed, truncated) = events(&steps);
+    assert_eq!(ev[3], end(Direction::Response, 1, 16388));
+    assert_eq!((unparsed, truncated), (0, 0));
+}
+
+#[test]
+fn an_unseen_frame_header_loses_the_headers_but_not_the_calls() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut up = client_start();
+    up.extend(enc(&mut c, 1, true, &get("/one")));
+    // Two DATA frames in one write, the second's header beyond the 100 bytes captured.
+    let mut down = headers(&mut s, 1, false, &[(":status", "200")]);
+    down.extend(data(1, false, &[1; 200]));
+    down.extend(data(1, false, &[2; 200]));
+    let len = down.len();
+    let cut = (Direction::Response, down[..100].to_vec(), len);
+    let more = [
+        data(1, true, b"x"),
+        headers(&mut s, 3, true, &[(":status", "200")]),
+    ]
+    .concat();
+    let next = enc(&mut c, 3, true, &get("/two"));
+    let (ev, unparsed, truncated) = events(&[req(up), cut, req(next), resp(more)]);
+    assert_eq!(
+        ev,
+        vec![
+            request(1, Protocol::Http2, "GET", "/one"),
+            end(Direction::Request, 1, 0),
+            response(1, "200"),
+            request(3, Protocol::Http2, "GET", "/two"),
+            end(Direction::Request, 3, 0),
+            // The response direction resynced on the DATA frame; its bytes before were lost.
+            end(Direction::Response, 1, 201),
+            // Its headers are no longer decoded: the status is unknown.
+            MessageEvent::StreamResponse {
+                stream: 3,
+                info: ResponseInfo::default(),
+            },
+            end(Direction::Response, 3, 0),
+        ]
+    );
+    assert_eq!((unparsed, truncated), (1, 1));
+}
+
+#[test]
+fn a_block_indexing_entries_never_seen_is_a_call_without_headers() {
+    // As when the agent joins late: the client's encoder indexes its dynamic table (index 62
+    // and beyond), which this decoder never saw.
+    let mut up = client_start();
+    up.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &[0x82, 0xbe, 0xbf],
+    ));
+    let mut s = Encoder::new();
+    let down = headers(&mut s, 1, true, &[(":status", "200")]);
+    let mut c = Encoder::new();
+    let later = enc(&mut c, 3, true, &get("/later"));
+    let (ev, unparsed, truncated) = events(&[req(up), resp(down), req(later)]);
+    assert_eq!(
+        ev,
+        vec![
+            request(1, Protocol::Http2, "", ""),
+            end(Direction::Request, 1, 0),
+            response(1, "200"),
+            end(Direction::Response, 1, 0),
+            // The request direction's table stays unknown for the connection.
+            request(3, Protocol::Http2, "", ""),
+            end(Direction::Request, 3, 0),
+        ]
+    );
+    assert_eq!((unparsed, truncated), (0, 2));
+}
+
+#[test]
+fn a_table_size_update_beyond_the_bound_is_refused() {
+    let mut c = Encoder::new();
+    // A dynamic table size update (001xxxxx) to 1 MiB, then a field.
+    let mut block = vec![0x3f];
+    let mut rest = (1usize << 20) - 31;
+    while rest >= 128 {
+        block.push((rest % 128) as u8 | 0x80);
+        rest /= 128;
+    }
+    block.push(rest as u8);
+    block.push(0x82);
+    let mut up = client_start();
+    up.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+    up.extend(enc(&mut c, 3, true, &get("/x")));
+    let (ev, _, truncated) = events(&[req(up)]);
+    assert_eq!(ev[0], request(1, Protocol::Http2, "", ""));
+    assert_eq!(truncated, 2);
+}
+
+#[test]
+fn a_header_block_beyond_its_bound_is_taken_as_cut() {
+    let mut c = Encoder::new();
+    let big = "v".repeat(MAX_BLOCK);
+    let mut up = client_start();
+    up.extend(headers(
+        &mut c,
+        1,
+        true,
+        &[(":method", "GET"), ("x-big", &big)],
+    ));
+    let (ev, unparsed, truncated) = events(&[req(up)]);
+    assert_eq!(ev[0], request(1, Protocol::Http2, "", ""));
+    assert_eq!((unparsed, truncated), (0, 1));
+}
+
+#[test]
+fn responses_to_streams_never_opened_are_counted() {
+    let mut s = Encoder::new();
+    let mut c = Encoder::new();
+    let mut up = client_start();
+    up.extend(enc(&mut c, 1, true, &get("/a")));
+    let down = [
+        headers(&mut s, 7, true, &[(":status", "200")]),
+        headers(&mut s, 1, true, &[(":status", "200")]),
+    ]
+    .concat();
+    let (ev, unparsed, _) = events(&[req(up), resp(down)]);
+    assert_eq!(ev.len(), 4);
+    assert_eq!(unparsed, 1);
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_and_stay_bounded() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..2000 {
+        let mut parser = Http2Parser::default();
+        for _ in 0..8 {
+            let n = (next() % 200) as usize;
+            let bytes: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+            let direction = if next() % 2 == 0 {
+                Direction::Request
+            } else {
+                Direction::Response
+            };
+            let len = n + (next() % 3 == 0) as usize * (next() % 70_000) as usize;
+            parser.feed(&Segment {
+                direction,
+                data: &bytes,
+                len,
+            });
+        }
+        assert!(parser.streams.len() <= MAX_STREAMS);
+    }
+}
