@@ -102,6 +102,20 @@ pub(crate) static RTT: LruHashMap<u64, RttState> = LruHashMap::with_max_entries(
 pub(crate) struct DataScratch {
     pub(crate) ev: DataEvent,
     pub(crate) spill: [u8; PAYLOAD_MAX],
+    /// The iovec walk in progress (payload.rs, `copy_iovecs`). Kept here rather than on the
+    /// stack: the verifier knows nothing of a map value's contents, so each step of the walk
+    /// looks alike to it and it checks the step once instead of once per iovec.
+    pub(crate) walk: IovWalk,
+}
+
+/// Where a walk of an iovec array is: the array, its length, the bytes to copy and the bytes
+/// copied so far.
+#[repr(C)]
+pub(crate) struct IovWalk {
+    pub(crate) iov: u64,
+    pub(crate) iovcnt: u64,
+    pub(crate) limit: u64,
+    pub(crate) off: u64,
 }
 
 /// One [`DataScratch`] per CPU. The programs that use it do not nest on a CPU: each runs in a

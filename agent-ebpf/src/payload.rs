@@ -15,12 +15,14 @@
 //! used to give comes from the cgroup v2 socket hooks instead: a UDP sender's address from
 //! `recvmsg4`/`recvmsg6` ([`remember_peer`]), and the end of a socket from `sock_release`.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::{
-            bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw,
+            bpf_get_current_task_btf, bpf_loop, bpf_probe_read_user as probe_read_user_raw,
             bpf_skc_to_tcp_sock,
         },
     },
@@ -40,15 +42,17 @@ use crate::{
     },
     kernel::{load, offset, read_kernel, syscall_regs},
     maps::{
-        AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, KERNEL_OFFSETS, MMSG_CURSORS,
+        AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, IovWalk, KERNEL_OFFSETS, MMSG_CURSORS,
         MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, UDP_PEERS, UdpPeer,
     },
 };
 
 /// sizeof(struct mmsghdr): a 56-byte user_msghdr, the u32 msg_len, padding.
 const MMSGHDR_SIZE: u64 = 64;
-/// Buffers of one iovec array followed (nginx answers with two: header and body).
-const MAX_IOVECS: u64 = 8;
+/// Buffers of one iovec array followed: UIO_MAXIOV, all a syscall may pass (nginx answers with
+/// two, header and body; gRPC's C core writes an HTTP/2 request as 13 to 31 slices). The walk
+/// stops at the payload limit.
+const MAX_IOVECS: u32 = 1024;
 
 /// Whether the current task's cgroup (`own`), or one above it, is in `NO_PAYLOAD_CGROUPS`.
 #[inline(always)]
@@ -257,31 +261,60 @@ fn copy_user(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool {
     }
 }
 
-/// Copies up to `limit` bytes from the buffers of the iovec array `iov` (`iovcnt` of them),
-/// each only up to its length; returns the bytes copied.
+/// One step of [`copy_iovecs`], a `bpf_loop` callback: copies iovec `index` (up to its length
+/// and the bytes still wanted) into this CPU's scratch payload; 1 stops the loop.
+#[inline(never)]
+extern "C" fn copy_iovec(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
+    let walk = unsafe { &mut (*scratch).walk };
+    if index >= walk.iovcnt || walk.off >= walk.limit {
+        return 1;
+    }
+    // struct iovec { void *base; size_t len; }
+    let Ok(v) = read_user::<[u64; 2]>(walk.iov + index * 16) else {
+        return 1;
+    };
+    let mut n = v[1];
+    if n > walk.limit - walk.off {
+        n = walk.limit - walk.off;
+    }
+    if !copy_user(scratch, walk.off, v[0], n) {
+        return 1;
+    }
+    walk.off += n;
+    0
+}
+
+/// Copies up to `limit` bytes from the buffers of the iovec array `iov` (`iovcnt` of them,
+/// at most [`MAX_IOVECS`] followed), each only up to its length, into the scratch payload;
+/// returns the bytes copied. The walk is a `bpf_loop` whose state lives in the scratch value
+/// ([`IovWalk`]): the verifier checks its step once, where an open-coded loop of that many
+/// iterations exceeds its budget.
 #[inline(always)]
 fn copy_iovecs(scratch: *mut DataScratch, iov: u64, iovcnt: u64, limit: u64) -> u64 {
-    let mut off = 0u64;
-    let mut i = 0u64;
-    while i < MAX_IOVECS {
-        if i >= iovcnt || off >= limit {
-            break;
-        }
-        // struct iovec { void *base; size_t len; }
-        let Ok(v) = read_user::<[u64; 2]>(iov + i * 16) else {
-            break;
+    // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
+    unsafe {
+        (*scratch).walk = IovWalk {
+            iov,
+            iovcnt,
+            limit,
+            off: 0,
         };
-        let mut n = v[1];
-        if n > limit - off {
-            n = limit - off;
-        }
-        if !copy_user(scratch, off, v[0], n) {
-            break;
-        }
-        off += n;
-        i += 1;
     }
-    off
+    // SAFETY: the callback is a BPF subprogram of the signature bpf_loop expects; it takes
+    // no context.
+    unsafe {
+        bpf_loop(
+            MAX_IOVECS,
+            copy_iovec as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+        (*scratch).walk.off
+    }
 }
 
 /// Sends `ev` (its header and captured payload) to the data ring.
@@ -476,7 +509,9 @@ fn capture(
         }
         _ => 0,
     };
-    let sockaddr = match syscall {
+    // The buffers: one, or an iovec array (followed from a single place: the verifier walks
+    // its loop once per call site).
+    let (sockaddr, iovecs) = match syscall {
         SocketSyscall::Read
         | SocketSyscall::Write
         | SocketSyscall::Sendto
@@ -484,19 +519,18 @@ fn capture(
             if copy_user(scratch, 0, args[1], limit) {
                 ev.captured = limit as u16;
             }
-            args[4]
+            (args[4], None)
         }
-        SocketSyscall::Readv | SocketSyscall::Writev => {
-            ev.captured = copy_iovecs(scratch, args[1], args[2], limit) as u16;
-            0
-        }
+        SocketSyscall::Readv | SocketSyscall::Writev => (0, Some((args[1], args[2]))),
         _ => {
             let iov: u64 = read_user(msghdr + 16)?;
             let iovlen: u64 = read_user(msghdr + 24)?;
-            ev.captured = copy_iovecs(scratch, iov, iovlen, limit) as u16;
-            read_user(msghdr)?
+            (read_user(msghdr)?, Some((iov, iovlen)))
         }
     };
+    if let Some((iov, iovlen)) = iovecs {
+        ev.captured = copy_iovecs(scratch, iov, iovlen, limit) as u16;
+    }
     if udp && ev.dport == 0 {
         // An unconnected UDP socket: a send names its receiver in the syscall's sockaddr, a
         // receive's sender was kept by the recvmsg4/6 program.
