@@ -23,7 +23,7 @@ APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev pkg-config build-essential
   curl iproute2 procps python3 ca-certificates bpftool
   redis-server redis-tools mariadb-server mariadb-client postgresql postgresql-client
-  dnsmasq-base bind9-dnsutils wrk nftables openssl chromium
+  dnsmasq-base bind9-dnsutils wrk nftables openssl chromium nghttp2-client nghttp2-server
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -41,6 +41,15 @@ if ((${#missing[@]})); then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   if [[ -n $own_policy ]]; then rm -f "$policy"; fi
+fi
+
+# PyPI: grpcio, the real gRPC server and client of the HTTP/2 tests (into the python3 the
+# tests run; Debian's own python3 needs --break-system-packages, a pyenv one does not).
+GRPCIO_VERSION="1.85.4"
+if [[ "$(python3 -c 'import grpc; print(grpc.__version__)' 2>/dev/null)" != "$GRPCIO_VERSION" ]]; then
+  log "pip install grpcio==${GRPCIO_VERSION}"
+  pip_install=(python3 -m pip install --quiet --disable-pip-version-check "grpcio==${GRPCIO_VERSION}")
+  "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -1293,3 +1293,203 @@ fn a_file_behind_a_reused_socket_fd_makes_no_call() {
         .collect();
     assert_eq!(got, [("client", "/real"), ("server", "/real")]);
 }
+
+/// Rows of `calls` for the server on `port` with this `role`, as (protocol, method, resource,
+/// status, is_error, error_message, response_bytes), ordered by `order`.
+fn h2_rows(
+    agent: &AgentProcess,
+    port: u16,
+    role: &str,
+    order: &str,
+) -> Vec<(String, String, String, String, bool, String, u64)> {
+    agent
+        .query_json(&format!(
+            "SELECT protocol, method, resource, status, is_error, \
+             coalesce(error_message, '') AS error_message, response_bytes FROM calls \
+             WHERE dst_port = {port} AND role = '{role}' ORDER BY {order}"
+        ))
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (
+                s("protocol"),
+                s("method"),
+                s("resource"),
+                s("status"),
+                r["is_error"].as_bool().unwrap(),
+                s("error_message"),
+                r["response_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// nghttp2's own server and clients over h2c (prior knowledge): concurrent streams on one
+/// connection, a 404, and 200 requests from h2load over two connections with four streams in
+/// flight on each (every write within the capture size: what is lost beyond it is the
+/// parser's unit tests' subject). Every stream is one call on each end,
+/// with its status, body bytes and trace id; no header value but those is stored.
+#[test]
+fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
+    require_root();
+    for t in ["nghttpd", "nghttp", "h2load"] {
+        tool(t);
+    }
+    let agent = AgentProcess::start("l7-h2", &[]);
+    let dir = tempdir("kl-h2-www");
+    let files = [("a.txt", 12), ("b.txt", 300), ("c.txt", 40)];
+    for (name, size) in files {
+        std::fs::write(dir.join(name), vec![b'k'; size]).unwrap();
+    }
+    let port = support::host::free_port();
+    let _server = Killed(
+        Command::new("nghttpd")
+            .args(["--no-tls", "-d"])
+            .arg(&*dir)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn nghttpd"),
+    );
+    wait_listening(port, "nghttpd");
+    let base = format!("http://127.0.0.1:{port}");
+    // One connection, three streams requested at once; -s prints each response's size.
+    let out = run_ok(Command::new("nghttp").args([
+        "-ns",
+        "-H",
+        &format!("traceparent: {TRACEPARENT}"),
+        "-H",
+        "authorization: Bearer kl-h2-secret",
+        &format!("{base}/a.txt"),
+        &format!("{base}/b.txt"),
+        &format!("{base}/missing"),
+    ]));
+    // "id  responseEnd requestStart  process code size request path"
+    let sizes: Vec<(String, u16, u64)> = out
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let code = f.get(4)?.parse().ok()?;
+            Some((f.get(6)?.to_string(), code, f[5].parse().ok()?))
+        })
+        .collect();
+    let not_found = sizes
+        .iter()
+        .find(|(path, code, _)| path == "/missing" && *code == 404)
+        .unwrap_or_else(|| panic!("no 404 in nghttp's output:\n{out}"))
+        .2;
+    let h2load = run_ok(Command::new("h2load").args([
+        "-n",
+        "200",
+        "-c",
+        "2",
+        "-m",
+        "4",
+        &format!("{base}/c.txt"),
+    ]));
+    assert!(h2load.contains("200 succeeded"), "{h2load}");
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 2 * (3 + 200));
+
+    let call = |resource: &str, status: &str, bytes: u64| {
+        let error = status.starts_with('4');
+        (
+            "http2".to_owned(),
+            "GET".to_owned(),
+            resource.to_owned(),
+            status.to_owned(),
+            error,
+            String::new(),
+            bytes,
+        )
+    };
+    let first = [
+        call("/a.txt", "200", 12),
+        call("/b.txt", "200", 300),
+        call("/missing", "404", not_found),
+    ];
+    for role in ["client", "server"] {
+        let rows: Vec<_> = h2_rows(&agent, port, role, "resource")
+            .into_iter()
+            .filter(|r| r.2 != "/c.txt")
+            .collect();
+        assert_eq!(rows, first, "{role}");
+        let traced = agent.query_json(&format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND role = '{role}' \
+             AND trace_id = '0af7651916cd43dd8448eb211c80319c'"
+        ));
+        assert_eq!(traced[0]["n"].as_u64(), Some(3), "{role}");
+        let load = agent.query_json(&format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND role = '{role}' \
+             AND resource = '/c.txt' AND status = '200' AND response_bytes = 40"
+        ));
+        assert_eq!(load[0]["n"].as_u64(), Some(200), "{role}");
+    }
+    assert_timing_sums(&agent, port);
+    assert_no_secret(&agent, &["kl-h2-secret"]);
+}
+
+/// A real gRPC server and client (grpcio) on one channel: unary calls answered OK and
+/// NOT_FOUND with a message, and a server stream of five messages. Each call is one `grpc` row
+/// on each end, with its gRPC status by name, the message of the error, the trace id of its
+/// metadata and the message bytes (5-byte gRPC prefix included) each way.
+#[test]
+fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
+    require_root();
+    let check = Command::new("python3")
+        .args(["-c", "import grpc"])
+        .status()
+        .unwrap();
+    assert!(
+        check.success(),
+        "python3 grpcio is required (scripts/setup.sh installs it)"
+    );
+    let agent = AgentProcess::start("l7-grpc", &[]);
+    let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
+    let out = run_ok(Command::new("python3").args([
+        &fixture("grpc_client.py"),
+        &port.to_string(),
+        "say:hello",
+        "say:missing",
+        "count:5",
+        "say:bye",
+    ]));
+    assert_eq!(out, "say OK 5\nsay NOT_FOUND 0\ncount OK 500\nsay OK 3\n");
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 8);
+    let call = |method: &str, status: &str, message: &str, bytes: u64| {
+        (
+            "grpc".to_owned(),
+            "POST".to_owned(),
+            format!("/kindling.test.Echo/{method}"),
+            status.to_owned(),
+            status != "OK",
+            message.to_owned(),
+            bytes,
+        )
+    };
+    let want = [
+        call("Say", "OK", "", 10),
+        call("Say", "NOT_FOUND", "no such user: missing", 0),
+        call("Count", "OK", "", 5 * 105),
+        call("Say", "OK", "", 8),
+    ];
+    for role in ["client", "server"] {
+        assert_eq!(h2_rows(&agent, port, role, "ts"), want, "{role}");
+        let requests = agent.query_json(&format!(
+            "SELECT request_bytes AS n, trace_id FROM calls WHERE dst_port = {port} \
+             AND role = '{role}' ORDER BY ts"
+        ));
+        let sizes: Vec<u64> = requests.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+        assert_eq!(sizes, [10, 12, 6, 8], "{role}");
+        assert!(
+            requests
+                .iter()
+                .all(|r| r["trace_id"] == "0af7651916cd43dd8448eb211c80319c")
+        );
+    }
+    assert_timing_sums(&agent, port);
+    assert_no_secret(&agent, &["kl-grpc-secret"]);
+}
