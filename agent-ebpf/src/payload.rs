@@ -53,6 +53,8 @@ const MMSGHDR_SIZE: u64 = 64;
 /// two, header and body; gRPC's C core writes an HTTP/2 request as 13 to 31 slices). The walk
 /// stops at the payload limit.
 const MAX_IOVECS: u32 = 1024;
+/// Iovecs copied in line before the rest are walked with `bpf_loop` ([`copy_iovecs`]).
+const INLINE_IOVECS: u64 = 2;
 
 /// Whether the current task's cgroup (`own`), or one above it, is in `NO_PAYLOAD_CGROUPS`.
 #[inline(always)]
@@ -290,25 +292,49 @@ extern "C" fn copy_iovec(index: u64, _ctx: *mut c_void) -> i64 {
 
 /// Copies up to `limit` bytes from the buffers of the iovec array `iov` (`iovcnt` of them,
 /// at most [`MAX_IOVECS`] followed), each only up to its length, into the scratch payload;
-/// returns the bytes copied. The walk is a `bpf_loop` whose state lives in the scratch value
-/// ([`IovWalk`]): the verifier checks its step once, where an open-coded loop of that many
-/// iterations exceeds its budget.
+/// returns the bytes copied. The first [`INLINE_IOVECS`] are copied in line (most callers pass
+/// one or two: nginx a header and a body, and a `bpf_loop` call costs more than they do); the
+/// rest by a `bpf_loop` whose state lives in the scratch value ([`IovWalk`]), so the verifier
+/// checks its step once, where an open-coded loop of that many iterations exceeds its budget.
 #[inline(always)]
 fn copy_iovecs(scratch: *mut DataScratch, iov: u64, iovcnt: u64, limit: u64) -> u64 {
+    let mut off = 0u64;
+    let mut i = 0u64;
+    while i < INLINE_IOVECS {
+        if i >= iovcnt || off >= limit {
+            return off;
+        }
+        // struct iovec { void *base; size_t len; }
+        let Ok(v) = read_user::<[u64; 2]>(iov + i * 16) else {
+            return off;
+        };
+        let mut n = v[1];
+        if n > limit - off {
+            n = limit - off;
+        }
+        if !copy_user(scratch, off, v[0], n) {
+            return off;
+        }
+        off += n;
+        i += 1;
+    }
+    if i >= iovcnt || off >= limit {
+        return off;
+    }
     // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
     unsafe {
         (*scratch).walk = IovWalk {
-            iov,
-            iovcnt,
+            iov: iov + INLINE_IOVECS * 16,
+            iovcnt: iovcnt - INLINE_IOVECS,
             limit,
-            off: 0,
+            off,
         };
     }
     // SAFETY: the callback is a BPF subprogram of the signature bpf_loop expects; it takes
     // no context.
     unsafe {
         bpf_loop(
-            MAX_IOVECS,
+            MAX_IOVECS - INLINE_IOVECS as u32,
             copy_iovec as *const () as *mut c_void,
             core::ptr::null_mut(),
             0,

@@ -11,7 +11,7 @@
 # Set CARGO_TARGET_DIR to build elsewhere than bench/fuzz/target.
 #
 # Two kinds of targets:
-# - The parser targets (http, redis, dns, mysql, postgres, detect, sql_normalize) build with
+# - The parser targets (http, http2, redis, dns, mysql, postgres, detect, sql_normalize) build with
 #   `cargo +nightly fuzz`, as before.
 # - The agent targets (events, ticket) link kindling-agent (the `agent` feature): DataFusion,
 #   and the agent's build.rs, which builds the eBPF object with a nested cargo (aya-build).

@@ -201,7 +201,8 @@ static PROTOCOL_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         ts("ts"),
         text("node"),
-        // http | dns | mysql | redis | postgresql: every protocol has a row, zeros included.
+        // http | http2 (its gRPC calls included) | dns | mysql | redis | postgresql: every protocol
+        // has a row, zeros included.
         text("protocol"),
         // Rows written to `calls`.
         count("calls"),
@@ -227,7 +228,7 @@ static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         // When the request started (its first byte moved).
         ts("ts"),
-        // http | dns | mysql | redis | postgresql
+        // http | http2 | grpc | dns | mysql | redis | postgresql
         text("protocol"),
         text("role"),
         // HTTP method, SQL verb, Redis command, DNS qtype.

@@ -71,6 +71,8 @@ pub fn script(mut input: &[u8]) -> Vec<Step<'_>> {
 pub struct Checker {
     /// Starts not yet ended, per direction (request, response).
     open: [u64; 2],
+    /// Streams a multiplexed parser (HTTP/2) opened.
+    streams: std::collections::HashSet<u32>,
     /// Every event so far, for the panic message.
     log: Vec<String>,
 }
@@ -114,6 +116,16 @@ impl Checker {
                         self.log.join("\n")
                     );
                     self.open[i] -= 1;
+                }
+                MessageEvent::StreamRequest { stream, .. } => {
+                    self.streams.insert(*stream);
+                }
+                MessageEvent::StreamResponse { stream, .. } | MessageEvent::StreamEnd { stream, .. } => {
+                    assert!(
+                        self.streams.contains(stream),
+                        "{event:?} on a stream never opened\n{}",
+                        self.log.join("\n")
+                    );
                 }
             }
         }

@@ -97,7 +97,7 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
       label="Protocol"
       value={query.protocol}
       placeholder="all protocols"
-      tooltip="http, dns, mysql, redis or postgresql (service map: also tcp, for connections without parsed calls)"
+      tooltip="http, http2, grpc, dns, mysql, redis or postgresql (service map: also tcp, for connections without parsed calls)"
       onChange={field('protocol')}
       onBlur={onRunQuery}
     />

@@ -36,8 +36,8 @@ pub struct ServiceMapQuery {
     /// Only calls recorded by this agent node.
     #[serde(default)]
     pub node: String,
-    /// Only calls of this protocol (`http`, `dns`, `mysql`, `redis`, `postgresql`, or `tcp` for
-    /// the connections on which no call was parsed).
+    /// Only calls of this protocol (`http`, `http2`, `grpc`, `dns`, `mysql`, `redis`,
+    /// `postgresql`, or `tcp` for the connections on which no call was parsed).
     #[serde(default)]
     pub protocol: String,
 }
