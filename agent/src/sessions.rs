@@ -538,6 +538,7 @@ impl Sessionizer {
                     stream,
                     bytes,
                     response,
+                    protocol: call_protocol,
                 } => {
                     let Some(i) = session
                         .open
@@ -556,6 +557,9 @@ impl Sessionizer {
                     call.response_bytes = bytes;
                     if response.is_some() {
                         call.response = response;
+                    }
+                    if let Some(p) = call_protocol {
+                        call.stream = Some((stream, p));
                     }
                     if call.response.is_some() {
                         let call = session.open.remove(i).expect("index in range");

@@ -1493,3 +1493,87 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
     assert_timing_sums(&agent, port);
     assert_no_secret(&agent, &["kl-grpc-secret"]);
 }
+
+/// A gRPC channel (one HTTP/2 connection) that made calls before the agent started and more
+/// after: the agent joins it after its preface, detects it from its frames, and follows every
+/// later call with its timing, sizes and trace id (a literal in every request). What the
+/// headers say through the HPACK static table or in literals is exact (`:method POST`);
+/// fields that index dynamic table entries added before the agent joined are unknown, never
+/// guessed: Say's path, the gRPC content type, and the OK calls' `grpc-status: 0` (their status
+/// is empty, not the `:status 200` that would call any call a success). The failed call's
+/// `grpc-status: 5`, new to the connection, is a literal: it is a `grpc` call, `NOT_FOUND`.
+/// Count's path, first sent after the agent joined, is known.
+#[test]
+fn a_grpc_connection_opened_before_the_agent_is_followed_from_its_frames() {
+    use std::io::{BufRead, BufReader, Write};
+    require_root();
+    let check = Command::new("python3")
+        .args(["-c", "import grpc"])
+        .status()
+        .unwrap();
+    assert!(
+        check.success(),
+        "python3 grpcio is required (scripts/setup.sh installs it)"
+    );
+    let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
+    let mut client = Killed(
+        Command::new("python3")
+            .args([&fixture("grpc_client.py"), &port.to_string()])
+            .args([
+                "say:first",
+                "say:second",
+                "wait:",
+                "say:hello",
+                "say:missing",
+                "count:3",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn grpc_client.py"),
+    );
+    let mut lines = BufReader::new(client.0.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    assert_eq!([next(), next()], ["say OK 5", "say OK 6"]);
+    let agent = AgentProcess::start("l7-grpc-late", &[]);
+    writeln!(client.0.stdin.as_mut().unwrap(), "go").unwrap();
+    assert_eq!(
+        [next(), next(), next()],
+        ["say OK 5", "say NOT_FOUND 0", "count OK 300"]
+    );
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 6);
+    for role in ["client", "server"] {
+        let rows = agent.query_json(&format!(
+            "SELECT protocol, method, resource, status, is_error, request_bytes, \
+             response_bytes, trace_id FROM calls WHERE dst_port = {port} AND role = '{role}' \
+             ORDER BY ts"
+        ));
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {:?} {:?} {} {} {} {}",
+                    r["protocol"].as_str().unwrap(),
+                    r["method"].as_str().unwrap(),
+                    r["resource"].as_str().unwrap(),
+                    r["status"].as_str().unwrap(),
+                    r["is_error"],
+                    r["request_bytes"],
+                    r["response_bytes"],
+                    r["trace_id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        assert_eq!(
+            got,
+            [
+                format!("http2 POST \"\" \"\" false 10 10 {trace}"),
+                format!("grpc POST \"\" \"NOT_FOUND\" true 12 0 {trace}"),
+                format!("http2 POST \"/kindling.test.Echo/Count\" \"\" false 6 315 {trace}"),
+            ],
+            "{role}"
+        );
+    }
+}

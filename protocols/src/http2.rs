@@ -9,28 +9,27 @@
 //! has `content-type: application/grpc` is a gRPC call: its status is the `grpc-status` of the
 //! response's trailers, by name (`OK`, `NOT_FOUND`, ...), with `grpc-message` as the error text.
 //!
-//! Header blocks are decoded with `loona-hpack`, one decoder per direction (each end's encoder
-//! keeps its own dynamic table). Only the fields a row needs are copied (`:method`, `:path`
+//! Header blocks are decoded by [`hpack`], one decoder per direction (each end's encoder
+//! keeps its own dynamic table). Only the fields a row needs are kept (`:method`, `:path`
 //! without its query, `:status`, `content-type`, `traceparent`, `grpc-status`,
-//! `grpc-message`); no other header value, credentials included, is ever kept.
+//! `grpc-message`); no other header value, credentials included, is ever stored.
 //!
 //! The framing is written here, not taken from an HTTP/2 library, because it must cope with
 //! what a capture loses: only the first bytes of each syscall are seen. A frame's unseen
 //! payload is skipped by its length (so DATA frames far beyond the capture are still counted
 //! whole), but when a frame header itself lies in unseen bytes that direction's framing is
 //! lost; each later segment is then tried as the start of a frame (a plausible type, flags and
-//! stream id) and parsing resumes at the first that is. A header block cut by the capture, one
-//! the decoder refuses, or one that may have passed while framing was lost leaves the
-//! direction's HPACK table behind its encoder's, and a table behind resolves indices to the
-//! wrong fields: from then on that direction's headers are not decoded. Its streams are still
-//! calls, with their timing and sizes, and empty method, path or status; each such message is
-//! counted in `truncated`.
+//! stream id) and parsing resumes at the first that is. A header block cut by the capture, or
+//! one that may have passed while framing was lost, leaves the direction's dynamic table
+//! behind its encoder's: the decoder then resolves what the static table, literals and the
+//! entries added since say, and marks the rest unknown, until the table has turned over. A
+//! stream is a call even when its headers were not all known, with its timing and sizes and
+//! empty method, path or status; each such message is counted in `truncated`.
 
-use std::{borrow::Cow, collections::HashMap, fmt};
-
-use loona_hpack::Decoder;
+use std::collections::HashMap;
 
 use crate::{
+    hpack::{Field, Hpack},
     http::{MethodKind, parse_traceparent, resource},
     stream::{
         Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,
@@ -47,9 +46,6 @@ const MAX_BLOCK: usize = 16 * 1024;
 /// Most streams open at once on one connection; a stream beyond is not followed (counted in
 /// `unparsed`).
 const MAX_STREAMS: usize = 1024;
-/// Largest dynamic table an encoder may ask for (a size update beyond is refused, and the
-/// direction's headers are lost). Peers use 4 KiB, some 64 KiB.
-const MAX_TABLE: usize = 64 * 1024;
 /// Frame lengths a lost direction accepts as a frame start (the default
 /// SETTINGS_MAX_FRAME_SIZE).
 const RESYNC_MAX_LEN: u32 = 16 * 1024;
@@ -80,23 +76,31 @@ pub fn looks_like_preface(data: &[u8]) -> bool {
     }
 }
 
+/// Whether `data` (a connection's first request bytes seen, when the agent joined it after
+/// its preface) is a chain of plausible client frames ending exactly where `data` does.
+pub fn looks_like_frames(data: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < data.len() {
+        let Some(rest) = data.get(pos..) else {
+            return false;
+        };
+        if !plausible_frame(rest, Direction::Request) {
+            return false;
+        }
+        pos += FRAME_HEADER + (u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize);
+    }
+    pos == data.len() && pos > 0
+}
+
 /// HTTP/2 framing of one connection.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Http2Parser {
     /// Request (client to server) and response directions.
     sides: [Side; 2],
     streams: HashMap<u32, Stream>,
-}
-
-impl Default for Http2Parser {
-    fn default() -> Self {
-        let mut request = Side::default();
-        request.preface = PREFACE.len();
-        Self {
-            sides: [request, Side::default()],
-            streams: HashMap::new(),
-        }
-    }
+    /// Whether the first segment was seen: it starts with the preface, or the agent joined
+    /// the connection later (its header tables are then unknown).
+    started: bool,
 }
 
 /// One direction's framing and header decoding.
@@ -112,8 +116,6 @@ struct Side {
     /// A header block waiting for its CONTINUATION frames.
     block: Option<Block>,
     hpack: Hpack,
-    /// Headers are no longer decoded (see the module doc).
-    hpack_lost: bool,
     /// A frame header was not captured: looking for a frame start.
     framing_lost: bool,
 }
@@ -158,6 +160,8 @@ struct Block {
 #[derive(Debug, Default)]
 struct Stream {
     grpc: bool,
+    /// The request did not say gRPC, its response's trailers did.
+    grpc_by_trailers: bool,
     /// DATA payload bytes per direction (request, response).
     bytes: [u64; 2],
     ended: [bool; 2],
@@ -166,7 +170,8 @@ struct Stream {
     update: Option<ResponseInfo>,
 }
 
-/// The fields of a header block a row needs.
+/// The fields of a header block a row needs, and whether some of its fields were unknown
+/// (they index dynamic table entries never seen, see [`hpack`]).
 #[derive(Debug, Default)]
 struct Fields {
     method: Option<String>,
@@ -176,23 +181,7 @@ struct Fields {
     trace_id: Option<String>,
     grpc_status: Option<u32>,
     grpc_message: Option<String>,
-}
-
-/// A direction's HPACK decoder (the crate's type has no `Debug`).
-struct Hpack(Decoder<'static>);
-
-impl Default for Hpack {
-    fn default() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(MAX_TABLE);
-        Self(decoder)
-    }
-}
-
-impl fmt::Debug for Hpack {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Hpack")
-    }
+    partial: bool,
 }
 
 impl StreamParser for Http2Parser {
@@ -200,6 +189,19 @@ impl StreamParser for Http2Parser {
         let mut out = FeedOutcome::default();
         let data = &segment.data[..segment.data.len().min(segment.len)];
         let d = side_index(segment.direction);
+        if !std::mem::replace(&mut self.started, true) {
+            let preface = data.len().min(PREFACE.len());
+            if segment.direction == Direction::Request
+                && preface > 0
+                && data[..preface] == PREFACE[..preface]
+            {
+                self.sides[0].preface = PREFACE.len();
+            } else {
+                for side in &mut self.sides {
+                    side.hpack = Hpack::joined_late();
+                }
+            }
+        }
         let mut pos = 0;
         let side = &mut self.sides[d];
         if side.preface > 0 {
@@ -246,7 +248,8 @@ impl StreamParser for Http2Parser {
                 side.framing_lost = true;
                 side.have = 0;
                 side.block = None;
-                side.hpack_lost = true;
+                // Header blocks may pass unseen until framing is found again.
+                side.hpack.lose();
                 out.unparsed += 1;
                 return out;
             }
@@ -286,7 +289,7 @@ impl Http2Parser {
         if side.block.is_some() && frame.kind != CONTINUATION {
             // A header block interrupted: a protocol error, or frames lost.
             side.block = None;
-            side.hpack_lost = true;
+            side.hpack.lose();
             out.unparsed += 1;
         }
         match frame.kind {
@@ -333,7 +336,7 @@ impl Http2Parser {
                     }
                 }
                 _ => {
-                    side.hpack_lost = true;
+                    side.hpack.lose();
                     out.unparsed += 1;
                 }
             },
@@ -351,19 +354,20 @@ impl Http2Parser {
     /// A whole header block of `direction`.
     fn on_block(&mut self, direction: Direction, block: Block, out: &mut FeedOutcome) {
         let side = &mut self.sides[side_index(direction)];
-        side.hpack_lost |= block.cut;
-        let fields = if side.hpack_lost {
+        let fields = if block.cut {
+            // Entries the unseen part added are missed.
+            side.hpack.lose();
             None
         } else {
-            let fields = decode(&mut side.hpack, &block.fragment);
-            side.hpack_lost = fields.is_none();
-            fields
+            decode(&mut side.hpack, &block.fragment)
         };
         if block.push {
             return;
         }
-        let known = fields.is_some();
-        let fields = fields.unwrap_or_default();
+        let fields = fields.unwrap_or(Fields {
+            partial: true,
+            ..Fields::default()
+        });
         let id = block.stream;
         match direction {
             Direction::Request => {
@@ -372,7 +376,7 @@ impl Http2Parser {
                         out.unparsed += 1;
                         return;
                     }
-                    if !known {
+                    if fields.partial && (fields.method.is_none() || fields.path.is_none()) {
                         out.truncated += 1;
                     }
                     let protocol = if fields.grpc {
@@ -412,10 +416,16 @@ impl Http2Parser {
                     out.unparsed += 1;
                     return;
                 };
+                if fields.grpc_status.is_some() && !stream.grpc {
+                    // Only gRPC sends `grpc-status`: a request whose content-type was not
+                    // known (an entry never seen) was gRPC after all.
+                    stream.grpc = true;
+                    stream.grpc_by_trailers = true;
+                }
                 let informational = fields.status.is_some_and(|s| s < 200);
                 if !stream.response_started && !informational {
                     stream.response_started = true;
-                    if !known {
+                    if fields.partial && fields.status.is_none() {
                         out.truncated += 1;
                     }
                     let info = response_info(stream.grpc, &fields);
@@ -427,8 +437,9 @@ impl Http2Parser {
                         .push(MessageEvent::StreamResponse { stream: id, info });
                 } else if stream.response_started && fields.grpc_status.is_some() {
                     stream.update = Some(response_info(stream.grpc, &fields));
-                } else if stream.response_started && !known && stream.grpc {
-                    // Trailers not decoded: the gRPC status is unknown.
+                } else if stream.response_started && fields.partial {
+                    // Trailers not all decoded: they may have carried a gRPC status, so the
+                    // call's outcome is unknown (not the success its `:status` would say).
                     out.truncated += 1;
                     stream.update = Some(ResponseInfo::default());
                 }
@@ -461,6 +472,8 @@ impl Http2Parser {
                 Direction::Request => None,
                 Direction::Response => stream.update.take(),
             },
+            protocol: (direction == Direction::Response && stream.grpc_by_trailers)
+                .then_some(Protocol::Grpc),
         });
         if stream.ended == [true, true] {
             self.streams.remove(&id);
@@ -523,32 +536,26 @@ fn block_fragment(frame: &Frame) -> Option<Vec<u8>> {
     Some(p.get(start..end.min(p.len()))?.to_vec())
 }
 
-/// Decodes one header block, keeping only the fields a row needs; `None` when the decoder
-/// refuses it.
+/// Decodes one header block into the fields a row needs; `None` when the block is malformed.
 fn decode(hpack: &mut Hpack, block: &[u8]) -> Option<Fields> {
-    let mut fields = Fields::default();
+    let decoded = hpack.decode(block).ok()?;
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    hpack
-        .0
-        .decode_with_cb(block, |name: Cow<[u8]>, value: Cow<[u8]>| match &*name {
-            b":method" => fields.method = Some(text(&value)),
-            b":path" => fields.path = Some(value.into_owned()),
-            b":status" => {
-                fields.status = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|s| s.parse().ok());
-            }
-            b"content-type" => fields.grpc = value.starts_with(b"application/grpc"),
-            b"traceparent" => fields.trace_id = parse_traceparent(&value),
-            b"grpc-status" => {
-                fields.grpc_status = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|s| s.parse().ok());
-            }
-            b"grpc-message" => fields.grpc_message = Some(percent_decode(&value)),
-            _ => {}
-        })
-        .ok()?;
+    let number = |v: &[u8]| std::str::from_utf8(v).ok()?.parse().ok();
+    let mut fields = Fields {
+        partial: decoded.unknown > 0,
+        ..Fields::default()
+    };
+    for (field, value) in &decoded.fields {
+        match field {
+            Field::Method => fields.method = Some(text(value)),
+            Field::Path => fields.path = Some(value.clone()),
+            Field::Status => fields.status = number(value).and_then(|n: u32| u16::try_from(n).ok()),
+            Field::ContentType => fields.grpc = value.starts_with(b"application/grpc"),
+            Field::Traceparent => fields.trace_id = parse_traceparent(value),
+            Field::GrpcStatus => fields.grpc_status = number(value),
+            Field::GrpcMessage => fields.grpc_message = Some(percent_decode(value)),
+        }
+    }
     Some(fields)
 }
 

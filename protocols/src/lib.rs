@@ -1,5 +1,5 @@
 //! L7 protocol detection and stream framing, with no I/O (dependencies: `memchr`, and
-//! `loona-hpack` for HTTP/2 header blocks).
+//! `httlib-huffman` for HPACK's Huffman code).
 //!
 //! The agent sees a connection as a sequence of [`Segment`]s: the first bytes (at most the
 //! capture size) of each socket syscall, with the syscall's full length. A [`StreamParser`]
@@ -21,6 +21,7 @@
 mod bounded_map;
 pub mod dns;
 mod framing;
+mod hpack;
 pub mod http;
 pub mod http2;
 pub mod mysql;
@@ -61,6 +62,9 @@ pub fn detect(
                 Some(Protocol::Redis)
             } else if dns::looks_like_query(first_request, true) {
                 Some(Protocol::Dns)
+            } else if http2::looks_like_frames(first_request) {
+                // An HTTP/2 connection the agent joined after its preface.
+                Some(Protocol::Http2)
             } else {
                 None
             }

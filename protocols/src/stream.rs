@@ -144,6 +144,9 @@ pub enum MessageEvent {
         /// For a response: what its trailers (gRPC status) or a reset changed in what
         /// [`MessageEvent::StreamResponse`] said.
         response: Option<ResponseInfo>,
+        /// For a response: the call's protocol when the response showed it to be another than
+        /// its request did (gRPC trailers on a request whose `content-type` was not known).
+        protocol: Option<Protocol>,
     },
 }
 

@@ -73,6 +73,7 @@ fn end(direction: Direction, stream: u32, bytes: u64) -> MessageEvent {
         stream,
         bytes,
         response: None,
+        protocol: None,
     }
 }
 
@@ -221,6 +222,7 @@ fn grpc_status_and_message_come_from_the_trailers() {
                     error_message: Some("no such user".into()),
                     ..ResponseInfo::default()
                 }),
+                protocol: None,
             },
         ]
     );
@@ -261,6 +263,7 @@ fn a_trailers_only_grpc_answer_is_one_headers_frame() {
                 stream: 1,
                 bytes: 0,
                 response: Some(ok),
+                protocol: None,
             },
         ]
     );
@@ -297,6 +300,7 @@ fn a_reset_stream_is_a_call_with_its_error_code() {
                 stream: 1,
                 bytes: 0,
                 response: Some(cancelled),
+                protocol: None,
             },
             response(3, "204"),
             end(Direction::Response, 3, 0),
@@ -388,7 +392,7 @@ fn unseen_data_payload_is_counted_and_framing_goes_on() {
 }
 
 #[test]
-fn an_unseen_frame_header_loses_the_headers_but_not_the_calls() {
+fn an_unseen_frame_header_costs_only_what_it_hid() {
     let (mut c, mut s) = (Encoder::new(), Encoder::new());
     let mut up = client_start();
     up.extend(enc(&mut c, 1, true, &get("/one")));
@@ -415,19 +419,16 @@ fn an_unseen_frame_header_loses_the_headers_but_not_the_calls() {
             end(Direction::Request, 3, 0),
             // The response direction resynced on the DATA frame; its bytes before were lost.
             end(Direction::Response, 1, 201),
-            // Its headers are no longer decoded: the status is unknown.
-            MessageEvent::StreamResponse {
-                stream: 3,
-                info: ResponseInfo::default(),
-            },
+            // Its dynamic table is no longer known, but `:status 200` is in the static one.
+            response(3, "200"),
             end(Direction::Response, 3, 0),
         ]
     );
-    assert_eq!((unparsed, truncated), (1, 1));
+    assert_eq!((unparsed, truncated), (1, 0));
 }
 
 #[test]
-fn a_block_indexing_entries_never_seen_is_a_call_without_headers() {
+fn a_block_indexing_entries_never_seen_is_a_call_with_what_could_be_read() {
     // As when the agent joins late: the client's encoder indexes its dynamic table (index 62
     // and beyond), which this decoder never saw.
     let mut up = client_start();
@@ -445,20 +446,21 @@ fn a_block_indexing_entries_never_seen_is_a_call_without_headers() {
     assert_eq!(
         ev,
         vec![
-            request(1, Protocol::Http2, "", ""),
+            // `:method GET` is in the static table; the path was in the entries never seen.
+            request(1, Protocol::Http2, "GET", ""),
             end(Direction::Request, 1, 0),
             response(1, "200"),
             end(Direction::Response, 1, 0),
-            // The request direction's table stays unknown for the connection.
-            request(3, Protocol::Http2, "", ""),
+            // A later block that says everything in literals and entries it added is whole.
+            request(3, Protocol::Http2, "GET", "/later"),
             end(Direction::Request, 3, 0),
         ]
     );
-    assert_eq!((unparsed, truncated), (0, 2));
+    assert_eq!((unparsed, truncated), (0, 1));
 }
 
 #[test]
-fn a_table_size_update_beyond_the_bound_is_refused() {
+fn a_table_size_update_beyond_the_bound_is_followed_in_part() {
     let mut c = Encoder::new();
     // A dynamic table size update (001xxxxx) to 1 MiB, then a field.
     let mut block = vec![0x3f];
@@ -473,8 +475,9 @@ fn a_table_size_update_beyond_the_bound_is_refused() {
     up.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
     up.extend(enc(&mut c, 3, true, &get("/x")));
     let (ev, _, truncated) = events(&[req(up)]);
-    assert_eq!(ev[0], request(1, Protocol::Http2, "", ""));
-    assert_eq!(truncated, 2);
+    assert_eq!(ev[0], request(1, Protocol::Http2, "GET", ""));
+    assert_eq!(ev[2], request(3, Protocol::Http2, "GET", "/x"));
+    assert_eq!(truncated, 0);
 }
 
 #[test]
@@ -536,5 +539,65 @@ fn arbitrary_bytes_never_panic_and_stay_bounded() {
             });
         }
         assert!(parser.streams.len() <= MAX_STREAMS);
+    }
+}
+
+/// The agent joined a connection after its preface: the first request bytes are frames, the
+/// header tables are unknown. Streams are calls with what the static table and literals say,
+/// and once a request's entries are its own, exact.
+#[test]
+fn a_connection_joined_after_its_preface_is_detected_and_read_in_part() {
+    // An encoder that indexes every field it can (httlib-hpack, as nghttp2 and gRPC do).
+    let mut c = httlib_hpack::Encoder::default();
+    let mut indexed_get = |stream: u32| {
+        let mut block = Vec::new();
+        for (name, value) in get("/missed") {
+            let flags = httlib_hpack::Encoder::WITH_INDEXING | httlib_hpack::Encoder::BEST_FORMAT;
+            c.encode(
+                (name.as_bytes().to_vec(), value.into_bytes(), flags),
+                &mut block,
+            )
+            .unwrap();
+        }
+        frame(HEADERS, END_HEADERS | END_STREAM, stream, &block)
+    };
+    let mut s = Encoder::new();
+    // Blocks the agent missed: the client's table now holds the request's fields.
+    let _ = indexed_get(1);
+    let _ = headers(&mut s, 1, true, &[(":status", "200"), ("server", "x")]);
+    // The same request again: its path from the client's dynamic table.
+    let first = indexed_get(3);
+    assert!(crate::http2::looks_like_frames(&first));
+    assert_eq!(
+        crate::detect(crate::Transport::Tcp, &first, None),
+        Some(Protocol::Http2)
+    );
+    let answer = headers(&mut s, 3, true, &[(":status", "200"), ("server", "x")]);
+    let (ev, unparsed, truncated) = events(&[req(first), resp(answer)]);
+    assert_eq!(
+        ev,
+        vec![
+            // `:method GET` is the static table's, the path an entry never seen.
+            request(3, Protocol::Http2, "GET", ""),
+            end(Direction::Request, 3, 0),
+            // `:status 200` is the static table's.
+            response(3, "200"),
+            end(Direction::Response, 3, 0),
+        ]
+    );
+    assert_eq!((unparsed, truncated), (0, 1));
+}
+
+#[test]
+fn other_protocols_are_not_taken_for_frames() {
+    for data in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"*1\r\n$4\r\nPING\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"\x00\x00\x00\x08\x04\xd2\x16\x2f",
+        b"\x21\x00\x00\x00\x03SELECT 1 FROM dual WHERE 1 = 1",
+        b"",
+    ] {
+        assert!(!looks_like_frames(data), "{data:?}");
     }
 }
