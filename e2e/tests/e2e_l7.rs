@@ -1431,13 +1431,8 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
     assert_no_secret(&agent, &["kl-h2-secret"]);
 }
 
-/// A real gRPC server and client (grpcio) on one channel: unary calls answered OK and
-/// NOT_FOUND with a message, and a server stream of five messages. Each call is one `grpc` row
-/// on each end, with its gRPC status by name, the message of the error, the trace id of its
-/// metadata and the message bytes (5-byte gRPC prefix included) each way.
-#[test]
-fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
-    require_root();
+/// Fails loudly without Python's grpcio, the real gRPC implementation these tests drive.
+fn require_grpcio() {
     let check = Command::new("python3")
         .args(["-c", "import grpc"])
         .status()
@@ -1446,6 +1441,16 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
         check.success(),
         "python3 grpcio is required (scripts/setup.sh installs it)"
     );
+}
+
+/// A real gRPC server and client (grpcio) on one channel: unary calls answered OK and
+/// NOT_FOUND with a message, and a server stream of five messages. Each call is one `grpc` row
+/// on each end, with its gRPC status by name, the message of the error, the trace id of its
+/// metadata and the message bytes (5-byte gRPC prefix included) each way.
+#[test]
+fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
+    require_root();
+    require_grpcio();
     let agent = AgentProcess::start("l7-grpc", &[]);
     let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
     let out = run_ok(Command::new("python3").args([
@@ -1507,14 +1512,7 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
 fn a_grpc_connection_opened_before_the_agent_is_followed_from_its_frames() {
     use std::io::{BufRead, BufReader, Write};
     require_root();
-    let check = Command::new("python3")
-        .args(["-c", "import grpc"])
-        .status()
-        .unwrap();
-    assert!(
-        check.success(),
-        "python3 grpcio is required (scripts/setup.sh installs it)"
-    );
+    require_grpcio();
     let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
     let mut client = Killed(
         Command::new("python3")

@@ -460,27 +460,6 @@ fn a_block_indexing_entries_never_seen_is_a_call_with_what_could_be_read() {
 }
 
 #[test]
-fn a_table_size_update_beyond_the_bound_is_followed_in_part() {
-    let mut c = Encoder::new();
-    // A dynamic table size update (001xxxxx) to 1 MiB, then a field.
-    let mut block = vec![0x3f];
-    let mut rest = (1usize << 20) - 31;
-    while rest >= 128 {
-        block.push((rest % 128) as u8 | 0x80);
-        rest /= 128;
-    }
-    block.push(rest as u8);
-    block.push(0x82);
-    let mut up = client_start();
-    up.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
-    up.extend(enc(&mut c, 3, true, &get("/x")));
-    let (ev, _, truncated) = events(&[req(up)]);
-    assert_eq!(ev[0], request(1, Protocol::Http2, "GET", ""));
-    assert_eq!(ev[2], request(3, Protocol::Http2, "GET", "/x"));
-    assert_eq!(truncated, 0);
-}
-
-#[test]
 fn a_header_block_beyond_its_bound_is_taken_as_cut() {
     let mut c = Encoder::new();
     let big = "v".repeat(MAX_BLOCK);
