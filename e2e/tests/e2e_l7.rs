@@ -1327,7 +1327,7 @@ fn h2_rows(
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 /// nghttp2's own server and clients over h2c (prior knowledge): concurrent streams on one
-/// connection, a 404, and 200 requests from h2load over two connections with four streams in
+/// connection, a 404, three requests from curl, and 200 requests from h2load over two connections with four streams in
 /// flight on each (every write within the capture size: what is lost beyond it is the
 /// parser's unit tests' subject). Every stream is one call on each end,
 /// with its status, body bytes and trace id; no header value but those is stored.
@@ -1339,7 +1339,7 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
     }
     let agent = AgentProcess::start("l7-h2", &[]);
     let dir = tempdir("kl-h2-www");
-    let files = [("a.txt", 12), ("b.txt", 300), ("c.txt", 40)];
+    let files = [("a.txt", 12), ("b.txt", 300), ("c.txt", 40), ("d.txt", 77)];
     for (name, size) in files {
         std::fs::write(dir.join(name), vec![b'k'; size]).unwrap();
     }
@@ -1380,6 +1380,20 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
         .find(|(path, code, _)| path == "/missing" && *code == 404)
         .unwrap_or_else(|| panic!("no 404 in nghttp's output:\n{out}"))
         .2;
+    // curl with prior knowledge, three times.
+    let d = format!("{base}/d.txt");
+    for _ in 0..3 {
+        let out = run_ok(Command::new("curl").args([
+            "--http2-prior-knowledge",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code} %{size_download}",
+            &d,
+        ]));
+        assert_eq!(out, "2 200 77");
+    }
     let h2load = run_ok(Command::new("h2load").args([
         "-n",
         "200",
@@ -1391,7 +1405,7 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
     ]));
     assert!(h2load.contains("200 succeeded"), "{h2load}");
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
-    wait_count(&agent, &count, 2 * (3 + 200));
+    wait_count(&agent, &count, 2 * (3 + 3 + 200));
 
     let call = |resource: &str, status: &str, bytes: u64| {
         let error = status.starts_with('4');
@@ -1413,7 +1427,7 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
     for role in ["client", "server"] {
         let rows: Vec<_> = h2_rows(&agent, port, role, "resource")
             .into_iter()
-            .filter(|r| r.2 != "/c.txt")
+            .filter(|r| r.2 != "/c.txt" && r.2 != "/d.txt")
             .collect();
         assert_eq!(rows, first, "{role}");
         let traced = agent.query_json(&format!(
@@ -1426,6 +1440,11 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
              AND resource = '/c.txt' AND status = '200' AND response_bytes = 40"
         ));
         assert_eq!(load[0]["n"].as_u64(), Some(200), "{role}");
+        let curl = agent.query_json(&format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port} AND role = '{role}' \
+             AND resource = '/d.txt' AND status = '200' AND response_bytes = 77"
+        ));
+        assert_eq!(curl[0]["n"].as_u64(), Some(3), "{role}");
     }
     assert_timing_sums(&agent, port);
     assert_no_secret(&agent, &["kl-h2-secret"]);
@@ -1444,7 +1463,8 @@ fn require_grpcio() {
 }
 
 /// A real gRPC server and client (grpcio) on one channel: unary calls answered OK and
-/// NOT_FOUND with a message, and a server stream of five messages. Each call is one `grpc` row
+/// NOT_FOUND with a message, a server stream of five messages, and a call the client cancels
+/// while the server is still at it. Each call is one `grpc` row
 /// on each end, with its gRPC status by name, the message of the error, the trace id of its
 /// metadata and the message bytes (5-byte gRPC prefix included) each way.
 #[test]
@@ -1460,10 +1480,14 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
         "say:missing",
         "count:5",
         "say:bye",
+        "slow:zzz",
     ]));
-    assert_eq!(out, "say OK 5\nsay NOT_FOUND 0\ncount OK 500\nsay OK 3\n");
+    assert_eq!(
+        out,
+        "say OK 5\nsay NOT_FOUND 0\ncount OK 500\nsay OK 3\nslow CANCELLED 0\n"
+    );
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
-    wait_count(&agent, &count, 8);
+    wait_count(&agent, &count, 10);
     let call = |method: &str, status: &str, message: &str, bytes: u64| {
         (
             "grpc".to_owned(),
@@ -1480,6 +1504,8 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
         call("Say", "NOT_FOUND", "no such user: missing", 0),
         call("Count", "OK", "", 5 * 105),
         call("Say", "OK", "", 8),
+        // The client cancelled it: RST_STREAM CANCEL, seen by both ends.
+        call("Slow", "CANCEL", "stream reset: CANCEL", 0),
     ];
     for role in ["client", "server"] {
         assert_eq!(h2_rows(&agent, port, role, "ts"), want, "{role}");
@@ -1488,7 +1514,7 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
              AND role = '{role}' ORDER BY ts"
         ));
         let sizes: Vec<u64> = requests.iter().map(|r| r["n"].as_u64().unwrap()).collect();
-        assert_eq!(sizes, [10, 12, 6, 8], "{role}");
+        assert_eq!(sizes, [10, 12, 6, 8, 8], "{role}");
         assert!(
             requests
                 .iter()

@@ -9,7 +9,11 @@
 //!
 //! - `http`: a curl-like `GET` and an nginx-like `200 OK` with `Content-Length: 100` and its
 //!   100-byte body in the same send (headers and body in one writev, as nginx does);
-//! - `redis`: `SET key value` / `+OK`, then `GET key` / `$5 value`, alternately.
+//! - `redis`: `SET key value` / `+OK`, then `GET key` / `$5 value`, alternately;
+//! - `grpc`: a unary gRPC call over HTTP/2 as grpcio sends it once the connection is warm
+//!   (its header fields indexed from the dynamic tables, Huffman-coded by an HPACK encoder):
+//!   HEADERS and DATA, then HEADERS, DATA and trailers; each connection first sends the preface
+//!   and a first call that fills the tables (untimed).
 //!
 //! Connections are set up once through the real `ConnTracker` (so that every data event pays
 //! the `conn_ref` lookup the pipeline does), and one untimed round lets every session detect
@@ -51,6 +55,86 @@ const REDIS_VALUE: &[u8] = b"$5\r\nvalue\r\n";
 enum Workload {
     Http,
     Redis,
+    Grpc,
+}
+
+/// HTTP/2 frame: 24-bit length, type, flags, stream id.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A header block of `fields` from `encoder`, as gRPC's encoders write them: Huffman-coded,
+/// added to the dynamic table, indexed once they are there.
+fn hpack(encoder: &mut httlib_hpack::Encoder<'_>, fields: &[(&str, &str)]) -> Vec<u8> {
+    use httlib_hpack::Encoder;
+    let flags = Encoder::HUFFMAN_NAME
+        | Encoder::HUFFMAN_VALUE
+        | Encoder::WITH_INDEXING
+        | Encoder::BEST_FORMAT;
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        encoder
+            .encode(
+                (name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags),
+                &mut block,
+            )
+            .expect("encodable field");
+    }
+    block
+}
+
+/// One unary gRPC call on `stream`: the client's HEADERS and DATA in one write, the server's
+/// HEADERS, DATA and trailers in one write.
+fn grpc_call(
+    client: &mut httlib_hpack::Encoder<'_>,
+    server: &mut httlib_hpack::Encoder<'_>,
+    stream: u32,
+) -> (Vec<u8>, Vec<u8>) {
+    let request = hpack(
+        client,
+        &[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/helloworld.Greeter/SayHello"),
+            (":authority", "greeter.default.svc:50051"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("grpc-accept-encoding", "identity,deflate,gzip"),
+            (
+                "user-agent",
+                "grpc-python/1.85.4 grpc-c/52.0.0 (linux; chttp2)",
+            ),
+        ],
+    );
+    let mut up = h2_frame(1, 0x4, stream, &request);
+    up.extend(h2_frame(0, 0x1, stream, b"\0\0\0\0\x07\n\x05world"));
+    let head = hpack(
+        server,
+        &[(":status", "200"), ("content-type", "application/grpc")],
+    );
+    let trailers = hpack(server, &[("grpc-status", "0"), ("grpc-message", "")]);
+    let mut down = h2_frame(1, 0x4, stream, &head);
+    down.extend(h2_frame(0, 0, stream, b"\0\0\0\0\x0d\n\x0bHello world"));
+    down.extend(h2_frame(1, 0x5, stream, &trailers));
+    (up, down)
+}
+
+/// Each connection's untimed first exchange, and the call it then repeats (stream ids are not
+/// checked for growth, so the steady-state call keeps stream 3).
+fn grpc_exchanges() -> ((Vec<u8>, Vec<u8>), (Vec<u8>, Vec<u8>)) {
+    let mut client = httlib_hpack::Encoder::default();
+    let mut server = httlib_hpack::Encoder::default();
+    let (first_up, first_down) = grpc_call(&mut client, &mut server, 1);
+    let mut up = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    up.extend(h2_frame(4, 0, 0, &[]));
+    up.extend(first_up);
+    let mut down = h2_frame(4, 0, 0, &[]);
+    down.extend(first_down);
+    ((up, down), grpc_call(&mut client, &mut server, 3))
 }
 
 impl Workload {
@@ -58,13 +142,28 @@ impl Workload {
         match self {
             Self::Http => "http",
             Self::Redis => "redis",
+            Self::Grpc => "grpc",
         }
+    }
+
+    /// The session protocol whose counters `protocol_stats` keeps its calls under.
+    fn session_protocol(self) -> &'static str {
+        match self {
+            Self::Grpc => "http2",
+            other => other.name(),
+        }
+    }
+
+    /// An untimed first exchange per connection, before the ones it repeats.
+    fn prelude(self) -> Option<(Vec<u8>, Vec<u8>)> {
+        (self == Self::Grpc).then(|| grpc_exchanges().0)
     }
 
     fn server_port(self) -> u16 {
         match self {
             Self::Http => 8080,
             Self::Redis => 6379,
+            Self::Grpc => 50051,
         }
     }
 
@@ -81,6 +180,7 @@ impl Workload {
                 (REDIS_SET.to_vec(), REDIS_OK.to_vec()),
                 (REDIS_GET.to_vec(), REDIS_VALUE.to_vec()),
             ],
+            Self::Grpc => vec![grpc_exchanges().1],
         }
     }
 }
@@ -102,7 +202,7 @@ fn data_event(sk: u64, syscall: SocketSyscall, sport: u16, dport: u16, bytes: &[
     let captured = bytes.len().min(PAYLOAD_MAX);
     let mut payload = [0u8; PAYLOAD_MAX];
     payload[..captured].copy_from_slice(&bytes[..captured]);
-    let server = sport == 8080 || sport == 6379;
+    let server = sport == 8080 || sport == 6379 || sport == 50051;
     DataEvent {
         ts_exit_ns: 0,
         skaddr: sk,
@@ -153,6 +253,8 @@ struct Setup {
     tracker: ConnTracker,
     /// `conns[c]` holds 4 events per exchange.
     conns: Vec<Vec<DataEvent>>,
+    /// Each connection's first exchange, fed once before the warm-up round.
+    preludes: Vec<DataEvent>,
     calls_per_round: u64,
 }
 
@@ -163,6 +265,7 @@ fn setup(workload: Workload, base_sk: u64) -> Setup {
     let mut sink = PendingRows::new("bench-node");
     tracker.on_event(&tcp_event(1, base_sk, CLOSE, LISTEN, port, 0), &mut sink);
     let mut conns = Vec::new();
+    let mut preludes = Vec::new();
     for i in 0..CONNECTIONS {
         let (c, s) = (base_sk + 2 + 2 * i, base_sk + 3 + 2 * i);
         let cport = 20_000 + i as u16;
@@ -173,6 +276,12 @@ fn setup(workload: Workload, base_sk: u64) -> Setup {
             tcp_event(13, c, SYN_SENT, ESTABLISHED, cport, port),
         ] {
             tracker.on_event(&ev, &mut sink);
+        }
+        if let Some((request, response)) = workload.prelude() {
+            preludes.push(data_event(c, Sendto, cport, port, &request));
+            preludes.push(data_event(s, Read, port, cport, &request));
+            preludes.push(data_event(s, Writev, port, cport, &response));
+            preludes.push(data_event(c, Recvfrom, cport, port, &response));
         }
         let mut events = Vec::new();
         for (request, response) in workload.exchanges() {
@@ -187,6 +296,7 @@ fn setup(workload: Workload, base_sk: u64) -> Setup {
     Setup {
         tracker,
         conns,
+        preludes,
         calls_per_round,
     }
 }
@@ -313,6 +423,18 @@ fn measure(
     let mut sessions = new_sessions();
     let mut t = 1_000_000u64;
     let mut warm = Counting::default();
+    for ev in &mut s.preludes {
+        t += 1_000;
+        ev.ts_exit_ns = t + 400;
+        sessions.on_event(ev, s.tracker.conn_ref(ev.skaddr), &listen, &mut warm);
+    }
+    assert_eq!(
+        warm.calls,
+        s.preludes.len() as u64 / 2,
+        "{}: prelude calls",
+        workload.name()
+    );
+    warm.calls = 0;
     run(
         &mut s,
         &mut sessions,
@@ -339,7 +461,7 @@ fn measure(
         sink,
     );
     let secs = start.elapsed().as_secs_f64();
-    let stats = sessions.stats().per_protocol[workload.name()];
+    let stats = sessions.stats().per_protocol[workload.session_protocol()];
     assert_eq!(
         (stats.unparsed, stats.truncated, stats.unmatched),
         (0, 0, 0),
@@ -366,7 +488,10 @@ fn main() {
         "requests per workload: {requests} ({CONNECTIONS} keep-alive connections, both ends, \
          2 calls and 4 data events per request)"
     );
-    for (w, workload) in [Workload::Http, Workload::Redis].into_iter().enumerate() {
+    for (w, workload) in [Workload::Http, Workload::Redis, Workload::Grpc]
+        .into_iter()
+        .enumerate()
+    {
         let base_sk = 0x1000_0000 * (w as u64 + 1);
         let exchanges = workload.exchanges().len() as u64;
         let rounds = (requests / (CONNECTIONS * exchanges)).max(1);
