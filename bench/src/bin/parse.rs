@@ -123,9 +123,12 @@ fn grpc_call(
     (up, down)
 }
 
+/// A request's bytes and its response's.
+type Exchange = (Vec<u8>, Vec<u8>);
+
 /// Each connection's untimed first exchange, and the call it then repeats (stream ids are not
 /// checked for growth, so the steady-state call keeps stream 3).
-fn grpc_exchanges() -> ((Vec<u8>, Vec<u8>), (Vec<u8>, Vec<u8>)) {
+fn grpc_exchanges() -> (Exchange, Exchange) {
     let mut client = httlib_hpack::Encoder::default();
     let mut server = httlib_hpack::Encoder::default();
     let (first_up, first_down) = grpc_call(&mut client, &mut server, 1);
