@@ -429,6 +429,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                         kubernetes: kubernetes.clone(),
                         cgroups: cgroups.clone(),
                         yield_after: Some(CAPTURE_YIELD_AFTER),
+                        own_port: Some(args.listen.port()),
                     },
                 )
                 .context("starting the capture thread")?,

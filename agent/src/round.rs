@@ -64,6 +64,9 @@ pub struct CaptureConfig {
     pub cgroups: Option<Arc<CgroupNames>>,
     /// Longest run of capture work before the thread yields its CPU (None: never yields).
     pub yield_after: Option<Duration>,
+    /// The agent's own query port (`--listen`): connections to or from it are the agent's own
+    /// query traffic (the CLI, the coordinator), not the applications', and are not parsed.
+    pub own_port: Option<u16>,
 }
 
 /// What a round reads from the kernel.
@@ -182,7 +185,8 @@ impl CaptureState {
             .with_first_conn_id(config.first_conn_id);
         tracker.seed_listen_ports(listen_ports);
         let sessions = Sessionizer::new(clock, config.max_sessions, config.dns_timeout)
-            .with_payloads(config.store_payloads);
+            .with_payloads(config.store_payloads)
+            .ignoring_port(config.own_port);
         let rows =
             PendingRows::with_dns_search(&config.node, config.dns_search_window).with_enricher(
                 Enricher::new(config.kubernetes.clone(), config.cgroups.clone()),

@@ -157,6 +157,8 @@ pub struct Sessionizer {
     closing: VecDeque<(i64, u64, u64)>,
     /// Whether calls keep the captured first bytes of their request and response.
     store_payloads: bool,
+    /// A port whose connections are not parsed (the agent's own query port).
+    ignored_port: Option<u16>,
     stats: SessionStats,
 }
 
@@ -177,8 +179,17 @@ impl Sessionizer {
             udp_peers: HashMap::new(),
             closing: VecDeque::new(),
             store_payloads: false,
+            ignored_port: None,
             stats: SessionStats::default(),
         }
+    }
+
+    /// Leaves connections to or from `port` unparsed: the agent's own query traffic (its
+    /// Flight port, which the CLI and the coordinator reach) is not the applications'. Their
+    /// connections are still in `flows` and `tcp_events`.
+    pub fn ignoring_port(mut self, port: Option<u16>) -> Self {
+        self.ignored_port = port;
+        self
     }
 
     /// Keeps the captured first bytes of each call's request and response in its row
@@ -220,6 +231,12 @@ impl Sessionizer {
         let remote = (ip(ev.family, &ev.daddr), ev.dport);
         if syscall == SocketSyscall::Close {
             self.close_socket(ev.skaddr, sink);
+            return;
+        }
+        if self
+            .ignored_port
+            .is_some_and(|p| local.1 == p || remote.1 == p)
+        {
             return;
         }
         let key = SessionKey {

@@ -676,3 +676,26 @@ fn http2_streams_are_calls_paired_by_stream_with_their_own_timing() {
     let stats = s.stats().per_protocol["http2"];
     assert_eq!((stats.calls, stats.unmatched, stats.unparsed), (2, 0, 0));
 }
+
+#[test]
+fn the_agents_own_query_port_is_not_parsed() {
+    let mut s = sessionizer(Duration::from_secs(5)).ignoring_port(Some(80));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    use SocketSyscall::*;
+    for ev in [
+        tcp(1, Write, 1000, CLIENT, SERVER, b"GET / HTTP/1.1\r\n\r\n"),
+        tcp(
+            1,
+            Read,
+            2000,
+            CLIENT,
+            SERVER,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    assert_eq!((rows.calls.len(), s.live()), (0, 0));
+    assert_eq!(s.stats().undetected, 0);
+}

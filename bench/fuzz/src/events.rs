@@ -249,6 +249,7 @@ impl Harness {
             kubernetes: None,
             cgroups: None,
             yield_after: None,
+            own_port: None,
         };
         let state = CaptureState::new(&config, Clock::now(), ReasonNames::default(), LISTEN_PORTS);
         let store = Store::new(
