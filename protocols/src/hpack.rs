@@ -119,6 +119,17 @@ const STATIC_TABLE: [(&str, &str); STATIC_ENTRIES] = [
     ("www-authenticate", ""),
 ];
 
+/// The needed field a static table entry names (1-based `index`, at most 61).
+fn static_field(index: usize) -> Option<Field> {
+    match index {
+        2 | 3 => Some(Field::Method),
+        4 | 5 => Some(Field::Path),
+        8..=14 => Some(Field::Status),
+        31 => Some(Field::ContentType),
+        _ => None,
+    }
+}
+
 /// A dynamic table entry: which needed field it is (with its value), and its size.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -221,7 +232,9 @@ impl Hpack {
                 // Indexed field (§6.1).
                 let index = integer(&mut buf, 7)?;
                 match self.lookup(index)? {
-                    Some((Name::Known(Some(field)), value)) => out.fields.push((field, value)),
+                    Some((Name::Known(Some(field)), value)) => {
+                        out.fields.push((field, value.to_vec()));
+                    }
                     Some((Name::Known(None), _)) => {}
                     _ => out.unknown += 1,
                 }
@@ -270,19 +283,20 @@ impl Hpack {
 
     /// The name and value at `index` (1-based over the static then the dynamic table); `None`
     /// for an entry never seen; an error for an index past a whole table.
-    fn lookup(&self, index: usize) -> Result<Option<(Name, Vec<u8>)>, Malformed> {
+    fn lookup(&self, index: usize) -> Result<Option<(Name, &[u8])>, Malformed> {
         if index == 0 {
             return Err(Malformed);
         }
         if index <= STATIC_ENTRIES {
-            let (name, value) = STATIC_TABLE[index - 1];
-            let field = Field::of(name.as_bytes());
-            return Ok(Some((Name::Known(field), value.as_bytes().to_vec())));
+            return Ok(Some((
+                Name::Known(static_field(index)),
+                STATIC_TABLE[index - 1].1.as_bytes(),
+            )));
         }
         match self.entries.get(index - STATIC_ENTRIES - 1) {
             Some(entry) => Ok(Some(match &entry.field {
-                Some((field, value)) => (Name::Known(Some(*field)), value.to_vec()),
-                None => (Name::Known(None), Vec::new()),
+                Some((field, value)) => (Name::Known(Some(*field)), value),
+                None => (Name::Known(None), &[]),
             })),
             None if self.whole => Err(Malformed),
             None => Ok(None),

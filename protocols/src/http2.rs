@@ -308,15 +308,16 @@ impl Http2Parser {
             }
             HEADERS | PUSH_PROMISE => {
                 let push = frame.kind == PUSH_PROMISE;
-                let fragment = block_fragment(&frame);
+                let (stream, flags, cut) = (frame.stream, frame.flags, frame.cut);
+                let fragment = block_fragment(frame);
                 let block = Block {
-                    stream: frame.stream,
-                    end_stream: !push && frame.flags & END_STREAM != 0,
+                    stream,
+                    end_stream: !push && flags & END_STREAM != 0,
                     push,
-                    cut: frame.cut || fragment.is_none(),
+                    cut: cut || fragment.is_none(),
                     fragment: fragment.unwrap_or_default(),
                 };
-                if frame.flags & END_HEADERS != 0 {
+                if flags & END_HEADERS != 0 {
                     self.on_block(direction, block, out);
                 } else {
                     side.block = Some(block);
@@ -514,8 +515,8 @@ fn side_index(direction: Direction) -> usize {
 
 /// The header block fragment of a HEADERS or PUSH_PROMISE frame: its payload without padding,
 /// priority or promised stream id; `None` when those do not fit.
-fn block_fragment(frame: &Frame) -> Option<Vec<u8>> {
-    let p = &frame.payload;
+fn block_fragment(frame: Frame) -> Option<Vec<u8>> {
+    let mut p = frame.payload;
     let mut start = 0;
     let mut pad = 0;
     if frame.flags & PADDED != 0 {
@@ -530,10 +531,13 @@ fn block_fragment(frame: &Frame) -> Option<Vec<u8>> {
     }
     // The fragment ends `pad` bytes before the frame does.
     let end = (frame.len as usize).checked_sub(pad)?;
-    if start > end {
+    if start > end || start > p.len() {
         return None;
     }
-    Some(p.get(start..end.min(p.len()))?.to_vec())
+    // In place: the payload becomes the fragment, without a copy of its own.
+    p.truncate(end);
+    p.drain(..start);
+    Some(p)
 }
 
 /// Decodes one header block into the fields a row needs; `None` when the block is malformed.

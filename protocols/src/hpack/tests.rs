@@ -18,6 +18,13 @@ fn fields(block: &Block) -> Vec<(Field, String)> {
         .collect()
 }
 
+#[test]
+fn the_static_table_names_the_needed_fields_where_it_has_them() {
+    for (i, (name, _)) in STATIC_TABLE.iter().enumerate() {
+        assert_eq!(static_field(i + 1), Field::of(name.as_bytes()), "{name}");
+    }
+}
+
 /// RFC 7541 Appendix C.4: three requests on one connection, Huffman-coded, the second and
 /// third indexing the dynamic table the first filled.
 #[test]
