@@ -263,8 +263,32 @@ fn copy_user(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool {
     }
 }
 
-/// One step of [`copy_iovecs`], a `bpf_loop` callback: copies iovec `index` (up to its length
-/// and the bytes still wanted) into this CPU's scratch payload; 1 stops the loop.
+/// Copies iovec `index` of the array at `iov` (`iovcnt` of them) to `off` bytes into the
+/// scratch payload, up to its length and the `limit` bytes wanted in all; returns the bytes
+/// copied, or `None` when the walk is over (every iovec, or `limit` bytes, or a read failed).
+#[inline(always)]
+fn copy_iovec_at(
+    scratch: *mut DataScratch,
+    iov: u64,
+    iovcnt: u64,
+    index: u64,
+    off: u64,
+    limit: u64,
+) -> Option<u64> {
+    if index >= iovcnt || off >= limit {
+        return None;
+    }
+    // struct iovec { void *base; size_t len; }
+    let v = read_user::<[u64; 2]>(iov + index * 16).ok()?;
+    let mut n = v[1];
+    if n > limit - off {
+        n = limit - off;
+    }
+    copy_user(scratch, off, v[0], n).then_some(n)
+}
+
+/// One step of [`copy_iovecs`], a `bpf_loop` callback: the walk's next iovec
+/// ([`copy_iovec_at`]); 1 stops the loop.
 #[inline(never)]
 extern "C" fn copy_iovec(index: u64, _ctx: *mut c_void) -> i64 {
     let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
@@ -272,22 +296,13 @@ extern "C" fn copy_iovec(index: u64, _ctx: *mut c_void) -> i64 {
     };
     // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
     let walk = unsafe { &mut (*scratch).walk };
-    if index >= walk.iovcnt || walk.off >= walk.limit {
-        return 1;
+    match copy_iovec_at(scratch, walk.iov, walk.iovcnt, index, walk.off, walk.limit) {
+        Some(n) => {
+            walk.off += n;
+            0
+        }
+        None => 1,
     }
-    // struct iovec { void *base; size_t len; }
-    let Ok(v) = read_user::<[u64; 2]>(walk.iov + index * 16) else {
-        return 1;
-    };
-    let mut n = v[1];
-    if n > walk.limit - walk.off {
-        n = walk.limit - walk.off;
-    }
-    if !copy_user(scratch, walk.off, v[0], n) {
-        return 1;
-    }
-    walk.off += n;
-    0
 }
 
 /// Copies up to `limit` bytes from the buffers of the iovec array `iov` (`iovcnt` of them,
@@ -301,21 +316,10 @@ fn copy_iovecs(scratch: *mut DataScratch, iov: u64, iovcnt: u64, limit: u64) -> 
     let mut off = 0u64;
     let mut i = 0u64;
     while i < INLINE_IOVECS {
-        if i >= iovcnt || off >= limit {
-            return off;
+        match copy_iovec_at(scratch, iov, iovcnt, i, off, limit) {
+            Some(n) => off += n,
+            None => return off,
         }
-        // struct iovec { void *base; size_t len; }
-        let Ok(v) = read_user::<[u64; 2]>(iov + i * 16) else {
-            return off;
-        };
-        let mut n = v[1];
-        if n > limit - off {
-            n = limit - off;
-        }
-        if !copy_user(scratch, off, v[0], n) {
-            return off;
-        }
-        off += n;
         i += 1;
     }
     if i >= iovcnt || off >= limit {
