@@ -433,11 +433,8 @@ impl Sessionizer {
         for event in outcome.events {
             match event {
                 MessageEvent::RequestStart(request) => {
-                    if session.open.len() >= MAX_PENDING {
+                    if make_room(session) {
                         counters.unmatched += 1;
-                        session.open.pop_front();
-                        session.writing = session.writing.and_then(|i| i.checked_sub(1));
-                        session.reading = session.reading.and_then(|i| i.checked_sub(1));
                     }
                     let (carry, since) = if started {
                         (0, moved_ns)
@@ -519,9 +516,8 @@ impl Sessionizer {
                     protocol: call_protocol,
                     info,
                 } => {
-                    if session.open.len() >= MAX_PENDING {
+                    if make_room(session) {
                         counters.unmatched += 1;
-                        session.open.pop_front();
                     }
                     started = true;
                     session.open.push_back(OpenCall {
@@ -540,7 +536,7 @@ impl Sessionizer {
                     });
                 }
                 MessageEvent::StreamResponse { stream, info } => {
-                    match stream_call(session, stream) {
+                    match stream_call(session, stream).map(|i| &mut session.open[i]) {
                         Some(call) if call.response.is_none() => {
                             call.response = Some(info);
                             call.first_byte_ns = moved_ns;
@@ -557,11 +553,7 @@ impl Sessionizer {
                     response,
                     protocol: call_protocol,
                 } => {
-                    let Some(i) = session
-                        .open
-                        .iter()
-                        .position(|c| c.stream.is_some_and(|(id, _)| id == stream))
-                    else {
+                    let Some(i) = stream_call(session, stream) else {
                         continue;
                     };
                     let call = &mut session.open[i];
@@ -719,12 +711,24 @@ fn payload_text(protocol: Protocol, captured: &[u8]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// The open call on `stream` of a multiplexed session.
-fn stream_call(session: &mut Session, stream: u32) -> Option<&mut OpenCall> {
+/// Where in `open` the call on `stream` of a multiplexed session is.
+fn stream_call(session: &Session, stream: u32) -> Option<usize> {
     session
         .open
-        .iter_mut()
-        .find(|c| c.stream.is_some_and(|(id, _)| id == stream))
+        .iter()
+        .position(|c| c.stream.is_some_and(|(id, _)| id == stream))
+}
+
+/// Drops the oldest open call when the session has [`MAX_PENDING`] (keeping the indices of the
+/// calls being written and read right); whether it did.
+fn make_room(session: &mut Session) -> bool {
+    if session.open.len() < MAX_PENDING {
+        return false;
+    }
+    session.open.pop_front();
+    session.writing = session.writing.and_then(|i| i.checked_sub(1));
+    session.reading = session.reading.and_then(|i| i.checked_sub(1));
+    true
 }
 
 /// Whether bytes of `direction` were lost before `ev`: its bytes do not start where the last
