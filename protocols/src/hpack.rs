@@ -147,6 +147,14 @@ enum Name {
     Unknown,
 }
 
+/// A table entry as a lookup resolves it: its name (a needed field or not), the name's length
+/// (entries added with this name are sized by it) and its value (empty unless needed).
+struct Resolved<'a> {
+    name: Name,
+    name_len: usize,
+    value: &'a [u8],
+}
+
 /// The decoded fields of one header block: the needed ones seen, and how many fields could
 /// not be resolved.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -232,10 +240,15 @@ impl Hpack {
                 // Indexed field (§6.1).
                 let index = integer(&mut buf, 7)?;
                 match self.lookup(index)? {
-                    Some((Name::Known(Some(field)), value)) => {
-                        out.fields.push((field, value.to_vec()));
-                    }
-                    Some((Name::Known(None), _)) => {}
+                    Some(Resolved {
+                        name: Name::Known(Some(field)),
+                        value,
+                        ..
+                    }) => out.fields.push((field, value.to_vec())),
+                    Some(Resolved {
+                        name: Name::Known(None),
+                        ..
+                    }) => {}
                     _ => out.unknown += 1,
                 }
             } else if first & 0xe0 == 0x20 {
@@ -250,17 +263,23 @@ impl Hpack {
                     let (raw, len) = string(&mut buf, true)?;
                     (Name::Known(Field::of(&raw)), len)
                 } else {
-                    match self.lookup(index)? {
-                        Some((name, _)) => (name, self.name_len(index)),
-                        None => (Name::Unknown, 0),
-                    }
+                    self.lookup(index)?
+                        .map_or((Name::Unknown, 0), |e| (e.name, e.name_len))
                 };
                 // A value is decoded only when it is kept or sized (a field added to the
                 // table); others are skipped.
                 let needed = matches!(name, Name::Known(Some(_)));
-                let (value, value_len) = string(&mut buf, needed || indexing)?;
+                let (mut value, value_len) = string(&mut buf, needed || indexing)?;
                 match name {
-                    Name::Known(Some(field)) => out.fields.push((field, value.clone())),
+                    Name::Known(Some(field)) => {
+                        // Copied only when the table keeps it too.
+                        let kept = if indexing {
+                            value.clone()
+                        } else {
+                            std::mem::take(&mut value)
+                        };
+                        out.fields.push((field, kept));
+                    }
                     Name::Known(None) => {}
                     Name::Unknown => out.unknown += 1,
                 }
@@ -281,33 +300,28 @@ impl Hpack {
         Ok(())
     }
 
-    /// The name and value at `index` (1-based over the static then the dynamic table); `None`
-    /// for an entry never seen; an error for an index past a whole table.
-    fn lookup(&self, index: usize) -> Result<Option<(Name, &[u8])>, Malformed> {
+    /// The entry at `index` (1-based over the static then the dynamic table); `None` for an
+    /// entry never seen; an error for an index past a whole table.
+    fn lookup(&self, index: usize) -> Result<Option<Resolved<'_>>, Malformed> {
         if index == 0 {
             return Err(Malformed);
         }
         if index <= STATIC_ENTRIES {
-            return Ok(Some((
-                Name::Known(static_field(index)),
-                STATIC_TABLE[index - 1].1.as_bytes(),
-            )));
+            let (name, value) = STATIC_TABLE[index - 1];
+            return Ok(Some(Resolved {
+                name: Name::Known(static_field(index)),
+                name_len: name.len(),
+                value: value.as_bytes(),
+            }));
         }
         match self.entries.get(index - STATIC_ENTRIES - 1) {
-            Some(entry) => Ok(Some(match &entry.field {
-                Some((field, value)) => (Name::Known(Some(*field)), value),
-                None => (Name::Known(None), &[]),
+            Some(entry) => Ok(Some(Resolved {
+                name: Name::Known(entry.field.as_ref().map(|(f, _)| *f)),
+                name_len: entry.name_len,
+                value: entry.field.as_ref().map_or(&[], |(_, v)| v),
             })),
             None if self.whole => Err(Malformed),
             None => Ok(None),
-        }
-    }
-
-    /// Length of the name at a valid `index`.
-    fn name_len(&self, index: usize) -> usize {
-        match index.checked_sub(STATIC_ENTRIES + 1) {
-            None => STATIC_TABLE[index - 1].0.len(),
-            Some(i) => self.entries[i].name_len,
         }
     }
 

@@ -81,15 +81,45 @@ pub fn looks_like_preface(data: &[u8]) -> bool {
 pub fn looks_like_frames(data: &[u8]) -> bool {
     let mut pos = 0;
     while pos < data.len() {
-        let Some(rest) = data.get(pos..) else {
+        let Some(header) = data
+            .get(pos..)
+            .and_then(|rest| plausible_frame(rest, Direction::Request))
+        else {
             return false;
         };
-        if !plausible_frame(rest, Direction::Request) {
-            return false;
-        }
-        pos += FRAME_HEADER + (u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize);
+        pos += FRAME_HEADER + header.len as usize;
     }
     pos == data.len() && pos > 0
+}
+
+/// A frame header (RFC 9113 §4.1).
+#[derive(Debug, Clone, Copy)]
+struct FrameHeader {
+    len: u32,
+    kind: u8,
+    flags: u8,
+    /// The stream id, without the reserved bit.
+    stream: u32,
+    /// The reserved bit, which senders leave clear.
+    reserved: bool,
+}
+
+impl FrameHeader {
+    fn of(h: &[u8; FRAME_HEADER]) -> Self {
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+        Self {
+            len: u32::from_be_bytes([0, h[0], h[1], h[2]]),
+            kind: h[3],
+            flags: h[4],
+            stream: stream & 0x7fff_ffff,
+            reserved: stream & 0x8000_0000 != 0,
+        }
+    }
+
+    /// The header at the start of `data`, when `data` holds one.
+    fn read(data: &[u8]) -> Option<Self> {
+        Some(Self::of(data.get(..FRAME_HEADER)?.try_into().ok()?))
+    }
 }
 
 /// HTTP/2 framing of one connection.
@@ -211,7 +241,7 @@ impl StreamParser for Http2Parser {
         }
         if side.framing_lost {
             match data.get(pos..) {
-                Some(rest) if plausible_frame(rest, segment.direction) => {
+                Some(rest) if plausible_frame(rest, segment.direction).is_some() => {
                     side.framing_lost = false;
                 }
                 _ => {
@@ -261,18 +291,17 @@ impl StreamParser for Http2Parser {
                 continue;
             }
             side.have = 0;
-            let h = side.header;
-            let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
+            let header = FrameHeader::of(&side.header);
             let frame = Frame {
-                kind: h[3],
-                flags: h[4],
-                stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
-                len,
-                left: len,
+                kind: header.kind,
+                flags: header.flags,
+                stream: header.stream,
+                len: header.len,
+                left: header.len,
                 payload: Vec::new(),
                 cut: false,
             };
-            if len == 0 {
+            if frame.len == 0 {
                 self.on_frame(segment.direction, frame, &mut out);
             } else {
                 side.frame = Some(frame);
@@ -585,13 +614,13 @@ fn response_info(grpc: bool, fields: &Fields) -> ResponseInfo {
 
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
 fn percent_decode(value: &[u8]) -> String {
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
     let mut out = Vec::with_capacity(value.len());
     let mut i = 0;
     while i < value.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (value[i], value.get(i + 1), value.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+        match (value[i], hex(value.get(i + 1)), hex(value.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
                 i += 3;
             }
             (b, _, _) => {
@@ -648,34 +677,32 @@ fn error_name(code: u32) -> &'static str {
     NAMES.get(code as usize).copied().unwrap_or("UNKNOWN_ERROR")
 }
 
-/// Whether `data` starts with a frame header that `direction` could send: a known type other
+/// The frame header `data` starts with, if `direction` could send it: a known type other
 /// than CONTINUATION (which only follows a block), flags that type defines, a length within
-/// the default maximum, and a stream id where the type needs one (odd for a client's HEADERS).
-fn plausible_frame(data: &[u8], direction: Direction) -> bool {
-    let Some(h) = data.get(..FRAME_HEADER) else {
-        return false;
-    };
-    let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
-    let (kind, flags) = (h[3], h[4]);
-    let raw_stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
-    if raw_stream & 0x8000_0000 != 0 || len > RESYNC_MAX_LEN {
-        return false;
+/// the default maximum, and a stream id where the type needs one (odd for a client's HEADERS)
+/// and none where it must have none.
+fn plausible_frame(data: &[u8], direction: Direction) -> Option<FrameHeader> {
+    let h = FrameHeader::read(data)?;
+    if h.reserved || h.len > RESYNC_MAX_LEN {
+        return None;
     }
-    let stream = raw_stream;
-    let (allowed, needs_stream) = match kind {
-        DATA => (END_STREAM | PADDED, true),
-        HEADERS => (END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG, true),
-        PRIORITY => (0, true),
-        RST_STREAM => (0, true),
-        SETTINGS => (1, false),
-        PUSH_PROMISE => (END_HEADERS | PADDED, true),
-        PING => (1, false),
-        GOAWAY => (0, false),
-        WINDOW_UPDATE => (0, stream != 0),
-        _ => return false,
+    // The flags the type defines, and whether it is sent on a stream (None: either).
+    let (allowed, on_stream) = match h.kind {
+        DATA => (END_STREAM | PADDED, Some(true)),
+        HEADERS => (
+            END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG,
+            Some(true),
+        ),
+        PRIORITY | RST_STREAM => (0, Some(true)),
+        SETTINGS | PING => (1, Some(false)),
+        PUSH_PROMISE => (END_HEADERS | PADDED, Some(true)),
+        GOAWAY => (0, Some(false)),
+        WINDOW_UPDATE => (0, None),
+        _ => return None,
     };
-    let odd_request = !(kind == HEADERS && direction == Direction::Request) || stream % 2 == 1;
-    flags & !allowed == 0 && needs_stream == (stream != 0) && odd_request
+    let stream_ok = on_stream.is_none_or(|on| on == (h.stream != 0));
+    let odd_request = !(h.kind == HEADERS && direction == Direction::Request) || h.stream % 2 == 1;
+    (h.flags & !allowed == 0 && stream_ok && odd_request).then_some(h)
 }
 
 #[cfg(test)]
