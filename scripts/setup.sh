@@ -24,6 +24,7 @@ APT_PACKAGES=(
   curl iproute2 procps python3 ca-certificates bpftool
   redis-server redis-tools mariadb-server mariadb-client postgresql postgresql-client
   dnsmasq-base bind9-dnsutils wrk nftables openssl chromium nghttp2-client nghttp2-server
+  nghttp2-proxy
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

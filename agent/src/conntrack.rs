@@ -196,7 +196,7 @@ fn task_owner(pid: u32, tid: u32, raw_comm: &[u8; COMM_LEN], cgroup_id: u64) -> 
     Owner {
         pid,
         tid,
-        comm: comm(raw_comm),
+        comm: comm(raw_comm).into(),
         cgroup_id,
     }
 }

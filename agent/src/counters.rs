@@ -1,17 +1,14 @@
 //! The agent's counters: what capture took in and what it dropped, by cause. The capture
 //! thread counts and publishes; `agent_stats` and `protocol_stats` ([`crate::query`]) read.
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
 use crate::{
     conntrack::TrackerStats,
-    sessions::{ProtocolCounters, SessionStats},
+    sessions::{PerProtocol, SessionStats},
 };
 
 /// Kernel-side counters, summed over CPUs.
@@ -61,7 +58,7 @@ pub struct PipelineCounters {
     /// `capture::exclusions`.
     pub kubernetes_payload_excluded: Arc<AtomicU64>,
     /// L7 counters per protocol, published by the capture thread.
-    pub protocols: std::sync::Mutex<BTreeMap<&'static str, ProtocolCounters>>,
+    pub protocols: std::sync::Mutex<PerProtocol>,
 }
 
 impl PipelineCounters {

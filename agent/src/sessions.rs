@@ -18,14 +18,15 @@
 //! queries unanswered after `dns_timeout` become TIMEOUT rows. Everything dropped is counted.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque, hash_map::Entry},
     net::IpAddr,
     time::Duration,
 };
 
 use kindling_agent_common::{DataEvent, SOCK_DGRAM, SocketSyscall};
 use kindling_protocols::{
-    Direction, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment, StreamParser, Transport,
+    Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,
+    StreamParser, Transport,
 };
 
 use crate::{
@@ -62,11 +63,37 @@ pub struct ProtocolCounters {
     pub resynced: u64,
 }
 
+/// [`ProtocolCounters`] of every protocol, indexed by [`Protocol`]: the sessionizer finds a
+/// segment's counters without a lookup by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerProtocol([ProtocolCounters; Protocol::ALL.len()]);
+
+impl PerProtocol {
+    /// The counters of the protocol named `name` (as in the `protocol` column).
+    pub fn get(&self, name: &str) -> Option<&ProtocolCounters> {
+        let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == name)?;
+        Some(&self.0[protocol as usize])
+    }
+
+    /// The counters of `protocol`.
+    pub fn of(&mut self, protocol: Protocol) -> &mut ProtocolCounters {
+        &mut self.0[protocol as usize]
+    }
+}
+
+impl std::ops::Index<&str> for PerProtocol {
+    type Output = ProtocolCounters;
+
+    fn index(&self, name: &str) -> &ProtocolCounters {
+        self.get(name).expect("the name of a protocol")
+    }
+}
+
 /// Counters of the sessionizer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionStats {
-    /// Per protocol name.
-    pub per_protocol: BTreeMap<&'static str, ProtocolCounters>,
+    /// Per protocol.
+    pub per_protocol: PerProtocol,
     /// Sessions not tracked because the table was full.
     pub sessions_full: u64,
     /// Sessions whose protocol was not recognized.
@@ -160,6 +187,9 @@ pub struct Sessionizer {
     /// A port whose connections are not parsed (the agent's own query port).
     ignored_port: Option<u16>,
     stats: SessionStats,
+    /// What the parser found in the segment being fed, kept between segments so that no
+    /// segment allocates a list of its own.
+    outcome: FeedOutcome,
 }
 
 /// How long a closed connection's session waits for its last data events.
@@ -181,6 +211,7 @@ impl Sessionizer {
             store_payloads: false,
             ignored_port: None,
             stats: SessionStats::default(),
+            outcome: FeedOutcome::default(),
         }
     }
 
@@ -254,63 +285,66 @@ impl Sessionizer {
             let old = self.sessions.remove(&key).expect("checked above");
             self.retire(old, sink);
         }
-        if !self.sessions.contains_key(&key) {
-            if self.sessions.len() >= self.max_sessions {
+        let full = self.sessions.len() >= self.max_sessions;
+        let session = match self.sessions.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if full => {
                 self.stats.sessions_full += 1;
                 return;
             }
-            let role = match (conn, transport) {
-                (Some(c), _) => c.role,
-                // The end that speaks first on UDP is the client (a query precedes its answer).
-                (None, Transport::Udp) => {
-                    if send {
-                        Role::Client
-                    } else {
-                        Role::Server
+            Entry::Vacant(vacant) => {
+                let role = match (conn, transport) {
+                    (Some(c), _) => c.role,
+                    // The end that speaks first on UDP is the client (a query precedes its answer).
+                    (None, Transport::Udp) => {
+                        if send {
+                            Role::Client
+                        } else {
+                            Role::Server
+                        }
                     }
-                }
-                (None, Transport::Tcp) => {
-                    if listen_ports.contains(&local.1) {
-                        Role::Server
-                    } else {
-                        Role::Client
+                    (None, Transport::Tcp) => {
+                        if listen_ports.contains(&local.1) {
+                            Role::Server
+                        } else {
+                            Role::Client
+                        }
                     }
+                };
+                let (src, dst) = match role {
+                    Role::Client => (local, remote),
+                    Role::Server => (remote, local),
+                };
+                let session = Session {
+                    role,
+                    transport,
+                    conn_id: conn.map_or(0, |c| c.conn_id),
+                    local,
+                    remote,
+                    endpoints: Endpoints {
+                        src_ip: src.0,
+                        src_port: src.1,
+                        dst_ip: dst.0,
+                        dst_port: dst.1,
+                    },
+                    owner: Owner::default(),
+                    detection: Detection::Pending {
+                        segments: 0,
+                        first_response: None,
+                    },
+                    open: VecDeque::new(),
+                    writing: None,
+                    reading: None,
+                    carry: [(0, 0); 2],
+                    stream_next: [None; 2],
+                    last_seen_ns: 0,
+                };
+                if let Some(peer) = key.peer {
+                    self.udp_peers.entry(key.sk).or_default().push(peer);
                 }
-            };
-            let (src, dst) = match role {
-                Role::Client => (local, remote),
-                Role::Server => (remote, local),
-            };
-            let session = Session {
-                role,
-                transport,
-                conn_id: conn.map_or(0, |c| c.conn_id),
-                local,
-                remote,
-                endpoints: Endpoints {
-                    src_ip: src.0,
-                    src_port: src.1,
-                    dst_ip: dst.0,
-                    dst_port: dst.1,
-                },
-                owner: Owner::default(),
-                detection: Detection::Pending {
-                    segments: 0,
-                    first_response: None,
-                },
-                open: VecDeque::new(),
-                writing: None,
-                reading: None,
-                carry: [(0, 0); 2],
-                stream_next: [None; 2],
-                last_seen_ns: 0,
-            };
-            self.sessions.insert(key, session);
-            if let Some(peer) = key.peer {
-                self.udp_peers.entry(key.sk).or_default().push(peer);
+                vacant.insert(session)
             }
-        }
-        let session = self.sessions.get_mut(&key).expect("inserted above");
+        };
         if session.conn_id == 0
             && let Some(c) = conn
             && c.role == session.role
@@ -338,7 +372,7 @@ impl Sessionizer {
             *owner = Owner {
                 pid: ev.pid,
                 tid: ev.tid,
-                comm: String::from_utf8_lossy(raw_comm).into_owned(),
+                comm: String::from_utf8_lossy(raw_comm).into(),
                 cgroup_id: ev.cgroup_id,
             };
         }
@@ -380,21 +414,22 @@ impl Sessionizer {
             return;
         };
         let protocol = *protocol;
-        let outcome = parser.feed(&Segment {
-            direction,
-            data: captured,
-            len: ev.len as usize,
-        });
+        let outcome = &mut self.outcome;
+        outcome.clear();
+        parser.feed_into(
+            &Segment {
+                direction,
+                data: captured,
+                len: ev.len as usize,
+            },
+            outcome,
+        );
         tracing::trace!(
             sk = ev.skaddr, pid = ev.pid, syscall = ev.syscall, len = ev.len, ?direction,
             data = %String::from_utf8_lossy(&captured[..captured.len().min(64)]).escape_debug(),
             ?outcome, "Segment fed"
         );
-        let counters = self
-            .stats
-            .per_protocol
-            .entry(protocol.as_str())
-            .or_default();
+        let counters = self.stats.per_protocol.of(protocol);
         counters.unparsed += u64::from(outcome.unparsed);
         counters.truncated += u64::from(outcome.truncated);
 
@@ -426,11 +461,12 @@ impl Sessionizer {
         session.carry[1 - dir_index] = (0, 0);
         let (carried, carried_since) = session.carry[dir_index];
         let mut started = false;
+        let mut upgraded = None;
         // The segment's captured bytes go to the first message starting in it (built only then).
         let mut payload_unclaimed = self.store_payloads;
         let mut claim_payload =
             || std::mem::take(&mut payload_unclaimed).then(|| payload_text(protocol, captured));
-        for event in outcome.events {
+        for event in outcome.events.drain(..) {
             match event {
                 MessageEvent::RequestStart(request) => {
                     if make_room(session) {
@@ -510,6 +546,22 @@ impl Sessionizer {
                         emit(session, protocol, call, sink);
                     }
                 }
+                MessageEvent::StreamUpgrade {
+                    stream,
+                    protocol: next,
+                } => {
+                    // The request waiting for its response is that stream's from now on.
+                    if let Some(call) = session
+                        .open
+                        .iter_mut()
+                        .find(|c| c.stream.is_none() && c.response.is_none())
+                    {
+                        call.stream = Some((stream, next));
+                    }
+                    session.writing = None;
+                    session.reading = None;
+                    upgraded = Some(next);
+                }
                 // Streams of a multiplexed connection pair by id, and count their own bytes.
                 MessageEvent::StreamRequest {
                     stream,
@@ -578,6 +630,11 @@ impl Sessionizer {
                 }
             }
         }
+        if let Some(next) = upgraded
+            && let Detection::Known(protocol, _) = &mut session.detection
+        {
+            *protocol = next;
+        }
         let carry = &mut session.carry[dir_index];
         if started {
             *carry = (0, 0);
@@ -609,11 +666,7 @@ impl Sessionizer {
         let Detection::Known(protocol, _) = session.detection else {
             return;
         };
-        let counters = self
-            .stats
-            .per_protocol
-            .entry(protocol.as_str())
-            .or_default();
+        let counters = self.stats.per_protocol.of(protocol);
         while let Some(call) = session.open.pop_front() {
             if protocol == Protocol::Dns && call.response.is_none() {
                 timeout_dns(&session, call, sink);
@@ -674,7 +727,7 @@ impl Sessionizer {
             while let Some(call) = session.open.pop_front() {
                 if call.response.is_none() && now - call.start_ns >= timeout {
                     timeout_dns(session, call, sink);
-                    self.stats.per_protocol.entry("dns").or_default().calls += 1;
+                    self.stats.per_protocol.of(Protocol::Dns).calls += 1;
                 } else {
                     kept.push_back(call);
                 }
@@ -763,7 +816,7 @@ fn resync(session: &mut Session, direction: Direction, stats: &mut SessionStats)
     };
     *parser = kindling_protocols::parser(*protocol, session.transport);
     session.carry = [(0, 0); 2];
-    let counters = stats.per_protocol.entry(protocol.as_str()).or_default();
+    let counters = stats.per_protocol.of(*protocol);
     counters.resynced += 1;
     if direction == Direction::Response {
         let lost = session.open.len().saturating_sub(1);

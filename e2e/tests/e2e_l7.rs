@@ -1450,6 +1450,104 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
     assert_no_secret(&agent, &["kl-h2-secret"]);
 }
 
+/// HTTP/1.1 connections upgraded to h2c (RFC 7540, 3.2) are HTTP/2 calls on both ends, the
+/// upgrade request included: nghttpx (which accepts the upgrade; nghttpd does not) in front of
+/// an nghttpd, curl --http2 on an http:// URL twice, and nghttp -u with three streams, the
+/// first of them the upgrade's.
+#[test]
+fn http1_connections_upgraded_to_h2c_are_http2_calls_on_both_ends() {
+    require_root();
+    for t in ["nghttpd", "nghttpx", "nghttp", "curl"] {
+        tool(t);
+    }
+    let agent = AgentProcess::start("l7-h2c", &[]);
+    let dir = tempdir("kl-h2c-www");
+    let files = [("e.txt", 55), ("f.txt", 23), ("g.txt", 31), ("h.txt", 5)];
+    for (name, size) in files {
+        std::fs::write(dir.join(name), vec![b'k'; size]).unwrap();
+    }
+    let backend = support::host::free_port();
+    let _backend = Killed(
+        Command::new("nghttpd")
+            .args(["--no-tls", "-d"])
+            .arg(&*dir)
+            .arg(backend.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn nghttpd"),
+    );
+    wait_listening(backend, "nghttpd");
+    let port = support::host::free_port();
+    let _frontend = Killed(
+        Command::new("nghttpx")
+            .args([
+                "--conf=/dev/null",
+                &format!("--frontend=127.0.0.1,{port};no-tls"),
+                &format!("--backend=127.0.0.1,{backend};;proto=h2"),
+                "--workers=1",
+                "--log-level=WARN",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn nghttpx"),
+    );
+    wait_listening(port, "nghttpx");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..2 {
+        let out = run_ok(Command::new("curl").args([
+            "--http2",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code} %{size_download}",
+            &format!("{base}/e.txt"),
+        ]));
+        assert_eq!(out, "2 200 55");
+    }
+    let urls = ["f.txt", "g.txt", "h.txt"].map(|f| format!("{base}/{f}"));
+    let out = run_ok(Command::new("nghttp").arg("-nsu").args(&urls));
+    let served = out
+        .lines()
+        .filter(|l| l.contains(" 200 ") && l.trim_end().ends_with(".txt"))
+        .count();
+    assert_eq!(served, 3, "{out}");
+    wait_count(
+        &agent,
+        &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}"),
+        2 * 5,
+    );
+    let call = |resource: &str, bytes: u64| {
+        (
+            "http2".to_owned(),
+            "GET".to_owned(),
+            resource.to_owned(),
+            "200".to_owned(),
+            false,
+            String::new(),
+            bytes,
+        )
+    };
+    let expected = [
+        call("/e.txt", 55),
+        call("/e.txt", 55),
+        call("/f.txt", 23),
+        call("/g.txt", 31),
+        call("/h.txt", 5),
+    ];
+    for role in ["client", "server"] {
+        let rows = h2_rows(&agent, port, role, "resource");
+        assert_eq!(rows, expected, "{role}");
+    }
+    // The upgrade requests were HTTP/1 on the wire: no call of the frontend is `http`, and
+    // none was left unanswered.
+    let http2 = agent.query_json(
+        "SELECT calls, unmatched, unparsed FROM protocol_stats WHERE protocol = 'http2'",
+    );
+    assert_eq!(http2[0]["unmatched"].as_u64(), Some(0), "{http2:?}");
+    assert_timing_sums(&agent, port);
+}
+
 /// Fails loudly without Python's grpcio, the real gRPC implementation these tests drive.
 fn require_grpcio() {
     let check = Command::new("python3")

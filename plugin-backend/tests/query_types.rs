@@ -58,7 +58,7 @@ fn record(c: &Call, ts_ns: i64) -> CallRecord {
         owner: Owner {
             pid: 7,
             tid: 7,
-            comm: c.comm.to_owned(),
+            comm: c.comm.into(),
             cgroup_id: 0,
         },
         ..fixture_call(1)
@@ -217,7 +217,7 @@ fn scenario_flows(node: &str, end_ts: i64) -> RecordBatch {
         owner: Owner {
             pid: 9,
             tid: 9,
-            comm: comm.to_owned(),
+            comm: comm.into(),
             cgroup_id: 0,
         },
         endpoints: Endpoints {
@@ -583,7 +583,7 @@ fn timed(
         owner: Owner {
             pid: 7,
             tid,
-            comm: "api".to_owned(),
+            comm: "api".into(),
             cgroup_id: 0,
         },
         conn_id,
@@ -667,7 +667,7 @@ async fn trace_shows_the_timing_parts_and_what_the_thread_did_inside_the_call() 
         owner: Owner {
             pid: 7,
             tid: 7,
-            comm: "api".to_owned(),
+            comm: "api".into(),
             cgroup_id: 0,
         },
         ..fixture_dns(1).remove(1)

@@ -457,12 +457,11 @@ fn starts_tcp_message(direction: Direction, data: &[u8]) -> bool {
 }
 
 impl StreamParser for DnsParser {
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
-        let mut out = FeedOutcome::default();
+    fn feed_into(&mut self, segment: &Segment<'_>, out: &mut FeedOutcome) {
         match self.transport {
             Transport::Udp => {
                 if segment.len > 0 || !segment.data.is_empty() {
-                    report(segment.direction, segment.data, segment.is_cut(), &mut out);
+                    report(segment.direction, segment.data, segment.is_cut(), out);
                 }
             }
             Transport::Tcp => {
@@ -470,10 +469,9 @@ impl StreamParser for DnsParser {
                     Direction::Request => &mut self.queries,
                     Direction::Response => &mut self.responses,
                 };
-                stream.feed(segment.direction, segment.data, segment.len, &mut out);
+                stream.feed(segment.direction, segment.data, segment.len, out);
             }
         }
-        out
     }
 }
 

@@ -12,8 +12,10 @@ use std::collections::VecDeque;
 
 use memchr::memchr;
 
+use crate::http2::Http2Parser;
 use crate::stream::{
-    Direction, FeedOutcome, MessageEvent, RequestInfo, ResponseInfo, Segment, StreamParser,
+    Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,
+    StreamParser,
 };
 
 /// Most bytes of a head split over segments that are read before it is taken as cut.
@@ -50,6 +52,9 @@ pub struct HttpParser {
     awaiting: VecDeque<MethodKind>,
     /// The connection was switched to another protocol (`101`, or `CONNECT` accepted).
     tunnel: bool,
+    /// The connection was upgraded to HTTP/2 (`101` with `Upgrade: h2c`): its parser, which
+    /// every later segment goes to.
+    h2: Option<Box<Http2Parser>>,
 }
 
 /// Framing state of one direction.
@@ -169,6 +174,8 @@ struct Head {
     start: Start,
     framing: Framing,
     trace_id: Option<String>,
+    /// `Upgrade` names `h2c`.
+    h2c: bool,
 }
 
 /// How unseen bytes left a chunked body.
@@ -183,15 +190,15 @@ enum Unseen {
 }
 
 impl StreamParser for HttpParser {
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
-        let mut out = FeedOutcome::default();
-        if !self.tunnel {
+    fn feed_into(&mut self, segment: &Segment<'_>, out: &mut FeedOutcome) {
+        if let Some(h2) = &mut self.h2 {
+            h2.feed_into(segment, out);
+        } else if !self.tunnel {
             // Bytes past the syscall's length are not the syscall's.
             let data = &segment.data[..segment.data.len().min(segment.len)];
             let unseen = (segment.len - data.len()) as u64;
-            self.feed_side(segment.direction, data, unseen, &mut out);
+            self.feed_side(segment.direction, data, unseen, out);
         }
-        out
     }
 }
 
@@ -296,6 +303,16 @@ impl HttpParser {
             // The body ended.
             self.side(direction).body = Body::Idle;
             out.events.push(MessageEvent::End { direction });
+        }
+        // Switched to HTTP/2 in this segment: the bytes after the `101` are its.
+        if let Some(h2) = &mut self.h2 {
+            let rest = &data[pos.min(data.len())..];
+            let segment = Segment {
+                direction,
+                data: rest,
+                len: rest.len() + unseen as usize,
+            };
+            h2.feed_into(&segment, out);
         }
     }
 
@@ -450,6 +467,17 @@ impl HttpParser {
                     return;
                 }
                 let kind = self.awaiting.pop_front().unwrap_or(MethodKind::Other);
+                if code == 101 && head.h2c {
+                    // HTTP/2 over cleartext by upgrade (RFC 9113, 3.1 of RFC 7540): the request
+                    // is stream 1, answered in HTTP/2; the 101 is only interim.
+                    out.events.push(MessageEvent::StreamUpgrade {
+                        stream: 1,
+                        protocol: Protocol::Http2,
+                    });
+                    self.h2 = Some(Box::new(Http2Parser::upgraded()));
+                    self.tunnel = true;
+                    return;
+                }
                 out.events.push(MessageEvent::ResponseStart(ResponseInfo {
                     status: code.to_string(),
                     is_error: code >= 400,
@@ -762,7 +790,7 @@ fn parse_start(line: &[u8], direction: Direction) -> Option<Start> {
     })
 }
 
-/// What a head's header lines say about framing and tracing. Only these three headers are
+/// What a head's header lines say about framing, tracing and an upgrade to h2c. Only these four headers are
 /// read; every other value (credentials included) is ignored.
 #[derive(Debug, Default)]
 struct HeaderFields {
@@ -770,6 +798,7 @@ struct HeaderFields {
     chunked: Option<bool>,
     bad_length: bool,
     trace_id: Option<String>,
+    h2c: bool,
 }
 
 impl HeaderFields {
@@ -791,6 +820,10 @@ impl HeaderFields {
             self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"traceparent") && self.trace_id.is_none() {
             self.trace_id = parse_traceparent(value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.h2c = value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"h2c"));
         }
     }
 
@@ -808,6 +841,7 @@ impl HeaderFields {
             start,
             framing,
             trace_id: self.trace_id,
+            h2c: self.h2c,
         }
     }
 }

@@ -215,8 +215,7 @@ struct Fields {
 }
 
 impl StreamParser for Http2Parser {
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
-        let mut out = FeedOutcome::default();
+    fn feed_into(&mut self, segment: &Segment<'_>, out: &mut FeedOutcome) {
         let data = &segment.data[..segment.data.len().min(segment.len)];
         let d = side_index(segment.direction);
         if !std::mem::replace(&mut self.started, true) {
@@ -246,7 +245,7 @@ impl StreamParser for Http2Parser {
                 }
                 _ => {
                     out.unparsed += 1;
-                    return out;
+                    return;
                 }
             }
         }
@@ -269,7 +268,7 @@ impl StreamParser for Http2Parser {
                 pos += n;
                 if frame.left == 0 {
                     let frame = side.frame.take().expect("checked above");
-                    self.on_frame(segment.direction, frame, &mut out);
+                    self.on_frame(segment.direction, frame, out);
                 }
                 continue;
             }
@@ -281,7 +280,7 @@ impl StreamParser for Http2Parser {
                 // Header blocks may pass unseen until framing is found again.
                 side.hpack.lose();
                 out.unparsed += 1;
-                return out;
+                return;
             }
             let n = (FRAME_HEADER - side.have).min(data.len() - pos);
             side.header[side.have..side.have + n].copy_from_slice(&data[pos..pos + n]);
@@ -302,16 +301,34 @@ impl StreamParser for Http2Parser {
                 cut: false,
             };
             if frame.len == 0 {
-                self.on_frame(segment.direction, frame, &mut out);
+                self.on_frame(segment.direction, frame, out);
             } else {
                 side.frame = Some(frame);
             }
         }
-        out
     }
 }
 
 impl Http2Parser {
+    /// The parser of a connection upgraded from HTTP/1.1 (`Upgrade: h2c` answered by `101`):
+    /// both header tables start empty, the client's preface is still to come, and stream 1 is
+    /// the upgrade request, already sent, waiting for its response.
+    pub fn upgraded() -> Self {
+        let mut parser = Self {
+            started: true,
+            ..Self::default()
+        };
+        parser.sides[0].preface = PREFACE.len();
+        parser.streams.insert(
+            1,
+            Stream {
+                ended: [true, false],
+                ..Stream::default()
+            },
+        );
+        parser
+    }
+
     /// A whole frame arrived (its payload as far as it was kept).
     fn on_frame(&mut self, direction: Direction, frame: Frame, out: &mut FeedOutcome) {
         let side = &mut self.sides[side_index(direction)];

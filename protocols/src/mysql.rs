@@ -74,11 +74,10 @@ pub struct MysqlParser {
 }
 
 impl StreamParser for MysqlParser {
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
-        let mut out = FeedOutcome::default();
+    fn feed_into(&mut self, segment: &Segment<'_>, out: &mut FeedOutcome) {
         let c = &mut self.conversation;
         if c.phase == Phase::Opaque {
-            return out;
+            return;
         }
         let mut input = Input::new(segment);
         match segment.direction {
@@ -86,7 +85,7 @@ impl StreamParser for MysqlParser {
                 if self.requests.is_lost() {
                     if !looks_like_command(segment) {
                         out.unparsed += 1;
-                        return out;
+                        return;
                     }
                     self.requests.resync();
                 }
@@ -94,16 +93,16 @@ impl StreamParser for MysqlParser {
                     match piece {
                         Piece::Message(m) => {
                             let ended = m.ended;
-                            c.on_request(&m, &mut out);
+                            c.on_request(&m, out);
                             if ended {
-                                c.request_ended(&mut out);
+                                c.request_ended(out);
                             }
                         }
-                        Piece::Rest => c.request_ended(&mut out),
+                        Piece::Rest => c.request_ended(out),
                         Piece::Lost | Piece::Invalid => {
                             out.truncated += 1;
                             c.request_chain = false;
-                            c.request_ended(&mut out);
+                            c.request_ended(out);
                         }
                     }
                 }
@@ -119,22 +118,21 @@ impl StreamParser for MysqlParser {
                     if !segment.is_cut()
                         && let Some(status) = terminator_at_end(segment.data)
                     {
-                        c.lost_response_ended(status, &mut out);
+                        c.lost_response_ended(status, out);
                         self.responses.resync();
                     }
-                    return out;
+                    return;
                 }
                 while let Some(piece) = self.responses.next(&mut input, HEADER, packet_size) {
                     match piece {
-                        Piece::Message(m) => c.on_response(&m, &mut out),
+                        Piece::Message(m) => c.on_response(&m, out),
                         Piece::Rest => {}
                         Piece::Lost | Piece::Invalid => out.truncated += 1,
                     }
                 }
-                c.flush_start(&mut out);
+                c.flush_start(out);
             }
         }
-        out
     }
 }
 

@@ -133,11 +133,10 @@ pub struct PostgresParser {
 }
 
 impl StreamParser for PostgresParser {
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
-        let mut out = FeedOutcome::default();
+    fn feed_into(&mut self, segment: &Segment<'_>, out: &mut FeedOutcome) {
         let c = &mut self.conversation;
         if c.phase == Phase::Opaque {
-            return out;
+            return;
         }
         let mut input = Input::new(segment);
         match segment.direction {
@@ -145,7 +144,7 @@ impl StreamParser for PostgresParser {
                 if self.requests.is_lost() {
                     if !looks_like_message(segment, FRONTEND_TYPES) {
                         out.unparsed += 1;
-                        return out;
+                        return;
                     }
                     self.requests.resync();
                 }
@@ -164,24 +163,24 @@ impl StreamParser for PostgresParser {
                         Piece::Message(m) if untyped => c.on_startup(&m),
                         Piece::Message(m) => {
                             let ended = m.ended;
-                            c.on_request(&m, &mut out);
+                            c.on_request(&m, out);
                             if ended {
-                                c.request_ended(&mut out);
+                                c.request_ended(out);
                             }
                         }
-                        Piece::Rest => c.request_ended(&mut out),
+                        Piece::Rest => c.request_ended(out),
                         Piece::Lost | Piece::Invalid => {
                             if matches!(piece, Piece::Lost) {
                                 out.truncated += 1;
                             } else {
                                 out.unparsed += 1;
                             }
-                            c.request_ended(&mut out);
-                            c.requests_lost(&mut out);
+                            c.request_ended(out);
+                            c.requests_lost(out);
                         }
                     }
                 }
-                c.start_batch(&mut out);
+                c.start_batch(out);
                 if c.response_cut_off || (c.new_request && self.responses.is_lost()) {
                     self.responses.resync();
                 }
@@ -194,7 +193,7 @@ impl StreamParser for PostgresParser {
                     match input.peek() {
                         Some(b'S' | b'G') => {
                             c.phase = Phase::Opaque;
-                            return out;
+                            return;
                         }
                         Some(b'N') => {
                             input.take();
@@ -204,26 +203,25 @@ impl StreamParser for PostgresParser {
                 }
                 if self.responses.is_lost() {
                     if !segment.is_cut() && ends_with_ready(segment.data) {
-                        c.lost_response_ended(&mut out);
+                        c.lost_response_ended(out);
                         self.responses.resync();
                     }
-                    return out;
+                    return;
                 }
                 while let Some(piece) = self
                     .responses
                     .next(&mut input, HEADER, |h| typed_size(h, BACKEND_TYPES))
                 {
                     match piece {
-                        Piece::Message(m) => c.on_response(&m, &mut out),
+                        Piece::Message(m) => c.on_response(&m, out),
                         Piece::Rest => {}
                         Piece::Lost => out.truncated += 1,
                         Piece::Invalid => out.unparsed += 1,
                     }
                 }
-                c.flush_start(&mut out);
+                c.flush_start(out);
             }
         }
-        out
     }
 }
 

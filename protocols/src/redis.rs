@@ -651,6 +651,8 @@ pub struct RedisParser {
     subscribed: bool,
     /// The reply in progress is a push that answers no command: its end is not reported.
     skipping: bool,
+    /// What the streams found in the segment being fed (empty between segments).
+    found: Vec<Found>,
 }
 
 impl Default for RedisParser {
@@ -661,6 +663,7 @@ impl Default for RedisParser {
             pending: VecDeque::new(),
             subscribed: false,
             skipping: false,
+            found: Vec::new(),
         }
     }
 }
@@ -753,8 +756,9 @@ impl RedisParser {
 }
 
 impl StreamParser for RedisParser {
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
-        let mut found = Vec::new();
+    fn feed_into(&mut self, segment: &Segment<'_>, out: &mut FeedOutcome) {
+        // The streams' findings go through a list kept between segments (no allocation each).
+        let mut found = std::mem::take(&mut self.found);
         // A reply stream that lost framing waits for a command still unanswered: pieces of a
         // long reply often start at one of its elements, which reads like a reply.
         let (stream, may_resync) = match segment.direction {
@@ -762,22 +766,19 @@ impl StreamParser for RedisParser {
             Direction::Response => (&mut self.replies, !self.pending.is_empty()),
         };
         let (unparsed, truncated) = stream.feed(segment.data, segment.len, may_resync, &mut found);
-        let mut events = Vec::with_capacity(found.len());
-        for item in found {
+        out.unparsed += unparsed;
+        out.truncated += truncated;
+        for item in found.drain(..) {
             match (segment.direction, item) {
-                (_, Found::Command(name)) => self.command(name, &mut events),
-                (_, Found::Reply(reply)) => self.reply(reply, &mut events),
-                (Direction::Request, Found::End) => events.push(MessageEvent::End {
+                (_, Found::Command(name)) => self.command(name, &mut out.events),
+                (_, Found::Reply(reply)) => self.reply(reply, &mut out.events),
+                (Direction::Request, Found::End) => out.events.push(MessageEvent::End {
                     direction: Direction::Request,
                 }),
-                (Direction::Response, Found::End) => self.end_reply(&mut events),
+                (Direction::Response, Found::End) => self.end_reply(&mut out.events),
             }
         }
-        FeedOutcome {
-            events,
-            unparsed,
-            truncated,
-        }
+        self.found = found;
     }
 }
 

@@ -42,6 +42,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Self; 7] = [
+        Self::Http,
+        Self::Dns,
+        Self::Mysql,
+        Self::Redis,
+        Self::Postgresql,
+        Self::Http2,
+        Self::Grpc,
+    ];
+
     /// The name stored in the `protocol` column.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -116,6 +127,15 @@ pub enum MessageEvent {
         /// Which message ended.
         direction: Direction,
     },
+    /// The connection switched to a multiplexed protocol (HTTP/1.1 upgraded to h2c): the
+    /// request waiting for its response continues as `stream`, whose response completes it,
+    /// and what follows is `protocol`'s.
+    StreamUpgrade {
+        /// The stream the waiting request became.
+        stream: u32,
+        /// The connection's protocol from now on.
+        protocol: Protocol,
+    },
     /// A request began on a stream of a multiplexed connection (HTTP/2). Streams interleave:
     /// the response with the same `stream` completes it, whatever the order.
     StreamRequest {
@@ -161,6 +181,15 @@ pub struct FeedOutcome {
     pub truncated: u32,
 }
 
+impl FeedOutcome {
+    /// Empties the outcome for the next segment (keeps the events' allocation).
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.unparsed = 0;
+        self.truncated = 0;
+    }
+}
+
 /// Frames one connection's (or UDP socket-and-peer's) bytes into messages.
 ///
 /// Contract, relied on by the agent's sessionizer:
@@ -173,6 +202,15 @@ pub struct FeedOutcome {
 /// - Bytes that cannot be framed are counted in `unparsed` and skipped; the parser then looks
 ///   for the next message start.
 pub trait StreamParser: Debug + Send {
-    /// Feeds one segment, in the order the bytes moved in its direction.
-    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome;
+    /// Feeds one segment, in the order the bytes moved in its direction: appends the events
+    /// it found to `out.events` and adds its counts to `out`'s (the agent passes one outcome,
+    /// cleared, for every segment, so that no segment allocates a list of its own).
+    fn feed_into(&mut self, segment: &Segment<'_>, out: &mut FeedOutcome);
+
+    /// [`StreamParser::feed_into`] a new outcome.
+    fn feed(&mut self, segment: &Segment<'_>) -> FeedOutcome {
+        let mut out = FeedOutcome::default();
+        self.feed_into(segment, &mut out);
+        out
+    }
 }

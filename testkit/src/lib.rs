@@ -137,7 +137,7 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
         owner: Owner {
             pid: 100 + (id % 3) as u32,
             tid: 100 + (id % 3) as u32,
-            comm: COMMS[(id % 3) as usize].to_owned(),
+            comm: COMMS[(id % 3) as usize].into(),
             cgroup_id: 0,
         },
         role: if id.is_multiple_of(2) {

@@ -131,10 +131,7 @@ fn client_connection_has_connecting_task_and_final_bytes() {
     assert_eq!(rows.flows.len(), 1);
     let f = &rows.flows[0];
     assert_eq!(f.role, Role::Client);
-    assert_eq!(
-        (f.owner.pid, f.owner.tid, f.owner.comm.as_str()),
-        (42, 42, "curl")
-    );
+    assert_eq!((f.owner.pid, f.owner.tid, &*f.owner.comm), (42, 42, "curl"));
     assert_eq!((f.start_ts_ns, f.end_ts_ns), (1_000_100, 1_000_320));
     assert_eq!((f.bytes_sent, f.bytes_received), (1234, 567));
     assert_eq!(f.endpoints.src_ip.to_string(), "10.0.0.1");
@@ -177,10 +174,10 @@ fn server_connection_that_moved_no_data_is_owned_by_the_task_that_released_it() 
     );
     let accept = &rows.events[3];
     assert_eq!((accept.ts_ns, accept.syscall_ret), (1_000_021, None));
-    assert_eq!((accept.owner.tid, accept.owner.comm.as_str()), (8, "nginx"));
+    assert_eq!((accept.owner.tid, &*accept.owner.comm), (8, "nginx"));
     let f = &rows.flows[0];
     assert_eq!(f.role, Role::Server);
-    assert_eq!((f.owner.pid, f.owner.comm.as_str()), (7, "nginx"));
+    assert_eq!((f.owner.pid, &*f.owner.comm), (7, "nginx"));
     // src is the client (the remote end here), dst the server.
     assert_eq!(f.endpoints.src_ip.to_string(), "10.0.0.2");
     assert_eq!(
@@ -264,7 +261,7 @@ fn server_connection_is_owned_by_the_task_of_its_first_data_event() {
         ..read(61, 12, "worker")
     };
     t.conn_for_data(&client_read, &mut rows);
-    assert_eq!(rows.events.last().unwrap().owner.comm, "curl");
+    assert_eq!(&*rows.events.last().unwrap().owner.comm, "curl");
 }
 
 /// A sink that must not be written to.
@@ -304,7 +301,7 @@ fn reused_socket_address_starts_a_new_connection() {
     ]);
     assert_eq!(t.live(), 0);
     assert_eq!(rows.flows.len(), 1);
-    assert_eq!(rows.flows[0].owner.comm, "b");
+    assert_eq!(&*rows.flows[0].owner.comm, "b");
     assert_ne!(rows.events[0].conn_id, rows.events[1].conn_id);
 }
 
@@ -558,13 +555,7 @@ fn failed_connects_get_their_reason_from_the_socket_error() {
         .events
         .iter()
         .filter(|e| e.event == TcpEventType::ConnectFailed)
-        .map(|e| {
-            (
-                e.conn_id,
-                e.reason.as_deref().unwrap(),
-                e.owner.comm.as_str(),
-            )
-        })
+        .map(|e| (e.conn_id, e.reason.as_deref().unwrap(), &*e.owner.comm))
         .collect();
     assert_eq!(
         failed,

@@ -37,7 +37,7 @@ fn flows_store(n: u16, chunk_rows: usize, compression: Compression) -> Arc<Store
             owner: Owner {
                 pid: 100 + u32::from(i % 3),
                 tid: 1,
-                comm: format!("p{}", i % 3),
+                comm: format!("p{}", i % 3).into(),
                 cgroup_id: 0,
             },
             role: if i % 2 == 0 {
@@ -186,16 +186,16 @@ async fn agent_stats_splits_kernel_drops_by_cause() {
 async fn protocol_stats_lists_every_protocol() {
     let q = queries();
     let c = &q.info().counters;
-    c.protocols.lock().unwrap().insert(
-        "redis",
-        crate::sessions::ProtocolCounters {
-            calls: 5,
-            unparsed: 1,
-            truncated: 2,
-            unmatched: 3,
-            resynced: 6,
-        },
-    );
+    *c.protocols
+        .lock()
+        .unwrap()
+        .of(kindling_protocols::Protocol::Redis) = crate::sessions::ProtocolCounters {
+        calls: 5,
+        unparsed: 1,
+        truncated: 2,
+        unmatched: 3,
+        resynced: 6,
+    };
     c.sessions_undetected
         .store(4, std::sync::atomic::Ordering::Relaxed);
     let out = run(

@@ -94,7 +94,7 @@ pub struct Owner {
     /// Thread id.
     pub tid: u32,
     /// Command name.
-    pub comm: String,
+    pub comm: Arc<str>,
     /// cgroup v2 id of the process (0 when not known): the key to its container and pod.
     pub cgroup_id: u64,
 }

@@ -157,10 +157,7 @@ fn keep_alive_http_timing_sizes_and_query_strings() {
         ),
         (Ipv4Addr::new(10, 0, 0, 1).into(), 40_000, 80)
     );
-    assert_eq!(
-        (c.owner.pid, c.owner.tid, c.owner.comm.as_str()),
-        (42, 43, "test")
-    );
+    assert_eq!((c.owner.pid, c.owner.tid, &*c.owner.comm), (42, 43, "test"));
     assert_eq!(s.stats().per_protocol["http"].calls, 2);
 }
 
@@ -675,6 +672,80 @@ fn http2_streams_are_calls_paired_by_stream_with_their_own_timing() {
     assert_eq!(rows.calls[0].method, "GET");
     let stats = s.stats().per_protocol["http2"];
     assert_eq!((stats.calls, stats.unmatched, stats.unparsed), (2, 0, 0));
+}
+
+#[test]
+fn an_http1_connection_upgraded_to_h2c_is_http2_calls_from_its_first_request() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let upgrade = b"GET /up HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    let switching =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    let mut first_answer = h2_frame(4, 0, 0, &[]);
+    first_answer.extend(h2_frame(1, 0x4, 1, &[0x88]));
+    let mut preface = kindling_protocols::http2::PREFACE.to_vec();
+    preface.extend(h2_frame(4, 0, 0, &[]));
+    preface.extend(h2_get(3, "/b"));
+    let mut answer_b = h2_frame(1, 0x4, 3, &[0x8d]);
+    answer_b.extend(h2_frame(0, 0x1, 3, b"nope"));
+    use SocketSyscall::*;
+    for ev in [
+        tcp(1, Write, 1000, CLIENT, SERVER, upgrade),
+        tcp(1, Read, 2000, CLIENT, SERVER, switching),
+        tcp(1, Read, 2500, CLIENT, SERVER, &first_answer),
+        tcp(
+            1,
+            Read,
+            4000,
+            CLIENT,
+            SERVER,
+            &h2_frame(0, 0x1, 1, b"0123456789"),
+        ),
+        tcp(1, Write, 5000, CLIENT, SERVER, &preface),
+        tcp(1, Read, 6000, CLIENT, SERVER, &answer_b),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    let got: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                c.ts_ns,
+                c.protocol,
+                c.method.as_str(),
+                c.resource.as_str(),
+                c.status.as_str(),
+                (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
+                (c.request_bytes, c.response_bytes),
+            )
+        })
+        .collect();
+    // The upgrade request is stream 1: its response is the one on stream 1 (the 101 is
+    // interim), and its size is the HTTP/1 request's.
+    assert_eq!(
+        got,
+        [
+            (
+                1000,
+                "http2",
+                "GET",
+                "/up",
+                "200",
+                (0, 1500, 1500),
+                (upgrade.len() as u64, 10)
+            ),
+            (5000, "http2", "GET", "/b", "404", (0, 1000, 0), (0, 4)),
+        ]
+    );
+    let (http, http2) = (
+        s.stats().per_protocol["http"],
+        s.stats().per_protocol["http2"],
+    );
+    assert_eq!((http.calls, http.unmatched), (0, 0));
+    assert_eq!((http2.calls, http2.unmatched, http2.unparsed), (2, 0, 0));
 }
 
 #[test]

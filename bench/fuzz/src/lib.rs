@@ -117,7 +117,8 @@ impl Checker {
                     );
                     self.open[i] -= 1;
                 }
-                MessageEvent::StreamRequest { stream, .. } => {
+                MessageEvent::StreamRequest { stream, .. }
+                | MessageEvent::StreamUpgrade { stream, .. } => {
                     self.streams.insert(*stream);
                 }
                 MessageEvent::StreamResponse { stream, .. } | MessageEvent::StreamEnd { stream, .. } => {

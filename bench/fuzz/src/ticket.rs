@@ -238,7 +238,7 @@ fn store() -> Store {
         let owner = Owner {
             pid: 100 + u32::from(i % 3),
             tid: 200 + u32::from(i),
-            comm: ["curl", "redis-cli", "psql", "ünïcode", "", "nginx"][usize::from(i)].to_owned(),
+            comm: ["curl", "redis-cli", "psql", "ünïcode", "", "nginx"][usize::from(i)].into(),
         };
         let role = if i % 2 == 0 {
             Role::Client

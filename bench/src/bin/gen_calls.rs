@@ -73,7 +73,7 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64, step_ns: f64) -> CallRecord {
         owner: Owner {
             pid: 1000 + client as u32,
             tid: 1000 + client as u32,
-            comm: format!("svc-{client}"),
+            comm: format!("svc-{client}").into(),
             cgroup_id: 0,
         },
         conn_id: i / 10,

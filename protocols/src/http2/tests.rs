@@ -580,3 +580,96 @@ fn other_protocols_are_not_taken_for_frames() {
         assert!(!looks_like_frames(data), "{data:?}");
     }
 }
+
+/// HTTP/1.1 `Upgrade: h2c` request and its `101` with what the server sends next in the same
+/// write (SETTINGS, then the response on stream 1).
+fn upgrade_exchange(s: &mut Encoder<'_>) -> (Vec<u8>, Vec<u8>) {
+    let request =
+        b"GET /upgraded?x=1 HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+            .to_vec();
+    let mut answer =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    answer.extend(frame(SETTINGS, 0, 0, &[]));
+    answer.extend(headers(s, 1, false, &[(":status", "200")]));
+    answer.extend(data(1, true, b"upgraded"));
+    (request, answer)
+}
+
+#[test]
+fn an_http1_upgrade_to_h2c_goes_on_as_stream_1_then_more_streams() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let (upgrade, answer) = upgrade_exchange(&mut s);
+    let mut next = client_start();
+    next.extend(enc(&mut c, 3, true, &get("/next")));
+    let mut reply = headers(&mut s, 3, false, &[(":status", "404")]);
+    reply.extend(data(3, true, b"no"));
+    // The 101 alone in one read and the frames after it in another must read the same.
+    let cut = answer.iter().position(|&b| b == 0).unwrap();
+    let whole = [
+        req(upgrade.clone()),
+        resp(answer.clone()),
+        req(next.clone()),
+        resp(reply.clone()),
+    ];
+    let split = [
+        req(upgrade),
+        resp(answer[..cut].to_vec()),
+        resp(answer[cut..].to_vec()),
+        req(next),
+        resp(reply),
+    ];
+    for steps in [&whole[..], &split[..]] {
+        let mut parser = crate::http::HttpParser::default();
+        let outcomes = feed_all(&mut parser, steps);
+        let ev: Vec<_> = outcomes.iter().flat_map(|o| o.events.clone()).collect();
+        assert_eq!(
+            ev,
+            vec![
+                MessageEvent::RequestStart(RequestInfo {
+                    method: "GET".into(),
+                    resource: "/upgraded".into(),
+                    ..RequestInfo::default()
+                }),
+                MessageEvent::End {
+                    direction: Direction::Request
+                },
+                MessageEvent::StreamUpgrade {
+                    stream: 1,
+                    protocol: Protocol::Http2
+                },
+                response(1, "200"),
+                end(Direction::Response, 1, 8),
+                request(3, Protocol::Http2, "GET", "/next"),
+                end(Direction::Request, 3, 0),
+                response(3, "404"),
+                end(Direction::Response, 3, 2),
+            ]
+        );
+        assert!(outcomes.iter().all(|o| o.unparsed == 0 && o.truncated == 0));
+    }
+}
+
+#[test]
+fn a_101_to_another_protocol_stays_a_tunnel() {
+    let request =
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let mut answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
+    // A WebSocket frame that happens to look like an HTTP/2 frame header is not read as one.
+    answer.extend(frame(HEADERS, END_HEADERS, 1, b"\x88"));
+    let mut parser = crate::http::HttpParser::default();
+    let outcomes = feed_all(&mut parser, &[req(request.to_vec()), resp(answer)]);
+    let ev: Vec<_> = outcomes.iter().flat_map(|o| o.events.clone()).collect();
+    assert!(
+        ev.iter().all(|e| !matches!(
+            e,
+            MessageEvent::StreamUpgrade { .. } | MessageEvent::StreamResponse { .. }
+        )),
+        "{ev:?}"
+    );
+    assert_eq!(
+        ev.len(),
+        4,
+        "request start and end, 101 start and end: {ev:?}"
+    );
+}
