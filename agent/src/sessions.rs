@@ -833,7 +833,7 @@ fn timeout_dns(session: &Session, call: OpenCall, sink: &mut impl CallSink) {
     sink.dns(DnsRecord {
         ts_ns: call.start_ns,
         domain: call.request.resource.clone(),
-        qtype: call.request.method.clone(),
+        qtype: call.request.method.to_string(),
         rcode: "TIMEOUT".to_owned(),
         latency_ns: None,
         answers: String::new(),
@@ -871,8 +871,8 @@ fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl C
         sink.dns(DnsRecord {
             ts_ns: start,
             domain: call.request.resource.clone(),
-            qtype: call.request.method.clone(),
-            rcode: response.status.clone(),
+            qtype: call.request.method.to_string(),
+            rcode: response.status.to_string(),
             latency_ns: Some((end - start) as u64),
             answers: response.dns_answers.join(","),
             server_ip: session.endpoints.dst_ip,

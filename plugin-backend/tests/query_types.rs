@@ -43,7 +43,7 @@ fn record(c: &Call, ts_ns: i64) -> CallRecord {
         ts_ns,
         protocol: c.protocol,
         role: c.role,
-        status: if c.is_error { "500" } else { "200" }.to_owned(),
+        status: if c.is_error { "500" } else { "200" }.into(),
         is_error: c.is_error,
         // All of the duration is waiting, so duration_ns is exactly duration_ms.
         request_sent_ns: 0,

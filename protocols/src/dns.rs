@@ -250,7 +250,7 @@ fn read_query(message: &[u8]) -> Option<RequestInfo> {
         (qtype_name(qtype), read_name(message, HEADER_LEN)?)
     };
     Some(RequestInfo {
-        method,
+        method: method.into(),
         resource,
         trace_id: None,
         dns_id: Some(header.id),
@@ -265,7 +265,7 @@ fn read_response(message: &[u8], cut: bool) -> Option<(ResponseInfo, bool)> {
         return None;
     }
     let mut info = ResponseInfo {
-        status: rcode_name(header.rcode),
+        status: rcode_name(header.rcode).into(),
         is_error: header.rcode != 0,
         error_message: None,
         dns_id: Some(header.id),
@@ -520,7 +520,7 @@ mod tests {
 
     fn query(id: u16, qtype: &str, name: &str) -> MessageEvent {
         MessageEvent::RequestStart(RequestInfo {
-            method: qtype.to_owned(),
+            method: qtype.to_owned().into(),
             resource: name.to_owned(),
             trace_id: None,
             dns_id: Some(id),
@@ -529,7 +529,7 @@ mod tests {
 
     fn answer(id: u16, rcode: &str, answers: &[&str]) -> MessageEvent {
         MessageEvent::ResponseStart(ResponseInfo {
-            status: rcode.to_owned(),
+            status: rcode.to_owned().into(),
             is_error: rcode != "NOERROR",
             error_message: None,
             dns_id: Some(id),

@@ -8,7 +8,7 @@
 //! Only what a `calls` row needs is taken from a head: method, path, `traceparent`, status and
 //! the framing headers. Credentials (`Authorization`, `Cookie`, ...) are never copied.
 
-use std::collections::VecDeque;
+use std::{borrow::Cow, collections::VecDeque, sync::LazyLock};
 
 use memchr::memchr;
 
@@ -24,8 +24,8 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_AWAITING: usize = 1024;
 /// Methods a connection may start with; other methods are accepted only with a whole
 /// request line in view.
-const METHODS: [&[u8]; 9] = [
-    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
+const METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
 ];
 /// A version's fixed part.
 const VERSION: &[u8] = b"HTTP/1.";
@@ -38,7 +38,7 @@ const LAST_CHUNK_LEN: u64 = 5;
 pub fn looks_like_request(data: &[u8]) -> bool {
     let has_target = METHODS
         .iter()
-        .any(|m| data.len() > m.len() + 1 && data.starts_with(m) && data[m.len()] == b' ');
+        .any(|m| data.len() > m.len() + 1 && data.starts_with(m.as_bytes()) && data[m.len()] == b' ');
     has_target && request_line(data) != StartLine::Invalid
 }
 
@@ -159,7 +159,7 @@ enum Framing {
 #[derive(Debug)]
 enum Start {
     Request {
-        method: String,
+        method: Cow<'static, str>,
         kind: MethodKind,
         resource: String,
     },
@@ -479,7 +479,7 @@ impl HttpParser {
                     return;
                 }
                 out.events.push(MessageEvent::ResponseStart(ResponseInfo {
-                    status: code.to_string(),
+                    status: status_text(code),
                     is_error: code >= 400,
                     ..ResponseInfo::default()
                 }));
@@ -538,14 +538,14 @@ fn request_line(buf: &[u8]) -> StartLine {
         .position(|b| !b.is_ascii_uppercase())
         .unwrap_or(buf.len());
     let method = &buf[..method_len];
-    let known = METHODS.contains(&method);
+    let known = METHODS.iter().any(|m| m.as_bytes() == method);
     let cut = if known {
         StartLine::Prefix
     } else {
         StartLine::Invalid
     };
     if method_len == buf.len() {
-        return if METHODS.iter().any(|m| m.starts_with(method)) {
+        return if METHODS.iter().any(|m| m.as_bytes().starts_with(method)) {
             StartLine::Prefix
         } else {
             StartLine::Invalid
@@ -774,7 +774,7 @@ fn parse_start(line: &[u8], direction: Direction) -> Option<Start> {
                 _ => MethodKind::Other,
             };
             Start::Request {
-                method: String::from_utf8_lossy(method).into_owned(),
+                method: method_name(method),
                 kind,
                 resource: resource(kind, &target[..target_len]),
             }
@@ -843,6 +843,26 @@ impl HeaderFields {
             trace_id: self.trace_id,
             h2c: self.h2c,
         }
+    }
+}
+
+/// The name of a request's method, without allocating for the common ones.
+fn method_name(raw: &[u8]) -> Cow<'static, str> {
+    match METHODS.iter().find(|m| m.as_bytes() == raw) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(String::from_utf8_lossy(raw).into_owned()),
+    }
+}
+
+/// Every status code's text, made once: a response's `status` borrows it.
+static STATUS_TEXT: LazyLock<Vec<String>> =
+    LazyLock::new(|| (0..1000).map(|code| code.to_string()).collect());
+
+/// The text of a status code (HTTP/1 or HTTP/2), without allocating.
+pub(crate) fn status_text(code: u16) -> Cow<'static, str> {
+    match STATUS_TEXT.get(usize::from(code)) {
+        Some(text) => Cow::Borrowed(text),
+        None => Cow::Owned(code.to_string()),
     }
 }
 
@@ -1129,7 +1149,7 @@ mod tests {
 
     fn request(method: &str, resource: &str) -> MessageEvent {
         MessageEvent::RequestStart(RequestInfo {
-            method: method.to_owned(),
+            method: method.to_owned().into(),
             resource: resource.to_owned(),
             ..RequestInfo::default()
         })
@@ -1137,7 +1157,7 @@ mod tests {
 
     fn traced(method: &str, resource: &str, trace_id: &str) -> MessageEvent {
         MessageEvent::RequestStart(RequestInfo {
-            method: method.to_owned(),
+            method: method.to_owned().into(),
             resource: resource.to_owned(),
             trace_id: Some(trace_id.to_owned()),
             dns_id: None,
@@ -1146,7 +1166,7 @@ mod tests {
 
     fn response(status: &str) -> MessageEvent {
         MessageEvent::ResponseStart(ResponseInfo {
-            status: status.to_owned(),
+            status: status.to_owned().into(),
             is_error: status >= "400",
             ..ResponseInfo::default()
         })

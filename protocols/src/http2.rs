@@ -26,11 +26,11 @@
 //! stream is a call even when its headers were not all known, with its timing and sizes and
 //! empty method, path or status; each such message is counted in `truncated`.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
 use crate::{
     hpack::{Field, Hpack},
-    http::{MethodKind, parse_traceparent, resource},
+    http::{MethodKind, parse_traceparent, resource, status_text},
     stream::{
         Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,
         StreamParser,
@@ -446,7 +446,7 @@ impl Http2Parser {
                         stream: id,
                         protocol,
                         info: RequestInfo {
-                            method: fields.method.unwrap_or_default(),
+                            method: fields.method.map(Cow::from).unwrap_or_default(),
                             resource,
                             trace_id: fields.trace_id,
                             dns_id: None,
@@ -535,7 +535,7 @@ impl Http2Parser {
         if code != 0 && !stream.ended[1] {
             let name = error_name(code);
             let info = ResponseInfo {
-                status: name.to_owned(),
+                status: name.into(),
                 is_error: true,
                 error_message: Some(format!("stream reset: {name}")),
                 ..ResponseInfo::default()
@@ -613,7 +613,7 @@ fn decode(hpack: &mut Hpack, block: &[u8]) -> Option<Fields> {
 fn response_info(grpc: bool, fields: &Fields) -> ResponseInfo {
     match (grpc, fields.grpc_status) {
         (true, Some(code)) => ResponseInfo {
-            status: grpc_status_name(code).to_owned(),
+            status: grpc_status_name(code).into(),
             is_error: code != 0,
             error_message: fields.grpc_message.clone().filter(|_| code != 0),
             ..ResponseInfo::default()
@@ -621,7 +621,7 @@ fn response_info(grpc: bool, fields: &Fields) -> ResponseInfo {
         _ => {
             let status = fields.status.unwrap_or(0);
             ResponseInfo {
-                status: fields.status.map(|s| s.to_string()).unwrap_or_default(),
+                status: fields.status.map(status_text).unwrap_or_default(),
                 is_error: status >= 400,
                 ..ResponseInfo::default()
             }

@@ -324,7 +324,7 @@ impl Conversation {
                     name.to_owned()
                 };
                 RequestInfo {
-                    method,
+                    method: method.into(),
                     resource: statement.normalized.clone(),
                     ..RequestInfo::default()
                 }
@@ -335,13 +335,13 @@ impl Conversation {
                     id => self.statements.get(&id),
                 });
                 RequestInfo {
-                    method: name.to_owned(),
+                    method: name.into(),
                     resource: statement.map_or_else(|| name.to_owned(), |s| s.normalized.clone()),
                     ..RequestInfo::default()
                 }
             }
             0x02 => RequestInfo {
-                method: name.to_owned(),
+                method: name.into(),
                 resource: text_field(body, MAX_SCHEMA),
                 ..RequestInfo::default()
             },
@@ -585,9 +585,9 @@ fn command(code: u8) -> Option<(&'static str, Kind)> {
     })
 }
 
-fn named(name: &str) -> RequestInfo {
+fn named(name: &'static str) -> RequestInfo {
     RequestInfo {
-        method: name.to_owned(),
+        method: name.into(),
         resource: name.to_owned(),
         ..RequestInfo::default()
     }
@@ -678,7 +678,7 @@ fn error_info(payload: &[u8]) -> ResponseInfo {
         message = crate::sql::mask_quoted(&message, '\'');
     }
     ResponseInfo {
-        status,
+        status: status.into(),
         is_error: true,
         error_message: Some(message),
         ..ResponseInfo::default()

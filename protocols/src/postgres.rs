@@ -342,7 +342,7 @@ impl Conversation {
                 let statement = Statement::of(text);
                 self.call(
                     RequestInfo {
-                        method: statement.verb,
+                        method: statement.verb.into(),
                         resource: statement.normalized,
                         ..RequestInfo::default()
                     },
@@ -351,7 +351,7 @@ impl Conversation {
             }
             b'F' => self.call(
                 RequestInfo {
-                    method: "FUNCTION_CALL".to_owned(),
+                    method: "FUNCTION_CALL".into(),
                     resource: "FUNCTION_CALL".to_owned(),
                     ..RequestInfo::default()
                 },
@@ -440,7 +440,7 @@ impl Conversation {
         }
         let request = match &batch.statement {
             Some(s) => RequestInfo {
-                method: s.verb.clone(),
+                method: s.verb.clone().into(),
                 resource: s.normalized.clone(),
                 ..RequestInfo::default()
             },
@@ -453,7 +453,7 @@ impl Conversation {
                     _ => "EXECUTE",
                 };
                 RequestInfo {
-                    method: name.to_owned(),
+                    method: name.into(),
                     resource: name.to_owned(),
                     ..RequestInfo::default()
                 }
@@ -583,14 +583,14 @@ fn error_info(mut fields: &[u8]) -> ResponseInfo {
         }
         let value = cstr(rest);
         match code {
-            b'C' => info.status = text_field(value, 5),
+            b'C' => info.status = text_field(value, 5).into(),
             b'M' => info.error_message = Some(text_field(value, MAX_ERROR)),
             _ => {}
         }
         fields = rest.get(value.len() + 1..).unwrap_or_default();
     }
     // C may come after M: mask once both are known.
-    if VALUE_QUOTING_STATES.contains(&info.status.as_str())
+    if VALUE_QUOTING_STATES.contains(&info.status.as_ref())
         && let Some(message) = &info.error_message
     {
         info.error_message = Some(crate::sql::mask_quoted(message, '"'));

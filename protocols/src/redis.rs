@@ -684,7 +684,7 @@ impl RedisParser {
         }
         self.pending.push_back(is_pubsub_command(&name));
         events.push(MessageEvent::RequestStart(RequestInfo {
-            method: name.clone(),
+            method: name.clone().into(),
             resource: name,
             trace_id: None,
             dns_id: None,
@@ -702,7 +702,7 @@ impl RedisParser {
             Reply::Error(text) => {
                 self.pending.pop_front();
                 ResponseInfo {
-                    status: text.split(' ').next().unwrap_or_default().to_owned(),
+                    status: text.split(' ').next().unwrap_or_default().to_owned().into(),
                     is_error: true,
                     error_message: Some(text),
                     ..ResponseInfo::default()
@@ -822,7 +822,7 @@ mod tests {
 
     fn cmd(name: &str) -> MessageEvent {
         MessageEvent::RequestStart(RequestInfo {
-            method: name.to_owned(),
+            method: name.to_owned().into(),
             resource: name.to_owned(),
             trace_id: None,
             dns_id: None,
@@ -835,7 +835,7 @@ mod tests {
 
     fn error(status: &str, text: &str) -> MessageEvent {
         MessageEvent::ResponseStart(ResponseInfo {
-            status: status.to_owned(),
+            status: status.to_owned().into(),
             is_error: true,
             error_message: Some(text.to_owned()),
             ..ResponseInfo::default()

@@ -1,7 +1,7 @@
 //! The vocabulary every parser shares: what a session's bytes come as ([`Segment`]), what a
 //! parser says about them ([`MessageEvent`], [`FeedOutcome`]) and the [`StreamParser`] trait.
 
-use std::fmt::Debug;
+use std::{borrow::Cow, fmt::Debug};
 
 /// The transport a session runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,7 +89,7 @@ impl Segment<'_> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
     /// HTTP method, SQL verb (`SELECT`, ...), Redis command (`GET`), DNS qtype (`A`).
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// URL path without query string, normalized SQL, Redis command name, DNS domain.
     pub resource: String,
     /// Trace id of a W3C `traceparent` header (32 lowercase hex digits).
@@ -103,7 +103,7 @@ pub struct RequestInfo {
 pub struct ResponseInfo {
     /// HTTP status code, MySQL error number or PostgreSQL SQLSTATE, Redis error prefix, DNS
     /// rcode name; empty when the protocol's answer has none (a SQL success).
-    pub status: String,
+    pub status: Cow<'static, str>,
     /// Whether the response is an error (HTTP status >= 400, any SQL or Redis error, DNS rcode
     /// other than NOERROR).
     pub is_error: bool,

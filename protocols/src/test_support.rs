@@ -7,7 +7,7 @@ use crate::stream::{
 /// A request start with this method and resource.
 pub(crate) fn start(method: &str, resource: &str) -> MessageEvent {
     MessageEvent::RequestStart(RequestInfo {
-        method: method.to_owned(),
+        method: method.to_owned().into(),
         resource: resource.to_owned(),
         ..RequestInfo::default()
     })
@@ -21,7 +21,7 @@ pub(crate) fn success() -> MessageEvent {
 /// An error response start.
 pub(crate) fn failure(code: &str, message: &str) -> MessageEvent {
     MessageEvent::ResponseStart(ResponseInfo {
-        status: code.to_owned(),
+        status: code.to_owned().into(),
         is_error: true,
         error_message: Some(message.to_owned()),
         ..ResponseInfo::default()

@@ -181,13 +181,13 @@ pub fn fixture_call(id: u64) -> CallRecord {
         ts_ns: f.start_ts_ns,
         protocol: if redis { "redis" } else { "http" },
         role: f.role,
-        method: "GET".to_owned(),
+        method: "GET".into(),
         resource: if redis {
             "GET".to_owned()
         } else {
             format!("/api/v{}", id % 2)
         },
-        status: status.to_owned(),
+        status: status.into(),
         is_error: status == "500",
         error_message: None,
         request_sent_ns: 1_000 * id,

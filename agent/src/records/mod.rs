@@ -7,6 +7,7 @@ pub mod builders;
 pub mod pending;
 
 use std::{
+    borrow::Cow,
     net::IpAddr,
     sync::{Arc, LazyLock},
 };
@@ -276,11 +277,11 @@ pub struct CallRecord {
     /// This node's end.
     pub role: Role,
     /// HTTP method, SQL verb, Redis command, DNS qtype.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// URL path, normalized SQL, Redis command, DNS domain.
     pub resource: String,
     /// HTTP status, SQL error code, Redis error prefix, DNS rcode.
-    pub status: String,
+    pub status: Cow<'static, str>,
     /// Whether the response is an error.
     pub is_error: bool,
     /// Error text of SQL and Redis errors.

@@ -115,9 +115,9 @@ fn keep_alive_http_timing_sizes_and_query_strings() {
         .map(|c| {
             (
                 c.ts_ns,
-                c.method.as_str(),
+                c.method.as_ref(),
                 c.resource.as_str(),
-                c.status.as_str(),
+                c.status.as_ref(),
                 c.is_error,
                 (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
                 (c.request_bytes, c.response_bytes),
@@ -186,7 +186,7 @@ fn a_response_ending_before_its_request_does_not_lose_the_session() {
     let got: Vec<_> = rows
         .calls
         .iter()
-        .map(|c| (c.method.as_str(), c.resource.as_str(), c.status.as_str()))
+        .map(|c| (c.method.as_ref(), c.resource.as_str(), c.status.as_ref()))
         .collect();
     assert_eq!(got, [("POST", "/upload", "413")]);
     // A later session on another socket is parsed as usual.
@@ -227,8 +227,8 @@ fn pipelined_redis_on_the_server_side() {
         .iter()
         .map(|c| {
             (
-                c.method.as_str(),
-                c.status.as_str(),
+                c.method.as_ref(),
+                c.status.as_ref(),
                 c.is_error,
                 c.role,
                 c.endpoints.src_port,
@@ -527,7 +527,7 @@ fn a_lost_response_costs_its_own_call_only() {
     let calls = |rows: &Rows| -> Vec<(String, String)> {
         rows.calls
             .iter()
-            .map(|c| (c.resource.clone(), c.status.clone()))
+            .map(|c| (c.resource.clone(), c.status.to_string()))
             .collect()
     };
     let (all, stats) = exchanges_with_a_lost_response(None);
@@ -655,7 +655,7 @@ fn http2_streams_are_calls_paired_by_stream_with_their_own_timing() {
                 c.ts_ns,
                 c.protocol,
                 c.resource.as_str(),
-                c.status.as_str(),
+                c.status.as_ref(),
                 c.is_error,
                 (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
                 (c.request_bytes, c.response_bytes),
@@ -715,9 +715,9 @@ Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
             (
                 c.ts_ns,
                 c.protocol,
-                c.method.as_str(),
+                c.method.as_ref(),
                 c.resource.as_str(),
-                c.status.as_str(),
+                c.status.as_ref(),
                 (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
                 (c.request_bytes, c.response_bytes),
             )

@@ -54,9 +54,9 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64, step_ns: f64) -> CallRecord {
         } else {
             "GET"
         }
-        .to_owned(),
+        .into(),
         resource: format!("/api/v1/service{}/item{}", endpoint % 25, endpoint),
-        status: if is_error { "500" } else { "200" }.to_owned(),
+        status: if is_error { "500" } else { "200" }.into(),
         is_error,
         error_message: None,
         request_sent_ns: 10_000 + rng.below(50_000),

@@ -49,7 +49,7 @@ fn request(stream: u32, protocol: Protocol, method: &str, resource: &str) -> Mes
         stream,
         protocol,
         info: RequestInfo {
-            method: method.into(),
+            method: method.to_owned().into(),
             resource: resource.into(),
             ..RequestInfo::default()
         },
@@ -60,7 +60,7 @@ fn response(stream: u32, status: &str) -> MessageEvent {
     MessageEvent::StreamResponse {
         stream,
         info: ResponseInfo {
-            status: status.into(),
+            status: status.to_owned().into(),
             is_error: status >= "400",
             ..ResponseInfo::default()
         },
