@@ -57,6 +57,9 @@ pub struct ProtocolCounters {
     pub unparsed: u64,
     /// Messages whose header was cut by the capture size.
     pub truncated: u64,
+    /// Messages whose header fields index compression table entries never seen (HTTP/2
+    /// connections the agent joined late): calls with those fields empty.
+    pub unknown_headers: u64,
     /// Responses with no open request, and requests dropped unanswered.
     pub unmatched: u64,
     /// Times a session's parser started afresh after events of one direction were lost.
@@ -432,6 +435,7 @@ impl Sessionizer {
         let counters = self.stats.per_protocol.of(protocol);
         counters.unparsed += u64::from(outcome.unparsed);
         counters.truncated += u64::from(outcome.truncated);
+        counters.unknown_headers += u64::from(outcome.unknown_headers);
 
         // Bytes of this segment go to the message in progress when it began, else to the first
         // message it starts (pipelined messages in one segment share the segment's bytes).

@@ -1698,4 +1698,16 @@ fn a_grpc_connection_opened_before_the_agent_is_followed_from_its_frames() {
             "{role}"
         );
     }
+    // Each message with a field left empty above (on each end: the first call's request path
+    // and response status, the second's path, the third's status) had unknown entries, not a
+    // cut block: 4 per end in `unknown_headers`, none in `truncated`.
+    let stats = agent.query_json(
+        "SELECT truncated, unknown_headers FROM protocol_stats WHERE protocol = 'http2'",
+    );
+    assert_eq!(stats[0]["truncated"].as_u64(), Some(0), "{stats:?}");
+    assert_eq!(
+        stats[0]["unknown_headers"].as_u64(),
+        Some(2 * 4),
+        "{stats:?}"
+    );
 }

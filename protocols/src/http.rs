@@ -36,9 +36,9 @@ const LAST_CHUNK_LEN: u64 = 5;
 /// is a path (`*` for `OPTIONS`, an absolute URL, or `host:port` for `CONNECT`), then, if the
 /// line ends in view, ` HTTP/1.x`.
 pub fn looks_like_request(data: &[u8]) -> bool {
-    let has_target = METHODS
-        .iter()
-        .any(|m| data.len() > m.len() + 1 && data.starts_with(m.as_bytes()) && data[m.len()] == b' ');
+    let has_target = METHODS.iter().any(|m| {
+        data.len() > m.len() + 1 && data.starts_with(m.as_bytes()) && data[m.len()] == b' '
+    });
     has_target && request_line(data) != StartLine::Invalid
 }
 

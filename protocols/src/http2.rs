@@ -24,7 +24,8 @@
 //! behind its encoder's: the decoder then resolves what the static table, literals and the
 //! entries added since say, and marks the rest unknown, until the table has turned over. A
 //! stream is a call even when its headers were not all known, with its timing and sizes and
-//! empty method, path or status; each such message is counted in `truncated`.
+//! empty method, path or status; each such message is counted in `unknown_headers` (in
+//! `truncated` when the block itself was cut).
 
 use std::{borrow::Cow, collections::HashMap};
 
@@ -212,6 +213,8 @@ struct Fields {
     grpc_status: Option<u32>,
     grpc_message: Option<String>,
     partial: bool,
+    /// Some fields index table entries never seen (else a partial block was cut or bad).
+    unknown: bool,
 }
 
 impl StreamParser for Http2Parser {
@@ -424,7 +427,7 @@ impl Http2Parser {
                         return;
                     }
                     if fields.partial && (fields.method.is_none() || fields.path.is_none()) {
-                        out.truncated += 1;
+                        count_partial(&fields, out);
                     }
                     let protocol = if fields.grpc {
                         Protocol::Grpc
@@ -473,7 +476,7 @@ impl Http2Parser {
                 if !stream.response_started && !informational {
                     stream.response_started = true;
                     if fields.partial && fields.status.is_none() {
-                        out.truncated += 1;
+                        count_partial(&fields, out);
                     }
                     let info = response_info(stream.grpc, &fields);
                     if fields.grpc_status.is_some() {
@@ -487,7 +490,7 @@ impl Http2Parser {
                 } else if stream.response_started && fields.partial {
                     // Trailers not all decoded: they may have carried a gRPC status, so the
                     // call's outcome is unknown (not the success its `:status` would say).
-                    out.truncated += 1;
+                    count_partial(&fields, out);
                     stream.update = Some(ResponseInfo::default());
                 }
                 if block.end_stream {
@@ -593,6 +596,7 @@ fn decode(hpack: &mut Hpack, block: &[u8]) -> Option<Fields> {
     let number = |v: &[u8]| std::str::from_utf8(v).ok()?.parse().ok();
     let mut fields = Fields {
         partial: decoded.unknown > 0,
+        unknown: decoded.unknown > 0,
         ..Fields::default()
     };
     for (field, value) in &decoded.fields {
@@ -607,6 +611,16 @@ fn decode(hpack: &mut Hpack, block: &[u8]) -> Option<Fields> {
         }
     }
     Some(fields)
+}
+
+/// Counts a message whose needed fields a partial block did not give: unknown entries, or a
+/// block cut by the capture (or undecodable).
+fn count_partial(fields: &Fields, out: &mut FeedOutcome) {
+    if fields.unknown {
+        out.unknown_headers += 1;
+    } else {
+        out.truncated += 1;
+    }
 }
 
 /// What a response's headers (or a gRPC call's trailers) say.

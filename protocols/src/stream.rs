@@ -179,6 +179,9 @@ pub struct FeedOutcome {
     pub unparsed: u32,
     /// Messages whose header was cut by the capture size (framed from what was seen).
     pub truncated: u32,
+    /// Messages with header fields that could not be known: they index entries of a
+    /// compression table the parser never saw (HPACK after the agent joined mid-connection).
+    pub unknown_headers: u32,
 }
 
 impl FeedOutcome {
@@ -187,6 +190,7 @@ impl FeedOutcome {
         self.events.clear();
         self.unparsed = 0;
         self.truncated = 0;
+        self.unknown_headers = 0;
     }
 }
 

@@ -66,6 +66,7 @@ pub(crate) fn outcome(events: Vec<MessageEvent>, unparsed: u32, truncated: u32) 
         events,
         unparsed,
         truncated,
+        unknown_headers: 0,
     }
 }
 

@@ -210,6 +210,9 @@ static PROTOCOL_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("unparsed"),
         // Messages whose header or framing ran past the captured bytes.
         count("truncated"),
+        // Messages whose header fields index compression table entries the agent never saw
+        // (HTTP/2 connections it joined late): calls with those fields empty.
+        count("unknown_headers"),
         // Responses without a request, and requests never answered.
         count("unmatched"),
         // Times a session's parser started afresh because events of one direction were lost

@@ -186,6 +186,7 @@ impl ComputedTable for ProtocolStatsTable {
             counts(&|p| p.calls),
             counts(&|p| p.unparsed),
             counts(&|p| p.truncated),
+            counts(&|p| p.unknown_headers),
             counts(&|p| p.unmatched),
             counts(&|p| p.resynced),
             repeat(c.sessions_undetected.load(Ordering::Relaxed)),

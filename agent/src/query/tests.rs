@@ -193,29 +193,35 @@ async fn protocol_stats_lists_every_protocol() {
         calls: 5,
         unparsed: 1,
         truncated: 2,
+        unknown_headers: 0,
         unmatched: 3,
         resynced: 6,
     };
+    c.protocols
+        .lock()
+        .unwrap()
+        .of(kindling_protocols::Protocol::Http2)
+        .unknown_headers = 7;
     c.sessions_undetected
         .store(4, std::sync::atomic::Ordering::Relaxed);
     let out = run(
         &q,
-        "SELECT node, protocol, calls, unparsed, truncated, unmatched, resynced, \
+        "SELECT node, protocol, calls, unparsed, truncated, unknown_headers, unmatched, resynced, \
          sessions_undetected FROM protocol_stats ORDER BY protocol",
     )
     .await;
     assert_eq!(
         out,
-        "+------+------------+-------+----------+-----------+-----------+----------+---------------------+\n\
-         | node | protocol   | calls | unparsed | truncated | unmatched | resynced | sessions_undetected |\n\
-         +------+------------+-------+----------+-----------+-----------+----------+---------------------+\n\
-         | n1   | dns        | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
-         | n1   | http       | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
-         | n1   | http2      | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
-         | n1   | mysql      | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
-         | n1   | postgresql | 0     | 0        | 0         | 0         | 0        | 4                   |\n\
-         | n1   | redis      | 5     | 1        | 2         | 3         | 6        | 4                   |\n\
-         +------+------------+-------+----------+-----------+-----------+----------+---------------------+"
+        "+------+------------+-------+----------+-----------+-----------------+-----------+----------+---------------------+\n\
+         | node | protocol   | calls | unparsed | truncated | unknown_headers | unmatched | resynced | sessions_undetected |\n\
+         +------+------------+-------+----------+-----------+-----------------+-----------+----------+---------------------+\n\
+         | n1   | dns        | 0     | 0        | 0         | 0               | 0         | 0        | 4                   |\n\
+         | n1   | http       | 0     | 0        | 0         | 0               | 0         | 0        | 4                   |\n\
+         | n1   | http2      | 0     | 0        | 0         | 7               | 0         | 0        | 4                   |\n\
+         | n1   | mysql      | 0     | 0        | 0         | 0               | 0         | 0        | 4                   |\n\
+         | n1   | postgresql | 0     | 0        | 0         | 0               | 0         | 0        | 4                   |\n\
+         | n1   | redis      | 5     | 1        | 2         | 0               | 3         | 6        | 4                   |\n\
+         +------+------------+-------+----------+-----------+-----------------+-----------+----------+---------------------+"
     );
 }
 
