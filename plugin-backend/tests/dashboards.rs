@@ -7,9 +7,11 @@ use kindling_testkit as support;
 
 use std::path::Path;
 
+use kindling_agent::records::{CallRecord, builders::CallsBuilder};
+use kindling_wire::schema;
 use serde_json::Value;
 use support::{
-    EPOCH_S,
+    EPOCH_S, fixture_call,
     host::{Datasource, GrafanaHost, decode_frames},
     two_fixture_agents,
 };
@@ -65,6 +67,23 @@ async fn every_provisioned_dashboard_query_answers() {
         ]
     );
     let (n1, n2) = two_fixture_agents().await;
+    // The fixture has no gRPC calls: three on n1 for the gRPC panel, two answered OK and one
+    // NOT_FOUND, each with fixture call 1's sizes and timing.
+    let mut grpc = CallsBuilder::new("n1");
+    for (i, status) in ["OK", "NOT_FOUND", "OK"].into_iter().enumerate() {
+        grpc.append(&CallRecord {
+            ts_ns: (EPOCH_S + 50 + i as i64) * 1_000_000_000,
+            protocol: "grpc",
+            method: "POST".into(),
+            resource: "/kindling.test.Echo/Say".into(),
+            status: status.into(),
+            is_error: status != "OK",
+            ..fixture_call(1)
+        });
+    }
+    n1.store
+        .append(schema::CALLS, grpc.finish().unwrap())
+        .unwrap();
     let ds = Datasource::agents(&[&n1.addr, &n2.addr]);
     let host = GrafanaHost::start();
     // The fixture's rows lie in the 200 s after EPOCH_S.
@@ -105,6 +124,20 @@ async fn every_provisioned_dashboard_query_answers() {
                         }
                         _ => assert_eq!(kind, "table", "{what}"),
                     }
+                    if panel["title"] == "gRPC methods" {
+                        // method, status, calls; p50 = p95 = p99 = 1.011 ms (1 µs + 1 ms +
+                        // 10 µs); request and response bytes: 101 and 1000 per call.
+                        let got = support::rows(&[frames[0].batch.clone()]);
+                        let say = "/kindling.test.Echo/Say";
+                        assert_eq!(
+                            got,
+                            [
+                                [say, "OK", "2", "1.011", "1.011", "1.011", "202", "2000"],
+                                [say, "NOT_FOUND", "1", "1.011", "1.011", "1.011", "101", "1000"],
+                            ],
+                            "{what}"
+                        );
+                    }
                     // The fixture has calls, DNS lookups, flows (some with retransmits) and
                     // agents on both nodes, but no tcp_events other than state changes.
                     let empty_in_fixture = ["Problems per interval", "Drops by reason"];
@@ -116,7 +149,7 @@ async fn every_provisioned_dashboard_query_answers() {
             }
         }
     }
-    assert_eq!(checked, 2 * 18);
+    assert_eq!(checked, 2 * 19);
 }
 
 /// Every view of the query editor's builders (`calls`, `dns`, `tcp`), as the editor saves them
