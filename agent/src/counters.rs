@@ -59,6 +59,9 @@ pub struct PipelineCounters {
     pub kubernetes_payload_excluded: Arc<AtomicU64>,
     /// L7 counters per protocol, published by the capture thread.
     pub protocols: std::sync::Mutex<PerProtocol>,
+    /// The `open_calls` rows of the capture thread's last sweep (None: no call was open long
+    /// enough).
+    pub open_calls: std::sync::Mutex<Option<datafusion::arrow::record_batch::RecordBatch>>,
 }
 
 impl PipelineCounters {

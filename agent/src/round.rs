@@ -30,6 +30,12 @@ use crate::{
     store::Store,
 };
 
+/// How long a call is in flight before `open_calls` lists it.
+const OPEN_CALL_MIN_AGE_NS: i64 = 1_000_000_000;
+/// Most `open_calls` rows (the oldest sessions' calls are not preferred: a bound, not a
+/// ranking).
+const OPEN_CALLS_MAX: usize = 10_000;
+
 /// Data events taken off the ring per round (then TCP events get their turn again).
 pub const DATA_BATCH: usize = 4096;
 
@@ -263,6 +269,15 @@ impl CaptureState {
         if due.sweep {
             self.sessions.sweep(&mut self.rows);
             self.rows.expire_dns(self.clock.wall_now(), false);
+            let open = self.sessions.open_calls(
+                self.clock.wall_now(),
+                OPEN_CALL_MIN_AGE_NS,
+                OPEN_CALLS_MAX,
+            );
+            *counters
+                .open_calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = self.rows.open_calls(&open);
         }
         let mut report = RoundReport {
             tcp_events: received,

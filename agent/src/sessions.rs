@@ -18,6 +18,7 @@
 //! queries unanswered after `dns_timeout` become TIMEOUT rows. Everything dropped is counted.
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet, VecDeque, hash_map::Entry},
     net::IpAddr,
     time::Duration,
@@ -687,6 +688,29 @@ impl Sessionizer {
         self.closing.push_back((self.clock.wall_now(), sk, conn_id));
     }
 
+    /// The calls in flight since `min_age_ns` or longer at `now_ns` (wall clock), at most `max`,
+    /// as rows timed up to `now_ns`: request sent as far as it went, then waiting (no response
+    /// yet) or download (the response is arriving). A response not started leaves `status`
+    /// empty.
+    pub fn open_calls(&self, now_ns: i64, min_age_ns: i64, max: usize) -> Vec<CallRecord> {
+        let mut rows = Vec::new();
+        for session in self.sessions.values() {
+            let Detection::Known(protocol, _) = session.detection else {
+                continue;
+            };
+            for call in &session.open {
+                if rows.len() == max {
+                    return rows;
+                }
+                if now_ns - call.start_ns < min_age_ns {
+                    continue;
+                }
+                rows.push(in_flight(session, protocol, call, now_ns));
+            }
+        }
+        rows
+    }
+
     /// Retires sessions of closed connections after their grace period and untracked TCP
     /// sessions idle too long, emits TIMEOUT rows for DNS queries older than the timeout,
     /// and forgets idle UDP sessions. Call periodically.
@@ -857,6 +881,44 @@ fn transport_name(t: Transport) -> &'static str {
     match t {
         Transport::Tcp => "tcp",
         Transport::Udp => "udp",
+    }
+}
+
+/// The row of a call still in flight at `now`.
+fn in_flight(session: &Session, protocol: Protocol, call: &OpenCall, now: i64) -> CallRecord {
+    let start = call.start_ns.min(now);
+    let request_end = call.request_end_ns.clamp(start, now);
+    let (first_byte, status, is_error) = match &call.response {
+        Some(r) => (
+            call.first_byte_ns.clamp(request_end, now),
+            r.status.clone(),
+            r.is_error,
+        ),
+        None => (now, Cow::Borrowed(""), false),
+    };
+    CallRecord {
+        ts_ns: start,
+        protocol: call.stream.map_or(protocol, |(_, p)| p).as_str(),
+        role: session.role,
+        method: call.request.method.clone(),
+        resource: call.request.resource.clone(),
+        status,
+        is_error,
+        error_message: None,
+        request_sent_ns: (request_end - start) as u64,
+        waiting_ttfb_ns: (first_byte - request_end) as u64,
+        content_download_ns: (now - first_byte) as u64,
+        request_bytes: call.request_bytes,
+        response_bytes: call.response_bytes,
+        endpoints: session.endpoints,
+        owner: Owner {
+            tid: call.tid,
+            ..session.owner.clone()
+        },
+        conn_id: session.conn_id,
+        trace_id: call.request.trace_id.clone(),
+        request_payload: None,
+        response_payload: None,
     }
 }
 

@@ -354,7 +354,7 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
         assert_eq!(responses["bad"].status, 400);
         assert_eq!(
             responses["bad"].error,
-            "table 'datafusion.public.nope' not found; tables: agent_stats, calls, dns, flows, protocol_stats, tcp_events"
+            "table 'datafusion.public.nope' not found; tables: agent_stats, calls, dns, flows, open_calls, protocol_stats, tcp_events"
         );
         assert_eq!(responses["good"].error, "");
         assert_eq!(decode_frames(&responses["good"])[0].batch.num_rows(), 1);
@@ -395,7 +395,7 @@ fn loopback_connections_through_cli_and_grafana_host_emulation() {
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "kindling: table 'datafusion.public.flow' not found; tables: agent_stats, calls, dns, flows, protocol_stats, tcp_events"
+        "kindling: table 'datafusion.public.flow' not found; tables: agent_stats, calls, dns, flows, open_calls, protocol_stats, tcp_events"
     );
     let dead = format!("127.0.0.1:{}", support::host::free_port());
     let out = agent.cli(&[

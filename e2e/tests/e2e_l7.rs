@@ -1623,6 +1623,72 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
     assert_no_secret(&agent, &["kl-grpc-secret"]);
 }
 
+/// A gRPC call left open (a Slow call the server does not answer) is listed in `open_calls` on
+/// both ends while it is in flight, waiting since its request, and leaves it once the client
+/// cancels it, as a `calls` row of its own.
+#[test]
+fn a_grpc_call_in_flight_is_listed_in_open_calls_until_it_ends() {
+    use std::io::{BufRead, BufReader, Write};
+    require_root();
+    require_grpcio();
+    let agent = AgentProcess::start("l7-grpc-open", &[]);
+    let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
+    let mut client = Killed(
+        Command::new("python3")
+            .args([&fixture("grpc_client.py"), &port.to_string(), "hold:zzz"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn grpc_client.py"),
+    );
+    let mut lines = BufReader::new(client.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "hold open");
+    let open = format!(
+        "SELECT count(*) AS n FROM open_calls WHERE dst_port = {port} AND protocol = 'grpc' \
+         AND method = 'POST' AND resource = '/kindling.test.Echo/Slow' AND status = '' \
+         AND NOT is_error AND duration_ns >= 1000000000 AND content_download_ns = 0 \
+         AND request_sent_ns + waiting_ttfb_ns = duration_ns"
+    );
+    // Listed once in flight for a second, at the next half-second sweep.
+    wait_count(&agent, &open, 2);
+    let roles = agent.query_json(&format!(
+        "SELECT role, trace_id FROM open_calls WHERE dst_port = {port} ORDER BY role"
+    ));
+    let roles: Vec<_> = roles
+        .iter()
+        .map(|r| (r["role"].as_str().unwrap(), r["trace_id"].as_str().unwrap()))
+        .collect();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    assert_eq!(roles, [("client", trace), ("server", trace)]);
+    assert!(
+        agent.query_json(&format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port}"
+        ))[0]["n"]
+            .as_u64()
+            == Some(0),
+        "no call ended yet"
+    );
+    writeln!(client.0.stdin.as_mut().unwrap(), "go").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "hold CANCELLED 0");
+    wait_count(
+        &agent,
+        &format!(
+            "SELECT count(*) AS n FROM calls WHERE dst_port = {port} \
+             AND resource = '/kindling.test.Echo/Slow' AND status = 'CANCEL'"
+        ),
+        2,
+    );
+    let any_open = format!("SELECT count(*) AS n FROM open_calls WHERE dst_port = {port}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while agent.query_json(&any_open)[0]["n"].as_u64() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "still listed 15 s after it ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A gRPC channel (one HTTP/2 connection) that made calls before the agent started and more
 /// after: the agent joins it after its preface, detects it from its frames, and follows every
 /// later call with its timing, sizes and trace id (a literal in every request). What the

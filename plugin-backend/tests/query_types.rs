@@ -822,6 +822,7 @@ async fn the_schema_resource_lists_every_table_and_column() {
             "calls",
             "dns",
             "flows",
+            "open_calls",
             "protocol_stats",
             "tcp_events"
         ]

@@ -16,13 +16,27 @@ pub const CALLS: &str = "calls";
 /// Table of DNS lookups.
 pub const DNS: &str = "dns";
 
+/// Calls in flight for at least a second (a long-lived gRPC stream, a request still waiting
+/// for its answer): `calls`' columns, timed up to when they were listed, refreshed every half
+/// second and served as they were then.
+pub const OPEN_CALLS: &str = "open_calls";
+
 /// Table of the L7 parsers' counters, one row per protocol, computed when queried.
 pub const PROTOCOL_STATS: &str = "protocol_stats";
 
 /// Every table an agent serves, in the order listings show them.
-pub const TABLES: [&str; 6] = [AGENT_STATS, CALLS, DNS, FLOWS, PROTOCOL_STATS, TCP_EVENTS];
+pub const TABLES: [&str; 7] = [
+    AGENT_STATS,
+    CALLS,
+    DNS,
+    FLOWS,
+    OPEN_CALLS,
+    PROTOCOL_STATS,
+    TCP_EVENTS,
+];
 
-/// The tables the agent stores (all but the computed `agent_stats`).
+/// The tables the agent stores (all but the computed `agent_stats`, `open_calls` and
+/// `protocol_stats`).
 pub const STORED_TABLES: [&str; 4] = [CALLS, DNS, FLOWS, TCP_EVENTS];
 
 /// The Arrow type of every timestamp column.
@@ -335,7 +349,7 @@ pub fn by_name(table: &str) -> Option<SchemaRef> {
         TCP_EVENTS => Some(tcp_events()),
         FLOWS => Some(flows()),
         AGENT_STATS => Some(agent_stats()),
-        CALLS => Some(calls()),
+        CALLS | OPEN_CALLS => Some(calls()),
         DNS => Some(dns()),
         PROTOCOL_STATS => Some(protocol_stats()),
         _ => None,
@@ -346,7 +360,7 @@ pub fn by_name(table: &str) -> Option<SchemaRef> {
 /// default time axis.
 pub fn time_column(table: &str) -> Option<&'static str> {
     match table {
-        TCP_EVENTS | AGENT_STATS | CALLS | DNS | PROTOCOL_STATS => Some("ts"),
+        TCP_EVENTS | AGENT_STATS | CALLS | DNS | OPEN_CALLS | PROTOCOL_STATS => Some("ts"),
         FLOWS => Some("end_ts"),
         _ => None,
     }

@@ -15,7 +15,9 @@ use datafusion::{
 };
 use kindling_wire::schema;
 
-pub use stats::{AgentInfo, AgentStatsTable, Computed, ComputedTable, ProtocolStatsTable};
+pub use stats::{
+    AgentInfo, AgentStatsTable, Computed, ComputedTable, OpenCallsTable, ProtocolStatsTable,
+};
 pub use table::{ChunkScanExec, StoreTable};
 
 use crate::store::Store;
@@ -104,6 +106,10 @@ impl LocalQueries {
         ctx.register_table(
             schema::PROTOCOL_STATS,
             Arc::new(Computed(ProtocolStatsTable::new(Arc::clone(&self.info)))),
+        )?;
+        ctx.register_table(
+            schema::OPEN_CALLS,
+            Arc::new(Computed(OpenCallsTable::new(Arc::clone(&self.info)))),
         )?;
         Ok(ctx)
     }

@@ -91,6 +91,33 @@ impl ProtocolStatsTable {
     }
 }
 
+/// The `open_calls` table: what the capture thread's last sweep found in flight.
+#[derive(Debug)]
+pub struct OpenCallsTable {
+    info: Arc<AgentInfo>,
+}
+
+impl OpenCallsTable {
+    /// The calls in flight that `info`'s capture thread published.
+    pub fn new(info: Arc<AgentInfo>) -> Self {
+        Self { info }
+    }
+}
+
+impl ComputedTable for OpenCallsTable {
+    fn schema(&self) -> SchemaRef {
+        schema::calls()
+    }
+
+    fn batch(&self) -> Result<RecordBatch> {
+        let published = self.info.counters.open_calls.lock();
+        let published = published.unwrap_or_else(|e| e.into_inner());
+        Ok(published
+            .clone()
+            .unwrap_or_else(|| RecordBatch::new_empty(schema::calls())))
+    }
+}
+
 /// A table whose rows are computed from the agent's state each time it is scanned.
 pub trait ComputedTable: std::fmt::Debug + Send + Sync + 'static {
     /// The table's schema.

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use kindling_wire::schema;
 
 use super::{
@@ -28,6 +29,7 @@ pub struct PendingRows {
     dns: DnsBuilder,
     dns_search: DnsSearch,
     enricher: Enricher,
+    node: String,
 }
 
 impl PendingRows {
@@ -46,6 +48,7 @@ impl PendingRows {
             dns: DnsBuilder::new(node),
             dns_search: DnsSearch::new(window.as_nanos() as i64, DNS_HELD_MAX),
             enricher: Enricher::default(),
+            node: node.to_owned(),
         }
     }
 
@@ -70,6 +73,25 @@ impl PendingRows {
     /// Whether no row is waiting (NXDOMAIN rows held back are not waiting yet).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `open_calls` rows (the `calls` schema), named like every row; None for no row.
+    pub fn open_calls(&self, records: &[CallRecord]) -> Option<RecordBatch> {
+        if records.is_empty() {
+            return None;
+        }
+        let mut builder = CallsBuilder::new(&self.node);
+        for r in records {
+            let ends = self.enricher.of(&r.owner, r.role, &r.endpoints, r.ts_ns);
+            builder.append_with(r, ends.as_ref().unwrap_or(Ends::none()));
+        }
+        match builder.finish() {
+            Ok(batch) => Some(batch),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot build the open_calls rows");
+                None
+            }
+        }
     }
 
     /// Moves every waiting row into the store; returns rows the store refused.

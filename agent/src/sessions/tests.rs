@@ -749,6 +749,78 @@ Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
 }
 
 #[test]
+fn calls_in_flight_are_listed_timed_up_to_now() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let mut first = kindling_protocols::http2::PREFACE.to_vec();
+    first.extend(h2_frame(4, 0, 0, &[]));
+    // Stream 1: a request without END_STREAM (a client stream), answered with headers only.
+    let mut open = h2_get(1, "/watch");
+    open[4] = 0x4;
+    first.extend(open);
+    use SocketSyscall::*;
+    for ev in [
+        tcp(1, Write, 1000, CLIENT, SERVER, &first),
+        tcp(1, Write, 1100, CLIENT, SERVER, &h2_get(3, "/slow")),
+        tcp(1, Read, 3000, CLIENT, SERVER, &h2_frame(1, 0x4, 1, &[0x88])),
+        tcp(1, Write, 8000, CLIENT, SERVER, &h2_get(5, "/new")),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    assert!(rows.calls.is_empty());
+    let listed = |s: &Sessionizer, min_age: i64, max: usize| {
+        let mut got: Vec<_> = s
+            .open_calls(10_000, min_age, max)
+            .into_iter()
+            .map(|c| {
+                (
+                    c.ts_ns,
+                    c.resource,
+                    c.status.into_owned(),
+                    (c.request_sent_ns, c.waiting_ttfb_ns, c.content_download_ns),
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    // Stream 1 is downloading since 3000, stream 3 waiting since 1100; stream 5 is younger
+    // than the minimum age.
+    assert_eq!(
+        listed(&s, 5_000, 10),
+        [
+            (1000, "/watch".to_owned(), "200".to_owned(), (0, 2000, 7000)),
+            (1100, "/slow".to_owned(), String::new(), (0, 8900, 0)),
+        ]
+    );
+    assert_eq!(listed(&s, 0, 10).len(), 3);
+    assert_eq!(listed(&s, 0, 2).len(), 2, "bounded");
+    // Listing changes nothing: stream 1 ends as usual (its response ended) and is no longer
+    // in flight.
+    s.on_event(
+        &tcp(
+            1,
+            Read,
+            12_000,
+            CLIENT,
+            SERVER,
+            &h2_frame(0, 0x1, 1, b"done"),
+        ),
+        CLIENT_CONN,
+        &listen,
+        &mut rows,
+    );
+    let ended: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| (c.resource.as_str(), c.ts_ns))
+        .collect();
+    assert_eq!(ended, [("/watch", 1000)]);
+    assert_eq!(listed(&s, 0, 10).len(), 2);
+}
+
+#[test]
 fn the_agents_own_query_port_is_not_parsed() {
     let mut s = sessionizer(Duration::from_secs(5)).ignoring_port(Some(80));
     let mut rows = Rows::default();
