@@ -18,7 +18,6 @@
 //! queries unanswered after `dns_timeout` become TIMEOUT rows. Everything dropped is counted.
 
 use std::{
-    borrow::Cow,
     collections::{HashMap, HashSet, VecDeque, hash_map::Entry},
     net::IpAddr,
     time::Duration,
@@ -888,73 +887,38 @@ fn transport_name(t: Transport) -> &'static str {
 fn in_flight(session: &Session, protocol: Protocol, call: &OpenCall, now: i64) -> CallRecord {
     let start = call.start_ns.min(now);
     let request_end = call.request_end_ns.clamp(start, now);
-    let (first_byte, status, is_error) = match &call.response {
-        Some(r) => (
-            call.first_byte_ns.clamp(request_end, now),
-            r.status.clone(),
-            r.is_error,
-        ),
-        None => (now, Cow::Borrowed(""), false),
+    let (first_byte, response) = match &call.response {
+        Some(r) => (call.first_byte_ns.clamp(request_end, now), r.clone()),
+        None => (now, ResponseInfo::default()),
     };
+    let times = [start, request_end, first_byte, now];
+    call_record(
+        session,
+        protocol,
+        call,
+        call.request.clone(),
+        response,
+        times,
+    )
+}
+
+/// The `calls` row of `call`, with its request and response, timed by `times`: its start, the
+/// request's last byte, the response's first and last (in that order).
+fn call_record(
+    session: &Session,
+    protocol: Protocol,
+    call: &OpenCall,
+    request: RequestInfo,
+    response: ResponseInfo,
+    times: [i64; 4],
+) -> CallRecord {
+    let [start, request_end, first_byte, end] = times;
     CallRecord {
         ts_ns: start,
         protocol: call.stream.map_or(protocol, |(_, p)| p).as_str(),
         role: session.role,
-        method: call.request.method.clone(),
-        resource: call.request.resource.clone(),
-        status,
-        is_error,
-        error_message: None,
-        request_sent_ns: (request_end - start) as u64,
-        waiting_ttfb_ns: (first_byte - request_end) as u64,
-        content_download_ns: (now - first_byte) as u64,
-        request_bytes: call.request_bytes,
-        response_bytes: call.response_bytes,
-        endpoints: session.endpoints,
-        owner: Owner {
-            tid: call.tid,
-            ..session.owner.clone()
-        },
-        conn_id: session.conn_id,
-        trace_id: call.request.trace_id.clone(),
-        request_payload: None,
-        response_payload: None,
-    }
-}
-
-fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl CallSink) {
-    let response = call.response.expect("completed calls have a response");
-    // Clamp so the three parts are ordered and add up to the duration.
-    let start = call.start_ns;
-    let request_end = call.request_end_ns.max(start);
-    let first_byte = call.first_byte_ns.max(request_end);
-    let end = call.last_byte_ns.max(first_byte);
-    let owner = Owner {
-        tid: call.tid,
-        ..session.owner.clone()
-    };
-    if protocol == Protocol::Dns && session.role == Role::Client {
-        sink.dns(DnsRecord {
-            ts_ns: start,
-            domain: call.request.resource.clone(),
-            qtype: call.request.method.to_string(),
-            rcode: response.status.to_string(),
-            latency_ns: Some((end - start) as u64),
-            answers: response.dns_answers.join(","),
-            server_ip: session.endpoints.dst_ip,
-            transport: transport_name(session.transport),
-            owner: owner.clone(),
-            client_ip: session.endpoints.src_ip,
-            search_expansion: false,
-            search_misses: 0,
-        });
-    }
-    sink.call(CallRecord {
-        ts_ns: start,
-        protocol: call.stream.map_or(protocol, |(_, p)| p).as_str(),
-        role: session.role,
-        method: call.request.method,
-        resource: call.request.resource,
+        method: request.method,
+        resource: request.resource,
         status: response.status,
         is_error: response.is_error,
         error_message: response.error_message,
@@ -964,11 +928,52 @@ fn emit(session: &Session, protocol: Protocol, call: OpenCall, sink: &mut impl C
         request_bytes: call.request_bytes,
         response_bytes: call.response_bytes,
         endpoints: session.endpoints,
-        owner,
+        owner: Owner {
+            tid: call.tid,
+            ..session.owner.clone()
+        },
         conn_id: session.conn_id,
-        trace_id: call.request.trace_id,
-        request_payload: call.request_payload,
-        response_payload: call.response_payload,
+        trace_id: request.trace_id,
+        request_payload: None,
+        response_payload: None,
+    }
+}
+
+fn emit(session: &Session, protocol: Protocol, mut call: OpenCall, sink: &mut impl CallSink) {
+    let response = call
+        .response
+        .take()
+        .expect("completed calls have a response");
+    let request = std::mem::take(&mut call.request);
+    // Clamp so the three parts are ordered and add up to the duration.
+    let start = call.start_ns;
+    let request_end = call.request_end_ns.max(start);
+    let first_byte = call.first_byte_ns.max(request_end);
+    let end = call.last_byte_ns.max(first_byte);
+    if protocol == Protocol::Dns && session.role == Role::Client {
+        sink.dns(DnsRecord {
+            ts_ns: start,
+            domain: request.resource.clone(),
+            qtype: request.method.to_string(),
+            rcode: response.status.to_string(),
+            latency_ns: Some((end - start) as u64),
+            answers: response.dns_answers.join(","),
+            server_ip: session.endpoints.dst_ip,
+            transport: transport_name(session.transport),
+            owner: Owner {
+                tid: call.tid,
+                ..session.owner.clone()
+            },
+            client_ip: session.endpoints.src_ip,
+            search_expansion: false,
+            search_misses: 0,
+        });
+    }
+    let times = [start, request_end, first_byte, end];
+    sink.call(CallRecord {
+        request_payload: call.request_payload.take(),
+        response_payload: call.response_payload.take(),
+        ..call_record(session, protocol, &call, request, response, times)
     });
 }
 

@@ -1338,22 +1338,8 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
         tool(t);
     }
     let agent = AgentProcess::start("l7-h2", &[]);
-    let dir = tempdir("kl-h2-www");
     let files = [("a.txt", 12), ("b.txt", 300), ("c.txt", 40), ("d.txt", 77)];
-    for (name, size) in files {
-        std::fs::write(dir.join(name), vec![b'k'; size]).unwrap();
-    }
-    let port = support::host::free_port();
-    let _server = Killed(
-        Command::new("nghttpd")
-            .args(["--no-tls", "-d"])
-            .arg(&*dir)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn nghttpd"),
-    );
-    wait_listening(port, "nghttpd");
+    let (_server, _www, port) = start_nghttpd("kl-h2-www", &files);
     let base = format!("http://127.0.0.1:{port}");
     // One connection, three streams requested at once; -s prints each response's size.
     let out = run_ok(Command::new("nghttp").args([
@@ -1450,6 +1436,27 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
     assert_no_secret(&agent, &["kl-h2-secret"]);
 }
 
+/// An nghttpd (h2c with prior knowledge) serving `files` (name, size: that many `k` bytes) from
+/// a new directory named after `dir` (removed when the returned guard drops), and its port.
+fn start_nghttpd(dir: &str, files: &[(&str, usize)]) -> (Killed, support::host::TempDir, u16) {
+    let dir = tempdir(dir);
+    for (name, size) in files {
+        std::fs::write(dir.join(name), vec![b'k'; *size]).unwrap();
+    }
+    let port = support::host::free_port();
+    let server = Killed(
+        Command::new("nghttpd")
+            .args(["--no-tls", "-d"])
+            .arg(&*dir)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn nghttpd"),
+    );
+    wait_listening(port, "nghttpd");
+    (server, dir, port)
+}
+
 /// HTTP/1.1 connections upgraded to h2c (RFC 7540, 3.2) are HTTP/2 calls on both ends, the
 /// upgrade request included: nghttpx (which accepts the upgrade; nghttpd does not) in front of
 /// an nghttpd, curl --http2 on an http:// URL twice, and nghttp -u with three streams, the
@@ -1461,22 +1468,8 @@ fn http1_connections_upgraded_to_h2c_are_http2_calls_on_both_ends() {
         tool(t);
     }
     let agent = AgentProcess::start("l7-h2c", &[]);
-    let dir = tempdir("kl-h2c-www");
     let files = [("e.txt", 55), ("f.txt", 23), ("g.txt", 31), ("h.txt", 5)];
-    for (name, size) in files {
-        std::fs::write(dir.join(name), vec![b'k'; size]).unwrap();
-    }
-    let backend = support::host::free_port();
-    let _backend = Killed(
-        Command::new("nghttpd")
-            .args(["--no-tls", "-d"])
-            .arg(&*dir)
-            .arg(backend.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn nghttpd"),
-    );
-    wait_listening(backend, "nghttpd");
+    let (_backend, _www, backend) = start_nghttpd("kl-h2c-www", &files);
     let port = support::host::free_port();
     let _frontend = Killed(
         Command::new("nghttpx")
