@@ -468,8 +468,9 @@ impl HttpParser {
                 }
                 let kind = self.awaiting.pop_front().unwrap_or(MethodKind::Other);
                 if code == 101 && head.h2c {
-                    // HTTP/2 over cleartext by upgrade (RFC 9113, 3.1 of RFC 7540): the request
-                    // is stream 1, answered in HTTP/2; the 101 is only interim.
+                    // HTTP/2 over cleartext by upgrade (RFC 7540, 3.2; dropped by RFC 9113 but
+                    // still sent by curl --http2): the request is stream 1, answered in
+                    // HTTP/2; the 101 is only interim.
                     out.events.push(MessageEvent::StreamUpgrade {
                         stream: 1,
                         protocol: Protocol::Http2,
