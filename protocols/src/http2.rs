@@ -31,7 +31,7 @@ use std::{borrow::Cow, collections::HashMap};
 
 use crate::{
     hpack::{Field, Hpack},
-    http::{MethodKind, parse_traceparent, resource, status_text},
+    http_fields::{MethodKind, parse_traceparent, resource, status_text},
     stream::{
         Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,
         StreamParser,

@@ -14,6 +14,8 @@
 //! - [`stream`]: the vocabulary every parser shares (segments, message events, the parser
 //!   trait), re-exported here.
 //! - [`sql`]: SQL normalization (literals to `?`) shared by the SQL protocols.
+//! - `http_fields` (crate-private): what HTTP/1.x and HTTP/2 read alike (a target's path, a
+//!   `traceparent`, a status code's text), below both parsers.
 //! - `framing` (length-prefixed messages) and `bounded_map` (prepared statements): crate-private
 //!   pieces the MySQL and PostgreSQL parsers share.
 #![deny(missing_docs)]
@@ -24,6 +26,7 @@ mod framing;
 mod hpack;
 pub mod http;
 pub mod http2;
+mod http_fields;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
