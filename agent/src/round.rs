@@ -268,12 +268,11 @@ impl CaptureState {
         counters.drained(&counters.data_events_received, data, data_malformed);
         if due.sweep {
             self.sessions.sweep(&mut self.rows);
-            self.rows.expire_dns(self.clock.wall_now(), false);
-            let open = self.sessions.open_calls(
-                self.clock.wall_now(),
-                OPEN_CALL_MIN_AGE_NS,
-                OPEN_CALLS_MAX,
-            );
+            let now = self.clock.wall_now();
+            self.rows.expire_dns(now, false);
+            let open = self
+                .sessions
+                .open_calls(now, OPEN_CALL_MIN_AGE_NS, OPEN_CALLS_MAX);
             *counters
                 .open_calls
                 .lock()

@@ -72,13 +72,12 @@ pub struct ProtocolCounters {
 pub struct PerProtocol([ProtocolCounters; Protocol::ALL.len()]);
 
 impl PerProtocol {
-    /// The counters of the protocol named `name` (as in the `protocol` column).
-    pub fn get(&self, name: &str) -> Option<&ProtocolCounters> {
-        let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == name)?;
-        Some(&self.0[protocol as usize])
+    /// The counters of `protocol`.
+    pub fn counters(&self, protocol: Protocol) -> &ProtocolCounters {
+        &self.0[protocol as usize]
     }
 
-    /// The counters of `protocol`.
+    /// The counters of `protocol`, to count in.
     pub fn of(&mut self, protocol: Protocol) -> &mut ProtocolCounters {
         &mut self.0[protocol as usize]
     }
@@ -87,8 +86,10 @@ impl PerProtocol {
 impl std::ops::Index<&str> for PerProtocol {
     type Output = ProtocolCounters;
 
+    /// The counters of the protocol named `name` (as in the `protocol` column).
     fn index(&self, name: &str) -> &ProtocolCounters {
-        self.get(name).expect("the name of a protocol")
+        let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == name);
+        self.counters(protocol.expect("the name of a protocol"))
     }
 }
 

@@ -20,6 +20,7 @@ use datafusion::{
     logical_expr::Expr,
     physical_plan::ExecutionPlan,
 };
+use kindling_protocols::Protocol;
 use kindling_wire::schema;
 
 use crate::{
@@ -75,8 +76,16 @@ impl AgentStatsTable {
     }
 }
 
-/// Every protocol the parsers know, in the order `protocol_stats` lists them.
-const PROTOCOLS: [&str; 6] = ["dns", "http", "http2", "mysql", "postgresql", "redis"];
+/// Every protocol a session can be (gRPC is a call's protocol, counted in its `http2` session's
+/// row), by name: the rows of `protocol_stats`, in their order.
+fn session_protocols() -> Vec<Protocol> {
+    let mut protocols: Vec<_> = Protocol::ALL
+        .into_iter()
+        .filter(|p| *p != Protocol::Grpc)
+        .collect();
+    protocols.sort_by_key(|p| p.as_str());
+    protocols
+}
 
 /// The `protocol_stats` table.
 #[derive(Debug)]
@@ -198,10 +207,11 @@ impl ComputedTable for ProtocolStatsTable {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let n = PROTOCOLS.len();
+        let protocols = session_protocols();
+        let n = protocols.len();
         let counts = |f: &dyn Fn(&ProtocolCounters) -> u64| -> ArrayRef {
             Arc::new(UInt64Array::from_iter_values(
-                PROTOCOLS.iter().map(|p| per.get(p).map_or(0, f)),
+                protocols.iter().map(|p| f(per.counters(*p))),
             ))
         };
         let repeat = |v: u64| -> ArrayRef { Arc::new(UInt64Array::from(vec![v; n])) };
@@ -209,7 +219,9 @@ impl ComputedTable for ProtocolStatsTable {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(TimestampNanosecondArray::from(vec![now; n]).with_timezone("UTC")),
             Arc::new(StringArray::from(vec![self.info.node.as_str(); n])),
-            Arc::new(StringArray::from_iter_values(PROTOCOLS)),
+            Arc::new(StringArray::from_iter_values(
+                protocols.iter().map(|p| p.as_str()),
+            )),
             counts(&|p| p.calls),
             counts(&|p| p.unparsed),
             counts(&|p| p.truncated),
