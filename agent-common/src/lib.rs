@@ -203,6 +203,14 @@ impl TcpEvent {
 /// this). A power of two, so the programs can bound lengths with a mask.
 pub const PAYLOAD_MAX: usize = 1024;
 
+/// Most bytes captured from the end of a TCP syscall that moved more than the payload limit,
+/// behind its first bytes (see [`DataEvent::tail`]). An HTTP/2 write of a message of a few KiB
+/// ends with the frames that close it (a gRPC answer's trailers), far past the first bytes.
+pub const TAIL_MAX: usize = 256;
+
+/// Bytes of [`DataEvent::payload`]: the first bytes and the tail.
+pub const CAPTURE_MAX: usize = PAYLOAD_MAX + TAIL_MAX;
+
 /// Size in bytes of the ring buffer that carries [`DataEvent`]s (a power of two).
 pub const DATA_RING_BYTES: u32 = 16 << 20;
 
@@ -301,7 +309,7 @@ pub struct DataEvent {
     /// number (mod 2^32; `tcp_sock.write_seq` after a send, `copied_seq` after a receive), so
     /// that user space sees a lost event as a gap. 0 for UDP.
     pub stream_end: u32,
-    /// Bytes of `payload` filled (at most [`PAYLOAD_MAX`]).
+    /// Bytes of `payload` filled (at most [`CAPTURE_MAX`]): the first bytes, then the tail.
     pub captured: u16,
     /// A [`SocketSyscall`] as a byte.
     pub syscall: u8,
@@ -313,17 +321,21 @@ pub struct DataEvent {
     pub dport: u16,
     /// [`AF_INET`] or [`AF_INET6`].
     pub family: u16,
+    /// How many of the `captured` bytes are the syscall's last ones (at most [`TAIL_MAX`]),
+    /// taken when a TCP syscall moved more than the payload limit: `payload` holds its first
+    /// `captured - tail` bytes, then its last `tail` bytes. 0 otherwise.
+    pub tail: u16,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 4],
     /// Local address (4 bytes for IPv4, rest zero).
     pub saddr: [u8; 16],
     /// Remote address.
     pub daddr: [u8; 16],
     /// `comm` of the current task, NUL padded.
     pub comm: [u8; COMM_LEN],
-    /// The first `captured` bytes the syscall moved (from as many of its buffers as they fill,
-    /// never past a buffer's length).
-    pub payload: [u8; PAYLOAD_MAX],
+    /// The first `captured - tail` bytes the syscall moved (from as many of its buffers as they
+    /// fill, never past a buffer's length), then its last `tail` bytes.
+    pub payload: [u8; CAPTURE_MAX],
 }
 
 /// Bytes of a [`DataEvent`] before its payload: a data ring record is this many bytes plus
@@ -348,17 +360,26 @@ impl DataEvent {
             sport: 0,
             dport: 0,
             family: 0,
-            _pad: [0; 6],
+            tail: 0,
+            _pad: [0; 4],
             saddr: [0; 16],
             daddr: [0; 16],
             comm: [0; COMM_LEN],
-            payload: [0; PAYLOAD_MAX],
+            payload: [0; CAPTURE_MAX],
         }
     }
 
-    /// The captured payload.
-    pub fn captured(&self) -> &[u8] {
-        &self.payload[..(self.captured as usize).min(PAYLOAD_MAX)]
+    /// The captured first bytes of the syscall.
+    pub fn head(&self) -> &[u8] {
+        let captured = usize::from(self.captured).min(CAPTURE_MAX);
+        &self.payload[..captured - usize::from(self.tail).min(captured)]
+    }
+
+    /// The captured last bytes of the syscall (empty unless it moved more than was captured
+    /// from its start).
+    pub fn tail(&self) -> &[u8] {
+        let captured = usize::from(self.captured).min(CAPTURE_MAX);
+        &self.payload[captured - usize::from(self.tail).min(captured)..captured]
     }
 }
 
@@ -491,5 +512,5 @@ unsafe impl aya::Pod for DataEvent {}
 unsafe impl aya::Pod for KernelOffsets {}
 
 const _: () = assert!(core::mem::size_of::<TcpEvent>() == 136);
-const _: () = assert!(core::mem::size_of::<DataEvent>() == 112 + PAYLOAD_MAX);
+const _: () = assert!(core::mem::size_of::<DataEvent>() == 112 + CAPTURE_MAX);
 const _: () = assert!(DATA_HEADER_LEN == 112);

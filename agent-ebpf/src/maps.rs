@@ -106,6 +106,8 @@ pub(crate) struct DataScratch {
     /// stack: the verifier knows nothing of a map value's contents, so each step of the walk
     /// looks alike to it and it checks the step once instead of once per iovec.
     pub(crate) walk: IovWalk,
+    /// The walk for a syscall's tail in progress (payload.rs, `copy_tail_iovecs`).
+    pub(crate) tail_walk: TailWalk,
 }
 
 /// Where a walk of an iovec array is: the array, its length, the bytes to copy and the bytes
@@ -116,6 +118,19 @@ pub(crate) struct IovWalk {
     pub(crate) iovcnt: u64,
     pub(crate) limit: u64,
     pub(crate) off: u64,
+}
+
+/// Where a walk of an iovec array for the bytes `from..to` of a syscall is: the array, its
+/// length, the syscall's bytes before the buffer the walk is at (`pos`), and where in the
+/// payload the tail goes (`dst`).
+#[repr(C)]
+pub(crate) struct TailWalk {
+    pub(crate) iov: u64,
+    pub(crate) iovcnt: u64,
+    pub(crate) pos: u64,
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    pub(crate) dst: u64,
 }
 
 /// One [`DataScratch`] per CPU. The programs that use it do not nest on a CPU: each runs in a

@@ -8,7 +8,9 @@
 //! sendmmsg/recvmmsg fires them once per message, and a per-thread cursor says which
 //! ([`next_message`]). The event is built in a per-CPU scratch value and only its header and
 //! the bytes captured go to the ring, following the syscall's buffers (iovecs) up to the payload
-//! limit and never past a buffer's length.
+//! limit and never past a buffer's length. A TCP syscall that moved more than that also gives
+//! its last bytes, up to `TAIL_MAX` ([`capture_tail`]): an HTTP/2 write of a few KiB ends with
+//! the frames that close its streams.
 //!
 //! No program is attached to a syscall tracepoint: one such program makes every syscall of
 //! every task take the kernel's slow path (measured, BENCHMARKS.md). What the syscall exits
@@ -30,9 +32,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, SockAddrContext, SockContext},
 };
 use kindling_agent_common::{
-    AF_INET, AF_INET6, COMM_LEN, DATA_HEADER_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP,
-    NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, TcpEventKind,
-    counter,
+    AF_INET, AF_INET6, CAPTURE_MAX, COMM_LEN, DATA_HEADER_LEN, DataEvent, IPPROTO_TCP, IPPROTO_UDP,
+    NO_PAYLOAD_CGROUP_LEVELS, PAYLOAD_MAX, SOCK_DGRAM, SOCK_STREAM, SocketSyscall, TAIL_MAX,
+    TcpEventKind, counter,
 };
 
 use crate::{
@@ -43,7 +45,8 @@ use crate::{
     kernel::{load, offset, read_kernel, syscall_regs},
     maps::{
         AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, IovWalk, KERNEL_OFFSETS, MMSG_CURSORS,
-        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, UDP_PEERS, UdpPeer,
+        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, TailWalk, UDP_PEERS,
+        UdpPeer,
     },
 };
 
@@ -177,8 +180,9 @@ fn fill_header(
     ev.syscall = syscall as u8;
     ev.sock_type = sock.sock_type;
     ev.family = sock.family;
-    ev._pad = [0; 6];
+    ev._pad = [0; 4];
     ev.captured = 0;
+    ev.tail = 0;
     ev.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     ev.dport = sock.dport;
     ev.sport = sock.sport;
@@ -260,6 +264,103 @@ fn copy_user(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool {
             .add(off as usize)
             .cast::<core::ffi::c_void>();
         probe_read_user_raw(dst, n as u32, src as *const core::ffi::c_void) == 0
+    }
+}
+
+/// Copies `n` (at most `TAIL_MAX`) bytes of user memory at `src` to `off` (at most
+/// `CAPTURE_MAX`) bytes into the scratch payload: a piece of a syscall's tail.
+#[inline(always)]
+fn copy_user_tail(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool {
+    if n == 0 {
+        return true;
+    }
+    if off > CAPTURE_MAX as u64 || n > TAIL_MAX as u64 || src == 0 {
+        return false;
+    }
+    // SAFETY: `off` <= CAPTURE_MAX and `n` <= TAIL_MAX, and the scratch value has
+    // PAYLOAD_MAX (> TAIL_MAX) spare bytes behind the payload; the helper faults safely on
+    // `src`.
+    unsafe {
+        let dst = (&raw mut (*scratch).ev.payload)
+            .cast::<u8>()
+            .add(off as usize)
+            .cast::<core::ffi::c_void>();
+        probe_read_user_raw(dst, n as u32, src as *const core::ffi::c_void) == 0
+    }
+}
+
+/// One step of [`capture_tail`]'s walk of an iovec array, a `bpf_loop` callback: the part of
+/// iovec `index` that lies in the tail, copied to its place; 1 stops the loop (past the tail,
+/// past the array, or a read failed).
+#[inline(never)]
+extern "C" fn copy_tail_iovec(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
+    let walk = unsafe { &mut (*scratch).tail_walk };
+    if index >= walk.iovcnt || walk.pos >= walk.to {
+        return 1;
+    }
+    // struct iovec { void *base; size_t len; }
+    let Ok(v) = read_user::<[u64; 2]>(walk.iov + index * 16) else {
+        return 1;
+    };
+    let start = walk.pos;
+    let end = start.saturating_add(v[1]);
+    walk.pos = end;
+    if end <= walk.from {
+        return 0;
+    }
+    let a = if start > walk.from { start } else { walk.from };
+    let b = if end < walk.to { end } else { walk.to };
+    if !copy_user_tail(
+        scratch,
+        walk.dst + (a - walk.from),
+        v[0] + (a - start),
+        b - a,
+    ) {
+        return 1;
+    }
+    0
+}
+
+/// Copies the last `n` (at most `TAIL_MAX`) of the `len` bytes a syscall moved to `dst` bytes
+/// into the scratch payload, from its one buffer `buf` or its iovec array; whether they were
+/// copied.
+#[inline(always)]
+fn capture_tail(
+    scratch: *mut DataScratch,
+    dst: u64,
+    buf: u64,
+    iovecs: Option<(u64, u64)>,
+    len: u64,
+    n: u64,
+) -> bool {
+    let Some((iov, iovcnt)) = iovecs else {
+        return copy_user_tail(scratch, dst, buf + (len - n), n);
+    };
+    // SAFETY: this CPU's scratch value, exclusively ours while the program runs.
+    unsafe {
+        (*scratch).tail_walk = TailWalk {
+            iov,
+            iovcnt,
+            pos: 0,
+            from: len - n,
+            to: len,
+            dst,
+        };
+    }
+    // SAFETY: the callback is a BPF subprogram of the signature bpf_loop expects; it takes
+    // no context.
+    unsafe {
+        bpf_loop(
+            MAX_IOVECS,
+            copy_tail_iovec as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+        (*scratch).tail_walk.pos >= len
     }
 }
 
@@ -351,11 +452,11 @@ fn copy_iovecs(scratch: *mut DataScratch, iov: u64, iovcnt: u64, limit: u64) -> 
 #[inline(always)]
 fn output(ev: *const DataEvent) {
     // SAFETY: `ev` is a whole DataEvent (a scratch or map value); the length is clamped to its
-    // header plus at most PAYLOAD_MAX payload bytes.
+    // header plus at most CAPTURE_MAX payload bytes.
     let bytes = unsafe {
         let captured = ((*ev).captured as usize) & (2 * PAYLOAD_MAX - 1);
-        let n = if captured > PAYLOAD_MAX {
-            PAYLOAD_MAX
+        let n = if captured > CAPTURE_MAX {
+            CAPTURE_MAX
         } else {
             captured
         };
@@ -560,6 +661,17 @@ fn capture(
     };
     if let Some((iov, iovlen)) = iovecs {
         ev.captured = copy_iovecs(scratch, iov, iovlen, limit) as u16;
+    }
+    let head = u64::from(ev.captured);
+    if !udp && head == limit && limit > 0 && ret > limit {
+        let mut n = ret - limit;
+        if n > TAIL_MAX as u64 {
+            n = TAIL_MAX as u64;
+        }
+        if capture_tail(scratch, head, args[1], iovecs, ret, n) {
+            ev.captured = (head + n) as u16;
+            ev.tail = n as u16;
+        }
     }
     if udp && ev.dport == 0 {
         // An unconnected UDP socket: a send names its receiver in the syscall's sockaddr, a

@@ -12,7 +12,7 @@ use std::{
 };
 
 use kindling_agent_common::{
-    AF_INET6, DATA_HEADER_LEN, DataEvent, PAYLOAD_MAX, TcpEvent, tcp_state,
+    AF_INET6, CAPTURE_MAX, DATA_HEADER_LEN, DataEvent, TAIL_MAX, TcpEvent, tcp_state,
 };
 
 /// Reads a [`TcpEvent`] from ring-buffer bytes, or None if the size is wrong.
@@ -26,7 +26,8 @@ pub fn tcp_event(bytes: &[u8]) -> Option<TcpEvent> {
 }
 
 /// Reads a data ring record (a [`DataEvent`]'s header and its captured bytes) into `out`, or
-/// None if its length does not match its `captured` field. Bytes of `out.payload` past
+/// None if its length does not match its `captured` field or its `tail` is not part of the
+/// captured bytes. Bytes of `out.payload` past
 /// `captured` keep whatever they held.
 pub fn data_event<'a>(bytes: &[u8], out: &'a mut DataEvent) -> Option<&'a DataEvent> {
     let (header, payload) = bytes.split_at_checked(DATA_HEADER_LEN)?;
@@ -39,7 +40,11 @@ pub fn data_event<'a>(bytes: &[u8], out: &'a mut DataEvent) -> Option<&'a DataEv
             DATA_HEADER_LEN,
         );
     }
-    if usize::from(out.captured) != payload.len() || payload.len() > PAYLOAD_MAX {
+    if usize::from(out.captured) != payload.len()
+        || payload.len() > CAPTURE_MAX
+        || out.tail > out.captured
+        || usize::from(out.tail) > TAIL_MAX
+    {
         return None;
     }
     out.payload[..payload.len()].copy_from_slice(payload);
@@ -274,6 +279,12 @@ mod tests {
             batch.push_record(&short).is_none(),
             "one byte more than captured"
         );
+        ev.tail = 3;
+        assert!(
+            batch.push_record(&record(&ev, b"ab")).is_none(),
+            "a tail longer than the bytes captured"
+        );
+        ev.tail = 0;
         let events = batch.events();
         assert_eq!(events.len(), 1, "malformed records are not kept");
         assert_eq!(

@@ -362,7 +362,8 @@ impl Sessionizer {
         if transport == Transport::Tcp && stream_gap(session, direction, send, ev) {
             resync(session, direction, &mut self.stats);
         }
-        let captured = &ev.payload[..usize::from(ev.captured).min(ev.payload.len())];
+        // The first bytes of the syscall; the parsers that can use them also get its tail.
+        let captured = ev.head();
         // The moment the bytes moved: when the syscall returned (the only moment the
         // programs see; a send's bytes are then in the socket, a receive's in the process).
         let moved_ns = self.clock.wall(ev.ts_exit_ns);
@@ -420,14 +421,31 @@ impl Sessionizer {
         let protocol = *protocol;
         let outcome = &mut self.outcome;
         outcome.clear();
-        parser.feed_into(
-            &Segment {
+        let tail = ev.tail();
+        if tail.is_empty() || !matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
+            let segment = Segment {
                 direction,
                 data: captured,
                 len: ev.len as usize,
-            },
-            outcome,
-        );
+            };
+            parser.feed_into(&segment, outcome);
+        } else {
+            // An HTTP/2 frame header past the first bytes, when it lies in the tail, is
+            // found again by skipping the frames before it by their lengths: the tail is
+            // fed as the syscall's last bytes, after the unseen ones.
+            let head = Segment {
+                direction,
+                data: captured,
+                len: (ev.len as usize).saturating_sub(tail.len()),
+            };
+            parser.feed_into(&head, outcome);
+            let tail = Segment {
+                direction,
+                data: tail,
+                len: tail.len(),
+            };
+            parser.feed_into(&tail, outcome);
+        }
         tracing::trace!(
             sk = ev.skaddr, pid = ev.pid, syscall = ev.syscall, len = ev.len, ?direction,
             data = %String::from_utf8_lossy(&captured[..captured.len().min(64)]).escape_debug(),

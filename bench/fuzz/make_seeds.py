@@ -125,6 +125,47 @@ write("postgres", "extended", seg(REQ, b"\x00\x00\x00\x08\x04\xd2\x16\x2f") + se
       + seg(REQ, startup) + seg(RESP, login_answer) + seg(REQ, ext) + seg(RESP, ext_answer)
       + seg(REQ, pgquery(b"SELECT '" + b"y" * 300 + b"'")[:60], 500) + seg(RESP, select_one))
 
+# HTTP/2 and gRPC. Header blocks in HPACK by hand: indexed static fields (0x80 | index),
+# literals with an indexed name (0x40 | index: added to the dynamic table; 0x00 | index: not),
+# and a literal name (0x40, 0).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) \
+        + payload
+def lit(index, value, add=False):
+    return bytes([(0x40 if add else 0) | index]) + bytes([len(value)]) + value
+def lit_name(name, value):
+    return b"\x40" + bytes([len(name)]) + name + bytes([len(value)]) + value
+def grpc_message(body):
+    return b"\0" + struct.pack(">I", len(body)) + body
+settings = frame(4, 0, 0, b"\0\x04\0\0\xff\xff")
+grpc_req = (b"\x83\x86" + lit(4, b"/pkg.Svc/Get") + lit(1, b"svc:50051", add=True)
+            + lit(31, b"application/grpc", add=True) + lit_name(b"te", b"trailers"))
+h2_request = (PREFACE + settings + frame(1, 4, 1, grpc_req)
+              + frame(0, 1, 1, grpc_message(b"\x0a\x01x")))
+grpc_head = frame(1, 4, 1, b"\x88" + lit(31, b"application/grpc", add=True))
+trailers = frame(1, 5, 1, lit_name(b"grpc-status", b"0"))
+h2_answer = settings + frame(4, 1, 0, b"") + grpc_head + frame(0, 0, 1, grpc_message(b"ok")) \
+    + trailers
+write("http2", "grpc_unary", seg(REQ, h2_request) + seg(RESP, h2_answer))
+# A long answer as the agent feeds it: its first bytes (the rest of its first part unseen),
+# then its last bytes, the tail, as a segment of their own.
+long_answer = grpc_head + frame(0, 0, 1, grpc_message(b"z" * 3000)) + trailers
+write("http2", "grpc_tail", seg(REQ, h2_request)
+      + seg(RESP, long_answer[:1024], len(long_answer) - 1024 - 256)
+      + seg(RESP, long_answer[-256:]))
+second = (frame(1, 4, 3, b"\x83\x86" + lit(4, b"/pkg.Svc/Get") + b"\xbe\xbf")
+          + frame(0, 1, 3, grpc_message(b"")))
+write("http2", "reset_and_goaway", seg(REQ, h2_request) + seg(REQ, second)
+      + seg(RESP, frame(3, 0, 3, b"\0\0\0\x08") + frame(8, 0, 0, b"\0\0\x10\0"))
+      + seg(RESP, h2_answer) + seg(RESP, frame(7, 0, 0, b"\0\0\0\x03\0\0\0\0")))
+h1_get = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" \
+    b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
+switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+write("http", "h2c_upgrade", seg(REQ, h1_get)
+      + seg(RESP, switching + settings + frame(1, 4, 1, b"\x88") + frame(0, 1, 1, b"hi"))
+      + seg(REQ, PREFACE + settings))
+
 # detect: flags (bit 0 UDP, bit 1 response present), u16 split, request, response.
 def det(flags, request, response=b""):
     return bytes([flags]) + struct.pack("<H", len(request)) + request + response
@@ -134,6 +175,7 @@ write("detect", "dns_udp", det(1, q, r))
 write("detect", "dns_tcp", det(0, tcp(q), tcp(r)))
 write("detect", "mysql", det(2, login(b"\x85\xa6\x3f\x20"), greeting))
 write("detect", "postgres", det(0, startup, login_answer))
+write("detect", "http2", det(0, h2_request, h2_answer))
 
 # sql_normalize
 for i, s in enumerate([
@@ -169,10 +211,12 @@ def tcp_ev(kind, sk, ts, old=0, new=0, sport=0, dport=0, saddr=LO, daddr=LO, fam
 
 
 def data_ev(syscall, sk, ts, payload=b"", length=None, sport=0, dport=0, saddr=LO, daddr=LO,
-            family=AF_INET, sock_type=1, pid=0, tid=0, comm=b"", fd=3, exit_after=20_000):
+            family=AF_INET, sock_type=1, pid=0, tid=0, comm=b"", fd=3, exit_after=20_000, tail=0):
+    """`tail`: how many of `payload`'s last bytes are the syscall's last ones."""
     length = len(payload) if length is None else length
-    hdr = struct.pack("<QQQQIIiIHBBHHH6s16s16s16s", ts + exit_after, sk, length, 0, pid, tid, fd,
-                      0, len(payload), syscall, sock_type, sport, dport, family, b"\0" * 6,
+    hdr = struct.pack("<QQQQIIiIHBBHHHH4s16s16s16s", ts + exit_after, sk, length, 0, pid, tid,
+                      fd, 0, len(payload), syscall, sock_type, sport, dport, family, tail,
+                      b"\0" * 4,
                       saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm.ljust(16, b"\0"))
     assert len(hdr) == 112
     return hdr + payload
@@ -305,6 +349,16 @@ pg = (b"\x00" + client_conn(8, ts, 43000, 5432, 6000, b"psql")
       + client_close(8, ts + 500_000, 43000, 5432, 100, 200)
       + round_end(sweep=True))
 write("events", "postgres", pg)
+
+# A gRPC client whose answer was longer than the first bytes captured: head and tail.
+grpc = (b"\x00" + client_conn(14, ts, 47000, 50051, 9500, b"python3")
+        + data_rec(SENDMSG, 14, ts + 100_000, h2_request, sport=47000, dport=50051, pid=9500,
+                   comm=b"python3")
+        + data_rec(RECVMSG, 14, ts + 200_000, long_answer[:1024] + long_answer[-256:],
+                   length=len(long_answer), tail=256, sport=47000, dport=50051, pid=9500,
+                   comm=b"python3")
+        + round_end(sweep=True, flush=True))
+write("events", "grpc_tail", grpc)
 
 health = (b"\x00" + client_conn(9, ts, 44000, 80, 7000, b"wget")
           + tcp_rec(RTT, 9, ts + 100_000, sport=44000, dport=80, srtt=120)

@@ -1616,6 +1616,61 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
     assert_no_secret(&agent, &["kl-grpc-secret"]);
 }
 
+/// gRPC messages of a few KiB (grpcio's Say, echoing 3,000 and 12,000 bytes): each request
+/// and answer is one write of HEADERS, DATA and trailers (or END_STREAM), far longer than the
+/// 1 KiB captured from its start. The frames that end them are in the last bytes the kernel
+/// side also captures (the tail): every call is one whole row on each end, with its status and
+/// exact sizes, and the calls after them still read their indexed headers (no framing lost,
+/// no table behind).
+#[test]
+fn grpc_messages_of_a_few_kib_are_whole_calls_on_both_ends() {
+    require_root();
+    require_grpcio();
+    let agent = AgentProcess::start("l7-grpc-big", &[]);
+    let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
+    let out = run_ok(Command::new("python3").args([
+        &fixture("grpc_client.py"),
+        &port.to_string(),
+        "say:hello",
+        "big:3000",
+        "big:12000",
+        "say:bye",
+    ]));
+    assert_eq!(out, "say OK 5\nbig OK 3000\nbig OK 12000\nsay OK 3\n");
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 8);
+    let say = |bytes: u64| {
+        (
+            "grpc".to_owned(),
+            "POST".to_owned(),
+            "/kindling.test.Echo/Say".to_owned(),
+            "OK".to_owned(),
+            false,
+            String::new(),
+            bytes,
+        )
+    };
+    // Message bytes each way: the 5-byte gRPC prefix and the message.
+    let want = [say(10), say(3005), say(12005), say(8)];
+    for role in ["client", "server"] {
+        assert_eq!(h2_rows(&agent, port, role, "ts"), want, "{role}");
+        let requests = agent.query_json(&format!(
+            "SELECT request_bytes AS n FROM calls WHERE dst_port = {port} AND role = '{role}' \
+             ORDER BY ts"
+        ));
+        let sizes: Vec<u64> = requests.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+        assert_eq!(sizes, [10, 3005, 12005, 8], "{role}");
+    }
+    let stats = agent.query_json(
+        "SELECT unparsed, truncated, unknown_headers, unmatched FROM protocol_stats \
+         WHERE protocol = 'http2'",
+    );
+    for column in ["unparsed", "truncated", "unknown_headers", "unmatched"] {
+        assert_eq!(stats[0][column].as_u64(), Some(0), "{column}: {stats:?}");
+    }
+    assert_timing_sums(&agent, port);
+}
+
 /// A gRPC call left open (a Slow call the server does not answer) is listed in `open_calls` on
 /// both ends while it is in flight, waiting since its request, and leaves it once the client
 /// cancels it, as a `calls` row of its own.

@@ -15,11 +15,15 @@
 //! `grpc-message`); no other header value, credentials included, is ever stored.
 //!
 //! The framing is written here, not taken from an HTTP/2 library, because it must cope with
-//! what a capture loses: only the first bytes of each syscall are seen. A frame's unseen
-//! payload is skipped by its length (so DATA frames far beyond the capture are still counted
-//! whole), but when a frame header itself lies in unseen bytes that direction's framing is
-//! lost; each later segment is then tried as the start of a frame (a plausible type, flags and
-//! stream id) and parsing resumes at the first that is. A header block cut by the capture, or
+//! what a capture loses: only the first bytes of each syscall are seen, and of a long TCP
+//! syscall its last bytes too (the agent feeds them as a segment of their own, after the
+//! unseen middle). A frame's unseen payload is skipped by its length (so DATA frames far
+//! beyond the capture are still counted whole, and the frames that end a write of a message
+//! of a few KiB, such as a gRPC answer's trailers, are found in its tail), but when a frame
+//! header itself lies in unseen bytes that direction's framing is lost; each later segment is
+//! then tried as the start of a frame (a plausible type, flags and stream id), and one
+//! captured to its end as the place where a chain of such frames ends, and parsing resumes at
+//! the first that is. A header block cut by the capture, or
 //! one that may have passed while framing was lost, leaves the direction's dynamic table
 //! behind its encoder's: the decoder then resolves what the static table, literals and the
 //! entries added since say, and marks the rest unknown, until the table has turned over. A
@@ -80,11 +84,17 @@ pub fn looks_like_preface(data: &[u8]) -> bool {
 /// Whether `data` (a connection's first request bytes seen, when the agent joined it after
 /// its preface) is a chain of plausible client frames ending exactly where `data` does.
 pub fn looks_like_frames(data: &[u8]) -> bool {
+    frame_chain(data, Direction::Request)
+}
+
+/// Whether `data` is a chain of plausible frames of `direction` ending exactly where `data`
+/// does.
+fn frame_chain(data: &[u8], direction: Direction) -> bool {
     let mut pos = 0;
     while pos < data.len() {
         let Some(header) = data
             .get(pos..)
-            .and_then(|rest| plausible_frame(rest, Direction::Request))
+            .and_then(|rest| plausible_frame(rest, direction))
         else {
             return false;
         };
@@ -242,15 +252,22 @@ impl StreamParser for Http2Parser {
             pos = n;
         }
         if side.framing_lost {
-            match data.get(pos..) {
-                Some(rest) if plausible_frame(rest, segment.direction).is_some() => {
-                    side.framing_lost = false;
-                }
-                _ => {
-                    out.unparsed += 1;
-                    return;
-                }
-            }
+            let rest = data.get(pos..).unwrap_or_default();
+            let found = if plausible_frame(rest, segment.direction).is_some() {
+                Some(0)
+            } else if data.len() == segment.len {
+                // Captured to its end (a short read that began inside a frame, or the tail
+                // of a long syscall): frames found again where a chain of them ends with it.
+                (1..rest.len()).find(|&k| frame_chain(&rest[k..], segment.direction))
+            } else {
+                None
+            };
+            let Some(skip) = found else {
+                out.unparsed += 1;
+                return;
+            };
+            side.framing_lost = false;
+            pos += skip;
         }
         while pos < segment.len {
             let side = &mut self.sides[d];
@@ -260,9 +277,12 @@ impl StreamParser for Http2Parser {
                 let keep = frame.keep();
                 let room = keep.saturating_sub(frame.payload.len());
                 let wanted = n.min(room);
-                frame
-                    .payload
-                    .extend_from_slice(&seen[..seen.len().min(wanted)]);
+                if !frame.cut {
+                    // Kept bytes are contiguous: none once some were not captured.
+                    frame
+                        .payload
+                        .extend_from_slice(&seen[..seen.len().min(wanted)]);
+                }
                 // Bytes to keep were not captured, or a header block outgrew its bound.
                 if seen.len() < wanted || (keep == MAX_BLOCK && n > room) {
                     frame.cut = true;

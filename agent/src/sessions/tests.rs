@@ -2,7 +2,7 @@
 
 use std::{collections::HashSet, net::Ipv4Addr, time::Duration};
 
-use kindling_agent_common::{AF_INET, COMM_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall};
+use kindling_agent_common::{AF_INET, CAPTURE_MAX, COMM_LEN, DataEvent, SocketSyscall};
 
 use super::*;
 
@@ -46,23 +46,24 @@ fn event(
         pid: 42,
         tid: 43,
         fd: 5,
-        captured: payload.len().min(PAYLOAD_MAX) as u16,
+        captured: payload.len().min(CAPTURE_MAX) as u16,
         syscall: syscall as u8,
         sock_type: if udp { 2 } else { 1 },
         sport: local.1,
         dport: remote.1,
         family: AF_INET,
-        _pad: [0; 6],
+        tail: 0,
+        _pad: [0; 4],
         stream_end: 0,
         saddr: [0; 16],
         daddr: [0; 16],
         comm: [0; COMM_LEN],
-        payload: [0; PAYLOAD_MAX],
+        payload: [0; CAPTURE_MAX],
     };
     ev.saddr[..4].copy_from_slice(&local.0);
     ev.daddr[..4].copy_from_slice(&remote.0);
     ev.comm[..4].copy_from_slice(b"test");
-    let n = payload.len().min(PAYLOAD_MAX);
+    let n = payload.len().min(CAPTURE_MAX);
     ev.payload[..n].copy_from_slice(&payload[..n]);
     ev
 }
@@ -672,6 +673,46 @@ fn http2_streams_are_calls_paired_by_stream_with_their_own_timing() {
     assert_eq!(rows.calls[0].method, "GET");
     let stats = s.stats().per_protocol["http2"];
     assert_eq!((stats.calls, stats.unmatched, stats.unparsed), (2, 0, 0));
+}
+
+/// A read of 3,021 bytes captured as the kernel side does it: its first 1,024 bytes and its
+/// last 256 (the tail). The DATA frame is skipped by its length to the last frame, in the
+/// tail, which ends the stream: the call is whole, its bytes exact.
+#[test]
+fn an_http2_stream_ended_in_a_long_reads_tail_is_a_whole_call() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let mut first = kindling_protocols::http2::PREFACE.to_vec();
+    first.extend(h2_frame(4, 0, 0, &[]));
+    first.extend(h2_get(1, "/big"));
+    let mut answer = h2_frame(1, 0x4, 1, &[0x88]);
+    answer.extend(h2_frame(0, 0, 1, &[7; 3000]));
+    answer.extend(h2_frame(0, 0x1, 1, b"end"));
+    assert_eq!(answer.len(), 3031);
+    let mut long = event(
+        1,
+        SocketSyscall::Read,
+        2000,
+        CLIENT,
+        SERVER,
+        false,
+        &[&answer[..1024], &answer[answer.len() - 256..]].concat(),
+        answer.len(),
+    );
+    long.tail = 256;
+    let request = tcp(1, SocketSyscall::Write, 1000, CLIENT, SERVER, &first);
+    for ev in [request, long] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    let got: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| (c.protocol, c.status.as_ref(), c.response_bytes))
+        .collect();
+    assert_eq!(got, [("http2", "200", 3003)]);
+    let stats = s.stats().per_protocol["http2"];
+    assert_eq!((stats.calls, stats.unparsed), (1, 0));
 }
 
 #[test]

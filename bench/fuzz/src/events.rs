@@ -41,7 +41,7 @@ use kindling_agent::{
     store::{Compression, Store, StoreConfig},
 };
 use kindling_agent_common::{
-    DATA_HEADER_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind,
+    CAPTURE_MAX, DATA_HEADER_LEN, DataEvent, SocketSyscall, TAIL_MAX, TcpEvent, TcpEventKind,
 };
 use kindling_wire::schema;
 
@@ -79,10 +79,11 @@ const _: () = {
     assert!(std::mem::offset_of!(TcpEvent, comm) == 88);
     assert!(std::mem::offset_of!(TcpEvent, srtt_us) == 104);
     assert!(std::mem::offset_of!(TcpEvent, reason) == 124);
-    assert!(size_of::<DataEvent>() == 1136);
+    assert!(size_of::<DataEvent>() == 112 + CAPTURE_MAX);
     assert!(std::mem::offset_of!(DataEvent, len) == 16);
     assert!(std::mem::offset_of!(DataEvent, captured) == 48);
     assert!(std::mem::offset_of!(DataEvent, sport) == 52);
+    assert!(std::mem::offset_of!(DataEvent, tail) == 58);
     assert!(std::mem::offset_of!(DataEvent, saddr) == 64);
     assert!(std::mem::offset_of!(DataEvent, payload) == 112);
 };
@@ -102,7 +103,8 @@ pub fn kernel_limits_tcp(ev: &mut TcpEvent) {
 }
 
 /// As [`kernel_limits_tcp`], for data events: also `captured <= len` (the program copies at
-/// most `len` bytes); `captured > PAYLOAD_MAX` is left to the agent's own clamp.
+/// most `len` bytes); `captured > CAPTURE_MAX` and a `tail` past `captured` are left to the
+/// agent's own checks.
 pub fn kernel_limits(ev: &mut DataEvent) {
     ev.ts_exit_ns &= TS_MASK;
     ev.skaddr = socket(ev.skaddr);
@@ -403,22 +405,28 @@ impl Harness {
 
 /// A ring record: `body` as given (`exact`), else padded with zeros or cut to `size`.
 /// Whether a data ring record is a [`DataEvent`] header followed by exactly its `captured`
-/// bytes (at most `PAYLOAD_MAX`).
+/// bytes (at most `CAPTURE_MAX`), of which the last `tail` (at most `TAIL_MAX`) are its tail.
 fn well_formed_data(raw: &[u8]) -> bool {
-    let at = std::mem::offset_of!(DataEvent, captured);
-    raw.len() >= DATA_HEADER_LEN
-        && usize::from(u16::from_le_bytes([raw[at], raw[at + 1]])) == raw.len() - DATA_HEADER_LEN
-        && raw.len() - DATA_HEADER_LEN <= PAYLOAD_MAX
+    let field = |at: usize| usize::from(u16::from_le_bytes([raw[at], raw[at + 1]]));
+    if raw.len() < DATA_HEADER_LEN {
+        return false;
+    }
+    let captured = field(std::mem::offset_of!(DataEvent, captured));
+    let tail = field(std::mem::offset_of!(DataEvent, tail));
+    captured == raw.len() - DATA_HEADER_LEN
+        && captured <= CAPTURE_MAX
+        && tail <= captured
+        && tail <= TAIL_MAX
 }
 
 /// A data ring record from `body`: exactly `body` when `exact`, else padded with zeros or cut
-/// to the header and the bytes its `captured` field counts (at most `PAYLOAD_MAX`).
+/// to the header and the bytes its `captured` field counts (at most `CAPTURE_MAX`).
 fn data_record(body: &[u8], exact: bool) -> Vec<u8> {
     let mut r = body.to_vec();
     if !exact {
         r.resize(r.len().max(DATA_HEADER_LEN), 0);
         let at = std::mem::offset_of!(DataEvent, captured);
-        let captured = usize::from(u16::from_le_bytes([r[at], r[at + 1]])).min(PAYLOAD_MAX);
+        let captured = usize::from(u16::from_le_bytes([r[at], r[at + 1]])).min(CAPTURE_MAX);
         r[at..at + 2].copy_from_slice(&(captured as u16).to_le_bytes());
         r.resize(DATA_HEADER_LEN + captured, 0);
     }

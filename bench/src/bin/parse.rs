@@ -32,7 +32,8 @@ use kindling_agent::{
     sessions::{CallSink, Sessionizer},
 };
 use kindling_agent_common::{
-    AF_INET, COMM_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind, tcp_state::*,
+    AF_INET, CAPTURE_MAX, COMM_LEN, DataEvent, PAYLOAD_MAX, SocketSyscall, TcpEvent, TcpEventKind,
+    tcp_state::*,
 };
 
 /// Keep-alive connections per workload, served round-robin.
@@ -203,7 +204,7 @@ fn addr(last: u8) -> [u8; 16] {
 /// A data event of socket `sk` (local port `sport`, remote `dport`) moving `bytes`.
 fn data_event(sk: u64, syscall: SocketSyscall, sport: u16, dport: u16, bytes: &[u8]) -> DataEvent {
     let captured = bytes.len().min(PAYLOAD_MAX);
-    let mut payload = [0u8; PAYLOAD_MAX];
+    let mut payload = [0u8; CAPTURE_MAX];
     payload[..captured].copy_from_slice(&bytes[..captured]);
     let server = sport == 8080 || sport == 6379 || sport == 50051;
     DataEvent {
@@ -221,7 +222,8 @@ fn data_event(sk: u64, syscall: SocketSyscall, sport: u16, dport: u16, bytes: &[
         sport,
         dport,
         family: AF_INET,
-        _pad: [0; 6],
+        tail: 0,
+        _pad: [0; 4],
         saddr: addr(1),
         daddr: addr(1),
         comm: comm(if server { b"server" } else { b"client" }),

@@ -437,6 +437,157 @@ fn an_unseen_frame_header_costs_only_what_it_hid() {
     assert_eq!((unparsed, truncated), (1, 0));
 }
 
+/// A long write as the agent feeds it: its first `head` bytes (the rest of the first part
+/// unseen), then its last `tail` bytes as a segment of their own.
+fn head_and_tail(direction: Direction, write: &[u8], head: usize, tail: usize) -> [Step; 2] {
+    let split = write.len() - tail;
+    [
+        (direction, write[..head].to_vec(), split),
+        (direction, write[split..].to_vec(), 0),
+    ]
+}
+
+/// A gRPC answer of 3,000 bytes: HEADERS, DATA and trailers in one write. 1,024 bytes are
+/// captured from its start and 256 from its end: the DATA frame is skipped by its length to
+/// the trailers, which the tail holds, so the call ends with its status and its header tables
+/// stay in step (the next answer's indexed fields are known).
+fn grpc_answer(s: &mut Encoder<'_>, stream: u32, message: &[u8], status: &str) -> Vec<u8> {
+    let mut w = headers(
+        s,
+        stream,
+        false,
+        &[(":status", "200"), ("content-type", "application/grpc")],
+    );
+    let mut body = vec![0];
+    body.extend((message.len() as u32).to_be_bytes());
+    body.extend(message);
+    w.extend(data(stream, false, &body));
+    w.extend(headers(s, stream, true, &[("grpc-status", status)]));
+    w
+}
+
+fn grpc_end(stream: u32, bytes: u64, status: &str) -> MessageEvent {
+    MessageEvent::StreamEnd {
+        direction: Direction::Response,
+        stream,
+        bytes,
+        response: Some(ResponseInfo {
+            status: status.to_owned().into(),
+            is_error: status != "OK",
+            ..ResponseInfo::default()
+        }),
+        protocol: None,
+    }
+}
+
+#[test]
+fn trailers_in_the_tail_of_a_long_write_end_the_call() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut up = client_start();
+    up.extend(grpc_request(&mut c, 1, "/pkg.Svc/Big"));
+    let long = grpc_answer(&mut s, 1, &[7; 3000], "0");
+    let mut steps = vec![req(up)];
+    steps.extend(head_and_tail(Direction::Response, &long, 1024, 256));
+    steps.push(req(grpc_request(&mut c, 3, "/pkg.Svc/Big")));
+    steps.push(resp(grpc_answer(&mut s, 3, b"ok", "5")));
+    let (ev, unparsed, truncated) = events(&steps);
+    let grpc_call = |stream| MessageEvent::StreamRequest {
+        stream,
+        protocol: Protocol::Grpc,
+        info: RequestInfo {
+            method: "POST".into(),
+            resource: "/pkg.Svc/Big".into(),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            dns_id: None,
+        },
+    };
+    assert_eq!(
+        ev,
+        vec![
+            grpc_call(1),
+            end(Direction::Request, 1, 8),
+            response(1, "200"),
+            grpc_end(1, 3005, "OK"),
+            grpc_call(3),
+            end(Direction::Request, 3, 8),
+            response(3, "200"),
+            grpc_end(3, 7, "NOT_FOUND"),
+        ]
+    );
+    assert_eq!((unparsed, truncated), (0, 0));
+}
+
+/// A frame header in a long write's unseen middle loses the framing; the tail, captured to
+/// its end, is searched for the chain of frames that ends it, and the trailers there still
+/// end the call (the DATA frame hidden with the header is not counted).
+#[test]
+fn framing_lost_in_the_middle_of_a_write_is_found_again_in_its_tail() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut up = client_start();
+    up.extend(grpc_request(&mut c, 1, "/pkg.Svc/Big"));
+    let mut long = headers(
+        &mut s,
+        1,
+        false,
+        &[(":status", "200"), ("content-type", "application/grpc")],
+    );
+    long.extend(data(1, false, &[1; 16384]));
+    long.extend(data(1, false, &[2; 2000]));
+    // A literal field the static table names: readable with the dynamic table lost.
+    long.extend(headers(&mut s, 1, true, &[("grpc-status", "0")]));
+    let mut steps = vec![req(up)];
+    steps.extend(head_and_tail(Direction::Response, &long, 1024, 256));
+    let (ev, unparsed, truncated) = events(&steps);
+    assert_eq!(ev[3], grpc_end(1, 16384, "OK"));
+    assert_eq!((ev.len(), unparsed, truncated), (4, 1, 0));
+}
+
+/// A read that begins inside a frame, captured whole, resyncs at the chain of frames that ends
+/// it; one captured only in part is not searched (its captured end is no frame's end), and is
+/// counted.
+#[test]
+fn a_whole_segment_resyncs_at_the_frames_that_end_it() {
+    let (mut c, mut s) = (Encoder::new(), Encoder::new());
+    let mut up = client_start();
+    up.extend(enc(&mut c, 1, true, &get("/a")));
+    up.extend(enc(&mut c, 3, true, &get("/b")));
+    let first = headers(&mut s, 1, false, &[(":status", "200")]);
+    let mut lost = data(1, false, &[5; 300]);
+    lost.extend(data(1, true, b"end"));
+    let second = [
+        headers(&mut s, 3, false, &[(":status", "404")]),
+        data(3, true, b"no"),
+    ]
+    .concat();
+    // The DATA frame's header cut in a segment; the next read starts inside it.
+    let cut = (Direction::Response, lost[..5].to_vec(), 200);
+    let rest = lost[200..].to_vec();
+    let whole = [
+        req(up.clone()),
+        resp(first.clone()),
+        cut.clone(),
+        resp(rest.clone()),
+    ];
+    let (ev, counts) = counted(&whole);
+    assert_eq!(
+        ev[4..],
+        [response(1, "200"), end(Direction::Response, 1, 3)]
+    );
+    assert_eq!(counts, [1, 0, 0]);
+
+    let in_part = (Direction::Response, rest.clone(), rest.len() + 10);
+    let (ev, counts) = counted(&[req(up), resp(first), cut, in_part, resp(second)]);
+    assert_eq!(
+        ev[4..],
+        [
+            response(1, "200"),
+            response(3, "404"),
+            end(Direction::Response, 3, 2)
+        ]
+    );
+    assert_eq!(counts, [2, 0, 0]);
+}
+
 #[test]
 fn a_block_indexing_entries_never_seen_is_a_call_with_what_could_be_read() {
     // As when the agent joins late: the client's encoder indexes its dynamic table (index 62
