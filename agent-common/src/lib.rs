@@ -248,6 +248,11 @@ pub enum SocketSyscall {
     Recvmmsg = 10,
     /// The release of a TCP or UDP socket (its last close); no payload
     Close = 11,
+    /// Plaintext an OpenSSL `SSL_write`/`SSL_write_ex` took, on the TCP socket its own
+    /// syscalls wrote (whose ciphertext is not captured); `stream_end` 0
+    SslWrite = 12,
+    /// Plaintext an OpenSSL `SSL_read`/`SSL_read_ex` returned, as [`SocketSyscall::SslWrite`]
+    SslRead = 13,
 }
 
 impl SocketSyscall {
@@ -265,6 +270,8 @@ impl SocketSyscall {
             9 => Self::Sendmmsg,
             10 => Self::Recvmmsg,
             11 => Self::Close,
+            12 => Self::SslWrite,
+            13 => Self::SslRead,
             _ => return None,
         })
     }
@@ -273,8 +280,18 @@ impl SocketSyscall {
     pub fn is_send(self) -> bool {
         matches!(
             self,
-            Self::Write | Self::Writev | Self::Sendto | Self::Sendmsg | Self::Sendmmsg
+            Self::Write
+                | Self::Writev
+                | Self::Sendto
+                | Self::Sendmsg
+                | Self::Sendmmsg
+                | Self::SslWrite
         )
+    }
+
+    /// Whether the bytes are TLS plaintext from the library (not a socket syscall's).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::SslWrite | Self::SslRead)
     }
 }
 
@@ -446,8 +463,11 @@ pub mod counter {
     pub const READ_FAILED: u32 = 1;
     /// Data events lost because the data ring buffer was full.
     pub const DATA_RINGBUF_FULL: u32 = 2;
+    /// TLS library calls not followed: the table of calls in progress was full, or a call
+    /// returned bytes on a connection whose socket was never seen (`SSL_CALLS`, `SSL_SOCKS`).
+    pub const TLS_UNTRACKED: u32 = 3;
     /// Number of counters.
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Field offsets in the tracepoints the programs read. Tracepoint formats are a kernel ABI; the

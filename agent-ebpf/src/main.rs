@@ -15,6 +15,9 @@
 //!   arguments from the registers saved at its entry, a record carrying only the bytes
 //!   captured; the cgroup v2 hooks `recvmsg4`/`recvmsg6` (a UDP sender's address) and
 //!   `sock_release` (a socket's end, and who held it). No syscall tracepoint is used.
+//! - `tls`: uprobes on OpenSSL's `SSL_write`/`SSL_read` (and `_ex`) and a uretprobe on their
+//!   returns: TLS plaintext as data events of the socket under the connection, whose
+//!   ciphertext the socket programs then leave out.
 //!
 //! Shared by them: `maps` (every map, ring buffer and global that user space names),
 //! `events` (submitting TCP events, counting losses) and `kernel` (kernel reads at the
@@ -34,6 +37,7 @@ mod kernel;
 mod lifecycle;
 mod maps;
 mod payload;
+mod tls;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -82,6 +82,46 @@ pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(cou
 #[map]
 pub(crate) static DATA_EVENTS: RingBuf = RingBuf::with_byte_size(DATA_RING_BYTES, 0);
 
+/// An OpenSSL read or write in progress on a thread (`tls.rs`): its arguments, and the socket
+/// its own syscalls moved ciphertext on (`sock_io` fills it in and captures nothing else).
+#[derive(Clone, Copy)]
+pub(crate) struct SslCall {
+    pub(crate) ssl: u64,
+    pub(crate) buf: u64,
+    /// `SSL_*_ex`'s `size_t *` of the bytes moved; 0 for `SSL_read`/`SSL_write`.
+    pub(crate) len_ptr: u64,
+    pub(crate) sock: SslSock,
+    pub(crate) send: bool,
+}
+
+/// The socket under an SSL connection: its ends as a data event reports them, and the fd
+/// its syscalls used. `sk` 0: not seen yet.
+#[derive(Clone, Copy)]
+pub(crate) struct SslSock {
+    pub(crate) sk: u64,
+    pub(crate) fd: u64,
+    pub(crate) family: u16,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) saddr: [u8; 4],
+    pub(crate) daddr: [u8; 4],
+}
+
+/// pid_tgid -> the OpenSSL call it is in (removed at its return; LRU, so a thread that died
+/// inside one leaves nothing behind for long).
+#[map]
+pub(crate) static SSL_CALLS: LruHashMap<u64, SslCall> = LruHashMap::with_max_entries(16384, 0);
+
+/// (tgid, SSL *) -> the socket last seen under it, for a call that moved no bytes on the socket
+/// itself (a read served from a record already decrypted).
+#[map]
+pub(crate) static SSL_SOCKS: LruHashMap<[u64; 2], SslSock> = LruHashMap::with_max_entries(65536, 0);
+
+/// Whether the TLS uprobes are attached (`SSL_CALLS` is looked up by the socket programs only
+/// then).
+#[unsafe(no_mangle)]
+pub(crate) static TLS_UPROBES: Global<u32> = Global::new(0);
+
 /// RTT seen for one socket since it was first sampled.
 #[derive(Clone, Copy)]
 #[repr(C)]

@@ -45,8 +45,8 @@ use crate::{
     kernel::{load, offset, read_kernel, syscall_regs},
     maps::{
         AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, IovWalk, KERNEL_OFFSETS, MMSG_CURSORS,
-        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, TailWalk, UDP_PEERS,
-        UdpPeer,
+        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, TLS_UPROBES, TailWalk,
+        UDP_PEERS, UdpPeer,
     },
 };
 
@@ -87,7 +87,7 @@ fn payload_excluded(own: u64) -> bool {
 
 /// Whether `pid_tgid` is the agent's own.
 #[inline(always)]
-fn is_agent(pid_tgid: u64) -> bool {
+pub(crate) fn is_agent(pid_tgid: u64) -> bool {
     (pid_tgid >> 32) as u32 == AGENT_TGID.load()
 }
 
@@ -99,21 +99,21 @@ fn read_user<T>(addr: u64) -> Result<T, i64> {
 
 /// A TCP or UDP socket, with its ends as the event reports them.
 #[derive(Clone, Copy)]
-struct Sock {
-    sk: u64,
-    sock_type: u8,
-    family: u16,
+pub(crate) struct Sock {
+    pub(crate) sk: u64,
+    pub(crate) sock_type: u8,
+    pub(crate) family: u16,
     /// Remote port, host order.
-    dport: u16,
+    pub(crate) dport: u16,
     /// Local port, host order.
-    sport: u16,
+    pub(crate) sport: u16,
     /// IPv4 addresses (an IPv6 socket's are read in [`fill_header`]).
-    daddr: [u8; 4],
-    saddr: [u8; 4],
+    pub(crate) daddr: [u8; 4],
+    pub(crate) saddr: [u8; 4],
     /// A TCP socket's stream position for the event (`write_seq` for a send, `copied_seq`
     /// for a receive) when a direct load could read it ([`sock_io`]); otherwise
     /// [`fill_header`] reads it with a helper.
-    stream_end: Option<u32>,
+    pub(crate) stream_end: Option<u32>,
 }
 
 impl Sock {
@@ -560,6 +560,10 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     let Some(mut sock) = sock_of_sk(sk) else {
         return Ok(());
     };
+    if TLS_UPROBES.load() != 0 && crate::tls::inside_ssl_call(pid_tgid, &sock, args[0]) {
+        // Ciphertext of an OpenSSL call: its plaintext is captured when the call returns.
+        return Ok(());
+    }
     if sock.sock_type == SOCK_STREAM {
         // SAFETY: `sk` is the tracepoint's BTF-typed socket; the helper returns it typed as a
         // `tcp_sock` (or null when it is not one), so the verifier checks the load against that
@@ -615,7 +619,7 @@ fn next_message(pid_tgid: u64, vec: u64, vlen: u64) -> u64 {
 /// The data event of a socket syscall with `args` that moved `ret` bytes on `sock` (for
 /// sendmmsg/recvmmsg, one message of it).
 #[inline(always)]
-fn capture(
+pub(crate) fn capture(
     sock: Sock,
     syscall: SocketSyscall,
     pid_tgid: u64,
@@ -646,7 +650,9 @@ fn capture(
         SocketSyscall::Read
         | SocketSyscall::Write
         | SocketSyscall::Sendto
-        | SocketSyscall::Recvfrom => {
+        | SocketSyscall::Recvfrom
+        | SocketSyscall::SslWrite
+        | SocketSyscall::SslRead => {
             if copy_user(scratch, 0, args[1], limit) {
                 ev.captured = limit as u16;
             }

@@ -23,6 +23,15 @@ pub struct KernelCounters {
     /// Program runs the kernel skipped because the program was already running on the CPU
     /// (`recursion_misses`, summed over the programs): each is an event not seen.
     pub program_misses: u64,
+    /// OpenSSL calls whose plaintext was not captured (the calls table full, or no socket
+    /// known under the connection).
+    pub tls_untracked: u64,
+    /// OpenSSL libraries found.
+    pub tls_libraries_found: u64,
+    /// OpenSSL libraries probed.
+    pub tls_libraries_probed: u64,
+    /// OpenSSL libraries that could not be probed.
+    pub tls_libraries_failed: u64,
 }
 
 /// Counters shared between the capture thread and the query side (`agent_stats`).
@@ -46,6 +55,10 @@ pub struct PipelineCounters {
     pub rows_lost: AtomicU64,
     /// Kernel: data events lost to a full data ring buffer.
     pub kernel_data_ringbuf_full: AtomicU64,
+    /// Kernel: OpenSSL calls whose plaintext was not captured.
+    pub kernel_tls_untracked: AtomicU64,
+    /// OpenSSL libraries found, probed and failed to probe.
+    pub tls_libraries: [AtomicU64; 3],
     /// Data events taken off the data ring buffer.
     pub data_events_received: AtomicU64,
     /// User space: L7 sessions not tracked (table full).
@@ -71,6 +84,7 @@ impl PipelineCounters {
             + self.kernel_read_failed.load(Ordering::Relaxed)
             + self.kernel_data_ringbuf_full.load(Ordering::Relaxed)
             + self.kernel_program_misses.load(Ordering::Relaxed)
+            + self.kernel_tls_untracked.load(Ordering::Relaxed)
     }
 
     /// Events and rows dropped in user space.
@@ -96,6 +110,15 @@ impl PipelineCounters {
     pub fn publish(&self, kernel: KernelCounters, tracker: TrackerStats, sessions: &SessionStats) {
         self.kernel_data_ringbuf_full
             .store(kernel.data_ringbuf_full, Ordering::Relaxed);
+        self.kernel_tls_untracked
+            .store(kernel.tls_untracked, Ordering::Relaxed);
+        for (held, value) in self.tls_libraries.iter().zip([
+            kernel.tls_libraries_found,
+            kernel.tls_libraries_probed,
+            kernel.tls_libraries_failed,
+        ]) {
+            held.store(value, Ordering::Relaxed);
+        }
         self.sessions_full
             .store(sessions.sessions_full, Ordering::Relaxed);
         self.data_events_malformed

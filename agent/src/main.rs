@@ -65,6 +65,10 @@ struct Args {
     /// and secrets (credential headers are masked even then; SQL literals are not).
     #[arg(long)]
     store_payloads: bool,
+    /// Do not probe the OpenSSL libraries (`libssl.so*` mapped by running processes or in the
+    /// host's library directories): TLS connections then stay encrypted bytes.
+    #[arg(long)]
+    no_tls_uprobes: bool,
     /// A cgroup v2 directory (e.g. a Kubernetes pod's, or a systemd service's) whose processes'
     /// payloads are never copied out of the kernel, nor those of the cgroups below it: their
     /// connections still give `flows` and `tcp_events`, but no L7 rows. Repeatable.
@@ -385,6 +389,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 no_payload_cgroups,
                 no_payload_updates: !args.no_payload_namespace.is_empty(),
                 cgroup_root,
+                tls_uprobes: !args.no_tls_uprobes,
             })?;
             if let (Some(k), Some(exclusions)) = (&kubernetes, capture.take_payload_exclusions()) {
                 let policy = NamespaceExclusions::new(

@@ -137,6 +137,7 @@ fn run(
             flush: last_flush.elapsed() >= config.flush_interval,
             stopping: stop.load(Ordering::Relaxed),
         };
+        capture.rescan_tls_if_due();
         let report = state.round(&mut capture, due, store, counters);
         let now = Instant::now();
         if due.sweep {

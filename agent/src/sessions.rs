@@ -148,6 +148,9 @@ struct Session {
     endpoints: Endpoints,
     owner: Owner,
     detection: Detection,
+    /// TLS plaintext from the library's probes arrived: the socket's own bytes (ciphertext)
+    /// are no longer parsed.
+    tls: bool,
     open: VecDeque<OpenCall>,
     /// Index in `open` of the request whose bytes are still arriving.
     writing: Option<usize>,
@@ -336,6 +339,7 @@ impl Sessionizer {
                         segments: 0,
                         first_response: None,
                     },
+                    tls: false,
                     open: VecDeque::new(),
                     writing: None,
                     reading: None,
@@ -354,6 +358,25 @@ impl Sessionizer {
             && c.role == session.role
         {
             session.conn_id = c.conn_id;
+        }
+        if syscall.is_tls() != session.tls {
+            if !session.tls {
+                // The first plaintext of a TLS connection: parsed from here as a new
+                // connection's first bytes; what its handshake's ciphertext did is undone.
+                if matches!(session.detection, Detection::Unknown) {
+                    self.stats.undetected = self.stats.undetected.saturating_sub(1);
+                }
+                session.tls = true;
+                session.detection = Detection::Pending {
+                    segments: 0,
+                    first_response: None,
+                };
+                session.carry = [(0, 0); 2];
+                session.stream_next = [None; 2];
+            } else {
+                // Ciphertext of a connection whose plaintext the probes give.
+                return;
+            }
         }
         let direction = match (session.role, send) {
             (Role::Client, true) | (Role::Server, false) => Direction::Request,

@@ -486,22 +486,31 @@ fn sched_field(text: &str, name: &str) -> Option<u64> {
 }
 
 /// (link type, what it attaches to) of every eBPF link on the host, from `bpftool link show`:
-/// the tracepoint of a raw tracepoint link, the attach type of a cgroup link, the type alone
-/// for the rest (a classic tracepoint is a `perf_event` link, whatever it traces).
+/// the tracepoint of a raw tracepoint link, the attach type of a cgroup link, and for a
+/// `perf_event` link (a classic tracepoint's or a uprobe's: bpftool shows no more of it) the
+/// name of its program.
 fn links() -> Vec<(String, String)> {
-    let out = Command::new("bpftool")
-        .args(["link", "show", "--json"])
-        .output()
-        .expect("bpftool");
-    assert!(out.status.success(), "{out:?}");
-    let links: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    links
+    let bpftool = |what: &str| -> Vec<Value> {
+        let out = Command::new("bpftool")
+            .args([what, "show", "--json"])
+            .output()
+            .expect("bpftool");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let programs: std::collections::HashMap<u64, String> = bpftool("prog")
+        .iter()
+        .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_owned())))
+        .collect();
+    bpftool("link")
         .iter()
         .map(|l| {
             let kind = l["type"].as_str().unwrap().to_owned();
+            let program = l["prog_id"].as_u64().and_then(|id| programs.get(&id));
             let target = l["tp_name"]
                 .as_str()
                 .or(l["attach_type"].as_str())
+                .or(program.filter(|_| kind == "perf_event").map(String::as_str))
                 .unwrap_or("")
                 .to_owned();
             (kind, target)
@@ -512,8 +521,9 @@ fn links() -> Vec<(String, String)> {
 /// Any program attached to a syscall tracepoint, however selective, puts every syscall of every
 /// task on the kernel's slow path (BENCHMARKS.md). The agent attaches none: payload comes from
 /// the socket tracepoints, a UDP sender and a socket's end from cgroup socket hooks. With the
-/// network-health programs off, it adds no `perf_event` link (the kind every classic tracepoint
-/// attachment is) at all.
+/// network-health programs off, its only `perf_event` links (the kind every classic tracepoint
+/// attachment is) are the TLS uprobes on the host's libssl: an entry and a return probe on
+/// each of `SSL_write`, `SSL_read`, `SSL_write_ex` and `SSL_read_ex`.
 #[test]
 fn no_agent_program_is_attached_to_a_syscall() {
     require_root();
@@ -536,6 +546,14 @@ fn no_agent_program_is_attached_to_a_syscall() {
             link("cgroup", "cgroup_inet_sock_release"),
             link("cgroup", "cgroup_udp4_recvmsg"),
             link("cgroup", "cgroup_udp6_recvmsg"),
+            link("perf_event", "ssl_read"),
+            link("perf_event", "ssl_read_ex"),
+            link("perf_event", "ssl_return"),
+            link("perf_event", "ssl_return"),
+            link("perf_event", "ssl_return"),
+            link("perf_event", "ssl_return"),
+            link("perf_event", "ssl_write"),
+            link("perf_event", "ssl_write_ex"),
             link("raw_tracepoint", "inet_sock_set_state"),
             link("raw_tracepoint", "sock_recv_length"),
             link("raw_tracepoint", "sock_send_length"),

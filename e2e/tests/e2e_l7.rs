@@ -155,6 +155,193 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
     );
 }
 
+/// A self-signed certificate and key for 127.0.0.1, made with `openssl` in `dir`: (cert, key).
+fn self_signed(dir: &std::path::Path) -> (String, String) {
+    tool("openssl");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    run_ok(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]));
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// HTTPS through the system's OpenSSL on both ends: the HTTP test server wrapped in Python's
+/// `ssl` (`SSL_read_ex`/`SSL_write_ex`) and curl (libcurl over OpenSSL: `SSL_read`/
+/// `SSL_write`), four requests on one keep-alive connection. The agent reads the plaintext at
+/// the library's calls: each request is an `http` call on each end with its method, path,
+/// status and the plaintext sizes curl reports, on the connection the flow tracker knows; the
+/// handshake's ciphertext is neither a call nor an undetected session, and no secret sent
+/// inside the TLS stream is stored. The server starts before the agent: a probe is set on the
+/// library file, so processes already running are covered.
+#[test]
+fn https_through_openssl_is_http_calls_on_both_ends() {
+    require_root();
+    tool("curl");
+    let dir = std::env::temp_dir().join(format!("kindling-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = self_signed(&dir);
+    let (_server, port) = start_server(Command::new("python3").args([
+        &fixture("http_server.py"),
+        "--tls",
+        &cert,
+        &key,
+    ]));
+    let agent = AgentProcess::start("l7-tls", &[]);
+    let base = format!("https://127.0.0.1:{port}");
+    let write_out = "%{http_code} %{size_header} %{size_download} %{size_request} %{time_pretransfer} %{time_total}\n";
+    let paths = ["/ok?secret=query", "/missing", "/big", "/ok"];
+    let mut args = vec![
+        "-sk",
+        "-w",
+        write_out,
+        "-H",
+        "Authorization: Bearer kl-secret-tls-token",
+    ];
+    let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
+    for u in &urls {
+        args.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    let seen = curl(&args);
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [200, 404, 200, 200]
+    );
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 8);
+    let rows = agent.query_json(&format!(
+        "SELECT role, comm, protocol, method, resource, status, request_bytes, response_bytes, \
+                conn_id FROM calls WHERE dst_port = {port} ORDER BY role, ts"
+    ));
+    let (clients, servers) = rows.split_at(4);
+    for (side, comm) in [(clients, "curl"), (servers, "kl-http")] {
+        let got: Vec<(&str, &str, &str, &str, &str)> = side
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap();
+                (
+                    s("comm"),
+                    s("protocol"),
+                    s("method"),
+                    s("resource"),
+                    s("status"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (comm, "http", "GET", "/ok", "200"),
+                (comm, "http", "GET", "/missing", "404"),
+                (comm, "http", "GET", "/big", "200"),
+                (comm, "http", "GET", "/ok", "200"),
+            ]
+        );
+        for (r, s) in side.iter().zip(&seen) {
+            assert_eq!(r["request_bytes"].as_u64(), Some(s.3), "{r}");
+            assert_eq!(r["response_bytes"].as_u64(), Some(s.1 + s.2), "{r}");
+        }
+        let conn = side[0]["conn_id"].as_u64().unwrap();
+        assert!(conn > 0 && side.iter().all(|r| r["conn_id"].as_u64() == Some(conn)));
+    }
+    assert_timing_sums(&agent, port);
+    let undetected = agent.query_json("SELECT sum(sessions_undetected) AS n FROM protocol_stats");
+    assert_eq!(undetected[0]["n"].as_u64(), Some(0), "{undetected:?}");
+    assert_no_secret(&agent, &["kl-secret-tls-token", "secret=query"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `agent_stats`' count of probed OpenSSL libraries.
+fn tls_libraries_probed(agent: &AgentProcess) -> u64 {
+    agent.query_json("SELECT tls_libraries_probed AS n FROM agent_stats LIMIT 1")[0]["n"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A libssl that appears after the agent started (a copy of the host's, as a container image
+/// would bring its own: another file) is probed at the agent's next look at new processes,
+/// within its 5 s period: a TLS server loading it (`LD_LIBRARY_PATH`) has its calls read.
+#[test]
+fn a_libssl_first_mapped_after_start_is_probed_within_the_rescan_period() {
+    require_root();
+    tool("curl");
+    let agent = AgentProcess::start("l7-tls-later", &[]);
+    let before = tls_libraries_probed(&agent);
+    assert!(before >= 1, "the host's libssl is probed at start");
+    let dir = std::env::temp_dir().join(format!("kindling-tls-later-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let (cert, key) = self_signed(&dir);
+    let host = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib64",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join("libssl.so.3"))
+    .find(|p| p.exists())
+    .expect("the host's libssl.so.3");
+    let copy = dir.join("lib/libssl.so.3");
+    std::fs::copy(&host, &copy).unwrap();
+    let (server, port) = start_server(
+        Command::new("python3")
+            .args([&fixture("http_server.py"), "--tls", &cert, &key])
+            .env("LD_LIBRARY_PATH", dir.join("lib")),
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.0.id())).unwrap();
+    assert!(
+        maps.contains(copy.to_str().unwrap()),
+        "the server maps the copy"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tls_libraries_probed(&agent) < before + 1 {
+        assert!(Instant::now() < deadline, "the copy not probed within 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("https://127.0.0.1:{port}/ok");
+    let missing = format!("https://127.0.0.1:{port}/missing");
+    let seen = curl(&[
+        "-sk",
+        "-w",
+        "%{http_code} 0 0 0 0 0\n",
+        "-o",
+        "/dev/null",
+        &url,
+        "-o",
+        "/dev/null",
+        &missing,
+    ]);
+    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [200, 404]);
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 4);
+    let server_rows = agent.query_json(&format!(
+        "SELECT resource, status FROM calls WHERE dst_port = {port} AND role = 'server' \
+         ORDER BY ts"
+    ));
+    let got: Vec<(&str, &str)> = server_rows
+        .iter()
+        .map(|r| {
+            (
+                r["resource"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("/ok", "200"), ("/missing", "404")]);
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
 fn wait_listening(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);

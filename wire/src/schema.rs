@@ -185,6 +185,12 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("kernel_data_ring_full"),
         count("kernel_read_failed"),
         count("kernel_program_misses"),
+        // OpenSSL calls whose plaintext was not captured (also in events_dropped_kernel).
+        count("kernel_tls_untracked"),
+        // OpenSSL libraries (libssl files) found, probed by the TLS uprobes, failed to probe.
+        count("tls_libraries_found"),
+        count("tls_libraries_probed"),
+        count("tls_libraries_failed"),
         count("memory_budget_bytes"),
         // One row per table; the counters above repeat on every row.
         text("table_name"),

@@ -11,6 +11,7 @@
 pub mod btf;
 pub mod exclusions;
 mod ring;
+pub mod tls;
 mod tracefs;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -145,6 +146,8 @@ pub struct CaptureOptions {
     /// The root of the host's cgroup v2 tree, where the socket hooks attach (they then see
     /// every socket of the host).
     pub cgroup_root: std::path::PathBuf,
+    /// Probe the OpenSSL libraries for TLS plaintext ([`tls`]).
+    pub tls_uprobes: bool,
 }
 
 impl Default for CaptureOptions {
@@ -157,6 +160,7 @@ impl Default for CaptureOptions {
             no_payload_cgroups: Vec::new(),
             no_payload_updates: false,
             cgroup_root: crate::cgroups::default_root(),
+            tls_uprobes: true,
         }
     }
 }
@@ -172,8 +176,29 @@ pub struct Capture {
     misses: std::cell::Cell<(Option<std::time::Instant>, u64)>,
     /// The excluded-cgroup map, while nobody took it to update it.
     exclusions: Option<PayloadExclusions>,
+    /// The OpenSSL libraries found and probed.
+    tls: Tls,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
+}
+
+/// The TLS uprobes: the libraries looked for and what attaching to them did.
+#[derive(Debug, Default)]
+struct Tls {
+    enabled: bool,
+    scan: tls::LibraryScan,
+    attach: tls::TlsAttach,
+    last_scan: Option<std::time::Instant>,
+}
+
+impl Tls {
+    /// Finds libraries not probed yet and probes them.
+    fn rescan(&mut self, ebpf: &mut Ebpf) {
+        let dirs = tls::HOST_LIBRARY_DIRS.map(std::path::Path::new);
+        let files = self.scan.scan(std::path::Path::new("/proc"), &dirs);
+        self.attach.attach(ebpf, &files);
+        self.last_scan = Some(std::time::Instant::now());
+    }
 }
 
 impl std::fmt::Debug for Capture {
@@ -223,6 +248,7 @@ impl Capture {
             .override_global("AGENT_TGID", &agent_tgid, true)
             .override_global("RTT_SAMPLE_NS", &rtt_sample_ns, true)
             .override_global("IGNORED_DROP_REASON", &ignored_drop, true)
+            .override_global("TLS_UPROBES", &u32::from(options.tls_uprobes), true)
             .override_global(
                 "NO_PAYLOAD_CHECK",
                 &u32::from(!options.no_payload_cgroups.is_empty() || options.no_payload_updates),
@@ -325,6 +351,16 @@ impl Capture {
                 },
             )?;
         }
+        let mut tls = Tls::default();
+        if options.tls_uprobes {
+            tls::load(&mut ebpf).map_err(|source| Error::Attach {
+                program: "ssl_write",
+                tracepoint: "uprobe (libssl)".into(),
+                source,
+            })?;
+            tls.enabled = true;
+            tls.rescan(&mut ebpf);
+        }
         let ring = RingBuf::try_from(
             ebpf.take_map("TCP_EVENTS")
                 .ok_or(Error::Map("TCP_EVENTS"))?,
@@ -345,6 +381,7 @@ impl Capture {
             reasons,
             misses: std::cell::Cell::new((None, 0)),
             exclusions,
+            tls,
             _ebpf: ebpf,
         })
     }
@@ -401,6 +438,10 @@ impl Capture {
             read_failed: sum(counter::READ_FAILED),
             data_ringbuf_full: sum(counter::DATA_RINGBUF_FULL),
             program_misses: self.program_misses(),
+            tls_untracked: sum(counter::TLS_UNTRACKED),
+            tls_libraries_found: self.tls.attach.found,
+            tls_libraries_probed: self.tls.attach.attached,
+            tls_libraries_failed: self.tls.attach.failed.len() as u64,
         }
     }
 
@@ -418,6 +459,19 @@ impl Capture {
             .sum();
         self.misses.set((Some(std::time::Instant::now()), total));
         total
+    }
+
+    /// With the TLS uprobes on, once every [`tls::RESCAN_EVERY`]: probes the libraries that
+    /// processes started since the last look have mapped (a container image's own libssl).
+    pub fn rescan_tls_if_due(&mut self) {
+        let tls = &mut self.tls;
+        if tls.enabled
+            && tls
+                .last_scan
+                .is_none_or(|at| at.elapsed() >= tls::RESCAN_EVERY)
+        {
+            tls.rescan(&mut self._ebpf);
+        }
     }
 
     /// Waits up to `timeout_ms` for either ring buffer to become readable.

@@ -165,20 +165,21 @@ async fn agent_stats_splits_kernel_drops_by_cause() {
     c.kernel_data_ringbuf_full.store(20, Relaxed);
     c.kernel_read_failed.store(300, Relaxed);
     c.kernel_program_misses.store(4000, Relaxed);
+    c.kernel_tls_untracked.store(50000, Relaxed);
     let out = run(
         &q,
         "SELECT events_dropped_kernel, kernel_events_ring_full, kernel_data_ring_full, \
-                kernel_read_failed, kernel_program_misses \
+                kernel_read_failed, kernel_program_misses, kernel_tls_untracked \
          FROM agent_stats WHERE table_name = 'calls'",
     )
     .await;
     assert_eq!(
         out,
-        "+-----------------------+-------------------------+-----------------------+--------------------+-----------------------+\n\
-         | events_dropped_kernel | kernel_events_ring_full | kernel_data_ring_full | kernel_read_failed | kernel_program_misses |\n\
-         +-----------------------+-------------------------+-----------------------+--------------------+-----------------------+\n\
-         | 4321                  | 1                       | 20                    | 300                | 4000                  |\n\
-         +-----------------------+-------------------------+-----------------------+--------------------+-----------------------+"
+        "+-----------------------+-------------------------+-----------------------+--------------------+-----------------------+----------------------+\n\
+         | events_dropped_kernel | kernel_events_ring_full | kernel_data_ring_full | kernel_read_failed | kernel_program_misses | kernel_tls_untracked |\n\
+         +-----------------------+-------------------------+-----------------------+--------------------+-----------------------+----------------------+\n\
+         | 54321                 | 1                       | 20                    | 300                | 4000                  | 50000                |\n\
+         +-----------------------+-------------------------+-----------------------+--------------------+-----------------------+----------------------+"
     );
 }
 

@@ -1,0 +1,182 @@
+//! TLS plaintext from OpenSSL (`libssl.so.3` and compatible): uprobes on `SSL_write`,
+//! `SSL_read`, `SSL_write_ex` and `SSL_read_ex`, and one uretprobe on all four.
+//!
+//! An entry probe keeps the call's arguments per thread (`SSL_CALLS`). While the call runs,
+//! its own syscalls on the TCP socket under the connection (the ciphertext) fire the socket
+//! programs, which only note the socket in the call ([`inside_ssl_call`]) and capture nothing.
+//! At the return, the bytes the call moved (its return value, or `*written`/`*readbytes` for the
+//! `_ex` forms) are captured from its buffer as a data event of that socket, with the syscall
+//! `SslWrite` or `SslRead`, so user space parses plaintext on the same session, addresses and
+//! task as a plaintext connection's. A call that moved no ciphertext itself (a read served from
+//! a record already decrypted, a write buffered) takes the socket last seen under the same
+//! `SSL *` in the process (`SSL_SOCKS`); without one it is counted (`TLS_UNTRACKED`).
+//! Ciphertext outside these calls (the handshake, alerts) is captured as any socket's bytes, and
+//! user space leaves it unparsed once the session has carried plaintext.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use kindling_agent_common::{SOCK_STREAM, SocketSyscall, counter};
+
+use crate::{
+    events::{bump, done},
+    maps::{SSL_CALLS, SSL_SOCKS, SslCall, SslSock},
+    payload::{Sock, capture, is_agent},
+};
+
+/// Called by the socket programs when a thread moved bytes on `sock` (with file descriptor
+/// `fd`): whether the thread is inside an OpenSSL call, which then owns the socket's bytes.
+#[inline(always)]
+pub(crate) fn inside_ssl_call(pid_tgid: u64, sock: &Sock, fd: u64) -> bool {
+    let Some(call) = SSL_CALLS.get_ptr_mut(&pid_tgid) else {
+        return false;
+    };
+    if sock.sock_type != SOCK_STREAM {
+        return false;
+    }
+    // SAFETY: this thread's entry, which only this thread's programs touch.
+    unsafe {
+        (*call).sock = SslSock {
+            sk: sock.sk,
+            fd,
+            family: sock.family,
+            sport: sock.sport,
+            dport: sock.dport,
+            saddr: sock.saddr,
+            daddr: sock.daddr,
+        };
+    }
+    true
+}
+
+/// Entry of an OpenSSL read or write: `(SSL *ssl, void *buf, int num[, size_t *moved])`.
+#[inline(always)]
+fn enter(ctx: &ProbeContext, send: bool, ex: bool) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_agent(pid_tgid) {
+        return 0;
+    }
+    let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
+        return 0;
+    };
+    let len_ptr = if ex {
+        ctx.arg::<u64>(3).unwrap_or(0)
+    } else {
+        0
+    };
+    let call = SslCall {
+        ssl,
+        buf,
+        len_ptr,
+        sock: SslSock {
+            sk: 0,
+            fd: 0,
+            family: 0,
+            sport: 0,
+            dport: 0,
+            saddr: [0; 4],
+            daddr: [0; 4],
+        },
+        send,
+    };
+    if SSL_CALLS.insert(&pid_tgid, &call, 0).is_err() {
+        bump(counter::TLS_UNTRACKED);
+    }
+    0
+}
+
+#[uprobe]
+pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    enter(&ctx, true, false)
+}
+
+#[uprobe]
+pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    enter(&ctx, false, false)
+}
+
+#[uprobe]
+pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, true, true)
+}
+
+#[uprobe]
+pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, false, true)
+}
+
+/// The return of any of the four: the plaintext it moved, as a data event of its socket.
+#[uretprobe]
+pub fn ssl_return(ctx: RetProbeContext) -> u32 {
+    done(ssl_return_inner(&ctx))
+}
+
+#[inline(always)]
+fn ssl_return_inner(ctx: &RetProbeContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(call) = SSL_CALLS.get_ptr(&pid_tgid) else {
+        return Ok(());
+    };
+    // SAFETY: this thread's entry, copied out before it is removed.
+    let call = unsafe { *call };
+    let _ = SSL_CALLS.remove(&pid_tgid);
+    let ret: i64 = ctx.ret();
+    let moved = if call.len_ptr != 0 {
+        // SSL_read_ex/SSL_write_ex: 1 on success, the count in *moved.
+        if ret != 1 {
+            return Ok(());
+        }
+        // SAFETY: bpf_probe_read_user faults safely on a bad address.
+        unsafe { aya_ebpf::helpers::bpf_probe_read_user(call.len_ptr as *const u64) }
+            .map_err(|e| e as i64)?
+    } else {
+        // SSL_read/SSL_write return an int: the count, or <= 0.
+        let n = ret as i32;
+        if n <= 0 {
+            return Ok(());
+        }
+        n as u64
+    };
+    if moved == 0 {
+        return Ok(());
+    }
+    let key = [pid_tgid >> 32, call.ssl];
+    let sock = if call.sock.sk != 0 {
+        let _ = SSL_SOCKS.insert(&key, &call.sock, 0);
+        call.sock
+    } else {
+        match SSL_SOCKS.get_ptr(&key) {
+            // SAFETY: copied out at once; an LRU value may be reused after this.
+            Some(known) => unsafe { *known },
+            None => {
+                bump(counter::TLS_UNTRACKED);
+                return Ok(());
+            }
+        }
+    };
+    let syscall = if call.send {
+        SocketSyscall::SslWrite
+    } else {
+        SocketSyscall::SslRead
+    };
+    let target = Sock {
+        sk: sock.sk,
+        sock_type: SOCK_STREAM,
+        family: sock.family,
+        dport: sock.dport,
+        sport: sock.sport,
+        daddr: sock.daddr,
+        saddr: sock.saddr,
+        // Plaintext has no place in the TCP byte stream.
+        stream_end: Some(0),
+    };
+    capture(
+        target,
+        syscall,
+        pid_tgid,
+        [sock.fd, call.buf, 0, 0, 0],
+        moved,
+    )
+}

@@ -1,0 +1,274 @@
+//! The OpenSSL libraries to probe, and their uprobes (the programs are `agent-ebpf/src/tls.rs`).
+//!
+//! A uprobe is set on a file (its inode), not on a process: one attachment per library file
+//! covers every process that maps it, those started before the agent and after. The files are
+//! the `libssl.so*` that running processes map (`/proc/PID/maps`, opened through
+//! `/proc/PID/root` so that a container's own copy is found in its image) and those in the
+//! host's library directories, each taken once by device and inode.
+
+use std::{
+    collections::HashSet,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    programs::{ProgramError, UProbe, uprobe::UProbeScope},
+};
+
+/// Where the host keeps shared libraries (Debian's multiarch directories first).
+pub const HOST_LIBRARY_DIRS: [&str; 7] = [
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+
+/// Most processes whose maps are read in one scan.
+const MAX_PROCESSES: usize = 4096;
+
+/// How often running processes are looked at again for libraries not probed yet.
+pub const RESCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The entry programs and the functions they probe: (program, symbol, required). Libraries
+/// older than OpenSSL 1.1.1 have no `_ex` forms.
+const ENTRIES: [(&str, &str, bool); 4] = [
+    ("ssl_write", "SSL_write", true),
+    ("ssl_read", "SSL_read", true),
+    ("ssl_write_ex", "SSL_write_ex", false),
+    ("ssl_read_ex", "SSL_read_ex", false),
+];
+/// The return program, on every function an entry program probes.
+const RETURN: &str = "ssl_return";
+
+/// Whether `name` is an OpenSSL libssl file name (`libssl.so`, `libssl.so.3`, ...).
+fn is_libssl(name: &str) -> bool {
+    name == "libssl.so" || name.starts_with("libssl.so.")
+}
+
+/// Finds libssl files not found before: those mapped by processes not looked at before, and
+/// those in the host's library directories. Each file is listed once, by device and inode, so
+/// a library mapped by many processes, or named by a symlink, is probed once.
+#[derive(Debug, Default)]
+pub struct LibraryScan {
+    files: HashSet<(u64, u64)>,
+    pids: HashSet<u32>,
+}
+
+impl LibraryScan {
+    /// The libssl files found since the last scan: first those mapped by the processes under
+    /// `proc_root` (a `/proc`) that the last scan did not see, reached through each process's
+    /// root, then those in `host_dirs`. At most [`MAX_PROCESSES`] new processes are read per
+    /// scan; the rest wait for the next.
+    pub fn scan(&mut self, proc_root: &Path, host_dirs: &[&Path]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let files = &mut self.files;
+        let mut take = |path: PathBuf| {
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.is_file()
+                && files.insert((meta.dev(), meta.ino()))
+            {
+                found.push(path);
+            }
+        };
+        let mut live: Vec<u32> = std::fs::read_dir(proc_root)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .collect();
+        live.sort_unstable();
+        // Processes gone are forgotten: a pid reused later is a new process to read.
+        let alive: HashSet<u32> = live.iter().copied().collect();
+        self.pids.retain(|pid| alive.contains(pid));
+        let new = live
+            .into_iter()
+            .filter(|pid| !self.pids.contains(pid))
+            .take(MAX_PROCESSES)
+            .collect::<Vec<_>>();
+        for pid in new {
+            self.pids.insert(pid);
+            let dir = proc_root.join(pid.to_string());
+            let Ok(maps) = std::fs::read_to_string(dir.join("maps")) else {
+                continue;
+            };
+            let mapped: HashSet<&str> = maps
+                .lines()
+                .filter_map(|line| line.split_whitespace().nth(5))
+                .filter(|path| {
+                    path.starts_with('/')
+                        && Path::new(path)
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(is_libssl)
+                })
+                .collect();
+            for path in mapped {
+                take(dir.join("root").join(path.trim_start_matches('/')));
+            }
+        }
+        for dir in host_dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<PathBuf> = entries
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    is_libssl(e.file_name().to_str()?).then(|| e.path())
+                })
+                .collect();
+            names.sort();
+            for path in names {
+                take(path);
+            }
+        }
+        found
+    }
+}
+
+/// What attaching to the OpenSSL libraries did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TlsAttach {
+    /// Libraries found.
+    pub found: u64,
+    /// Libraries whose `SSL_write` and `SSL_read` are probed.
+    pub attached: u64,
+    /// Libraries that could not be probed, with why.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Loads the TLS programs (before the first [`TlsAttach::attach`]).
+pub fn load(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
+    for name in ENTRIES.iter().map(|e| e.0).chain([RETURN]) {
+        let program: &mut UProbe = ebpf
+            .program_mut(name)
+            .ok_or(ProgramError::NotLoaded)?
+            .try_into()?;
+        program.load()?;
+    }
+    Ok(())
+}
+
+impl TlsAttach {
+    /// Attaches the loaded programs to every library in `files`, counting each, and logs those
+    /// that failed.
+    pub fn attach(&mut self, ebpf: &mut Ebpf, files: &[PathBuf]) {
+        for file in files {
+            self.found += 1;
+            match attach_one(ebpf, file) {
+                Ok(()) => {
+                    self.attached += 1;
+                    tracing::info!(file = %file.display(), "OpenSSL library probed for TLS plaintext");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "OpenSSL library not probed: its TLS stays encrypted");
+                    self.failed.push((file.clone(), e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Probes one library: each function's entry and return. A required function missing is an
+/// error; the links made until then stay (they are harmless without the rest).
+fn attach_one(ebpf: &mut Ebpf, file: &Path) -> Result<(), ProgramError> {
+    for (entry, symbol, required) in ENTRIES {
+        let result = [entry, RETURN].into_iter().try_for_each(|name| {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or(ProgramError::NotLoaded)?
+                .try_into()?;
+            program
+                .attach([symbol], file, UProbeScope::AllProcesses)
+                .map(drop)
+        });
+        match result {
+            Ok(()) => {}
+            Err(e) if required => return Err(e),
+            Err(e) => tracing::debug!(file = %file.display(), symbol, error = %e, "Not probed"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake `/proc` with two processes mapping one library (one through a symlink in its
+    /// root), a process in a container with its own copy, and a host directory holding the
+    /// first library again and an unrelated one.
+    #[test]
+    fn each_library_file_is_found_once_through_process_roots_and_host_dirs() {
+        let dir = std::env::temp_dir().join(format!("kindling-tls-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let proc_root = dir.join("proc");
+        let host = dir.join("host");
+        let lib = host.join("usr/lib/libssl.so.3");
+        std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+        std::fs::write(&lib, b"\x7fELF host").unwrap();
+        std::fs::write(host.join("usr/lib/libcrypto.so.3"), b"\x7fELF").unwrap();
+        std::fs::write(host.join("usr/lib/libssl3.txt"), b"not a library").unwrap();
+        let maps = |path: &str| {
+            format!(
+                "7f00-7f10 r--p 00000000 08:01 42 {path}\n\
+                 7f10-7f20 r-xp 00010000 08:01 42 {path}\n\
+                 7f20-7f30 r-xp 00000000 08:01 43 /usr/lib/libcrypto.so.3\n\
+                 7f30-7f40 rw-p 00000000 00:00 0 [heap]\n"
+            )
+        };
+        // Processes 10 and 11 share the host's root; 11 maps the library by a symlink.
+        for (pid, path) in [(10, "/usr/lib/libssl.so.3"), (11, "/usr/lib/libssl.so")] {
+            let p = proc_root.join(pid.to_string());
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("maps"), maps(path)).unwrap();
+            std::os::unix::fs::symlink(&host, p.join("root")).unwrap();
+        }
+        std::os::unix::fs::symlink("libssl.so.3", host.join("usr/lib/libssl.so")).unwrap();
+        // Process 12 runs in a container whose image has its own libssl.
+        let image = dir.join("image");
+        let own = image.join("lib/libssl.so.3");
+        std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+        std::fs::write(&own, b"\x7fELF image").unwrap();
+        let p = proc_root.join("12");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("maps"), maps("/lib/libssl.so.3")).unwrap();
+        std::os::unix::fs::symlink(&image, p.join("root")).unwrap();
+        // Not a process.
+        std::fs::create_dir_all(proc_root.join("sys")).unwrap();
+
+        let mut scan = LibraryScan::default();
+        let files = scan.scan(&proc_root, &[&host.join("usr/lib")]);
+        let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let got: Vec<u64> = files.iter().map(|f| inode(f)).collect();
+        assert_eq!(got, [inode(&lib), inode(&own)], "{files:?}");
+        assert!(files[0].starts_with(proc_root.join("10")), "{files:?}");
+        assert!(files[1].starts_with(proc_root.join("12")), "{files:?}");
+        // Found once: a second scan finds nothing new.
+        assert!(scan.scan(&proc_root, &[&host.join("usr/lib")]).is_empty());
+        // A new process with a library of its own: only that one is new.
+        let later = dir.join("later");
+        let third = later.join("opt/libssl.so.1.1");
+        std::fs::create_dir_all(third.parent().unwrap()).unwrap();
+        std::fs::write(&third, b"\x7fELF later").unwrap();
+        let p = proc_root.join("13");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("maps"), maps("/opt/libssl.so.1.1")).unwrap();
+        std::os::unix::fs::symlink(&later, p.join("root")).unwrap();
+        assert_eq!(
+            scan.scan(&proc_root, &[&host.join("usr/lib")]),
+            [p.join("root/opt/libssl.so.1.1")]
+        );
+        // Without processes, the host directory alone.
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert_eq!(
+            LibraryScan::default().scan(&empty, &[&host.join("usr/lib")]),
+            [host.join("usr/lib/libssl.so")]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
