@@ -189,8 +189,7 @@ fn self_signed(dir: &std::path::Path) -> (String, String) {
 fn https_through_openssl_is_http_calls_on_both_ends() {
     require_root();
     tool("curl");
-    let dir = std::env::temp_dir().join(format!("kindling-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir("kl-tls");
     let (cert, key) = self_signed(&dir);
     let (_server, port) = start_server(Command::new("python3").args([
         &fixture("http_server.py"),
@@ -259,7 +258,6 @@ fn https_through_openssl_is_http_calls_on_both_ends() {
     let undetected = agent.query_json("SELECT sum(sessions_undetected) AS n FROM protocol_stats");
     assert_eq!(undetected[0]["n"].as_u64(), Some(0), "{undetected:?}");
     assert_no_secret(&agent, &["kl-secret-tls-token", "secret=query"]);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `agent_stats`' count of probed OpenSSL libraries.
@@ -279,7 +277,7 @@ fn a_libssl_first_mapped_after_start_is_probed_within_the_rescan_period() {
     let agent = AgentProcess::start("l7-tls-later", &[]);
     let before = tls_libraries_probed(&agent);
     assert!(before >= 1, "the host's libssl is probed at start");
-    let dir = std::env::temp_dir().join(format!("kindling-tls-later-{}", std::process::id()));
+    let dir = tempdir("kl-tls-later");
     std::fs::create_dir_all(dir.join("lib")).unwrap();
     let (cert, key) = self_signed(&dir);
     let host = [
@@ -338,8 +336,6 @@ fn a_libssl_first_mapped_after_start_is_probed_within_the_rescan_period() {
         })
         .collect();
     assert_eq!(got, [("/ok", "200"), ("/missing", "404")]);
-    drop(server);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
@@ -1626,22 +1622,94 @@ fn http2_streams_of_nghttp_and_h2load_are_calls_on_both_ends() {
 /// An nghttpd (h2c with prior knowledge) serving `files` (name, size: that many `k` bytes) from
 /// a new directory named after `dir` (removed when the returned guard drops), and its port.
 fn start_nghttpd(dir: &str, files: &[(&str, usize)]) -> (Killed, support::host::TempDir, u16) {
-    let dir = tempdir(dir);
+    start_nghttpd_with(dir, files, false)
+}
+
+/// nghttpd serving `files` (name, bytes of `k`) from a new directory `dir`, over TLS (a
+/// self-signed certificate made in `dir`; nghttpd links the system's OpenSSL) or h2c.
+fn start_nghttpd_with(
+    name: &str,
+    files: &[(&str, usize)],
+    tls: bool,
+) -> (Killed, support::host::TempDir, u16) {
+    let dir = tempdir(name);
     for (name, size) in files {
         std::fs::write(dir.join(name), vec![b'k'; *size]).unwrap();
     }
     let port = support::host::free_port();
+    let mut command = Command::new("nghttpd");
+    command.arg("-d").arg(&*dir).arg(port.to_string());
+    // Beside the served files, not among them; read once nghttpd listens.
+    let keys = tls.then(|| tempdir(&format!("{name}-tls")));
+    if let Some(keys) = &keys {
+        let (cert, key) = self_signed(keys);
+        command.args([key, cert]);
+    } else {
+        command.arg("--no-tls");
+    }
     let server = Killed(
-        Command::new("nghttpd")
-            .args(["--no-tls", "-d"])
-            .arg(&*dir)
-            .arg(port.to_string())
+        command
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn nghttpd"),
     );
     wait_listening(port, "nghttpd");
     (server, dir, port)
+}
+
+/// HTTP/2 over TLS (ALPN `h2`) through the system's OpenSSL on both ends: nghttpd with a
+/// self-signed certificate, nghttp with three streams on one connection (two files and a 404)
+/// and curl --http2. The plaintext the uprobes read starts with the client preface, so each
+/// stream is an `http2` call on each end, with its path, status and DATA bytes.
+#[test]
+fn http2_over_tls_is_http2_calls_on_both_ends() {
+    require_root();
+    for t in ["nghttpd", "nghttp", "curl"] {
+        tool(t);
+    }
+    let agent = AgentProcess::start("l7-h2-tls", &[]);
+    let files = [("a.txt", 17), ("b.txt", 5000)];
+    let (_server, _www, port) = start_nghttpd_with("kl-h2-tls-www", &files, true);
+    let url = |path: &str| format!("https://127.0.0.1:{port}/{path}");
+    run_ok(Command::new("nghttp").args(["-n", &url("a.txt"), &url("b.txt"), &url("nope")]));
+    let out = run_ok(Command::new("curl").args([
+        "-sk",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code} %{size_download}",
+        &url("a.txt"),
+    ]));
+    assert_eq!(out, "2 200 17");
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 8);
+    for role in ["client", "server"] {
+        let rows = h2_rows(&agent, port, role, "ts");
+        let got: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.0.as_str(), r.2.as_str(), r.3.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("http2", "/a.txt", "200"),
+                ("http2", "/b.txt", "200"),
+                ("http2", "/nope", "404"),
+                ("http2", "/a.txt", "200"),
+            ],
+            "{role}"
+        );
+        let bytes: Vec<u64> = rows.iter().map(|r| r.6).collect();
+        assert_eq!([bytes[0], bytes[1], bytes[3]], [17, 5000, 17], "{role}");
+    }
+    // The 404's body is nghttpd's own page: the same size on both ends.
+    let nope = format!(
+        "SELECT count(DISTINCT response_bytes) AS n FROM calls WHERE dst_port = {port} \
+         AND resource = '/nope'"
+    );
+    assert_eq!(agent.query_json(&nope)[0]["n"].as_u64(), Some(1));
+    assert_timing_sums(&agent, port);
 }
 
 /// HTTP/1.1 connections upgraded to h2c (RFC 7540, 3.2) are HTTP/2 calls on both ends, the
