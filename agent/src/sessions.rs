@@ -975,6 +975,7 @@ fn call_record(
             ..session.owner.clone()
         },
         conn_id: session.conn_id,
+        tls: if session.tls { "openssl" } else { "none" },
         trace_id: request.trace_id,
         request_payload: None,
         response_payload: None,

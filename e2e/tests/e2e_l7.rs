@@ -148,6 +148,11 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
     let big = &clients[1];
     assert!(big["content_download_ns"].as_u64() > Some(0));
 
+    // Cleartext: read from the socket's own bytes.
+    let how = agent.query_json(&format!(
+        "SELECT DISTINCT tls FROM calls WHERE dst_port = {port}"
+    ));
+    assert_eq!(how, [serde_json::json!({"tls": "none"})]);
     // Redaction: no secret from headers or query strings in any column of any table.
     assert_no_secret(
         &agent,
@@ -255,6 +260,10 @@ fn https_through_openssl_is_http_calls_on_both_ends() {
         assert!(conn > 0 && side.iter().all(|r| r["conn_id"].as_u64() == Some(conn)));
     }
     assert_timing_sums(&agent, port);
+    let how = agent.query_json(&format!(
+        "SELECT DISTINCT tls FROM calls WHERE dst_port = {port}"
+    ));
+    assert_eq!(how, [serde_json::json!({"tls": "openssl"})]);
     let undetected = agent.query_json("SELECT sum(sessions_undetected) AS n FROM protocol_stats");
     assert_eq!(undetected[0]["n"].as_u64(), Some(0), "{undetected:?}");
     assert_no_secret(&agent, &["kl-secret-tls-token", "secret=query"]);

@@ -198,6 +198,7 @@ pub fn fixture_call(id: u64) -> CallRecord {
         endpoints: f.endpoints,
         owner: f.owner,
         conn_id: id,
+        tls: "none",
         trace_id: None,
         request_payload: None,
         response_payload: None,

@@ -278,6 +278,9 @@ static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // flows.conn_id of the TCP connection; 0 for UDP.
         Field::new("conn_id", DataType::UInt64, false),
         text("node"),
+        // How the bytes were read: none (the socket's own, cleartext) | openssl (TLS plaintext
+        // at OpenSSL's SSL_read/SSL_write).
+        text("tls"),
         // From a W3C traceparent header.
         Field::new("trace_id", DataType::Utf8, true),
         // The captured first bytes of the request and the response (lossy UTF-8), only with

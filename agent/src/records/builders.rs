@@ -383,6 +383,7 @@ row_builder! {
         comm: StringBuilder = &*r.owner.comm,
         conn_id: UInt64Builder = r.conn_id,
         node: StringBuilder = node,
+        tls: StringBuilder = r.tls,
         trace_id: StringBuilder = r.trace_id.as_deref(),
         request_payload: StringBuilder = r.request_payload.as_deref(),
         response_payload: StringBuilder = r.response_payload.as_deref(),
@@ -611,6 +612,7 @@ mod tests {
                 endpoints: endpoints(),
                 owner: owner(),
                 conn_id: 9,
+                tls: "openssl",
                 trace_id: Some("t1".into()),
                 request_payload: Some("req".into()),
                 response_payload: Some("resp".into()),
@@ -626,7 +628,7 @@ mod tests {
             ("request_bytes", "4000"), ("response_bytes", "50000"), ("src_ip", "127.0.0.1"),
             ("src_port", "40000"), ("dst_ip", "::1"), ("dst_port", "8080"), ("pid", "42"),
             ("tid", "43"), ("comm", "curl"), ("conn_id", "9"), ("node", "node-a"),
-            ("trace_id", "t1"), ("request_payload", "req"), ("response_payload", "resp"),
+            ("tls", "openssl"), ("trace_id", "t1"), ("request_payload", "req"), ("response_payload", "resp"),
         ]);
         assert_eq!(row(b.finish().unwrap(), schema::calls()), want);
     }

@@ -302,6 +302,9 @@ pub struct CallRecord {
     pub owner: Owner,
     /// `flows.conn_id`, 0 for UDP.
     pub conn_id: u64,
+    /// How the bytes were read: `none` (the socket's own, cleartext) or `openssl` (TLS
+    /// plaintext at OpenSSL's calls).
+    pub tls: &'static str,
     /// W3C trace id, when the request carried a traceparent header.
     pub trace_id: Option<String>,
     /// Captured first bytes of the request, with `--store-payloads` only.

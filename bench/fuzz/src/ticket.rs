@@ -23,14 +23,16 @@ use kindling_agent::{
     counters::PipelineCounters,
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
-        CallRecord, CallsBuilder, DnsBuilder, DnsRecord, Endpoints, FlowHealth, FlowRecord,
-        FlowsBuilder, Owner, Role, TcpEventRecord, TcpEventType, TcpEventsBuilder,
+        CallRecord, DnsRecord, Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord,
+        TcpEventType,
+        builders::{CallsBuilder, DnsBuilder, FlowsBuilder, TcpEventsBuilder},
     },
     serve::AgentFlightService,
     sessions::ProtocolCounters,
     store::{Compression, Store, StoreConfig},
 };
 use kindling_wire::{FragmentTicket, TICKET_VERSION, schema};
+use kindling_protocols::Protocol;
 
 /// Limits of one query: tight, so that the fuzzer reaches them.
 pub const LIMITS: QueryLimits = QueryLimits {
@@ -72,26 +74,22 @@ fn setup() -> &'static Setup {
         counters.kernel_ringbuf_full.store(3, Ordering::Relaxed);
         {
             let mut protocols = counters.protocols.lock().expect("fresh lock");
-            protocols.insert(
-                "http",
-                ProtocolCounters {
-                    calls: 5,
-                    unparsed: 1,
-                    truncated: 2,
-                    unmatched: 0,
-                    resynced: 0,
-                },
-            );
-            protocols.insert(
-                "dns",
-                ProtocolCounters {
-                    calls: 2,
-                    unparsed: 0,
-                    truncated: 0,
-                    unmatched: 1,
-                    resynced: 1,
-                },
-            );
+            *protocols.of(Protocol::Http) = ProtocolCounters {
+                calls: 5,
+                unparsed: 1,
+                truncated: 2,
+                unknown_headers: 0,
+                unmatched: 0,
+                resynced: 0,
+            };
+            *protocols.of(Protocol::Dns) = ProtocolCounters {
+                calls: 2,
+                unparsed: 0,
+                truncated: 0,
+                unknown_headers: 0,
+                unmatched: 1,
+                resynced: 1,
+            };
         }
         let info = Arc::new(AgentInfo::new("node-fuzz", counters));
         let service = AgentFlightService::new(LocalQueries::new(store, info, LIMITS));
@@ -239,6 +237,7 @@ fn store() -> Store {
             pid: 100 + u32::from(i % 3),
             tid: 200 + u32::from(i),
             comm: ["curl", "redis-cli", "psql", "ünïcode", "", "nginx"][usize::from(i)].into(),
+            cgroup_id: 0,
         };
         let role = if i % 2 == 0 {
             Role::Client
@@ -269,7 +268,7 @@ fn store() -> Store {
             ts_ns: ts,
             protocol: ["http", "redis", "postgresql", "dns", "mysql", "http"][usize::from(i)],
             role,
-            method: ["GET", "SET", "SELECT", "A", "INSERT", "POST"][usize::from(i)].to_owned(),
+            method: ["GET", "SET", "SELECT", "A", "INSERT", "POST"][usize::from(i)].into(),
             resource: [
                 "/api/users",
                 "SET",
@@ -279,7 +278,7 @@ fn store() -> Store {
                 "/submit",
             ][usize::from(i)]
             .to_owned(),
-            status: ["200", "OK", "", "NOERROR", "1146", "500"][usize::from(i)].to_owned(),
+            status: ["200", "OK", "", "NOERROR", "1146", "500"][usize::from(i)].into(),
             is_error: i >= 4,
             error_message: (i == 4).then(|| "Table 'x.nope' doesn't exist".to_owned()),
             request_sent_ns: 1_000 * u64::from(i),
@@ -290,6 +289,7 @@ fn store() -> Store {
             endpoints,
             owner: owner.clone(),
             conn_id: u64::from(i) + 1,
+            tls: "none",
             trace_id: (i == 0).then(|| "4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
             request_payload: (i == 0).then(|| "GET /api/users HTTP/1.1\r\n".to_owned()),
             response_payload: None,

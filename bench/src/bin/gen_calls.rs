@@ -77,6 +77,7 @@ fn call(rng: &mut Rng, i: u64, start_ns: i64, step_ns: f64) -> CallRecord {
             cgroup_id: 0,
         },
         conn_id: i / 10,
+        tls: "none",
         trace_id: None,
         request_payload: None,
         response_payload: None,
