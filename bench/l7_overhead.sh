@@ -14,7 +14,8 @@
 #   sudo bench/l7_overhead.sh
 #
 # Environment: PAIRS (3), DURATION (wrk seconds, 20), CONNS (16), BIN (directory of the
-# release binaries, /work/target-release/release), NGINX_SENDFILE (off), PROFILE=1 (one more,
+# release binaries, /work/target-release/release), NGINX_SENDFILE (off), NGINX_TLS=1 (HTTPS: nginx and wrk through
+# OpenSSL, a self-signed certificate), PROFILE=1 (one more,
 # uncounted agent run with `perf record -a` for 5 s, top symbols printed), SCHED=1 (one more,
 # uncounted agent run with `perf sched record` for 2 s: each thread's waits for a CPU and its
 # CPU time per CPU), KEEP_TMP=1,

@@ -35,6 +35,16 @@ start_nginx() {
   mkdir -p "$TMP/www" "$TMP/temp"
   head -c 99 /dev/zero | tr '\0' 'k' >"$TMP/www/file.txt"
   echo >>"$TMP/www/file.txt" # 100 bytes
+  # NGINX_TLS=1: HTTPS with a self-signed certificate (nginx and wrk through the system's
+  # OpenSSL, the library the agent's TLS uprobes read).
+  local listen="127.0.0.1:$NGINX_PORT" scheme=http tls=""
+  if [[ "${NGINX_TLS:-0}" == 1 ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+      -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+    listen="$listen ssl"
+    scheme=https
+    tls="ssl_certificate $TMP/cert.pem; ssl_certificate_key $TMP/key.pem;"
+  fi
   cat >"$TMP/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
@@ -53,16 +63,17 @@ http {
   uwsgi_temp_path $TMP/temp/uwsgi;
   scgi_temp_path $TMP/temp/scgi;
   server {
-    listen 127.0.0.1:$NGINX_PORT;
+    listen $listen;
+    $tls
     location = /file.txt { root $TMP/www; }
   }
 }
 EOF
   taskset -c "$1" nginx -p "$TMP" -c "$TMP/nginx.conf" &
   NGINX_PID=$!
-  URL="http://127.0.0.1:$NGINX_PORT/file.txt"
-  for _ in $(seq 50); do curl -sf -o /dev/null "$URL" && break; sleep 0.1; done
-  [[ "$(curl -sf "$URL" | wc -c)" == 100 ]] || { echo "nginx does not serve $URL" >&2; cat "$TMP/error.log" >&2; exit 1; }
+  URL="$scheme://127.0.0.1:$NGINX_PORT/file.txt"
+  for _ in $(seq 50); do curl -skf -o /dev/null "$URL" && break; sleep 0.1; done
+  [[ "$(curl -skf "$URL" | wc -c)" == 100 ]] || { echo "nginx does not serve $URL" >&2; cat "$TMP/error.log" >&2; exit 1; }
 }
 
 q() { "$BIN/kindling" query --agent "127.0.0.1:$AGENT_PORT" "$@"; }

@@ -117,6 +117,14 @@ pub(crate) static SSL_CALLS: LruHashMap<u64, SslCall> = LruHashMap::with_max_ent
 #[map]
 pub(crate) static SSL_SOCKS: LruHashMap<[u64; 2], SslSock> = LruHashMap::with_max_entries(65536, 0);
 
+/// The thread (pid_tgid) that last entered an OpenSSL call on this CPU, 0 once it returned
+/// there: the socket programs look `SSL_CALLS` up only for that thread, so a socket event
+/// outside OpenSSL costs a per-CPU load instead of a hash lookup. A thread moved to another
+/// CPU, or preempted by another one's call, inside its call is not matched: its ciphertext is
+/// captured (and ignored by user space) and its plaintext takes the socket from `SSL_SOCKS`.
+#[map]
+pub(crate) static SSL_ON_CPU: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Whether the TLS uprobes are attached (`SSL_CALLS` is looked up by the socket programs only
 /// then).
 #[unsafe(no_mangle)]

@@ -1,9 +1,11 @@
 //! TLS plaintext from OpenSSL (`libssl.so.3` and compatible): uprobes on `SSL_write`,
 //! `SSL_read`, `SSL_write_ex` and `SSL_read_ex`, and one uretprobe on all four.
 //!
-//! An entry probe keeps the call's arguments per thread (`SSL_CALLS`). While the call runs,
-//! its own syscalls on the TCP socket under the connection (the ciphertext) fire the socket
-//! programs, which only note the socket in the call ([`inside_ssl_call`]) and capture nothing.
+//! An entry probe keeps the call's arguments per thread (`SSL_CALLS`) and marks its CPU as
+//! running the thread's call (`SSL_ON_CPU`). While the call runs, its own syscalls on the TCP
+//! socket under the connection (the ciphertext) fire the socket programs, which only note the
+//! socket in the call ([`inside_ssl_call`]) and capture nothing; any other socket event sees at
+//! once, from the per-CPU mark, that it is in no call, without a hash lookup.
 //! At the return, the bytes the call moved (its return value, or `*written`/`*readbytes` for the
 //! `_ex` forms) are captured from its buffer as a data event of that socket, with the syscall
 //! `SslWrite` or `SslRead`, so user space parses plaintext on the same session, addresses and
@@ -22,7 +24,7 @@ use kindling_agent_common::{SOCK_STREAM, SocketSyscall, counter};
 
 use crate::{
     events::{bump, done},
-    maps::{SSL_CALLS, SSL_SOCKS, SslCall, SslSock},
+    maps::{SSL_CALLS, SSL_ON_CPU, SSL_SOCKS, SslCall, SslSock},
     payload::{Sock, capture, is_agent},
 };
 
@@ -30,6 +32,9 @@ use crate::{
 /// `fd`): whether the thread is inside an OpenSSL call, which then owns the socket's bytes.
 #[inline(always)]
 pub(crate) fn inside_ssl_call(pid_tgid: u64, sock: &Sock, fd: u64) -> bool {
+    if SSL_ON_CPU.get(0).is_none_or(|&t| t != pid_tgid) {
+        return false;
+    }
     let Some(call) = SSL_CALLS.get_ptr_mut(&pid_tgid) else {
         return false;
     };
@@ -83,6 +88,11 @@ fn enter(ctx: &ProbeContext, send: bool, ex: bool) -> u32 {
     };
     if SSL_CALLS.insert(&pid_tgid, &call, 0).is_err() {
         bump(counter::TLS_UNTRACKED);
+        return 0;
+    }
+    if let Some(on_cpu) = SSL_ON_CPU.get_ptr_mut(0) {
+        // SAFETY: this CPU's value; programs do not nest on a CPU.
+        unsafe { *on_cpu = pid_tgid };
     }
     0
 }
@@ -122,6 +132,14 @@ fn ssl_return_inner(ctx: &RetProbeContext) -> Result<(), i64> {
     // SAFETY: this thread's entry, copied out before it is removed.
     let call = unsafe { *call };
     let _ = SSL_CALLS.remove(&pid_tgid);
+    if let Some(on_cpu) = SSL_ON_CPU.get_ptr_mut(0) {
+        // SAFETY: this CPU's value; programs do not nest on a CPU.
+        unsafe {
+            if *on_cpu == pid_tgid {
+                *on_cpu = 0;
+            }
+        }
+    }
     let ret: i64 = ctx.ret();
     let moved = if call.len_ptr != 0 {
         // SSL_read_ex/SSL_write_ex: 1 on success, the count in *moved.

@@ -1,0 +1,240 @@
+//! The cleartext start of a TLS connection: the ClientHello's server name (SNI) and the
+//! version the ServerHello chose, read from the first bytes each way (RFC 8446 §4.1.2-3,
+//! RFC 5246 §7.4.1, RFC 6066 §3 for `server_name`).
+//!
+//! Hand-written rather than taken from a TLS library: the input is whatever prefix of the
+//! handshake the capture kept (the first KiB of a syscall, a record possibly cut), the parse
+//! must never fail on a partial message, and only two fields are wanted. Each reader returns
+//! `None` when the bytes are not that message or end before the field.
+
+/// Record content types (RFC 8446 §5.1).
+pub const HANDSHAKE: u8 = 22;
+/// Application data, and in TLS 1.3 every encrypted record.
+pub const APPLICATION_DATA: u8 = 23;
+
+const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
+const EXT_SERVER_NAME: u16 = 0;
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
+/// Longest host name kept (RFC 1035: 253 characters).
+const MAX_NAME: usize = 253;
+
+/// A byte cursor that fails (None) past the end instead of panicking.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u24(&mut self) -> Option<usize> {
+        let b = self.take(3)?;
+        Some(usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
+    }
+
+    /// A vector with a length prefix of `width` bytes.
+    fn vec(&mut self, width: usize) -> Option<&'a [u8]> {
+        let n = match width {
+            1 => usize::from(self.u8()?),
+            2 => usize::from(self.u16()?),
+            _ => self.u24()?,
+        };
+        self.take(n)
+    }
+}
+
+/// Whether `data` starts like a TLS record of content type `kind` (its type and a
+/// `3.x` legacy version).
+pub fn is_record(data: &[u8], kind: u8) -> bool {
+    matches!(data, [k, 3, 0..=4, ..] if *k == kind)
+}
+
+/// The body of the handshake message of type `kind` starting the record at the start of
+/// `data`, as far as it was captured.
+fn handshake(data: &[u8], kind: u8) -> Option<&[u8]> {
+    if !is_record(data, HANDSHAKE) {
+        return None;
+    }
+    let mut c = Cursor(data.get(5..)?);
+    if c.u8()? != kind {
+        return None;
+    }
+    let len = c.u24()?;
+    Some(&c.0[..len.min(c.0.len())])
+}
+
+/// Each extension (type, data) of a hello's extension block, until the bytes run out.
+fn extensions(block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut c = Cursor(block);
+    std::iter::from_fn(move || {
+        let kind = c.u16()?;
+        let data = c.vec(2)?;
+        Some((kind, data))
+    })
+}
+
+/// The server name a ClientHello at the start of `data` asks for (its first `host_name`),
+/// when the bytes hold it: lowercase, at most 253 characters of a DNS name.
+pub fn client_hello_sni(data: &[u8]) -> Option<String> {
+    let mut c = Cursor(handshake(data, CLIENT_HELLO)?);
+    c.take(2 + 32)?; // legacy_version, random
+    c.vec(1)?; // legacy_session_id
+    c.vec(2)?; // cipher_suites
+    c.vec(1)?; // legacy_compression_methods
+    let block = c.vec(2).unwrap_or(c.0);
+    let (_, sni) = extensions(block).find(|(kind, _)| *kind == EXT_SERVER_NAME)?;
+    let mut list = Cursor(Cursor(sni).vec(2)?);
+    while let Some(name_type) = list.u8() {
+        let name = list.vec(2)?;
+        if name_type == 0 {
+            let ok = !name.is_empty()
+                && name.len() <= MAX_NAME
+                && name
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            return ok.then(|| String::from_utf8_lossy(name).to_ascii_lowercase());
+        }
+    }
+    None
+}
+
+/// The version a ServerHello at the start of `data` chose: `TLS 1.3` from its
+/// `supported_versions` extension, else its legacy version (`TLS 1.2`, ...).
+pub fn server_hello_version(data: &[u8]) -> Option<&'static str> {
+    let mut c = Cursor(handshake(data, SERVER_HELLO)?);
+    let legacy = c.u16()?;
+    let mut version = legacy;
+    c.take(32)?; // random
+    if c.vec(1).is_some() && c.take(2 + 1).is_some() {
+        // session id, cipher suite, compression method; then the extensions, if any.
+        if let Some(block) = c.vec(2) {
+            if let Some((_, v)) = extensions(block).find(|(k, _)| *k == EXT_SUPPORTED_VERSIONS)
+                && let [a, b] = v
+            {
+                version = u16::from_be_bytes([*a, *b]);
+            }
+        }
+    }
+    version_name(version)
+}
+
+fn version_name(version: u16) -> Option<&'static str> {
+    Some(match version {
+        0x0300 => "SSL 3.0",
+        0x0301 => "TLS 1.0",
+        0x0302 => "TLS 1.1",
+        0x0303 => "TLS 1.2",
+        0x0304 => "TLS 1.3",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ClientHello record as OpenSSL 3 sends it for `openssl s_client -servername NAME`
+    /// (abridged cipher list, the extensions that matter here).
+    fn client_hello(name: &str) -> Vec<u8> {
+        let mut sni = vec![0];
+        sni.extend((name.len() as u16).to_be_bytes());
+        sni.extend(name.as_bytes());
+        let mut sni_ext = (sni.len() as u16).to_be_bytes().to_vec();
+        sni_ext.extend(sni);
+        let mut exts = Vec::new();
+        for (kind, data) in [
+            (11u16, vec![3, 0, 1, 2]),
+            (EXT_SERVER_NAME, sni_ext),
+            (EXT_SUPPORTED_VERSIONS, vec![4, 3, 4, 3, 3]),
+        ] {
+            exts.extend(kind.to_be_bytes());
+            exts.extend((data.len() as u16).to_be_bytes());
+            exts.extend(data);
+        }
+        let mut body = vec![3, 3];
+        body.extend([7; 32]);
+        body.extend([32]);
+        body.extend([9; 32]);
+        body.extend([0, 4, 0x13, 0x01, 0x13, 0x02]);
+        body.extend([1, 0]);
+        body.extend((exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let mut hs = vec![CLIENT_HELLO];
+        hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        hs.extend(body);
+        let mut record = vec![HANDSHAKE, 3, 1];
+        record.extend((hs.len() as u16).to_be_bytes());
+        record.extend(hs);
+        record
+    }
+
+    fn server_hello(supported: Option<u16>) -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend([5; 32]);
+        body.extend([0, 0x13, 0x01, 0]);
+        if let Some(v) = supported {
+            let mut exts = EXT_SUPPORTED_VERSIONS.to_be_bytes().to_vec();
+            exts.extend([0, 2]);
+            exts.extend(v.to_be_bytes());
+            body.extend((exts.len() as u16).to_be_bytes());
+            body.extend(exts);
+        }
+        let mut hs = vec![SERVER_HELLO];
+        hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        hs.extend(body);
+        let mut record = vec![HANDSHAKE, 3, 3];
+        record.extend((hs.len() as u16).to_be_bytes());
+        record.extend(hs);
+        record
+    }
+
+    #[test]
+    fn the_server_name_is_read_from_a_client_hello_whole_or_cut_after_it() {
+        let hello = client_hello("Api.Example-1.svc");
+        assert_eq!(client_hello_sni(&hello).as_deref(), Some("api.example-1.svc"));
+        // Cut inside the supported_versions extension, after the name: still read.
+        assert_eq!(
+            client_hello_sni(&hello[..hello.len() - 3]).as_deref(),
+            Some("api.example-1.svc")
+        );
+        // Cut inside the name: not guessed.
+        let at = hello.len() - 9 - 4;
+        assert_eq!(client_hello_sni(&hello[..at]), None);
+        for n in 0..hello.len() {
+            let _ = client_hello_sni(&hello[..n]);
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_client_hello_with_a_name_gives_none() {
+        assert_eq!(client_hello_sni(b"GET / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(client_hello_sni(&server_hello(None)), None);
+        // A name of characters no host name has.
+        assert_eq!(client_hello_sni(&client_hello("a b")), None);
+        assert_eq!(client_hello_sni(&client_hello(&"x".repeat(254))), None);
+        assert!(is_record(&client_hello("x"), HANDSHAKE));
+        assert!(!is_record(b"\x16\x02\x01", HANDSHAKE));
+    }
+
+    #[test]
+    fn the_version_is_the_server_hellos_choice() {
+        assert_eq!(server_hello_version(&server_hello(Some(0x0304))), Some("TLS 1.3"));
+        assert_eq!(server_hello_version(&server_hello(None)), Some("TLS 1.2"));
+        assert_eq!(server_hello_version(&client_hello("x")), None);
+        let whole = server_hello(Some(0x0304));
+        for n in 0..whole.len() {
+            let _ = server_hello_version(&whole[..n]);
+        }
+    }
+}
