@@ -87,8 +87,9 @@ bpf_stats() {
   bpftool -j prog show 2>/dev/null | python3 -c '
 import json, sys
 for p in json.load(sys.stdin):
-    if "run_cnt" in p and p.get("name"):
-        print(p["name"], p["run_cnt"], p["run_time_ns"])' | sort
+    if p.get("name"):
+        # A program not run yet has no counts (the TLS uprobes before the first request).
+        print(p["name"], p.get("run_cnt", 0), p.get("run_time_ns", 0))' | sort
 }
 if [[ "${BPF_STATS:-0}" == 1 ]]; then
   sysctl -qw kernel.bpf_stats_enabled=1

@@ -34,7 +34,9 @@ use kindling_agent_common::{
 
 use crate::{
     decode::{Clock, ReasonNames, comm, ip, state_name},
-    records::{Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType},
+    records::{
+        Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord, TcpEventType, TlsInfo,
+    },
     sockdiag::TcpInfo,
 };
 
@@ -107,6 +109,8 @@ struct Conn {
     resets: u32,
     /// (last, min, max) smoothed RTT in microseconds.
     rtt: Option<(u32, u32, u32)>,
+    /// What the sessionizer read of a TLS start ([`ConnTracker::note_tls`]).
+    tls: TlsInfo,
 }
 
 impl Conn {
@@ -256,6 +260,7 @@ fn emit_close(closing: Closing, sink: &mut impl RecordSink) {
         bytes_received: ev.bytes_received,
         open: false,
         health,
+        tls: conn.tls,
     });
 }
 
@@ -377,6 +382,18 @@ impl ConnTracker {
     /// Connections currently followed.
     pub fn live(&self) -> usize {
         self.conns.len()
+    }
+
+    /// What the sessionizer read of the TLS start of connection `conn_id` on socket `skaddr`:
+    /// kept for its `flows` rows, also while its close rows are held (a short connection's
+    /// data events often come in the round that saw it close); ignored when the socket is
+    /// another connection's by now.
+    pub fn note_tls(&mut self, skaddr: u64, conn_id: u64, tls: TlsInfo) {
+        if let Some(conn) = self.conn_mut(skaddr)
+            && conn.conn_id == conn_id
+        {
+            conn.tls = tls;
+        }
     }
 
     /// Role and id of the live connection of socket `skaddr`, if followed.
@@ -635,6 +652,7 @@ impl ConnTracker {
                 retransmits: 0,
                 resets: 0,
                 rtt: None,
+                tls: TlsInfo::default(),
             };
             self.next_conn_id += 1;
             self.conns.insert(ev.skaddr, conn);
@@ -712,17 +730,20 @@ impl ConnTracker {
         }
     }
 
-    /// The connection a data event of socket `skaddr` belongs to, for the sessionizer (live
-    /// connections only). A server connection whose owner is not known yet takes the event's
+    /// The connection a data event of socket `skaddr` belongs to, for the sessionizer (live,
+    /// or closed with its close rows still held). A server connection whose owner is not known yet takes the event's
     /// task as its owner: the process that accepted it, which user space sees only at its first
     /// read or write (or its release, [`TcpEventKind::Release`]), and gets its `accept` row.
     pub fn conn_for_data(&mut self, ev: &DataEvent, sink: &mut impl RecordSink) -> Option<ConnRef> {
-        let conn = self.conns.get_mut(&ev.skaddr)?;
+        // A connection whose close rows are held still names its last data events (those of
+        // a short connection often come in the round that saw it close).
+        let at = self.clock.wall(ev.ts_exit_ns);
+        let conn = self.conn_mut(ev.skaddr)?;
         let conn_ref = conn.conn_ref();
         // Only an event of this very socket (not of a new one at a reused address) names it.
         if conn.unowned_server() && conn_ref.matches(ev.sport, ev.dport) {
             let owner = task_owner(ev.pid, ev.tid, &ev.comm, ev.cgroup_id);
-            claim(conn, owner, self.clock.wall(ev.ts_exit_ns), sink);
+            claim(conn, owner, at, sink);
         }
         Some(conn_ref)
     }
@@ -774,6 +795,7 @@ impl ConnTracker {
                 bytes_received: info.bytes_received,
                 open: true,
                 health: conn.health(""),
+                tls: conn.tls.clone(),
             });
             n += 1;
         }

@@ -127,6 +127,7 @@ mod tests {
                 bytes_received: 2,
                 open: false,
                 health: FlowHealth::default(),
+                tls: Default::default(),
             });
         }
         let batch = flows.finish().unwrap();

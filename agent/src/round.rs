@@ -266,6 +266,9 @@ impl CaptureState {
                 .on_event(ev, conn, self.tracker.listen_ports(), &mut self.rows);
         }
         counters.drained(&counters.data_events_received, data, data_malformed);
+        for (sk, conn_id, tls) in self.sessions.take_tls_updates() {
+            self.tracker.note_tls(sk, conn_id, tls);
+        }
         if due.sweep {
             self.sessions.sweep(&mut self.rows);
             let now = self.clock.wall_now();

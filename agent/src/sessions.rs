@@ -32,7 +32,7 @@ use kindling_protocols::{
 use crate::{
     conntrack::ConnRef,
     decode::{Clock, comm_bytes, ip},
-    records::{CallRecord, DnsRecord, Endpoints, Owner, Role},
+    records::{CallRecord, DnsRecord, Endpoints, Owner, Role, TlsInfo},
 };
 
 /// Requests a session may have open at once (pipelining depth); more are counted and dropped.
@@ -124,6 +124,23 @@ struct OpenCall {
     response_payload: Option<String>,
 }
 
+/// Where a session is in a TLS handshake's cleartext.
+#[derive(Debug)]
+enum Handshake {
+    /// No request bytes yet.
+    Unseen,
+    /// A ClientHello began the connection at `at_ns`; what was read so far, and per direction
+    /// (request, response) a record header read on its own (OpenSSL reads a record's 5-byte
+    /// header, then its body), to read with the next bytes.
+    Open {
+        at_ns: i64,
+        info: TlsInfo,
+        header: [Option<[u8; 5]>; 2],
+    },
+    /// Over, or the connection did not start with a handshake.
+    Done,
+}
+
 #[derive(Debug)]
 enum Detection {
     /// Not yet known; holds the first response-direction bytes (MySQL greets first).
@@ -151,6 +168,8 @@ struct Session {
     /// TLS plaintext from the library's probes arrived: the socket's own bytes (ciphertext)
     /// are no longer parsed.
     tls: bool,
+    /// The cleartext start of a TLS connection, followed from its first bytes.
+    handshake: Handshake,
     open: VecDeque<OpenCall>,
     /// Index in `open` of the request whose bytes are still arriving.
     writing: Option<usize>,
@@ -197,6 +216,8 @@ pub struct Sessionizer {
     /// What the parser found in the segment being fed, kept between segments so that no
     /// segment allocates a list of its own.
     outcome: FeedOutcome,
+    /// TLS starts read since the tracker last took them: (skaddr, conn_id, what was read).
+    tls_updates: Vec<(u64, u64, TlsInfo)>,
 }
 
 /// How long a closed connection's session waits for its last data events.
@@ -219,7 +240,14 @@ impl Sessionizer {
             ignored_port: None,
             stats: SessionStats::default(),
             outcome: FeedOutcome::default(),
+            tls_updates: Vec::new(),
         }
+    }
+
+    /// The TLS starts read since the last call, for the connection tracker's `flows` rows:
+    /// (skaddr, conn_id, what was read so far), a connection's newest last.
+    pub fn take_tls_updates(&mut self) -> std::vec::Drain<'_, (u64, u64, TlsInfo)> {
+        self.tls_updates.drain(..)
     }
 
     /// Leaves connections to or from `port` unparsed: the agent's own query traffic (its
@@ -340,6 +368,7 @@ impl Sessionizer {
                         first_response: None,
                     },
                     tls: false,
+                    handshake: Handshake::Unseen,
                     open: VecDeque::new(),
                     writing: None,
                     reading: None,
@@ -371,6 +400,9 @@ impl Sessionizer {
                     segments: 0,
                     first_response: None,
                 };
+                session.open.clear();
+                session.writing = None;
+                session.reading = None;
                 session.carry = [(0, 0); 2];
                 session.stream_next = [None; 2];
             } else {
@@ -391,6 +423,13 @@ impl Sessionizer {
         // programs see; a send's bytes are then in the socket, a receive's in the process).
         let moved_ns = self.clock.wall(ev.ts_exit_ns);
         session.last_seen_ns = moved_ns;
+        if transport == Transport::Tcp
+            && !matches!(session.handshake, Handshake::Done)
+            && let Some(info) =
+                follow_handshake(session, direction, syscall.is_tls(), captured, moved_ns)
+        {
+            self.tls_updates.push((ev.skaddr, session.conn_id, info));
+        }
         // The owner changes rarely (a fork inherits the socket): no allocation per event.
         let raw_comm = comm_bytes(&ev.comm);
         let owner = &mut session.owner;
@@ -855,6 +894,80 @@ fn make_room(session: &mut Session) -> bool {
 
 /// Whether bytes of `direction` were lost before `ev`: its bytes do not start where the last
 /// event's ended (`stream_end` 0 is unknown and never checked). Moves the expectation on.
+/// Follows the cleartext start of a TLS connection: a ClientHello in the first request bytes
+/// opens it (its server name), a ServerHello gives the version, and the client's first
+/// encrypted record (application data; in TLS 1.3 its Finished) or the first plaintext the
+/// uprobes read ends it. Returns what was read when it changed.
+fn follow_handshake(
+    session: &mut Session,
+    direction: Direction,
+    plaintext: bool,
+    bytes: &[u8],
+    at_ns: i64,
+) -> Option<TlsInfo> {
+    use kindling_protocols::tls;
+    let d = usize::from(direction == Direction::Response);
+    match &mut session.handshake {
+        Handshake::Unseen if plaintext => session.handshake = Handshake::Done,
+        // A server that speaks first (MySQL's greeting) leaves it unseen until the client's.
+        Handshake::Unseen if direction == Direction::Response => {}
+        Handshake::Unseen if !tls::is_record(bytes, tls::HANDSHAKE) => {
+            session.handshake = Handshake::Done;
+        }
+        Handshake::Unseen => {
+            session.handshake = Handshake::Open {
+                at_ns,
+                info: TlsInfo::default(),
+                header: [None; 2],
+            };
+            return follow_handshake(session, direction, plaintext, bytes, at_ns);
+        }
+        Handshake::Open {
+            at_ns: start,
+            info,
+            header,
+        } => {
+            if plaintext
+                || (direction == Direction::Request
+                    && tls::has_record(bytes, tls::APPLICATION_DATA))
+            {
+                info.handshake_ns = Some(at_ns.saturating_sub(*start).max(0) as u64);
+                let info = std::mem::take(info);
+                session.handshake = Handshake::Done;
+                return Some(info);
+            }
+            if let Ok(alone) = <[u8; 5]>::try_from(bytes)
+                && tls::is_record(bytes, tls::HANDSHAKE)
+            {
+                header[d] = Some(alone);
+                return None;
+            }
+            let joined;
+            let record = match header[d].take() {
+                Some(h) => {
+                    joined = [&h[..], bytes].concat();
+                    &joined[..]
+                }
+                None => bytes,
+            };
+            let changed = match direction {
+                Direction::Request if info.sni.is_none() => {
+                    info.sni = tls::client_hello_sni(record);
+                    info.sni.is_some()
+                }
+                Direction::Response if info.version.is_none() => {
+                    info.version = tls::server_hello_version(record);
+                    info.version.is_some()
+                }
+                _ => false,
+            };
+            return changed.then(|| info.clone());
+        }
+        Handshake::Done => {}
+    }
+    None
+}
+
 fn stream_gap(session: &mut Session, direction: Direction, send: bool, ev: &DataEvent) -> bool {
     if ev.stream_end == 0 || ev.len == 0 {
         return false;

@@ -162,8 +162,19 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
 
 /// A self-signed certificate and key for 127.0.0.1, made with `openssl` in `dir`: (cert, key).
 fn self_signed(dir: &std::path::Path) -> (String, String) {
+    self_signed_for(dir, "127.0.0.1")
+}
+
+/// A self-signed certificate and key for the server name `name` (its CN and only SAN).
+fn self_signed_for(dir: &std::path::Path, name: &str) -> (String, String) {
     tool("openssl");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let san = if name.parse::<std::net::IpAddr>().is_ok() {
+        format!("subjectAltName=IP:{name}")
+    } else {
+        format!("subjectAltName=DNS:{name}")
+    };
+    let subject = format!("/CN={name}");
     run_ok(Command::new("openssl").args([
         "req",
         "-x509",
@@ -173,13 +184,108 @@ fn self_signed(dir: &std::path::Path) -> (String, String) {
         "-days",
         "1",
         "-subj",
-        "/CN=127.0.0.1",
+        &subject,
+        "-addext",
+        &san,
         "-keyout",
         key.to_str().unwrap(),
         "-out",
         cert.to_str().unwrap(),
     ]));
     (cert.display().to_string(), key.display().to_string())
+}
+
+/// The TLS columns of the closed `flows` rows of the connections to `port`, by role:
+/// (role, tls_sni, tls_version, whether tls_handshake_ns lies within the row's duration).
+fn tls_flows(agent: &AgentProcess, port: u16) -> Vec<(String, String, String, bool)> {
+    agent
+        .query_json(&format!(
+            "SELECT role, tls_sni, tls_version, tls_handshake_ns, duration_ns FROM flows \
+             WHERE dst_port = {port} AND status = 'closed' ORDER BY role"
+        ))
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("<null>").to_owned();
+            let within = r["tls_handshake_ns"]
+                .as_u64()
+                .is_some_and(|h| h > 0 && h < r["duration_ns"].as_u64().unwrap());
+            (s("role"), s("tls_sni"), s("tls_version"), within)
+        })
+        .collect()
+}
+
+/// TLS the agent cannot decrypt (grpcio links BoringSSL statically: no uprobe) and TLS it
+/// can (curl through OpenSSL) both name and time their connections in `flows`, from their
+/// cleartext start: the exact server name each client sent (`grpc.ssl_target_name_override`,
+/// `curl --resolve`), the version the server chose, and a handshake duration within
+/// the connection's lifetime, on both ends. The undecrypted gRPC connection has no `calls`.
+#[test]
+fn tls_flows_carry_the_server_name_version_and_handshake_time() {
+    require_root();
+    require_grpcio();
+    tool("curl");
+    let agent = AgentProcess::start("l7-sni", &[]);
+    let dir = tempdir("kl-sni");
+    let (cert, key) = self_signed_for(&dir, "kl-sni.test");
+    // grpcio's BoringSSL settles on TLS 1.2 here; Python's and curl's OpenSSL on TLS 1.3.
+    let want = |version: &str| {
+        ["client", "server"].map(|role| {
+            (
+                role.to_owned(),
+                "kl-sni.test".to_owned(),
+                version.to_owned(),
+                true,
+            )
+        })
+    };
+    let closed = |port: u16| {
+        format!("SELECT count(*) AS n FROM flows WHERE dst_port = {port} AND status = 'closed'")
+    };
+
+    let (grpc_server, port) = start_server(Command::new("python3").args([
+        &fixture("grpc_server.py"),
+        "--tls",
+        &cert,
+        &key,
+    ]));
+    let out = run_ok(
+        Command::new("python3")
+            .args([&fixture("grpc_client.py"), &port.to_string(), "say:hello"])
+            .env("KL_GRPC_TLS_CERT", &cert)
+            .env("KL_GRPC_TLS_NAME", "kl-sni.test"),
+    );
+    assert_eq!(out, "say OK 5\n");
+    // The client's end closes with the client, the server's when the server stops.
+    drop(grpc_server);
+    wait_count(&agent, &closed(port), 2);
+    assert_eq!(tls_flows(&agent, port), want("TLS 1.2"));
+    let calls = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    assert_eq!(agent.query_json(&calls)[0]["n"].as_u64(), Some(0));
+
+    let (https, port) = start_server(Command::new("python3").args([
+        &fixture("http_server.py"),
+        "--tls",
+        &cert,
+        &key,
+    ]));
+    let url = format!("https://kl-sni.test:{port}/ok");
+    let resolve = format!("kl-sni.test:{port}:127.0.0.1");
+    let seen = curl(&[
+        "-s",
+        "--cacert",
+        &cert,
+        "--resolve",
+        &resolve,
+        "-w",
+        "%{http_code} 0 0 0 0 0\n",
+        "-o",
+        "/dev/null",
+        &url,
+    ]);
+    assert_eq!(seen[0].0, 200);
+    drop(https);
+    wait_count(&agent, &closed(port), 2);
+    assert_eq!(tls_flows(&agent, port), want("TLS 1.3"));
 }
 
 /// HTTPS through the system's OpenSSL on both ends: the HTTP test server wrapped in Python's

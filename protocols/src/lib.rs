@@ -34,6 +34,7 @@ pub mod sql;
 pub mod stream;
 #[cfg(test)]
 mod test_support;
+pub mod tls;
 
 pub use stream::{
     Direction, FeedOutcome, MessageEvent, Protocol, RequestInfo, ResponseInfo, Segment,

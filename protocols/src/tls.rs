@@ -60,6 +60,22 @@ pub fn is_record(data: &[u8], kind: u8) -> bool {
     matches!(data, [k, 3, 0..=4, ..] if *k == kind)
 }
 
+/// Whether a record of content type `kind` begins anywhere in the chain of records at the
+/// start of `data`, as far as their headers were captured.
+pub fn has_record(data: &[u8], kind: u8) -> bool {
+    let mut pos = 0;
+    while let Some(header) = data.get(pos..pos + 5) {
+        if !is_record(header, header[0]) {
+            return false;
+        }
+        if header[0] == kind {
+            return true;
+        }
+        pos += 5 + usize::from(u16::from_be_bytes([header[3], header[4]]));
+    }
+    false
+}
+
 /// The body of the handshake message of type `kind` starting the record at the start of
 /// `data`, as far as it was captured.
 fn handshake(data: &[u8], kind: u8) -> Option<&[u8]> {
@@ -202,7 +218,10 @@ mod tests {
     #[test]
     fn the_server_name_is_read_from_a_client_hello_whole_or_cut_after_it() {
         let hello = client_hello("Api.Example-1.svc");
-        assert_eq!(client_hello_sni(&hello).as_deref(), Some("api.example-1.svc"));
+        assert_eq!(
+            client_hello_sni(&hello).as_deref(),
+            Some("api.example-1.svc")
+        );
         // Cut inside the supported_versions extension, after the name: still read.
         assert_eq!(
             client_hello_sni(&hello[..hello.len() - 3]).as_deref(),
@@ -224,12 +243,21 @@ mod tests {
         assert_eq!(client_hello_sni(&client_hello("a b")), None);
         assert_eq!(client_hello_sni(&client_hello(&"x".repeat(254))), None);
         assert!(is_record(&client_hello("x"), HANDSHAKE));
+        // TLS 1.3's client Finished: a ChangeCipherSpec record, then application data.
+        let finished = [&[20, 3, 3, 0, 1, 1][..], &[23, 3, 3, 0, 2, 9, 9]].concat();
+        assert!(has_record(&finished, APPLICATION_DATA));
+        assert!(!has_record(&finished[..6], APPLICATION_DATA));
+        assert!(!has_record(&client_hello("x"), APPLICATION_DATA));
+        assert!(!has_record(b"GET / HTTP/1.1\r\n", APPLICATION_DATA));
         assert!(!is_record(b"\x16\x02\x01", HANDSHAKE));
     }
 
     #[test]
     fn the_version_is_the_server_hellos_choice() {
-        assert_eq!(server_hello_version(&server_hello(Some(0x0304))), Some("TLS 1.3"));
+        assert_eq!(
+            server_hello_version(&server_hello(Some(0x0304))),
+            Some("TLS 1.3")
+        );
         assert_eq!(server_hello_version(&server_hello(None)), Some("TLS 1.2"));
         assert_eq!(server_hello_version(&client_hello("x")), None);
         let whole = server_hello(Some(0x0304));

@@ -163,6 +163,7 @@ pub fn fixture_flow(id: u64) -> FlowRecord {
             connect_latency_ns: id.is_multiple_of(2).then_some(1_000 * id),
             close_reason: "fin",
         },
+        tls: Default::default(),
     }
 }
 

@@ -162,6 +162,13 @@ static FLOWS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // fin | rst (a RST ended it, refused connects too) | timeout | unreachable | aborted
         // (a connect the process gave up) | error ...; "" for open rows.
         text("close_reason"),
+        // A TLS connection's cleartext start, seen in its first bytes each way: the server
+        // name its ClientHello asked for, the version the ServerHello chose ("TLS 1.3"), and
+        // the handshake's duration, from the ClientHello to the client's first encrypted
+        // record (or the first plaintext the TLS uprobes read). Null when not seen.
+        Field::new("tls_sni", DataType::Utf8, true),
+        Field::new("tls_version", DataType::Utf8, true),
+        Field::new("tls_handshake_ns", DataType::UInt64, true),
     ]);
     fields.extend(identity());
     Arc::new(Schema::new(fields))
@@ -279,8 +286,8 @@ static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("conn_id", DataType::UInt64, false),
         text("node"),
         // How the bytes were read: none (the socket's own, cleartext) | openssl (TLS plaintext
-        // at OpenSSL's SSL_read/SSL_write).
-        text("tls"),
+        // at OpenSSL's SSL_read/SSL_write); null in rows of an agent before this column.
+        Field::new("tls", DataType::Utf8, true),
         // From a W3C traceparent header.
         Field::new("trace_id", DataType::Utf8, true),
         // The captured first bytes of the request and the response (lossy UTF-8), only with

@@ -55,6 +55,7 @@ fn flows_store(n: u16, chunk_rows: usize, compression: Compression) -> Arc<Store
             bytes_received: 2 * u64::from(i),
             open: false,
             health: Default::default(),
+            tls: Default::default(),
         });
         if b.len() == 10 {
             store.append(schema::FLOWS, b.finish().unwrap()).unwrap();

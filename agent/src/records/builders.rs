@@ -355,6 +355,9 @@ row_builder! {
         resets: UInt32Builder = r.health.resets,
         connect_latency_ns: UInt64Builder = r.health.connect_latency_ns,
         close_reason: StringBuilder = r.health.close_reason,
+        tls_sni: StringBuilder = r.tls.sni.as_deref(),
+        tls_version: StringBuilder = r.tls.version,
+        tls_handshake_ns: UInt64Builder = r.tls.handshake_ns,
     } groups {
         endpoints: EndpointColumns = &r.endpoints,
         identity: IdentityColumns = ends,
@@ -422,7 +425,7 @@ mod tests {
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
     use super::*;
-    use crate::records::{EndMeta, FlowHealth, Owner, Role, TcpEventType};
+    use crate::records::{EndMeta, FlowHealth, Owner, Role, TcpEventType, TlsInfo};
 
     #[test]
     fn ipv4_text_is_what_display_writes() {
@@ -574,6 +577,11 @@ mod tests {
                     connect_latency_ns: Some(900),
                     close_reason: "rst",
                 },
+                tls: TlsInfo {
+                    sni: Some("api.svc".into()),
+                    version: Some("TLS 1.3"),
+                    handshake_ns: Some(1500),
+                },
             },
             &identities(),
         );
@@ -586,7 +594,8 @@ mod tests {
             ("bytes_received", "20"), ("status", "closed"), ("node", "node-a"),
             ("srtt_us", "50"), ("srtt_min_us", "40"), ("srtt_max_us", "70"),
             ("retransmits", "2"), ("resets", "1"), ("connect_latency_ns", "900"),
-            ("close_reason", "rst"),
+            ("close_reason", "rst"), ("tls_sni", "api.svc"), ("tls_version", "TLS 1.3"),
+            ("tls_handshake_ns", "1500"),
         ]);
         assert_eq!(row(b.finish().unwrap(), schema::flows()), want);
     }

@@ -265,6 +265,20 @@ pub struct FlowRecord {
     pub open: bool,
     /// RTT, retransmissions, resets, connect latency, close reason.
     pub health: FlowHealth,
+    /// What the cleartext start of a TLS connection said.
+    pub tls: TlsInfo,
+}
+
+/// The cleartext start of a TLS connection (`flows.tls_*`): read from its first bytes each way
+/// by the sessionizer, kept with the connection by the tracker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsInfo {
+    /// The server name of the ClientHello.
+    pub sni: Option<String>,
+    /// The version the ServerHello chose.
+    pub version: Option<&'static str>,
+    /// ClientHello to the client's first encrypted record (or the first plaintext read).
+    pub handshake_ns: Option<u64>,
 }
 
 /// One row of `calls`: a request and its response, as one end of the connection saw them.

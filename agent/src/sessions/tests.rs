@@ -715,6 +715,92 @@ fn an_http2_stream_ended_in_a_long_reads_tail_is_a_whole_call() {
     assert_eq!((stats.calls, stats.unparsed), (1, 0));
 }
 
+/// A TLS record holding one handshake message of type `kind` with `body`.
+fn tls_handshake(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut hs = vec![kind];
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut record = vec![22, 3, 1];
+    record.extend((hs.len() as u16).to_be_bytes());
+    record.extend(hs);
+    record
+}
+
+/// A TLS connection as the agent sees it with the uprobes: the handshake's ciphertext from
+/// the socket (a ClientHello naming `api.svc`, a ServerHello choosing TLS 1.3), then the
+/// plaintext of OpenSSL's calls. The plaintext is one `http` call marked `openssl`; the
+/// ciphertext after it is not parsed; the tracker is handed the server name, the version and
+/// the handshake's duration (ClientHello to the first plaintext).
+#[test]
+fn tls_plaintext_is_parsed_and_the_handshake_named_and_timed() {
+    let mut s = sessionizer(Duration::from_secs(5));
+    let mut rows = Rows::default();
+    let listen = HashSet::new();
+    let name = b"api.svc";
+    // server_name: type 0, its length, the list's length, a host_name entry (type 0).
+    let n = name.len() as u8;
+    let mut sni = vec![0, 0, 0, n + 5, 0, n + 3, 0, 0, n];
+    sni.extend(name);
+    let mut hello = vec![3, 3];
+    hello.extend([7; 32]);
+    hello.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    hello.extend((sni.len() as u16).to_be_bytes());
+    hello.extend(&sni);
+    let mut server = vec![3, 3];
+    server.extend([5; 32]);
+    server.extend([0, 0x13, 0x01, 0, 0, 6, 0, 43, 0, 2, 3, 4]);
+    use SocketSyscall::*;
+    let request = b"GET /secure HTTP/1.1\r\nHost: api.svc\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for ev in [
+        tcp(1, Write, 1000, CLIENT, SERVER, &tls_handshake(1, &hello)),
+        tcp(1, Read, 2000, CLIENT, SERVER, &tls_handshake(2, &server)),
+        tcp(1, SslWrite, 5000, CLIENT, SERVER, request),
+        // The ciphertext of a later write outside OpenSSL's calls (a close_notify).
+        tcp(
+            1,
+            Write,
+            5500,
+            CLIENT,
+            SERVER,
+            b"\x15\x03\x03\x00\x02\x01\x00",
+        ),
+        tcp(1, SslRead, 7000, CLIENT, SERVER, response),
+    ] {
+        s.on_event(&ev, CLIENT_CONN, &listen, &mut rows);
+    }
+    let got: Vec<_> = rows
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                c.protocol,
+                c.tls,
+                c.resource.as_str(),
+                c.status.as_ref(),
+                c.ts_ns,
+            )
+        })
+        .collect();
+    assert_eq!(got, [("http", "openssl", "/secure", "200", 5000)]);
+    let updates: Vec<_> = s.take_tls_updates().collect();
+    let info = |version: Option<&'static str>, handshake_ns: Option<u64>| TlsInfo {
+        sni: Some("api.svc".into()),
+        version,
+        handshake_ns,
+    };
+    let conn = CLIENT_CONN.unwrap().conn_id;
+    assert_eq!(
+        updates,
+        [
+            (1, conn, info(None, None)),
+            (1, conn, info(Some("TLS 1.3"), None)),
+            (1, conn, info(Some("TLS 1.3"), Some(4000))),
+        ]
+    );
+    assert_eq!(s.stats().undetected, 0);
+}
+
 #[test]
 fn an_http1_connection_upgraded_to_h2c_is_http2_calls_from_its_first_request() {
     let mut s = sessionizer(Duration::from_secs(5));
