@@ -140,22 +140,23 @@ fn ssl_return_inner(ctx: &RetProbeContext) -> Result<(), i64> {
             }
         }
     }
-    let ret: i64 = ctx.ret();
+    // Every probed function returns an int: the upper half of the register is not part of it.
+    let ret = ctx.ret::<i64>() as i32;
     let moved = if call.len_ptr != 0 {
-        // SSL_read_ex/SSL_write_ex: 1 on success, the count in *moved.
-        if ret != 1 {
+        // SSL_read_ex/SSL_write_ex, and the internal functions both forms call: > 0 on
+        // success, the count in *moved.
+        if ret <= 0 {
             return Ok(());
         }
         // SAFETY: bpf_probe_read_user faults safely on a bad address.
         unsafe { aya_ebpf::helpers::bpf_probe_read_user(call.len_ptr as *const u64) }
             .map_err(|e| e as i64)?
     } else {
-        // SSL_read/SSL_write return an int: the count, or <= 0.
-        let n = ret as i32;
-        if n <= 0 {
+        // SSL_read/SSL_write: the count, or <= 0.
+        if ret <= 0 {
             return Ok(());
         }
-        n as u64
+        ret as u64
     };
     if moved == 0 {
         return Ok(());

@@ -45,6 +45,67 @@ const ENTRIES: [(&str, &str, bool); 4] = [
 /// The return program, on every function an entry program probes.
 const RETURN: &str = "ssl_return";
 
+/// Where a library's writes and reads are probed when its exported wrappers share an internal
+/// function each: (file offset of the write function, of the read function).
+///
+/// OpenSSL 3's `SSL_write` and `SSL_write_ex` (and `SSL_read`, `SSL_read_ex`) are thin wrappers
+/// that `call` one internal function, `(SSL *, void *buf, size_t num, size_t *moved)`, which
+/// starts by pushing registers. A probe on an instruction the kernel emulates (a push) costs one
+/// trap; on the wrappers' first instruction (`sub $0x18,%rsp` in Debian's build) the kernel
+/// also single-steps it out of line, a second trap, and its return probe fires a third
+/// (BENCHMARKS.md, TLS). So the internal functions are probed when they can be found: the
+/// target of a `call` that both wrappers of a pair make, in the library's `.text`, whose first
+/// instruction is a push. Otherwise the exported functions are.
+pub fn internal_sites(file: &Path) -> Option<(u64, u64)> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let data = std::fs::read(file).ok()?;
+    let elf = object::File::parse(&*data).ok()?;
+    let text = elf.section_by_name(".text")?;
+    let (text_addr, code) = (text.address(), text.data().ok()?);
+    let (text_offset, _) = text.file_range()?;
+    let symbol = |name: &str| {
+        elf.dynamic_symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| (s.address(), s.size()))
+    };
+    let bytes_at = |addr: u64, len: u64| {
+        let start = usize::try_from(addr.checked_sub(text_addr)?).ok()?;
+        code.get(start..start.checked_add(usize::try_from(len).ok()?)?)
+    };
+    // Every `call rel32` (0xe8) target inside .text, in order.
+    let calls = |name: &str| -> Option<Vec<u64>> {
+        let (addr, size) = symbol(name)?;
+        let body = bytes_at(addr, size)?;
+        Some(
+            (0..body.len().saturating_sub(4))
+                .filter(|&i| body[i] == 0xe8)
+                .filter_map(|i| {
+                    let rel = i32::from_le_bytes(body[i + 1..i + 5].try_into().ok()?);
+                    let next = addr.checked_add(i as u64 + 5)?;
+                    let target = next.checked_add_signed(i64::from(rel))?;
+                    bytes_at(target, 2).map(|_| target)
+                })
+                .collect(),
+        )
+    };
+    let starts_with_push = |addr: u64| {
+        matches!(
+            bytes_at(addr, 2),
+            Some([0x50..=0x57, _] | [0x41, 0x50..=0x57])
+        )
+    };
+    let shared = |a: &str, b: &str| -> Option<u64> {
+        let (a, b) = (calls(a)?, calls(b)?);
+        a.into_iter()
+            .find(|t| b.contains(t) && starts_with_push(*t))
+            .map(|t| t - text_addr + text_offset)
+    };
+    Some((
+        shared("SSL_write", "SSL_write_ex")?,
+        shared("SSL_read", "SSL_read_ex")?,
+    ))
+}
+
 /// Whether `name` is an OpenSSL libssl file name (`libssl.so`, `libssl.so.3`, ...).
 fn is_libssl(name: &str) -> bool {
     name == "libssl.so" || name.starts_with("libssl.so.")
@@ -172,9 +233,25 @@ impl TlsAttach {
     }
 }
 
-/// Probes one library: each function's entry and return. A required function missing is an
+/// Probes one library: its internal write and read functions when [`internal_sites`] finds
+/// them, else each exported function; entry and return. A required function missing is an
 /// error; the links made until then stay (they are harmless without the rest).
 fn attach_one(ebpf: &mut Ebpf, file: &Path) -> Result<(), ProgramError> {
+    if let Some((write, read)) = internal_sites(file) {
+        // The internal functions take `size_t *moved` as their fourth argument, as the `_ex`
+        // forms do.
+        for (entry, offset) in [("ssl_write_ex", write), ("ssl_read_ex", read)] {
+            for name in [entry, RETURN] {
+                let program: &mut UProbe = ebpf
+                    .program_mut(name)
+                    .ok_or(ProgramError::NotLoaded)?
+                    .try_into()?;
+                program.attach([offset], file, UProbeScope::AllProcesses)?;
+            }
+        }
+        tracing::debug!(file = %file.display(), write, read, "Probed at OpenSSL's internal read and write");
+        return Ok(());
+    }
     for (entry, symbol, required) in ENTRIES {
         let result = [entry, RETURN].into_iter().try_for_each(|name| {
             let program: &mut UProbe = ebpf
@@ -197,6 +274,34 @@ fn attach_one(ebpf: &mut Ebpf, file: &Path) -> Result<(), ProgramError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Debian's libssl 3 (what scripts/setup.sh installs, and curl, nginx and Python link):
+    /// both pairs of wrappers lead to an internal function starting with a push, which is not
+    /// an exported function's start.
+    #[test]
+    fn the_internal_read_and_write_of_the_hosts_libssl_are_found() {
+        use object::{Object, ObjectSymbol};
+        let lib = HOST_LIBRARY_DIRS
+            .iter()
+            .map(|d| Path::new(d).join("libssl.so.3"))
+            .find(|p| p.exists())
+            .expect("libssl.so.3 in the host's library directories (Debian's libssl3)");
+        let (write, read) = internal_sites(&lib).expect("internal sites of the host's libssl");
+        assert_ne!(write, read);
+        let data = std::fs::read(&lib).unwrap();
+        for offset in [write, read] {
+            let at = &data[offset as usize..offset as usize + 2];
+            assert!(
+                matches!(at, [0x50..=0x57, _] | [0x41, 0x50..=0x57]),
+                "{offset:#x}: {at:02x?}"
+            );
+        }
+        let elf = object::File::parse(&*data).unwrap();
+        let exported: Vec<u64> = elf.dynamic_symbols().map(|s| s.address()).collect();
+        assert!(!exported.contains(&write) && !exported.contains(&read));
+        // Not a library: nothing found, and no panic.
+        assert_eq!(internal_sites(Path::new("/proc/self/status")), None);
+    }
 
     /// A fake `/proc` with two processes mapping one library (one through a symlink in its
     /// root), a process in a container with its own copy, and a host directory holding the
