@@ -163,7 +163,13 @@ fn ssl_return_inner(ctx: &RetProbeContext) -> Result<(), i64> {
     }
     let key = [pid_tgid >> 32, call.ssl];
     let sock = if call.sock.sk != 0 {
-        let _ = SSL_SOCKS.insert(&key, &call.sock, 0);
+        // An LRU update costs more than a lookup: written only when the connection's socket
+        // is new (its first call, or a new connection under a reused `SSL *`).
+        // SAFETY: read at once.
+        let known = SSL_SOCKS.get_ptr(&key).map(|s| unsafe { (*s).sk });
+        if known != Some(call.sock.sk) {
+            let _ = SSL_SOCKS.insert(&key, &call.sock, 0);
+        }
         call.sock
     } else {
         match SSL_SOCKS.get_ptr(&key) {
