@@ -45,8 +45,8 @@ use crate::{
     kernel::{load, offset, read_kernel, syscall_regs},
     maps::{
         AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, IovWalk, KERNEL_OFFSETS, MMSG_CURSORS,
-        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, TLS_UPROBES, TailWalk,
-        UDP_PEERS, UdpPeer,
+        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, SSL_CALLS, SSL_ON_CPU,
+        SslSock, TLS_UPROBES, TailWalk, UDP_PEERS, UdpPeer,
     },
 };
 
@@ -560,7 +560,7 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     let Some(mut sock) = sock_of_sk(sk) else {
         return Ok(());
     };
-    if TLS_UPROBES.load() != 0 && crate::tls::inside_ssl_call(pid_tgid, &sock, args[0]) {
+    if TLS_UPROBES.load() != 0 && inside_ssl_call(pid_tgid, &sock, args[0]) {
         // Ciphertext of an OpenSSL call: its plaintext is captured when the call returns.
         return Ok(());
     }
@@ -581,6 +581,34 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
         }
     }
     capture(sock, syscall, pid_tgid, args, ret as u64)
+}
+
+/// Whether the thread that moved bytes on `sock` (file descriptor `fd`) is inside an OpenSSL
+/// call (`tls.rs`), which then owns the socket's bytes; the socket is noted in the call.
+#[inline(always)]
+fn inside_ssl_call(pid_tgid: u64, sock: &Sock, fd: u64) -> bool {
+    if SSL_ON_CPU.get(0).is_none_or(|&t| t != pid_tgid) {
+        return false;
+    }
+    let Some(call) = SSL_CALLS.get_ptr_mut(&pid_tgid) else {
+        return false;
+    };
+    if sock.sock_type != SOCK_STREAM {
+        return false;
+    }
+    // SAFETY: this thread's entry, which only this thread's programs touch.
+    unsafe {
+        (*call).sock = SslSock {
+            sk: sock.sk,
+            fd,
+            family: sock.family,
+            sport: sock.sport,
+            dport: sock.dport,
+            saddr: sock.saddr,
+            daddr: sock.daddr,
+        };
+    }
+    true
 }
 
 #[btf_tracepoint(function = "sock_send_length")]

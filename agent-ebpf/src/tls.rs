@@ -4,7 +4,7 @@
 //! An entry probe keeps the call's arguments per thread (`SSL_CALLS`) and marks its CPU as
 //! running the thread's call (`SSL_ON_CPU`). While the call runs, its own syscalls on the TCP
 //! socket under the connection (the ciphertext) fire the socket programs, which only note the
-//! socket in the call ([`inside_ssl_call`]) and capture nothing; any other socket event sees at
+//! socket in the call (`payload::inside_ssl_call`) and capture nothing; any other socket event sees at
 //! once, from the per-CPU mark, that it is in no call, without a hash lookup.
 //! At the return, the bytes the call moved (its return value, or `*written`/`*readbytes` for the
 //! `_ex` forms) are captured from its buffer as a data event of that socket, with the syscall
@@ -27,34 +27,6 @@ use crate::{
     maps::{SSL_CALLS, SSL_ON_CPU, SSL_SOCKS, SslCall, SslSock},
     payload::{Sock, capture, is_agent},
 };
-
-/// Called by the socket programs when a thread moved bytes on `sock` (with file descriptor
-/// `fd`): whether the thread is inside an OpenSSL call, which then owns the socket's bytes.
-#[inline(always)]
-pub(crate) fn inside_ssl_call(pid_tgid: u64, sock: &Sock, fd: u64) -> bool {
-    if SSL_ON_CPU.get(0).is_none_or(|&t| t != pid_tgid) {
-        return false;
-    }
-    let Some(call) = SSL_CALLS.get_ptr_mut(&pid_tgid) else {
-        return false;
-    };
-    if sock.sock_type != SOCK_STREAM {
-        return false;
-    }
-    // SAFETY: this thread's entry, which only this thread's programs touch.
-    unsafe {
-        (*call).sock = SslSock {
-            sk: sock.sk,
-            fd,
-            family: sock.family,
-            sport: sock.sport,
-            dport: sock.dport,
-            saddr: sock.saddr,
-            daddr: sock.daddr,
-        };
-    }
-    true
-}
 
 /// Entry of an OpenSSL read or write: `(SSL *ssl, void *buf, int num[, size_t *moved])`.
 #[inline(always)]

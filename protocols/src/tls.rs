@@ -132,15 +132,14 @@ pub fn server_hello_version(data: &[u8]) -> Option<&'static str> {
     let legacy = c.u16()?;
     let mut version = legacy;
     c.take(32)?; // random
-    if c.vec(1).is_some() && c.take(2 + 1).is_some() {
-        // session id, cipher suite, compression method; then the extensions, if any.
-        if let Some(block) = c.vec(2) {
-            if let Some((_, v)) = extensions(block).find(|(k, _)| *k == EXT_SUPPORTED_VERSIONS)
-                && let [a, b] = v
-            {
-                version = u16::from_be_bytes([*a, *b]);
-            }
-        }
+    // The session id, cipher suite and compression method, then the extensions, if any.
+    if c.vec(1).is_some()
+        && c.take(2 + 1).is_some()
+        && let Some(block) = c.vec(2)
+        && let Some((_, v)) = extensions(block).find(|(k, _)| *k == EXT_SUPPORTED_VERSIONS)
+        && let [a, b] = v
+    {
+        version = u16::from_be_bytes([*a, *b]);
     }
     version_name(version)
 }
