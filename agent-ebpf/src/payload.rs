@@ -257,7 +257,18 @@ fn copy_user(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool {
         return false;
     }
     // SAFETY: `off` < PAYLOAD_MAX and `n` <= PAYLOAD_MAX, and the scratch value has
-    // PAYLOAD_MAX spare bytes behind the payload; the helper faults safely on `src`.
+    // PAYLOAD_MAX spare bytes behind the payload.
+    unsafe { read_user_into(scratch, off, src, n) }
+}
+
+/// Reads `n` bytes of user memory at `src` to `off` bytes into the scratch payload.
+///
+/// # Safety
+/// `off + n` must lie within the scratch value's payload and the room behind it, by bounds the
+/// verifier can see in the caller (it checks this function inlined).
+#[inline(always)]
+unsafe fn read_user_into(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool {
+    // SAFETY: the caller's bounds; the helper faults safely on `src`.
     unsafe {
         let dst = (&raw mut (*scratch).ev.payload)
             .cast::<u8>()
@@ -278,15 +289,8 @@ fn copy_user_tail(scratch: *mut DataScratch, off: u64, src: u64, n: u64) -> bool
         return false;
     }
     // SAFETY: `off` <= CAPTURE_MAX and `n` <= TAIL_MAX, and the scratch value has
-    // PAYLOAD_MAX (> TAIL_MAX) spare bytes behind the payload; the helper faults safely on
-    // `src`.
-    unsafe {
-        let dst = (&raw mut (*scratch).ev.payload)
-            .cast::<u8>()
-            .add(off as usize)
-            .cast::<core::ffi::c_void>();
-        probe_read_user_raw(dst, n as u32, src as *const core::ffi::c_void) == 0
-    }
+    // PAYLOAD_MAX (> TAIL_MAX) spare bytes behind the payload.
+    unsafe { read_user_into(scratch, off, src, n) }
 }
 
 /// One step of [`capture_tail`]'s walk of an iovec array, a `bpf_loop` callback: the part of

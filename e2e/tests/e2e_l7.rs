@@ -1923,6 +1923,22 @@ fn require_grpcio() {
     );
 }
 
+/// An agent named `node`, then the grpcio test server, and the client's output for `requests`
+/// (grpc_client.py's syntax) on one channel: (agent, server, its port, output).
+fn grpc_exchange(node: &str, requests: &[&str]) -> (AgentProcess, Killed, u16, String) {
+    require_root();
+    require_grpcio();
+    let agent = AgentProcess::start(node, &[]);
+    let (server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
+    let out = run_ok(
+        Command::new("python3")
+            .arg(fixture("grpc_client.py"))
+            .arg(port.to_string())
+            .args(requests),
+    );
+    (agent, server, port, out)
+}
+
 /// A real gRPC server and client (grpcio) on one channel: unary calls answered OK and
 /// NOT_FOUND with a message, a server stream of five messages, and a call the client cancels
 /// while the server is still at it. Each call is one `grpc` row
@@ -1930,19 +1946,10 @@ fn require_grpcio() {
 /// metadata and the message bytes (5-byte gRPC prefix included) each way.
 #[test]
 fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
-    require_root();
-    require_grpcio();
-    let agent = AgentProcess::start("l7-grpc", &[]);
-    let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
-    let out = run_ok(Command::new("python3").args([
-        &fixture("grpc_client.py"),
-        &port.to_string(),
-        "say:hello",
-        "say:missing",
-        "count:5",
-        "say:bye",
-        "slow:zzz",
-    ]));
+    let (agent, _server, port, out) = grpc_exchange(
+        "l7-grpc",
+        &["say:hello", "say:missing", "count:5", "say:bye", "slow:zzz"],
+    );
     assert_eq!(
         out,
         "say OK 5\nsay NOT_FOUND 0\ncount OK 500\nsay OK 3\nslow CANCELLED 0\n"
@@ -1994,18 +2001,10 @@ fn grpc_calls_of_grpcio_with_status_messages_and_streams() {
 /// no table behind).
 #[test]
 fn grpc_messages_of_a_few_kib_are_whole_calls_on_both_ends() {
-    require_root();
-    require_grpcio();
-    let agent = AgentProcess::start("l7-grpc-big", &[]);
-    let (_server, port) = start_server(Command::new("python3").arg(fixture("grpc_server.py")));
-    let out = run_ok(Command::new("python3").args([
-        &fixture("grpc_client.py"),
-        &port.to_string(),
-        "say:hello",
-        "big:3000",
-        "big:12000",
-        "say:bye",
-    ]));
+    let (agent, _server, port, out) = grpc_exchange(
+        "l7-grpc-big",
+        &["say:hello", "big:3000", "big:12000", "say:bye"],
+    );
     assert_eq!(out, "say OK 5\nbig OK 3000\nbig OK 12000\nsay OK 3\n");
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
     wait_count(&agent, &count, 8);
