@@ -736,9 +736,17 @@ impl ConnTracker {
     /// read or write (or its release, [`TcpEventKind::Release`]), and gets its `accept` row.
     pub fn conn_for_data(&mut self, ev: &DataEvent, sink: &mut impl RecordSink) -> Option<ConnRef> {
         // A connection whose close rows are held still names its last data events (those of
-        // a short connection often come in the round that saw it close).
+        // a short connection often come in the round that saw it close, maybe after a new
+        // connection took the same socket address): the one whose ports are the event's.
         let at = self.clock.wall(ev.ts_exit_ns);
-        let conn = self.conn_mut(ev.skaddr)?;
+        let ports = |c: &Conn| c.conn_ref().matches(ev.sport, ev.dport);
+        let live_matches = self.conns.get(&ev.skaddr).is_some_and(ports);
+        let closing_matches = self.closing.get(&ev.skaddr).is_some_and(|c| ports(&c.conn));
+        let conn = if !live_matches && closing_matches {
+            &mut self.closing.get_mut(&ev.skaddr)?.conn
+        } else {
+            self.conn_mut(ev.skaddr)?
+        };
         let conn_ref = conn.conn_ref();
         // Only an event of this very socket (not of a new one at a reused address) names it.
         if conn.unowned_server() && conn_ref.matches(ev.sport, ev.dport) {

@@ -375,6 +375,76 @@ fn https_through_openssl_is_http_calls_on_both_ends() {
     assert_no_secret(&agent, &["kl-secret-tls-token", "secret=query"]);
 }
 
+/// Python on both ends of HTTPS (the test server in `ssl`, a `urllib` client): both through
+/// OpenSSL's `SSL_read_ex`/`SSL_write_ex`, both decrypted. urllib opens a connection per
+/// request, closed at once: each request is one `http` call on each end, with its status, and
+/// both ends count the same response bytes.
+#[test]
+fn https_from_python_urllib_is_http_calls_on_both_ends() {
+    require_root();
+    let agent = AgentProcess::start("l7-tls-urllib", &[]);
+    let dir = tempdir("kl-tls-urllib");
+    let (cert, key) = self_signed(&dir);
+    let (_server, port) = start_server(Command::new("python3").args([
+        &fixture("http_server.py"),
+        "--tls",
+        &cert,
+        &key,
+    ]));
+    let client = format!(
+        r#"
+import ssl, sys, urllib.error, urllib.request
+context = ssl.create_default_context(cafile=sys.argv[1])
+for path in ("/ok", "/missing", "/fail"):
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}{{path}}", context=context) as r:
+            print(r.status, len(r.read()))
+    except urllib.error.HTTPError as e:
+        print(e.code, len(e.read()))
+"#
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &client, &cert]));
+    assert_eq!(out, "200 100\n404 9\n500 5\n");
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 6);
+    let rows = agent.query_json(&format!(
+        "SELECT role, comm, resource, status, tls, count(DISTINCT conn_id) AS conns \
+         FROM calls WHERE dst_port = {port} GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 3"
+    ));
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}",
+                r["role"].as_str().unwrap(),
+                r["comm"].as_str().unwrap(),
+                r["resource"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["tls"].as_str().unwrap(),
+                r["conns"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "client python3 /fail 500 openssl 1",
+            "client python3 /missing 404 openssl 1",
+            "client python3 /ok 200 openssl 1",
+            "server kl-http /fail 500 openssl 1",
+            "server kl-http /missing 404 openssl 1",
+            "server kl-http /ok 200 openssl 1",
+        ]
+    );
+    // Both ends count the same response bytes.
+    let sizes = agent.query_json(&format!(
+        "SELECT resource, count(DISTINCT response_bytes) AS n FROM calls \
+         WHERE dst_port = {port} GROUP BY resource"
+    ));
+    assert!(sizes.iter().all(|r| r["n"] == 1), "{sizes:?}");
+    assert_timing_sums(&agent, port);
+}
+
 /// `agent_stats`' count of probed OpenSSL libraries.
 fn tls_libraries_probed(agent: &AgentProcess) -> u64 {
     agent.query_json("SELECT tls_libraries_probed AS n FROM agent_stats LIMIT 1")[0]["n"]
