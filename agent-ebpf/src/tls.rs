@@ -1,5 +1,7 @@
 //! TLS plaintext from OpenSSL (`libssl.so.3` and compatible): uprobes on `SSL_write`,
-//! `SSL_read`, `SSL_write_ex` and `SSL_read_ex`, and one uretprobe on all four.
+//! `SSL_read`, `SSL_write_ex` and `SSL_read_ex`, and one uretprobe on all four; or, where user
+//! space finds them (`agent/src/capture/tls.rs`), on the internal write and read functions each
+//! pair of them calls, with the `_ex` programs (same arguments).
 //!
 //! An entry probe keeps the call's arguments per thread (`SSL_CALLS`) and marks its CPU as
 //! running the thread's call (`SSL_ON_CPU`). While the call runs, its own syscalls on the TCP
@@ -89,7 +91,7 @@ pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
     enter(&ctx, false, true)
 }
 
-/// The return of any of the four: the plaintext it moved, as a data event of its socket.
+/// The return of a probed function: the plaintext it moved, as a data event of its socket.
 #[uretprobe]
 pub fn ssl_return(ctx: RetProbeContext) -> u32 {
     done(ssl_return_inner(&ctx))
@@ -112,22 +114,20 @@ fn ssl_return_inner(ctx: &RetProbeContext) -> Result<(), i64> {
             }
         }
     }
-    // Every probed function returns an int: the upper half of the register is not part of it.
+    // Every probed function returns an int (the upper half of the register is not part of
+    // it), <= 0 when it moved nothing.
     let ret = ctx.ret::<i64>() as i32;
+    if ret <= 0 {
+        return Ok(());
+    }
     let moved = if call.len_ptr != 0 {
-        // SSL_read_ex/SSL_write_ex, and the internal functions both forms call: > 0 on
-        // success, the count in *moved.
-        if ret <= 0 {
-            return Ok(());
-        }
+        // SSL_read_ex/SSL_write_ex, and the internal functions both forms call: the count
+        // is in *moved.
         // SAFETY: bpf_probe_read_user faults safely on a bad address.
         unsafe { aya_ebpf::helpers::bpf_probe_read_user(call.len_ptr as *const u64) }
             .map_err(|e| e as i64)?
     } else {
-        // SSL_read/SSL_write: the count, or <= 0.
-        if ret <= 0 {
-            return Ok(());
-        }
+        // SSL_read/SSL_write: the count.
         ret as u64
     };
     if moved == 0 {
