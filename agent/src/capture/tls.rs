@@ -53,9 +53,10 @@ const RETURN: &str = "ssl_return";
 /// starts by pushing registers. A probe on an instruction the kernel emulates (a push) costs one
 /// trap; on the wrappers' first instruction (`sub $0x18,%rsp` in Debian's build) the kernel
 /// also single-steps it out of line, a second trap, and its return probe fires a third
-/// (BENCHMARKS.md, TLS). So the internal functions are probed when they can be found: the
-/// target of a `call` that both wrappers of a pair make, in the library's `.text`, whose first
-/// instruction is a push. Otherwise the exported functions are.
+/// (BENCHMARKS.md, TLS). So the internal functions are probed when they can be found, in an
+/// x86-64 library: the target of the first `call` of both wrappers of a pair, the same
+/// function, in the library's `.text`, whose first instruction is a push. Otherwise the
+/// exported functions are.
 pub fn internal_sites(file: &Path) -> Option<(u64, u64)> {
     use object::{Object, ObjectSection, ObjectSymbol};
     let data = std::fs::read(file).ok()?;
@@ -94,12 +95,15 @@ pub fn internal_sites(file: &Path) -> Option<(u64, u64)> {
             Some([0x50..=0x57, _] | [0x41, 0x50..=0x57])
         )
     };
+    // The first call of each wrapper (its main path; error paths come later), the same
+    // function in both.
     let shared = |a: &str, b: &str| -> Option<u64> {
-        let (a, b) = (calls(a)?, calls(b)?);
-        a.into_iter()
-            .find(|t| b.contains(t) && starts_with_push(*t))
-            .map(|t| t - text_addr + text_offset)
+        let (a, b) = (*calls(a)?.first()?, *calls(b)?.first()?);
+        (a == b && starts_with_push(a)).then(|| a - text_addr + text_offset)
     };
+    if elf.architecture() != object::Architecture::X86_64 {
+        return None;
+    }
     Some((
         shared("SSL_write", "SSL_write_ex")?,
         shared("SSL_read", "SSL_read_ex")?,
