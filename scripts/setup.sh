@@ -24,7 +24,7 @@ APT_PACKAGES=(
   curl iproute2 procps python3 ca-certificates bpftool
   redis-server redis-tools mariadb-server mariadb-client postgresql postgresql-client
   dnsmasq-base bind9-dnsutils wrk nftables openssl chromium nghttp2-client nghttp2-server
-  nghttp2-proxy
+  nghttp2-proxy nginx
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -42,6 +42,21 @@ if ((${#missing[@]})); then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   if [[ -n $own_policy ]]; then rm -f "$policy"; fi
+fi
+
+# Go >= 1.18 (register ABI) builds the Go TLS test's stdlib-only fixture: Debian's golang-go
+# from the release's backports (Go 1.23 for bookworm, the version the tests run with).
+if ! go version 2>/dev/null | grep -qE 'go1\.(1[89]|[2-9][0-9])'; then
+  codename="$(. /etc/os-release && echo "$VERSION_CODENAME")"
+  sources=/etc/apt/sources.list.d/kindling-backports.sources
+  if ! grep -rqs "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.list.d; then
+    log "apt source ${codename}-backports"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$codename" >"$sources"
+    apt-get update -qq
+  fi
+  log "apt-get install golang-go (${codename}-backports)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t "${codename}-backports" golang-go >/dev/null
 fi
 
 # PyPI: grpcio, the real gRPC server and client of the HTTP/2 tests (into the python3 the

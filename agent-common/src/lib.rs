@@ -253,6 +253,10 @@ pub enum SocketSyscall {
     SslWrite = 12,
     /// Plaintext an OpenSSL `SSL_read`/`SSL_read_ex` returned, as [`SocketSyscall::SslWrite`]
     SslRead = 13,
+    /// Plaintext a Go `crypto/tls.(*Conn).Write` took, as [`SocketSyscall::SslWrite`]
+    GoTlsWrite = 14,
+    /// Plaintext a Go `crypto/tls.(*Conn).Read` returned, as [`SocketSyscall::SslWrite`]
+    GoTlsRead = 15,
 }
 
 impl SocketSyscall {
@@ -272,6 +276,8 @@ impl SocketSyscall {
             11 => Self::Close,
             12 => Self::SslWrite,
             13 => Self::SslRead,
+            14 => Self::GoTlsWrite,
+            15 => Self::GoTlsRead,
             _ => return None,
         })
     }
@@ -286,12 +292,22 @@ impl SocketSyscall {
                 | Self::Sendmsg
                 | Self::Sendmmsg
                 | Self::SslWrite
+                | Self::GoTlsWrite
         )
     }
 
     /// Whether the bytes are TLS plaintext from the library (not a socket syscall's).
     pub fn is_tls(self) -> bool {
-        matches!(self, Self::SslWrite | Self::SslRead)
+        self.tls_library().is_some()
+    }
+
+    /// The TLS library whose plaintext the event carries (the `tls` column's value), if any.
+    pub fn tls_library(self) -> Option<&'static str> {
+        match self {
+            Self::SslWrite | Self::SslRead => Some("openssl"),
+            Self::GoTlsWrite | Self::GoTlsRead => Some("go"),
+            _ => None,
+        }
     }
 }
 
@@ -453,6 +469,20 @@ pub struct KernelOffsets {
     pub tcp_write_seq: u64,
     /// `task_struct.flags` (u32; `PF_KTHREAD` marks a kernel thread)
     pub task_flags: u64,
+    /// `task_struct.files` (a task's open files; with the next two, its `struct file` by fd)
+    pub task_files: u64,
+    /// `files_struct.fdt`
+    pub files_fdt: u64,
+    /// `fdtable.fd` (the array of `struct file *`)
+    pub fdtable_fd: u64,
+    /// `file.f_inode`
+    pub file_inode: u64,
+    /// `inode.i_mode` (u16; `S_IFSOCK` for a socket)
+    pub inode_mode: u64,
+    /// `file.private_data` (a socket file's `struct socket *`)
+    pub file_private_data: u64,
+    /// `socket.sk`
+    pub socket_sk: u64,
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.

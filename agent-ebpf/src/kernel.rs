@@ -5,7 +5,7 @@
 
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel,
-    generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_task_pt_regs},
 };
 use kindling_agent_common::{AF_INET, AF_INET6, pt_regs};
 
@@ -71,6 +71,18 @@ pub(crate) fn syscall_regs() -> (u64, [u64; 5]) {
             ],
         )
     }
+}
+
+/// The `struct file` behind `fd` of the current task (`task->files->fdt->fd[fd]`), 0 if none.
+#[inline(always)]
+pub(crate) fn fd_file(fd: u64) -> Result<u64, i64> {
+    // SAFETY: a helper without preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read_kernel(task + offset!(task_files))?;
+    let fdt: u64 = read_kernel(files + offset!(files_fdt))?;
+    let fd_array: u64 = read_kernel(fdt + offset!(fdtable_fd))?;
+    // Bounded so that a bogus fd cannot point far outside the array.
+    read_kernel(fd_array + (fd & 0xf_ffff) * 8)
 }
 
 /// A socket's addresses as a tracepoint reports them, local end first.

@@ -16,18 +16,35 @@
 //! `SSL *` in the process (`SSL_SOCKS`); without one it is counted (`TLS_UNTRACKED`).
 //! Ciphertext outside these calls (the handshake, alerts) is captured as any socket's bytes, and
 //! user space leaves it unparsed once the session has carried plaintext.
+//!
+//! Go's `crypto/tls.(*Conn).Write` and `Read` (register ABI, Go >= 1.17): an entry uprobe (past
+//! the stack check, once per call) and, since a uretprobe rewrites the return address on a stack
+//! that Go may move, a uprobe on each of the function's `ret` instructions (found by user
+//! space). A write's plaintext is taken at entry, a read's at its return. A goroutine can park in a read and
+//! resume on another thread, so a call is kept per goroutine (`GO_TLS_CALLS`, keyed by the `g`
+//! in r14), and its socket is found by fd: the entry reads the fd out of the `*Conn`
+//! (`conn net.Conn` -> `*net.TCPConn` -> `*netFD` -> `pfd.Sysfd`, a layout Go has kept since
+//! 1.9) and marks the connection busy (`GO_TLS_CONNS`; a connection new there takes its socket
+//! from the task's fd table); the socket programs note the socket of a known (tgid, fd) and
+//! capture nothing while a call is in progress on it (`payload::inside_go_tls_call`). A `net.Conn` that is not a `*net.TCPConn` yields a wrong fd
+//! number, whose bytes then get no plaintext.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::bpf_get_current_pid_tgid,
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use kindling_agent_common::{SOCK_STREAM, SocketSyscall, counter};
+use kindling_agent_common::{IPPROTO_TCP, SOCK_STREAM, SocketSyscall, counter};
 
 use crate::{
     events::{bump, done},
-    maps::{SSL_CALLS, SSL_ON_CPU, SSL_SOCKS, SslCall, SslSock},
-    payload::{Sock, capture, is_agent},
+    kernel::{fd_file, offset, read_kernel, sock_ends},
+    maps::{
+        GO_TLS_CALLS, GO_TLS_CONNS, GoTlsCall, GoTlsConn, SSL_CALLS, SSL_ON_CPU, SSL_SOCKS,
+        SslCall, SslSock,
+    },
+    payload::{Sock, capture, is_agent, read_user},
 };
 
 /// Entry of an OpenSSL read or write: `(SSL *ssl, void *buf, int num[, size_t *moved])`.
@@ -49,15 +66,7 @@ fn enter(ctx: &ProbeContext, send: bool, ex: bool) -> u32 {
         ssl,
         buf,
         len_ptr,
-        sock: SslSock {
-            sk: 0,
-            fd: 0,
-            family: 0,
-            sport: 0,
-            dport: 0,
-            saddr: [0; 4],
-            daddr: [0; 4],
-        },
+        sock: SslSock::default(),
         send,
     };
     if SSL_CALLS.insert(&pid_tgid, &call, 0).is_err() {
@@ -158,6 +167,18 @@ fn ssl_return_inner(ctx: &RetProbeContext) -> Result<(), i64> {
     } else {
         SocketSyscall::SslRead
     };
+    capture_plaintext(sock, syscall, pid_tgid, call.buf, moved)
+}
+
+/// Captures `moved` bytes of plaintext at `buf`, a TLS call's, as a data event of `sock`.
+#[inline(always)]
+fn capture_plaintext(
+    sock: SslSock,
+    syscall: SocketSyscall,
+    pid_tgid: u64,
+    buf: u64,
+    moved: u64,
+) -> Result<(), i64> {
     let target = Sock {
         sk: sock.sk,
         sock_type: SOCK_STREAM,
@@ -169,11 +190,161 @@ fn ssl_return_inner(ctx: &RetProbeContext) -> Result<(), i64> {
         // Plaintext has no place in the TCP byte stream.
         stream_end: Some(0),
     };
-    capture(
-        target,
-        syscall,
-        pid_tgid,
-        [sock.fd, call.buf, 0, 0, 0],
-        moved,
-    )
+    capture(target, syscall, pid_tgid, [sock.fd, buf, 0, 0, 0], moved)
+}
+
+/// The registers of a probe: Go's register ABI passes `(c *Conn, b []byte)` in rax (c), rbx
+/// (b's pointer) and rcx (b's length), returns `(n int, err error)` in rax (n), and keeps the
+/// current goroutine in r14.
+#[inline(always)]
+fn regs(ctx: &ProbeContext) -> (u64, u64, u64, u64) {
+    let regs = ctx.as_ptr().cast::<aya_ebpf::bindings::pt_regs>();
+    // SAFETY: the probe's context is the task's saved user registers.
+    unsafe { ((*regs).rax, (*regs).rbx, (*regs).rcx, (*regs).r14) }
+}
+
+/// Entry of `crypto/tls.(*Conn).Write` or `Read` (past its stack check, so once per call). A
+/// write's plaintext is captured here, all of `b` (a Write writes all of it or fails): at its
+/// return the response may have been read already by another goroutine, whose event would
+/// then come first.
+#[inline(always)]
+fn go_enter(ctx: &ProbeContext, send: bool) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_agent(pid_tgid) {
+        return Ok(());
+    }
+    let (conn, buf, len, g) = regs(ctx);
+    // c.conn's data word (a *net.TCPConn, whose first word is its *netFD), then pfd.Sysfd
+    // (after the 16-byte fdMutex).
+    let tcp_conn: u64 = read_user(conn + 8)?;
+    let net_fd: u64 = read_user(tcp_conn)?;
+    let fd: u64 = read_user(net_fd + 16)?;
+    let tgid = pid_tgid >> 32;
+    let call = GoTlsCall { fd, buf, send };
+    if GO_TLS_CALLS.insert(&[tgid, g], &call, 0).is_err() {
+        bump(counter::TLS_UNTRACKED);
+        return Ok(());
+    }
+    let key = [tgid, fd];
+    let sock = match GO_TLS_CONNS.get_ptr_mut(&key) {
+        // SAFETY: a flag byte of the value (a racing update elsewhere is harmless), and the
+        // socket copied out at once.
+        Some(known) => unsafe {
+            if send {
+                (*known).writing = 1;
+            } else {
+                (*known).reading = 1;
+            }
+            (*known).sock
+        },
+        None => {
+            // A connection not known yet: its socket from the fd now, since a first read may
+            // be served from what the handshake already read, with no syscall to note it.
+            let fresh = GoTlsConn {
+                sock: tcp_sock_of_fd(fd)?.unwrap_or_default(),
+                reading: u8::from(!send),
+                writing: u8::from(send),
+            };
+            let _ = GO_TLS_CONNS.insert(&key, &fresh, 0);
+            fresh.sock
+        }
+    };
+    if !send || len == 0 {
+        return Ok(());
+    }
+    if sock.sk == 0 {
+        bump(counter::TLS_UNTRACKED);
+        return Ok(());
+    }
+    capture_plaintext(sock, SocketSyscall::GoTlsWrite, pid_tgid, buf, len)
+}
+
+/// The TCP socket behind `fd` of the current task, as a TLS call keeps it; None when `fd` is
+/// not an IPv4 or IPv6 TCP socket.
+#[inline(always)]
+fn tcp_sock_of_fd(fd: u64) -> Result<Option<SslSock>, i64> {
+    const S_IFMT: u16 = 0o170000;
+    const S_IFSOCK: u16 = 0o140000;
+    let file = fd_file(fd)?;
+    if file == 0 {
+        return Ok(None);
+    }
+    let inode: u64 = read_kernel(file + offset!(file_inode))?;
+    let mode: u16 = read_kernel(inode + offset!(inode_mode))?;
+    if mode & S_IFMT != S_IFSOCK {
+        return Ok(None);
+    }
+    let socket: u64 = read_kernel(file + offset!(file_private_data))?;
+    let sk: u64 = read_kernel(socket + offset!(socket_sk))?;
+    let sock_type: u16 = read_kernel(sk + offset!(sock_type))?;
+    let protocol: u16 = read_kernel(sk + offset!(sock_protocol))?;
+    if sock_type != u16::from(SOCK_STREAM) || protocol != u16::from(IPPROTO_TCP) {
+        return Ok(None);
+    }
+    let Some(ends) = sock_ends(sk)? else {
+        return Ok(None);
+    };
+    let mut sock = SslSock {
+        sk,
+        fd,
+        family: ends.family,
+        sport: ends.sport,
+        dport: ends.dport,
+        ..SslSock::default()
+    };
+    sock.saddr.copy_from_slice(&ends.saddr[..4]);
+    sock.daddr.copy_from_slice(&ends.daddr[..4]);
+    Ok(Some(sock))
+}
+
+#[uprobe]
+pub fn go_tls_write(ctx: ProbeContext) -> u32 {
+    done(go_enter(&ctx, true))
+}
+
+#[uprobe]
+pub fn go_tls_read(ctx: ProbeContext) -> u32 {
+    done(go_enter(&ctx, false))
+}
+
+/// A `ret` instruction of `crypto/tls.(*Conn).Write` or `Read`: the call is over; a read's
+/// plaintext (`n` bytes, n in rax) as a data event of its connection's socket.
+#[uprobe]
+pub fn go_tls_return(ctx: ProbeContext) -> u32 {
+    done(go_return(&ctx))
+}
+
+#[inline(always)]
+fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (moved, _, _, g) = regs(ctx);
+    let tgid = pid_tgid >> 32;
+    let Some(call) = GO_TLS_CALLS.get_ptr(&[tgid, g]) else {
+        return Ok(());
+    };
+    // SAFETY: this goroutine's entry, copied out before it is removed.
+    let call = unsafe { *call };
+    let _ = GO_TLS_CALLS.remove(&[tgid, g]);
+    let Some(conn) = GO_TLS_CONNS.get_ptr_mut(&[tgid, call.fd]) else {
+        bump(counter::TLS_UNTRACKED);
+        return Ok(());
+    };
+    // SAFETY: as in `go_enter`; the socket is copied out at once.
+    let sock = unsafe {
+        if call.send {
+            (*conn).writing = 0;
+        } else {
+            (*conn).reading = 0;
+        }
+        (*conn).sock
+    };
+    // n is an int, < 0 never; 0 when the call moved nothing. A write's was captured at entry.
+    if call.send || moved as i64 <= 0 {
+        return Ok(());
+    }
+    if sock.sk == 0 {
+        bump(counter::TLS_UNTRACKED);
+        return Ok(());
+    }
+    capture_plaintext(sock, SocketSyscall::GoTlsRead, pid_tgid, call.buf, moved)
 }

@@ -317,8 +317,10 @@ pub struct ConnTracker {
     /// Live connections by their local view (src = local end), for matching packet drops.
     by_tuple: HashMap<Endpoints, u64>,
     /// Connections that entered CLOSE, their rows not written yet (see
-    /// [`ConnTracker::finish_closed`]).
-    closing: HashMap<u64, Closing>,
+    /// [`ConnTracker::finish_closed`]), by socket address: several when new connections
+    /// reused the address within the hold (short connections of one client often do), oldest
+    /// first.
+    closing: HashMap<u64, Vec<Closing>>,
     /// (CLOSE event time, skaddr) in arrival order: the next closes due, without a scan.
     closing_order: VecDeque<(u64, u64)>,
     reasons: ReasonNames,
@@ -389,10 +391,8 @@ impl ConnTracker {
     /// data events often come in the round that saw it close); ignored when the socket is
     /// another connection's by now.
     pub fn note_tls(&mut self, skaddr: u64, conn_id: u64, tls: TlsInfo) {
-        if let Some(conn) = self.conn_mut(skaddr)
-            && conn.conn_id == conn_id
-        {
-            conn.tls = tls;
+        if let Some(conn) = self.find_conn(skaddr, |c| c.conn_id == conn_id) {
+            conn.tls.update(tls);
         }
     }
 
@@ -563,30 +563,47 @@ impl ConnTracker {
         }
     }
 
-    /// Drops what is known about socket `skaddr` before a new connection reuses its address;
-    /// a close still held for it is written first.
-    fn forget(&mut self, skaddr: u64, sink: &mut impl RecordSink) {
+    /// Drops the live connection of socket `skaddr` before a new connection reuses its
+    /// address (a close still held for it stays until its rows are due: the data events of a
+    /// short connection may come after the next one opened).
+    fn forget(&mut self, skaddr: u64) {
         if let Some(conn) = self.conns.remove(&skaddr) {
             self.unindex(skaddr, &conn);
         }
-        if let Some(closing) = self.closing.remove(&skaddr) {
-            self.unindex(skaddr, &closing.conn);
-            emit_close(closing, sink);
-        }
     }
 
-    /// The connection of socket `skaddr`: live, or closed and not yet written.
+    /// The connection of socket `skaddr`: live, or the last closed there and not yet written.
     fn conn_mut(&mut self, skaddr: u64) -> Option<&mut Conn> {
         if let Some(c) = self.conns.get_mut(&skaddr) {
             return Some(c);
         }
-        self.closing.get_mut(&skaddr).map(|c| &mut c.conn)
+        self.closing
+            .get_mut(&skaddr)
+            .and_then(|held| held.last_mut())
+            .map(|c| &mut c.conn)
     }
 
     fn conn_ref_any(&self, skaddr: u64) -> Option<&Conn> {
-        self.conns
-            .get(&skaddr)
-            .or_else(|| self.closing.get(&skaddr).map(|c| &c.conn))
+        self.conns.get(&skaddr).or_else(|| {
+            self.closing
+                .get(&skaddr)
+                .and_then(|held| held.last())
+                .map(|c| &c.conn)
+        })
+    }
+
+    /// The connection of socket `skaddr` (live, or closed and not yet written) for which
+    /// `this` holds, the live one first, then the closed ones newest first.
+    fn find_conn(&mut self, skaddr: u64, this: impl Fn(&Conn) -> bool) -> Option<&mut Conn> {
+        if self.conns.get(&skaddr).is_some_and(&this) {
+            return self.conns.get_mut(&skaddr);
+        }
+        self.closing
+            .get_mut(&skaddr)?
+            .iter_mut()
+            .rev()
+            .map(|c| &mut c.conn)
+            .find(|c| this(c))
     }
 
     fn on_state_change(&mut self, ev: &TcpEvent, sink: &mut impl RecordSink) {
@@ -608,7 +625,7 @@ impl ConnTracker {
         if starts_new {
             // The address of a freed socket can be reused at once; a stale entry means its
             // CLOSE was lost.
-            self.forget(ev.skaddr, sink);
+            self.forget(ev.skaddr);
             self.not_followed.remove(&ev.skaddr);
         } else if self.not_followed.contains(&ev.skaddr) {
             // A connection not followed from its start is not picked up half-way either
@@ -679,15 +696,12 @@ impl ConnTracker {
             let conn = self.conns.remove(&ev.skaddr).expect("present");
             self.closed.push((ev.skaddr, conn.conn_id));
             self.closing_order.push_back((ev.ts_ns, ev.skaddr));
-            self.closing.insert(
-                ev.skaddr,
-                Closing {
-                    conn,
-                    ev: *ev,
-                    ts,
-                    seen,
-                },
-            );
+            self.closing.entry(ev.skaddr).or_default().push(Closing {
+                conn,
+                ev: *ev,
+                ts,
+                seen,
+            });
             return;
         }
         let mut row = conn.row(ts, TcpEventType::StateChange, seen);
@@ -705,16 +719,18 @@ impl ConnTracker {
                 break;
             }
             self.closing_order.pop_front();
-            // Written already if a new connection reused the address (see forget).
-            if self
-                .closing
-                .get(&skaddr)
-                .is_some_and(|c| c.ev.ts_ns == ts_ns)
-            {
-                let closing = self.closing.remove(&skaddr).expect("checked above");
-                self.unindex(skaddr, &closing.conn);
-                emit_close(closing, sink);
+            let Some(held) = self.closing.get_mut(&skaddr) else {
+                continue;
+            };
+            let Some(i) = held.iter().position(|c| c.ev.ts_ns == ts_ns) else {
+                continue;
+            };
+            let closing = held.remove(i);
+            if held.is_empty() {
+                self.closing.remove(&skaddr);
             }
+            self.unindex(skaddr, &closing.conn);
+            emit_close(closing, sink);
         }
     }
 
@@ -740,10 +756,8 @@ impl ConnTracker {
         // connection took the same socket address): the one whose ports are the event's.
         let at = self.clock.wall(ev.ts_exit_ns);
         let ports = |c: &Conn| c.conn_ref().matches(ev.sport, ev.dport);
-        let live_matches = self.conns.get(&ev.skaddr).is_some_and(ports);
-        let closing_matches = self.closing.get(&ev.skaddr).is_some_and(|c| ports(&c.conn));
-        let conn = if !live_matches && closing_matches {
-            &mut self.closing.get_mut(&ev.skaddr)?.conn
+        let conn = if self.find_conn(ev.skaddr, ports).is_some() {
+            self.find_conn(ev.skaddr, ports)?
         } else {
             self.conn_mut(ev.skaddr)?
         };

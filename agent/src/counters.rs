@@ -23,7 +23,7 @@ pub struct KernelCounters {
     /// Program runs the kernel skipped because the program was already running on the CPU
     /// (`recursion_misses`, summed over the programs): each is an event not seen.
     pub program_misses: u64,
-    /// OpenSSL calls whose plaintext was not captured (the calls table full, or no socket
+    /// OpenSSL and Go TLS calls whose plaintext was not captured (the calls table full, or no socket
     /// known under the connection).
     pub tls_untracked: u64,
     /// OpenSSL libraries found.
@@ -32,6 +32,12 @@ pub struct KernelCounters {
     pub tls_libraries_probed: u64,
     /// OpenSSL libraries that could not be probed.
     pub tls_libraries_failed: u64,
+    /// Go executables with `crypto/tls` found.
+    pub tls_go_binaries_found: u64,
+    /// Go executables probed.
+    pub tls_go_binaries_probed: u64,
+    /// Go executables that could not be probed (no symbol table, an old Go, an attach error).
+    pub tls_go_binaries_failed: u64,
 }
 
 /// Counters shared between the capture thread and the query side (`agent_stats`).
@@ -57,8 +63,8 @@ pub struct PipelineCounters {
     pub kernel_data_ringbuf_full: AtomicU64,
     /// Kernel: OpenSSL calls whose plaintext was not captured.
     pub kernel_tls_untracked: AtomicU64,
-    /// OpenSSL libraries found, probed and failed to probe.
-    pub tls_libraries: [AtomicU64; 3],
+    /// OpenSSL libraries found, probed and failed to probe; then Go executables, the same.
+    pub tls_libraries: [AtomicU64; 6],
     /// Data events taken off the data ring buffer.
     pub data_events_received: AtomicU64,
     /// User space: L7 sessions not tracked (table full).
@@ -116,6 +122,9 @@ impl PipelineCounters {
             kernel.tls_libraries_found,
             kernel.tls_libraries_probed,
             kernel.tls_libraries_failed,
+            kernel.tls_go_binaries_found,
+            kernel.tls_go_binaries_probed,
+            kernel.tls_go_binaries_failed,
         ]) {
             held.store(value, Ordering::Relaxed);
         }

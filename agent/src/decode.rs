@@ -87,6 +87,19 @@ impl DataBatch {
         Some(slot)
     }
 
+    /// Keeps only the events that returned after `horizon` (kernel monotonic ns), moved to
+    /// the front in their order; the next records are pushed after them.
+    pub fn keep_after(&mut self, horizon: u64) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            if self.slots[i].ts_exit_ns > horizon {
+                self.slots.swap(kept, i);
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
     /// The events kept since the last [`DataBatch::clear`], in the order they were pushed.
     pub fn events(&self) -> &[DataEvent] {
         &self.slots[..self.len]
@@ -313,5 +326,22 @@ mod tests {
         assert_eq!((events[0].ts_exit_ns, events[0].captured), (13, 2));
         assert_eq!(&events[0].payload[..2], b"OK");
         assert_eq!((events[1].ts_exit_ns, events[1].captured), (14, 0));
+
+        // Events after a horizon stay for the next round, first and in their order; the
+        // next records follow them.
+        for ts in [20, 12, 21] {
+            ev.ts_exit_ns = ts;
+            batch.push_record(&record(&ev, b"x")).unwrap();
+        }
+        batch.keep_after(14);
+        let kept: Vec<u64> = batch.events().iter().map(|e| e.ts_exit_ns).collect();
+        assert_eq!(kept, [20, 21]);
+        ev.ts_exit_ns = 22;
+        batch.push_record(&record(&ev, b"OK")).unwrap();
+        let all: Vec<u64> = batch.events().iter().map(|e| e.ts_exit_ns).collect();
+        assert_eq!(all, [20, 21, 22]);
+        assert_eq!(&batch.events()[2].payload[..2], b"OK");
+        batch.keep_after(u64::MAX);
+        assert!(batch.events().is_empty());
     }
 }

@@ -136,8 +136,8 @@ pub struct CaptureState {
     rows: PendingRows,
     flush_rows: usize,
     open_flow_min_age_ns: i64,
-    /// The round's data events, and their (ts_exit_ns, index) order: kept to reuse their
-    /// allocations.
+    /// The round's data events (first those the last round left, see [`CaptureState::round`]),
+    /// and the (ts_exit_ns, index) order of those it handles: kept to reuse their allocations.
     data_batch: DataBatch,
     order: Vec<(u64, usize)>,
     pacer: Pacer,
@@ -229,6 +229,14 @@ impl CaptureState {
         store: &Store,
         counters: &PipelineCounters,
     ) -> RoundReport {
+        // The horizon: the TCP events written before it are drained now, so the data events
+        // that returned before it find their connection known; those that returned after it
+        // (their connection may have opened while this round drained) wait for the next round.
+        let horizon = if due.stopping {
+            u64::MAX
+        } else {
+            Clock::monotonic_now()
+        };
         let (tracker, rows) = (&mut self.tracker, &mut self.rows);
         let (received, malformed) = kernel.drain_tcp(|ev| tracker.on_event(ev, rows));
         counters.drained(&counters.events_received, received, malformed);
@@ -240,9 +248,10 @@ impl CaptureState {
         // TCP events first: a data event's connection was announced on the other ring.
         // Events of one connection can reach the ring out of order when its threads run on
         // different CPUs (a reader's exit may be reserved before the writer's); within a
-        // batch they go to the sessionizer in the order their syscalls returned.
-        self.data_batch.clear();
-        let (data, data_malformed) = kernel.drain_data(DATA_BATCH, &mut self.data_batch);
+        // batch they go to the sessionizer in the order their syscalls returned. The batch
+        // starts with the events the last round left for this one.
+        let room = DATA_BATCH.saturating_sub(self.data_batch.events().len());
+        let (data, data_malformed) = kernel.drain_data(room, &mut self.data_batch);
         // Sort (key, index) pairs, not the 1 KiB events, and only when the batch is out of
         // order (it mostly is not).
         self.order.clear();
@@ -251,6 +260,7 @@ impl CaptureState {
                 .events()
                 .iter()
                 .enumerate()
+                .filter(|(_, ev)| ev.ts_exit_ns <= horizon)
                 .map(|(i, ev)| (ev.ts_exit_ns, i)),
         );
         if !self.order.is_sorted() {
@@ -265,6 +275,7 @@ impl CaptureState {
             self.sessions
                 .on_event(ev, conn, self.tracker.listen_ports(), &mut self.rows);
         }
+        self.data_batch.keep_after(horizon);
         counters.drained(&counters.data_events_received, data, data_malformed);
         for (sk, conn_id, tls) in self.sessions.take_tls_updates() {
             self.tracker.note_tls(sk, conn_id, tls);

@@ -165,9 +165,9 @@ struct Session {
     endpoints: Endpoints,
     owner: Owner,
     detection: Detection,
-    /// TLS plaintext from the library's probes arrived: the socket's own bytes (ciphertext)
-    /// are no longer parsed.
-    tls: bool,
+    /// The TLS library whose plaintext the probes gave (`openssl`, `go`) once some arrived:
+    /// the socket's own bytes (ciphertext) are no longer parsed.
+    tls: Option<&'static str>,
     /// The cleartext start of a TLS connection, followed from its first bytes.
     handshake: Handshake,
     open: VecDeque<OpenCall>,
@@ -245,7 +245,8 @@ impl Sessionizer {
     }
 
     /// The TLS starts read since the last call, for the connection tracker's `flows` rows:
-    /// (skaddr, conn_id, what was read so far), a connection's newest last.
+    /// (skaddr, conn_id, what was read so far; a field not set leaves the tracker's as it is), a
+    /// connection's newest last.
     pub fn take_tls_updates(&mut self) -> std::vec::Drain<'_, (u64, u64, TlsInfo)> {
         self.tls_updates.drain(..)
     }
@@ -367,7 +368,7 @@ impl Sessionizer {
                         segments: 0,
                         first_response: None,
                     },
-                    tls: false,
+                    tls: None,
                     handshake: Handshake::Unseen,
                     open: VecDeque::new(),
                     writing: None,
@@ -388,14 +389,22 @@ impl Sessionizer {
         {
             session.conn_id = c.conn_id;
         }
-        if syscall.is_tls() != session.tls {
-            if !session.tls {
+        if syscall.is_tls() != session.tls.is_some() {
+            if session.tls.is_none() {
                 // The first plaintext of a TLS connection: parsed from here as a new
                 // connection's first bytes; what its handshake's ciphertext did is undone.
                 if matches!(session.detection, Detection::Unknown) {
                     self.stats.undetected = self.stats.undetected.saturating_sub(1);
                 }
-                session.tls = true;
+                session.tls = syscall.tls_library();
+                self.tls_updates.push((
+                    ev.skaddr,
+                    session.conn_id,
+                    TlsInfo {
+                        library: session.tls,
+                        ..TlsInfo::default()
+                    },
+                ));
                 session.detection = Detection::Pending {
                     segments: 0,
                     first_response: None,
@@ -892,8 +901,6 @@ fn make_room(session: &mut Session) -> bool {
     true
 }
 
-/// Whether bytes of `direction` were lost before `ev`: its bytes do not start where the last
-/// event's ended (`stream_end` 0 is unknown and never checked). Moves the expectation on.
 /// Follows the cleartext start of a TLS connection: a ClientHello in the first request bytes
 /// opens it (its server name), a ServerHello gives the version, and the client's first
 /// encrypted record (application data; in TLS 1.3 its Finished) or the first plaintext the
@@ -968,6 +975,8 @@ fn follow_handshake(
     None
 }
 
+/// Whether bytes of `direction` were lost before `ev`: its bytes do not start where the last
+/// event's ended (`stream_end` 0 is unknown and never checked). Moves the expectation on.
 fn stream_gap(session: &mut Session, direction: Direction, send: bool, ev: &DataEvent) -> bool {
     if ev.stream_end == 0 || ev.len == 0 {
         return false;
@@ -1088,7 +1097,7 @@ fn call_record(
             ..session.owner.clone()
         },
         conn_id: session.conn_id,
-        tls: if session.tls { "openssl" } else { "none" },
+        tls: session.tls.unwrap_or("none"),
         trace_id: request.trace_id,
         request_payload: None,
         response_payload: None,

@@ -51,6 +51,21 @@ fn curl(args: &[&str]) -> Vec<(u16, u64, u64, u64, f64)> {
         .collect()
 }
 
+/// curl's view (as [`curl`]) of `urls` fetched in order on one keep-alive HTTP/1.1 connection
+/// (certificates not checked) with the extra `headers`.
+fn curl_each(urls: &[String], headers: &[&str]) -> Vec<(u16, u64, u64, u64, f64)> {
+    const WRITE_OUT: &str = "%{http_code} %{size_header} %{size_download} %{size_request} \
+                             %{time_pretransfer} %{time_total}\n";
+    let mut args = vec!["-sk", "--http1.1", "-w", WRITE_OUT];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    for url in urls {
+        args.extend(["-o", "/dev/null", url.as_str()]);
+    }
+    curl(&args)
+}
+
 #[test]
 fn http_keep_alive_statuses_sizes_timing_and_redaction() {
     require_root();
@@ -58,25 +73,17 @@ fn http_keep_alive_statuses_sizes_timing_and_redaction() {
     let agent = AgentProcess::start("l7-node", &[]);
     let (_server, port) = start_server(Command::new("python3").arg(fixture("http_server.py")));
     let base = format!("http://127.0.0.1:{port}");
-    let write_out = "%{http_code} %{size_header} %{size_download} %{size_request} %{time_pretransfer} %{time_total}\n";
     let paths = ["/ok?secret=query", "/big", "/missing", "/fail", "/ok"];
     // One curl, one keep-alive connection, five requests; secrets in headers.
-    let mut args = vec![
-        "-s",
-        "-w",
-        write_out,
-        "-H",
-        "Authorization: Bearer kl-secret-token",
-        "-H",
-        "Cookie: session=kl-secret-cookie",
-        "-H",
-        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    ];
     let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
-    for u in &urls {
-        args.extend(["-o", "/dev/null", u.as_str()]);
-    }
-    let seen = curl(&args);
+    let seen = curl_each(
+        &urls,
+        &[
+            "Authorization: Bearer kl-secret-token",
+            "Cookie: session=kl-secret-cookie",
+            "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ],
+    );
     assert_eq!(
         seen.iter().map(|s| s.0).collect::<Vec<_>>(),
         [200, 200, 404, 500, 200]
@@ -196,20 +203,21 @@ fn self_signed_for(dir: &std::path::Path, name: &str) -> (String, String) {
 }
 
 /// The TLS columns of the closed `flows` rows of the connections to `port`, by role:
-/// (role, tls_sni, tls_version, whether tls_handshake_ns lies within the row's duration).
-fn tls_flows(agent: &AgentProcess, port: u16) -> Vec<(String, String, String, bool)> {
+/// "role tls tls_sni tls_version", and whether tls_handshake_ns lies within the row's duration.
+fn tls_flows(agent: &AgentProcess, port: u16) -> Vec<(String, bool)> {
     agent
         .query_json(&format!(
-            "SELECT role, tls_sni, tls_version, tls_handshake_ns, duration_ns FROM flows \
+            "SELECT role, tls, tls_sni, tls_version, tls_handshake_ns, duration_ns FROM flows \
              WHERE dst_port = {port} AND status = 'closed' ORDER BY role"
         ))
         .iter()
         .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap_or("<null>").to_owned();
+            let s = |k: &str| r[k].as_str().unwrap_or("<null>");
             let within = r["tls_handshake_ns"]
                 .as_u64()
                 .is_some_and(|h| h > 0 && h < r["duration_ns"].as_u64().unwrap());
-            (s("role"), s("tls_sni"), s("tls_version"), within)
+            let columns = ["role", "tls", "tls_sni", "tls_version"].map(s).join(" ");
+            (columns, within)
         })
         .collect()
 }
@@ -218,7 +226,8 @@ fn tls_flows(agent: &AgentProcess, port: u16) -> Vec<(String, String, String, bo
 /// can (curl through OpenSSL) both name and time their connections in `flows`, from their
 /// cleartext start: the exact server name each client sent (`grpc.ssl_target_name_override`,
 /// `curl --resolve`), the version the server chose, and a handshake duration within
-/// the connection's lifetime, on both ends. The undecrypted gRPC connection has no `calls`.
+/// the connection's lifetime, on both ends; `flows.tls` says which were decrypted. The
+/// undecrypted gRPC connection has no `calls`.
 #[test]
 fn tls_flows_carry_the_server_name_version_and_handshake_time() {
     require_root();
@@ -227,16 +236,11 @@ fn tls_flows_carry_the_server_name_version_and_handshake_time() {
     let agent = AgentProcess::start("l7-sni", &[]);
     let dir = tempdir("kl-sni");
     let (cert, key) = self_signed_for(&dir, "kl-sni.test");
-    // grpcio's BoringSSL settles on TLS 1.2 here; Python's and curl's OpenSSL on TLS 1.3.
-    let want = |version: &str| {
-        ["client", "server"].map(|role| {
-            (
-                role.to_owned(),
-                "kl-sni.test".to_owned(),
-                version.to_owned(),
-                true,
-            )
-        })
+    // Both settle on TLS 1.3 (grpcio's BoringSSL with a post-quantum key share that makes its
+    // ServerHello longer than the capture, before its supported_versions: the key share alone
+    // says 1.3). Only OpenSSL's plaintext is read: grpcio's connections are `sni-only`.
+    let want = |tls: &str, version: &str| {
+        ["client", "server"].map(|role| (format!("{role} {tls} kl-sni.test {version}"), true))
     };
     let closed = |port: u16| {
         format!("SELECT count(*) AS n FROM flows WHERE dst_port = {port} AND status = 'closed'")
@@ -258,7 +262,7 @@ fn tls_flows_carry_the_server_name_version_and_handshake_time() {
     // The client's end closes with the client, the server's when the server stops.
     drop(grpc_server);
     wait_count(&agent, &closed(port), 2);
-    assert_eq!(tls_flows(&agent, port), want("TLS 1.2"));
+    assert_eq!(tls_flows(&agent, port), want("sni-only", "TLS 1.3"));
     let calls = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
     assert_eq!(agent.query_json(&calls)[0]["n"].as_u64(), Some(0));
 
@@ -285,7 +289,7 @@ fn tls_flows_carry_the_server_name_version_and_handshake_time() {
     assert_eq!(seen[0].0, 200);
     drop(https);
     wait_count(&agent, &closed(port), 2);
-    assert_eq!(tls_flows(&agent, port), want("TLS 1.3"));
+    assert_eq!(tls_flows(&agent, port), want("openssl", "TLS 1.3"));
 }
 
 /// HTTPS through the system's OpenSSL on both ends: the HTTP test server wrapped in Python's
@@ -310,20 +314,9 @@ fn https_through_openssl_is_http_calls_on_both_ends() {
     ]));
     let agent = AgentProcess::start("l7-tls", &[]);
     let base = format!("https://127.0.0.1:{port}");
-    let write_out = "%{http_code} %{size_header} %{size_download} %{size_request} %{time_pretransfer} %{time_total}\n";
     let paths = ["/ok?secret=query", "/missing", "/big", "/ok"];
-    let mut args = vec![
-        "-sk",
-        "-w",
-        write_out,
-        "-H",
-        "Authorization: Bearer kl-secret-tls-token",
-    ];
     let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
-    for u in &urls {
-        args.extend(["-o", "/dev/null", u.as_str()]);
-    }
-    let seen = curl(&args);
+    let seen = curl_each(&urls, &["Authorization: Bearer kl-secret-tls-token"]);
     assert_eq!(
         seen.iter().map(|s| s.0).collect::<Vec<_>>(),
         [200, 404, 200, 200]
@@ -521,6 +514,269 @@ fn a_libssl_first_mapped_after_start_is_probed_within_the_rescan_period() {
         })
         .collect();
     assert_eq!(got, [("/ok", "200"), ("/missing", "404")]);
+}
+
+/// The Go HTTPS fixture (`go_https.go`), built with the host's Go into `dir`.
+fn build_go_https(dir: &std::path::Path) -> String {
+    tool("go");
+    let out = dir.join("go_https");
+    run_ok(
+        Command::new("go")
+            .args([
+                "build",
+                "-o",
+                out.to_str().unwrap(),
+                &fixture("go_https.go"),
+            ])
+            // No module proxy or toolchain download: the fixture is stdlib-only.
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-buildvcs=false")
+            .env("GOPROXY", "off"),
+    );
+    out.display().to_string()
+}
+
+/// `agent_stats`' count of probed Go executables.
+fn go_binaries_probed(agent: &AgentProcess) -> u64 {
+    agent.query_json("SELECT tls_go_binaries_probed AS n FROM agent_stats LIMIT 1")[0]["n"]
+        .as_u64()
+        .unwrap()
+}
+
+/// nginx with `ssl` (the system's OpenSSL, probed at its internal read and write; one process,
+/// no master, so the test's kill ends it) and curl:
+/// five keep-alive requests for a static file and two 404s on one connection. Each is one
+/// `http` call on each end with the exact method, path, status and the byte counts curl
+/// reports, `tls = 'openssl'`; the secrets sent inside TLS appear in no table.
+#[test]
+fn https_from_nginx_is_http_calls_on_both_ends_with_exact_sizes() {
+    require_root();
+    tool("nginx");
+    tool("curl");
+    let dir = tempdir("kl-nginx-tls");
+    let (cert, key) = self_signed(&dir);
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/file.txt"), "k".repeat(100)).unwrap();
+    let port = support::host::free_port();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
+               proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port} ssl;\n\
+                 ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+                 location = /file.txt {{ root {d}/www; }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let agent = AgentProcess::start("l7-nginx-tls", &[]);
+    let _nginx = Killed(
+        Command::new("nginx")
+            .args(["-e", &format!("{d}/error.log"), "-p", &d.to_string(), "-c"])
+            .arg(dir.join("nginx.conf"))
+            .spawn()
+            .expect("start nginx"),
+    );
+    wait_listening(port, "nginx");
+    let base = format!("https://127.0.0.1:{port}");
+    let paths = [
+        "/file.txt?secret=nginx-query",
+        "/file.txt",
+        "/nope",
+        "/file.txt",
+        "/file.txt",
+        "/gone",
+        "/file.txt",
+    ];
+    let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
+    let seen = curl_each(&urls, &["Authorization: Bearer kl-secret-nginx-token"]);
+    let statuses: Vec<u16> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(statuses, [200, 200, 404, 200, 200, 404, 200]);
+    let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    wait_count(&agent, &count, 14);
+    for (role, comm) in [("client", "curl"), ("server", "nginx")] {
+        let got: Vec<String> = agent
+            .query_json(&format!(
+                "SELECT comm, method, resource, status, tls, request_bytes, response_bytes \
+                 FROM calls WHERE dst_port = {port} AND role = '{role}' ORDER BY ts"
+            ))
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_owned();
+                format!(
+                    "{} {} {} {} {} {} {}",
+                    s("comm"),
+                    s("method"),
+                    s("resource"),
+                    s("status"),
+                    s("tls"),
+                    r["request_bytes"],
+                    r["response_bytes"]
+                )
+            })
+            .collect();
+        let want: Vec<String> = paths
+            .iter()
+            .zip(&seen)
+            .map(|(p, s)| {
+                let path = p.split('?').next().unwrap();
+                format!("{comm} GET {path} {} openssl {} {}", s.0, s.3, s.1 + s.2)
+            })
+            .collect();
+        assert_eq!(got, want, "{role}");
+    }
+    assert_timing_sums(&agent, port);
+    assert_no_secret(&agent, &["kl-secret-nginx-token", "secret=nginx-query"]);
+}
+
+/// HTTPS in Go's own `crypto/tls`, read at `(*Conn).Write` and `Read` (entry probes and probes
+/// on their `ret` instructions): a Go server, started before the agent, answers curl (OpenSSL)
+/// over HTTP/1.1 with keep-alive, then a Go client over HTTP/1.1 and over HTTP/2. Every request
+/// is one call on each end with its method, path and status; the Go server's rows count the
+/// exact bytes curl reports and say `tls = 'go'` while curl's say `openssl`; the two Go ends
+/// agree on every size; each connection's `flows` rows say which library was read; nothing sent
+/// inside TLS is stored.
+#[test]
+fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
+    require_root();
+    tool("curl");
+    let dir = tempdir("kl-go-tls");
+    let go_https = build_go_https(&dir);
+    let (cert, key) = self_signed(&dir);
+    let (_server, port) = start_server(Command::new(&go_https).args(["server", &cert, &key]));
+    let agent = AgentProcess::start("l7-go-tls", &[]);
+    // Any other Go program running on the machine counts too.
+    assert!(
+        go_binaries_probed(&agent) >= 1,
+        "the running Go server is probed at start"
+    );
+    let base = format!("https://127.0.0.1:{port}");
+    let count = |n: u64| {
+        wait_count(
+            &agent,
+            &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}"),
+            n,
+        )
+    };
+    let rows = |role: &str, comm: &str| -> Vec<String> {
+        agent
+            .query_json(&format!(
+                "SELECT protocol, method, resource, status, tls, request_bytes, response_bytes                  FROM calls WHERE dst_port = {port} AND role = '{role}' AND comm = '{comm}'                  ORDER BY ts"
+            ))
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_owned();
+                format!(
+                    "{} {} {} {} {} {} {}",
+                    s("protocol"),
+                    s("method"),
+                    s("resource"),
+                    s("status"),
+                    s("tls"),
+                    r["request_bytes"],
+                    r["response_bytes"]
+                )
+            })
+            .collect()
+    };
+
+    // curl to the Go server: exact sizes from curl.
+    let paths = ["/ok?secret=go-query", "/missing", "/ok"];
+    let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
+    let seen = curl_each(&urls, &["Authorization: Bearer kl-secret-go-token"]);
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [200, 404, 200]
+    );
+    count(6);
+    let want = |tls: &str| -> Vec<String> {
+        ["/ok", "/missing", "/ok"]
+            .iter()
+            .zip(&seen)
+            .map(|(path, s)| format!("http GET {path} {} {tls} {} {}", s.0, s.3, s.1 + s.2))
+            .collect()
+    };
+    assert_eq!(rows("server", "go_https"), want("go"));
+    assert_eq!(rows("client", "curl"), want("openssl"));
+
+    // The Go client, HTTP/1.1 then HTTP/2: both ends Go.
+    let h1 = run_ok(Command::new(&go_https).args([
+        "client",
+        &cert,
+        &format!("{base}/ok"),
+        &format!("{base}/missing"),
+    ]));
+    // The version the Go client negotiated, which the flows must name.
+    let version = h1
+        .lines()
+        .next()
+        .unwrap()
+        .splitn(4, ' ')
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        h1,
+        format!("200 100 HTTP/1.1 {version}\n404 9 HTTP/1.1 {version}\n")
+    );
+    count(10);
+    let h2 = run_ok(Command::new(&go_https).args([
+        "client",
+        "--h2",
+        &cert,
+        &format!("{base}/ok"),
+        &format!("{base}/missing"),
+    ]));
+    assert_eq!(
+        h2,
+        format!("200 100 HTTP/2.0 {version}\n404 9 HTTP/2.0 {version}\n")
+    );
+    count(14);
+    let client = rows("client", "go_https");
+    let server = rows("server", "go_https");
+    assert_eq!(
+        client,
+        server[3..],
+        "both Go ends, the same calls and sizes"
+    );
+    let shape: Vec<String> = client
+        .iter()
+        .map(|r| r.split(' ').take(5).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "http GET /ok 200 go",
+            "http GET /missing 404 go",
+            "http2 GET /ok 200 go",
+            "http2 GET /missing 404 go",
+        ]
+    );
+    let untracked = agent.query_json("SELECT kernel_tls_untracked AS n FROM agent_stats LIMIT 1");
+    assert_eq!(untracked[0]["n"].as_u64(), Some(0));
+    let undetected = agent.query_json("SELECT sum(sessions_undetected) AS n FROM protocol_stats");
+    assert_eq!(undetected[0]["n"].as_u64(), Some(0), "{undetected:?}");
+    assert_timing_sums(&agent, port);
+    // Three connections, both ends of each: their flows say how their bytes were read.
+    let closed =
+        format!("SELECT count(*) AS n FROM flows WHERE dst_port = {port} AND status = 'closed'");
+    wait_count(&agent, &closed, 6);
+    let how = agent.query_json(&format!(
+        "SELECT comm, tls, tls_version, count(*) AS n FROM flows WHERE dst_port = {port} \
+         AND status = 'closed' GROUP BY 1, 2, 3 ORDER BY 1"
+    ));
+    assert_eq!(
+        how,
+        [
+            serde_json::json!({"comm": "curl", "tls": "openssl", "tls_version": "TLS 1.3", "n": 1}),
+            serde_json::json!({"comm": "go_https", "tls": "go", "tls_version": version, "n": 5}),
+        ]
+    );
+    assert_no_secret(&agent, &["kl-secret-go-token", "secret=go-query"]);
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.

@@ -16,7 +16,7 @@ use datafusion::arrow::{
     datatypes::{DataType, Float64Type, UInt64Type},
 };
 use kindling_agent::records::{
-    CallRecord, DnsRecord, EndMeta, Endpoints, Ends, FlowRecord, Owner, Role,
+    CallRecord, DnsRecord, EndMeta, Endpoints, Ends, FlowRecord, Owner, Role, TlsInfo,
     builders::{CallsBuilder, DnsBuilder, FlowsBuilder},
 };
 use kindling_wire::schema;
@@ -437,6 +437,80 @@ async fn service_map_counts_each_call_once_and_names_both_ends() {
         responses["U"].error,
         "unknown queryType `graph` (supported: sql, calls, dns, tcp, service_map, trace)"
     );
+}
+
+/// Connections on which no call was parsed, as L4 edges: two TLS connections to one server
+/// (their handshakes seen, their bytes not decrypted) are a `tls` edge named by the server name
+/// their clients asked for, with the version and the p95 handshake time; a connection without
+/// a handshake stays `tcp`, with no TLS details.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_map_names_and_times_tls_edges_without_calls() {
+    const PAY: [u8; 4] = [10, 0, 0, 5];
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let end_ts = now - 600_000_000_000;
+    let flow = |conn_id: u64, dst: ([u8; 4], u16), ms: i64, tls: TlsInfo| FlowRecord {
+        start_ts_ns: end_ts - ms * 1_000_000,
+        end_ts_ns: end_ts,
+        conn_id,
+        role: Role::Client,
+        owner: Owner {
+            pid: 9,
+            tid: 9,
+            comm: "frontend".into(),
+            cgroup_id: 0,
+        },
+        endpoints: Endpoints {
+            src_ip: Ipv4Addr::from(FRONTEND).into(),
+            src_port: 40_000 + conn_id as u16,
+            dst_ip: Ipv4Addr::from(dst.0).into(),
+            dst_port: dst.1,
+        },
+        tls,
+        ..fixture_flow(1)
+    };
+    let pay = TlsInfo {
+        sni: Some("pay.example".into()),
+        version: Some("TLS 1.3"),
+        handshake_ns: Some(4_000_000),
+    };
+    let mut flows = FlowsBuilder::new("n1");
+    flows.append(&flow(1, (PAY, 443), 70, pay.clone()));
+    flows.append(&flow(2, (PAY, 443), 70, pay));
+    flows.append(&flow(3, (DB, 5432), 45, TlsInfo::default()));
+    let store = empty_store();
+    store
+        .append(schema::FLOWS, flows.finish().unwrap())
+        .unwrap();
+    let agent = serve(store, "n1").await;
+    let host = GrafanaHost::start();
+    let responses = host
+        .query_data(
+            &[&agent.addr],
+            &[
+                ("M", json!({"queryType": "service_map"})),
+                ("S", json!({"queryType": "service_map", "protocol": "tls"})),
+            ],
+        )
+        .await;
+    assert_eq!(responses["M"].error, "");
+    let edges = &support::host::decode_frames(&responses["M"])[1].batch;
+    assert_eq!(
+        text(edges, "id"),
+        [
+            "n1/frontend -> 10.0.0.4:5432 (tcp)",
+            "n1/frontend -> 10.0.0.5:443 (tls)"
+        ]
+    );
+    assert_eq!(counts(edges, "detail__calls"), [1, 2]);
+    assert_eq!(floats(edges, "secondarystat"), [Some(45.0), Some(70.0)]);
+    assert_eq!(text(edges, "detail__tls_sni"), ["", "pay.example"]);
+    assert_eq!(text(edges, "detail__tls_version"), ["", "TLS 1.3"]);
+    assert_eq!(
+        floats(edges, "detail__tls_handshake_p95"),
+        [None, Some(4.0)]
+    );
+    let edges = &support::host::decode_frames(&responses["S"])[1].batch;
+    assert_eq!(text(edges, "target"), ["10.0.0.5:443"]);
 }
 
 /// A call of `comm` (pid 7) on thread `tid`, connection `conn_id`, starting `at_ms` after `t0`,

@@ -126,22 +126,41 @@ pub fn client_hello_sni(data: &[u8]) -> Option<String> {
 }
 
 /// The version a ServerHello at the start of `data` chose: `TLS 1.3` from its
-/// `supported_versions` extension, else its legacy version (`TLS 1.2`, ...).
+/// `supported_versions` extension or from a `key_share` extension (which only a TLS 1.3
+/// ServerHello has), else its legacy version (`TLS 1.2`, ...). A ServerHello cut before its
+/// extensions end (a post-quantum key share makes it longer than the capture) gives what came
+/// before the cut, else None: its legacy version would claim `TLS 1.2` for a TLS 1.3
+/// connection.
 pub fn server_hello_version(data: &[u8]) -> Option<&'static str> {
+    const EXT_KEY_SHARE: u16 = 51;
     let mut c = Cursor(handshake(data, SERVER_HELLO)?);
     let legacy = c.u16()?;
-    let mut version = legacy;
     c.take(32)?; // random
     // The session id, cipher suite and compression method, then the extensions, if any.
-    if c.vec(1).is_some()
-        && c.take(2 + 1).is_some()
-        && let Some(block) = c.vec(2)
-        && let Some((_, v)) = extensions(block).find(|(k, _)| *k == EXT_SUPPORTED_VERSIONS)
-        && let [a, b] = v
-    {
-        version = u16::from_be_bytes([*a, *b]);
+    c.vec(1)?;
+    c.take(2 + 1)?;
+    if c.0.is_empty() {
+        return version_name(legacy);
     }
-    version_name(version)
+    let declared = usize::from(c.u16()?);
+    let mut exts = Cursor(c.0.get(..declared).unwrap_or(c.0));
+    // Each extension's header, its data when captured whole.
+    while let (Some(kind), Some(len)) = (exts.u16(), exts.u16()) {
+        match (kind, exts.take(usize::from(len))) {
+            (EXT_SUPPORTED_VERSIONS, Some(&[a, b])) => {
+                return version_name(u16::from_be_bytes([a, b]));
+            }
+            (EXT_KEY_SHARE, _) => return version_name(0x0304),
+            (_, Some(_)) => {}
+            (_, None) => return None,
+        }
+    }
+    // None named the version: the legacy one, if every extension was seen.
+    if c.0.len() >= declared {
+        version_name(legacy)
+    } else {
+        None
+    }
 }
 
 fn version_name(version: u16) -> Option<&'static str> {
@@ -194,16 +213,20 @@ mod tests {
         record
     }
 
-    fn server_hello(supported: Option<u16>) -> Vec<u8> {
+    /// A ServerHello record with these extensions (none: no extension block).
+    fn server_hello_with(exts: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (kind, data) in exts {
+            block.extend(kind.to_be_bytes());
+            block.extend((data.len() as u16).to_be_bytes());
+            block.extend(data);
+        }
         let mut body = vec![3, 3];
         body.extend([5; 32]);
         body.extend([0, 0x13, 0x01, 0]);
-        if let Some(v) = supported {
-            let mut exts = EXT_SUPPORTED_VERSIONS.to_be_bytes().to_vec();
-            exts.extend([0, 2]);
-            exts.extend(v.to_be_bytes());
-            body.extend((exts.len() as u16).to_be_bytes());
-            body.extend(exts);
+        if !exts.is_empty() {
+            body.extend((block.len() as u16).to_be_bytes());
+            body.extend(block);
         }
         let mut hs = vec![SERVER_HELLO];
         hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
@@ -212,6 +235,15 @@ mod tests {
         record.extend((hs.len() as u16).to_be_bytes());
         record.extend(hs);
         record
+    }
+
+    /// A ServerHello choosing `supported` in its supported_versions, or without extensions.
+    fn server_hello(supported: Option<u16>) -> Vec<u8> {
+        let exts: Vec<_> = supported
+            .map(|v| (EXT_SUPPORTED_VERSIONS, v.to_be_bytes().to_vec()))
+            .into_iter()
+            .collect();
+        server_hello_with(&exts)
     }
 
     #[test]
@@ -263,5 +295,19 @@ mod tests {
         for n in 0..whole.len() {
             let _ = server_hello_version(&whole[..n]);
         }
+        // A ServerHello with a hybrid post-quantum key share (1,120 bytes), cut by the capture
+        // inside it, supported_versions before (Go) or after it (BoringSSL): TLS 1.3 either
+        // way (only TLS 1.3 has a key_share there).
+        let key_share = (51, [&[0x11, 0xec, 4, 96][..], &[7; 1120]].concat());
+        let versions = (EXT_SUPPORTED_VERSIONS, vec![3, 4]);
+        let go = server_hello_with(&[versions.clone(), key_share.clone()]);
+        assert_eq!(server_hello_version(&go[..1024]), Some("TLS 1.3"));
+        let boring = server_hello_with(&[key_share, versions]);
+        assert_eq!(server_hello_version(&boring[..1024]), Some("TLS 1.3"));
+        // A TLS 1.2 ServerHello cut inside an extension before the end: not known.
+        let renegotiation = (0xff01, vec![0; 40]);
+        let tls12 = server_hello_with(&[(11, vec![1, 0]), renegotiation]);
+        assert_eq!(server_hello_version(&tls12), Some("TLS 1.2"));
+        assert_eq!(server_hello_version(&tls12[..tls12.len() - 10]), None);
     }
 }

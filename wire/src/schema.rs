@@ -169,6 +169,10 @@ static FLOWS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("tls_sni", DataType::Utf8, true),
         Field::new("tls_version", DataType::Utf8, true),
         Field::new("tls_handshake_ns", DataType::UInt64, true),
+        // How the connection's bytes were read: none (cleartext, or nothing the agent knows as
+        // TLS), openssl | go (TLS plaintext from the uprobes), sni-only (a TLS handshake seen,
+        // the plaintext not read). Null in dumps of older agents.
+        Field::new("tls", DataType::Utf8, true),
     ]);
     fields.extend(identity());
     Arc::new(Schema::new(fields))
@@ -198,6 +202,10 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("tls_libraries_found"),
         count("tls_libraries_probed"),
         count("tls_libraries_failed"),
+        // Go executables with crypto/tls in their symbol table found, probed, failed to probe.
+        count("tls_go_binaries_found"),
+        count("tls_go_binaries_probed"),
+        count("tls_go_binaries_failed"),
         count("memory_budget_bytes"),
         // One row per table; the counters above repeat on every row.
         text("table_name"),
@@ -285,8 +293,9 @@ static CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // flows.conn_id of the TCP connection; 0 for UDP.
         Field::new("conn_id", DataType::UInt64, false),
         text("node"),
-        // How the bytes were read: none (the socket's own, cleartext) | openssl (TLS plaintext
-        // at OpenSSL's SSL_read/SSL_write); null in rows of an agent before this column.
+        // How the bytes were read: none (the socket's own, cleartext) | openssl | go (TLS
+        // plaintext at OpenSSL's SSL_read/SSL_write, at Go's crypto/tls Conn.Read/Write); null
+        // in rows of an agent before this column.
         Field::new("tls", DataType::Utf8, true),
         // From a W3C traceparent header.
         Field::new("trace_id", DataType::Utf8, true),

@@ -299,6 +299,13 @@ impl KernelBtf {
             tcp_copied_seq: self.member_offset("tcp_sock", "copied_seq")?,
             tcp_write_seq: self.member_offset("tcp_sock", "write_seq")?,
             task_flags: self.member_offset("task_struct", "flags")?,
+            task_files: self.member_offset("task_struct", "files")?,
+            files_fdt: self.member_offset("files_struct", "fdt")?,
+            fdtable_fd: self.member_offset("fdtable", "fd")?,
+            file_inode: self.member_offset("file", "f_inode")?,
+            inode_mode: self.member_offset("inode", "i_mode")?,
+            file_private_data: self.member_offset("file", "private_data")?,
+            socket_sk: self.member_offset("socket", "sk")?,
         })
     }
 

@@ -176,7 +176,7 @@ pub struct Capture {
     misses: std::cell::Cell<(Option<std::time::Instant>, u64)>,
     /// The excluded-cgroup map, while nobody took it to update it.
     exclusions: Option<PayloadExclusions>,
-    /// The OpenSSL libraries found and probed.
+    /// The OpenSSL libraries and Go programs found and probed.
     tls: Tls,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
@@ -195,8 +195,8 @@ impl Tls {
     /// Finds libraries not probed yet and probes them.
     fn rescan(&mut self, ebpf: &mut Ebpf) {
         let dirs = tls::HOST_LIBRARY_DIRS.map(std::path::Path::new);
-        let files = self.scan.scan(std::path::Path::new("/proc"), &dirs);
-        self.attach.attach(ebpf, &files);
+        let found = self.scan.scan(std::path::Path::new("/proc"), &dirs);
+        self.attach.attach(ebpf, &found);
         self.last_scan = Some(std::time::Instant::now());
     }
 }
@@ -439,9 +439,12 @@ impl Capture {
             data_ringbuf_full: sum(counter::DATA_RINGBUF_FULL),
             program_misses: self.program_misses(),
             tls_untracked: sum(counter::TLS_UNTRACKED),
-            tls_libraries_found: self.tls.attach.found,
-            tls_libraries_probed: self.tls.attach.attached,
-            tls_libraries_failed: self.tls.attach.failed.len() as u64,
+            tls_libraries_found: self.tls.attach.libraries.found,
+            tls_libraries_probed: self.tls.attach.libraries.attached,
+            tls_libraries_failed: self.tls.attach.libraries.failed.len() as u64,
+            tls_go_binaries_found: self.tls.attach.go.found,
+            tls_go_binaries_probed: self.tls.attach.go.attached,
+            tls_go_binaries_failed: self.tls.attach.go.failed.len() as u64,
         }
     }
 

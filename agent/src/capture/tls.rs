@@ -1,10 +1,12 @@
-//! The OpenSSL libraries to probe, and their uprobes (the programs are `agent-ebpf/src/tls.rs`).
+//! The OpenSSL libraries and Go binaries to probe, and their uprobes (the programs are
+//! `agent-ebpf/src/tls.rs`).
 //!
-//! A uprobe is set on a file (its inode), not on a process: one attachment per library file
-//! covers every process that maps it, those started before the agent and after. The files are
-//! the `libssl.so*` that running processes map (`/proc/PID/maps`, opened through
-//! `/proc/PID/root` so that a container's own copy is found in its image) and those in the
-//! host's library directories, each taken once by device and inode.
+//! A uprobe is set on a file (its inode), not on a process: one attachment per file covers every
+//! process that maps it, those started before the agent and after. The files are the
+//! `libssl.so*` that running processes map (`/proc/PID/maps`, opened through `/proc/PID/root`
+//! so that a container's own copy is found in its image), those in the host's library
+//! directories, and the processes' executables (`/proc/PID/exe`) that are Go programs with
+//! `crypto/tls` in their symbol table; each taken once by device and inode.
 
 use std::{
     collections::HashSet,
@@ -110,34 +112,163 @@ pub fn internal_sites(file: &Path) -> Option<(u64, u64)> {
     ))
 }
 
+/// Where a Go binary's TLS reads and writes are probed: file offsets of the first instruction
+/// of the body (past the stack check) of `crypto/tls.(*Conn).Write` and of `Read`, and of every
+/// `ret` instruction of both.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GoSites {
+    /// `(*Conn).Write`'s body.
+    pub write: u64,
+    /// `(*Conn).Read`'s body.
+    pub read: u64,
+    /// Every `ret` of both.
+    pub returns: Vec<u64>,
+}
+
+/// Why an executable is not probed as a Go TLS program.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotGoTls {
+    /// Not a Go program (or not readable as one): ignored.
+    NotGo,
+    /// A Go program without `crypto/tls`: ignored.
+    NoTls,
+    /// A Go program that may use TLS but cannot be probed, and why (counted as failed).
+    Unsupported(&'static str),
+}
+
+/// The Go version a `.go.buildinfo` section names, for the formats of Go >= 1.18 (the version
+/// string inline after the 32-byte header); None for older formats or another section.
+fn go_version(buildinfo: &[u8]) -> Option<&str> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    if !buildinfo.starts_with(MAGIC) || buildinfo.get(15)? & 2 == 0 {
+        return None;
+    }
+    // A uvarint length; a version string is far shorter than 128 bytes.
+    let len = usize::from(*buildinfo.get(32)?);
+    std::str::from_utf8(buildinfo.get(33..33 + len)?).ok()
+}
+
+/// Whether Go version `v` (`go1.N...`) passes arguments in registers on amd64 (Go >= 1.17; any
+/// version [`go_version`] can read is >= 1.18, checked here all the same).
+fn register_abi(v: &str) -> bool {
+    let minor = v.strip_prefix("go1.").map(|rest| {
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+    });
+    matches!(minor, Some(Some(m)) if m >= 17)
+}
+
+/// Where to probe the Go executable `file` for TLS plaintext ([`GoSites`]), read lazily from the
+/// file (only its headers, the build info, the symbol table and the two functions' code).
+pub fn go_sites(file: &Path) -> Result<GoSites, NotGoTls> {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+    use object::{Object, ObjectSection, ObjectSymbol, read::ReadCache};
+    let handle = std::fs::File::open(file).map_err(|_| NotGoTls::NotGo)?;
+    let cache = ReadCache::new(handle);
+    let elf = object::File::parse(&cache).map_err(|_| NotGoTls::NotGo)?;
+    let buildinfo = elf
+        .section_by_name(".go.buildinfo")
+        .ok_or(NotGoTls::NotGo)?;
+    if elf.architecture() != object::Architecture::X86_64 {
+        return Err(NotGoTls::Unsupported("not x86-64"));
+    }
+    if elf.symbol_table().is_none() {
+        return Err(NotGoTls::Unsupported("no symbol table (stripped)"));
+    }
+    let symbol = |name: &str| {
+        let s = elf.symbols().find(|s| s.name() == Ok(name))?;
+        Some((s.address(), s.size(), s.section_index()?))
+    };
+    let (Some(write), Some(read)) = (
+        symbol("crypto/tls.(*Conn).Write"),
+        symbol("crypto/tls.(*Conn).Read"),
+    ) else {
+        return Err(NotGoTls::NoTls);
+    };
+    let version = buildinfo.data().ok().and_then(go_version);
+    if !version.is_some_and(register_abi) {
+        return Err(NotGoTls::Unsupported("Go older than 1.18"));
+    }
+    // Each function's code, decoded from its start: the file offset of its body's first
+    // instruction and of each `ret`. A Go function starts by comparing the stack pointer with
+    // the goroutine's stack guard and branching, when the stack must grow, to a call of
+    // `runtime.morestack` that starts the function over: the body begins after that branch, so
+    // a probe there fires once per call (at the very first instruction it would fire again
+    // after each growth). The registers hold the arguments there still.
+    let sites = |(address, size, section): (u64, u64, object::SectionIndex)| {
+        let section = elf.section_by_index(section).ok()?;
+        let (section_offset, _) = section.file_range()?;
+        let code = section.data_range(address, size).ok()??;
+        let to_offset = |addr: u64| addr - section.address() + section_offset;
+        let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+        let (mut body, mut returns) = (None, Vec::new());
+        for (i, instruction) in decoder.iter().enumerate() {
+            if instruction.is_invalid() {
+                return None;
+            }
+            if i < 4
+                && body.is_none()
+                && matches!(instruction.mnemonic(), Mnemonic::Jbe | Mnemonic::Jb)
+            {
+                body = Some(instruction.next_ip());
+            }
+            if instruction.mnemonic() == Mnemonic::Ret {
+                returns.push(to_offset(instruction.ip()));
+            }
+        }
+        let entry = to_offset(body.unwrap_or(address));
+        (!returns.is_empty()).then_some((entry, returns))
+    };
+    let undecodable = || NotGoTls::Unsupported("crypto/tls code not decodable");
+    let (write, mut returns) = sites(write).ok_or_else(undecodable)?;
+    let (read, read_returns) = sites(read).ok_or_else(undecodable)?;
+    returns.extend(read_returns);
+    Ok(GoSites {
+        write,
+        read,
+        returns,
+    })
+}
+
 /// Whether `name` is an OpenSSL libssl file name (`libssl.so`, `libssl.so.3`, ...).
 fn is_libssl(name: &str) -> bool {
     name == "libssl.so" || name.starts_with("libssl.so.")
 }
 
-/// Finds libssl files not found before: those mapped by processes not looked at before, and
-/// those in the host's library directories. Each file is listed once, by device and inode, so
-/// a library mapped by many processes, or named by a symlink, is probed once.
+/// Finds libssl files and executables not found before: the libraries mapped by processes not
+/// looked at before and those in the host's library directories, and those processes'
+/// executables. Each file is listed once, by device and inode, so a library mapped by many
+/// processes, or named by a symlink, is probed once.
 #[derive(Debug, Default)]
 pub struct LibraryScan {
     files: HashSet<(u64, u64)>,
     pids: HashSet<u32>,
 }
 
+/// What one [`LibraryScan::scan`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// `libssl.so*` files.
+    pub libraries: Vec<PathBuf>,
+    /// Executables, to be looked at for Go's `crypto/tls` ([`go_sites`]).
+    pub executables: Vec<PathBuf>,
+}
+
 impl LibraryScan {
-    /// The libssl files found since the last scan: first those mapped by the processes under
-    /// `proc_root` (a `/proc`) that the last scan did not see, reached through each process's
-    /// root, then those in `host_dirs`. At most [`MAX_PROCESSES`] new processes are read per
-    /// scan; the rest wait for the next.
-    pub fn scan(&mut self, proc_root: &Path, host_dirs: &[&Path]) -> Vec<PathBuf> {
-        let mut found = Vec::new();
+    /// The files found since the last scan: first the libssl files mapped by the processes
+    /// under `proc_root` (a `/proc`) that the last scan did not see, reached through each
+    /// process's root, then those in `host_dirs`; and those processes' executables. At most
+    /// [`MAX_PROCESSES`] new processes are read per scan; the rest wait for the next.
+    pub fn scan(&mut self, proc_root: &Path, host_dirs: &[&Path]) -> Found {
+        let mut found = Found::default();
         let files = &mut self.files;
-        let mut take = |path: PathBuf| {
+        let mut take = |path: PathBuf, into: &mut Vec<PathBuf>| {
             if let Ok(meta) = std::fs::metadata(&path)
                 && meta.is_file()
                 && files.insert((meta.dev(), meta.ino()))
             {
-                found.push(path);
+                into.push(path);
             }
         };
         let mut live: Vec<u32> = std::fs::read_dir(proc_root)
@@ -157,6 +288,9 @@ impl LibraryScan {
         for pid in new {
             self.pids.insert(pid);
             let dir = proc_root.join(pid.to_string());
+            // The executable as the process sees it (a link the kernel resolves in the
+            // process's own mount namespace); kernel threads have none.
+            take(dir.join("exe"), &mut found.executables);
             let Ok(maps) = std::fs::read_to_string(dir.join("maps")) else {
                 continue;
             };
@@ -172,7 +306,10 @@ impl LibraryScan {
                 })
                 .collect();
             for path in mapped {
-                take(dir.join("root").join(path.trim_start_matches('/')));
+                take(
+                    dir.join("root").join(path.trim_start_matches('/')),
+                    &mut found.libraries,
+                );
             }
         }
         for dir in host_dirs {
@@ -187,70 +324,123 @@ impl LibraryScan {
                 .collect();
             names.sort();
             for path in names {
-                take(path);
+                take(path, &mut found.libraries);
             }
         }
         found
     }
 }
 
-/// What attaching to the OpenSSL libraries did.
+/// What attaching to one kind of file did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TlsAttach {
-    /// Libraries found.
+pub struct Probed {
+    /// Files found.
     pub found: u64,
-    /// Libraries whose `SSL_write` and `SSL_read` are probed.
+    /// Files whose reads and writes are probed.
     pub attached: u64,
-    /// Libraries that could not be probed, with why.
+    /// Files that could not be probed, with why.
     pub failed: Vec<(PathBuf, String)>,
 }
 
-/// Loads the TLS programs (before the first [`TlsAttach::attach`]).
-pub fn load(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
-    for name in ENTRIES.iter().map(|e| e.0).chain([RETURN]) {
-        let program: &mut UProbe = ebpf
-            .program_mut(name)
-            .ok_or(ProgramError::NotLoaded)?
-            .try_into()?;
-        program.load()?;
-    }
-    Ok(())
-}
-
-impl TlsAttach {
-    /// Attaches the loaded programs to every library in `files`, counting each, and logs those
-    /// that failed.
-    pub fn attach(&mut self, ebpf: &mut Ebpf, files: &[PathBuf]) {
-        for file in files {
-            self.found += 1;
-            match attach_one(ebpf, file) {
-                Ok(()) => {
-                    self.attached += 1;
-                    tracing::info!(file = %file.display(), "OpenSSL library probed for TLS plaintext");
-                }
-                Err(e) => {
-                    tracing::warn!(file = %file.display(), error = %e, "OpenSSL library not probed: its TLS stays encrypted");
-                    self.failed.push((file.clone(), e.to_string()));
-                }
+impl Probed {
+    /// Counts what probing `file`, a `kind`, did, and logs it.
+    fn record(&mut self, kind: &str, file: &Path, result: Result<(), String>) {
+        self.found += 1;
+        match result {
+            Ok(()) => {
+                self.attached += 1;
+                tracing::info!(file = %file.display(), "{kind} probed for TLS plaintext");
+            }
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "{kind} not probed: its TLS stays encrypted");
+                self.failed.push((file.to_path_buf(), e));
             }
         }
     }
 }
 
+/// What attaching to the OpenSSL libraries and the Go programs did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TlsAttach {
+    /// OpenSSL libraries.
+    pub libraries: Probed,
+    /// Go executables that use `crypto/tls` (those that are not Go, or not TLS users, are not
+    /// counted).
+    pub go: Probed,
+}
+
+/// The Go programs (`agent-ebpf/src/tls.rs`): entries of Write and Read, and their returns.
+const GO_PROGRAMS: [&str; 3] = ["go_tls_write", "go_tls_read", "go_tls_return"];
+
+/// Loads the TLS programs (before the first [`TlsAttach::attach`]).
+pub fn load(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
+    for name in ENTRIES
+        .iter()
+        .map(|e| e.0)
+        .chain([RETURN])
+        .chain(GO_PROGRAMS)
+    {
+        program(ebpf, name)?.load()?;
+    }
+    Ok(())
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProgramError> {
+    ebpf.program_mut(name)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()
+}
+
+impl TlsAttach {
+    /// Attaches the loaded programs to every library and Go executable in `found`, counting
+    /// each, and logs those that failed. Executables that are not Go TLS programs are skipped.
+    pub fn attach(&mut self, ebpf: &mut Ebpf, found: &Found) {
+        for file in &found.libraries {
+            let result = attach_library(ebpf, file).map_err(|e| e.to_string());
+            self.libraries.record("OpenSSL library", file, result);
+        }
+        for file in &found.executables {
+            let result = match go_sites(file) {
+                Ok(sites) => attach_go(ebpf, file, &sites).map_err(|e| e.to_string()),
+                Err(NotGoTls::NotGo | NotGoTls::NoTls) => continue,
+                Err(NotGoTls::Unsupported(why)) => Err(why.to_string()),
+            };
+            self.go.record("Go program", file, result);
+        }
+    }
+}
+
+/// Probes one Go executable at `sites`, and turns on the socket programs' lookups of Go TLS
+/// connections.
+fn attach_go(ebpf: &mut Ebpf, file: &Path, sites: &GoSites) -> Result<(), String> {
+    let [write, read, ret] = GO_PROGRAMS;
+    let attach = |ebpf: &mut Ebpf, name: &str, offsets: &[u64]| {
+        program(ebpf, name)?
+            .attach(offsets, file, UProbeScope::AllProcesses)
+            .map(drop)
+    };
+    attach(ebpf, write, &[sites.write])
+        .and_then(|()| attach(ebpf, read, &[sites.read]))
+        .and_then(|()| attach(ebpf, ret, &sites.returns))
+        .map_err(|e| e.to_string())?;
+    let map = ebpf.map_mut("GO_TLS_ON").ok_or("no map GO_TLS_ON")?;
+    aya::maps::Array::<_, u32>::try_from(map)
+        .and_then(|mut on| on.set(0, &1, 0))
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(file = %file.display(), returns = sites.returns.len(), "Probed at crypto/tls");
+    Ok(())
+}
+
 /// Probes one library: its internal write and read functions when [`internal_sites`] finds
 /// them, else each exported function; entry and return. A required function missing is an
 /// error; the links made until then stay (they are harmless without the rest).
-fn attach_one(ebpf: &mut Ebpf, file: &Path) -> Result<(), ProgramError> {
+fn attach_library(ebpf: &mut Ebpf, file: &Path) -> Result<(), ProgramError> {
     if let Some((write, read)) = internal_sites(file) {
         // The internal functions take `size_t *moved` as their fourth argument, as the `_ex`
         // forms do.
         for (entry, offset) in [("ssl_write_ex", write), ("ssl_read_ex", read)] {
             for name in [entry, RETURN] {
-                let program: &mut UProbe = ebpf
-                    .program_mut(name)
-                    .ok_or(ProgramError::NotLoaded)?
-                    .try_into()?;
-                program.attach([offset], file, UProbeScope::AllProcesses)?;
+                program(ebpf, name)?.attach([offset], file, UProbeScope::AllProcesses)?;
             }
         }
         tracing::debug!(file = %file.display(), write, read, "Probed at OpenSSL's internal read and write");
@@ -258,11 +448,7 @@ fn attach_one(ebpf: &mut Ebpf, file: &Path) -> Result<(), ProgramError> {
     }
     for (entry, symbol, required) in ENTRIES {
         let result = [entry, RETURN].into_iter().try_for_each(|name| {
-            let program: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or(ProgramError::NotLoaded)?
-                .try_into()?;
-            program
+            program(ebpf, name)?
                 .attach([symbol], file, UProbeScope::AllProcesses)
                 .map(drop)
         });
@@ -307,6 +493,43 @@ mod tests {
         assert_eq!(internal_sites(Path::new("/proc/self/status")), None);
     }
 
+    /// The Go version in a build info section of Go >= 1.18, and which versions pass arguments
+    /// in registers.
+    #[test]
+    fn go_build_info_names_its_version() {
+        let mut section = b"\xff Go buildinf:\x08\x02".to_vec();
+        section.resize(32, 0);
+        section.push(9);
+        section.extend_from_slice(b"go1.23.5\n");
+        assert_eq!(go_version(&section), Some("go1.23.5\n"));
+        section[41] = b'x';
+        section[32] = 8;
+        assert_eq!(go_version(&section), Some("go1.23.5"));
+        // Go <= 1.17 keeps pointers to the strings, not the strings: not read.
+        section[15] = 0;
+        assert_eq!(go_version(&section), None);
+        assert_eq!(go_version(b"\xff Go buildinf:"), None);
+        assert_eq!(go_version(b""), None);
+        for (v, yes) in [
+            ("go1.23.5", true),
+            ("go1.17", true),
+            ("go1.18beta1", true),
+            ("go1.16.15", false),
+            ("go1.9", false),
+            ("devel", false),
+        ] {
+            assert_eq!(register_abi(v), yes, "{v}");
+        }
+        // Not Go: this test's own executable (Rust), a text file, nothing.
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(go_sites(&exe), Err(NotGoTls::NotGo));
+        assert_eq!(
+            go_sites(Path::new("/proc/self/status")),
+            Err(NotGoTls::NotGo)
+        );
+        assert_eq!(go_sites(Path::new("/nonexistent")), Err(NotGoTls::NotGo));
+    }
+
     /// A fake `/proc` with two processes mapping one library (one through a symlink in its
     /// root), a process in a container with its own copy, and a host directory holding the
     /// first library again and an unrelated one.
@@ -349,16 +572,40 @@ mod tests {
         // Not a process.
         std::fs::create_dir_all(proc_root.join("sys")).unwrap();
 
+        // Processes 10 and 11 run one executable; 12 its own.
+        let app = host.join("usr/bin/app");
+        std::fs::create_dir_all(app.parent().unwrap()).unwrap();
+        std::fs::write(&app, b"\x7fELF app").unwrap();
+        let own_app = image.join("app");
+        std::fs::write(&own_app, b"\x7fELF own app").unwrap();
+        for (pid, exe) in [(10, &app), (11, &app), (12, &own_app)] {
+            std::os::unix::fs::symlink(exe, proc_root.join(format!("{pid}/exe"))).unwrap();
+        }
+
         let mut scan = LibraryScan::default();
-        let files = scan.scan(&proc_root, &[&host.join("usr/lib")]);
+        let found = scan.scan(&proc_root, &[&host.join("usr/lib")]);
         let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
-        let got: Vec<u64> = files.iter().map(|f| inode(f)).collect();
-        assert_eq!(got, [inode(&lib), inode(&own)], "{files:?}");
-        assert!(files[0].starts_with(proc_root.join("10")), "{files:?}");
-        assert!(files[1].starts_with(proc_root.join("12")), "{files:?}");
+        let got: Vec<u64> = found.libraries.iter().map(|f| inode(f)).collect();
+        assert_eq!(got, [inode(&lib), inode(&own)], "{found:?}");
+        assert!(
+            found.libraries[0].starts_with(proc_root.join("10")),
+            "{found:?}"
+        );
+        assert!(
+            found.libraries[1].starts_with(proc_root.join("12")),
+            "{found:?}"
+        );
+        assert_eq!(
+            found.executables,
+            [proc_root.join("10/exe"), proc_root.join("12/exe")]
+        );
         // Found once: a second scan finds nothing new.
-        assert!(scan.scan(&proc_root, &[&host.join("usr/lib")]).is_empty());
-        // A new process with a library of its own: only that one is new.
+        assert_eq!(
+            scan.scan(&proc_root, &[&host.join("usr/lib")]),
+            Found::default()
+        );
+        // A new process with a library of its own (and the executable of process 10): only the
+        // library is new.
         let later = dir.join("later");
         let third = later.join("opt/libssl.so.1.1");
         std::fs::create_dir_all(third.parent().unwrap()).unwrap();
@@ -367,15 +614,21 @@ mod tests {
         std::fs::create_dir_all(&p).unwrap();
         std::fs::write(p.join("maps"), maps("/opt/libssl.so.1.1")).unwrap();
         std::os::unix::fs::symlink(&later, p.join("root")).unwrap();
+        std::os::unix::fs::symlink(&app, p.join("exe")).unwrap();
         assert_eq!(
             scan.scan(&proc_root, &[&host.join("usr/lib")]),
-            [p.join("root/opt/libssl.so.1.1")]
+            Found {
+                libraries: vec![p.join("root/opt/libssl.so.1.1")],
+                executables: vec![],
+            }
         );
         // Without processes, the host directory alone.
         let empty = dir.join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         assert_eq!(
-            LibraryScan::default().scan(&empty, &[&host.join("usr/lib")]),
+            LibraryScan::default()
+                .scan(&empty, &[&host.join("usr/lib")])
+                .libraries,
             [host.join("usr/lib/libssl.so")]
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -358,6 +358,7 @@ row_builder! {
         tls_sni: StringBuilder = r.tls.sni.as_deref(),
         tls_version: StringBuilder = r.tls.version,
         tls_handshake_ns: UInt64Builder = r.tls.handshake_ns,
+        tls: StringBuilder = r.tls.kind(),
     } groups {
         endpoints: EndpointColumns = &r.endpoints,
         identity: IdentityColumns = ends,
@@ -581,6 +582,7 @@ mod tests {
                     sni: Some("api.svc".into()),
                     version: Some("TLS 1.3"),
                     handshake_ns: Some(1500),
+                    library: None,
                 },
             },
             &identities(),
@@ -595,7 +597,7 @@ mod tests {
             ("srtt_us", "50"), ("srtt_min_us", "40"), ("srtt_max_us", "70"),
             ("retransmits", "2"), ("resets", "1"), ("connect_latency_ns", "900"),
             ("close_reason", "rst"), ("tls_sni", "api.svc"), ("tls_version", "TLS 1.3"),
-            ("tls_handshake_ns", "1500"),
+            ("tls_handshake_ns", "1500"), ("tls", "sni-only"),
         ]);
         assert_eq!(row(b.finish().unwrap(), schema::flows()), want);
     }

@@ -270,7 +270,8 @@ pub struct FlowRecord {
 }
 
 /// The cleartext start of a TLS connection (`flows.tls_*`): read from its first bytes each way
-/// by the sessionizer, kept with the connection by the tracker.
+/// by the sessionizer, kept with the connection by the tracker; and whether its plaintext was
+/// read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsInfo {
     /// The server name of the ClientHello.
@@ -279,6 +280,28 @@ pub struct TlsInfo {
     pub version: Option<&'static str>,
     /// ClientHello to the client's first encrypted record (or the first plaintext read).
     pub handshake_ns: Option<u64>,
+    /// The library whose plaintext the TLS uprobes read (`openssl`, `go`), if they did.
+    pub library: Option<&'static str>,
+}
+
+impl TlsInfo {
+    /// Takes what `newer` knows (its fields that are set).
+    pub fn update(&mut self, newer: TlsInfo) {
+        self.sni = newer.sni.or(self.sni.take());
+        self.version = newer.version.or(self.version);
+        self.handshake_ns = newer.handshake_ns.or(self.handshake_ns);
+        self.library = newer.library.or(self.library);
+    }
+
+    /// How the connection's bytes were read (`flows.tls`): its TLS library's plaintext,
+    /// `sni-only` for a TLS handshake seen whose plaintext was not read, else `none`.
+    pub fn kind(&self) -> &'static str {
+        match self.library {
+            Some(library) => library,
+            None if self.sni.is_some() || self.version.is_some() => "sni-only",
+            None => "none",
+        }
+    }
 }
 
 /// One row of `calls`: a request and its response, as one end of the connection saw them.

@@ -788,15 +788,34 @@ fn tls_plaintext_is_parsed_and_the_handshake_named_and_timed() {
         sni: Some("api.svc".into()),
         version,
         handshake_ns,
+        library: None,
     };
     let conn = CLIENT_CONN.unwrap().conn_id;
+    // The first plaintext names the library, then ends the handshake.
+    let library = TlsInfo {
+        library: Some("openssl"),
+        ..TlsInfo::default()
+    };
     assert_eq!(
         updates,
         [
             (1, conn, info(None, None)),
             (1, conn, info(Some("TLS 1.3"), None)),
+            (1, conn, library.clone()),
             (1, conn, info(Some("TLS 1.3"), Some(4000))),
         ]
+    );
+    let mut kept = TlsInfo::default();
+    for (_, _, update) in updates {
+        kept.update(update);
+    }
+    assert_eq!(kept.kind(), "openssl");
+    assert_eq!(
+        kept,
+        TlsInfo {
+            library: Some("openssl"),
+            ..info(Some("TLS 1.3"), Some(4000))
+        }
     );
     assert_eq!(s.stats().undetected, 0);
 }

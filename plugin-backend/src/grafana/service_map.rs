@@ -9,6 +9,9 @@
 //! once, with the server's timing; a call seen on one end only is counted from that end.
 //! TCP connections on which no call was parsed (an unknown protocol, TLS without uprobes) are
 //! L4-only edges of protocol `tcp`: each connection counts as one, its lifetime as duration.
+//! Those that started with a TLS handshake are of protocol `tls` instead, and name the server
+//! their clients asked for (SNI), the version and the p95 handshake time, so an encrypted edge
+//! is still named and timed.
 //!
 //! Two SQL queries run over every agent: the edges (source, target, protocol) and the served
 //! calls per target. Both are shown to the user as the frames' executed query.
@@ -37,16 +40,18 @@ pub struct ServiceMapQuery {
     #[serde(default)]
     pub node: String,
     /// Only calls of this protocol (`http`, `http2`, `grpc`, `dns`, `mysql`, `redis`,
-    /// `postgresql`, or `tcp` for the connections on which no call was parsed).
+    /// `postgresql`, or for the connections on which no call was parsed, `tls` for those that
+    /// started with a TLS handshake and `tcp` for the others).
     #[serde(default)]
     pub protocol: String,
 }
 
 impl ServiceMapQuery {
     /// The calls counted once each, with the names of both ends, as SQL common table
-    /// expressions ending in `counted` (source, target, protocol, duration_ns, is_error). TCP
-    /// connections on which no call was parsed count too, as protocol `tcp`, with their
-    /// lifetime as duration: the L4-only edges.
+    /// expressions ending in `counted` (source, target, protocol, duration_ns, is_error,
+    /// tls_sni, tls_version, tls_handshake_ns). TCP connections on which no call was parsed
+    /// count too, as protocol `tls` (a TLS handshake seen) or `tcp`, with their lifetime as
+    /// duration: the L4-only edges.
     fn counted(&self) -> String {
         let node = if self.node.is_empty() {
             String::new()
@@ -72,7 +77,8 @@ impl ServiceMapQuery {
         // dialled by its ClusterIP, the Service (`namespace/service`).
         let once = |rows: &str, ends: &str, protocol: &str| {
             format!(
-                "SELECT {protocol} AS protocol, r.duration_ns, r.is_error, \
+                "SELECT {protocol} AS protocol, r.duration_ns, r.is_error, r.tls_sni, \
+                 r.tls_version, r.tls_handshake_ns, \
                  coalesce({src_k8s}, e.client, r.src_ip) AS source, \
                  coalesce({dst_k8s}, e.server, \
                  r.dst_ip || ':' || CAST(r.dst_port AS VARCHAR)) AS target \
@@ -85,11 +91,14 @@ impl ServiceMapQuery {
         };
         format!(
             "WITH c AS (SELECT role, protocol, src_ip, src_port, dst_ip, dst_port, node, comm, \
-             duration_ns, is_error, {k8s} FROM calls WHERE $__timeFilter(ts){node}), \
+             duration_ns, is_error, CAST(NULL AS VARCHAR) AS tls_sni, \
+             CAST(NULL AS VARCHAR) AS tls_version, CAST(NULL AS BIGINT UNSIGNED) AS tls_handshake_ns, \
+             {k8s} FROM calls WHERE $__timeFilter(ts){node}), \
              c_ends AS ({c_ends}), \
              l7 AS (SELECT DISTINCT node, conn_id FROM calls WHERE $__timeFilter(ts)), \
              f AS (SELECT f.role, f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.node, f.comm, \
-             f.duration_ns, false AS is_error, {f_k8s} FROM flows f LEFT JOIN l7 \
+             f.duration_ns, false AS is_error, f.tls_sni, f.tls_version, f.tls_handshake_ns, \
+             {f_k8s} FROM flows f LEFT JOIN l7 \
              ON f.node = l7.node AND f.conn_id = l7.conn_id \
              WHERE $__timeFilter(f.end_ts) AND l7.conn_id IS NULL{f_node}), \
              f_ends AS ({f_ends}), \
@@ -101,7 +110,11 @@ impl ServiceMapQuery {
             f_ends = ends("f"),
             f_node = node.replace("node", "f.node"),
             calls = once("c", "c_ends", "r.protocol"),
-            conns = once("f", "f_ends", "'tcp'"),
+            conns = once(
+                "f",
+                "f_ends",
+                "CASE WHEN r.tls_sni IS NULL AND r.tls_version IS NULL THEN 'tcp' ELSE 'tls' END",
+            ),
         )
     }
 
@@ -110,7 +123,9 @@ impl ServiceMapQuery {
         format!(
             "{}SELECT source, target, protocol, count(*) AS calls, \
              sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors, \
-             approx_percentile_cont(duration_ns, 0.95) AS p95_ns \
+             approx_percentile_cont(duration_ns, 0.95) AS p95_ns, \
+             min(tls_sni) AS tls_sni, min(tls_version) AS tls_version, \
+             approx_percentile_cont(tls_handshake_ns, 0.95) AS tls_handshake_p95_ns \
              FROM counted GROUP BY source, target, protocol ORDER BY source, target, protocol",
             self.counted()
         )
@@ -149,20 +164,25 @@ fn k8s_name(namespace: &str, workload: &str, service: &str) -> String {
     )
 }
 
-/// Rows of one result: text, count and p95 columns by name.
+/// Rows of one result: text, count and float columns by name.
 struct Table {
     text: BTreeMap<String, Vec<String>>,
     counts: BTreeMap<String, Vec<u64>>,
-    p95_ns: Vec<f64>,
+    floats: BTreeMap<String, Vec<Option<f64>>>,
 }
 
-fn table(out: &QueryOutput, text: &[&str], counts: &[&str]) -> Result<Table, String> {
+fn table(
+    out: &QueryOutput,
+    text: &[&str],
+    counts: &[&str],
+    floats: &[&str],
+) -> Result<Table, String> {
     let batch = concat_batches(&out.schema, &out.batches).map_err(|e| e.to_string())?;
     let column = |name: &str, to: &DataType| column_as(&batch, name, to, "service map");
     let mut t = Table {
         text: BTreeMap::new(),
         counts: BTreeMap::new(),
-        p95_ns: Vec::new(),
+        floats: BTreeMap::new(),
     };
     for &name in text {
         t.text
@@ -176,12 +196,11 @@ fn table(out: &QueryOutput, text: &[&str], counts: &[&str]) -> Result<Table, Str
             .map(|v| v.unwrap_or(0));
         t.counts.insert(name.to_owned(), values.collect());
     }
-    let p95 = column("p95_ns", &DataType::Float64)?;
-    t.p95_ns = p95
-        .as_primitive::<Float64Type>()
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect();
+    for &name in floats {
+        let a = column(name, &DataType::Float64)?;
+        let values = a.as_primitive::<Float64Type>().iter();
+        t.floats.insert(name.to_owned(), values.collect());
+    }
     Ok(t)
 }
 
@@ -202,10 +221,11 @@ pub fn frames(
 ) -> Result<Vec<Frame>, String> {
     let e = table(
         edges,
-        &["source", "target", "protocol"],
+        &["source", "target", "protocol", "tls_sni", "tls_version"],
         &["calls", "errors"],
+        &["p95_ns", "tls_handshake_p95_ns"],
     )?;
-    let n = table(nodes, &["id"], &["calls", "errors"])?;
+    let n = table(nodes, &["id"], &["calls", "errors"], &["p95_ns"])?;
     let rate = |calls: u64| calls as f64 / range_seconds.max(1e-9);
     let ms = |ns: f64| ns / 1e6;
 
@@ -242,7 +262,7 @@ pub fn frames(
             Some(&i) => {
                 let (calls, errors) = (n.counts["calls"][i], n.counts["errors"][i]);
                 mainstat.push(rate(calls));
-                secondarystat.push(Some(ms(n.p95_ns[i])));
+                secondarystat.push(Some(ms(n.floats["p95_ns"][i].unwrap_or(f64::NAN))));
                 err_arc.push(errors as f64 / calls.max(1) as f64);
                 ok_arc.push(calls.saturating_sub(errors) as f64 / calls.max(1) as f64);
                 total.push(calls);
@@ -318,9 +338,9 @@ pub fn frames(
                 Some("reqps"),
             ),
             with_unit(
-                e.p95_ns
+                e.floats["p95_ns"]
                     .iter()
-                    .map(|&p| ms(p))
+                    .map(|p| ms(p.unwrap_or(f64::NAN)))
                     .collect::<Vec<_>>()
                     .into_field("secondarystat"),
                 "p95",
@@ -332,6 +352,27 @@ pub fn frames(
                 None,
             ),
             with_unit(calls.clone().into_field("detail__calls"), "Calls", None),
+            with_unit(
+                e.text["tls_sni"].clone().into_field("detail__tls_sni"),
+                "TLS server name",
+                None,
+            ),
+            with_unit(
+                e.text["tls_version"]
+                    .clone()
+                    .into_field("detail__tls_version"),
+                "TLS version",
+                None,
+            ),
+            with_unit(
+                e.floats["tls_handshake_p95_ns"]
+                    .iter()
+                    .map(|p| p.map(ms))
+                    .collect::<Vec<_>>()
+                    .into_opt_field("detail__tls_handshake_p95"),
+                "p95 TLS handshake",
+                Some("ms"),
+            ),
             with_unit(
                 calls
                     .iter()
