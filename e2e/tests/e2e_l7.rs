@@ -438,11 +438,10 @@ for path in ("/ok", "/missing", "/fail"):
     assert_timing_sums(&agent, port);
 }
 
-/// `agent_stats`' count of probed OpenSSL libraries.
-fn tls_libraries_probed(agent: &AgentProcess) -> u64 {
-    agent.query_json("SELECT tls_libraries_probed AS n FROM agent_stats LIMIT 1")[0]["n"]
-        .as_u64()
-        .unwrap()
+/// The count `column` of `agent_stats` (the same on every row).
+fn agent_stat(agent: &AgentProcess, column: &str) -> u64 {
+    let sql = format!("SELECT {column} AS n FROM agent_stats LIMIT 1");
+    agent.query_json(&sql)[0]["n"].as_u64().unwrap()
 }
 
 /// A libssl that appears after the agent started (a copy of the host's, as a container image
@@ -453,7 +452,7 @@ fn a_libssl_first_mapped_after_start_is_probed_within_the_rescan_period() {
     require_root();
     tool("curl");
     let agent = AgentProcess::start("l7-tls-later", &[]);
-    let before = tls_libraries_probed(&agent);
+    let before = agent_stat(&agent, "tls_libraries_probed");
     assert!(before >= 1, "the host's libssl is probed at start");
     let dir = tempdir("kl-tls-later");
     std::fs::create_dir_all(dir.join("lib")).unwrap();
@@ -480,7 +479,7 @@ fn a_libssl_first_mapped_after_start_is_probed_within_the_rescan_period() {
         "the server maps the copy"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tls_libraries_probed(&agent) < before + 1 {
+    while agent_stat(&agent, "tls_libraries_probed") < before + 1 {
         assert!(Instant::now() < deadline, "the copy not probed within 10 s");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -534,13 +533,6 @@ fn build_go_https(dir: &std::path::Path) -> String {
             .env("GOPROXY", "off"),
     );
     out.display().to_string()
-}
-
-/// `agent_stats`' count of probed Go executables.
-fn go_binaries_probed(agent: &AgentProcess) -> u64 {
-    agent.query_json("SELECT tls_go_binaries_probed AS n FROM agent_stats LIMIT 1")[0]["n"]
-        .as_u64()
-        .unwrap()
 }
 
 /// nginx with `ssl` (the system's OpenSSL, probed at its internal read and write; one process,
@@ -651,7 +643,7 @@ fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
     let agent = AgentProcess::start("l7-go-tls", &[]);
     // Any other Go program running on the machine counts too.
     assert!(
-        go_binaries_probed(&agent) >= 1,
+        agent_stat(&agent, "tls_go_binaries_probed") >= 1,
         "the running Go server is probed at start"
     );
     let base = format!("https://127.0.0.1:{port}");
@@ -756,8 +748,7 @@ fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
             "http2 GET /missing 404 go",
         ]
     );
-    let untracked = agent.query_json("SELECT kernel_tls_untracked AS n FROM agent_stats LIMIT 1");
-    assert_eq!(untracked[0]["n"].as_u64(), Some(0));
+    assert_eq!(agent_stat(&agent, "kernel_tls_untracked"), 0);
     let undetected = agent.query_json("SELECT sum(sessions_undetected) AS n FROM protocol_stats");
     assert_eq!(undetected[0]["n"].as_u64(), Some(0), "{undetected:?}");
     assert_timing_sums(&agent, port);

@@ -472,6 +472,7 @@ async fn service_map_names_and_times_tls_edges_without_calls() {
         sni: Some("pay.example".into()),
         version: Some("TLS 1.3"),
         handshake_ns: Some(4_000_000),
+        library: None,
     };
     let mut flows = FlowsBuilder::new("n1");
     flows.append(&flow(1, (PAY, 443), 70, pay.clone()));

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = detect(Transport::Udp, data, None);
         return;
     };
-    let transport = if flags & 1 == 0 { Transport::Tcp } else { Transport::Udp };
+    let transport = if flags & 1 == 0 {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
     let split = usize::from(u16::from_le_bytes([*a, *b])).min(body.len());
     let (request, response) = body.split_at(split);
     let response = (flags & 2 != 0).then_some(response);
@@ -27,11 +31,23 @@ fuzz_target!(|data: &[u8]| {
     let mut steps = Vec::new();
     if let Some(response) = response {
         // A server that spoke first (MySQL's greeting) was detected from its response.
-        steps.push(Step { direction: Direction::Response, data: response, len: response.len() });
+        steps.push(Step {
+            direction: Direction::Response,
+            data: response,
+            len: response.len(),
+        });
     }
-    steps.push(Step { direction: Direction::Request, data: request, len: request.len() });
+    steps.push(Step {
+        direction: Direction::Request,
+        data: request,
+        len: request.len(),
+    });
     if let Some(response) = response {
-        steps.push(Step { direction: Direction::Response, data: response, len: response.len() });
+        steps.push(Step {
+            direction: Direction::Response,
+            data: response,
+            len: response.len(),
+        });
     }
     steps.extend(script(body));
     let mut parser = parser(protocol, transport);

@@ -15,12 +15,18 @@ fuzz_target!(|data: &[u8]| {
     );
     let v = verb(&text);
     assert!(v.len() <= 32, "verb {v:?} longer than 32 bytes");
-    assert!(v.bytes().all(|c| c.is_ascii_uppercase() || c == b'_'), "verb {v:?}");
+    assert!(
+        v.bytes().all(|c| c.is_ascii_uppercase() || c == b'_'),
+        "verb {v:?}"
+    );
 
     // A quoted literal whose content has no quote or backslash is replaced whole.
     let secret: String = text.chars().filter(|&c| c != '\'' && c != '\\').collect();
     let plain = normalize(&format!("SELECT '{secret}'"));
     assert_eq!(plain, "SELECT ?", "literal kept for SELECT '{secret}'");
     let prefixed = normalize(&format!("select * from t where a = E'{secret}' and b = 42"));
-    assert_eq!(prefixed, "select * from t where a = ? and b = ?", "literal kept for {secret:?}");
+    assert_eq!(
+        prefixed, "select * from t where a = ? and b = ?",
+        "literal kept for {secret:?}"
+    );
 });

@@ -38,7 +38,11 @@ pub fn script(mut input: &[u8]) -> Vec<Step<'_>> {
     let mut steps = Vec::new();
     while let Some((&flags, rest)) = input.split_first() {
         input = rest;
-        let direction = if flags & 1 == 0 { Direction::Request } else { Direction::Response };
+        let direction = if flags & 1 == 0 {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
         let size = match input {
             [a, b, rest @ ..] => {
                 input = rest;
@@ -61,7 +65,11 @@ pub fn script(mut input: &[u8]) -> Vec<Step<'_>> {
         let size = size.min(input.len());
         let (data, rest) = input.split_at(size);
         input = rest;
-        steps.push(Step { direction, data, len: data.len() + extra });
+        steps.push(Step {
+            direction,
+            data,
+            len: data.len() + extra,
+        });
     }
     steps
 }
@@ -101,7 +109,9 @@ impl Checker {
                     if let Some(trace_id) = &info.trace_id {
                         assert!(
                             trace_id.len() == 32
-                                && trace_id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                                && trace_id
+                                    .bytes()
+                                    .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
                             "trace_id {trace_id:?} is not 32 lowercase hex digits\n{}",
                             self.log.join("\n")
                         );
@@ -121,7 +131,8 @@ impl Checker {
                 | MessageEvent::StreamUpgrade { stream, .. } => {
                     self.streams.insert(*stream);
                 }
-                MessageEvent::StreamResponse { stream, .. } | MessageEvent::StreamEnd { stream, .. } => {
+                MessageEvent::StreamResponse { stream, .. }
+                | MessageEvent::StreamEnd { stream, .. } => {
                     assert!(
                         self.streams.contains(stream),
                         "{event:?} on a stream never opened\n{}",
@@ -137,7 +148,11 @@ impl Checker {
 pub fn run(parser: &mut dyn StreamParser, steps: &[Step<'_>]) {
     let mut checker = Checker::default();
     for step in steps {
-        let outcome = parser.feed(&Segment { direction: step.direction, data: step.data, len: step.len });
+        let outcome = parser.feed(&Segment {
+            direction: step.direction,
+            data: step.data,
+            len: step.len,
+        });
         checker.check(step, &outcome.events);
     }
 }

@@ -24,15 +24,15 @@ use kindling_agent::{
     query::{AgentInfo, LocalQueries, QueryLimits},
     records::{
         CallRecord, DnsRecord, Endpoints, FlowHealth, FlowRecord, Owner, Role, TcpEventRecord,
-        TcpEventType,
+        TcpEventType, TlsInfo,
         builders::{CallsBuilder, DnsBuilder, FlowsBuilder, TcpEventsBuilder},
     },
     serve::AgentFlightService,
     sessions::ProtocolCounters,
     store::{Compression, Store, StoreConfig},
 };
-use kindling_wire::{FragmentTicket, TICKET_VERSION, schema};
 use kindling_protocols::Protocol;
+use kindling_wire::{FragmentTicket, TICKET_VERSION, schema};
 
 /// Limits of one query: tight, so that the fuzzer reaches them.
 pub const LIMITS: QueryLimits = QueryLimits {
@@ -262,6 +262,12 @@ fn store() -> Store {
                 resets: u32::from(i == 3),
                 connect_latency_ns: (role == Role::Client).then_some(120_000),
                 close_reason: ["fin", "rst", "timeout", "fin", "unreachable", ""][usize::from(i)],
+            },
+            tls: TlsInfo {
+                sni: (i == 2).then(|| "api.example".to_owned()),
+                version: (i == 2).then_some("TLS 1.3"),
+                handshake_ns: (i == 2).then_some(900_000),
+                library: None,
             },
         });
         calls.append(&CallRecord {
