@@ -5,7 +5,7 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use kindling_agent_common::{
     DATA_RING_BYTES, DataEvent, EVENTS_RING_BYTES, KernelOffsets, MAX_NO_PAYLOAD_CGROUPS,
@@ -132,41 +132,20 @@ pub(crate) static SSL_SOCKS: LruHashMap<[u64; 2], SslSock> = LruHashMap::with_ma
 #[map]
 pub(crate) static SSL_ON_CPU: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// A Go `crypto/tls.(*Conn)` `Read` or `Write` in progress on a goroutine (`tls.rs`): its
-/// connection's fd and its buffer.
+/// A Go `crypto/tls.(*Conn)` `Read` in progress on a goroutine (`tls.rs`): its buffer and the
+/// socket under the connection.
 #[derive(Clone, Copy)]
 pub(crate) struct GoTlsCall {
-    pub(crate) fd: u64,
     pub(crate) buf: u64,
-    pub(crate) send: bool,
+    pub(crate) sock: SslSock,
 }
 
-/// (tgid, goroutine) -> the Go TLS call it is in (removed at a return; LRU, so a goroutine that
+/// (tgid, goroutine) -> the Go TLS read it is in (removed at a return; LRU, so a goroutine that
 /// never returned leaves nothing behind for long). A goroutine, unlike a thread, stays the same
 /// across the call even when it parks in a read and resumes on another thread.
 #[map]
 pub(crate) static GO_TLS_CALLS: LruHashMap<[u64; 2], GoTlsCall> =
     LruHashMap::with_max_entries(16384, 0);
-
-/// A Go TLS connection: the socket its calls' syscalls moved ciphertext on (filled in by the
-/// socket programs), and whether a read or a write is in progress on it (its ciphertext is then
-/// not captured).
-#[derive(Clone, Copy)]
-pub(crate) struct GoTlsConn {
-    pub(crate) sock: SslSock,
-    pub(crate) reading: u8,
-    pub(crate) writing: u8,
-}
-
-/// (tgid, fd) -> the Go TLS connection on that fd.
-#[map]
-pub(crate) static GO_TLS_CONNS: LruHashMap<[u64; 2], GoTlsConn> =
-    LruHashMap::with_max_entries(65536, 0);
-
-/// Entry 0 is 1 once user space has probed a Go binary: only then do the socket programs look
-/// `GO_TLS_CONNS` up (a hash lookup per socket event, on nodes that run Go TLS).
-#[map]
-pub(crate) static GO_TLS_ON: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Whether the TLS uprobes are attached (`SSL_CALLS` is looked up by the socket programs only
 /// then).

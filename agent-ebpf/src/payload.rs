@@ -44,9 +44,9 @@ use crate::{
     },
     kernel::{load, offset, read_kernel, syscall_regs},
     maps::{
-        AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, GO_TLS_CONNS, GO_TLS_ON, IovWalk,
-        KERNEL_OFFSETS, MMSG_CURSORS, MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK,
-        PAYLOAD_BYTES, SSL_CALLS, SSL_ON_CPU, SslSock, TLS_UPROBES, TailWalk, UDP_PEERS, UdpPeer,
+        AGENT_TGID, DATA_EVENTS, DATA_SCRATCH, DataScratch, IovWalk, KERNEL_OFFSETS, MMSG_CURSORS,
+        MmsgCursor, NO_PAYLOAD_CGROUPS, NO_PAYLOAD_CHECK, PAYLOAD_BYTES, SSL_CALLS, SSL_ON_CPU,
+        SslSock, TLS_UPROBES, TailWalk, UDP_PEERS, UdpPeer,
     },
 };
 
@@ -564,12 +564,8 @@ fn sock_io(ctx: &BtfTracePointContext, send: bool) -> Result<(), i64> {
     let Some(mut sock) = sock_of_sk(sk) else {
         return Ok(());
     };
-    if TLS_UPROBES.load() != 0
-        && (inside_ssl_call(pid_tgid, &sock, args[0])
-            || inside_go_tls_call(pid_tgid, &sock, args[0]))
-    {
-        // Ciphertext of an OpenSSL or Go TLS call: its plaintext is captured when the call
-        // returns.
+    if TLS_UPROBES.load() != 0 && inside_ssl_call(pid_tgid, &sock, args[0]) {
+        // Ciphertext of an OpenSSL call: its plaintext is captured when the call returns.
         return Ok(());
     }
     if sock.sock_type == SOCK_STREAM {
@@ -606,46 +602,17 @@ fn inside_ssl_call(pid_tgid: u64, sock: &Sock, fd: u64) -> bool {
     }
     // SAFETY: this thread's entry, which only this thread's programs touch.
     unsafe {
-        (*call).sock = tls_sock(sock, fd);
+        (*call).sock = SslSock {
+            sk: sock.sk,
+            fd,
+            family: sock.family,
+            sport: sock.sport,
+            dport: sock.dport,
+            saddr: sock.saddr,
+            daddr: sock.daddr,
+        };
     }
     true
-}
-
-/// `sock` (on `fd`) as a TLS call keeps it.
-#[inline(always)]
-fn tls_sock(sock: &Sock, fd: u64) -> SslSock {
-    SslSock {
-        sk: sock.sk,
-        fd,
-        family: sock.family,
-        sport: sock.sport,
-        dport: sock.dport,
-        saddr: sock.saddr,
-        daddr: sock.daddr,
-    }
-}
-
-/// Whether `fd` of the current process is a Go TLS connection (`tls.rs`) with a read or write in
-/// progress, which then owns the socket's bytes; the socket is noted for the connection's calls
-/// either way.
-#[inline(always)]
-fn inside_go_tls_call(pid_tgid: u64, sock: &Sock, fd: u64) -> bool {
-    if GO_TLS_ON.get(0).is_none_or(|&on| on == 0) || sock.sock_type != SOCK_STREAM {
-        return false;
-    }
-    let Some(conn) = GO_TLS_CONNS.get_ptr_mut(&[pid_tgid >> 32, fd]) else {
-        return false;
-    };
-    // SAFETY: a value of the map, updated in place; a racing update elsewhere writes the same
-    // socket.
-    unsafe {
-        // A new connection at the fd (a reused `struct sock` too: its ports differ).
-        let known = &(*conn).sock;
-        if (known.sk, known.sport, known.dport) != (sock.sk, sock.sport, sock.dport) {
-            (*conn).sock = tls_sock(sock, fd);
-        }
-        (*conn).reading != 0 || (*conn).writing != 0
-    }
 }
 
 #[btf_tracepoint(function = "sock_send_length")]

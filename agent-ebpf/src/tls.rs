@@ -17,17 +17,20 @@
 //! Ciphertext outside these calls (the handshake, alerts) is captured as any socket's bytes, and
 //! user space leaves it unparsed once the session has carried plaintext.
 //!
-//! Go's `crypto/tls.(*Conn).Write` and `Read` (register ABI, Go >= 1.17): an entry uprobe (past
-//! the stack check, once per call) and, since a uretprobe rewrites the return address on a stack
-//! that Go may move, a uprobe on each of the function's `ret` instructions (found by user
-//! space). A write's plaintext is taken at entry, a read's at its return. A goroutine can park in a read and
-//! resume on another thread, so a call is kept per goroutine (`GO_TLS_CALLS`, keyed by the `g`
-//! in r14), and its socket is found by fd: the entry reads the fd out of the `*Conn`
-//! (`conn net.Conn` -> `*net.TCPConn` -> `*netFD` -> `pfd.Sysfd`, a layout Go has kept since
-//! 1.9) and marks the connection busy (`GO_TLS_CONNS`; a connection new there takes its socket
-//! from the task's fd table); the socket programs note the socket of a known (tgid, fd) and
-//! capture nothing while a call is in progress on it (`payload::inside_go_tls_call`). A `net.Conn` that is not a `*net.TCPConn` yields a wrong fd
-//! number, whose bytes then get no plaintext.
+//! Go's `crypto/tls.(*Conn).Write` and `Read` (register ABI, Go >= 1.17): an entry uprobe past
+//! the stack check (once per call) and, since a uretprobe rewrites the return address on a stack
+//! that Go may move, a uprobe on each of the functions' `ret` instructions (found by user
+//! space). The entry reads the connection's fd out of the `*Conn` (`conn net.Conn` ->
+//! `*net.TCPConn` -> `*netFD` -> `pfd.Sysfd`, a layout Go has kept since 1.9) and its TCP socket
+//! from the task's fd table. A write's plaintext is taken there, all of `b` (a Write writes all
+//! of it or fails; at its return the response may already have been read by another goroutine,
+//! whose event would come first); a read is kept per goroutine (`GO_TLS_CALLS`, keyed by the
+//! `g` in r14: a goroutine can park in a read and resume on another thread) and its plaintext
+//! taken at a return. The socket programs are not involved: a Go connection's ciphertext is
+//! captured as any socket's bytes and left unparsed by user space once its plaintext arrived
+//! (nothing on the socket path costs more for it). A `net.Conn` that is not a `*net.TCPConn`
+//! yields an fd that is not a TCP socket, or another one's: counted in `TLS_UNTRACKED` in the
+//! first case.
 
 use aya_ebpf::{
     EbpfContext,
@@ -40,10 +43,7 @@ use kindling_agent_common::{IPPROTO_TCP, SOCK_STREAM, SocketSyscall, counter};
 use crate::{
     events::{bump, done},
     kernel::{fd_file, offset, read_kernel, sock_ends},
-    maps::{
-        GO_TLS_CALLS, GO_TLS_CONNS, GoTlsCall, GoTlsConn, SSL_CALLS, SSL_ON_CPU, SSL_SOCKS,
-        SslCall, SslSock,
-    },
+    maps::{GO_TLS_CALLS, GoTlsCall, SSL_CALLS, SSL_ON_CPU, SSL_SOCKS, SslCall, SslSock},
     payload::{Sock, capture, is_agent, read_user},
 };
 
@@ -203,10 +203,7 @@ fn regs(ctx: &ProbeContext) -> (u64, u64, u64, u64) {
     unsafe { ((*regs).rax, (*regs).rbx, (*regs).rcx, (*regs).r14) }
 }
 
-/// Entry of `crypto/tls.(*Conn).Write` or `Read` (past its stack check, so once per call). A
-/// write's plaintext is captured here, all of `b` (a Write writes all of it or fails): at its
-/// return the response may have been read already by another goroutine, whose event would
-/// then come first.
+/// Entry of `crypto/tls.(*Conn).Write` or `Read` (past its stack check, so once per call).
 #[inline(always)]
 fn go_enter(ctx: &ProbeContext, send: bool) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -219,44 +216,21 @@ fn go_enter(ctx: &ProbeContext, send: bool) -> Result<(), i64> {
     let tcp_conn: u64 = read_user(conn + 8)?;
     let net_fd: u64 = read_user(tcp_conn)?;
     let fd: u64 = read_user(net_fd + 16)?;
-    let tgid = pid_tgid >> 32;
-    let call = GoTlsCall { fd, buf, send };
-    if GO_TLS_CALLS.insert(&[tgid, g], &call, 0).is_err() {
+    let Some(sock) = tcp_sock_of_fd(fd)? else {
         bump(counter::TLS_UNTRACKED);
         return Ok(());
-    }
-    let key = [tgid, fd];
-    let sock = match GO_TLS_CONNS.get_ptr_mut(&key) {
-        // SAFETY: a flag byte of the value (a racing update elsewhere is harmless), and the
-        // socket copied out at once.
-        Some(known) => unsafe {
-            if send {
-                (*known).writing = 1;
-            } else {
-                (*known).reading = 1;
-            }
-            (*known).sock
-        },
-        None => {
-            // A connection not known yet: its socket from the fd now, since a first read may
-            // be served from what the handshake already read, with no syscall to note it.
-            let fresh = GoTlsConn {
-                sock: tcp_sock_of_fd(fd)?.unwrap_or_default(),
-                reading: u8::from(!send),
-                writing: u8::from(send),
-            };
-            let _ = GO_TLS_CONNS.insert(&key, &fresh, 0);
-            fresh.sock
-        }
     };
-    if !send || len == 0 {
-        return Ok(());
+    if send {
+        if len == 0 {
+            return Ok(());
+        }
+        return capture_plaintext(sock, SocketSyscall::GoTlsWrite, pid_tgid, buf, len);
     }
-    if sock.sk == 0 {
+    let call = GoTlsCall { buf, sock };
+    if GO_TLS_CALLS.insert(&[pid_tgid >> 32, g], &call, 0).is_err() {
         bump(counter::TLS_UNTRACKED);
-        return Ok(());
     }
-    capture_plaintext(sock, SocketSyscall::GoTlsWrite, pid_tgid, buf, len)
+    Ok(())
 }
 
 /// The TCP socket behind `fd` of the current task, as a TLS call keeps it; None when `fd` is
@@ -307,8 +281,8 @@ pub fn go_tls_read(ctx: ProbeContext) -> u32 {
     done(go_enter(&ctx, false))
 }
 
-/// A `ret` instruction of `crypto/tls.(*Conn).Write` or `Read`: the call is over; a read's
-/// plaintext (`n` bytes, n in rax) as a data event of its connection's socket.
+/// A `ret` instruction of `crypto/tls.(*Conn).Write` or `Read`: a read's plaintext (`n` bytes,
+/// n in rax) as a data event of its connection's socket.
 #[uprobe]
 pub fn go_tls_return(ctx: ProbeContext) -> u32 {
     done(go_return(&ctx))
@@ -318,33 +292,23 @@ pub fn go_tls_return(ctx: ProbeContext) -> u32 {
 fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (moved, _, _, g) = regs(ctx);
-    let tgid = pid_tgid >> 32;
-    let Some(call) = GO_TLS_CALLS.get_ptr(&[tgid, g]) else {
+    let key = [pid_tgid >> 32, g];
+    let Some(call) = GO_TLS_CALLS.get_ptr(&key) else {
+        // A write's return, or a read that was not followed.
         return Ok(());
     };
     // SAFETY: this goroutine's entry, copied out before it is removed.
     let call = unsafe { *call };
-    let _ = GO_TLS_CALLS.remove(&[tgid, g]);
-    let Some(conn) = GO_TLS_CONNS.get_ptr_mut(&[tgid, call.fd]) else {
-        bump(counter::TLS_UNTRACKED);
-        return Ok(());
-    };
-    // SAFETY: as in `go_enter`; the socket is copied out at once.
-    let sock = unsafe {
-        if call.send {
-            (*conn).writing = 0;
-        } else {
-            (*conn).reading = 0;
-        }
-        (*conn).sock
-    };
-    // n is an int, < 0 never; 0 when the call moved nothing. A write's was captured at entry.
-    if call.send || moved as i64 <= 0 {
+    let _ = GO_TLS_CALLS.remove(&key);
+    // n is an int, < 0 never; 0 when the call moved nothing.
+    if moved as i64 <= 0 {
         return Ok(());
     }
-    if sock.sk == 0 {
-        bump(counter::TLS_UNTRACKED);
-        return Ok(());
-    }
-    capture_plaintext(sock, SocketSyscall::GoTlsRead, pid_tgid, call.buf, moved)
+    capture_plaintext(
+        call.sock,
+        SocketSyscall::GoTlsRead,
+        pid_tgid,
+        call.buf,
+        moved,
+    )
 }

@@ -114,15 +114,15 @@ pub fn internal_sites(file: &Path) -> Option<(u64, u64)> {
 
 /// Where a Go binary's TLS reads and writes are probed: file offsets of the first instruction
 /// of the body (past the stack check) of `crypto/tls.(*Conn).Write` and of `Read`, and of every
-/// `ret` instruction of both.
+/// `ret` instruction of `Read` (a write's plaintext is taken at its entry).
 #[derive(Debug, PartialEq, Eq)]
 pub struct GoSites {
     /// `(*Conn).Write`'s body.
     pub write: u64,
     /// `(*Conn).Read`'s body.
     pub read: u64,
-    /// Every `ret` of both.
-    pub returns: Vec<u64>,
+    /// Every `ret` of `(*Conn).Read`.
+    pub read_returns: Vec<u64>,
 }
 
 /// Why an executable is not probed as a Go TLS program.
@@ -221,13 +221,12 @@ pub fn go_sites(file: &Path) -> Result<GoSites, NotGoTls> {
         (!returns.is_empty()).then_some((entry, returns))
     };
     let undecodable = || NotGoTls::Unsupported("crypto/tls code not decodable");
-    let (write, mut returns) = sites(write).ok_or_else(undecodable)?;
+    let (write, _) = sites(write).ok_or_else(undecodable)?;
     let (read, read_returns) = sites(read).ok_or_else(undecodable)?;
-    returns.extend(read_returns);
     Ok(GoSites {
         write,
         read,
-        returns,
+        read_returns,
     })
 }
 
@@ -369,7 +368,7 @@ pub struct TlsAttach {
     pub go: Probed,
 }
 
-/// The Go programs (`agent-ebpf/src/tls.rs`): entries of Write and Read, and their returns.
+/// The Go programs (`agent-ebpf/src/tls.rs`): entries of Write and Read, and Read's returns.
 const GO_PROGRAMS: [&str; 3] = ["go_tls_write", "go_tls_read", "go_tls_return"];
 
 /// Loads the TLS programs (before the first [`TlsAttach::attach`]).
@@ -410,8 +409,7 @@ impl TlsAttach {
     }
 }
 
-/// Probes one Go executable at `sites`, and turns on the socket programs' lookups of Go TLS
-/// connections.
+/// Probes one Go executable at `sites`.
 fn attach_go(ebpf: &mut Ebpf, file: &Path, sites: &GoSites) -> Result<(), String> {
     let [write, read, ret] = GO_PROGRAMS;
     let attach = |ebpf: &mut Ebpf, name: &str, offsets: &[u64]| {
@@ -421,13 +419,9 @@ fn attach_go(ebpf: &mut Ebpf, file: &Path, sites: &GoSites) -> Result<(), String
     };
     attach(ebpf, write, &[sites.write])
         .and_then(|()| attach(ebpf, read, &[sites.read]))
-        .and_then(|()| attach(ebpf, ret, &sites.returns))
+        .and_then(|()| attach(ebpf, ret, &sites.read_returns))
         .map_err(|e| e.to_string())?;
-    let map = ebpf.map_mut("GO_TLS_ON").ok_or("no map GO_TLS_ON")?;
-    aya::maps::Array::<_, u32>::try_from(map)
-        .and_then(|mut on| on.set(0, &1, 0))
-        .map_err(|e| e.to_string())?;
-    tracing::debug!(file = %file.display(), returns = sites.returns.len(), "Probed at crypto/tls");
+    tracing::debug!(file = %file.display(), returns = sites.read_returns.len(), "Probed at crypto/tls");
     Ok(())
 }
 
