@@ -15,7 +15,8 @@
 #
 # Environment: PAIRS (3), DURATION (wrk seconds, 20), CONNS (16), BIN (directory of the
 # release binaries, /work/target-release/release), NGINX_SENDFILE (off), NGINX_TLS=1 (HTTPS: nginx and wrk through
-# OpenSSL, a self-signed certificate), PROFILE=1 (one more,
+# OpenSSL, a self-signed certificate), GO_SERVER=1 (the Go HTTPS test server, Go's crypto/tls, in
+# place of nginx: wrk over TLS to it), PROFILE=1 (one more,
 # uncounted agent run with `perf record -a` for 5 s, top symbols printed), SCHED=1 (one more,
 # uncounted agent run with `perf sched record` for 2 s: each thread's waits for a CPU and its
 # CPU time per CPU), KEEP_TMP=1,
@@ -74,7 +75,7 @@ run_wrk() { # $1: output file, $2: seconds
   taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"${2}s" --latency "$URL" >"$1"
 }
 
-echo "== machine: $(nproc) CPUs, $(uname -r), $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "== machine: $(nproc) CPUs, $(uname -r), $(nginx -v 2>&1), $(go version 2>/dev/null), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 echo "== nginx 127.0.0.1:$NGINX_PORT (pid $NGINX_PID, CPU $NGINX_CPU, sendfile $NGINX_SENDFILE), wrk on CPU $WRK_CPU"
 echo "== warm-up: wrk 5 s (not counted)"
 run_wrk "$TMP/warmup.txt" 5

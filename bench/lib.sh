@@ -30,6 +30,10 @@ bench_cleanup() {
 # nginx on a free 127.0.0.1 port: one worker pinned to CPU $1, keep-alive, access_log off,
 # sendfile ${NGINX_SENDFILE:-off}, /file.txt a 100-byte static file.
 start_nginx() {
+  if [[ "${GO_SERVER:-0}" == 1 ]]; then
+    start_go_https "$1"
+    return
+  fi
   command -v nginx >/dev/null || { echo "nginx is not installed (bench/run installs it)" >&2; exit 1; }
   NGINX_PORT="$(free_port)"
   mkdir -p "$TMP/www" "$TMP/temp"
@@ -74,6 +78,24 @@ EOF
   URL="$scheme://127.0.0.1:$NGINX_PORT/file.txt"
   for _ in $(seq 50); do curl -skf -o /dev/null "$URL" && break; sleep 0.1; done
   [[ "$(curl -skf "$URL" | wc -c)" == 100 ]] || { echo "nginx does not serve $URL" >&2; cat "$TMP/error.log" >&2; exit 1; }
+}
+
+# GO_SERVER=1, in place of nginx: the Go HTTPS test server (crypto/tls, HTTP/1.1 to wrk, 100-byte
+# /ok), built from the test fixture with the host's Go, pinned to CPU $1 (so GOMAXPROCS is 1);
+# NGINX_PORT, NGINX_PID and URL as start_nginx sets them.
+start_go_https() {
+  command -v go >/dev/null || { echo "go is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+  local fixture
+  fixture="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/plugin-backend/tests/fixtures/go_https.go"
+  GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOPROXY=off go build -o "$TMP/go_https" "$fixture"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+  taskset -c "$1" "$TMP/go_https" server "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/go_https.out" &
+  NGINX_PID=$!
+  for _ in $(seq 50); do [[ -s "$TMP/go_https.out" ]] && break; sleep 0.1; done
+  NGINX_PORT="$(cut -d' ' -f2 "$TMP/go_https.out")"
+  URL="https://127.0.0.1:$NGINX_PORT/ok"
+  [[ "$(curl -skf "$URL" | wc -c)" == 100 ]] || { echo "the Go server does not serve $URL" >&2; exit 1; }
 }
 
 q() { "$BIN/kindling" query --agent "127.0.0.1:$AGENT_PORT" "$@"; }
