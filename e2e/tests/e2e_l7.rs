@@ -631,7 +631,8 @@ fn https_from_nginx_is_http_calls_on_both_ends_with_exact_sizes() {
 /// is one call on each end with its method, path and status; the Go server's rows count the
 /// exact bytes curl reports and say `tls = 'go'` while curl's say `openssl`; the two Go ends
 /// agree on every size; each connection's `flows` rows say which library was read; nothing sent
-/// inside TLS is stored.
+/// inside TLS is stored. A Go program started after the agent is probed within the rescan
+/// period.
 #[test]
 fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
     require_root();
@@ -768,6 +769,25 @@ fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
         ]
     );
     assert_no_secret(&agent, &["kl-secret-go-token", "secret=go-query"]);
+
+    // A Go program that first runs after the agent started (a copy: another file) is probed
+    // at the agent's next look at new processes, within its 5 s period.
+    let probed = agent_stat(&agent, "tls_go_binaries_probed");
+    let copy = dir.join("go_https_later");
+    std::fs::copy(&go_https, &copy).unwrap();
+    let (_later, later_port) = start_server(Command::new(&copy).args(["server", &cert, &key]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent_stat(&agent, "tls_go_binaries_probed") < probed + 1 {
+        assert!(Instant::now() < deadline, "the copy not probed within 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = curl_each(&[format!("https://127.0.0.1:{later_port}/ok")], &[]);
+    assert_eq!(seen[0].0, 200);
+    let later = format!(
+        "SELECT count(*) AS n FROM calls WHERE dst_port = {later_port} AND role = 'server' \
+         AND tls = 'go' AND resource = '/ok' AND status = '200'"
+    );
+    wait_count(&agent, &later, 1);
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
