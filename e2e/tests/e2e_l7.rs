@@ -632,7 +632,7 @@ fn https_from_nginx_is_http_calls_on_both_ends_with_exact_sizes() {
 /// exact bytes curl reports and say `tls = 'go'` while curl's say `openssl`; the two Go ends
 /// agree on every size; each connection's `flows` rows say which library was read; nothing sent
 /// inside TLS is stored. A Go program started after the agent is probed within the rescan
-/// period.
+/// period; SIGTERM unloads the Go programs.
 #[test]
 fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
     require_root();
@@ -788,6 +788,16 @@ fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
          AND tls = 'go' AND resource = '/ok' AND status = '200'"
     );
     wait_count(&agent, &later, 1);
+
+    // SIGTERM: the Go programs are unloaded with every other (their probes with them).
+    tool("bpftool");
+    let go_programs = || {
+        let out = run_ok(Command::new("bpftool").args(["prog", "show"]));
+        out.matches("name go_tls_").count()
+    };
+    assert_eq!(go_programs(), 3, "go_tls_write, go_tls_read, go_tls_return");
+    assert!(agent.terminate().success());
+    assert_eq!(go_programs(), 0);
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
