@@ -30,6 +30,21 @@ try {
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`file://${page_}`);
   const json = async (id) => JSON.parse(await page.locator(`#${id}`).textContent());
+  // Every field label of the query editor is drawn whole and clear of every input: none lies
+  // under another field's input, none is cut by its own box.
+  const assertLabelsClear = async (what) => {
+    const problems = await page.locator('#query-editor').evaluate((root) => {
+      const box = (e) => e.getBoundingClientRect();
+      const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+      const inputs = [...root.querySelectorAll('input:not([type=radio]), textarea')];
+      return [...root.querySelectorAll('label')].flatMap((label) => {
+        const name = label.textContent.trim();
+        const under = inputs.filter((i) => hit(box(label), box(i))).map((i) => `${name} under ${i.getAttribute('aria-label')}`);
+        return label.scrollWidth > label.clientWidth ? [...under, `${name} cut`] : under;
+      });
+    });
+    assert.deepEqual(problems, [], what);
+  };
 
   // Datasource config: one agent, then a wrong one shown inline once the field is left.
   await page.getByRole('button', { name: 'Add agent' }).click();
@@ -69,9 +84,17 @@ try {
   assert.equal(saved.queryType, 'calls');
   assert.equal(saved.view, 'endpoints');
   assert.equal(saved.format, 'table');
-  assert.match(saved.rawSql, /FROM calls WHERE \$__timeFilter\(ts\) AND node = 'n1' AND TRUE GROUP BY protocol, method, resource/);
+  assert.equal(
+    saved.rawSql,
+    'SELECT protocol, method, resource, count(*) AS calls, sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors, ' +
+      'avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate, ' +
+      'approx_percentile_cont(duration_ns, 0.5) / 1e6 AS p50_ms, approx_percentile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, ' +
+      'approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms ' +
+      "FROM calls WHERE $__timeFilter(ts) AND node = 'n1' GROUP BY protocol, method, resource ORDER BY calls DESC LIMIT 200"
+  );
   assert.equal(await page.getByRole('textbox', { name: 'Generated SQL' }).inputValue(), saved.rawSql);
   await page.locator('#query-editor').screenshot({ path: join(shots, 'builder.png') });
+  await assertLabelsClear('calls builder');
   await page.getByRole('button', { name: 'Edit as SQL' }).click();
   assert.equal((await json('query')).queryType, 'sql');
   assert.equal(await page.getByRole('textbox', { name: 'SQL' }).inputValue(), saved.rawSql);
@@ -80,11 +103,13 @@ try {
   await page.getByRole('radio', { name: 'Service map', exact: true }).click();
   await page.getByRole('textbox', { name: 'Protocol' }).fill('http');
   assert.equal((await json('query')).protocol, 'http');
+  await assertLabelsClear('service map');
   await page.getByRole('radio', { name: 'Call trace', exact: true }).click();
   await page.getByRole('textbox', { name: 'Connection' }).fill('21');
   await page.getByRole('textbox', { name: 'Start (ns)' }).fill('1700000000000000001');
   const trace = await json('query');
   assert.deepEqual([trace.queryType, trace.node, trace.connId, trace.ts], ['trace', 'n1', '21', '1700000000000000001']);
+  await assertLabelsClear('call trace');
   await page.locator('#query-editor').screenshot({ path: join(shots, 'trace.png') });
   // Every type switch ran the query, as did the view switch.
   assert.ok(Number(await page.locator('#runs').textContent()) >= 4);

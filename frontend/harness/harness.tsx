@@ -1,9 +1,11 @@
 // The real-browser harness: ConfigEditor and QueryEditor mounted with @grafana/ui as Grafana
-// mounts them, state kept as Grafana's pages keep it, and that state printed as JSON for the
-// browser test (browser.test.mjs) to read. It is not Grafana: no Grafana server can run here.
+// mounts them (under Grafana's global styles, which size every box by its border), state kept
+// as Grafana's pages keep it, and that state printed as JSON for the browser test
+// (browser.test.mjs) to read. It is not Grafana: no Grafana server can run here.
 import React, { useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { DataSourceSettings } from '@grafana/data';
+import { GlobalStyles } from '@grafana/ui';
 
 import { ConfigEditor } from '../src/components/ConfigEditor';
 import { QueryEditor } from '../src/components/QueryEditor';
@@ -32,6 +34,7 @@ function App() {
   const [runs, setRuns] = useState(0);
   return (
     <div style={{ padding: 16, width: 1000 }}>
+      <GlobalStyles />
       <section id="config">
         <ConfigEditor options={options} onOptionsChange={setOptions} />
       </section>

@@ -7,7 +7,10 @@ export interface BuilderView {
   value: string;
   label: string;
   format: QueryFormat;
-  /** The SQL, given the node condition (`TRUE` for every node) and the protocol condition. */
+  /**
+   * The SQL, given the node filter and the protocol filter: each ` AND <condition>`, or empty
+   * for every node (protocol).
+   */
   sql: (node: string, protocol: string) => string;
 }
 
@@ -31,7 +34,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       format: 'time_series',
       sql: (node, protocol) =>
         `SELECT ${bucket('ts')} AS time, protocol, count(*) / ($__interval_ms / 1000.0) AS calls_per_s ` +
-        `FROM calls WHERE ${range('ts')} AND ${node} AND ${protocol} GROUP BY 1, 2 ORDER BY 1`,
+        `FROM calls WHERE ${range('ts')}${node}${protocol} GROUP BY 1, 2 ORDER BY 1`,
     },
     {
       value: 'errors',
@@ -40,7 +43,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       sql: (node, protocol) =>
         `SELECT ${bucket('ts')} AS time, protocol, ` +
         `sum(CASE WHEN is_error THEN 1 ELSE 0 END) / ($__interval_ms / 1000.0) AS errors_per_s ` +
-        `FROM calls WHERE ${range('ts')} AND ${node} AND ${protocol} GROUP BY 1, 2 ORDER BY 1`,
+        `FROM calls WHERE ${range('ts')}${node}${protocol} GROUP BY 1, 2 ORDER BY 1`,
     },
     {
       value: 'latency',
@@ -48,7 +51,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       format: 'time_series',
       sql: (node, protocol) =>
         `SELECT ${bucket('ts')} AS time, protocol, approx_percentile_cont(duration_ns, 0.95) / 1e6 AS p95_ms ` +
-        `FROM calls WHERE ${range('ts')} AND ${node} AND ${protocol} GROUP BY 1, 2 ORDER BY 1`,
+        `FROM calls WHERE ${range('ts')}${node}${protocol} GROUP BY 1, 2 ORDER BY 1`,
     },
     {
       value: 'endpoints',
@@ -59,7 +62,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
         'avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate, ' +
         'approx_percentile_cont(duration_ns, 0.5) / 1e6 AS p50_ms, approx_percentile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, ' +
         'approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms ' +
-        `FROM calls WHERE ${range('ts')} AND ${node} AND ${protocol} ` +
+        `FROM calls WHERE ${range('ts')}${node}${protocol} ` +
         'GROUP BY protocol, method, resource ORDER BY calls DESC LIMIT 200',
     },
     {
@@ -67,7 +70,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       label: 'Slowest calls',
       format: 'table',
       sql: (node, protocol) =>
-        `SELECT ${CALL_COLUMNS} FROM calls WHERE ${range('ts')} AND ${node} AND ${protocol} ORDER BY duration_ns DESC LIMIT 50`,
+        `SELECT ${CALL_COLUMNS} FROM calls WHERE ${range('ts')}${node}${protocol} ORDER BY duration_ns DESC LIMIT 50`,
     },
   ],
   dns: [
@@ -77,7 +80,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       format: 'time_series',
       sql: (node) =>
         `SELECT ${bucket('ts')} AS time, domain, approx_percentile_cont(latency_ns, 0.95) / 1e6 AS p95_ms ` +
-        `FROM dns WHERE ${range('ts')} AND ${node} AND latency_ns IS NOT NULL GROUP BY 1, 2 ORDER BY 1`,
+        `FROM dns WHERE ${range('ts')}${node} AND latency_ns IS NOT NULL GROUP BY 1, 2 ORDER BY 1`,
     },
     {
       value: 'rcodes',
@@ -85,7 +88,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       format: 'time_series',
       sql: (node) =>
         `SELECT ${bucket('ts')} AS time, rcode, count(*) AS lookups FROM dns ` +
-        `WHERE ${range('ts')} AND ${node} AND NOT search_expansion GROUP BY 1, 2 ORDER BY 1`,
+        `WHERE ${range('ts')}${node} AND NOT search_expansion GROUP BY 1, 2 ORDER BY 1`,
     },
     {
       value: 'domains',
@@ -97,7 +100,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
         "sum(CASE WHEN rcode = 'TIMEOUT' THEN 1 ELSE 0 END) AS timeouts, " +
         'sum(CASE WHEN search_expansion THEN 1 ELSE 0 END) AS search_expansions, ' +
         'approx_percentile_cont(latency_ns, 0.95) / 1e6 AS p95_ms ' +
-        `FROM dns WHERE ${range('ts')} AND ${node} GROUP BY domain ORDER BY lookups DESC LIMIT 200`,
+        `FROM dns WHERE ${range('ts')}${node} GROUP BY domain ORDER BY lookups DESC LIMIT 200`,
     },
     {
       value: 'failures',
@@ -105,7 +108,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       format: 'table',
       sql: (node) =>
         'SELECT ts, node, comm, client_ip, server_ip, domain, qtype, rcode, latency_ns / 1e6 AS latency_ms FROM dns ' +
-        `WHERE ${range('ts')} AND ${node} AND rcode <> 'NOERROR' AND NOT search_expansion ORDER BY ts DESC LIMIT 100`,
+        `WHERE ${range('ts')}${node} AND rcode <> 'NOERROR' AND NOT search_expansion ORDER BY ts DESC LIMIT 100`,
     },
   ],
   tcp: [
@@ -114,7 +117,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       label: 'Problems',
       format: 'time_series',
       sql: (node) =>
-        `SELECT ${bucket('ts')} AS time, event, count(*) AS events FROM tcp_events WHERE ${range('ts')} AND ${node} ` +
+        `SELECT ${bucket('ts')} AS time, event, count(*) AS events FROM tcp_events WHERE ${range('ts')}${node} ` +
         "AND event IN ('retransmit', 'reset_sent', 'reset_received', 'connect_failed', 'drop') GROUP BY 1, 2 ORDER BY 1",
     },
     {
@@ -124,7 +127,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       sql: (node) =>
         `SELECT ${bucket('end_ts')} AS time, approx_percentile_cont(srtt_us, 0.5) / 1e3 AS p50_ms, ` +
         'approx_percentile_cont(srtt_us, 0.95) / 1e3 AS p95_ms ' +
-        `FROM flows WHERE ${range('end_ts')} AND ${node} AND srtt_us IS NOT NULL GROUP BY 1 ORDER BY 1`,
+        `FROM flows WHERE ${range('end_ts')}${node} AND srtt_us IS NOT NULL GROUP BY 1 ORDER BY 1`,
     },
     {
       value: 'connections',
@@ -132,7 +135,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       format: 'table',
       sql: (node) =>
         'SELECT end_ts, node, comm, role, src_ip, src_port, dst_ip, dst_port, retransmits, resets, close_reason, srtt_us, ' +
-        `connect_latency_ns / 1e6 AS connect_ms, conn_id FROM flows WHERE ${range('end_ts')} AND ${node} ` +
+        `connect_latency_ns / 1e6 AS connect_ms, conn_id FROM flows WHERE ${range('end_ts')}${node} ` +
         "AND (retransmits > 0 OR resets > 0 OR close_reason <> 'fin') ORDER BY end_ts DESC LIMIT 100",
     },
     {
@@ -140,7 +143,7 @@ export const BUILDER_VIEWS: Record<BuilderType, BuilderView[]> = {
       label: 'Drops by reason',
       format: 'table',
       sql: (node) =>
-        `SELECT reason, count(*) AS drops FROM tcp_events WHERE ${range('ts')} AND ${node} ` +
+        `SELECT reason, count(*) AS drops FROM tcp_events WHERE ${range('ts')}${node} ` +
         "AND event = 'drop' GROUP BY reason ORDER BY drops DESC",
     },
   ],
@@ -152,15 +155,16 @@ export const isBuilder = (queryType: string | undefined): queryType is BuilderTy
 const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
 
 /**
- * The condition on a text column for a builder filter: TRUE when empty. A template variable
- * stays a variable (`('$node' = '' OR node = '$node')`), so an empty variable means all.
+ * The builder filter on a text column, ` AND <condition>`: empty when the filter is. A template
+ * variable stays a variable (`('$node' = '' OR node = '$node')`), so an empty variable means all.
  */
-function condition(column: string, value: string | undefined): string {
+function filter(column: string, value: string | undefined): string {
   const v = (value ?? '').trim();
   if (v === '') {
-    return 'TRUE';
+    return '';
   }
-  return v.includes('$') ? `(${literal(v)} = '' OR ${column} = ${literal(v)})` : `${column} = ${literal(v)}`;
+  const condition = v.includes('$') ? `(${literal(v)} = '' OR ${column} = ${literal(v)})` : `${column} = ${literal(v)}`;
+  return ` AND ${condition}`;
 }
 
 /** The builder query with rawSql and format set from its type, view and filters. */
@@ -174,6 +178,6 @@ export function withBuilderSql(query: KindlingQuery): KindlingQuery {
     ...query,
     view: view.value,
     format: view.format,
-    rawSql: view.sql(condition('node', query.node), condition('protocol', query.protocol)),
+    rawSql: view.sql(filter('node', query.node), filter('protocol', query.protocol)),
   };
 }
