@@ -16,8 +16,9 @@
 //!   captured; the cgroup v2 hooks `recvmsg4`/`recvmsg6` (a UDP sender's address) and
 //!   `sock_release` (a socket's end, and who held it). No syscall tracepoint is used.
 //! - `tls`: uprobes on OpenSSL's `SSL_write`/`SSL_read` (and `_ex`) and a uretprobe on their
-//!   returns: TLS plaintext as data events of the socket under the connection, whose
-//!   ciphertext the socket programs then leave out.
+//!   returns, and on Go's `crypto/tls.(*Conn).Write`/`Read` and `Read`'s `ret` instructions: TLS
+//!   plaintext as data events of the socket under the connection (OpenSSL's ciphertext the
+//!   socket programs then leave out).
 //!
 //! Shared by them: `maps` (every map, ring buffer and global that user space names),
 //! `events` (submitting TCP events, counting losses) and `kernel` (kernel reads at the

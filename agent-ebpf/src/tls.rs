@@ -19,8 +19,7 @@
 //!
 //! Go's `crypto/tls.(*Conn).Write` and `Read` (register ABI, Go >= 1.17): an entry uprobe past
 //! the stack check (once per call) and, since a uretprobe rewrites the return address on a stack
-//! that Go may move, a uprobe on each of the functions' `ret` instructions (found by user
-//! space). The entry reads the connection's fd out of the `*Conn` (`conn net.Conn` ->
+//! that Go may move, a uprobe on each of `Read`'s `ret` instructions (found by user space). The entry reads the connection's fd out of the `*Conn` (`conn net.Conn` ->
 //! `*net.TCPConn` -> `*netFD` -> `pfd.Sysfd`, a layout Go has kept since 1.9) and its TCP socket
 //! from the task's fd table. A write's plaintext is taken there, all of `b` (a Write writes all
 //! of it or fails; at its return the response may already have been read by another goroutine,
@@ -281,8 +280,8 @@ pub fn go_tls_read(ctx: ProbeContext) -> u32 {
     done(go_enter(&ctx, false))
 }
 
-/// A `ret` instruction of `crypto/tls.(*Conn).Write` or `Read`: a read's plaintext (`n` bytes,
-/// n in rax) as a data event of its connection's socket.
+/// A `ret` instruction of `crypto/tls.(*Conn).Read`: the plaintext it returned (`n` bytes, n in
+/// rax) as a data event of its connection's socket.
 #[uprobe]
 pub fn go_tls_return(ctx: ProbeContext) -> u32 {
     done(go_return(&ctx))
@@ -294,7 +293,7 @@ fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
     let (moved, _, _, g) = regs(ctx);
     let key = [pid_tgid >> 32, g];
     let Some(call) = GO_TLS_CALLS.get_ptr(&key) else {
-        // A write's return, or a read that was not followed.
+        // A read that was not followed.
         return Ok(());
     };
     // SAFETY: this goroutine's entry, copied out before it is removed.
