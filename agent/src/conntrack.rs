@@ -756,10 +756,9 @@ impl ConnTracker {
         // connection took the same socket address): the one whose ports are the event's.
         let at = self.clock.wall(ev.ts_exit_ns);
         let ports = |c: &Conn| c.conn_ref().matches(ev.sport, ev.dport);
-        let conn = if self.find_conn(ev.skaddr, ports).is_some() {
-            self.find_conn(ev.skaddr, ports)?
-        } else {
-            self.conn_mut(ev.skaddr)?
+        let conn = match self.find_conn(ev.skaddr, ports) {
+            Some(conn) => conn,
+            None => self.conn_mut(ev.skaddr)?,
         };
         let conn_ref = conn.conn_ref();
         // Only an event of this very socket (not of a new one at a reused address) names it.
