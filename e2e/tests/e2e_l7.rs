@@ -400,24 +400,14 @@ for path in ("/ok", "/missing", "/fail"):
     assert_eq!(out, "200 100\n404 9\n500 5\n");
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
     wait_count(&agent, &count, 6);
-    let rows = agent.query_json(&format!(
-        "SELECT role, comm, resource, status, tls, count(DISTINCT conn_id) AS conns \
-         FROM calls WHERE dst_port = {port} GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 3"
-    ));
-    let got: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {} {} {} {}",
-                r["role"].as_str().unwrap(),
-                r["comm"].as_str().unwrap(),
-                r["resource"].as_str().unwrap(),
-                r["status"].as_str().unwrap(),
-                r["tls"].as_str().unwrap(),
-                r["conns"],
-            )
-        })
-        .collect();
+    let got = row_lines(
+        &agent,
+        &format!(
+            "SELECT role, comm, resource, status, tls, count(DISTINCT conn_id) AS conns \
+             FROM calls WHERE dst_port = {port} GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 3"
+        ),
+        &["role", "comm", "resource", "status", "tls", "conns"],
+    );
     assert_eq!(
         got,
         [
@@ -436,6 +426,22 @@ for path in ("/ok", "/missing", "/fail"):
     ));
     assert!(sizes.iter().all(|r| r["n"] == 1), "{sizes:?}");
     assert_timing_sums(&agent, port);
+}
+
+/// The rows `sql` returns, each as its `columns` joined by spaces (text as it is, other values
+/// as JSON).
+fn row_lines(agent: &AgentProcess, sql: &str, columns: &[&str]) -> Vec<String> {
+    agent
+        .query_json(sql)
+        .iter()
+        .map(|r| {
+            let value = |c: &&str| match &r[*c] {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            columns.iter().map(value).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
 }
 
 /// The count `column` of `agent_stats` (the same on every row).
@@ -591,26 +597,22 @@ fn https_from_nginx_is_http_calls_on_both_ends_with_exact_sizes() {
     let count = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
     wait_count(&agent, &count, 14);
     for (role, comm) in [("client", "curl"), ("server", "nginx")] {
-        let got: Vec<String> = agent
-            .query_json(&format!(
+        let got = row_lines(
+            &agent,
+            &format!(
                 "SELECT comm, method, resource, status, tls, request_bytes, response_bytes \
                  FROM calls WHERE dst_port = {port} AND role = '{role}' ORDER BY ts"
-            ))
-            .iter()
-            .map(|r| {
-                let s = |k: &str| r[k].as_str().unwrap().to_owned();
-                format!(
-                    "{} {} {} {} {} {} {}",
-                    s("comm"),
-                    s("method"),
-                    s("resource"),
-                    s("status"),
-                    s("tls"),
-                    r["request_bytes"],
-                    r["response_bytes"]
-                )
-            })
-            .collect();
+            ),
+            &[
+                "comm",
+                "method",
+                "resource",
+                "status",
+                "tls",
+                "request_bytes",
+                "response_bytes",
+            ],
+        );
         let want: Vec<String> = paths
             .iter()
             .zip(&seen)
@@ -655,26 +657,22 @@ fn https_from_go_crypto_tls_is_http_calls_on_both_ends() {
             n,
         )
     };
-    let rows = |role: &str, comm: &str| -> Vec<String> {
-        agent
-            .query_json(&format!(
-                "SELECT protocol, method, resource, status, tls, request_bytes, response_bytes                  FROM calls WHERE dst_port = {port} AND role = '{role}' AND comm = '{comm}'                  ORDER BY ts"
-            ))
-            .iter()
-            .map(|r| {
-                let s = |k: &str| r[k].as_str().unwrap().to_owned();
-                format!(
-                    "{} {} {} {} {} {} {}",
-                    s("protocol"),
-                    s("method"),
-                    s("resource"),
-                    s("status"),
-                    s("tls"),
-                    r["request_bytes"],
-                    r["response_bytes"]
-                )
-            })
-            .collect()
+    let rows = |role: &str, comm: &str| {
+        let sql = format!(
+            "SELECT protocol, method, resource, status, tls, request_bytes, response_bytes \
+             FROM calls WHERE dst_port = {port} AND role = '{role}' AND comm = '{comm}' \
+             ORDER BY ts"
+        );
+        let columns = [
+            "protocol",
+            "method",
+            "resource",
+            "status",
+            "tls",
+            "request_bytes",
+            "response_bytes",
+        ];
+        row_lines(&agent, &sql, &columns)
     };
 
     // curl to the Go server: exact sizes from curl.
