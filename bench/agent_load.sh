@@ -26,7 +26,8 @@
 # BUDGET (256MiB), OVERHEAD (128: MiB of RSS allowed beyond the budget), AGENT_WRAP (a command
 # to run the agent under, e.g. "taskset -c 1 nice -n 19" to starve it), STOP_AT_LIMIT (0),
 # BIN (target/release), NGINX_CPU (1), LOADGEN_CPU (0), LABEL (a name for the
-# summary), COLUMNS_AT (5000), KEEP_TMP=1.
+# summary), COLUMNS_AT (5000), KEEP_TMP=1, AGENT_ARGS (more agent flags, e.g.
+# "--history-dir /tmp/h": a fresh directory per run is the caller's).
 set -euo pipefail
 
 RATES="${RATES:-500 5000 15000}"
@@ -64,7 +65,8 @@ for run in $RATES; do
   rate="${run%%:*}"
   codec=lz4
   [[ "$run" == *:* ]] && codec="${run#*:}"
-  start_agent --memory-budget "$BUDGET" --chunk-compression "$codec"
+  # shellcheck disable=SC2086 # AGENT_ARGS is a list of flags
+  start_agent --memory-budget "$BUDGET" --chunk-compression "$codec" ${AGENT_ARGS:-}
   sleep 2
   idle_kib="$(rss_kib "$AGENT_PID")"
   ev0="$(value "SELECT events_received FROM agent_stats WHERE table_name = 'calls'")"

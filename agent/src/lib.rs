@@ -16,9 +16,10 @@
 //! - [`round`]: one capture round over the tracker, the sessionizer and the pending rows;
 //!   `pipeline` (feature `capture`) runs rounds on the capture thread with its timers; [`counters`] counts what
 //!   came in and what was dropped, by cause.
-//! - [`store`]: time-partitioned Arrow chunks under a memory budget; [`spill`] writes it on
-//!   shutdown and reloads it on start (`--spill-dir`); [`replay`] serves a `kindling dump`
-//!   directory instead of capture (`--replay`).
+//! - [`store`]: time-partitioned Arrow chunks under a memory budget, and the index of their
+//!   history files; [`history`] writes sealed chunks to Parquet files under a disk budget
+//!   (`--history-dir`); [`replay`] serves a `kindling dump` directory instead of capture
+//!   (`--replay`).
 //! - [`query`]: DataFusion over the store, read-only and bounded; [`serve`]: the Arrow Flight
 //!   endpoint coordinators query.
 #![deny(missing_docs)]
@@ -31,6 +32,7 @@ pub mod counters;
 pub mod decode;
 pub mod dns_search;
 pub mod enrich;
+pub mod history;
 pub mod k8s;
 #[cfg(feature = "capture")]
 pub mod pipeline;
@@ -41,7 +43,6 @@ pub mod round;
 pub mod serve;
 pub mod sessions;
 pub mod sockdiag;
-pub mod spill;
 pub mod store;
 
 /// Parses a byte size such as `256MiB`, `1GiB`, `64KiB` or `1048576`.

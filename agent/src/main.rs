@@ -1,5 +1,9 @@
 //! `kindling-agent`: captures TCP activity on this node and serves it over Arrow Flight.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -10,6 +14,7 @@ use kindling_agent::{
     },
     cgroups::{self, CgroupNames},
     counters::PipelineCounters,
+    history::{self, HistoryHealth},
     k8s::{self, Kubernetes},
     parse_bytes,
     pipeline::Pipeline,
@@ -117,14 +122,23 @@ struct Args {
     tls_key: Option<std::path::PathBuf>,
     /// Serve the tables of a `kindling dump` directory (Parquet) instead of capturing: no
     /// eBPF programs, no root needed.
-    #[arg(long, conflicts_with = "spill_dir")]
+    /// A history directory (--history-dir) is served as it is, read-only.
+    #[arg(long, conflicts_with = "history_dir")]
     replay: Option<std::path::PathBuf>,
-    /// Directory where the agent writes what it holds (Parquet, as `kindling dump`) when it
-    /// stops on SIGTERM or SIGINT, and reloads it from when it starts: history across
-    /// restarts and rolling upgrades. A crash writes nothing; the next start reloads the
-    /// spill of the last clean stop.
-    #[arg(long)]
-    spill_dir: Option<std::path::PathBuf>,
+    /// Directory of history files: every chunk of rows is written there as Parquet (one file
+    /// per chunk, `<table>/<chunk>.parquet`), so that queries cover days, not only what memory
+    /// holds, and restarts and crashes keep what was captured. In a DaemonSet: a hostPath
+    /// such as /var/lib/kindling/history. (`--spill-dir` is the same option under its old
+    /// name.)
+    #[arg(long, alias = "spill-dir")]
+    history_dir: Option<std::path::PathBuf>,
+    /// Most bytes the history files may take; beyond it the oldest files are deleted.
+    #[arg(long, default_value = "4GiB", value_parser = parse_bytes)]
+    history_budget: u64,
+    /// Seconds at most between two writes of the rows in memory to the history files: what a
+    /// crash (SIGKILL, power loss) can lose.
+    #[arg(long, default_value_t = 60)]
+    history_flush: u64,
     /// Kubeconfig of the cluster whose pods, Services and workloads name the rows' ends
     /// (`src_pod` ... `dst_service`). In a pod the in-cluster config is used without it;
     /// elsewhere, without it, the agent runs in host mode (those columns stay empty).
@@ -167,15 +181,25 @@ impl From<ChunkCompression> for Compression {
     }
 }
 
-/// Compacts and compresses sealed chunks a few times a second, off the capture thread and
-/// outside the store's lock (the store's own module explains why).
-fn spawn_compressor(store: &Arc<Store>) -> anyhow::Result<()> {
+/// Writes sealed chunks to the history files (with `writer`), then compacts and compresses
+/// them, a few times a second, off the capture thread and outside the store's lock (the store's
+/// own module explains why).
+fn spawn_compressor(
+    store: &Arc<Store>,
+    writer: Option<Arc<Mutex<history::Writer>>>,
+) -> anyhow::Result<()> {
     let store = Arc::clone(store);
     std::thread::Builder::new()
         .name("store-compress".into())
         .spawn(move || {
             lower_priority(COMPRESS_NICE);
             loop {
+                if let Some(writer) = &writer {
+                    writer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .write_pending(false);
+                }
                 if let Err(e) = store.compress_sealed() {
                     tracing::error!(error = %e, "Compressing sealed chunks failed");
                 }
@@ -299,15 +323,37 @@ fn run(args: Args) -> anyhow::Result<()> {
         tls.is_some(),
         args.insecure_no_auth,
     )?;
+    let mut chunk_duration = Duration::from_secs(args.chunk_seconds);
+    if args.history_dir.is_some() {
+        // An open chunk reaches the disk when it is sealed.
+        chunk_duration = chunk_duration.min(Duration::from_secs(args.history_flush.max(1)));
+    }
     let store = Arc::new(Store::new(
         StoreConfig {
             budget_bytes: args.memory_budget,
             chunk_rows: args.chunk_rows,
-            chunk_duration: Duration::from_secs(args.chunk_seconds),
+            chunk_duration,
             compression: args.chunk_compression.into(),
+            history_budget: args.history_dir.as_ref().map(|_| args.history_budget),
         },
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
     ));
+    let history = match (&args.history_dir, &args.replay) {
+        (Some(dir), _) => {
+            let health = Arc::new(HistoryHealth::new(args.history_budget));
+            let files = history::open(&store, dir, false, &health).map_err(anyhow::Error::msg)?;
+            tracing::info!(dir = %dir.display(), files, budget_bytes = args.history_budget, "History directory opened");
+            Some((
+                Arc::new(Mutex::new(history::Writer::new(
+                    Arc::clone(&store),
+                    dir.clone(),
+                    Arc::clone(&health),
+                ))),
+                health,
+            ))
+        }
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("query")
@@ -345,6 +391,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
     let counters = Arc::new(PipelineCounters::default());
     let pipeline = match &args.replay {
+        Some(dir) if history::is_history_dir(dir) => {
+            let health = HistoryHealth::default();
+            let files = history::open(&store, dir, true, &health).map_err(anyhow::Error::msg)?;
+            tracing::info!(dir = %dir.display(), files, "Serving a history directory; no capture");
+            None
+        }
         Some(dir) => {
             let loaded = kindling_agent::replay::load(&store, dir).map_err(anyhow::Error::msg)?;
             let held: u64 = store.stats().values().map(|s| s.rows_held).sum();
@@ -360,15 +412,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             None
         }
         None => {
-            let mut first_conn_id = 1;
-            if let Some(dir) = &args.spill_dir {
-                let loaded =
-                    kindling_agent::spill::load(&store, dir).map_err(anyhow::Error::msg)?;
-                // New connections are numbered after the reloaded ones.
-                first_conn_id =
-                    kindling_agent::spill::max_conn_id(&store).map_err(anyhow::Error::msg)? + 1;
-                tracing::info!(dir = %dir.display(), ?loaded, first_conn_id, "Reloaded the spill of the last stop");
-            }
+            // New connections are numbered after those in the history files.
+            let first_conn_id = store.history_max_conn_id() + 1;
             let no_payload_cgroups = args
                 .no_payload_cgroup
                 .iter()
@@ -442,10 +487,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     // Also with --chunk-compression none: the same thread compacts sealed chunks.
-    spawn_compressor(&store)?;
+    let writer = history.as_ref().map(|(w, _)| Arc::clone(w));
+    spawn_compressor(&store, writer.clone())?;
     let queries = LocalQueries::new(
         Arc::clone(&store),
-        Arc::new(AgentInfo::new(&node, counters).with_kubernetes(kubernetes)),
+        Arc::new(
+            AgentInfo::new(&node, counters)
+                .with_kubernetes(kubernetes)
+                .with_history(history.map(|(_, h)| h)),
+        ),
         QueryLimits {
             memory_bytes: args.query_memory as usize,
             timeout: Duration::from_secs(args.query_timeout),
@@ -475,9 +525,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(pipeline) = pipeline {
         pipeline.stop();
         tracing::info!("Agent stopped; eBPF programs detached");
-        if let Some(dir) = &args.spill_dir {
-            let written = kindling_agent::spill::write(&store, dir).map_err(anyhow::Error::msg)?;
-            tracing::info!(dir = %dir.display(), ?written, "Spilled what the agent held");
+        if let Some(writer) = &writer {
+            // Whatever the last flush left in memory.
+            store.seal_all().map_err(anyhow::Error::msg)?;
+            let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let written = writer.write_pending(true);
+            tracing::info!(chunks = written, "Wrote the rest of the history");
         }
     }
     served

@@ -1,5 +1,6 @@
 //! The agent under abuse, end to end with eBPF: restarts (clean, killed) leave no eBPF object
-//! behind and `--spill-dir` carries history across them; floods (a connection storm beyond
+//! behind and `--history-dir` carries history across them (and beyond what memory holds, under
+//! a disk budget, on a full disk, past torn files); floods (a connection storm beyond
 //! `--max-connections`, a thousand short-lived client processes, a huge request, garbage on a
 //! port) stay within the memory budget, keep the agent answering and count every drop; heavy
 //! queries do not starve capture.
@@ -126,84 +127,321 @@ fn assert_released(before: &BpfObjects, after_what: &str) {
     );
 }
 
-/// Calls of the server on `port` per agent node: (node, calls, smallest and largest conn_id).
-fn calls_per_node(agent: &AgentProcess, port: u16) -> Vec<(String, u64, u64, u64)> {
-    agent
-        .query_json(&format!(
-            "SELECT node, count(*) AS n, min(conn_id) AS lo, max(conn_id) AS hi FROM calls \
-             WHERE dst_port = {port} GROUP BY node ORDER BY node"
-        ))
-        .iter()
-        .map(|r| {
-            let n = |k: &str| r[k].as_u64().unwrap();
-            (
-                r["node"].as_str().unwrap().to_owned(),
-                n("n"),
-                n("lo"),
-                n("hi"),
-            )
-        })
-        .collect()
+/// Nanoseconds since the epoch, now.
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// The one number `n` of `sql` on `agent`.
+fn count(agent: &AgentProcess, sql: &str) -> u64 {
+    agent.query_json(sql)[0]["n"].as_u64().unwrap()
+}
+
+/// The agent's own plan of `sql` (EXPLAIN sent to it as a fragment, as a coordinator would).
+fn agent_plan(agent: &AgentProcess, sql: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let set = AgentSet::new(vec![agent.addr.clone()]);
+    let target = Agent::at(&agent.addr);
+    let explain = format!("EXPLAIN {sql}");
+    let batches = runtime
+        .block_on(fetch_all(&target, &set, explain, None, Default::default()))
+        .unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
+/// The number after `key=` in `text`.
+fn number_after(text: &str, key: &str) -> u64 {
+    let at = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        + key.len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Polls `done` every 100 ms; fails with `what` past 20 s.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "after 20 s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An agent whose memory holds a few hundred calls at most, with a history directory written
+/// every second.
+fn history_args(dir: &str) -> Vec<&str> {
+    vec![
+        "--history-dir",
+        dir,
+        "--history-flush",
+        "1",
+        "--memory-budget",
+        "128KiB",
+        "--chunk-compression",
+        "none",
+        "--chunk-rows",
+        "100",
+    ]
 }
 
 #[test]
-fn restarts_leave_no_ebpf_object_behind_and_a_spill_keeps_history() {
+fn history_holds_more_than_memory_across_restarts_and_a_crash_loses_only_the_last_flush() {
     require_root();
     tool("python3");
     tool("curl");
     let before = bpf_objects();
     let (_server, port) = http_server();
-    let dir = tempdir("kl-spill");
-    let spill = dir.join("spill");
-    let spill_arg = spill.to_str().unwrap();
+    let dir = tempdir("kl-history");
+    let history = dir.join("history");
+    let args = history_args(history.to_str().unwrap());
     let calls = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
 
-    // First run: 5 requests on one connection, 10 calls (client and server); SIGTERM.
-    let a = AgentProcess::start("run-1", &["--spill-dir", spill_arg]);
+    // First run: 200 requests (400 calls: client and server), a time mark, 50 more. Memory
+    // cannot hold them: the rest is read from the history files.
+    let a = AgentProcess::start("run-1", &args);
     let during = bpf_objects();
     assert!(
         during.progs.len() > before.progs.len() && during.links.len() > before.links.len(),
         "the agent attached nothing? {during:?}"
     );
-    curl_ok(port, &["/ok"; 5]);
-    wait_count(&a, &calls, 10);
+    curl_ok(port, &["/ok"; 200]);
+    wait_count(&a, &calls, 400);
+    let mark = now_ns();
+    curl_ok(port, &["/ok"; 50]);
+    wait_count(&a, &calls, 500);
+    let stats = agent_stats(&a);
+    assert!(stat(&stats, "calls", "rows_evicted") > 0, "{stats:?}");
+    let since = format!("{calls} AND ts >= to_timestamp_nanos({mark})");
+    assert_eq!(count(&a, &since), 100);
+    assert_eq!(
+        count(&a, &format!("{calls} AND ts < to_timestamp_nanos({mark})")),
+        400
+    );
+    // The agent skips the files older than the mark without opening them.
+    let plan = agent_plan(&a, &since.replace("AS n", ""));
+    assert!(number_after(&plan, "files_pruned=") > 0, "{plan}");
+    // Readable by root only.
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(mode(&history), 0o700);
+    assert_eq!(mode(&history.join("calls")), 0o700);
+    for file in std::fs::read_dir(history.join("calls")).unwrap() {
+        assert_eq!(mode(&file.unwrap().path()), 0o600);
+    }
     assert!(a.terminate().success());
     assert_released(&before, "SIGTERM");
-    for table in ["calls", "flows", "tcp_events", "dns"] {
-        let meta = std::fs::metadata(spill.join(format!("{table}.parquet"))).unwrap();
-        // Readable by root only.
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-            0o600
-        );
-    }
 
-    // Second run: the 10 calls are back at once; 3 more requests make 6 more calls, on
-    // connections numbered after the reloaded ones. Then SIGKILL, as a crash.
-    let b = AgentProcess::start("run-2", &["--spill-dir", spill_arg]);
-    let first = calls_per_node(&b, port);
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!((first[0].0.as_str(), first[0].1), ("run-1", 10));
-    // The restarted agent captured from the moment it answered: nothing made after that is
-    // missed.
-    curl_ok(port, &["/ok"; 3]);
-    wait_count(&b, &calls, 16);
-    let both = calls_per_node(&b, port);
-    assert_eq!(both[1].0, "run-2");
-    assert_eq!(both[1].1, 6);
-    assert!(
-        both[1].2 > both[0].3,
-        "conn_ids reused after a restart: {both:?}"
-    );
+    // Second run: a clean stop wrote everything, so the 500 calls are there at once. 50 more
+    // requests, written within the second (--history-flush 1); then SIGKILL during load.
+    let b = AgentProcess::start("run-2", &args);
+    assert_eq!(count(&b, &calls), 500);
+    curl_ok(port, &["/ok"; 50]);
+    wait_count(&b, &calls, 600);
+    let calls_on_disk = "SELECT history_rows AS n FROM agent_stats WHERE table_name = 'calls'";
+    wait_until("the history files hold all 600 calls", || {
+        count(&b, calls_on_disk) == 600
+    });
+    let flushed = now_ns();
+    let url = format!("http://127.0.0.1:{port}/ok");
+    let mut load = Command::new("curl")
+        .arg("-sS")
+        .args((0..300).flat_map(|_| ["-o", "/dev/null", url.as_str()]))
+        .spawn()
+        .unwrap();
+    let after_flush = format!("{calls} AND ts >= to_timestamp_nanos({flushed})");
+    wait_until("calls of the load", || count(&b, &after_flush) > 0);
     b.kill();
     assert_released(&before, "SIGKILL");
+    load.wait().unwrap();
 
-    // Third run: a crash writes nothing, so the spill is that of the first run's stop.
-    let c = AgentProcess::start("run-3", &["--spill-dir", spill_arg]);
-    let reloaded = calls_per_node(&c, port);
-    assert_eq!(reloaded, first);
+    // Third run: every call before the last flush is there, none twice; new connections are
+    // numbered after every one in the files.
+    let c = AgentProcess::start("run-3", &args);
+    assert_eq!(
+        count(
+            &c,
+            &format!("{calls} AND ts < to_timestamp_nanos({flushed})")
+        ),
+        600
+    );
+    let once = format!(
+        "SELECT count(*) - count(DISTINCT concat(node, '/', conn_id, '/', role, '/', ts)) AS n \
+         FROM calls WHERE dst_port = {port}"
+    );
+    assert_eq!(count(&c, &once), 0);
+    let max_before = count(
+        &c,
+        &format!("SELECT max(conn_id) AS n FROM calls WHERE dst_port = {port}"),
+    );
+    curl_ok(port, &["/ok"; 3]);
+    let run3 = format!("{calls} AND node = 'run-3'");
+    wait_count(&c, &run3, 6);
+    let min_new = count(
+        &c,
+        &format!("SELECT min(conn_id) AS n FROM calls WHERE dst_port = {port} AND node = 'run-3'"),
+    );
+    assert!(
+        min_new > max_before,
+        "conn_ids reused: {min_new} <= {max_before}"
+    );
     assert!(c.terminate().success());
     assert_released(&before, "the third run's SIGTERM");
+}
+
+#[test]
+fn the_history_budget_expires_the_oldest_files_and_every_call_is_counted() {
+    require_root();
+    tool("python3");
+    tool("curl");
+    let (_server, port) = http_server();
+    let dir = tempdir("kl-history-budget");
+    let history = dir.join("history");
+    let mut args = history_args(history.to_str().unwrap());
+    args.extend(["--history-budget", "64KiB"]);
+    let a = AgentProcess::start("budget", &args);
+    curl_ok(port, &["/ok"; 300]);
+    // Held (memory and files, each row once) + expired + lost = the 600 calls made.
+    let accounted = "SELECT (SELECT count(*) FROM calls) + history_rows_evicted + history_rows_lost \
+                     AS n FROM agent_stats WHERE table_name = 'calls'";
+    wait_until("600 calls accounted for", || count(&a, accounted) == 600);
+    let stats = agent_stats(&a);
+    assert!(
+        stat(&stats, "calls", "history_rows_evicted") > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stat(&stats, "calls", "history_rows_lost"), 0);
+    assert_eq!(stat(&stats, "calls", "history_budget_bytes"), 64 << 10);
+    // Every call is of this test's server.
+    let all = count(&a, "SELECT count(*) AS n FROM calls");
+    assert_eq!(
+        count(
+            &a,
+            &format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}")
+        ),
+        all
+    );
+    // The files hold at most the budget, plus those of chunks still in memory.
+    assert!(
+        stat(&stats, "calls", "history_bytes") <= (64 << 10) + (128 << 10),
+        "{stats:?}"
+    );
+    assert!(a.terminate().success());
+}
+
+/// A tmpfs of `size` mounted on `dir` for the test's lifetime: a disk that fills up.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {out:?}");
+        Self(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_capture_in_memory_and_torn_files_are_skipped_at_start() {
+    require_root();
+    tool("python3");
+    tool("curl");
+    let (_server, port) = http_server();
+    let dir = tempdir("kl-history-full");
+    let disk = SmallDisk::mount(dir.join("history"), "64k");
+    let history = disk.0.clone();
+    let args = history_args(history.to_str().unwrap());
+    let calls = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
+    let a = AgentProcess::start("full", &args);
+    let errors = "SELECT history_write_errors AS n FROM agent_stats WHERE table_name = 'calls'";
+    let mut made = 0;
+    while count(&a, errors) == 0 {
+        assert!(
+            made < 2000,
+            "the 64 KiB disk never filled: {:?}",
+            agent_stats(&a)
+        );
+        curl_ok(port, &["/ok"; 100]);
+        made += 100;
+        wait_count(&a, &calls, 2 * made);
+    }
+    let stats = agent_stats(&a);
+    let error = stats["calls"]["history_error"].as_str().unwrap().to_owned();
+    assert!(error.contains("No space left on device"), "{error}");
+    // Capture goes on: calls made now are all there.
+    let mark = now_ns();
+    curl_ok(port, &["/ok"; 50]);
+    wait_count(
+        &a,
+        &format!("{calls} AND ts >= to_timestamp_nanos({mark})"),
+        100,
+    );
+    assert!(a.terminate().success());
+
+    // A torn file (cut in half) and a foreign one: skipped and counted at start, not fatal.
+    let mut files: Vec<_> = std::fs::read_dir(history.join("calls"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    let torn = &files[0];
+    let len = std::fs::metadata(torn).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(torn)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    std::fs::write(history.join("calls").join("notes.parquet"), b"not parquet").unwrap();
+    let b = AgentProcess::start("after", &args);
+    let skipped = "SELECT history_files_skipped AS n FROM agent_stats WHERE table_name = 'calls'";
+    assert_eq!(count(&b, skipped), 2);
+    // What is left is served from the files alone (memory starts empty).
+    let on_disk = count(
+        &b,
+        "SELECT history_rows AS n FROM agent_stats WHERE table_name = 'calls'",
+    );
+    assert!(on_disk > 0);
+    assert_eq!(count(&b, "SELECT count(*) AS n FROM calls"), on_disk);
+    let mark = now_ns();
+    curl_ok(port, &["/ok"; 10]);
+    wait_count(
+        &b,
+        &format!("{calls} AND ts >= to_timestamp_nanos({mark})"),
+        20,
+    );
+    assert!(b.terminate().success());
+    drop(disk);
 }
 
 /// One row of `agent_stats` per table of `agent`, keyed by table name.

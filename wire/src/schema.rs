@@ -228,6 +228,27 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         count("kubernetes_updates"),
         // Containers whose payload is not captured (--no-payload-namespace).
         count("kubernetes_payload_excluded"),
+        // History files (--history-dir): the budget (0: no history), then per table the rows,
+        // bytes and files on disk (rows still in memory too included) and the oldest time in
+        // them, what the budget expired since start, and rows that left memory without
+        // reaching a file (writes failing or far behind).
+        count("history_budget_bytes"),
+        count("history_rows"),
+        count("history_bytes"),
+        count("history_files"),
+        Field::new(
+            "history_oldest",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            true,
+        ),
+        count("history_rows_evicted"),
+        count("history_bytes_evicted"),
+        count("history_rows_lost"),
+        // Failed writes since start, files found at start and skipped (torn, foreign), and the
+        // last write error ("" once writes succeed again).
+        count("history_write_errors"),
+        count("history_files_skipped"),
+        text("history_error"),
     ]))
 });
 

@@ -18,7 +18,7 @@ use kindling_wire::schema;
 pub use stats::{
     AgentInfo, AgentStatsTable, Computed, ComputedTable, OpenCallsTable, ProtocolStatsTable,
 };
-pub use table::{ChunkScanExec, StoreTable};
+pub use table::{ChunkScanExec, HistoryScanExec, StoreTable};
 
 use crate::store::Store;
 

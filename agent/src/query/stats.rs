@@ -24,8 +24,8 @@ use kindling_protocols::Protocol;
 use kindling_wire::schema;
 
 use crate::{
-    counters::PipelineCounters, decode::Clock, k8s::Kubernetes, sessions::ProtocolCounters,
-    store::Store,
+    counters::PipelineCounters, decode::Clock, history::HistoryHealth, k8s::Kubernetes,
+    sessions::ProtocolCounters, store::Store,
 };
 
 /// Identity and counters of this agent.
@@ -41,6 +41,8 @@ pub struct AgentInfo {
     pub counters: Arc<PipelineCounters>,
     /// Kubernetes enrichment, when on.
     pub kubernetes: Option<Arc<Kubernetes>>,
+    /// The history directory's health, when there is one.
+    pub history: Option<Arc<HistoryHealth>>,
 }
 
 impl AgentInfo {
@@ -52,7 +54,14 @@ impl AgentInfo {
             started: Instant::now(),
             counters,
             kubernetes: None,
+            history: None,
         }
+    }
+
+    /// With the history's health.
+    pub fn with_history(mut self, history: Option<Arc<HistoryHealth>>) -> Self {
+        self.history = history;
+        self
     }
 
     /// With the enrichment's counters.
@@ -197,6 +206,24 @@ impl ComputedTable for AgentStatsTable {
                 k8s.as_ref()
                     .map_or(0, |_| c.kubernetes_payload_excluded.load(Ordering::Relaxed)),
             ),
+        ]);
+        let history = self.info.history.as_deref();
+        let history_error = history.map(HistoryHealth::last_error).unwrap_or_default();
+        columns.extend([
+            repeat(history.map_or(0, |h| h.budget_bytes)),
+            per_table(&|s| s.history_rows),
+            per_table(&|s| s.history_bytes),
+            per_table(&|s| s.history_files),
+            Arc::new(
+                TimestampNanosecondArray::from_iter(stats.values().map(|s| s.history_oldest))
+                    .with_timezone("UTC"),
+            ),
+            per_table(&|s| s.history_rows_evicted),
+            per_table(&|s| s.history_bytes_evicted),
+            per_table(&|s| s.history_rows_lost),
+            repeat(history.map_or(0, |h| h.write_errors.load(Ordering::Relaxed))),
+            repeat(history.map_or(0, |h| h.files_skipped.load(Ordering::Relaxed))),
+            Arc::new(StringArray::from(vec![history_error.as_str(); n])),
         ]);
         Ok(RecordBatch::try_new(schema::agent_stats(), columns)?)
     }

@@ -1,5 +1,8 @@
-//! [`StoreTable`]: a DataFusion table over one table of the [`Store`], scanning its chunks
-//! and skipping those whose time bounds cannot match the query's time filters.
+//! [`StoreTable`]: a DataFusion table over one table of the [`Store`], scanning its memory
+//! chunks ([`ChunkScanExec`]) and its history files (DataFusion's Parquet reader under a
+//! [`HistoryScanExec`]) as one table, and skipping the chunks and files whose time bounds cannot
+//! match the query's time filters. Inside a file, the filters prune row groups by their
+//! statistics.
 
 use std::{collections::VecDeque, fmt, sync::Arc};
 
@@ -7,19 +10,28 @@ use async_trait::async_trait;
 use datafusion::{
     arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
     catalog::{Session, TableProvider},
-    common::{DataFusionError, Result, ScalarValue},
-    datasource::TableType,
+    common::{DFSchema, DataFusionError, Result, ScalarValue, tree_node::TreeNodeRecursion},
+    datasource::{
+        TableType,
+        listing::PartitionedFile,
+        physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource},
+        source::DataSourceExec,
+    },
+    execution::object_store::ObjectStoreUrl,
     execution::{SendableRecordBatchStream, TaskContext, memory_pool::MemoryConsumer},
+    logical_expr::utils::conjunction,
     logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown},
-    physical_expr::EquivalenceProperties,
+    physical_expr::{EquivalenceProperties, PhysicalExpr},
     physical_plan::{
         DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
         execution_plan::{Boundedness, EmissionType},
         stream::RecordBatchStreamAdapter,
+        union::UnionExec,
     },
 };
+use futures::StreamExt as _;
 
-use crate::store::{Chunk, Store, TimeBounds};
+use crate::store::{Bounds, Chunk, DiskFile, Store, TimeBounds};
 
 /// A table of the store, as DataFusion sees it.
 #[derive(Debug)]
@@ -123,9 +135,10 @@ fn narrow(range: &mut Range, column: &str, expr: &Expr) {
     }
 }
 
-/// Whether `chunk` may hold rows matching `filters` (false only when a time filter excludes it).
-pub(crate) fn may_match(chunk: &Chunk, schema: &SchemaRef, filters: &[Expr]) -> bool {
-    chunk.bounds.iter().all(|(&col, bounds)| {
+/// Whether a chunk or file of these `bounds` may hold rows matching `filters` (false only when
+/// a time filter excludes it).
+pub(crate) fn may_match(bounds: &Bounds, schema: &SchemaRef, filters: &[Expr]) -> bool {
+    bounds.iter().all(|(&col, bounds)| {
         let name = schema.field(col).name();
         let mut range = Range::ALL;
         for f in filters {
@@ -162,7 +175,7 @@ impl TableProvider for StoreTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -171,18 +184,36 @@ impl TableProvider for StoreTable {
             .store
             .snapshot(&self.name)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        let total = snapshot.chunks.len();
-        // Newest first, so that a bare LIMIT is satisfied by the newest chunks alone.
-        let mut kept: Vec<&Arc<Chunk>> = Vec::new();
+        // Newest first, memory then files, so that a bare LIMIT is satisfied by the newest
+        // chunks alone.
+        let bare_limit = limit.filter(|_| filters.is_empty());
         let mut rows = 0;
+        let mut enough = |n: usize| {
+            rows += n;
+            bare_limit.is_some_and(|l| rows >= l)
+        };
+        let mut kept: Vec<&Arc<Chunk>> = Vec::new();
+        let mut done = false;
         for chunk in snapshot.chunks.iter().rev() {
-            if !may_match(chunk, &snapshot.schema, filters) {
+            if !may_match(&chunk.bounds, &snapshot.schema, filters) {
                 continue;
             }
             kept.push(chunk);
-            rows += chunk.rows();
-            if filters.is_empty() && limit.is_some_and(|l| rows >= l) {
+            if enough(chunk.rows()) {
+                done = true;
                 break;
+            }
+        }
+        let mut files: Vec<Arc<DiskFile>> = Vec::new();
+        if !done {
+            for file in snapshot.files.iter().rev() {
+                if !may_match(&file.bounds, &snapshot.schema, filters) {
+                    continue;
+                }
+                files.push(Arc::clone(file));
+                if enough(file.rows as usize) {
+                    break;
+                }
             }
         }
         let scanned = kept.len();
@@ -191,14 +222,154 @@ impl TableProvider for StoreTable {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => Arc::clone(&self.schema),
         };
-        Ok(Arc::new(ChunkScanExec::new(
+        let memory: Arc<dyn ExecutionPlan> = Arc::new(ChunkScanExec::new(
             &self.name,
             chunks,
             projected,
             projection.cloned(),
             limit,
             scanned,
-            total - scanned,
+            snapshot.chunks.len() - scanned,
+        ));
+        if snapshot.files.is_empty() {
+            return Ok(memory);
+        }
+        let pruned = snapshot.files.len() - files.len();
+        let disk = self.history_scan(state, files, pruned, projection, filters, bare_limit)?;
+        UnionExec::try_new(vec![memory, disk])
+    }
+}
+
+impl StoreTable {
+    /// DataFusion's Parquet reader over `files` (newest first), with the filters as its
+    /// predicate: row groups whose statistics exclude them are skipped.
+    fn history_scan(
+        &self,
+        state: &dyn Session,
+        files: Vec<Arc<DiskFile>>,
+        pruned: usize,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut source = ParquetSource::new(Arc::clone(&self.schema));
+        if let Some(filter) = conjunction(filters.iter().cloned()) {
+            let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+            // A filter the physical planner cannot take only costs pruning: it is applied
+            // above the scan anyway.
+            if let Ok(predicate) = state.create_physical_expr(filter, &df_schema) {
+                source = source.with_predicate(predicate);
+            }
+        }
+        let group: Vec<PartitionedFile> = files
+            .iter()
+            .map(|f| PartitionedFile::new(f.path.to_string_lossy(), f.bytes))
+            .collect();
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                .with_file_group(FileGroup::new(group))
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+        Ok(Arc::new(HistoryScanExec::new(
+            &self.name,
+            files,
+            pruned,
+            DataSourceExec::from_data_source(config),
+        )))
+    }
+}
+
+/// The history files of one table scan: DataFusion's Parquet reader under it, and the files it
+/// reads held open for the scan's lifetime (a file the history budget expires meanwhile is
+/// deleted when the scan ends, not under it). Shows in EXPLAIN how many files time filters
+/// pruned.
+#[derive(Debug)]
+pub struct HistoryScanExec {
+    table: String,
+    files: Arc<Vec<Arc<DiskFile>>>,
+    files_pruned: usize,
+    input: Arc<dyn ExecutionPlan>,
+}
+
+impl HistoryScanExec {
+    fn new(
+        table: &str,
+        files: Vec<Arc<DiskFile>>,
+        files_pruned: usize,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Self {
+        Self {
+            table: table.to_owned(),
+            files: Arc::new(files),
+            files_pruned,
+            input,
+        }
+    }
+}
+
+impl DisplayAs for HistoryScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HistoryScanExec: table={}, files_scanned={}, files_pruned={}",
+            self.table,
+            self.files.len(),
+            self.files_pruned
+        )
+    }
+}
+
+impl ExecutionPlan for HistoryScanExec {
+    fn name(&self) -> &str {
+        "HistoryScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        // No expression of its own: the predicate is the Parquet source's.
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children.pop().ok_or_else(|| {
+            DataFusionError::Internal("HistoryScanExec needs its input".to_owned())
+        })?;
+        Ok(Arc::new(Self {
+            table: self.table.clone(),
+            files: Arc::clone(&self.files),
+            files_pruned: self.files_pruned,
+            input,
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let files = Arc::clone(&self.files);
+        let stream = self.input.execute(partition, context)?;
+        let schema = stream.schema();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.map(move |batch| {
+                let _held = &files;
+                batch
+            }),
         )))
     }
 }

@@ -1,4 +1,7 @@
-use std::{net::Ipv4Addr, sync::Arc};
+use std::{
+    net::Ipv4Addr,
+    sync::{Arc, atomic::Ordering},
+};
 
 use datafusion::arrow::{record_batch::RecordBatch, util::pretty::pretty_format_batches};
 use futures::TryStreamExt;
@@ -6,6 +9,7 @@ use futures::TryStreamExt;
 use super::*;
 use crate::{
     counters::PipelineCounters,
+    history::{self, HistoryHealth},
     records::{Endpoints, FlowRecord, Owner, Role, builders::FlowsBuilder},
     store::{Compression, StoreConfig},
 };
@@ -18,17 +22,33 @@ fn queries() -> LocalQueries {
 /// A store of `n` flows, the i-th ending at second 10 + i after the epoch, in chunks of
 /// `chunk_rows`, sealed chunks compressed with `compression` when compressed.
 fn flows_store(n: u16, chunk_rows: usize, compression: Compression) -> Arc<Store> {
-    let store = Arc::new(Store::new(
-        StoreConfig {
-            budget_bytes: u64::MAX,
-            chunk_rows,
-            chunk_duration: Duration::from_secs(3600),
-            compression,
-        },
+    let store = empty_store(StoreConfig {
+        budget_bytes: u64::MAX,
+        chunk_rows,
+        chunk_duration: Duration::from_secs(3600),
+        compression,
+        history_budget: None,
+    });
+    append_flows(&store, n);
+    store
+}
+
+fn empty_store(config: StoreConfig) -> Arc<Store> {
+    Arc::new(Store::new(
+        config,
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
-    ));
+    ))
+}
+
+/// Appends `n` flows, the i-th ending at second 10 + i after the epoch, 10 per batch.
+fn append_flows(store: &Store, n: u16) {
+    append_flows_from(store, 0, n);
+}
+
+/// Appends flows `start..start + n` of [`append_flows`].
+fn append_flows_from(store: &Store, start: u16, n: u16) {
     let mut b = FlowsBuilder::new("n1");
-    for i in 0..n {
+    for i in start..start + n {
         let end = 10_000_000_000 + i64::from(i) * 1_000_000_000;
         b.append(&FlowRecord {
             start_ts_ns: end - 500,
@@ -61,7 +81,6 @@ fn flows_store(n: u16, chunk_rows: usize, compression: Compression) -> Arc<Store
             store.append(schema::FLOWS, b.finish().unwrap()).unwrap();
         }
     }
-    store
 }
 
 fn local(store: Arc<Store>) -> LocalQueries {
@@ -296,4 +315,213 @@ async fn decoded_chunks_are_charged_to_the_query_memory_limit() {
     // Plain chunks are the store's own memory, already in its budget: not charged again.
     let rows = count(limited(Compression::None), "SELECT * FROM flows").await;
     assert_eq!(rows.unwrap(), 18_000);
+}
+
+/// A fresh directory for one test's history files.
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kl-history-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A history directory holding the `n` flows of [`append_flows`], in chunks of `chunk_rows`,
+/// every chunk written (the open one sealed first).
+fn flows_history(name: &str, n: u16, chunk_rows: usize) -> std::path::PathBuf {
+    let dir = test_dir(name);
+    let store = empty_store(StoreConfig {
+        budget_bytes: u64::MAX,
+        chunk_rows,
+        chunk_duration: Duration::from_secs(3600),
+        compression: Compression::None,
+        history_budget: Some(u64::MAX),
+    });
+    let health = Arc::new(HistoryHealth::default());
+    assert_eq!(history::open(&store, &dir, false, &health).unwrap(), 0);
+    append_flows(&store, n);
+    store.seal_all().unwrap();
+    let chunks = usize::from(n).div_ceil(chunk_rows);
+    let mut writer = history::Writer::new(Arc::clone(&store), dir.clone(), health);
+    assert_eq!(writer.write_pending(true), chunks);
+    dir
+}
+
+/// Queries over the history files of `dir` alone (nothing in memory), as `--replay` serves them.
+fn history_only(dir: &std::path::Path) -> LocalQueries {
+    let store = empty_store(StoreConfig::default());
+    let health = HistoryHealth::default();
+    history::open(&store, dir, true, &health).unwrap();
+    assert_eq!(health.files_skipped.load(Ordering::Relaxed), 0);
+    local(store)
+}
+
+#[tokio::test]
+async fn history_files_answer_like_memory() {
+    // 18,000 flows in five files of up to 4,000 rows, against the same rows in memory.
+    let dir = flows_history("answers", 18_000, 4_000);
+    let disk = history_only(&dir);
+    let memory = local(flows_store(18_000, 4_000, Compression::None));
+    for sql in [
+        "SELECT count(*), sum(bytes_sent), sum(bytes_received), min(end_ts), max(end_ts) FROM flows",
+        "SELECT count(*), sum(bytes_sent) FROM flows \
+         WHERE end_ts >= to_timestamp_seconds(5000) AND end_ts < to_timestamp_seconds(9000)",
+        "SELECT comm, role, count(*), max(src_port) FROM flows GROUP BY comm, role ORDER BY comm, role",
+        "SELECT * FROM flows ORDER BY conn_id DESC LIMIT 3",
+        "SELECT * FROM flows WHERE conn_id IN (0, 3999, 4000, 12345, 17999) ORDER BY conn_id",
+        "SELECT count(*) FROM (SELECT conn_id FROM flows LIMIT 7)",
+    ] {
+        assert_eq!(run(&disk, sql).await, run(&memory, sql).await, "{sql}");
+    }
+    // Files are pruned by their time range: seconds 5000..9000 are in the second and third.
+    let plan = run(
+        &disk,
+        "EXPLAIN SELECT count(*) FROM flows \
+         WHERE end_ts >= to_timestamp_seconds(5000) AND end_ts < to_timestamp_seconds(9000)",
+    )
+    .await;
+    assert!(
+        plan.contains("HistoryScanExec: table=flows, files_scanned=2, files_pruned=3"),
+        "{plan}"
+    );
+    // A query of the last seconds opens no file at all.
+    let plan = run(
+        &disk,
+        "EXPLAIN SELECT count(*) FROM flows WHERE end_ts >= to_timestamp_seconds(20000)",
+    )
+    .await;
+    assert!(
+        plan.contains("HistoryScanExec: table=flows, files_scanned=0, files_pruned=5"),
+        "{plan}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn row_groups_of_a_history_file_are_pruned_by_statistics() {
+    // One file of 18,000 rows: row groups of 8,192, 8,192 and 1,616 rows, sorted by end_ts.
+    let dir = flows_history("row-groups", 18_000, 20_000);
+    let disk = history_only(&dir);
+    let sql = "SELECT count(*) AS n FROM flows WHERE end_ts >= to_timestamp_seconds(16500)";
+    assert_eq!(
+        run(&disk, sql).await,
+        "+------+\n| n    |\n+------+\n| 1510 |\n+------+"
+    );
+    let plan = run(&disk, &format!("EXPLAIN ANALYZE {sql}")).await;
+    assert!(plan.contains("files_scanned=1, files_pruned=0"), "{plan}");
+    assert!(
+        plan.contains("row_groups_pruned_statistics=3 total \u{2192} 1 matched"),
+        "{plan}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn memory_and_history_hold_each_row_once() {
+    // A memory budget of some 700 flows: the rest goes to the history files as the writer
+    // reaches it; before and after, every row is counted once.
+    let dir = test_dir("once");
+    let store = empty_store(StoreConfig {
+        budget_bytes: 600 << 10,
+        chunk_rows: 2_000,
+        chunk_duration: Duration::from_secs(3600),
+        compression: Compression::None,
+        history_budget: Some(u64::MAX),
+    });
+    let health = Arc::new(HistoryHealth::default());
+    history::open(&store, &dir, false, &health).unwrap();
+    let mut writer = history::Writer::new(Arc::clone(&store), dir.clone(), Arc::clone(&health));
+    let q = local(Arc::clone(&store));
+    let sql = "SELECT count(*) AS n, count(DISTINCT conn_id) AS d, sum(bytes_sent) AS s FROM flows";
+    let want = "+------+------+----------+\n\
+                | n    | d    | s        |\n\
+                +------+------+----------+\n\
+                | 6000 | 6000 | 17997000 |\n\
+                +------+------+----------+";
+    append_flows(&store, 3_000);
+    let first = writer.write_pending(false);
+    assert!(first > 0);
+    // 3,000 more flows (about 2.5 MiB, within what may wait for the writer: 4 MiB).
+    append_flows_from(&store, 3_000, 3_000);
+    // Chunks evicted before the writer reached them wait in memory, still counted.
+    let stats = &store.stats()[schema::FLOWS];
+    assert!(
+        stats.rows_evicted > 0 && stats.history_rows_lost == 0,
+        "{stats:?}"
+    );
+    assert_eq!(run(&q, sql).await, want);
+    // Everything written (the open chunk sealed first, as a clean stop does).
+    store.seal_all().unwrap();
+    let second = writer.write_pending(false);
+    assert_eq!(run(&q, sql).await, want);
+    let stats = &store.stats()[schema::FLOWS];
+    assert_eq!(stats.history_files, (first + second) as u64, "{stats:?}");
+    assert_eq!((stats.history_rows, stats.history_rows_lost), (6_000, 0));
+    assert_eq!(store.history_max_conn_id(), 5_999);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn torn_and_foreign_history_files_are_skipped_and_counted() {
+    // 100 flows in files of 40, 40 and 20 rows.
+    let dir = flows_history("skipped", 100, 40);
+    let flows = dir.join(schema::FLOWS);
+    let mut files: Vec<_> = std::fs::read_dir(&flows)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3);
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(
+        (mode(&dir), mode(&flows), mode(&files[0])),
+        (0o700, 0o700, 0o600)
+    );
+    // The last file torn (its footer cut off), a file that is not Parquet, a Parquet file of
+    // another program, and a write the last run did not finish.
+    let len = std::fs::metadata(&files[2]).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&files[2])
+        .unwrap()
+        .set_len(len - 20)
+        .unwrap();
+    std::fs::write(flows.join("junk.parquet"), b"PAR1 not really").unwrap();
+    let foreign = std::fs::File::create(flows.join("foreign.parquet")).unwrap();
+    let batch = run_batches(&history_only_unchecked(&dir), "SELECT * FROM flows LIMIT 5").await;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(foreign, schema::flows(), None).unwrap();
+    for b in &batch {
+        writer.write(b).unwrap();
+    }
+    writer.close().unwrap();
+    let partial = flows.join(".00000000000000000099.parquet.partial");
+    std::fs::write(&partial, b"half").unwrap();
+
+    let store = empty_store(StoreConfig {
+        history_budget: Some(u64::MAX),
+        ..StoreConfig::default()
+    });
+    let health = HistoryHealth::default();
+    assert_eq!(history::open(&store, &dir, false, &health).unwrap(), 2);
+    assert_eq!(health.files_skipped.load(Ordering::Relaxed), 3);
+    assert!(!partial.exists());
+    assert_eq!(store.history_max_conn_id(), 79);
+    let q = local(store);
+    assert_eq!(
+        run(&q, "SELECT count(*) AS n, max(conn_id) AS m FROM flows").await,
+        "+----+----+\n| n  | m  |\n+----+----+\n| 80 | 79 |\n+----+----+"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Queries over the history files of `dir`, whatever `open` skipped.
+fn history_only_unchecked(dir: &std::path::Path) -> LocalQueries {
+    let store = empty_store(StoreConfig::default());
+    history::open(&store, dir, true, &HistoryHealth::default()).unwrap();
+    local(store)
+}
+
+async fn run_batches(q: &LocalQueries, sql: &str) -> Vec<RecordBatch> {
+    q.execute(sql).await.unwrap().try_collect().await.unwrap()
 }

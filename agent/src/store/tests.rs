@@ -216,6 +216,7 @@ fn compressing_store(compression: Compression, chunk_rows: usize) -> Store {
             chunk_rows,
             chunk_duration: Duration::from_secs(3600),
             compression,
+            history_budget: None,
         },
         [("a".to_owned(), schema())],
     )
@@ -303,6 +304,7 @@ fn the_budget_counts_compressed_bytes_and_eviction_counts_their_rows() {
             chunk_rows: 10_000,
             chunk_duration: Duration::from_secs(3600),
             compression: Compression::Zstd,
+            history_budget: None,
         },
         [("a".to_owned(), schema())],
     );
@@ -325,5 +327,138 @@ fn the_budget_counts_compressed_bytes_and_eviction_counts_their_rows() {
     assert!(
         v.windows(2).all(|w| w[1] == w[0] + 1),
         "a contiguous suffix"
+    );
+}
+
+fn history_store(budget: u64, history_budget: u64) -> Store {
+    Store::new(
+        StoreConfig {
+            budget_bytes: budget,
+            chunk_rows: 100,
+            chunk_duration: Duration::from_secs(3600),
+            compression: Compression::None,
+            history_budget: Some(history_budget),
+        },
+        [("a".to_owned(), schema()), ("b".to_owned(), schema())],
+    )
+}
+
+/// What the history writer would record for `p` (no file is written: the store only indexes).
+fn file_of(p: &Pending, bytes: u64) -> DiskFile {
+    let path = PathBuf::from(format!("/nonexistent/kindling-test/{}", p.chunk.id));
+    DiskFile::new(
+        p.chunk.id,
+        path,
+        p.chunk.rows() as u64,
+        bytes,
+        p.chunk.bounds.clone(),
+        0,
+    )
+}
+
+/// Chunk ids of the memory chunks, and of the files, of a snapshot of `table`.
+fn parts(s: &Store, table: &str) -> (Vec<u64>, Vec<u64>) {
+    let snap = s.snapshot(table).unwrap();
+    (
+        snap.chunks.iter().map(|c| c.id).collect(),
+        snap.files.iter().map(|f| f.id).collect(),
+    )
+}
+
+#[test]
+fn evicted_chunks_wait_for_their_file_and_every_row_is_in_one_place() {
+    // Room for one chunk of 100 rows in memory.
+    let probe = store(u64::MAX, 100);
+    probe.append("a", batch(0, 100)).unwrap();
+    let s = history_store(probe.bytes_held(), u64::MAX);
+    for i in 0..3 {
+        s.append("a", batch(i * 100, 100)).unwrap();
+    }
+    // Chunks 1 and 2 (table a's first ids: a=1, b=2, then 3, 4, 5 as a's chunks seal) were
+    // evicted before any file existed: they wait, unwritten, still scanned.
+    let pending = s.unwritten();
+    let ids: Vec<u64> = pending.iter().map(|p| p.chunk.id).collect();
+    assert_eq!(ids, [1, 3, 4]);
+    assert_eq!(parts(&s, "a"), (vec![1, 3, 4], vec![]));
+    assert_eq!(values(&s, "a"), (0..300).collect::<Vec<_>>());
+    // Written: the evicted ones are read from their files, the one in memory from memory.
+    for p in &pending {
+        assert!(s.add_file("a", file_of(p, 10)).unwrap().is_empty());
+    }
+    assert_eq!(parts(&s, "a"), (vec![4], vec![1, 3]));
+    assert!(s.unwritten().is_empty());
+    // When chunk 4 leaves memory, its file stands for it: nothing waits.
+    s.append("a", batch(300, 100)).unwrap();
+    assert_eq!(parts(&s, "a"), (vec![5], vec![1, 3, 4]));
+    let st = s.stats()["a"];
+    assert_eq!(
+        (
+            st.rows_held,
+            st.rows_evicted,
+            st.history_rows,
+            st.history_files
+        ),
+        (100, 300, 300, 3)
+    );
+    assert_eq!((st.history_rows_lost, st.history_oldest), (0, Some(0)));
+}
+
+#[test]
+fn unwritten_chunks_beyond_their_cap_are_lost_and_counted() {
+    // A 1 MiB budget caps the unwritten chunks at 4 MiB (the least). 4,000 chunks of 100
+    // rows of 2 x i64 (about 6.5 MiB) are evicted with no writer: the cap keeps the newest.
+    let s = history_store(1 << 20, u64::MAX);
+    for i in 0..4_000 {
+        s.append("a", batch(i * 100, 100)).unwrap();
+    }
+    let st = s.stats()["a"];
+    let waiting: u64 = s.unwritten().iter().map(|p| p.chunk.bytes()).sum();
+    assert!(st.history_rows_lost > 0, "{st:?}");
+    // Every row is held, waiting (the unwritten ones not evicted, and sealed ones held), or lost.
+    let waiting_rows: u64 = s
+        .snapshot("a")
+        .unwrap()
+        .chunks
+        .iter()
+        .map(|c| c.rows() as u64)
+        .sum();
+    assert_eq!(waiting_rows + st.history_rows_lost, 400_000);
+    assert!(
+        waiting - s.bytes_held() <= unwritten_cap(1 << 20),
+        "{waiting}"
+    );
+}
+
+#[test]
+fn the_history_budget_expires_the_oldest_files_not_in_memory() {
+    let s = history_store(u64::MAX, 25);
+    for i in 0..5 {
+        s.append("a", batch(i * 100, 100)).unwrap();
+    }
+    // Five sealed chunks in memory, each written as a file of 10 bytes: over the budget of
+    // 25, but files whose chunk is in memory are not expired.
+    for p in s.unwritten() {
+        assert!(s.add_file("a", file_of(&p, 10)).unwrap().is_empty());
+    }
+    assert_eq!(s.stats()["a"].history_files, 5);
+    // A file found at start for table b (older, not in memory) goes first.
+    let old = DiskFile::new(
+        0,
+        PathBuf::from("/nonexistent/old"),
+        7,
+        10,
+        Bounds::new(),
+        0,
+    );
+    let expired = s.load_files(vec![("b".to_owned(), old)]).unwrap();
+    assert_eq!(expired.iter().map(|f| f.id).collect::<Vec<_>>(), [0]);
+    let b = s.stats()["b"];
+    assert_eq!(
+        (
+            b.history_files,
+            b.history_rows_evicted,
+            b.history_bytes_evicted
+        ),
+        (0, 7, 10)
     );
 }

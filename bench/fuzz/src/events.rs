@@ -261,6 +261,7 @@ impl Harness {
                 // Sealing by age would make runs depend on the wall clock.
                 chunk_duration: Duration::from_secs(3600),
                 compression: Compression::Lz4,
+                history_budget: None,
             },
             schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known"))),
         );

@@ -212,6 +212,7 @@ fn store() -> Store {
             chunk_rows: CHUNK_ROWS,
             chunk_duration: Duration::from_secs(3600),
             compression: Compression::Lz4,
+            history_budget: None,
         },
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known"))),
     );
