@@ -390,10 +390,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         names
     });
     let counters = Arc::new(PipelineCounters::default());
+    // A replayed history directory's files skipped at start.
+    let mut replay_health = None;
     let pipeline = match &args.replay {
         Some(dir) if history::is_history_dir(dir) => {
-            let health = HistoryHealth::default();
+            let health = Arc::new(HistoryHealth::default());
             let files = history::open(&store, dir, true, &health).map_err(anyhow::Error::msg)?;
+            replay_health = Some(health);
             tracing::info!(dir = %dir.display(), files, "Serving a history directory; no capture");
             None
         }
@@ -494,7 +497,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(
             AgentInfo::new(&node, counters)
                 .with_kubernetes(kubernetes)
-                .with_history(history.map(|(_, h)| h)),
+                .with_history(history.map(|(_, h)| h).or(replay_health)),
         ),
         QueryLimits {
             memory_bytes: args.query_memory as usize,

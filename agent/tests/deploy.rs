@@ -26,7 +26,8 @@ const AGENT_ARGS: &[&str] = &[
     "--memory-budget=256MiB",
     "--query-memory=128MiB",
     "--cgroup-root=/host/sys/fs/cgroup",
-    "--spill-dir=/var/lib/kindling/spill",
+    "--history-dir=/var/lib/kindling/history",
+    "--history-budget=10GiB",
 ];
 
 /// Memory the agent process needs beyond its row budget and one query (ring buffers,

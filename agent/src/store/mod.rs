@@ -786,10 +786,9 @@ impl Store {
             let at = t.files.partition_point(|f| f.id < file.id);
             t.files.insert(at, Arc::new(file));
         }
+        // The open chunks were numbered before the files were known.
         for t in tables.values_mut() {
-            if t.open.rows == 0 {
-                t.open.id = self.ids.fetch_add(1, Ordering::Relaxed);
-            }
+            t.open.id = self.ids.fetch_add(1, Ordering::Relaxed);
         }
         Ok(self.expire_files(&mut tables))
     }
