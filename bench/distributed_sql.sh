@@ -79,22 +79,7 @@ kindling() {
 }
 
 # duck QUERY: prints "seconds" and leaves the CSV in $WORK/duck.csv.
-duck() {
-  "$PY" - "$WORK/data/all/calls.parquet" "$1" "$WORK/duck.csv" "$DUCKDB_THREADS" <<'PYEOF'
-import sys, time, duckdb
-path, sql, out, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-con = duckdb.connect()
-con.execute(f"SET threads = {threads}")
-con.execute(f"CREATE VIEW calls AS SELECT * FROM read_parquet('{path}')")
-t0 = time.perf_counter()
-rows = con.execute(sql).fetchall()
-t1 = time.perf_counter()
-with open(out, "w") as f:
-    for r in rows:
-        f.write(",".join(str(v) for v in r) + "\n")
-print(f"{t1 - t0:.6f}")
-PYEOF
-}
+duck() { duckdb_query "$PY" "$WORK/data/all/calls.parquet" "$1" "$WORK/duck.csv" "$DUCKDB_THREADS"; }
 
 # check NAME: kindling's and DuckDB's results have the same groups with the same call counts.
 check() {

@@ -37,7 +37,7 @@ PY="$WORK/venv/bin/python"
 
 if [[ "$(cat "$WORK/rows" 2>/dev/null)" != "$ROWS" ]]; then
   rm -rf "$WORK/history" "$WORK/rows"
-  "$BIN/gen_calls" --history "$WORK/history" "$ROWS" "$SPAN" | tee "$WORK/gen.txt"
+  "$BIN/gen_calls" --history "$WORK/history" "$ROWS" "$SPAN" >"$WORK/gen.txt"
   date +%s >"$WORK/end"
   echo "$ROWS" >"$WORK/rows"
 fi
@@ -81,23 +81,7 @@ kq() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
-dq() {
-  "$PY" - "$WORK/history/calls" "$1" "$WORK/duck.csv" "$DUCKDB_THREADS" <<'PYEOF'
-import sys, time, duckdb
-path, sql, out, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-con = duckdb.connect()
-con.execute(f"SET threads = {threads}")
-con.execute("SET TimeZone = 'UTC'")
-con.execute(f"CREATE VIEW calls AS SELECT * FROM read_parquet('{path}/*.parquet')")
-t0 = time.perf_counter()
-rows = con.execute(sql).fetchall()
-t1 = time.perf_counter()
-with open(out, "w") as f:
-    for r in rows:
-        f.write(",".join(str(v) for v in r) + "\n")
-print(f"{t1 - t0:.6f}")
-PYEOF
-}
+dq() { duckdb_query "$PY" "$WORK/history/calls/*.parquet" "$1" "$WORK/duck.csv" "$DUCKDB_THREADS"; }
 
 # The first two columns of both answers (groups and counts, or the slowest calls) must agree.
 check() {

@@ -150,3 +150,25 @@ start_replay_agents() {
   done
   "$BIN/kindling" health "${REPLAY_ARGS[@]}" # names the agents that did not come up
 }
+
+# duckdb_query PY PARQUET SQL OUT THREADS: SQL over PARQUET (a file, or a glob of files) as the
+# view `calls` in DuckDB, in-process with PY (a python that has `duckdb`), in UTC, on THREADS
+# threads; writes the rows as CSV lines to OUT and prints the query's own seconds (the view
+# already created).
+duckdb_query() {
+  "$1" - "$2" "$3" "$4" "$5" <<'PYEOF'
+import sys, time, duckdb
+path, sql, out, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+con = duckdb.connect()
+con.execute(f"SET threads = {threads}")
+con.execute("SET TimeZone = 'UTC'")
+con.execute(f"CREATE VIEW calls AS SELECT * FROM read_parquet('{path}')")
+t0 = time.perf_counter()
+rows = con.execute(sql).fetchall()
+t1 = time.perf_counter()
+with open(out, "w") as f:
+    for r in rows:
+        f.write(",".join(str(v) for v in r) + "\n")
+print(f"{t1 - t0:.6f}")
+PYEOF
+}

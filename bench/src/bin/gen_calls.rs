@@ -156,7 +156,8 @@ fn history(dir: &Path, rows: u64, span: &String) {
     }
     let stats = &store.stats()["calls"];
     println!(
-        "{rows} rows in {files} files under {}: {} bytes ({:.1} per row); writer {:.1} s of CPU          ({:.0} rows per CPU second), building the rows {building:.1} s",
+        "{rows} rows in {files} files under {}: {} bytes ({:.1} per row); writer {:.1} s of CPU \
+         ({:.0} rows per CPU second), building the rows {building:.1} s",
         dir.display(),
         stats.history_bytes,
         stats.history_bytes as f64 / rows as f64,
