@@ -26,15 +26,11 @@ BIN="${BIN:-/work/target-release/release}"
 WORK="${WORK:-/tmp/kindling-dsql}"
 DUCKDB_THREADS="${DUCKDB_THREADS:-2}"
 
-for b in kindling-agent kindling gen_calls; do
-  [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: build in release first (see BENCHMARKS.md)" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_bins kindling-agent kindling gen_calls
 mkdir -p "$WORK"
-if [[ ! -x "$WORK/venv/bin/python" ]] || ! "$WORK/venv/bin/python" -c 'import duckdb' 2>/dev/null; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install -q duckdb
-fi
-PY="$WORK/venv/bin/python"
+duckdb_venv "$WORK"
 
 if [[ "$(cat "$WORK/data/rows" 2>/dev/null)" != "$ROWS x $AGENTS" ]]; then
   rm -rf "$WORK/data"
@@ -42,8 +38,6 @@ if [[ "$(cat "$WORK/data/rows" 2>/dev/null)" != "$ROWS x $AGENTS" ]]; then
   echo "$ROWS x $AGENTS" >"$WORK/data/rows"
 fi
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

@@ -25,15 +25,11 @@ WORK="${WORK:-/tmp/kindling-history}"
 DUCKDB_THREADS="${DUCKDB_THREADS:-2}"
 SPAN=86400
 
-for b in kindling-agent kindling gen_calls; do
-  [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: build in release first (see BENCHMARKS.md)" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_bins kindling-agent kindling gen_calls
 mkdir -p "$WORK"
-if [[ ! -x "$WORK/venv/bin/python" ]] || ! "$WORK/venv/bin/python" -c 'import duckdb' 2>/dev/null; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install -q duckdb
-fi
-PY="$WORK/venv/bin/python"
+duckdb_venv "$WORK"
 
 if [[ "$(cat "$WORK/rows" 2>/dev/null)" != "$ROWS" ]]; then
   rm -rf "$WORK/history" "$WORK/rows"
@@ -49,8 +45,6 @@ awk -v b="$bytes" -v r="$ROWS" -v f="$files" 'BEGIN {
   printf "on disk: %d bytes in %d files, %.1f bytes per call; 10 GiB hold %.2f days of 10k calls/s\n", b, f, per, 10 * 2^30 / per / 10000 / 86400
 }'
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PORT="$(free_port)"
 "$BIN/kindling-agent" --listen "127.0.0.1:$PORT" --node-name node-0 --replay "$WORK/history" \
   2>"$WORK/agent.log" &

@@ -12,12 +12,25 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-bench_need() { # $@: release binaries that must exist in $BIN
-  [[ $EUID -eq 0 ]] || { echo "run as root (the agent loads eBPF programs)" >&2; exit 1; }
+bench_bins() { # $@: release binaries that must exist in $BIN
   local b
   for b in "$@"; do
     [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: build in release first (bench/run does)" >&2; exit 1; }
   done
+}
+
+bench_need() { # $@: as bench_bins, for benchmarks that capture (root)
+  [[ $EUID -eq 0 ]] || { echo "run as root (the agent loads eBPF programs)" >&2; exit 1; }
+  bench_bins "$@"
+}
+
+# duckdb_venv DIR: a venv under DIR with PyPI's duckdb (made once); sets PY to its python.
+duckdb_venv() {
+  if [[ ! -x "$1/venv/bin/python" ]] || ! "$1/venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+    python3 -m venv "$1/venv"
+    "$1/venv/bin/pip" install -q duckdb
+  fi
+  PY="$1/venv/bin/python"
 }
 
 bench_cleanup() {

@@ -338,8 +338,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
     ));
-    let history = match (&args.history_dir, &args.replay) {
-        (Some(dir), _) => {
+    let history = match &args.history_dir {
+        Some(dir) => {
             let health = Arc::new(HistoryHealth::new(args.history_budget));
             let files = history::open(&store, dir, false, &health).map_err(anyhow::Error::msg)?;
             tracing::info!(dir = %dir.display(), files, budget_bytes = args.history_budget, "History directory opened");
@@ -352,7 +352,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 health,
             ))
         }
-        _ => None,
+        None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
