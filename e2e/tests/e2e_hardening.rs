@@ -377,7 +377,7 @@ fn a_full_disk_leaves_capture_in_memory_and_torn_files_are_skipped_at_start() {
     tool("curl");
     let (_server, port) = http_server();
     let dir = tempdir("kl-history-full");
-    let disk = SmallDisk::mount(dir.join("history"), "64k");
+    let disk = SmallDisk::mount(dir.join("history"), "128k");
     let history = disk.0.clone();
     let args = history_args(history.to_str().unwrap());
     let calls = format!("SELECT count(*) AS n FROM calls WHERE dst_port = {port}");
@@ -387,7 +387,7 @@ fn a_full_disk_leaves_capture_in_memory_and_torn_files_are_skipped_at_start() {
     while count(&a, errors) == 0 {
         assert!(
             made < 2000,
-            "the 64 KiB disk never filled: {:?}",
+            "the 128 KiB disk never filled: {:?}",
             agent_stats(&a)
         );
         curl_ok(port, &["/ok"; 100]);
