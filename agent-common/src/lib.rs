@@ -427,8 +427,9 @@ pub struct KernelOffsets {
     pub tcp_bytes_retrans: u64,
     /// `tcp_sock.bytes_received`
     pub tcp_bytes_received: u64,
-    /// `sock.sk_shutdown` (a u8; bit 0 is RCV_SHUTDOWN, set when the peer's FIN arrives)
-    pub sock_shutdown: u64,
+    /// `sock.sk_flags` (an unsigned long of `enum sock_flags` bits; bit 1, SOCK_DONE, is set
+    /// when the peer's FIN arrives)
+    pub sock_flags: u64,
     /// `sock.sk_type` (u16)
     pub sock_type: u64,
     /// `sock.sk_protocol` (u16)

@@ -13,8 +13,9 @@ use crate::{
     maps::{KERNEL_OFFSETS, RTT},
 };
 
-/// `sk_shutdown` bit for a closed receive side.
-const RCV_SHUTDOWN: u8 = 1;
+/// `sk_flags` bit `SOCK_DONE` (`enum sock_flags`): set by `tcp_fin()` when the peer's FIN
+/// arrives, and not by the application's own close().
+const SOCK_DONE: u64 = 1 << 1;
 
 // The lifecycle and network-health programs run in softirq context, often on top of another
 // eBPF program (an interrupt arriving while a syscall program runs). A classic tracepoint
@@ -44,14 +45,16 @@ fn try_inet_sock_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
     let mut close = CloseInfo::default();
     if new_state as u8 == tcp_state::CLOSE {
         close = close_info(skaddr)?;
-        // tcp_done() sets sk_shutdown only after this transition, so RCV_SHUTDOWN here means
-        // the peer's FIN arrived (and advanced bytes_received by one sequence number).
+        // A FIN that arrived advanced bytes_received by one sequence number. SOCK_DONE says
+        // whether one did: RCV_SHUTDOWN does not, as close() sets it too, and a socket closed
+        // first and orphaned ends here (FIN_WAIT2 handed to a timewait socket) as soon as
+        // its FIN is acknowledged, before the peer's FIN.
         let sent: u64 = read_kernel(skaddr + off.tcp_bytes_sent)?;
         let retrans: u64 = read_kernel(skaddr + off.tcp_bytes_retrans)?;
         let received: u64 = read_kernel(skaddr + off.tcp_bytes_received)?;
-        let shutdown: u8 = read_kernel(skaddr + off.sock_shutdown)?;
+        let flags: u64 = read_kernel(skaddr + off.sock_flags)?;
         bytes_sent = sent.saturating_sub(retrans);
-        bytes_received = received.saturating_sub(u64::from(shutdown & RCV_SHUTDOWN));
+        bytes_received = received.saturating_sub(u64::from(flags & SOCK_DONE != 0));
     }
     emit(|ev| {
         ev.kind = TcpEventKind::StateChange as u8;

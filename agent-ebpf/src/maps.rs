@@ -19,7 +19,7 @@ pub(crate) static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffs
     tcp_bytes_sent: 0,
     tcp_bytes_retrans: 0,
     tcp_bytes_received: 0,
-    sock_shutdown: 0,
+    sock_flags: 0,
     sock_type: 0,
     sock_protocol: 0,
     skc_family: 0,

@@ -183,6 +183,67 @@ fn connections_that_move_no_data_are_owned_by_the_processes_at_both_ends() {
     );
 }
 
+/// A server that closes first: its socket ends (FIN_WAIT2, orphaned, handed to a timewait
+/// socket) as soon as the client's kernel acknowledges its FIN, before the client sends its own.
+/// The flow counts exactly the bytes received: the peer's FIN takes one sequence number of
+/// `bytes_received` only once it arrived, and close() alone must not make the agent subtract it.
+#[test]
+fn a_server_that_closes_first_counts_exactly_the_bytes_it_received() {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+    };
+    require_root();
+    let agent = AgentProcess::start("e2e-node", &[]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(&[b'q'; 1000]).unwrap();
+    server.read_exact(&mut [0; 1000]).unwrap();
+    server.write_all(&[b'r'; 500]).unwrap();
+    drop(server);
+    let mut response = Vec::new();
+    client.read_to_end(&mut response).unwrap();
+    assert_eq!(response.len(), 500);
+    // The client holds its end open until the server's row is in: the server's socket ended
+    // without the client's FIN.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while agent.query_json(&format!(
+        "SELECT count(*) AS n FROM flows WHERE dst_port = {port} AND role = 'server'"
+    ))[0]["n"]
+        != 1
+    {
+        assert!(Instant::now() < deadline, "no server flow after 15 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(client);
+    wait_for_flows(&agent, port, 2);
+    agent.barrier();
+    let rows = agent.query_json(&format!(
+        "SELECT role, bytes_sent, bytes_received, status FROM flows WHERE dst_port = {port} \
+         ORDER BY role"
+    ));
+    let got: Vec<(&str, u64, u64, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap(),
+                r["bytes_sent"].as_u64().unwrap(),
+                r["bytes_received"].as_u64().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("client", 1000, 500, "closed"),
+            ("server", 500, 1000, "closed")
+        ]
+    );
+}
+
 #[test]
 fn loopback_connections_through_cli_and_grafana_host_emulation() {
     require_root();

@@ -275,7 +275,10 @@ impl KernelBtf {
             tcp_bytes_sent: self.member_offset("tcp_sock", "bytes_sent")?,
             tcp_bytes_retrans: self.member_offset("tcp_sock", "bytes_retrans")?,
             tcp_bytes_received: self.member_offset("tcp_sock", "bytes_received")?,
-            sock_shutdown: self.member_offset("sock", "sk_shutdown")?,
+            // Newer kernels (this 6.18 one) moved `sock.sk_flags` into `sock_common`, as `skc_flags`.
+            sock_flags: self.member_offset("sock", "sk_flags").or_else(|_| {
+                Ok::<_, Error>(common + self.member_offset("sock_common", "skc_flags")?)
+            })?,
             sock_type: self.member_offset("sock", "sk_type")?,
             sock_protocol: self.member_offset("sock", "sk_protocol")?,
             // `struct sock` begins with its `struct sock_common` (`__sk_common`).
