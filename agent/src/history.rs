@@ -140,7 +140,7 @@ pub fn open(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && read_only => continue,
             Err(e) => return Err(format!("cannot read {}: {e}", table_dir.display())),
         };
-        let expected = schema::by_name(table).expect("a stored table has a schema");
+        let expected = schema::stored(table).expect("a stored table has a schema");
         for entry in entries {
             let path = entry
                 .map_err(|e| format!("cannot read {}: {e}", table_dir.display()))?

@@ -38,6 +38,11 @@ struct Args {
     /// Value of the `node` column (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
+    /// Value of the `cluster` column of every table: the cluster this node belongs to, so that
+    /// one datasource can query several clusters' agents (letters, digits, `.`, `_`, `-`; at
+    /// most 63; default: none, "").
+    #[arg(long, default_value = "", value_parser = parse_cluster_name)]
+    cluster_name: String,
     /// Upper bound of the rows kept in memory; the oldest chunks are evicted beyond it.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
     memory_budget: u64,
@@ -300,6 +305,18 @@ fn set_batch(slice_ns: Option<u64>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A cluster name: what Kubernetes allows in a label value, so that a DaemonSet can take it
+/// from one, and no `/` (the service map writes `cluster/namespace/workload`).
+fn parse_cluster_name(name: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.len() > 63 || !name.chars().all(allowed) {
+        return Err(format!(
+            "`{name}` is not a cluster name: at most 63 letters, digits, `.`, `_` or `-`"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let node = args.node_name.clone().unwrap_or_else(host_name);
     let token = args
@@ -336,7 +353,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             compression: args.chunk_compression.into(),
             history_budget: args.history_dir.as_ref().map(|_| args.history_budget),
         },
-        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known table"))),
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::stored(t).expect("known table"))),
     ));
     let history = match &args.history_dir {
         Some(dir) => {
@@ -496,6 +513,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Arc::clone(&store),
         Arc::new(
             AgentInfo::new(&node, counters)
+                .with_cluster(&args.cluster_name)
                 .with_kubernetes(kubernetes)
                 .with_history(history.map(|(_, h)| h).or(replay_health)),
         ),

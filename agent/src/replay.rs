@@ -29,7 +29,7 @@ pub fn load(store: &Store, dir: &Path) -> Result<BTreeMap<String, u64>, String> 
         if !path.exists() {
             continue;
         }
-        let expected = schema::by_name(table).expect("a stored table has a schema");
+        let expected = schema::stored(table).expect("a stored table has a schema");
         let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.with_batch_size(8192).build())
@@ -146,7 +146,7 @@ mod tests {
 
         let store = Store::new(
             StoreConfig::default(),
-            schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
+            schema::STORED_TABLES.map(|t| (t.to_owned(), schema::stored(t).unwrap())),
         );
         let loaded = load(&store, &dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

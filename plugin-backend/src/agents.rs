@@ -30,23 +30,54 @@ use tonic::{
 
 use crate::error::{AgentError, FailureKind};
 
-/// How the coordinator reaches agents.
+/// How the coordinator reaches agents: one or more clusters of them, each with its own
+/// addresses, token and TLS settings, and bounds common to all.
 #[derive(Debug, Clone)]
 pub struct AgentSet {
-    /// Agent addresses as configured, `HOST:PORT`; a host that is a DNS name resolving to many
-    /// addresses (a Kubernetes headless Service) stands for one agent per address.
-    pub addrs: Vec<String>,
+    /// The clusters; an unnamed one (name "") when the agents were given as one list.
+    pub clusters: Vec<ClusterAgents>,
     /// Bound of name resolution and connection set-up per agent.
     pub connect_timeout: Duration,
     /// Bound of one agent's whole answer; an agent slower than this is left out of the result
     /// and named.
     pub agent_timeout: Duration,
-    /// Most agents queried at once (0 counts as 1).
+    /// Most agents queried at once, over all clusters (0 counts as 1).
     pub fanout: usize,
-    /// Bearer token sent to every agent (`authorization: Bearer ...`).
+}
+
+/// The agents of one cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterAgents {
+    /// The cluster's name ("" for the one unnamed cluster); its agents are named
+    /// `NAME/ADDRESS` in messages.
+    pub name: String,
+    /// Agent addresses as configured, `HOST:PORT`; a host that is a DNS name resolving to many
+    /// addresses (a Kubernetes headless Service) stands for one agent per address.
+    pub addrs: Vec<String>,
+    /// Bearer token sent to the cluster's agents (`authorization: Bearer ...`).
     pub token: Option<String>,
-    /// TLS to agents, when they serve it.
+    /// TLS to the cluster's agents, when they serve it.
     pub tls: Option<TlsSettings>,
+}
+
+impl ClusterAgents {
+    /// The cluster `name` of the agents at `addrs`, without token or TLS.
+    pub fn new(name: &str, addrs: Vec<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            addrs,
+            ..Self::default()
+        }
+    }
+
+    /// How messages name the agent `agent` (an address) of this cluster.
+    fn qualify(&self, agent: String) -> String {
+        if self.name.is_empty() {
+            agent
+        } else {
+            format!("{}/{agent}", self.name)
+        }
+    }
 }
 
 /// How to check agents' TLS certificates.
@@ -60,16 +91,19 @@ pub struct TlsSettings {
 }
 
 impl AgentSet {
-    /// Agents at `addrs` with the default bounds: 5 s to connect, 10 s per answer, 32 agents
-    /// at once, no token.
+    /// Agents at `addrs`, one unnamed cluster, with the default bounds: 5 s to connect, 10 s
+    /// per answer, 32 agents at once, no token.
     pub fn new(addrs: Vec<String>) -> Self {
+        Self::of_clusters(vec![ClusterAgents::new("", addrs)])
+    }
+
+    /// The agents of `clusters`, with the default bounds.
+    pub fn of_clusters(clusters: Vec<ClusterAgents>) -> Self {
         Self {
-            addrs,
+            clusters,
             connect_timeout: Duration::from_secs(5),
             agent_timeout: Duration::from_secs(10),
             fanout: 32,
-            token: None,
-            tls: None,
         }
     }
 
@@ -82,64 +116,89 @@ impl AgentSet {
         }
     }
 
-    /// The same agents with `token`.
+    /// The same agents with `token`, in every cluster.
     pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token;
+        for c in &mut self.clusters {
+            c.token.clone_from(&token);
+        }
         self
     }
 
-    /// Every agent the configured addresses stand for, and the addresses that did not resolve.
+    /// The same agents with `tls`, in every cluster.
+    pub fn with_tls(mut self, tls: Option<TlsSettings>) -> Self {
+        for c in &mut self.clusters {
+            c.tls.clone_from(&tls);
+        }
+        self
+    }
+
+    /// Whether any cluster is named (agents then carry their cluster in their names).
+    pub fn named_clusters(&self) -> bool {
+        self.clusters.iter().any(|c| !c.name.is_empty())
+    }
+
+    /// Every agent the configured addresses stand for, and the addresses that did not resolve
+    /// (with their cluster's index).
     ///
     /// An address that is an IP literal is one agent named by itself. A DNS name is looked up
     /// (within the connect timeout); each address it resolves to is one agent, named
     /// `IP:PORT (NAME:PORT)` when the name stands for several. Duplicates are queried once.
-    pub async fn resolve(&self) -> (Vec<Agent>, Vec<AgentError>) {
+    pub async fn resolve(&self) -> (Vec<Agent>, Vec<(AgentError, usize)>) {
         let mut agents = Vec::new();
         let mut failed = Vec::new();
         let mut seen = BTreeSet::new();
-        for configured in &self.addrs {
-            if let Ok(addr) = configured.parse::<SocketAddr>() {
-                if seen.insert(addr) {
-                    agents.push(Agent::new(
-                        configured.clone(),
-                        addr.to_string(),
-                        addr.ip().to_string(),
-                    ));
-                }
-                continue;
-            }
-            let lookup = tokio::time::timeout(
-                self.connect_timeout,
-                tokio::net::lookup_host(configured.as_str()),
-            )
-            .await;
-            let addrs: Vec<SocketAddr> = match lookup {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(e)) => {
-                    failed.push(AgentError::unavailable(
-                        configured,
-                        format!("cannot resolve: {e}"),
-                    ));
+        for (cluster, c) in self.clusters.iter().enumerate() {
+            for configured in &c.addrs {
+                if let Ok(addr) = configured.parse::<SocketAddr>() {
+                    if seen.insert(addr) {
+                        agents.push(Agent {
+                            name: c.qualify(configured.clone()),
+                            addr: addr.to_string(),
+                            host: addr.ip().to_string(),
+                            cluster,
+                        });
+                    }
                     continue;
                 }
-                Err(_) => {
-                    failed.push(AgentError::unavailable(
-                        configured,
-                        format!("cannot resolve within {:?}", self.connect_timeout),
-                    ));
-                    continue;
-                }
-            };
-            let unique: Vec<SocketAddr> = addrs.into_iter().filter(|a| seen.insert(*a)).collect();
-            let host = host_of(configured).to_owned();
-            let many = unique.len() > 1;
-            for addr in unique {
-                let name = if many {
-                    format!("{addr} ({configured})")
-                } else {
-                    configured.clone()
+                let lookup = tokio::time::timeout(
+                    self.connect_timeout,
+                    tokio::net::lookup_host(configured.as_str()),
+                )
+                .await;
+                let addrs: Vec<SocketAddr> = match lookup {
+                    Ok(Ok(addrs)) => addrs.collect(),
+                    Ok(Err(e)) => {
+                        let name = c.qualify(configured.clone());
+                        failed.push((
+                            AgentError::unavailable(&name, format!("cannot resolve: {e}")),
+                            cluster,
+                        ));
+                        continue;
+                    }
+                    Err(_) => {
+                        let name = c.qualify(configured.clone());
+                        let why = format!("cannot resolve within {:?}", self.connect_timeout);
+                        failed.push((AgentError::unavailable(&name, why), cluster));
+                        continue;
+                    }
                 };
-                agents.push(Agent::new(name, addr.to_string(), host.clone()));
+                let unique: Vec<SocketAddr> =
+                    addrs.into_iter().filter(|a| seen.insert(*a)).collect();
+                let host = host_of(configured).to_owned();
+                let many = unique.len() > 1;
+                for addr in unique {
+                    let name = if many {
+                        format!("{addr} ({configured})")
+                    } else {
+                        configured.clone()
+                    };
+                    agents.push(Agent {
+                        name: c.qualify(name),
+                        addr: addr.to_string(),
+                        host: host.clone(),
+                        cluster,
+                    });
+                }
             }
         }
         (agents, failed)
@@ -156,23 +215,27 @@ fn host_of(addr: &str) -> &str {
 /// One agent to query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
-    /// How messages name it: the configured address, or the resolved one with its DNS name.
+    /// How messages name it: the configured address, or the resolved one with its DNS name,
+    /// after `CLUSTER/` when its cluster is named.
     pub name: String,
     /// Where to connect, `HOST:PORT`.
     pub addr: String,
     /// The host as configured (a DNS name or an IP address): the name its TLS certificate is
     /// checked against.
     pub host: String,
+    /// Index of its cluster in [`AgentSet::clusters`], whose token and TLS settings it takes.
+    pub cluster: usize,
 }
 
 impl Agent {
-    fn new(name: String, addr: String, host: String) -> Self {
-        Self { name, addr, host }
-    }
-
-    /// An agent named by its address.
+    /// An agent of the first cluster, named by its address.
     pub fn at(addr: &str) -> Self {
-        Self::new(addr.to_owned(), addr.to_owned(), host_of(addr).to_owned())
+        Self {
+            name: addr.to_owned(),
+            addr: addr.to_owned(),
+            host: host_of(addr).to_owned(),
+            cluster: 0,
+        }
     }
 }
 
@@ -288,9 +351,11 @@ pub async fn fetch(
     sql: String,
     received: Arc<AtomicU64>,
 ) -> Result<impl Stream<Item = Result<RecordBatch, AgentError>> + Send + use<>, AgentError> {
-    let mut client = connect(agent, set.connect_timeout, set.tls.as_ref()).await?;
+    let cluster = set.clusters.get(agent.cluster);
+    let tls = cluster.and_then(|c| c.tls.as_ref());
+    let mut client = connect(agent, set.connect_timeout, tls).await?;
     let mut request = tonic::Request::new(Ticket::new(FragmentTicket::new(sql).encode()));
-    if let Some(token) = &set.token {
+    if let Some(token) = cluster.and_then(|c| c.token.as_ref()) {
         let value = MetadataValue::try_from(auth::header_value(token)).map_err(|_| {
             AgentError::unavailable(&agent.name, "the token is not a valid header value")
         })?;
@@ -377,6 +442,8 @@ pub struct QueryAgents {
     pub set: Arc<AgentSet>,
     /// Every agent queried.
     pub agents: Vec<Agent>,
+    /// Configured names that did not resolve, with their cluster's index.
+    unresolved: Vec<(String, usize)>,
     permits: Arc<tokio::sync::Semaphore>,
     missing: Mutex<Vec<AgentError>>,
     /// Bytes of Flight messages received from agents.
@@ -386,12 +453,14 @@ pub struct QueryAgents {
 impl QueryAgents {
     /// Resolves `set`'s addresses; those that do not resolve start out missing.
     pub async fn resolve(set: Arc<AgentSet>) -> Self {
-        let (agents, missing) = set.resolve().await;
+        let (agents, failed) = set.resolve().await;
+        let unresolved = failed.iter().map(|(e, c)| (e.agent.clone(), *c)).collect();
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(set.fanout.max(1))),
             set,
             agents,
-            missing: Mutex::new(missing),
+            unresolved,
+            missing: Mutex::new(failed.into_iter().map(|(e, _)| e).collect()),
             received: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -422,5 +491,34 @@ impl QueryAgents {
             .clone();
         missing.sort_by(|a, b| a.agent.cmp(&b.agent));
         missing
+    }
+
+    /// Agents configured: those resolved and the names that did not resolve.
+    pub fn configured(&self) -> usize {
+        self.agents.len() + self.unresolved.len()
+    }
+
+    /// The named clusters none of whose agents answered, with how many agents each has.
+    pub fn clusters_down(&self) -> Vec<(String, usize)> {
+        let missing = self.missing();
+        let names = self
+            .agents
+            .iter()
+            .map(|a| (&a.name, a.cluster))
+            .chain(self.unresolved.iter().map(|(n, c)| (n, *c)));
+        let mut per_cluster = vec![(0usize, 0usize); self.set.clusters.len()];
+        for (name, cluster) in names {
+            per_cluster[cluster].0 += 1;
+            if missing.iter().any(|m| &m.agent == name) {
+                per_cluster[cluster].1 += 1;
+            }
+        }
+        self.set
+            .clusters
+            .iter()
+            .zip(per_cluster)
+            .filter(|(c, (all, down))| !c.name.is_empty() && *all > 0 && down == all)
+            .map(|(c, (all, _))| (c.name.clone(), all))
+            .collect()
     }
 }

@@ -50,6 +50,8 @@ pub struct QueryOutput {
     pub agents: usize,
     /// Agents that did not answer: the result is partial, without their rows.
     pub missing: Vec<AgentError>,
+    /// Named clusters none of whose agents answered, with their number of agents.
+    pub clusters_down: Vec<(String, usize)>,
     /// Bytes of Flight messages received from agents.
     pub bytes_received: u64,
 }
@@ -60,11 +62,17 @@ impl QueryOutput {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
-    /// For a partial result, the warning that names the missing agents.
+    /// For a partial result, the warning that names the missing agents, and first the
+    /// clusters of which no agent answered.
     pub fn partial_warning(&self) -> Option<String> {
+        let clusters: String = self
+            .clusters_down
+            .iter()
+            .map(|(name, n)| format!("cluster {name} did not answer (none of its {n} agents); "))
+            .collect();
         (!self.missing.is_empty()).then(|| {
             format!(
-                "partial result: {} of {} agents did not answer: {}",
+                "partial result: {clusters}{} of {} agents did not answer: {}",
                 self.missing.len(),
                 self.agents,
                 list_failures(&self.missing)
@@ -158,8 +166,9 @@ impl QueryEngine {
 
     async fn run(&self, sql: &str) -> Result<QueryOutput> {
         kindling_sql::guard::check_sql(sql).map_err(Error::Query)?;
+        let sql = kindling_sql::keyword_columns::quote_keyword_columns(sql);
         let (ctx, agents) = self.context().await?;
-        let df = ctx.sql_with_options(sql, read_only()).await?;
+        let df = ctx.sql_with_options(&sql, read_only()).await?;
         let mut stream = df.execute_stream().await?;
         // The stream's schema, not the logical plan's: DataFusion can type an expression
         // differently in the two (`u64_column * 2` is Decimal128(20, 0) in the plan and
@@ -188,15 +197,12 @@ impl QueryEngine {
         if none_answered {
             return Err(Error::Unavailable(missing));
         }
-        let unresolved = missing
-            .iter()
-            .filter(|m| !agents.agents.iter().any(|a| a.name == m.agent))
-            .count();
         Ok(QueryOutput {
             schema,
             batches,
             truncated,
-            agents: agents.agents.len() + unresolved,
+            agents: agents.configured(),
+            clusters_down: agents.clusters_down(),
             missing,
             bytes_received: agents.received.load(std::sync::atomic::Ordering::Relaxed),
         })

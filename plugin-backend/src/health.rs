@@ -83,10 +83,12 @@ fn summarize(batches: &[RecordBatch]) -> Result<AgentStatus, String> {
 /// A DNS name is reported once per address it resolves to, or once with why it did not.
 pub async fn check(agents: &AgentSet) -> Vec<AgentHealth> {
     let (resolved, unresolved) = agents.resolve().await;
-    let unresolved = unresolved.into_iter().map(|e: AgentError| AgentHealth {
-        agent: e.agent,
-        status: AgentStatus::Error { error: e.message },
-    });
+    let unresolved = unresolved
+        .into_iter()
+        .map(|(e, _): (AgentError, usize)| AgentHealth {
+            agent: e.agent,
+            status: AgentStatus::Error { error: e.message },
+        });
     let answers: Vec<AgentHealth> = futures::stream::iter(resolved)
         .map(|agent| async move {
             let answer = fetch_all(

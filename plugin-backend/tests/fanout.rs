@@ -675,11 +675,12 @@ async fn tls_agents_answer_clients_that_trust_their_ca_only() {
     )
     .await;
     let with_tls = |ca: Option<&str>, server_name: Option<&str>| {
-        let mut set = AgentSet::new(vec![secure.addr.clone()]).with_token(Some("s3cret".into()));
-        set.tls = ca.map(|ca| kindling_plugin_backend::agents::TlsSettings {
-            ca_pem: ca.to_owned(),
-            server_name: server_name.map(str::to_owned),
-        });
+        let set = AgentSet::new(vec![secure.addr.clone()])
+            .with_token(Some("s3cret".into()))
+            .with_tls(ca.map(|ca| kindling_plugin_backend::agents::TlsSettings {
+                ca_pem: ca.to_owned(),
+                server_name: server_name.map(str::to_owned),
+            }));
         QueryEngine::new(set, EngineLimits::default())
     };
     let out = with_tls(Some(&ca), None)
@@ -858,4 +859,87 @@ async fn runaway_and_deep_queries_end_at_the_limits_with_clear_errors() {
         .await
         .unwrap();
     assert_eq!(support::rows(&out.batches), [["20000"]]);
+}
+
+/// Two clusters in one engine, each with its own token: one SQL over both, every row with its
+/// agent's cluster; a cluster whose agents are all down leaves a partial answer that names it,
+/// and an agent sent another cluster's token is refused and named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_are_queried_as_one_and_a_cluster_down_is_named() {
+    use kindling_plugin_backend::agents::ClusterAgents;
+    let east = |token| ServeOptions {
+        cluster: "east",
+        token: Some(token),
+        ..ServeOptions::default()
+    };
+    let e1 = agent("n1", 1..=4, east("east-token")).await;
+    let e2 = agent("n2", 5..=6, east("east-token")).await;
+    let w1 = agent(
+        "n1",
+        7..=9,
+        ServeOptions {
+            cluster: "west",
+            token: Some("west-token"),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    let cluster = |name: &str, addrs: &[&str], token: &str| ClusterAgents {
+        token: Some(token.to_owned()),
+        ..ClusterAgents::new(name, addrs.iter().map(|a| (*a).to_owned()).collect())
+    };
+    let engine = |clusters| {
+        let mut set = AgentSet::of_clusters(clusters);
+        set.agent_timeout = Duration::from_secs(2);
+        QueryEngine::new(set, EngineLimits::default())
+    };
+    let sql = "SELECT cluster, node, count(*) AS calls FROM calls \
+               GROUP BY cluster, node ORDER BY cluster, node";
+    let both = engine(vec![
+        cluster("east", &[&e1.addr, &e2.addr], "east-token"),
+        cluster("west", &[&w1.addr], "west-token"),
+    ]);
+    let out = both.query(sql).await.unwrap();
+    assert_eq!(
+        support::rows(&out.batches),
+        [
+            ["east", "n1", "4"],
+            ["east", "n2", "2"],
+            ["west", "n1", "3"]
+        ]
+    );
+    assert_eq!((out.agents, out.partial_warning()), (3, None));
+
+    // West down: east answers alone, and the warning names the cluster before its agent.
+    drop(w1);
+    let out = both.query(sql).await.unwrap();
+    assert_eq!(
+        support::rows(&out.batches),
+        [["east", "n1", "4"], ["east", "n2", "2"]]
+    );
+    assert_eq!(out.clusters_down, [("west".to_owned(), 1)]);
+    let warning = out.partial_warning().unwrap();
+    assert!(
+        warning.starts_with(
+            "partial result: cluster west did not answer (none of its 1 agents); \
+             1 of 3 agents did not answer: agent west/127.0.0.1:"
+        ),
+        "{warning}"
+    );
+
+    // An east agent listed under west, so sent west's token: refused, and named with the
+    // cluster it was listed in.
+    let mixed = engine(vec![
+        cluster("east", &[&e1.addr], "east-token"),
+        cluster("west", &[&e2.addr], "west-token"),
+    ]);
+    let out = mixed.query(sql).await.unwrap();
+    assert_eq!(support::rows(&out.batches), [["east", "n1", "4"]]);
+    assert_eq!(missing_names(&out), [format!("west/{}", e2.addr)]);
+    assert!(
+        out.missing[0].message.starts_with("refused the token"),
+        "{:?}",
+        out.missing
+    );
+    assert_eq!(out.clusters_down, [("west".to_owned(), 1)]);
 }

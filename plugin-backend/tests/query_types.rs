@@ -22,7 +22,9 @@ use kindling_agent::records::{
 use kindling_wire::schema;
 use serde_json::{Value, json};
 use support::{
-    InProcessAgent, empty_store, fixture_call, fixture_dns, fixture_flow, host::GrafanaHost, serve,
+    InProcessAgent, ServeOptions, empty_store, fixture_call, fixture_dns, fixture_flow,
+    host::{Datasource, GrafanaHost},
+    serve, serve_with,
 };
 
 /// One call as seen by `node` in `role`, from `src` to `dst`.
@@ -241,6 +243,11 @@ fn scenario_flows(node: &str, end_ts: i64) -> RecordBatch {
 
 /// Two agents, n1 and n2, holding their calls of the scenario, ten minutes ago.
 async fn agents() -> (InProcessAgent, InProcessAgent) {
+    agents_in("").await
+}
+
+/// [`agents`] of the cluster `cluster`.
+async fn agents_in(cluster: &str) -> (InProcessAgent, InProcessAgent) {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     let mut ts = now - 600_000_000_000;
     let mut served = Vec::new();
@@ -259,7 +266,11 @@ async fn agents() -> (InProcessAgent, InProcessAgent) {
         store
             .append(schema::FLOWS, scenario_flows(node, ts))
             .unwrap();
-        served.push(serve(store, node).await);
+        let options = ServeOptions {
+            cluster,
+            ..ServeOptions::default()
+        };
+        served.push(serve_with(store, node, options).await);
     }
     let n2 = served.pop().unwrap();
     (served.pop().unwrap(), n2)
@@ -287,6 +298,128 @@ fn counts(batch: &RecordBatch, name: &str) -> Vec<u64> {
         .iter()
         .map(|v| v.unwrap())
         .collect()
+}
+
+/// The same scenario recorded in two clusters (the same node names and addresses in each):
+/// every end an agent saw or named is its cluster's, the calls of one cluster are never
+/// matched with the other's, and only the ends no agent saw are shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_map_of_two_clusters_keeps_them_apart() {
+    let (e1, e2) = agents_in("east").await;
+    let (w1, w2) = agents_in("west").await;
+    let host = GrafanaHost::start();
+    let ds = Datasource {
+        json_data: json!({"clusters": [
+            {"name": "east", "agents": [e1.addr, e2.addr]},
+            {"name": "west", "agents": [w1.addr, w2.addr]},
+        ]}),
+        secure_json_data: Default::default(),
+    };
+    let responses = host
+        .query_datasource(
+            &ds,
+            &[
+                ("M", json!({"queryType": "service_map"})),
+                ("W", json!({"queryType": "service_map", "cluster": "west"})),
+            ],
+        )
+        .await;
+    assert_eq!(responses["M"].error, "");
+    let frames = support::host::decode_frames(&responses["M"]);
+    let edges = &frames[1].batch;
+    // The one-cluster map's edges (service_map_counts_each_call_once_and_names_both_ends),
+    // once per cluster.
+    let one = [
+        ("10.7.7.7", "n2/api", "http", 3),
+        ("n1/frontend", "10.9.9.9:443", "http", 2),
+        ("n1/frontend", "n2/api", "http", 4),
+        ("n1/frontend", "n2/db", "tcp", 1),
+        ("n2/api", "10.0.0.3:6379", "redis", 5),
+    ];
+    let named = |cluster: &str, end: &str| {
+        if end.contains('/') {
+            format!("{cluster}/{end}")
+        } else {
+            end.to_owned()
+        }
+    };
+    let mut want: Vec<(String, String, String, u64)> = ["east", "west"]
+        .iter()
+        .flat_map(|c| {
+            one.iter()
+                .map(|(s, t, p, n)| (named(c, s), named(c, t), (*p).to_owned(), *n))
+        })
+        .collect();
+    want.sort();
+    let got: Vec<(String, String, String, u64)> = (0..edges.num_rows())
+        .map(|i| {
+            (
+                text(edges, "source")[i].clone(),
+                text(edges, "target")[i].clone(),
+                text(edges, "detail__protocol")[i].clone(),
+                counts(edges, "detail__calls")[i],
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let nodes = &frames[0].batch;
+    assert_eq!(
+        text(nodes, "id"),
+        [
+            "10.0.0.3:6379",
+            "10.7.7.7",
+            "10.9.9.9:443",
+            "east/n1/frontend",
+            "east/n2/api",
+            "east/n2/db",
+            "west/n1/frontend",
+            "west/n2/api",
+            "west/n2/db",
+        ]
+    );
+    assert_eq!(
+        text(nodes, "title"),
+        [
+            "10.0.0.3:6379",
+            "10.7.7.7",
+            "10.9.9.9:443",
+            "frontend",
+            "api",
+            "db",
+            "frontend",
+            "api",
+            "db"
+        ]
+    );
+    let unseen = "not observed";
+    assert_eq!(
+        text(nodes, "subtitle"),
+        [
+            unseen,
+            unseen,
+            unseen,
+            "east · n1",
+            "east · n2",
+            "east · n2",
+            "west · n1",
+            "west · n2",
+            "west · n2"
+        ]
+    );
+    // Both clusters' api served 7 calls each; the shared unseen redis 5 from each.
+    assert_eq!(counts(nodes, "detail__calls"), [10, 0, 4, 0, 7, 1, 0, 7, 1]);
+    // One cluster: only its half.
+    let edges = &support::host::decode_frames(&responses["W"])[1].batch;
+    assert_eq!(
+        text(edges, "source"),
+        [
+            "10.7.7.7",
+            "west/n1/frontend",
+            "west/n1/frontend",
+            "west/n1/frontend",
+            "west/n2/api"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,11 +3,13 @@
 //!
 //! - [`guard`]: the bounds both sides run every query within.
 //! - [`digest`]: the mergeable sketch behind percentiles computed across agents.
+//! - [`keyword_columns`]: column names the parser would take for keywords (`cluster`), quoted.
 //! - [`leaf_plan_methods!`]: what every scan's `ExecutionPlan` says the same way on both sides.
 #![deny(missing_docs)]
 
 pub mod digest;
 pub mod guard;
+pub mod keyword_columns;
 
 /// The `ExecutionPlan` methods of a leaf plan (a scan: no children, no expressions of its
 /// own), which the agent's chunk scan and the coordinator's agent scan write alike. Use it

@@ -50,7 +50,7 @@ pub fn empty_store() -> Arc<Store> {
             chunk_duration: Duration::from_secs(3600),
             ..StoreConfig::default()
         },
-        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::stored(t).unwrap())),
     ))
 }
 
@@ -69,6 +69,8 @@ pub struct ServeOptions<'a> {
     pub limits: QueryLimits,
     /// PEM certificate and key to serve TLS with.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// The agent's `--cluster-name` ("" by default).
+    pub cluster: &'a str,
 }
 
 impl Default for ServeOptions<'_> {
@@ -78,6 +80,7 @@ impl Default for ServeOptions<'_> {
             token: None,
             limits: QueryLimits::default(),
             tls: None,
+            cluster: "",
         }
     }
 }
@@ -100,8 +103,9 @@ pub async fn serve_with(
     }
     let listener = tokio::net::TcpListener::bind(options.addr).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let info = Arc::new(AgentInfo::new(node, Arc::new(PipelineCounters::default())));
-    let queries = LocalQueries::new(Arc::clone(&store), info, options.limits);
+    let info =
+        AgentInfo::new(node, Arc::new(PipelineCounters::default())).with_cluster(options.cluster);
+    let queries = LocalQueries::new(Arc::clone(&store), Arc::new(info), options.limits);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(
         server

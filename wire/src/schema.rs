@@ -24,6 +24,12 @@ pub const OPEN_CALLS: &str = "open_calls";
 /// Table of the L7 parsers' counters, one row per protocol, computed when queried.
 pub const PROTOCOL_STATS: &str = "protocol_stats";
 
+/// The column every table has right after `node`: the cluster the agent serves in (its
+/// `--cluster-name`; "" when it was given none). A property of the agent, not of a row: the
+/// agent does not store it, it adds it to the rows it serves (see [`stored`]), so rows kept on
+/// disk or dumped and replayed by another agent are served as that agent's cluster.
+pub const CLUSTER: &str = "cluster";
+
 /// Every table an agent serves, in the order listings show them.
 pub const TABLES: [&str; 7] = [
     AGENT_STATS,
@@ -183,6 +189,7 @@ static AGENT_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         ts("ts"),
         text("node"),
+        text(CLUSTER),
         text("version"),
         Field::new("uptime_ns", DataType::UInt64, false),
         count("events_received"),
@@ -257,6 +264,7 @@ static PROTOCOL_STATS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         ts("ts"),
         text("node"),
+        text(CLUSTER),
         // http | http2 (its gRPC calls included) | dns | mysql | redis | postgresql: every protocol
         // has a row, zeros included.
         text("protocol"),
@@ -359,22 +367,22 @@ static DNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-/// Schema of [`CALLS`].
+/// Schema of [`CALLS`] as the agent stores its rows: without [`CLUSTER`].
 pub fn calls() -> SchemaRef {
     Arc::clone(&CALLS_SCHEMA)
 }
 
-/// Schema of [`DNS`].
+/// Schema of [`DNS`] as the agent stores its rows: without [`CLUSTER`].
 pub fn dns() -> SchemaRef {
     Arc::clone(&DNS_SCHEMA)
 }
 
-/// Schema of [`TCP_EVENTS`].
+/// Schema of [`TCP_EVENTS`] as the agent stores its rows: without [`CLUSTER`].
 pub fn tcp_events() -> SchemaRef {
     Arc::clone(&TCP_EVENTS_SCHEMA)
 }
 
-/// Schema of [`FLOWS`].
+/// Schema of [`FLOWS`] as the agent stores its rows: without [`CLUSTER`].
 pub fn flows() -> SchemaRef {
     Arc::clone(&FLOWS_SCHEMA)
 }
@@ -389,15 +397,44 @@ pub fn agent_stats() -> SchemaRef {
     Arc::clone(&AGENT_STATS_SCHEMA)
 }
 
-/// Schema of the named table, if it exists.
+/// `stored` with [`CLUSTER`] right after `node`.
+fn with_cluster(stored: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = Vec::with_capacity(stored.fields().len() + 1);
+    for f in stored.fields() {
+        fields.push(f.as_ref().clone());
+        if f.name() == "node" {
+            fields.push(text(CLUSTER));
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
+static SERVED: LazyLock<[SchemaRef; 4]> =
+    LazyLock::new(|| [calls(), dns(), flows(), tcp_events()].map(|s| with_cluster(&s)));
+
+/// Schema of the named table as agents serve it and queries see it, if it exists.
 pub fn by_name(table: &str) -> Option<SchemaRef> {
+    let [calls, dns, flows, tcp_events] = &*SERVED;
+    match table {
+        TCP_EVENTS => Some(Arc::clone(tcp_events)),
+        FLOWS => Some(Arc::clone(flows)),
+        AGENT_STATS => Some(agent_stats()),
+        CALLS | OPEN_CALLS => Some(Arc::clone(calls)),
+        DNS => Some(Arc::clone(dns)),
+        PROTOCOL_STATS => Some(protocol_stats()),
+        _ => None,
+    }
+}
+
+/// Schema of the named table's rows as the agent builds and stores them (memory chunks,
+/// history files, dumps it replays): [`by_name`]'s without [`CLUSTER`]. None for the tables
+/// computed when queried (`agent_stats`, `protocol_stats`), which have no stored form.
+pub fn stored(table: &str) -> Option<SchemaRef> {
     match table {
         TCP_EVENTS => Some(tcp_events()),
         FLOWS => Some(flows()),
-        AGENT_STATS => Some(agent_stats()),
         CALLS | OPEN_CALLS => Some(calls()),
         DNS => Some(dns()),
-        PROTOCOL_STATS => Some(protocol_stats()),
         _ => None,
     }
 }
@@ -434,9 +471,29 @@ mod tests {
         insta::assert_snapshot!(text);
     }
 
+    /// A stored table's rows are served with `cluster` inserted after `node`, and nothing else
+    /// changed.
+    #[test]
+    fn served_schemas_are_the_stored_ones_with_the_cluster() {
+        for table in TABLES {
+            let served = by_name(table).unwrap();
+            let node = served.index_of("node").unwrap();
+            assert_eq!(served.index_of(CLUSTER).unwrap(), node + 1, "{table}");
+            let Some(stored) = stored(table) else {
+                assert!([AGENT_STATS, PROTOCOL_STATS].contains(&table));
+                continue;
+            };
+            let mut without: Vec<Field> =
+                served.fields().iter().map(|f| f.as_ref().clone()).collect();
+            without.remove(node + 1);
+            assert_eq!(Schema::new(without), *stored, "{table}");
+        }
+    }
+
     #[test]
     fn unknown_table_has_no_schema() {
         assert!(by_name("packets").is_none());
+        assert!(stored("packets").is_none());
         assert!(time_column("packets").is_none());
     }
 }

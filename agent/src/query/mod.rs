@@ -90,10 +90,13 @@ impl LocalQueries {
         // The partial side of percentiles computed across agents.
         ctx.register_udaf(kindling_sql::digest::digest_udaf());
         for table in schema::STORED_TABLES {
-            let schema = schema::by_name(table).expect("known table");
             ctx.register_table(
                 table,
-                Arc::new(StoreTable::new(Arc::clone(&self.store), table, schema)),
+                Arc::new(StoreTable::new(
+                    Arc::clone(&self.store),
+                    table,
+                    &self.info.cluster,
+                )),
             )?;
         }
         ctx.register_table(
@@ -117,8 +120,9 @@ impl LocalQueries {
     /// Plans and starts `sql`, a read-only query; batches stream as they are produced.
     pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream> {
         kindling_sql::guard::check_sql(sql).map_err(DataFusionError::Plan)?;
+        let sql = kindling_sql::keyword_columns::quote_keyword_columns(sql);
         let ctx = self.context()?;
-        let df = tokio::time::timeout(self.limits.timeout, ctx.sql_with_options(sql, read_only()))
+        let df = tokio::time::timeout(self.limits.timeout, ctx.sql_with_options(&sql, read_only()))
             .await
             .map_err(|_| timeout_error(self.limits.timeout))??;
         df.execute_stream().await

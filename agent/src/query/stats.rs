@@ -33,6 +33,8 @@ use crate::{
 pub struct AgentInfo {
     /// Fills `node`.
     pub node: String,
+    /// Fills `cluster` (`--cluster-name`; "" when not named).
+    pub cluster: String,
     /// Agent version.
     pub version: String,
     /// When the agent started.
@@ -50,12 +52,19 @@ impl AgentInfo {
     pub fn new(node: &str, counters: Arc<PipelineCounters>) -> Self {
         Self {
             node: node.to_owned(),
+            cluster: String::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started: Instant::now(),
             counters,
             kubernetes: None,
             history: None,
         }
+    }
+
+    /// In the cluster `name`.
+    pub fn with_cluster(mut self, name: &str) -> Self {
+        self.cluster = name.to_owned();
+        self
     }
 
     /// With the history's health.
@@ -124,15 +133,27 @@ impl OpenCallsTable {
 
 impl ComputedTable for OpenCallsTable {
     fn schema(&self) -> SchemaRef {
-        schema::calls()
+        schema::by_name(schema::OPEN_CALLS).expect("a served table")
     }
 
     fn batch(&self) -> Result<RecordBatch> {
         let published = self.info.counters.open_calls.lock();
         let published = published.unwrap_or_else(|e| e.into_inner());
-        Ok(published
+        let stored = published
             .clone()
-            .unwrap_or_else(|| RecordBatch::new_empty(schema::calls())))
+            .unwrap_or_else(|| RecordBatch::new_empty(schema::calls()));
+        // The rows as the capture thread built them, with the cluster after `node`.
+        let served = self.schema();
+        let at = served.index_of(schema::CLUSTER)?;
+        let mut columns = stored.columns().to_vec();
+        columns.insert(
+            at,
+            Arc::new(StringArray::from(vec![
+                self.info.cluster.as_str();
+                stored.num_rows()
+            ])),
+        );
+        Ok(RecordBatch::try_new(served, columns)?)
     }
 }
 
@@ -163,6 +184,7 @@ impl ComputedTable for AgentStatsTable {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(TimestampNanosecondArray::from(vec![now; n]).with_timezone("UTC")),
             Arc::new(StringArray::from(vec![self.info.node.as_str(); n])),
+            Arc::new(StringArray::from(vec![self.info.cluster.as_str(); n])),
             Arc::new(StringArray::from(vec![self.info.version.as_str(); n])),
             repeat(self.info.started.elapsed().as_nanos() as u64),
             // Both ring buffers: TCP lifecycle events and socket data events.
@@ -253,6 +275,7 @@ impl ComputedTable for ProtocolStatsTable {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(TimestampNanosecondArray::from(vec![now; n]).with_timezone("UTC")),
             Arc::new(StringArray::from(vec![self.info.node.as_str(); n])),
+            Arc::new(StringArray::from(vec![self.info.cluster.as_str(); n])),
             Arc::new(StringArray::from_iter_values(
                 protocols.iter().map(|p| p.as_str()),
             )),

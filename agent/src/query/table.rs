@@ -3,12 +3,20 @@
 //! [`HistoryScanExec`]) as one table, and skipping the chunks and files whose time bounds cannot
 //! match the query's time filters. Inside a file, the filters prune row groups by their
 //! statistics.
+//!
+//! Rows are stored without the `cluster` column (`kindling_wire::schema::stored`); the scan
+//! adds it, the agent's `--cluster-name` on every row, as a projected literal, and a query whose
+//! filters on `cluster` exclude that name scans nothing.
 
 use std::{collections::VecDeque, fmt, sync::Arc};
 
 use async_trait::async_trait;
 use datafusion::{
-    arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
+    arrow::{
+        array::{Array, ArrayRef, AsArray, StringArray},
+        datatypes::{DataType, Field, Schema, SchemaRef},
+        record_batch::RecordBatch,
+    },
     catalog::{Session, TableProvider},
     common::{DFSchema, DataFusionError, Result, ScalarValue, tree_node::TreeNodeRecursion},
     datasource::{
@@ -21,15 +29,21 @@ use datafusion::{
     execution::{SendableRecordBatchStream, TaskContext, memory_pool::MemoryConsumer},
     logical_expr::utils::conjunction,
     logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown},
-    physical_expr::{EquivalenceProperties, PhysicalExpr},
+    physical_expr::{
+        EquivalenceProperties, PhysicalExpr,
+        expressions::{Column, Literal},
+    },
     physical_plan::{
         DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+        empty::EmptyExec,
         execution_plan::{Boundedness, EmissionType},
+        projection::ProjectionExec,
         stream::RecordBatchStreamAdapter,
         union::UnionExec,
     },
 };
 use futures::StreamExt as _;
+use kindling_wire::schema;
 
 use crate::store::{Bounds, Chunk, DiskFile, Store, TimeBounds};
 
@@ -38,18 +52,59 @@ use crate::store::{Bounds, Chunk, DiskFile, Store, TimeBounds};
 pub struct StoreTable {
     store: Arc<Store>,
     name: String,
+    /// As served: the stored columns, and `cluster` after `node`.
     schema: SchemaRef,
+    /// As stored.
+    stored: SchemaRef,
+    /// The `cluster` column's value, and its index in `schema`.
+    cluster: Arc<str>,
+    cluster_index: usize,
 }
 
 impl StoreTable {
-    /// The table `name` of `store`, whose schema is `schema`.
-    pub fn new(store: Arc<Store>, name: &str, schema: SchemaRef) -> Self {
+    /// The stored table `name` of `store`, served with `cluster` in its `cluster` column.
+    pub fn new(store: Arc<Store>, name: &str, cluster: &str) -> Self {
+        let schema = schema::by_name(name).expect("a stored table is served");
+        let stored = schema::stored(name).expect("a stored table has a stored schema");
+        let cluster_index = schema
+            .index_of(schema::CLUSTER)
+            .expect("every served table has the cluster");
         Self {
             store,
             name: name.to_owned(),
             schema,
+            stored,
+            cluster: Arc::from(cluster),
+            cluster_index,
         }
     }
+
+    /// Whether `filter`, which reads only `cluster`, holds for this agent's cluster.
+    fn cluster_matches(&self, state: &dyn Session, filter: &Expr) -> bool {
+        let one = Arc::new(Schema::new(vec![Field::new(
+            schema::CLUSTER,
+            DataType::Utf8,
+            false,
+        )]));
+        let value: ArrayRef = Arc::new(StringArray::from(vec![self.cluster.as_ref()]));
+        let holds = || -> Result<bool> {
+            let df_schema = DFSchema::try_from(Arc::clone(&one))?;
+            let expr = state.create_physical_expr(filter.clone(), &df_schema)?;
+            let batch = RecordBatch::try_new(one, vec![value])?;
+            let result = expr.evaluate(&batch)?.into_array(1)?;
+            Ok(result
+                .as_boolean_opt()
+                .is_some_and(|b| b.len() == 1 && b.is_valid(0) && b.value(0)))
+        };
+        // A filter that cannot be evaluated here is left to the plan above the scan.
+        holds().unwrap_or(true)
+    }
+}
+
+/// Whether `expr` reads `column` and no other column.
+fn reads_only(expr: &Expr, column: &str) -> bool {
+    let columns = expr.column_refs();
+    !columns.is_empty() && columns.iter().all(|c| c.name == column)
 }
 
 /// Inclusive nanosecond range a column is restricted to by the filters.
@@ -180,6 +235,67 @@ impl TableProvider for StoreTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (on_cluster, filters): (Vec<Expr>, Vec<Expr>) = filters
+            .iter()
+            .cloned()
+            .partition(|f| reads_only(f, schema::CLUSTER));
+        let projection: Vec<usize> =
+            projection.map_or_else(|| (0..self.schema.fields().len()).collect(), Clone::clone);
+        if !on_cluster.iter().all(|f| self.cluster_matches(state, f)) {
+            return Ok(Arc::new(EmptyExec::new(Arc::new(
+                self.schema.project(&projection)?,
+            ))));
+        }
+        // The served columns asked for, as stored columns (the cluster has none).
+        let ci = self.cluster_index;
+        let mut stored: Vec<usize> = projection
+            .iter()
+            .filter(|&&i| i != ci)
+            .map(|&i| if i > ci { i - 1 } else { i })
+            .collect();
+        if !projection.contains(&ci) {
+            return self.scan_stored(state, &stored, &filters, limit);
+        }
+        // Only the cluster asked for: scan the first stored column for the row count.
+        let only_cluster = stored.is_empty();
+        if only_cluster {
+            stored.push(0);
+        }
+        let input = self.scan_stored(state, &stored, &filters, limit)?;
+        let input_schema = input.schema();
+        let mut at = 0;
+        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
+            .iter()
+            .map(|&i| {
+                if i == ci {
+                    let value = ScalarValue::Utf8(Some(self.cluster.to_string()));
+                    (
+                        Arc::new(Literal::new(value)) as Arc<dyn PhysicalExpr>,
+                        schema::CLUSTER.to_owned(),
+                    )
+                } else {
+                    let name = input_schema.field(at).name().clone();
+                    at += 1;
+                    (Arc::new(Column::new(&name, at - 1)) as _, name)
+                }
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
+    }
+}
+
+impl StoreTable {
+    /// The stored columns `projection` (indices of [`Self::stored`]) of the chunks and files
+    /// that may hold rows matching `filters`.
+    fn scan_stored(
+        &self,
+        state: &dyn Session,
+        projection: &[usize],
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection = Some(projection.to_vec());
+        let projection = projection.as_ref();
         let snapshot = self
             .store
             .snapshot(&self.name)
@@ -219,8 +335,8 @@ impl TableProvider for StoreTable {
         let scanned = kept.len();
         let chunks: Vec<Arc<Chunk>> = kept.into_iter().rev().cloned().collect();
         let projected = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => Arc::clone(&self.schema),
+            Some(p) => Arc::new(self.stored.project(p)?),
+            None => Arc::clone(&self.stored),
         };
         let memory: Arc<dyn ExecutionPlan> = Arc::new(ChunkScanExec::new(
             &self.name,
@@ -238,9 +354,7 @@ impl TableProvider for StoreTable {
         let disk = self.history_scan(state, files, pruned, projection, filters, bare_limit)?;
         UnionExec::try_new(vec![memory, disk])
     }
-}
 
-impl StoreTable {
     /// DataFusion's Parquet reader over `files` (newest first), with the filters as its
     /// predicate: row groups whose statistics exclude them are skipped.
     fn history_scan(
@@ -252,9 +366,13 @@ impl StoreTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut source = ParquetSource::new(Arc::clone(&self.schema));
-        if let Some(filter) = conjunction(filters.iter().cloned()) {
-            let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+        let mut source = ParquetSource::new(Arc::clone(&self.stored));
+        // The cluster is no column of the files.
+        let on_files = filters
+            .iter()
+            .filter(|f| !f.column_refs().iter().any(|c| c.name == schema::CLUSTER));
+        if let Some(filter) = conjunction(on_files.cloned()) {
+            let df_schema = DFSchema::try_from(Arc::clone(&self.stored))?;
             // A filter the physical planner cannot take only costs pruning: it is applied
             // above the scan anyway.
             if let Ok(predicate) = state.create_physical_expr(filter, &df_schema) {

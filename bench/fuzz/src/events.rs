@@ -263,7 +263,7 @@ impl Harness {
                 compression: Compression::Lz4,
                 history_budget: None,
             },
-            schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known"))),
+            schema::STORED_TABLES.map(|t| (t.to_owned(), schema::stored(t).expect("known"))),
         );
         Self {
             state,

@@ -214,7 +214,7 @@ fn store() -> Store {
             compression: Compression::Lz4,
             history_budget: None,
         },
-        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).expect("known"))),
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::stored(t).expect("known"))),
     );
     let mut flows = FlowsBuilder::new("node-fuzz");
     let mut calls = CallsBuilder::new("node-fuzz");

@@ -10,7 +10,7 @@ use kindling_wire::schema;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn run(dir: &str, table: &str) -> Result<(), String> {
-    let schema = schema::by_name(table).ok_or_else(|| format!("no table {table}"))?;
+    let schema = schema::stored(table).ok_or_else(|| format!("no stored table {table}"))?;
     let path = format!("{dir}/{table}.parquet");
     let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)

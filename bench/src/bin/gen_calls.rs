@@ -129,7 +129,7 @@ fn history(dir: &Path, rows: u64, span: &String) {
             ..StoreConfig::default()
         },
         kindling_wire::schema::STORED_TABLES.map(|t| {
-            let schema = kindling_wire::schema::by_name(t).expect("known table");
+            let schema = kindling_wire::schema::stored(t).expect("known table");
             (t.to_owned(), schema)
         }),
     ));
@@ -189,7 +189,7 @@ fn main() {
     let dir = Path::new(dir);
     let rows: u64 = rows.parse().expect("ROWS is a number");
     let agents: u64 = agents.parse().expect("AGENTS is a number");
-    let schema = kindling_wire::schema::by_name("calls").expect("calls");
+    let schema = kindling_wire::schema::stored("calls").expect("calls");
     let writer = |path: &Path| {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         ArrowWriter::try_new(File::create(path).unwrap(), Arc::clone(&schema), None).unwrap()

@@ -267,7 +267,7 @@ fn full_path(recs: &[Vec<u8>], n: u64, k8s: Option<Arc<Kubernetes>>) -> (Arc<Sto
             budget_bytes: u64::MAX,
             ..StoreConfig::default()
         },
-        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::by_name(t).unwrap())),
+        schema::STORED_TABLES.map(|t| (t.to_owned(), schema::stored(t).unwrap())),
     ));
     let mut tracker = ConnTracker::new(Clock::with_offset(1_700_000_000_000_000_000), 1 << 20);
     let mut rows = PendingRows::new("bench-node").with_enricher(Enricher::new(k8s, None));

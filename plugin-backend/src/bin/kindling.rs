@@ -61,8 +61,7 @@ impl AgentArgs {
                 ca_pem,
                 server_name: self.tls_server_name,
             });
-        let mut set = AgentSet::new(self.agents).with_token(token);
-        set.tls = tls;
+        let mut set = AgentSet::new(self.agents).with_token(token).with_tls(tls);
         set.agent_timeout = agent_timeout;
         set.fanout = self.fanout;
         Ok(set)

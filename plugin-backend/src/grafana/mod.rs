@@ -22,7 +22,7 @@ use grafana_plugin_sdk::{
 
 use crate::{
     EngineLimits, Error, QueryEngine,
-    agents::AgentSet,
+    agents::{AgentSet, ClusterAgents},
     health::{self, AgentStatus},
 };
 
@@ -97,16 +97,44 @@ impl KindlingPlugin {
         &self,
         settings: Option<(&DatasourceSettings, &SecureSettings)>,
     ) -> Result<QueryEngine, String> {
-        let Some((settings, secure)) = settings.filter(|(s, _)| !s.agents.is_empty()) else {
-            return Err("no agents configured: set jsonData.agents to a list of HOST:PORT".into());
+        let no_agents = "no agents configured: set jsonData.agents to a list of HOST:PORT, or \
+                         jsonData.clusters to a list of {\"name\": ..., \"agents\": [...]}";
+        let Some((settings, secure)) = settings else {
+            return Err(no_agents.into());
         };
-        let mut agents = AgentSet::new(settings.agents.clone()).with_token(
-            secure
-                .token
-                .clone()
-                .filter(|t| !t.trim().is_empty())
-                .map(|t| t.trim().to_owned()),
-        );
+        let unnamed = (!settings.agents.is_empty()).then(|| query::ClusterSettings {
+            name: String::new(),
+            agents: settings.agents.clone(),
+            tls_server_name: None,
+        });
+        if settings.clusters.iter().any(|c| c.name.is_empty()) {
+            return Err("a cluster of jsonData.clusters has no name".into());
+        }
+        let mut clusters = Vec::new();
+        for c in unnamed.iter().chain(&settings.clusters) {
+            if clusters.iter().any(|k: &ClusterAgents| k.name == c.name) {
+                return Err(format!(
+                    "jsonData.clusters names the cluster `{}` twice",
+                    c.name
+                ));
+            }
+            let mut cluster = ClusterAgents::new(&c.name, c.agents.clone());
+            cluster.token = secure.token_of(&c.name);
+            cluster.tls = secure
+                .tls_ca_cert_of(&c.name)
+                .map(|ca_pem| crate::agents::TlsSettings {
+                    ca_pem,
+                    server_name: c
+                        .tls_server_name
+                        .clone()
+                        .or_else(|| settings.tls_server_name.clone()),
+                });
+            clusters.push(cluster);
+        }
+        if clusters.iter().all(|c| c.addrs.is_empty()) {
+            return Err(no_agents.into());
+        }
+        let mut agents = AgentSet::of_clusters(clusters);
         if let Some(seconds) = settings.agent_timeout_seconds {
             agents.agent_timeout = AgentSet::timeout_secs(seconds)
                 .map_err(|e| format!("jsonData.agentTimeoutSeconds {e}"))?;
@@ -114,14 +142,6 @@ impl KindlingPlugin {
         if let Some(fanout) = settings.fanout {
             agents.fanout = fanout;
         }
-        agents.tls = secure
-            .tls_ca_cert
-            .clone()
-            .filter(|pem| !pem.trim().is_empty())
-            .map(|ca_pem| crate::agents::TlsSettings {
-                ca_pem,
-                server_name: settings.tls_server_name.clone(),
-            });
         Ok(QueryEngine::new(agents, self.limits))
     }
 
@@ -310,5 +330,119 @@ impl backend::ResourceService for KindlingPlugin {
     ) -> Result<(Self::InitialResponse, Self::Stream), Self::Error> {
         let body = resource::answer(request.request.uri().path())?;
         Ok((body, Box::pin(futures::stream::empty())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(json: serde_json::Value, secure: serde_json::Value) -> Result<QueryEngine, String> {
+        let settings: DatasourceSettings = serde_json::from_value(json).unwrap();
+        let secure: SecureSettings = serde_json::from_value(secure).unwrap();
+        KindlingPlugin::default().engine(Some((&settings, &secure)))
+    }
+
+    /// (name, addresses, token, CA, TLS name) of every cluster.
+    type Summary = (
+        String,
+        Vec<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+
+    fn clusters(engine: &QueryEngine) -> Vec<Summary> {
+        engine
+            .agents()
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.addrs.clone(),
+                    c.token.clone(),
+                    c.tls.as_ref().map(|t| t.ca_pem.clone()),
+                    c.tls.as_ref().and_then(|t| t.server_name.clone()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clusters_take_their_own_secrets_or_the_shared_ones() {
+        let e = engine(
+            serde_json::json!({
+                "agents": ["a:1"],
+                "tlsServerName": "shared.name",
+                "clusters": [
+                    {"name": "east", "agents": ["e:1", "e:2"], "tlsServerName": "east.name"},
+                    {"name": "west", "agents": ["w:1"]},
+                ],
+            }),
+            serde_json::json!({
+                "token": "shared", "tlsCACert": "CA",
+                "token.east": " east-token ", "tlsCACert.west": "WEST CA",
+            }),
+        )
+        .unwrap();
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            clusters(&e),
+            [
+                (
+                    "".into(),
+                    vec!["a:1".into()],
+                    s("shared"),
+                    s("CA"),
+                    s("shared.name")
+                ),
+                (
+                    "east".into(),
+                    vec!["e:1".into(), "e:2".into()],
+                    s("east-token"),
+                    s("CA"),
+                    s("east.name")
+                ),
+                (
+                    "west".into(),
+                    vec!["w:1".into()],
+                    s("shared"),
+                    s("WEST CA"),
+                    s("shared.name")
+                ),
+            ]
+        );
+        // `clusters` alone is enough; a blank secret is none.
+        let e = engine(
+            serde_json::json!({"clusters": [{"name": "east", "agents": ["e:1"]}]}),
+            serde_json::json!({"token.east": "  "}),
+        )
+        .unwrap();
+        assert_eq!(
+            clusters(&e),
+            [("east".into(), vec!["e:1".into()], None, None, None)]
+        );
+    }
+
+    #[test]
+    fn bad_cluster_settings_are_named() {
+        let none = serde_json::json!({});
+        let err = |json| engine(json, none.clone()).unwrap_err();
+        assert_eq!(
+            err(serde_json::json!({"clusters": [{"name": "east", "agents": []}]})),
+            "no agents configured: set jsonData.agents to a list of HOST:PORT, or \
+             jsonData.clusters to a list of {\"name\": ..., \"agents\": [...]}"
+        );
+        assert_eq!(
+            err(serde_json::json!({"clusters": [{"name": "", "agents": ["e:1"]}]})),
+            "a cluster of jsonData.clusters has no name"
+        );
+        assert_eq!(
+            err(serde_json::json!({"clusters": [
+                {"name": "east", "agents": ["e:1"]}, {"name": "east", "agents": ["e:2"]},
+            ]})),
+            "jsonData.clusters names the cluster `east` twice"
+        );
     }
 }

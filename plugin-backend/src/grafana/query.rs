@@ -6,10 +6,15 @@
 //! ```
 //!
 //! and the datasource settings: `jsonData` `{"agents": ["HOST:PORT", ...],
-//! "agentTimeoutSeconds": 10, "fanout": 32, "tlsServerName": "..."}` (only `agents` is required;
-//! a HOST may be a DNS name that stands for many agents) and `secureJsonData` `{"token": "...",
-//! "tlsCACert": "-----BEGIN CERTIFICATE-----..."}`: the agents' bearer token, and the CA of
-//! their TLS certificates (TLS is used when it is set).
+//! "agentTimeoutSeconds": 10, "fanout": 32, "tlsServerName": "..."}` (`agents` or `clusters` is
+//! required; a HOST may be a DNS name that stands for many agents) and `secureJsonData`
+//! `{"token": "...", "tlsCACert": "-----BEGIN CERTIFICATE-----..."}`: the agents' bearer token,
+//! and the CA of their TLS certificates (TLS is used when it is set).
+//!
+//! Several clusters: `jsonData.clusters` `[{"name": "prod", "agents": ["HOST:PORT", ...],
+//! "tlsServerName": "..."}, ...]`, and per cluster `secureJsonData` `token.NAME` and
+//! `tlsCACert.NAME` (each falling back to `token` and `tlsCACert`). `agents`, when also set, is
+//! one more cluster, unnamed.
 
 use serde::Deserialize;
 
@@ -43,6 +48,23 @@ pub struct DatasourceSettings {
     /// Name the agents' TLS certificates must carry (default: each agent's host).
     #[serde(default)]
     pub tls_server_name: Option<String>,
+    /// Named clusters of agents, queried with `agents` as one datasource.
+    #[serde(default)]
+    pub clusters: Vec<ClusterSettings>,
+}
+
+/// One cluster of [`DatasourceSettings::clusters`].
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSettings {
+    /// The cluster's name: what its agents' `--cluster-name` says, and how messages name it.
+    pub name: String,
+    /// Its agents' addresses, `HOST:PORT`.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Name its agents' TLS certificates must carry (default: the datasource's).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
 }
 
 /// Datasource secrets (`secureJsonData`), never sent back to the browser.
@@ -54,6 +76,31 @@ pub struct SecureSettings {
     /// PEM of the CA that signed the agents' TLS certificates; connect over TLS when set.
     #[serde(default, rename = "tlsCACert")]
     pub tls_ca_cert: Option<String>,
+    /// Per cluster: `token.NAME` and `tlsCACert.NAME`.
+    #[serde(flatten)]
+    pub per_cluster: std::collections::BTreeMap<String, String>,
+}
+
+impl SecureSettings {
+    /// The token for the cluster `name` ("" for the unnamed one), if any.
+    pub fn token_of(&self, name: &str) -> Option<String> {
+        self.of(name, "token", self.token.as_ref())
+    }
+
+    /// The CA PEM for the cluster `name`, if any.
+    pub fn tls_ca_cert_of(&self, name: &str) -> Option<String> {
+        self.of(name, "tlsCACert", self.tls_ca_cert.as_ref())
+    }
+
+    fn of(&self, name: &str, key: &str, shared: Option<&String>) -> Option<String> {
+        let own = (!name.is_empty())
+            .then(|| self.per_cluster.get(&format!("{key}.{name}")))
+            .flatten();
+        own.or(shared)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
 }
 
 impl std::fmt::Debug for SecureSettings {
@@ -61,6 +108,7 @@ impl std::fmt::Debug for SecureSettings {
         f.debug_struct("SecureSettings")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("tls_ca_cert", &self.tls_ca_cert.is_some())
+            .field("per_cluster", &self.per_cluster.keys().collect::<Vec<_>>())
             .finish()
     }
 }

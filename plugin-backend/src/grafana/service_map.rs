@@ -13,6 +13,13 @@
 //! their clients asked for (SNI), the version and the p95 handshake time, so an encrypted edge
 //! is still named and timed.
 //!
+//! With agents of several clusters (`--cluster-name`), the names of the ends an agent saw or
+//! named carry its cluster first (`cluster/namespace/workload`, `cluster/node/comm`), so two
+//! clusters running the same workloads show as separate nodes, subtitled by cluster; a row is
+//! matched with the other end of its connection within its own cluster only (two clusters may
+//! use the same addresses). A call from one cluster to another is, for now, two edges: the
+//! client's cluster names the server by its address, and the server's names the client by its.
+//!
 //! Two SQL queries run over every agent: the edges (source, target, protocol) and the served
 //! calls per target. Both are shown to the user as the frames' executed query.
 
@@ -44,6 +51,10 @@ pub struct ServiceMapQuery {
     /// started with a TLS handshake and `tcp` for the others).
     #[serde(default)]
     pub protocol: String,
+    /// Only calls recorded by the agents of these clusters, comma-separated (Grafana's `csv`
+    /// format of a multi-value variable).
+    #[serde(default)]
+    pub cluster: String,
 }
 
 impl ServiceMapQuery {
@@ -53,23 +64,37 @@ impl ServiceMapQuery {
     /// count too, as protocol `tls` (a TLS handshake seen) or `tcp`, with their lifetime as
     /// duration: the L4-only edges.
     fn counted(&self) -> String {
-        let node = if self.node.is_empty() {
-            String::new()
-        } else {
-            format!(" AND node = {}", literal(&self.node))
+        let clusters: Vec<String> = self
+            .cluster
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(literal)
+            .collect();
+        // The node and cluster filters, on the columns of the table aliased `t` ("" for none).
+        let agents = |t: &str| {
+            let mut filter = String::new();
+            if !self.node.is_empty() {
+                filter += &format!(" AND {t}node = {}", literal(&self.node));
+            }
+            if !clusters.is_empty() {
+                filter += &format!(" AND {t}cluster IN ({})", clusters.join(", "));
+            }
+            filter
         };
         let protocol = if self.protocol.is_empty() {
             String::new()
         } else {
             format!(" WHERE protocol = {}", literal(&self.protocol))
         };
-        // The names of a connection's ends: `node/comm` where an agent saw that end.
+        // The names of a connection's ends: `node/comm` where an agent of the cluster saw
+        // that end.
         let ends = |from: &str| {
             format!(
-                "SELECT src_ip, src_port, dst_ip, dst_port, \
+                "SELECT cluster, src_ip, src_port, dst_ip, dst_port, \
                  min(CASE WHEN role = 'client' THEN node || '/' || comm END) AS client, \
                  min(CASE WHEN role = 'server' THEN node || '/' || comm END) AS server \
-                 FROM {from} GROUP BY src_ip, src_port, dst_ip, dst_port"
+                 FROM {from} GROUP BY cluster, src_ip, src_port, dst_ip, dst_port"
             )
         };
         // Each row once: from the server end where it was seen, else from the client end.
@@ -77,30 +102,37 @@ impl ServiceMapQuery {
         // dialled by its ClusterIP, the Service (`namespace/service`).
         let once = |rows: &str, ends: &str, protocol: &str| {
             format!(
-                "SELECT {protocol} AS protocol, r.duration_ns, r.is_error, r.tls_sni, \
-                 r.tls_version, r.tls_handshake_ns, \
-                 coalesce({src_k8s}, e.client, r.src_ip) AS source, \
-                 coalesce({dst_k8s}, e.server, \
+                "SELECT {protocol} AS protocol, r.cluster, r.duration_ns, r.is_error, \
+                 r.tls_sni, r.tls_version, r.tls_handshake_ns, \
+                 coalesce({src_named}, r.src_ip) AS source, \
+                 coalesce({dst_named}, \
                  r.dst_ip || ':' || CAST(r.dst_port AS VARCHAR)) AS target \
-                 FROM {rows} r JOIN {ends} e ON r.src_ip = e.src_ip AND r.src_port = e.src_port \
+                 FROM {rows} r JOIN {ends} e ON r.cluster = e.cluster \
+                 AND r.src_ip = e.src_ip AND r.src_port = e.src_port \
                  AND r.dst_ip = e.dst_ip AND r.dst_port = e.dst_port \
                  WHERE r.role = 'server' OR e.server IS NULL",
-                src_k8s = k8s_name("r.src_namespace", "r.src_workload", "r.src_service"),
-                dst_k8s = k8s_name("r.dst_namespace", "r.dst_workload", "r.dst_service"),
+                src_named = in_cluster(&format!(
+                    "coalesce({}, e.client)",
+                    k8s_name("r.src_namespace", "r.src_workload", "r.src_service")
+                )),
+                dst_named = in_cluster(&format!(
+                    "coalesce({}, e.server)",
+                    k8s_name("r.dst_namespace", "r.dst_workload", "r.dst_service")
+                )),
             )
         };
         format!(
-            "WITH c AS (SELECT role, protocol, src_ip, src_port, dst_ip, dst_port, node, comm, \
+            "WITH c AS (SELECT role, protocol, src_ip, src_port, dst_ip, dst_port, cluster, node, comm, \
              duration_ns, is_error, CAST(NULL AS VARCHAR) AS tls_sni, \
              CAST(NULL AS VARCHAR) AS tls_version, CAST(NULL AS BIGINT UNSIGNED) AS tls_handshake_ns, \
-             {k8s} FROM calls WHERE $__timeFilter(ts){node}), \
+             {k8s} FROM calls WHERE $__timeFilter(ts){c_agents}), \
              c_ends AS ({c_ends}), \
-             l7 AS (SELECT DISTINCT node, conn_id FROM calls WHERE $__timeFilter(ts)), \
-             f AS (SELECT f.role, f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.node, f.comm, \
-             f.duration_ns, false AS is_error, f.tls_sni, f.tls_version, f.tls_handshake_ns, \
-             {f_k8s} FROM flows f LEFT JOIN l7 \
-             ON f.node = l7.node AND f.conn_id = l7.conn_id \
-             WHERE $__timeFilter(f.end_ts) AND l7.conn_id IS NULL{f_node}), \
+             l7 AS (SELECT DISTINCT cluster, node, conn_id FROM calls WHERE $__timeFilter(ts)), \
+             f AS (SELECT f.role, f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.cluster, f.node, \
+             f.comm, f.duration_ns, false AS is_error, f.tls_sni, f.tls_version, \
+             f.tls_handshake_ns, {f_k8s} FROM flows f LEFT JOIN l7 \
+             ON f.cluster = l7.cluster AND f.node = l7.node AND f.conn_id = l7.conn_id \
+             WHERE $__timeFilter(f.end_ts) AND l7.conn_id IS NULL{f_agents}), \
              f_ends AS ({f_ends}), \
              all_rows AS ({calls} UNION ALL {conns}), \
              counted AS (SELECT * FROM all_rows{protocol}) ",
@@ -108,7 +140,8 @@ impl ServiceMapQuery {
             f_k8s = K8S_COLUMNS.map(|c| format!("f.{c}")).join(", "),
             c_ends = ends("c"),
             f_ends = ends("f"),
-            f_node = node.replace("node", "f.node"),
+            c_agents = agents(""),
+            f_agents = agents("f."),
             calls = once("c", "c_ends", "r.protocol"),
             conns = once(
                 "f",
@@ -118,10 +151,10 @@ impl ServiceMapQuery {
         )
     }
 
-    /// Edges: one row per (source, target, protocol).
+    /// Edges: one row per (source, target, protocol), with the cluster that saw it.
     pub fn edges_sql(&self) -> String {
         format!(
-            "{}SELECT source, target, protocol, count(*) AS calls, \
+            "{}SELECT source, target, protocol, min(cluster) AS cluster, count(*) AS calls, \
              sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors, \
              approx_percentile_cont(duration_ns, 0.95) AS p95_ns, \
              min(tls_sni) AS tls_sni, min(tls_version) AS tls_version, \
@@ -152,6 +185,12 @@ const K8S_COLUMNS: [&str; 6] = [
     "dst_workload",
     "dst_service",
 ];
+
+/// `name` (an SQL expression, NULL when the end has none) as the row's cluster names it:
+/// `cluster/name`, or `name` for an agent without a cluster name.
+fn in_cluster(name: &str) -> String {
+    format!("CASE WHEN r.cluster = '' THEN {name} ELSE r.cluster || '/' || {name} END")
+}
 
 /// An end's Kubernetes name, NULL where there is none: `namespace/workload`, else
 /// `namespace/service`; a node's own address (a workload without namespace) `node/NAME`.
@@ -221,7 +260,14 @@ pub fn frames(
 ) -> Result<Vec<Frame>, String> {
     let e = table(
         edges,
-        &["source", "target", "protocol", "tls_sni", "tls_version"],
+        &[
+            "source",
+            "target",
+            "protocol",
+            "cluster",
+            "tls_sni",
+            "tls_version",
+        ],
         &["calls", "errors"],
         &["p95_ns", "tls_handshake_p95_ns"],
     )?;
@@ -242,16 +288,30 @@ pub fn frames(
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    // The ends an agent of a named cluster saw or named start with `cluster/`.
+    let mut cluster_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (i, cluster) in e.text["cluster"].iter().enumerate() {
+        for end in [&e.text["source"][i], &e.text["target"][i]] {
+            if !cluster.is_empty() && end.starts_with(&format!("{cluster}/")) {
+                cluster_of.insert(end, cluster);
+            }
+        }
+    }
     let (mut title, mut subtitle) = (Vec::new(), Vec::new());
     let (mut mainstat, mut secondarystat, mut ok_arc, mut err_arc, mut total) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for id in &ids {
         // `namespace/workload` (Kubernetes), `node/comm` for a process an agent saw, else the
-        // address.
-        match id.split_once('/') {
+        // address; after `cluster/` when the cluster is named.
+        let cluster = cluster_of.get(id).copied();
+        let name = cluster.map_or(*id, |c| &id[c.len() + 1..]);
+        match name.split_once('/') {
             Some((node, comm)) => {
                 title.push(comm.to_owned());
-                subtitle.push(node.to_owned());
+                subtitle.push(match cluster {
+                    Some(c) => format!("{c} · {node}"),
+                    None => node.to_owned(),
+                });
             }
             None => {
                 title.push((*id).to_owned());
@@ -395,13 +455,20 @@ mod tests {
     #[test]
     fn filters_are_quoted_literals() {
         let q = ServiceMapQuery {
-            node: "n'1".into(),
+            node: "node'1".into(),
             protocol: "http".into(),
+            cluster: "east, we'st,".into(),
         };
         let sql = q.edges_sql();
         assert!(
-            sql.contains("WHERE $__timeFilter(ts) AND node = 'n''1'), c_ends AS")
-                && sql.contains("SELECT * FROM all_rows WHERE protocol = 'http')"),
+            sql.contains(
+                "WHERE $__timeFilter(ts) AND node = 'node''1' AND cluster IN ('east', 'we''st')), \
+                 c_ends AS"
+            ) && sql.contains("SELECT * FROM all_rows WHERE protocol = 'http')")
+                && sql.contains(
+                    "l7.conn_id IS NULL AND f.node = 'node''1' AND f.cluster IN ('east', 'we''st')), \
+                     f_ends AS"
+                ),
             "{sql}"
         );
         assert!(!ServiceMapQuery::default().nodes_sql().contains("AND node"));
