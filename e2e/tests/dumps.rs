@@ -193,3 +193,85 @@ async fn an_agent_killed_mid_query_is_named_and_the_others_rows_are_exact() {
     );
     drop(victim);
 }
+
+/// Agents of two clusters (`--cluster-name`) replaying the same dump, as one datasource with
+/// `clusters` through the plugin: each cluster's rows counted exactly, the dashboards'
+/// `$cluster` values listed; with one cluster's agents stopped, the other's rows with a notice
+/// that names the cluster, not a failed panel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_of_two_clusters_answer_as_one_datasource() {
+    use support::host::{Datasource, GrafanaHost, decode_frames};
+    let (a1, a2) = support::two_fixture_agents().await;
+    let dir = tempdir("kindling-dump-clusters");
+    let out_dir = dir.to_str().unwrap();
+    let out = output(kindling([
+        "dump", "--agent", &a1.addr, "--agent", &a2.addr, "--out", out_dir,
+    ]))
+    .await;
+    assert_exit(&out, 0);
+    let replay = |cluster: &str| {
+        AgentProcess::start("replay", &["--replay", out_dir, "--cluster-name", cluster])
+    };
+    let east = replay("east");
+    let west = [replay("west"), replay("west")];
+    // A name the service map could not tell from its separators is refused at start.
+    let bad = output(support::host::agent_command([
+        "--replay",
+        out_dir,
+        "--cluster-name",
+        "prod/eu",
+    ]))
+    .await;
+    assert_exit(&bad, 2);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains(
+            "`prod/eu` is not a cluster name: at most 63 letters, digits, `.`, `_` or `-`"
+        ),
+        "{bad:?}"
+    );
+
+    let host = GrafanaHost::start();
+    let ds = Datasource {
+        json_data: serde_json::json!({"clusters": [
+            {"name": "east", "agents": [east.addr]},
+            {"name": "west", "agents": [west[0].addr, west[1].addr]},
+        ]}),
+        secure_json_data: Default::default(),
+    };
+    let queries = [
+        (
+            "A",
+            serde_json::json!({"refId": "A", "format": "table", "rawSql":
+                "SELECT cluster, count(*) AS calls FROM calls GROUP BY cluster ORDER BY cluster"}),
+        ),
+        (
+            "V",
+            serde_json::json!({"refId": "V", "format": "table", "rawSql":
+                "SELECT DISTINCT cluster FROM agent_stats ORDER BY cluster"}),
+        ),
+    ];
+    let responses = host.query_datasource(&ds, &queries).await;
+    // Fixture connections 1..=10: one call each, per replaying agent.
+    let rows = |r: &str| support::rows(&[decode_frames(&responses[r])[0].batch.clone()]);
+    assert_eq!(rows("A"), [["east", "10"], ["west", "20"]]);
+    assert_eq!(rows("V"), [["east"], ["west"]]);
+
+    drop(west);
+    let responses = host.query_datasource(&ds, &queries[..1]).await;
+    assert_eq!(responses["A"].error, "");
+    let frames = decode_frames(&responses["A"]);
+    assert_eq!(
+        support::rows(&[frames[0].batch.clone()]),
+        [["east", "10"]]
+    );
+    let meta: Value = serde_json::from_str(&frames[0].metadata["meta"]).unwrap();
+    let notice = meta["notices"][0]["text"].as_str().unwrap();
+    assert!(
+        notice.starts_with(
+            "partial result: cluster west did not answer (none of its 2 agents); \
+             2 of 3 agents did not answer: agent west/127.0.0.1:"
+        ),
+        "{notice}"
+    );
+    drop(east);
+}

@@ -108,6 +108,13 @@ pub fn kindling<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) ->
     cmd
 }
 
+/// `kindling-agent ARGS`, not started.
+pub fn agent_command<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
+    let mut cmd = Command::new(workspace_bin("kindling-agent"));
+    cmd.args(args);
+    cmd
+}
+
 /// Runs `cmd` off the async runtime (in-process agents keep serving meanwhile).
 pub async fn output(mut cmd: Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
