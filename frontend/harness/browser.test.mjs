@@ -80,6 +80,7 @@ try {
   await page.getByRole('radio', { name: 'Calls', exact: true }).click();
   await page.getByRole('radio', { name: 'Endpoints', exact: true }).click();
   await page.getByRole('textbox', { name: 'Node' }).fill('n1');
+  await page.getByRole('textbox', { name: 'Cluster' }).fill('$cluster');
   const saved = await json('query');
   assert.equal(saved.queryType, 'calls');
   assert.equal(saved.view, 'endpoints');
@@ -90,8 +91,10 @@ try {
       'avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate, ' +
       'approx_percentile_cont(duration_ns, 0.5) / 1e6 AS p50_ms, approx_percentile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, ' +
       'approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms ' +
-      "FROM calls WHERE $__timeFilter(ts) AND node = 'n1' GROUP BY protocol, method, resource ORDER BY calls DESC LIMIT 200"
+      "FROM calls WHERE $__timeFilter(ts) AND node = 'n1' AND cluster IN (${cluster:sqlstring}) " +
+      'GROUP BY protocol, method, resource ORDER BY calls DESC LIMIT 200'
   );
+  assert.equal(saved.cluster, '$cluster');
   assert.equal(await page.getByRole('textbox', { name: 'Generated SQL' }).inputValue(), saved.rawSql);
   await page.locator('#query-editor').screenshot({ path: join(shots, 'builder.png') });
   await assertLabelsClear('calls builder');
@@ -102,7 +105,8 @@ try {
   // Service map and call trace: their fields, saved as the query JSON.
   await page.getByRole('radio', { name: 'Service map', exact: true }).click();
   await page.getByRole('textbox', { name: 'Protocol' }).fill('http');
-  assert.equal((await json('query')).protocol, 'http');
+  const map = await json('query');
+  assert.deepEqual([map.protocol, map.cluster], ['http', '$cluster']);
   await assertLabelsClear('service map');
   await page.getByRole('radio', { name: 'Call trace', exact: true }).click();
   await page.getByRole('textbox', { name: 'Connection' }).fill('21');

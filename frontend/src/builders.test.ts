@@ -31,6 +31,14 @@ describe('withBuilderSql', () => {
     expect(variable).toContain("AND ('$node' = '' OR node = '$node') AND event = 'drop'");
   });
 
+  it('filters clusters by name or by a multi-value variable', () => {
+    const named = withBuilderSql(query({ view: 'slowest', node: 'n1', cluster: "east, we'st" })).rawSql;
+    expect(named).toContain("AND node = 'n1' AND cluster IN ('east', 'we''st') ORDER BY");
+    const variable = withBuilderSql(query({ queryType: 'dns', view: 'failures', cluster: '${cluster}' })).rawSql;
+    expect(variable).toContain("$__timeFilter(ts) AND cluster IN (${cluster:sqlstring}) AND rcode <> 'NOERROR'");
+    expect(withBuilderSql(query({ view: 'slowest', cluster: ' ' })).rawSql).not.toContain('cluster');
+  });
+
   it('falls back to the first view for an unknown one, and leaves other types alone', () => {
     expect(withBuilderSql(query({ queryType: 'dns', view: 'nope' })).view).toBe('latency');
     const sql = query({ queryType: 'sql', rawSql: 'SELECT 1' });
@@ -61,7 +69,14 @@ describe('the builder queries the backend runs', () => {
     const all = Object.entries(BUILDER_VIEWS).flatMap(([queryType, views]) =>
       views.flatMap((v) =>
         ['', '$node'].map((node) =>
-          withBuilderSql(query({ queryType: queryType as KindlingQuery['queryType'], view: v.value, node }))
+          withBuilderSql(
+            query({
+              queryType: queryType as KindlingQuery['queryType'],
+              view: v.value,
+              node,
+              cluster: node === '' ? '' : '$cluster',
+            })
+          )
         )
       )
     );

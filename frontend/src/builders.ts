@@ -8,8 +8,8 @@ export interface BuilderView {
   label: string;
   format: QueryFormat;
   /**
-   * The SQL, given the node filter and the protocol filter: each ` AND <condition>`, or empty
-   * for every node (protocol).
+   * The SQL, given the agents filter (node and cluster) and the protocol filter: each
+   * ` AND <condition>...`, or empty for every agent (protocol).
    */
   sql: (node: string, protocol: string) => string;
 }
@@ -167,6 +167,26 @@ function filter(column: string, value: string | undefined): string {
   return ` AND ${condition}`;
 }
 
+/**
+ * The builder filter on the cluster column, ` AND cluster IN (...)`: empty when the filter is.
+ * A template variable (`$cluster`, multi-value) becomes `${cluster:sqlstring}`, Grafana's list
+ * of its values quoted for SQL; names are comma-separated.
+ */
+export function clusterFilter(value: string | undefined): string {
+  const v = (value ?? '').trim();
+  if (v === '') {
+    return '';
+  }
+  const variable = /^\$\{?(\w+)\}?$/.exec(v);
+  const list = variable
+    ? `\${${variable[1]}:sqlstring}`
+    : v
+        .split(',')
+        .map((c) => literal(c.trim()))
+        .join(', ');
+  return ` AND cluster IN (${list})`;
+}
+
 /** The builder query with rawSql and format set from its type, view and filters. */
 export function withBuilderSql(query: KindlingQuery): KindlingQuery {
   if (!isBuilder(query.queryType)) {
@@ -178,6 +198,6 @@ export function withBuilderSql(query: KindlingQuery): KindlingQuery {
     ...query,
     view: view.value,
     format: view.format,
-    rawSql: view.sql(filter('node', query.node), filter('protocol', query.protocol)),
+    rawSql: view.sql(filter('node', query.node) + clusterFilter(query.cluster), filter('protocol', query.protocol)),
   };
 }

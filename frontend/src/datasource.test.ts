@@ -33,6 +33,10 @@ describe('DataSource', () => {
     });
   });
 
+  it('answers query variables with the query editor and the backend', () => {
+    expect(ds.variables?.getType()).toBe('datasource');
+  });
+
   it('drops hidden and empty queries', () => {
     expect(ds.filterQuery(query)).toBe(true);
     expect(ds.filterQuery({ ...query, hide: true })).toBe(false);

@@ -1,4 +1,11 @@
-import { CoreApp, DataQueryRequest, DataQueryResponse, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
+import {
+  CoreApp,
+  DataQueryRequest,
+  DataQueryResponse,
+  DataSourceInstanceSettings,
+  DataSourceVariableSupport,
+  ScopedVars,
+} from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
 import { Observable } from 'rxjs';
 import { map } from 'rxjs/operators';
@@ -15,6 +22,7 @@ import { KindlingOptions, KindlingQuery } from './types';
 export class DataSource extends DataSourceWithBackend<KindlingQuery, KindlingOptions> {
   constructor(instanceSettings: DataSourceInstanceSettings<KindlingOptions>) {
     super(instanceSettings);
+    this.variables = new VariableSupport();
   }
 
   getDefaultQuery(_app: CoreApp): Partial<KindlingQuery> {
@@ -49,3 +57,9 @@ export class DataSource extends DataSourceWithBackend<KindlingQuery, KindlingOpt
       .pipe(map((response) => ({ ...response, data: response.data.map((f) => postProcessFrame(f, target)) })));
   }
 }
+
+/**
+ * Query variables (the dashboards' `$cluster`): written in the query editor, answered by the
+ * backend like a panel's query; Grafana takes the values of the first field.
+ */
+export class VariableSupport extends DataSourceVariableSupport<DataSource> {}

@@ -104,7 +104,9 @@ describe('drilldown links', () => {
   it('links service map nodes and edges to their calls', () => {
     const node = linksOf(postProcessFrame(nodes(), target), 'id')[0];
     expect(node.title).toBe('Calls of this node');
-    expect(node.internal?.query.rawSql).toContain("node || '/' || comm = '${__data.fields.id}'");
+    // Ends as the service map names them: after `cluster/` when the agent's cluster is named.
+    const named = (name: string) => `CASE WHEN cluster = '' THEN ${name} ELSE cluster || '/' || ${name} END`;
+    expect(node.internal?.query.rawSql).toContain(`${named("node || '/' || comm")} = '\${__data.fields.id}'`);
     const edges = createDataFrame({
       name: 'edges',
       meta: { preferredVisualisationType: 'nodeGraph' },
@@ -112,13 +114,15 @@ describe('drilldown links', () => {
     });
     const edge = linksOf(postProcessFrame(edges, target), 'id')[0];
     expect(edge.internal?.query.rawSql).toContain(
-      "protocol = '${__data.fields.detail__protocol}' AND ((role = 'client' AND (node || '/' || comm = '${__data.fields.source}'"
+      "protocol = '${__data.fields.detail__protocol}' AND ((role = 'client' AND (" +
+        `${named("node || '/' || comm")} = '\${__data.fields.source}'`
     );
     // Kubernetes workloads, as the backend names them.
+    const srcK8s =
+      "CASE WHEN src_workload <> '' THEN CASE WHEN src_namespace = '' THEN 'node/' || src_workload " +
+      "ELSE src_namespace || '/' || src_workload END WHEN src_service <> '' THEN src_namespace || '/' || src_service END";
     expect(edge.internal?.query.rawSql).toContain(
-      "(CASE WHEN src_workload <> '' THEN CASE WHEN src_namespace = '' THEN 'node/' || src_workload " +
-        "ELSE src_namespace || '/' || src_workload END WHEN src_service <> '' THEN src_namespace || '/' || src_service END " +
-        "= '${__data.fields.source}' AND CASE WHEN dst_workload"
+      `(${named(srcK8s)} = '\${__data.fields.source}' AND CASE WHEN cluster = '' THEN CASE WHEN dst_workload`
     );
     expect(node.internal?.query.rawSql).toContain("ELSE dst_namespace || '/' || dst_workload END");
   });

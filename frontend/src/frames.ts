@@ -51,6 +51,15 @@ const k8sName = (side: 'src' | 'dst') =>
   `WHEN ${side}_service <> '' THEN ${side}_namespace || '/' || ${side}_service END`;
 
 /**
+ * A name as the service map gives it to an end the row's agent saw or named: after `cluster/`
+ * when the agent's cluster is named.
+ */
+const inCluster = (name: string) => `CASE WHEN cluster = '' THEN ${name} ELSE cluster || '/' || ${name} END`;
+
+/** The service map's name of a row's local process: `node/comm`. */
+const processName = inCluster("node || '/' || comm");
+
+/**
  * Explore drilldown, as links on the fields a user clicks:
  * - a service map node -> the calls it made and served; an edge -> the calls on it;
  * - a call (a row with node, conn_id and ts_ns) -> its trace;
@@ -66,9 +75,9 @@ function addDrilldown(frame: DataFrame, target: LinkTarget): DataFrame {
     links.id = [
       sqlLink(
         'Calls of this node',
-        `SELECT ${CALL_COLUMNS} FROM calls WHERE $__timeFilter(ts) AND (node || '/' || comm = '${id}' ` +
+        `SELECT ${CALL_COLUMNS} FROM calls WHERE $__timeFilter(ts) AND (${processName} = '${id}' ` +
           `OR src_ip = '${id}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${id}' ` +
-          `OR ${k8sName('src')} = '${id}' OR ${k8sName('dst')} = '${id}') ORDER BY ts DESC LIMIT 500`,
+          `OR ${inCluster(k8sName('src'))} = '${id}' OR ${inCluster(k8sName('dst'))} = '${id}') ORDER BY ts DESC LIMIT 500`,
         target
       ),
     ];
@@ -78,9 +87,9 @@ function addDrilldown(frame: DataFrame, target: LinkTarget): DataFrame {
       sqlLink(
         'Calls on this edge',
         `SELECT ${CALL_COLUMNS} FROM calls WHERE $__timeFilter(ts) AND protocol = '${protocol}' AND ` +
-          `((role = 'client' AND (node || '/' || comm = '${source}' OR src_ip = '${source}')) OR ` +
-          `(role = 'server' AND (node || '/' || comm = '${dest}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${dest}')) OR ` +
-          `(${k8sName('src')} = '${source}' AND ${k8sName('dst')} = '${dest}')) ` +
+          `((role = 'client' AND (${processName} = '${source}' OR src_ip = '${source}')) OR ` +
+          `(role = 'server' AND (${processName} = '${dest}' OR dst_ip || ':' || CAST(dst_port AS VARCHAR) = '${dest}')) OR ` +
+          `(${inCluster(k8sName('src'))} = '${source}' AND ${inCluster(k8sName('dst'))} = '${dest}')) ` +
           'ORDER BY ts DESC LIMIT 500',
         target
       ),

@@ -83,4 +83,14 @@ describe('builder query types', () => {
     });
     expect(interpolateQuery(query({ connId: 'x$conn' }), {}, { replace }).connId).toBe('x21');
   });
+
+  it('sends a multi-value cluster variable as a comma-separated list', () => {
+    const replace = jest.fn((text?: string, _vars?: ScopedVars, format?: string | Function) =>
+      (text ?? '').replace('$cluster', format === 'csv' ? 'east,west' : '{east,west}')
+    );
+    const input = query({ queryType: 'service_map', rawSql: '', cluster: '$cluster' });
+
+    expect(interpolateQuery(input, {}, { replace }).cluster).toBe('east,west');
+    expect(replace).toHaveBeenCalledWith('$cluster', {}, 'csv');
+  });
 });

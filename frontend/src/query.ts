@@ -46,7 +46,8 @@ export function isRunnable(query: Pick<KindlingQuery, 'rawSql' | 'hide' | 'query
 
 /**
  * Interpolates Grafana template variables (`$host`, `$__interval`, ...) into the query's SQL and
- * builder fields; a connId that becomes a string of digits is sent as a number.
+ * builder fields (`cluster` as a comma-separated list); a connId that becomes a string of digits
+ * is sent as a number.
  */
 export function interpolateQuery(
   query: KindlingQuery,
@@ -59,6 +60,10 @@ export function interpolateQuery(
     if (typeof value === 'string') {
       out[key] = templateSrv.replace(value, scopedVars);
     }
+  }
+  // A multi-value variable as the backend reads the list: comma-separated.
+  if (typeof query.cluster === 'string') {
+    out.cluster = templateSrv.replace(query.cluster, scopedVars, 'csv');
   }
   if (typeof query.connId === 'string') {
     const id = templateSrv.replace(query.connId, scopedVars).trim();

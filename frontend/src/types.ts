@@ -22,6 +22,11 @@ export interface KindlingQuery extends DataQuery {
   node?: string;
   /** `service_map`, `calls`: only calls of this protocol. */
   protocol?: string;
+  /**
+   * Builders and `service_map`: only rows of these clusters' agents (`kindling-agent
+   * --cluster-name`), comma-separated, or a multi-value variable such as `$cluster`.
+   */
+  cluster?: string;
   /** `calls`, `dns`, `tcp`: which of the builder's views (see BUILDER_VIEWS). */
   view?: string;
   /** `trace`: the call's `conn_id` (a number, or a string of digits from a template). */
@@ -42,6 +47,22 @@ export interface KindlingOptions extends DataSourceJsonData {
   /** Most agents queried at once (default 32). */
   fanout?: number;
   /** With TLS: the name the agents' certificates must carry (default: each agent's host). */
+  tlsServerName?: string;
+  /**
+   * More clusters of agents, queried with `agents` as one datasource, each with its own
+   * secrets (`secureJsonData` `token.NAME` and `tlsCACert.NAME`, falling back to the shared
+   * ones). Set by provisioning (provisioning/datasources/kindling.yaml).
+   */
+  clusters?: KindlingCluster[];
+}
+
+/** One cluster of agents. */
+export interface KindlingCluster {
+  /** What its agents' `--cluster-name` says. */
+  name: string;
+  /** Its agents, each `HOST:PORT`. */
+  agents: string[];
+  /** With TLS: the name its agents' certificates must carry. */
   tlsServerName?: string;
 }
 

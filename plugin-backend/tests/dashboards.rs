@@ -13,16 +13,23 @@ use serde_json::Value;
 use support::{
     EPOCH_S, fixture_call,
     host::{Datasource, GrafanaHost, decode_frames},
-    two_fixture_agents,
+    two_fixture_agents, two_fixture_agents_in,
 };
 
-/// Grafana's template interpolation of the dashboards' textbox variables.
-fn interpolate(value: &Value, vars: &[(&str, &str)]) -> Value {
+/// Grafana's template interpolation of the dashboards' variables, each with its values: `$name`
+/// as the values comma-separated (a textbox's one value; the frontend sends a multi-value
+/// variable in a builder field as `csv`), `${name:sqlstring}` as a list of SQL strings.
+fn interpolate(value: &Value, vars: &[(&str, &[&str])]) -> Value {
     match value {
         Value::String(s) => {
             let mut s = s.clone();
-            for (name, v) in vars {
-                s = s.replace(&format!("${name}"), v);
+            for (name, values) in vars {
+                let quoted: Vec<String> = values
+                    .iter()
+                    .map(|v| format!("'{}'", v.replace('\'', "''")))
+                    .collect();
+                s = s.replace(&format!("${{{name}:sqlstring}}"), &quoted.join(","));
+                s = s.replace(&format!("${name}"), &values.join(","));
             }
             Value::String(s)
         }
@@ -66,7 +73,8 @@ async fn every_provisioned_dashboard_query_answers() {
             "tcp.json"
         ]
     );
-    let (n1, n2) = two_fixture_agents().await;
+    // n1 in cluster east, n2 in west.
+    let (n1, n2) = two_fixture_agents_in("east", "west").await;
     // The fixture has no gRPC calls: three on n1 for the gRPC panel, two answered OK and one
     // NOT_FOUND, each with fixture call 1's sizes and timing.
     let mut grpc = CallsBuilder::new("n1");
@@ -91,15 +99,32 @@ async fn every_provisioned_dashboard_query_answers() {
     let mut checked = 0;
     for (name, board) in &boards {
         assert_eq!(board["templating"]["list"][0]["name"], "node", "{name}");
+        // `$cluster`: every cluster the agents report, several at once, all by default.
+        let cluster = &board["templating"]["list"][1];
+        assert_eq!(
+            (&cluster["name"], &cluster["multi"], &cluster["includeAll"]),
+            (&Value::from("cluster"), &Value::from(true), &Value::from(true)),
+            "{name}"
+        );
+        let responses = host
+            .query_range(&ds, &[("V", cluster["query"].clone())], from_ms, to_ms)
+            .await;
+        let values = support::rows(&[decode_frames(&responses["V"])[0].batch.clone()]);
+        assert_eq!(values, [["east"], ["west"]], "{name}");
         for panel in board["panels"].as_array().unwrap() {
             let kind = panel["type"].as_str().unwrap();
             assert_eq!(panel["datasource"]["uid"], "kindling", "{name}");
             for target in panel["targets"].as_array().unwrap() {
-                for node in ["", "n1"] {
-                    let vars = [("node", node), ("protocol", "")];
+                // All (every node, both clusters), and n1 with its cluster.
+                let every: &[&str] = &["east", "west"];
+                for (node, clusters) in [("", every), ("n1", &["east"])] {
+                    let vars = [("node", &[node][..]), ("protocol", &[""]), ("cluster", clusters)];
                     let query = interpolate(target, &vars);
                     let what = format!("{name} / {} (node {node:?})", panel["title"]);
-                    assert!(!query.to_string().contains("$node"), "{what}");
+                    let text = query.to_string();
+                    for var in ["$node", "$cluster", "${cluster"] {
+                        assert!(!text.contains(var), "{what}: {var}");
+                    }
                     let responses = host.query_range(&ds, &[("A", query)], from_ms, to_ms).await;
                     let response = &responses["A"];
                     assert_eq!(response.error, "", "{what}");
@@ -159,6 +184,18 @@ async fn every_provisioned_dashboard_query_answers() {
         }
     }
     assert_eq!(checked, 2 * 19);
+
+    // One cluster: only its agents' rows.
+    let agents = &boards[0].1["panels"][0];
+    assert_eq!(agents["title"], "Agents");
+    let query = interpolate(
+        &agents["targets"][0],
+        &[("node", &[""]), ("cluster", &["west"])],
+    );
+    let responses = host.query_range(&ds, &[("A", query)], from_ms, to_ms).await;
+    let rows = support::rows(&[decode_frames(&responses["A"])[0].batch.clone()]);
+    let ends: Vec<&[String]> = rows.iter().map(|r| &r[..2]).collect();
+    assert_eq!(ends, [["n2".to_owned(), "west".to_owned()]]);
 }
 
 /// Every view of the query editor's builders (`calls`, `dns`, `tcp`), as the editor saves them
@@ -170,12 +207,12 @@ async fn every_builder_view_answers() {
     let queries: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(queries.len(), 26);
-    let (n1, n2) = two_fixture_agents().await;
+    let (n1, n2) = two_fixture_agents_in("east", "west").await;
     let ds = Datasource::agents(&[&n1.addr, &n2.addr]);
     let host = GrafanaHost::start();
     let (from_ms, to_ms) = (EPOCH_S * 1000, (EPOCH_S + 200) * 1000);
     for query in &queries {
-        let query = interpolate(query, &[("node", "n2")]);
+        let query = interpolate(query, &[("node", &["n2"]), ("cluster", &["west"])]);
         let what = format!(
             "{} / {}: {}",
             query["queryType"], query["view"], query["rawSql"]

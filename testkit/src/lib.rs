@@ -309,11 +309,23 @@ pub fn load_fixture(store: &Store, node: &str, ids: impl IntoIterator<Item = u64
 
 /// Two agents: n1 holds fixture connections 1..=6, n2 holds 7..=10.
 pub async fn two_fixture_agents() -> (InProcessAgent, InProcessAgent) {
+    two_fixture_agents_in("", "").await
+}
+
+/// [`two_fixture_agents`], n1 in the cluster `c1` and n2 in `c2`.
+pub async fn two_fixture_agents_in(c1: &str, c2: &str) -> (InProcessAgent, InProcessAgent) {
+    let in_cluster = |cluster| ServeOptions {
+        cluster,
+        ..ServeOptions::default()
+    };
     let s1 = empty_store();
     load_fixture(&s1, "n1", 1..=6);
     let s2 = empty_store();
     load_fixture(&s2, "n2", 7..=10);
-    (serve(s1, "n1").await, serve(s2, "n2").await)
+    (
+        serve_with(s1, "n1", in_cluster(c1)).await,
+        serve_with(s2, "n2", in_cluster(c2)).await,
+    )
 }
 
 /// Every row of `batches` as display strings ("NULL" for nulls).

@@ -78,7 +78,7 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
     onRunQuery();
   };
   const queryType = query.queryType ?? 'sql';
-  const field = (key: 'node' | 'protocol' | 'ts' | 'connId') => (value: string) =>
+  const field = (key: 'node' | 'protocol' | 'cluster' | 'ts' | 'connId') => (value: string) =>
     onChange(withBuilderSql({ ...query, [key]: value }));
 
   // The filters the builders and the service map share.
@@ -89,6 +89,16 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
       placeholder="all nodes"
       tooltip="Only rows of this agent node (a $variable: empty means all)"
       onChange={field('node')}
+      onBlur={onRunQuery}
+    />
+  );
+  const clusterFilter = (
+    <BuilderField
+      label="Cluster"
+      value={query.cluster}
+      placeholder="all clusters"
+      tooltip="Only rows of these clusters' agents, comma-separated, or a multi-value $variable"
+      onChange={field('cluster')}
       onBlur={onRunQuery}
     />
   );
@@ -164,6 +174,7 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
           </InlineFieldRow>
           <InlineFieldRow>
             {nodeFilter}
+            {clusterFilter}
             {queryType === 'calls' && protocolFilter}
           </InlineFieldRow>
           <TextArea
@@ -181,6 +192,7 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
       {queryType === 'service_map' && (
         <InlineFieldRow>
           {nodeFilter}
+          {clusterFilter}
           {protocolFilter}
         </InlineFieldRow>
       )}

@@ -52,7 +52,7 @@ pub struct ServiceMapQuery {
     #[serde(default)]
     pub protocol: String,
     /// Only calls recorded by the agents of these clusters, comma-separated (Grafana's `csv`
-    /// format of a multi-value variable).
+    /// format of a multi-value variable); empty: all.
     #[serde(default)]
     pub cluster: String,
 }
@@ -64,13 +64,12 @@ impl ServiceMapQuery {
     /// count too, as protocol `tls` (a TLS handshake seen) or `tcp`, with their lifetime as
     /// duration: the L4-only edges.
     fn counted(&self) -> String {
-        let clusters: Vec<String> = self
-            .cluster
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(literal)
-            .collect();
+        // "" is a cluster too (agents without a name) when listed with others: "east,".
+        let clusters: Vec<String> = if self.cluster.trim().is_empty() {
+            Vec::new()
+        } else {
+            self.cluster.split(',').map(str::trim).map(literal).collect()
+        };
         // The node and cluster filters, on the columns of the table aliased `t` ("" for none).
         let agents = |t: &str| {
             let mut filter = String::new();
@@ -462,11 +461,11 @@ mod tests {
         let sql = q.edges_sql();
         assert!(
             sql.contains(
-                "WHERE $__timeFilter(ts) AND node = 'node''1' AND cluster IN ('east', 'we''st')), \
+                "WHERE $__timeFilter(ts) AND node = 'node''1' AND cluster IN ('east', 'we''st', '')), \
                  c_ends AS"
             ) && sql.contains("SELECT * FROM all_rows WHERE protocol = 'http')")
                 && sql.contains(
-                    "l7.conn_id IS NULL AND f.node = 'node''1' AND f.cluster IN ('east', 'we''st')), \
+                    "l7.conn_id IS NULL AND f.node = 'node''1' AND f.cluster IN ('east', 'we''st', '')), \
                      f_ends AS"
                 ),
             "{sql}"
