@@ -23,6 +23,7 @@ const AGENT_ARGS: &[&str] = &[
     "--listen=0.0.0.0:50051",
     "--token-file=/etc/kindling/token",
     "--node-name=$(NODE_NAME)",
+    "--cluster-name=$(KINDLING_CLUSTER)",
     "--memory-budget=256MiB",
     "--query-memory=128MiB",
     "--cgroup-root=/host/sys/fs/cgroup",
@@ -478,10 +479,14 @@ fn a_real_api_server_accepts_the_manifests_as_written() {
     assert_eq!(strings(&agent["args"]), AGENT_ARGS);
     assert_eq!(
         agent["env"],
-        serde_json::json!([{
-            "name": "NODE_NAME",
-            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}},
-        }])
+        serde_json::json!([
+            {
+                "name": "NODE_NAME",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}},
+            },
+            // value: "" as written; the API server leaves an empty value out.
+            {"name": "KINDLING_CLUSTER"},
+        ])
     );
 
     // Not privileged: all capabilities dropped, a listed few added back.

@@ -260,10 +260,7 @@ async fn agents_of_two_clusters_answer_as_one_datasource() {
     let responses = host.query_datasource(&ds, &queries[..1]).await;
     assert_eq!(responses["A"].error, "");
     let frames = decode_frames(&responses["A"]);
-    assert_eq!(
-        support::rows(&[frames[0].batch.clone()]),
-        [["east", "10"]]
-    );
+    assert_eq!(support::rows(&[frames[0].batch.clone()]), [["east", "10"]]);
     let meta: Value = serde_json::from_str(&frames[0].metadata["meta"]).unwrap();
     let notice = meta["notices"][0]["text"].as_str().unwrap();
     assert!(

@@ -103,7 +103,11 @@ async fn every_provisioned_dashboard_query_answers() {
         let cluster = &board["templating"]["list"][1];
         assert_eq!(
             (&cluster["name"], &cluster["multi"], &cluster["includeAll"]),
-            (&Value::from("cluster"), &Value::from(true), &Value::from(true)),
+            (
+                &Value::from("cluster"),
+                &Value::from(true),
+                &Value::from(true)
+            ),
             "{name}"
         );
         let responses = host
@@ -118,7 +122,11 @@ async fn every_provisioned_dashboard_query_answers() {
                 // All (every node, both clusters), and n1 with its cluster.
                 let every: &[&str] = &["east", "west"];
                 for (node, clusters) in [("", every), ("n1", &["east"])] {
-                    let vars = [("node", &[node][..]), ("protocol", &[""]), ("cluster", clusters)];
+                    let vars = [
+                        ("node", &[node][..]),
+                        ("protocol", &[""]),
+                        ("cluster", clusters),
+                    ];
                     let query = interpolate(target, &vars);
                     let what = format!("{name} / {} (node {node:?})", panel["title"]);
                     let text = query.to_string();

@@ -68,7 +68,11 @@ impl ServiceMapQuery {
         let clusters: Vec<String> = if self.cluster.trim().is_empty() {
             Vec::new()
         } else {
-            self.cluster.split(',').map(str::trim).map(literal).collect()
+            self.cluster
+                .split(',')
+                .map(str::trim)
+                .map(literal)
+                .collect()
         };
         // The node and cluster filters, on the columns of the table aliased `t` ("" for none).
         let agents = |t: &str| {
