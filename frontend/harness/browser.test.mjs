@@ -60,6 +60,12 @@ try {
   );
   await page.getByRole('textbox', { name: 'Server name' }).fill('agents.kindling');
   assert.equal((await json('options')).tlsServerName, 'agents.kindling');
+  // Another cluster: its name and agents in jsonData.clusters.
+  await page.getByRole('button', { name: 'Add cluster' }).click();
+  await page.getByRole('textbox', { name: 'Cluster 1 name' }).fill('east');
+  await page.getByRole('textbox', { name: 'Cluster 1 agents' }).fill('10.1.0.1:50051, 10.1.0.2:50051');
+  await page.keyboard.press('Tab');
+  assert.deepEqual((await json('options')).clusters, [{ name: 'east', agents: ['10.1.0.1:50051', '10.1.0.2:50051'] }]);
   await page.locator('#config').screenshot({ path: join(shots, 'config.png') });
 
   // SQL with completion from the schema.
@@ -80,7 +86,7 @@ try {
   await page.getByRole('radio', { name: 'Calls', exact: true }).click();
   await page.getByRole('radio', { name: 'Endpoints', exact: true }).click();
   await page.getByRole('textbox', { name: 'Node' }).fill('n1');
-  await page.getByRole('textbox', { name: 'Cluster' }).fill('$cluster');
+  await page.getByRole('textbox', { name: 'Cluster', exact: true }).fill('$cluster');
   const saved = await json('query');
   assert.equal(saved.queryType, 'calls');
   assert.equal(saved.view, 'endpoints');

@@ -72,4 +72,6 @@ export interface KindlingSecureOptions {
   token?: string;
   /** PEM of the CA that signed the agents' TLS certificates; set, the plugin connects with TLS. */
   tlsCACert?: string;
+  /** Per cluster of `clusters` (`token.NAME`, `tlsCACert.NAME`): falling back to the above. */
+  [perCluster: `token.${string}` | `tlsCACert.${string}`]: string | undefined;
 }

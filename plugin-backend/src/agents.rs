@@ -132,11 +132,6 @@ impl AgentSet {
         self
     }
 
-    /// Whether any cluster is named (agents then carry their cluster in their names).
-    pub fn named_clusters(&self) -> bool {
-        self.clusters.iter().any(|c| !c.name.is_empty())
-    }
-
     /// Every agent the configured addresses stand for, and the addresses that did not resolve
     /// (with their cluster's index).
     ///

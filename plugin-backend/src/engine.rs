@@ -153,6 +153,10 @@ impl QueryEngine {
             ctx.register_table(table, Arc::new(provider))?;
         }
         crate::dns_monitor::register(&ctx).await?;
+        ctx.register_table(
+            crate::health::AGENTS_TABLE,
+            Arc::new(crate::health::AgentsTable::new(Arc::clone(&self.agents))),
+        )?;
         Ok((ctx, agents))
     }
 

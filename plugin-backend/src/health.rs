@@ -1,9 +1,19 @@
-//! Health of each agent, as Grafana's "Save & test" and `kindling health` report it.
+//! Health of each agent, as Grafana's "Save & test" and `kindling health` report it, and as
+//! the coordinator's own `agents` table serves it to SQL (the alert rule "Agent not answering").
 
-use datafusion::arrow::{
-    array::{Array, AsArray},
-    datatypes::UInt64Type,
-    record_batch::RecordBatch,
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::{
+    arrow::{
+        array::{Array, ArrayRef, AsArray, BooleanArray, StringArray},
+        datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type},
+        record_batch::RecordBatch,
+    },
+    catalog::{Session, TableProvider},
+    datasource::{MemTable, TableType},
+    logical_expr::Expr,
+    physical_plan::ExecutionPlan,
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -14,8 +24,10 @@ use crate::error::AgentError;
 /// What one agent reported, or why it could not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentHealth {
-    /// The agent's address.
+    /// The agent's address (after `CLUSTER/` when its cluster is named).
     pub agent: String,
+    /// Its cluster's name as the datasource configures it ("" for the unnamed one).
+    pub cluster: String,
     /// Its report, or the error that prevented it.
     #[serde(flatten)]
     pub status: AgentStatus,
@@ -83,10 +95,18 @@ fn summarize(batches: &[RecordBatch]) -> Result<AgentStatus, String> {
 /// A DNS name is reported once per address it resolves to, or once with why it did not.
 pub async fn check(agents: &AgentSet) -> Vec<AgentHealth> {
     let (resolved, unresolved) = agents.resolve().await;
+    let cluster_name = |i: usize| {
+        agents
+            .clusters
+            .get(i)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    };
     let unresolved = unresolved
         .into_iter()
-        .map(|(e, _): (AgentError, usize)| AgentHealth {
+        .map(|(e, cluster): (AgentError, usize)| AgentHealth {
             agent: e.agent,
+            cluster: cluster_name(cluster),
             status: AgentStatus::Error { error: e.message },
         });
     let answers: Vec<AgentHealth> = futures::stream::iter(resolved)
@@ -106,6 +126,7 @@ pub async fn check(agents: &AgentSet) -> Vec<AgentHealth> {
             };
             AgentHealth {
                 agent: agent.name,
+                cluster: cluster_name(agent.cluster),
                 status,
             }
         })
@@ -113,4 +134,87 @@ pub async fn check(agents: &AgentSet) -> Vec<AgentHealth> {
         .collect()
         .await;
     unresolved.chain(answers).collect()
+}
+
+/// Name of the coordinator's table of its agents.
+pub const AGENTS_TABLE: &str = "agents";
+
+/// The coordinator's table of the datasource's agents, asked for their stats when scanned: one
+/// row per agent (per address a DNS name resolves to; one row for a name that does not): its
+/// name and cluster, whether it answered, and its node and version, or why not.
+#[derive(Debug)]
+pub struct AgentsTable {
+    agents: Arc<AgentSet>,
+}
+
+impl AgentsTable {
+    /// The table of `agents`.
+    pub fn new(agents: Arc<AgentSet>) -> Self {
+        Self { agents }
+    }
+
+    fn schema() -> SchemaRef {
+        let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+        Arc::new(Schema::new(vec![
+            text("agent", false),
+            text("cluster", false),
+            Field::new("answered", DataType::Boolean, false),
+            text("node", true),
+            text("version", true),
+            text("error", true),
+        ]))
+    }
+}
+
+#[async_trait]
+impl TableProvider for AgentsTable {
+    fn schema(&self) -> SchemaRef {
+        Self::schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let report = check(&self.agents).await;
+        fn ok(h: &AgentHealth) -> Option<(&str, &str)> {
+            match &h.status {
+                AgentStatus::Ok { node, version, .. } => Some((node, version)),
+                AgentStatus::Error { .. } => None,
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                report.iter().map(|h| &h.agent),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                report.iter().map(|h| &h.cluster),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                report.iter().map(|h| Some(ok(h).is_some())),
+            )),
+            Arc::new(StringArray::from_iter(
+                report.iter().map(|h| ok(h).map(|(node, _)| node)),
+            )),
+            Arc::new(StringArray::from_iter(
+                report.iter().map(|h| ok(h).map(|(_, version)| version)),
+            )),
+            Arc::new(StringArray::from_iter(report.iter().map(
+                |h| match &h.status {
+                    AgentStatus::Error { error } => Some(error.as_str()),
+                    AgentStatus::Ok { .. } => None,
+                },
+            ))),
+        ];
+        let batch = RecordBatch::try_new(Self::schema(), columns)?;
+        let table = MemTable::try_new(Self::schema(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
 }

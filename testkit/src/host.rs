@@ -435,9 +435,35 @@ impl GrafanaHost {
         from_ms: i64,
         to_ms: i64,
     ) -> HashMap<String, pluginv2::DataResponse> {
+        self.query_with_headers(ds, queries, from_ms, to_ms, HashMap::new())
+            .await
+    }
+
+    /// QueryData as Grafana's alert engine sends a rule's query: with its `FromAlert` header.
+    pub async fn query_alert(
+        &self,
+        ds: &Datasource,
+        queries: &[(&str, serde_json::Value)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> HashMap<String, pluginv2::DataResponse> {
+        let headers = HashMap::from([("FromAlert".to_owned(), "true".to_owned())]);
+        self.query_with_headers(ds, queries, from_ms, to_ms, headers)
+            .await
+    }
+
+    async fn query_with_headers(
+        &self,
+        ds: &Datasource,
+        queries: &[(&str, serde_json::Value)],
+        from_ms: i64,
+        to_ms: i64,
+        headers: HashMap<String, String>,
+    ) -> HashMap<String, pluginv2::DataResponse> {
         let mut client = DataClient::connect(self.endpoint.clone()).await.unwrap();
         let request = pluginv2::QueryDataRequest {
             plugin_context: Some(Self::context(ds)),
+            headers,
             queries: queries
                 .iter()
                 .map(|(ref_id, json)| pluginv2::DataQuery {
@@ -452,7 +478,6 @@ impl GrafanaHost {
                     json: serde_json::to_vec(json).unwrap(),
                 })
                 .collect(),
-            ..Default::default()
         };
         client
             .query_data(request)

@@ -71,6 +71,8 @@ pub struct ServeOptions<'a> {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// The agent's `--cluster-name` ("" by default).
     pub cluster: &'a str,
+    /// The counters its `agent_stats` reports (all zero by default).
+    pub counters: Arc<PipelineCounters>,
 }
 
 impl Default for ServeOptions<'_> {
@@ -81,6 +83,7 @@ impl Default for ServeOptions<'_> {
             limits: QueryLimits::default(),
             tls: None,
             cluster: "",
+            counters: Arc::default(),
         }
     }
 }
@@ -103,8 +106,7 @@ pub async fn serve_with(
     }
     let listener = tokio::net::TcpListener::bind(options.addr).await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let info =
-        AgentInfo::new(node, Arc::new(PipelineCounters::default())).with_cluster(options.cluster);
+    let info = AgentInfo::new(node, options.counters).with_cluster(options.cluster);
     let queries = LocalQueries::new(Arc::clone(&store), Arc::new(info), options.limits);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(

@@ -257,8 +257,7 @@ impl TableProvider for StoreTable {
             return self.scan_stored(state, &stored, &filters, limit);
         }
         // Only the cluster asked for: scan the first stored column for the row count.
-        let only_cluster = stored.is_empty();
-        if only_cluster {
+        if stored.is_empty() {
             stored.push(0);
         }
         let input = self.scan_stored(state, &stored, &filters, limit)?;

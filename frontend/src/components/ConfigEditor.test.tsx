@@ -155,4 +155,43 @@ describe('ConfigEditor TLS', () => {
     expect(full[0].secureJsonFields).toEqual({ tlsCACert: false });
     expect(full[0].secureJsonData).toEqual({ tlsCACert: '' });
   });
+
+  it('adds clusters with their agents and own tokens, and names what is wrong', async () => {
+    const full: Settings[] = [];
+    render(<Harness initial={settings(['a:1'])} changes={[]} full={full} />);
+    // Pasted, not typed key by key: the test stays quick on a busy machine.
+    const fill = async (label: string, text: string) => {
+      await userEvent.click(screen.getByLabelText(label));
+      await userEvent.paste(text);
+    };
+    await userEvent.click(screen.getByRole('button', { name: 'Add cluster' }));
+    await fill('Cluster 1 name', 'east');
+    await fill('Cluster 1 agents', '10.1.0.1:50051, 10.1.0.2:50051');
+    await fill('Cluster 1 token', 'e');
+    await userEvent.tab();
+    let last = full[full.length - 1];
+    expect(last.jsonData).toEqual({
+      agents: ['a:1'],
+      clusters: [{ name: 'east', agents: ['10.1.0.1:50051', '10.1.0.2:50051'] }],
+    });
+    expect(last.secureJsonData).toEqual({ 'token.east': 'e' });
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
+
+    // A second cluster of the same name, with a bad address: both named once the fields are left.
+    await userEvent.click(screen.getByRole('button', { name: 'Add cluster' }));
+    await fill('Cluster 2 name', 'east');
+    await fill('Cluster 2 agents', '10.2.0.1');
+    await userEvent.tab();
+    expect(screen.getAllByRole('alert').map((a) => a.textContent)).toEqual([
+      'Another cluster is named "east"',
+      '10.2.0.1: Add the port: HOST:PORT, e.g. 127.0.0.1:50051',
+    ]);
+
+    // Removing a cluster drops it and its stored token.
+    await userEvent.click(screen.getByRole('button', { name: 'Remove cluster 1' }));
+    last = full[full.length - 1];
+    expect(last.jsonData.clusters).toEqual([{ name: 'east', agents: ['10.2.0.1'] }]);
+    expect(last.secureJsonFields).toEqual({ 'token.east': false });
+    expect(screen.getByLabelText('Cluster 1 agents')).toHaveValue('10.2.0.1');
+  });
 });

@@ -4,6 +4,7 @@ import { Button, FieldSet, IconButton, InlineField, InlineFieldRow, Input, Secre
 
 import { agentListErrors } from '../agentAddress';
 import { KindlingOptions, KindlingSecureOptions } from '../types';
+import { ClustersEditor } from './ClustersEditor';
 
 type Props = DataSourcePluginOptionsEditorProps<KindlingOptions, KindlingSecureOptions>;
 
@@ -17,7 +18,8 @@ export function positiveNumber(text: string): number | undefined | 'invalid' {
 }
 
 /**
- * Edits the agents (`jsonData.agents`, one HOST:PORT per row), their bearer token
+ * Edits the agents (`jsonData.agents`, one HOST:PORT per row), more clusters of agents
+ * (`jsonData.clusters`, see ClustersEditor), their bearer token
  * (`secureJsonData.token`), the fan-out bounds (`jsonData.agentTimeoutSeconds`, `fanout`) and
  * TLS (`secureJsonData.tlsCACert`, `jsonData.tlsServerName`).
  */
@@ -89,7 +91,9 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         The Arrow Flight address of each Kindling agent, as HOST:PORT. A query runs on every agent and
         their rows are combined.
       </p>
-      {agents.length === 0 && <p>No agents yet: queries will return no rows.</p>}
+      {agents.length === 0 && (options.jsonData.clusters ?? []).length === 0 && (
+        <p>No agents yet: queries will return no rows.</p>
+      )}
       {agents.map((agent, row) => {
         const error = row === editingRow ? undefined : errors[row];
         return (
@@ -120,6 +124,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         Add agent
       </Button>
     </FieldSet>
+    <ClustersEditor options={options} onOptionsChange={onOptionsChange} />
     <FieldSet label="Access and limits">
       <InlineField
         label="Token"
