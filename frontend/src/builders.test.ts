@@ -36,7 +36,7 @@ describe('withBuilderSql', () => {
     expect(named).toContain("AND node = 'n1' AND cluster IN ('east', 'we''st') ORDER BY");
     const variable = withBuilderSql(query({ queryType: 'dns', view: 'failures', cluster: '${cluster}' })).rawSql;
     expect(variable).toContain("$__timeFilter(ts) AND cluster IN (${cluster:sqlstring}) AND rcode <> 'NOERROR'");
-    expect(withBuilderSql(query({ view: 'slowest', cluster: ' ' })).rawSql).not.toContain('cluster');
+    expect(withBuilderSql(query({ view: 'slowest', cluster: ' ' })).rawSql).not.toContain('cluster IN');
   });
 
   it('falls back to the first view for an unknown one, and leaves other types alone', () => {

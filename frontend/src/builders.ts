@@ -16,10 +16,10 @@ export interface BuilderView {
 
 /**
  * The columns a list of calls shows: identity, timing parts in ms, and what a Call trace query
- * needs (node, conn_id, ts_ns). Also used by the drilldown links (frames.ts).
+ * needs (node, cluster, conn_id, ts_ns). Also used by the drilldown links (frames.ts).
  */
 export const CALL_COLUMNS =
-  'ts, node, comm, role, protocol, method, resource, status, duration_ns / 1e6 AS duration_ms, ' +
+  'ts, node, cluster, comm, role, protocol, method, resource, status, duration_ns / 1e6 AS duration_ms, ' +
   'request_sent_ns / 1e6 AS request_sent_ms, waiting_ttfb_ns / 1e6 AS waiting_ms, ' +
   'content_download_ns / 1e6 AS download_ms, conn_id, CAST(CAST(ts AS BIGINT) AS VARCHAR) AS ts_ns';
 

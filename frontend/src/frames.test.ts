@@ -90,6 +90,14 @@ describe('drilldown links', () => {
     expect(linksOf(out, 'ts')).toEqual([]);
   });
 
+  it('names the cluster of the call in its trace link when the row has one', () => {
+    const calls = createDataFrame({
+      fields: ['node', 'cluster', 'conn_id', 'ts_ns'].map((name) => ({ name, values: ['x'] })),
+    });
+    const [trace] = linksOf(postProcessFrame(calls, target), 'conn_id');
+    expect(trace.internal?.query).toMatchObject({ node: '${__data.fields.node}', cluster: '${__data.fields.cluster}' });
+  });
+
   it('links a flow to its TCP events', () => {
     const flows = createDataFrame({
       fields: ['end_ts', 'node', 'conn_id'].map((name) => ({ name, values: ['x'] })),

@@ -62,7 +62,7 @@ const processName = inCluster("node || '/' || comm");
 /**
  * Explore drilldown, as links on the fields a user clicks:
  * - a service map node -> the calls it made and served; an edge -> the calls on it;
- * - a call (a row with node, conn_id and ts_ns) -> its trace;
+ * - a call (a row with node, conn_id and ts_ns, and cluster if it has one) -> its trace;
  * - a flow (node, conn_id, end_ts) -> the connection's tcp_events;
  * - a DNS row or domain (domain) -> the lookups of that domain.
  */
@@ -110,6 +110,8 @@ function addDrilldown(frame: DataFrame, target: LinkTarget): DataFrame {
             node: field('node'),
             connId: field('conn_id'),
             ts: field('ts_ns'),
+            // Node names may repeat between clusters.
+            ...(names.has('cluster') ? { cluster: field('cluster') } : {}),
           },
         },
       },

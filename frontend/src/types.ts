@@ -24,7 +24,8 @@ export interface KindlingQuery extends DataQuery {
   protocol?: string;
   /**
    * Builders and `service_map`: only rows of these clusters' agents (`kindling-agent
-   * --cluster-name`), comma-separated, or a multi-value variable such as `$cluster`.
+   * --cluster-name`), comma-separated, or a multi-value variable such as `$cluster`; `trace`:
+   * the cluster of the node that recorded the call (empty: any).
    */
   cluster?: string;
   /** `calls`, `dns`, `tcp`: which of the builder's views (see BUILDER_VIEWS). */

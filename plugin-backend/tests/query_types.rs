@@ -799,6 +799,60 @@ fn timed(
     }
 }
 
+/// Two clusters whose agents share a node name, each holding a call of the same connection
+/// number at the same time but timed differently: each cluster's trace is its own call's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_of_a_call_is_that_of_its_cluster() {
+    let t0 = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 600_000_000_000;
+    let mut agents = Vec::new();
+    for (cluster, waiting_us) in [("east", 8_000), ("west", 3_000)] {
+        let store = empty_store();
+        let mut calls = CallsBuilder::new("n2");
+        calls.append(&timed(
+            t0,
+            0,
+            Role::Server,
+            77,
+            21,
+            [1_000, waiting_us, 1_000],
+            (API, 8080),
+        ));
+        store
+            .append(schema::CALLS, calls.finish().unwrap())
+            .unwrap();
+        let options = ServeOptions {
+            cluster,
+            ..ServeOptions::default()
+        };
+        agents.push(serve_with(store, "n2", options).await);
+    }
+    let ds = Datasource {
+        json_data: json!({"clusters": [
+            {"name": "east", "agents": [agents[0].addr]},
+            {"name": "west", "agents": [agents[1].addr]},
+        ]}),
+        secure_json_data: Default::default(),
+    };
+    let trace = |cluster: &str| {
+        json!({"queryType": "trace", "node": "n2", "connId": 21, "ts": t0.to_string(),
+               "cluster": cluster})
+    };
+    let host = GrafanaHost::start();
+    let responses = host
+        .query_datasource(&ds, &[("E", trace("east")), ("W", trace("west"))])
+        .await;
+    for (ref_id, waiting_ms) in [("E", 8.0), ("W", 3.0)] {
+        assert_eq!(responses[ref_id].error, "", "{ref_id}");
+        let b = &support::host::decode_frames(&responses[ref_id])[0].batch;
+        let waiting = text(b, "operationName")
+            .iter()
+            .position(|op| op == "waiting (TTFB)")
+            .unwrap();
+        assert_eq!(floats(b, "duration")[waiting], Some(waiting_ms), "{ref_id}");
+        assert_eq!(floats(b, "duration")[0], Some(waiting_ms + 2.0), "{ref_id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_shows_the_timing_parts_and_what_the_thread_did_inside_the_call() {
     let t0 = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 600_000_000_000;

@@ -222,6 +222,14 @@ export function QueryEditor({ datasource, query, onChange, onRunQuery }: Props) 
             onChange={field('ts')}
             onBlur={onRunQuery}
           />
+          <BuilderField
+            label="Cluster"
+            value={query.cluster}
+            placeholder="any"
+            tooltip="calls.cluster of the call, when node names repeat between clusters"
+            onChange={field('cluster')}
+            onBlur={onRunQuery}
+          />
         </InlineFieldRow>
       )}
     </>

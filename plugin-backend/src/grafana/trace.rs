@@ -1,8 +1,10 @@
 //! The `trace` query type: one call's timing as a Grafana traces frame, the way a browser's
 //! network panel shows a request.
 //!
-//! The call is named by the agent node that recorded it, its connection (`conn_id`) and its
-//! start (`ts`, nanoseconds since the epoch, as a string: JSON numbers lose nanoseconds).
+//! The call is named by the agent node that recorded it (and that node's cluster, when the
+//! datasource has several: node names may repeat between clusters), its connection (`conn_id`)
+//! and its start (`ts`, nanoseconds since the epoch, as a string: JSON numbers lose
+//! nanoseconds).
 //! Spans, each a child of the call's:
 //! - `connect`, when the call was the first on a connection its process opened (the flow's
 //!   connect latency, ending where the request starts);
@@ -39,6 +41,9 @@ pub struct TraceQuery {
     pub conn_id: u64,
     /// `calls.ts` of the call in nanoseconds since the epoch, as a decimal string.
     pub ts: String,
+    /// `calls.cluster` of the call; empty: the node's, in whichever cluster.
+    #[serde(default)]
+    pub cluster: String,
 }
 
 fn number_or_digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -73,15 +78,26 @@ impl TraceQuery {
         })
     }
 
+    /// The rows of the call's agent: `node = ...`, and its cluster when named, on the
+    /// columns of the table aliased `t` ("" for none).
+    fn agent(&self, t: &str) -> String {
+        let mut filter = format!("{t}node = {}", literal(&self.node));
+        if !self.cluster.is_empty() {
+            filter += &format!(" AND {t}cluster = {}", literal(&self.cluster));
+        }
+        filter
+    }
+
     /// The call itself, and whether it was the first on its connection (`first_ns`).
     pub fn call_sql(&self) -> Result<String, String> {
         let ts = self.ts_ns()?;
         Ok(format!(
             "SELECT {CALL_COLUMNS}, (SELECT CAST(min(f.ts) AS BIGINT) FROM calls f \
-             WHERE f.node = {node} AND f.conn_id = {conn}) AS first_ns, \
-             (SELECT max(connect_latency_ns) FROM flows WHERE node = {node} AND conn_id = {conn}) \
-             AS connect_ns FROM calls WHERE node = {node} AND conn_id = {conn} AND ts = {t}",
-            node = literal(&self.node),
+             WHERE {f_agent} AND f.conn_id = {conn}) AS first_ns, \
+             (SELECT max(connect_latency_ns) FROM flows WHERE {agent} AND conn_id = {conn}) \
+             AS connect_ns FROM calls WHERE {agent} AND conn_id = {conn} AND ts = {t}",
+            agent = self.agent(""),
+            f_agent = self.agent("f."),
             conn = self.conn_id,
             t = timestamp(ts),
         ))
@@ -90,10 +106,10 @@ impl TraceQuery {
     /// What the call's thread did within [start, end]: its outgoing calls, and its DNS
     /// lookups (as rows of the same shape; `protocol` 'dns').
     pub fn children_sql(&self, tid: u32, pid: u32, start_ns: i64, end_ns: i64) -> String {
-        let node = literal(&self.node);
+        let agent = self.agent("");
         let (from, to) = (timestamp(start_ns), timestamp(end_ns));
         format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE node = {node} AND role = 'client' \
+            "SELECT {CALL_COLUMNS} FROM calls WHERE {agent} AND role = 'client' \
              AND tid = {tid} AND ts >= {from} AND ts <= {to} AND conn_id <> {conn} \
              UNION ALL SELECT CAST(ts AS BIGINT) AS ts_ns, 'dns' AS protocol, 'client' AS role, \
              qtype AS method, domain AS resource, rcode AS status, rcode <> 'NOERROR' AS is_error, \
@@ -102,7 +118,7 @@ impl TraceQuery {
              CAST(0 AS BIGINT UNSIGNED) AS content_download_ns, client_ip AS src_ip, \
              CAST(0 AS SMALLINT UNSIGNED) AS src_port, server_ip AS dst_ip, \
              CAST(53 AS SMALLINT UNSIGNED) AS dst_port, pid, CAST(0 AS INT UNSIGNED) AS tid, comm, \
-             CAST(0 AS BIGINT UNSIGNED) AS conn_id, node FROM dns WHERE node = {node} \
+             CAST(0 AS BIGINT UNSIGNED) AS conn_id, node FROM dns WHERE {agent} \
              AND pid = {pid} AND ts >= {from} AND ts <= {to} ORDER BY ts_ns",
             conn = self.conn_id,
         )
