@@ -160,19 +160,15 @@ impl AgentSet {
                     tokio::net::lookup_host(configured.as_str()),
                 )
                 .await;
-                let addrs: Vec<SocketAddr> = match lookup {
-                    Ok(Ok(addrs)) => addrs.collect(),
-                    Ok(Err(e)) => {
+                let resolved = match lookup {
+                    Ok(Ok(addrs)) => Ok(addrs.collect::<Vec<SocketAddr>>()),
+                    Ok(Err(e)) => Err(format!("cannot resolve: {e}")),
+                    Err(_) => Err(format!("cannot resolve within {:?}", self.connect_timeout)),
+                };
+                let addrs = match resolved {
+                    Ok(addrs) => addrs,
+                    Err(why) => {
                         let name = c.qualify(configured.clone());
-                        failed.push((
-                            AgentError::unavailable(&name, format!("cannot resolve: {e}")),
-                            cluster,
-                        ));
-                        continue;
-                    }
-                    Err(_) => {
-                        let name = c.qualify(configured.clone());
-                        let why = format!("cannot resolve within {:?}", self.connect_timeout);
                         failed.push((AgentError::unavailable(&name, why), cluster));
                         continue;
                     }

@@ -3,6 +3,7 @@ import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
 import { Button, FieldSet, IconButton, InlineField, InlineFieldRow, Input, SecretInput } from '@grafana/ui';
 
 import { agentListErrors } from '../agentAddress';
+import { withoutSecret } from '../secrets';
 import { KindlingCluster, KindlingOptions, KindlingSecureOptions } from '../types';
 
 type Props = DataSourcePluginOptionsEditorProps<KindlingOptions, KindlingSecureOptions>;
@@ -59,12 +60,7 @@ export function ClustersEditor({ options, onOptionsChange }: Props) {
     onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, [tokenKey(name)]: token } });
   // Removing a cluster, or resetting its token, also drops the stored secret.
   const forgetToken = (name: string, next: Partial<Props['options']> = {}) =>
-    onOptionsChange({
-      ...options,
-      ...next,
-      secureJsonFields: { ...options.secureJsonFields, [tokenKey(name)]: false },
-      secureJsonData: { ...options.secureJsonData, [tokenKey(name)]: '' },
-    });
+    onOptionsChange(withoutSecret({ ...options, ...next }, tokenKey(name)));
   const remove = (row: number) => {
     setEditingRow(undefined);
     setAgentsText(agentsText.filter((_, i) => i !== row));

@@ -3,6 +3,7 @@ import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
 import { Button, FieldSet, IconButton, InlineField, InlineFieldRow, Input, SecretInput, SecretTextArea } from '@grafana/ui';
 
 import { agentListErrors } from '../agentAddress';
+import { withoutSecret } from '../secrets';
 import { KindlingOptions, KindlingSecureOptions } from '../types';
 import { ClustersEditor } from './ClustersEditor';
 
@@ -61,24 +62,12 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
   const setToken = (token: string) => {
     onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, token } });
   };
-  const resetToken = () => {
-    onOptionsChange({
-      ...options,
-      secureJsonFields: { ...options.secureJsonFields, token: false },
-      secureJsonData: { ...options.secureJsonData, token: '' },
-    });
-  };
+  const resetToken = () => onOptionsChange(withoutSecret(options, 'token'));
   const caConfigured = options.secureJsonFields?.tlsCACert === true;
   const setCa = (tlsCACert: string) => {
     onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, tlsCACert } });
   };
-  const resetCa = () => {
-    onOptionsChange({
-      ...options,
-      secureJsonFields: { ...options.secureJsonFields, tlsCACert: false },
-      secureJsonData: { ...options.secureJsonData, tlsCACert: '' },
-    });
-  };
+  const resetCa = () => onOptionsChange(withoutSecret(options, 'tlsCACert'));
   const setServerName = (name: string) => {
     const tlsServerName = name.trim() === '' ? undefined : name.trim();
     onOptionsChange({ ...options, jsonData: { ...options.jsonData, tlsServerName } });
